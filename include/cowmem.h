@@ -1,0 +1,642 @@
+/* cowmem: copy-on-write initial memory images for WebAssembly runtimes.
+ *
+ * This is the only installed header. It is the API and its documentation.
+ *
+ * The model (what Wasmtime calls MemoryImage / MemoryImageSlot):
+ *   - an IMAGE is a linear memory's initial contents, built once, page
+ *     aligned, kept in a sealed memfd (or a range of an immutable file) and
+ *     shared by every instance;
+ *   - a SLOT is the address range of one linear memory. Instantiating a slot
+ *     with an image maps the image copy-on-write (MAP_PRIVATE) at its offset;
+ *     resetting the slot discards the instance's private pages with one
+ *     madvise, so the next instance of the same image needs no system call;
+ *   - a POOL (below) is one reservation holding many slots.
+ *
+ * Conventions for every function:
+ *   - an int result is 0 on success or a negative COWMEM_E* code; output
+ *     parameters are written only on success;
+ *   - sizes and offsets documented as "page multiples" are multiples of
+ *     cowmem_page_size() (the host page, not the 64 KiB WebAssembly page);
+ *     anything else is COWMEM_EINVAL;
+ *   - NULL where an object is required is COWMEM_EINVAL, never a crash.
+ */
+#ifndef COWMEM_H
+#define COWMEM_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(COWMEM_STATIC_DEFINE)
+#define COWMEM_API
+#elif defined(_WIN32)
+#define COWMEM_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define COWMEM_API __attribute__((visibility("default")))
+#else
+#define COWMEM_API
+#endif
+
+#define COWMEM_VERSION_MAJOR 0
+#define COWMEM_VERSION_MINOR 1
+#define COWMEM_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------
+ * Errors
+ *
+ * System errors are the negated errno value of the platform (libuv's
+ * convention), so COWMEM_ENOMEM == -ENOMEM on Linux. cowmem's own conditions
+ * use values below -4000 that no errno takes.
+ * ---------------------------------------------------------------------- */
+
+#define COWMEM__SYS_ERRORS(XX)                                                 \
+  XX(EPERM, -EPERM, "operation not permitted")                                 \
+  XX(ENOENT, -ENOENT, "no such file or directory")                             \
+  XX(EIO, -EIO, "i/o error")                                                   \
+  XX(EBADF, -EBADF, "bad file descriptor")                                     \
+  XX(EAGAIN, -EAGAIN, "resource temporarily unavailable")                      \
+  XX(ENOMEM, -ENOMEM, "out of memory")                                         \
+  XX(EACCES, -EACCES, "permission denied")                                     \
+  XX(EBUSY, -EBUSY, "resource busy")                                           \
+  XX(EINVAL, -EINVAL, "invalid argument")                                      \
+  XX(ENFILE, -ENFILE, "file table overflow")                                   \
+  XX(EMFILE, -EMFILE, "too many open files")                                   \
+  XX(EFBIG, -EFBIG, "file too large")                                          \
+  XX(ENOSPC, -ENOSPC, "no space left on device")                               \
+  XX(ERANGE, -ERANGE, "result out of range")                                   \
+  XX(ENOSYS, -ENOSYS, "function not implemented")                              \
+  XX(EOVERFLOW, -EOVERFLOW, "value too large for defined data type")           \
+  XX(ETIMEDOUT, -ETIMEDOUT, "timed out")
+
+#define COWMEM__OWN_ERRORS(XX)                                                 \
+  XX(ESTATE, -4001, "operation not valid in the object's current state")       \
+  XX(EBROKEN, -4002, "slot is broken after a failed system call; release it")  \
+  XX(EEXHAUSTED, -4003, "no free slot in the pool")                            \
+  XX(EMALFORMED, -4010, "malformed module")                                    \
+  XX(EINVALID, -4011, "invalid module")                                        \
+  XX(EUNSUPPORTED, -4012, "unsupported module feature")                        \
+  XX(EUNLINKABLE, -4013, "unlinkable module")                                  \
+  XX(EOOB, -4014, "out of bounds memory access")                               \
+  XX(EBADIMG, -4020, "corrupt image file")                                     \
+  XX(EVERSION, -4021, "unsupported image file version")                        \
+  XX(EPAGESIZE, -4022, "image file was built for another page size")           \
+  XX(EMISMATCH, -4023, "image file does not belong to this module")
+
+#define COWMEM_ERRORS(XX) COWMEM__SYS_ERRORS(XX) COWMEM__OWN_ERRORS(XX)
+
+typedef enum {
+#define COWMEM__ERR_ENUM(name, value, msg) COWMEM_##name = (value),
+  COWMEM_ERRORS(COWMEM__ERR_ENUM)
+#undef COWMEM__ERR_ENUM
+  COWMEM_OK = 0
+} cowmem_errno_t;
+
+/* A message for an error code; never NULL. Unknown negative values that are
+ * negated errno values get the system's message. Thread-safe. */
+COWMEM_API const char* cowmem_strerror(int err);
+/* The code's name without the prefix ("EINVAL", "ESTATE"); "UNKNOWN" for
+ * values not in the table. Thread-safe. */
+COWMEM_API const char* cowmem_err_name(int err);
+
+/* ------------------------------------------------------------------------
+ * Options (mimalloc's model): each has a default, read once from the
+ * environment variable COWMEM_<NAME> on first use, and may be set by the
+ * program. Setting an option affects objects created afterwards.
+ * Thread-safe.
+ * ---------------------------------------------------------------------- */
+
+#define COWMEM_OPTIONS(XX)                                                     \
+  /* name,         default, what it does */                                    \
+  XX(FORCE_COPY, 0,                                                            \
+     "keep images in ordinary memory and copy them at instantiation "          \
+     "(the portable fallback), even where memfd works")                        \
+  XX(VERBOSE, 0, "print a line on stderr when a fallback is taken")            \
+  XX(HOLE_PAGES, 16,                                                           \
+     "zero runs of at least this many pages inside an image are left "         \
+     "unmapped in a slot (anonymous zeros) instead of mapped from the memfd")  \
+  XX(MAX_MAPS, 8,                                                              \
+     "the most mappings one image takes in a slot; beyond it, the smallest "   \
+     "holes are mapped from the memfd too (each mapping costs a VMA per slot)")
+
+typedef enum {
+#define COWMEM__OPT_ENUM(name, def, doc) COWMEM_OPTION_##name,
+  COWMEM_OPTIONS(COWMEM__OPT_ENUM)
+#undef COWMEM__OPT_ENUM
+  COWMEM_OPTION_COUNT_
+} cowmem_option_t;
+
+COWMEM_API long cowmem_option_get(cowmem_option_t opt);
+COWMEM_API void cowmem_option_set(cowmem_option_t opt, long value);
+COWMEM_API const char* cowmem_option_name(cowmem_option_t opt);
+
+/* ------------------------------------------------------------------------
+ * Statistics: process-wide counters of the system calls cowmem makes, by
+ * kind. Reading them is how tests and benchmarks show that instantiating the
+ * same image again makes no system call. Counters are relaxed atomics:
+ * thread-safe, monotonic, approximate only while other threads run.
+ * ---------------------------------------------------------------------- */
+
+#define COWMEM_SYSCALLS(XX)                                                    \
+  XX(mmap) XX(munmap) XX(mprotect) XX(madvise) XX(process_madvise)             \
+  XX(memfd_create) XX(write) XX(read) XX(ftruncate) XX(fcntl) XX(close)        \
+  XX(fstat) XX(other)
+
+#define COWMEM_STATS_VERSION 1
+typedef struct cowmem_stats_s {
+  uint32_t version; /* COWMEM_STATS_VERSION */
+#define COWMEM__STAT_FIELD(name) uint64_t sys_##name;
+  COWMEM_SYSCALLS(COWMEM__STAT_FIELD)
+#undef COWMEM__STAT_FIELD
+  uint64_t syscalls_total;
+  uint64_t images_live;    /* images not yet freed */
+  uint64_t image_copies;   /* instantiations that copied (fallback) */
+} cowmem_stats_t;
+
+/* Fill *out (its version field is set by the call). */
+COWMEM_API void cowmem_stats_get(cowmem_stats_t* out);
+/* Print every counter through out(line, arg), one line at a time; with
+ * out == NULL, to stderr. */
+COWMEM_API void cowmem_stats_print(void (*out)(const char* line, void* arg),
+                                   void* arg);
+
+/* The host page size: the unit of every alignment rule below. */
+COWMEM_API size_t cowmem_page_size(void);
+
+/* ------------------------------------------------------------------------
+ * Images
+ *
+ * An image is [mem_offset, mem_offset + len) of a linear memory's initial
+ * contents; everything outside it is zero. mem_offset and len are page
+ * multiples; leading and trailing zero pages are never part of an image (an
+ * all-zero image has len 0 and maps nothing).
+ *
+ * Images are reference-counted. cowmem_image_retain adds a reference,
+ * cowmem_image_free drops one; the last drop closes the memfd. A slot that
+ * holds an image holds a reference, so the caller may free its own at once.
+ * All image functions are thread-safe; an image is immutable once created.
+ * ---------------------------------------------------------------------- */
+
+typedef struct cowmem_image_s cowmem_image_t;
+
+typedef enum {
+  COWMEM_IMAGE_MEMFD = 1, /* sealed memfd, mapped copy-on-write */
+  COWMEM_IMAGE_FILE = 2,  /* a range of a caller's file, mapped in place */
+  COWMEM_IMAGE_COPY = 3   /* ordinary memory, copied at instantiation */
+} cowmem_image_kind_t;
+
+typedef struct cowmem_image_info_s {
+  cowmem_image_kind_t kind;
+  uint64_t mem_offset;    /* where the image starts in linear memory */
+  uint64_t len;           /* bytes covered, a page multiple (0: empty) */
+  uint64_t source_offset; /* offset of the image in its fd (0 for memfd) */
+  uint64_t data_pages;    /* pages holding non-zero bytes */
+  int fd;                 /* the backing fd, -1 for COPY; owned by the image */
+} cowmem_image_info_t;
+
+/* Build an image from the bytes that a memory holds at [mem_offset,
+ * mem_offset + len). Neither needs to be aligned: the image is widened to
+ * whole pages with zeros. Only pages with a non-zero byte are written to the
+ * memfd; runs of zero pages inside the image stay holes of the file
+ * (ftruncate), so they are never resident. The memfd is sealed against
+ * writes, growth and shrinking before the call returns.
+ * Where memfd_create or sealing fails with ENOSYS, EMFILE, ENFILE, ENOMEM or
+ * EPERM, or COWMEM_FORCE_COPY is set, the image is COWMEM_IMAGE_COPY instead.
+ * Errors: EINVAL (NULL out, bytes NULL with len > 0, range overflow), ENOMEM,
+ * EIO and the other errors of write/ftruncate/fcntl. On error nothing leaks. */
+COWMEM_API int cowmem_image_new_from_bytes(const void* bytes, size_t len,
+                                           uint64_t mem_offset,
+                                           cowmem_image_t** out);
+
+/* Flags for cowmem_image_new_from_file. */
+#define COWMEM_IMAGE_FILE_IMMUTABLE 0x1u
+
+/* Build an image from the range [file_offset, file_offset + len) of the open
+ * file fd, placed at mem_offset in linear memory. file_offset and mem_offset
+ * are page multiples; len is a page multiple, or the range ends exactly at the
+ * file's end (the rest of the last page reads as zeros); the range lies inside
+ * the file. The image dups fd: the caller keeps and closes its own.
+ *
+ * Changing the file after the image is opened must not change any instance's
+ * memory (a private file mapping shows later writes to the file on pages the
+ * instance has not written). So the image maps the file directly only when
+ * that cannot happen: the file is a memfd sealed with F_SEAL_WRITE, or the
+ * caller passes COWMEM_IMAGE_FILE_IMMUTABLE and so promises the file is
+ * never written or truncated while the image lives (a read-only installed
+ * file). Otherwise the range is copied into a new sealed memfd (or ordinary
+ * memory in the fallback), which costs the page-cache sharing between
+ * processes that a direct mapping gives.
+ * Errors: EINVAL (alignment, range outside the file, len 0), EBADF, and the
+ * errors of fstat/dup/read. On error nothing leaks. */
+COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
+                                          uint64_t len, uint64_t mem_offset,
+                                          unsigned flags,
+                                          cowmem_image_t** out);
+
+COWMEM_API cowmem_image_t* cowmem_image_retain(cowmem_image_t* image);
+/* Drop one reference; NULL is ignored. */
+COWMEM_API void cowmem_image_free(cowmem_image_t* image);
+/* Errors: EINVAL for NULL arguments. */
+COWMEM_API int cowmem_image_info(const cowmem_image_t* image,
+                                 cowmem_image_info_t* out);
+/* Copy the image's bytes at [offset, offset + len) of linear memory into
+ * dst (zeros outside the image). For tests and tools; slow. */
+COWMEM_API int cowmem_image_read(const cowmem_image_t* image, uint64_t offset,
+                                 void* dst, size_t len);
+
+/* ------------------------------------------------------------------------
+ * Slots
+ *
+ * A slot is one linear memory's address range of `reserve` bytes: the
+ * largest size the memory may reach plus any guard region. Bytes
+ * [0, accessible) are read-write; every byte above is PROT_NONE, so an access
+ * there faults (SIGSEGV), which is what lets a runtime elide bounds checks.
+ *
+ * States:
+ *   EMPTY  nothing accessible, no image (a new or released slot);
+ *   READY  clean: [0, size) holds exactly image and zeros; an instantiate
+ *          with the same image and size needs no system call;
+ *   DIRTY  an instance runs in it (after instantiate, before reset);
+ *   BROKEN a system call failed half-way; only release and free are valid.
+ *
+ * A slot is not thread-safe: one thread at a time may call functions on it
+ * (different slots may be used from different threads at once).
+ * ---------------------------------------------------------------------- */
+
+typedef struct cowmem_slot_s cowmem_slot_t;
+
+typedef enum {
+  COWMEM_SLOT_EMPTY = 0,
+  COWMEM_SLOT_READY = 1,
+  COWMEM_SLOT_DIRTY = 2,
+  COWMEM_SLOT_BROKEN = 3
+} cowmem_slot_state_t;
+
+/* Reserve `reserve` bytes (a page multiple > 0) of inaccessible address space
+ * (PROT_NONE, MAP_NORESERVE) and make a slot of it. cowmem_slot_free unmaps
+ * it. Errors: EINVAL, ENOMEM (address space or rlimit). */
+COWMEM_API int cowmem_slot_new(size_t reserve, cowmem_slot_t** out);
+
+/* Make a slot of a range the caller reserved: base page-aligned, reserve a
+ * page multiple, the range mapped and owned by the caller. cowmem maps over
+ * parts of it but never unmaps any of it: release and free leave it
+ * anonymous PROT_NONE memory. Errors: EINVAL, ENOMEM. */
+COWMEM_API int cowmem_slot_new_at(void* base, size_t reserve,
+                                  cowmem_slot_t** out);
+
+/* Release the slot (see cowmem_slot_release), then free it; a slot made by
+ * cowmem_slot_new is unmapped. Pointers into the slot become invalid. NULL is
+ * ignored. Returns 0 or the release's error (the slot is freed anyway). */
+COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
+
+/* Start an instance: afterwards [0, initial_size) is read-write and holds
+ * the image at its offset and zeros elsewhere; [initial_size, reserve) is
+ * inaccessible; the slot is DIRTY. image may be NULL (all zeros).
+ * The same image and size as the READY slot holds: no system call. Another
+ * size: one mprotect. Another image: the old image's range is replaced and the
+ * new one mapped (the slot keeps a reference to it). A COPY image is copied.
+ * Errors: ESTATE (slot DIRTY), EBROKEN, EINVAL (initial_size not a page
+ * multiple, larger than reserve, or smaller than the image's end), and the
+ * errors of mmap/mprotect. On a system call failure the slot is released to
+ * EMPTY (or left BROKEN if even that fails). */
+COWMEM_API int cowmem_slot_instantiate(cowmem_slot_t* slot,
+                                       size_t initial_size,
+                                       cowmem_image_t* image);
+
+/* Make [0, new_size) accessible: one mprotect of the new part, which reads as
+ * zeros. new_size is a page multiple, >= the accessible size, <= reserve.
+ * Errors: ESTATE (not DIRTY), EINVAL (alignment, shrink), ERANGE (beyond the
+ * reserve), and mprotect's errors (the slot stays DIRTY at its old size). */
+COWMEM_API int cowmem_slot_grow(cowmem_slot_t* slot, size_t new_size);
+
+/* End an instance: discard its writes with madvise(MADV_DONTNEED) over the
+ * accessible range (restoring image and zeros), make everything above the
+ * initial size inaccessible again. The slot becomes READY for the same image
+ * and initial size. Errors: ESTATE (not DIRTY), EBROKEN, and the errors of
+ * madvise/mprotect; on those the slot is released to EMPTY (or BROKEN). */
+COWMEM_API int cowmem_slot_reset(cowmem_slot_t* slot);
+
+/* Drop the instance and the image: map fresh anonymous PROT_NONE memory over
+ * the whole slot (never unmapping a hole in the reservation) and drop the
+ * image reference. Valid in every state; the slot becomes EMPTY. Errors: the
+ * errors of mmap, after which the slot is BROKEN (try again). */
+COWMEM_API int cowmem_slot_release(cowmem_slot_t* slot);
+
+COWMEM_API cowmem_slot_state_t cowmem_slot_state(const cowmem_slot_t* slot);
+COWMEM_API bool cowmem_slot_dirty(const cowmem_slot_t* slot);
+COWMEM_API bool cowmem_slot_has_image(const cowmem_slot_t* slot);
+/* The image the slot holds (borrowed, valid while the slot holds it). */
+COWMEM_API cowmem_image_t* cowmem_slot_image(const cowmem_slot_t* slot);
+/* Bytes [0, n) accessible now. */
+COWMEM_API size_t cowmem_slot_size(const cowmem_slot_t* slot);
+COWMEM_API size_t cowmem_slot_reserve(const cowmem_slot_t* slot);
+/* The slot's first byte; stable for the slot's life. */
+COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
+
+/* ---- pool: declarations go here (owned by the pool work) ---- */
+
+/* ---- wasm front end: declarations go here (owned by the wasm work) ---- */
+
+/* ------------------------------------------------------------------------
+ * WebAssembly front end
+ *
+ * cowmem_module_parse reads what a WebAssembly binary says about memory:
+ * imports and definitions of memories and globals, exports, data segments,
+ * the start function, and the section layout. It decodes every section it
+ * needs, checks section order, sizes and the spec's validation rules for
+ * those sections, and skips the others (types, tables, elements, code) by
+ * size after the cheap checks on them. It does NOT validate function
+ * bodies: a module whose only fault is in a function body parses.
+ *
+ * It then builds, for each defined memory whose initial contents are known
+ * before instantiation, an image (see Images): its active data segments
+ * with constant offsets applied in module order onto zeros. A memory gets
+ * no image when a segment's offset comes from an imported global, a segment
+ * ends beyond the memory's initial size (instantiation traps), the memory
+ * is imported, or its data spans more than COWMEM_MODULE_IMAGE_SPAN_MAX
+ * bytes. Such memories use the segmented fallback: cowmem_module_apply_*.
+ *
+ * A module is immutable once parsed: every function below may be called
+ * from any thread at once on the same module; cowmem_module_free must not
+ * race with any of them.
+ * ---------------------------------------------------------------------- */
+
+typedef struct cowmem_module_s cowmem_module_t;
+
+/* Where and why parsing or instantiating failed. offset is a byte offset in
+ * the module binary; reason is the spec's wording where the spec test suite
+ * has one ("unexpected end", "integer too large", "unknown memory 1", ...). */
+typedef struct cowmem_diag_s {
+  int code;        /* the error returned (0: none) */
+  uint64_t offset; /* byte offset in the module */
+  char reason[128];
+} cowmem_diag_t;
+
+/* Flags for cowmem_module_parse. The default is the current spec with the
+ * memory64 and multi-memory proposals; the NO_* flags restore older rules
+ * (what the spec tests of that era assert). */
+#define COWMEM_MODULE_BORROW 0x01u  /* keep a pointer to the caller's bytes
+                                       instead of a copy (see below) */
+#define COWMEM_MODULE_NO_IMAGES 0x02u /* parse only; no memory images */
+#define COWMEM_MODULE_NO_MULTI_MEMORY 0x04u /* > 1 memory is invalid */
+#define COWMEM_MODULE_NO_MEMORY64 0x08u     /* memory64 limits malformed */
+/* Constant expressions may read only imported globals (the rule before the
+ * GC proposal relaxed it to any earlier immutable global). */
+#define COWMEM_MODULE_NO_DEFINED_GLOBAL_GET 0x10u
+
+/* Largest span (first to last non-empty segment byte) an image is built for;
+ * beyond it the memory uses the segmented fallback. */
+#define COWMEM_MODULE_IMAGE_SPAN_MAX ((uint64_t)1 << 30)
+
+/* Parse len bytes of a WebAssembly binary and build its memory images.
+ * The module copies the bytes, unless COWMEM_MODULE_BORROW: then it keeps
+ * `bytes`, which must stay valid and unchanged until cowmem_module_free.
+ * Every pointer the module hands out (names, segment data) points into
+ * those bytes and is valid until cowmem_module_free.
+ * Errors: EINVAL (NULL out, bytes NULL with len > 0), EMALFORMED (cannot be
+ * decoded), EINVALID (decodes but breaks a validation rule), EUNSUPPORTED
+ * (a feature cowmem does not handle), ENOMEM and the errors of
+ * cowmem_image_new_from_bytes. On a parse error *diag (if not NULL) says
+ * where and why; it is zeroed on success. */
+COWMEM_API int cowmem_module_parse(const void* bytes, size_t len,
+                                   unsigned flags, cowmem_module_t** out,
+                                   cowmem_diag_t* diag);
+/* Free the module and drop its image references (a slot holding one keeps
+ * it). Every pointer obtained from the module becomes invalid. NULL is
+ * ignored. */
+COWMEM_API void cowmem_module_free(cowmem_module_t* module);
+/* The module's bytes (the copy, or the caller's with BORROW). */
+COWMEM_API const uint8_t* cowmem_module_bytes(const cowmem_module_t* module,
+                                              size_t* len);
+
+/* Sections, in file order, custom sections included. For tools that
+ * rewrite the binary (strip, compile). */
+typedef struct cowmem_section_info_s {
+  uint32_t id;             /* 0 custom, 1 type, ..., 11 data, 12 data count */
+  uint64_t offset;         /* of the id byte */
+  uint64_t payload_offset; /* of the first byte after the size */
+  uint64_t payload_len;
+} cowmem_section_info_t;
+
+COWMEM_API uint32_t cowmem_module_section_count(const cowmem_module_t* m);
+/* Errors: EINVAL (NULL, index out of range). Same for every *_info below. */
+COWMEM_API int cowmem_module_section_info(const cowmem_module_t* m,
+                                          uint32_t index,
+                                          cowmem_section_info_t* out);
+
+/* Memories, in index space order: imported ones first. Names point into the
+ * module's bytes, are not NUL-terminated, and are NULL/0 if not imported. */
+typedef struct cowmem_memory_info_s {
+  bool imported;
+  bool memory64;   /* flag 0x04 */
+  bool shared;     /* flag 0x02 */
+  bool has_max;
+  uint64_t min_pages; /* 64 KiB WebAssembly pages */
+  uint64_t max_pages; /* valid if has_max */
+  const char* import_module;
+  size_t import_module_len;
+  const char* import_name;
+  size_t import_name_len;
+  uint32_t export_count;    /* exports naming this memory */
+  uint32_t active_segments; /* active data segments targeting it */
+} cowmem_memory_info_t;
+
+COWMEM_API uint32_t cowmem_module_memory_count(const cowmem_module_t* m);
+COWMEM_API int cowmem_module_memory_info(const cowmem_module_t* m,
+                                         uint32_t index,
+                                         cowmem_memory_info_t* out);
+
+/* Why a memory has no image. */
+typedef enum {
+  COWMEM_NOIMAGE_NONE = 0,          /* it has one (or is all zeros) */
+  COWMEM_NOIMAGE_IMPORTED = 1,      /* the memory is imported */
+  COWMEM_NOIMAGE_GLOBAL_OFFSET = 2, /* a segment offset is an import */
+  COWMEM_NOIMAGE_OUT_OF_BOUNDS = 3, /* a segment ends beyond min_pages:
+                                       instantiation traps */
+  COWMEM_NOIMAGE_TOO_SPARSE = 4,    /* span > COWMEM_MODULE_IMAGE_SPAN_MAX */
+  COWMEM_NOIMAGE_NOT_BUILT = 5      /* parsed with COWMEM_MODULE_NO_IMAGES */
+} cowmem_noimage_t;
+
+/* The image of memory `index`: *image is a new reference (release it with
+ * cowmem_image_free) or NULL when the memory has no image or its initial
+ * contents are all zeros; *why (if not NULL) says which. The image holds
+ * the memory's initial bytes exactly when *why is COWMEM_NOIMAGE_NONE.
+ * Errors: EINVAL. */
+COWMEM_API int cowmem_module_memory_image(const cowmem_module_t* m,
+                                          uint32_t index,
+                                          cowmem_image_t** image,
+                                          cowmem_noimage_t* why);
+/* A sentence saying why memory `index` has no image, with the segment at
+ * fault ("" if it has one); valid until cowmem_module_free. NULL for a bad
+ * index. */
+COWMEM_API const char* cowmem_module_memory_why(const cowmem_module_t* m,
+                                                uint32_t index);
+
+/* Value types, by their binary encoding. */
+#define COWMEM_TYPE_I32 0x7f
+#define COWMEM_TYPE_I64 0x7e
+#define COWMEM_TYPE_F32 0x7d
+#define COWMEM_TYPE_F64 0x7c
+#define COWMEM_TYPE_V128 0x7b
+#define COWMEM_TYPE_FUNCREF 0x70
+#define COWMEM_TYPE_EXTERNREF 0x6f
+
+typedef enum {
+  COWMEM_INIT_CONST = 0,  /* value holds the bits (i32 zero-extended) */
+  COWMEM_INIT_IMPORT = 1, /* equals imported global `global` */
+  COWMEM_INIT_OTHER = 2   /* a reference or v128: not tracked */
+} cowmem_init_kind_t;
+
+/* Globals, imported ones first. For an imported global, init is
+ * COWMEM_INIT_IMPORT with global == its own index. */
+typedef struct cowmem_global_info_s {
+  bool imported;
+  bool is_mutable;
+  uint8_t type; /* COWMEM_TYPE_* */
+  cowmem_init_kind_t init;
+  uint64_t value;
+  uint32_t global;
+  const char* import_module;
+  size_t import_module_len;
+  const char* import_name;
+  size_t import_name_len;
+} cowmem_global_info_t;
+
+COWMEM_API uint32_t cowmem_module_global_count(const cowmem_module_t* m);
+COWMEM_API int cowmem_module_global_info(const cowmem_module_t* m,
+                                         uint32_t index,
+                                         cowmem_global_info_t* out);
+
+typedef enum {
+  COWMEM_EXTERN_FUNC = 0,
+  COWMEM_EXTERN_TABLE = 1,
+  COWMEM_EXTERN_MEMORY = 2,
+  COWMEM_EXTERN_GLOBAL = 3,
+  COWMEM_EXTERN_TAG = 4
+} cowmem_extern_kind_t;
+
+typedef struct cowmem_export_info_s {
+  cowmem_extern_kind_t kind;
+  uint32_t index;
+  const char* name; /* into the module's bytes, not NUL-terminated */
+  size_t name_len;
+} cowmem_export_info_t;
+
+COWMEM_API uint32_t cowmem_module_export_count(const cowmem_module_t* m);
+COWMEM_API int cowmem_module_export_info(const cowmem_module_t* m,
+                                         uint32_t index,
+                                         cowmem_export_info_t* out);
+/* Whether the module has a start function (its index in *func if so):
+ * after it runs, memory may differ from the initial image. */
+COWMEM_API bool cowmem_module_start(const cowmem_module_t* m, uint32_t* func);
+/* Imports of every kind, by kind (functions, tables, memories, globals,
+ * tags). */
+COWMEM_API uint32_t cowmem_module_import_count(const cowmem_module_t* m,
+                                               cowmem_extern_kind_t kind);
+
+/* Data segments, in module order. */
+typedef enum {
+  COWMEM_SEGMENT_ACTIVE = 0,
+  COWMEM_SEGMENT_PASSIVE = 1
+} cowmem_segment_mode_t;
+
+typedef enum {
+  COWMEM_OFFSET_CONST = 0, /* offset is the value */
+  COWMEM_OFFSET_GLOBAL = 1 /* offset is imported global `offset`'s value */
+} cowmem_offset_kind_t;
+
+typedef struct cowmem_segment_info_s {
+  cowmem_segment_mode_t mode;
+  uint32_t memory; /* active only */
+  cowmem_offset_kind_t offset_kind;
+  uint64_t offset; /* the offset, or an imported global's index */
+  const uint8_t* data; /* into the module's bytes */
+  uint64_t data_len;
+  /* Byte ranges in the binary: the segment is [segment_offset,
+   * segment_end) (from its flags to its last data byte); its data starts at
+   * data_offset. */
+  uint64_t segment_offset;
+  uint64_t segment_end;
+  uint64_t data_offset;
+  /* Active, and its memory's image already holds its bytes: a runtime using
+   * the image must not apply it again (strip may drop it). */
+  bool covered_by_image;
+} cowmem_segment_info_t;
+
+COWMEM_API uint32_t cowmem_module_segment_count(const cowmem_module_t* m);
+COWMEM_API int cowmem_module_segment_info(const cowmem_module_t* m,
+                                          uint32_t index,
+                                          cowmem_segment_info_t* out);
+
+/* The value of an imported global, as the embedder supplies it. bits holds
+ * the value's bit pattern (i32 and f32 in the low 32 bits). */
+typedef struct cowmem_global_value_s {
+  uint8_t type; /* COWMEM_TYPE_* */
+  bool is_mutable;
+  uint64_t bits;
+} cowmem_global_value_t;
+
+/* A memory an import is satisfied with. */
+typedef struct cowmem_memory_desc_s {
+  uint64_t pages; /* current size in 64 KiB pages */
+  uint64_t max_pages;
+  bool has_max;
+  bool memory64;
+  bool shared;
+} cowmem_memory_desc_t;
+
+/* The instantiation verdict as far as memories decide it, in the spec's
+ * order: (1) imports: each imported global's type and mutability and each
+ * imported memory's limits must match what is supplied (EUNLINKABLE,
+ * "incompatible import type"); (2) every active segment's offset is
+ * evaluated; (3) segments are checked in module order across all
+ * memories, the first one that does not fit its memory's initial size
+ * (imported: `memories[i].pages`) fails with EOOB, "out of bounds memory
+ * access", diag->offset at that segment. globals[i] is imported global i
+ * (nglobals must equal the import count), memories[i] imported memory i.
+ * Functions, tables and element segments are not considered.
+ * Errors: EINVAL for NULL or count mismatch. Thread-safe (reads only). */
+COWMEM_API int cowmem_module_instantiate_check(
+    const cowmem_module_t* m, const cowmem_memory_desc_t* memories,
+    size_t nmemories, const cowmem_global_value_t* globals, size_t nglobals,
+    cowmem_diag_t* diag);
+
+/* A memory's bytes as the runtime holds them. */
+typedef struct cowmem_memory_view_s {
+  void* base;
+  uint64_t size; /* accessible bytes */
+} cowmem_memory_view_t;
+
+/* The segmented fallback: write active segments into memories at
+ * instantiation with the spec's semantics. Segments are applied in module
+ * order; a segment that does not fit [0, size) writes nothing and stops
+ * the process with EOOB, "out of bounds memory access" (bulk-memory
+ * semantics: earlier segments' writes remain, later ones are not applied).
+ *   apply_all: every active segment; views[i] is memory i of the index
+ *     space (nviews == cowmem_module_memory_count); a view with base NULL
+ *     is skipped for writing but its size still bounds-checks (pass the
+ *     image-backed memories that way, or call with skip_covered).
+ *   apply_segments: only memory mem_idx's segments.
+ * With skip_covered, segments covered by an image are bounds-checked but
+ * not written. globals as for instantiate_check.
+ * Errors: EINVAL (NULL, counts), EOOB. The caller must not run these
+ * concurrently on the same memory bytes. */
+COWMEM_API int cowmem_module_apply_all(const cowmem_module_t* m,
+                                       const cowmem_memory_view_t* views,
+                                       size_t nviews,
+                                       const cowmem_global_value_t* globals,
+                                       size_t nglobals, bool skip_covered,
+                                       cowmem_diag_t* diag);
+COWMEM_API int cowmem_module_apply_segments(
+    const cowmem_module_t* m, uint32_t mem_idx, void* base, uint64_t size,
+    const cowmem_global_value_t* globals, size_t nglobals, bool skip_covered,
+    cowmem_diag_t* diag);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COWMEM_H */

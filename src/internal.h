@@ -1,0 +1,75 @@
+/* Internal declarations shared by the core's files. Not installed. */
+#ifndef COWMEM_INTERNAL_H
+#define COWMEM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cowmem.h"
+#include "os/os.h"
+
+/* errno value from the OS layer -> COWMEM_E* code. */
+static inline int cowmem__err_from_os(int e) { return e == 0 ? 0 : -e; }
+
+static inline bool cowmem__is_page_multiple(uint64_t v) {
+  return (v & (cowmem__os_page_size() - 1)) == 0;
+}
+static inline uint64_t cowmem__page_floor(uint64_t v) {
+  return v & ~(uint64_t)(cowmem__os_page_size() - 1);
+}
+/* Round up; false on overflow. */
+static inline bool cowmem__page_ceil(uint64_t v, uint64_t* out) {
+  uint64_t m = cowmem__os_page_size() - 1;
+  if (v > UINT64_MAX - m) return false;
+  *out = (v + m) & ~m;
+  return true;
+}
+
+/* A run of pages of an image that hold non-zero bytes, relative to the
+ * image's mem_offset. Copies restore only these; holes stay untouched. */
+typedef struct {
+  uint64_t off;
+  uint64_t len;
+} cowmem__run_t;
+
+struct cowmem_image_s {
+  _Atomic uint32_t refs;
+  cowmem_image_kind_t kind;
+  uint64_t mem_offset;
+  uint64_t len;
+  uint64_t source_offset;
+  uint64_t data_pages;
+  int fd;            /* MEMFD and FILE; -1 for COPY */
+  uint8_t* bytes;    /* COPY: an anonymous mapping of len bytes (sparse) */
+  cowmem__run_t* runs; /* non-zero page runs, in order */
+  size_t nruns;
+  /* MEMFD/FILE: the ranges mapped from the fd, runs joined across small
+   * holes (see image_plan_maps); the large holes between them stay
+   * anonymous memory in a slot, because a read fault on a hole of a private
+   * shmem mapping allocates a page in the memfd. */
+  cowmem__run_t* maps;
+  size_t nmaps;
+  uint64_t id;       /* unique for the process's life (pools key on it) */
+};
+
+/* Copy an image's non-zero runs to dst, which is the memory at
+ * image->mem_offset. Other bytes of dst are not touched. */
+void cowmem__image_copy_into(const cowmem_image_t* image, uint8_t* dst);
+
+/* Statistics kept by the core (system call counters live in the OS layer). */
+extern _Atomic uint64_t cowmem__stat_images_live;
+extern _Atomic uint64_t cowmem__stat_image_copies;
+
+#define COWMEM__STAT_INC(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
+#define COWMEM__STAT_DEC(c) atomic_fetch_sub_explicit(&(c), 1, memory_order_relaxed)
+
+/* Print a line when COWMEM_VERBOSE is set. */
+void cowmem__verbose(const char* fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+#endif

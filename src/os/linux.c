@@ -1,0 +1,178 @@
+/* The Linux backend (included by os.c). memfd with seals, private file
+ * mappings for copy-on-write, MADV_DONTNEED to discard, process_madvise to
+ * discard many ranges in one call. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#define MFD_ALLOW_SEALING 0x0002U
+#endif
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS 1033
+#define F_GET_SEALS 1034
+#define F_SEAL_SEAL 0x0001
+#define F_SEAL_SHRINK 0x0002
+#define F_SEAL_GROW 0x0004
+#define F_SEAL_WRITE 0x0008
+#endif
+
+int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
+                        cowmem__prot_t prot) {
+  COWMEM__OS_INJECT(COWMEM__OS_mmap);
+  cowmem__os_count(COWMEM__OS_mmap);
+  void* p = mmap(addr, len, os_prot(prot), MAP_PRIVATE | MAP_FIXED, fd, (off_t)off);
+  return p == MAP_FAILED ? errno : 0;
+}
+
+int cowmem__os_discard(void* addr, size_t len) {
+  COWMEM__OS_INJECT(COWMEM__OS_madvise);
+  cowmem__os_count(COWMEM__OS_madvise);
+  return madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+/* process_madvise(MADV_DONTNEED) on our own process: Linux >= 6.13 accepts
+ * any advice for the caller itself. The pidfd is per process: after fork
+ * the child opens its own (a pidfd names the parent otherwise). */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+static _Atomic int pm_state;  /* 0 unknown, 1 works, -1 unsupported */
+static _Atomic int pm_pidfd = -1;
+static _Atomic pid_t pm_pid;
+
+static int os_self_pidfd(void) {
+  pid_t me = getpid();
+  int fd = atomic_load(&pm_pidfd);
+  if (fd >= 0 && atomic_load(&pm_pid) == me) return fd;
+  cowmem__os_count(COWMEM__OS_other);
+  int nfd = (int)syscall(SYS_pidfd_open, me, 0);
+  if (nfd < 0) return -1;
+  int expected = fd;
+  if (atomic_compare_exchange_strong(&pm_pidfd, &expected, nfd)) {
+    atomic_store(&pm_pid, me);
+    /* An inherited fd from the parent stays open: closing it could race with
+     * a thread still using it, and it is one fd per fork. */
+    return nfd;
+  }
+  close(nfd);
+  return atomic_load(&pm_pidfd);
+}
+
+int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
+  if (n == 0) return 0;
+  if (atomic_load_explicit(&pm_state, memory_order_relaxed) >= 0) {
+    int pidfd = os_self_pidfd();
+    size_t done = 0;
+    while (pidfd >= 0 && done < n) {
+      struct iovec iov[512];
+      size_t k = n - done < 512 ? n - done : 512;
+      size_t bytes = 0;
+      for (size_t i = 0; i < k; i++) {
+        iov[i].iov_base = ranges[done + i].addr;
+        iov[i].iov_len = ranges[done + i].len;
+        bytes += ranges[done + i].len;
+      }
+      int inj = 0;
+#ifdef COWMEM_TESTING
+      inj = cowmem__os_inject_check(COWMEM__OS_process_madvise);
+      if (inj != 0) return inj;
+#endif
+      (void)inj;
+      cowmem__os_count(COWMEM__OS_process_madvise);
+      long r = syscall(SYS_process_madvise, pidfd, iov, k, MADV_DONTNEED, 0);
+      if (r < 0) {
+        int e = errno;
+        if (done == 0 && (e == EINVAL || e == ENOSYS || e == EPERM ||
+                          e == EOPNOTSUPP)) {
+          atomic_store(&pm_state, -1); /* old kernel: per-range from now on */
+          break;
+        }
+        return e;
+      }
+      atomic_store_explicit(&pm_state, 1, memory_order_relaxed);
+      if ((size_t)r != bytes) {
+        /* Partial advice: finish this batch range by range. */
+        size_t left = (size_t)r;
+        for (size_t i = 0; i < k; i++) {
+          const cowmem__os_range_t* rg = &ranges[done + i];
+          if (left >= rg->len) { left -= rg->len; continue; }
+          int e = cowmem__os_discard((char*)rg->addr + left, rg->len - left);
+          if (e) return e;
+          left = 0;
+        }
+      }
+      done += k;
+    }
+    if (done == n) return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    int e = cowmem__os_discard(ranges[i].addr, ranges[i].len);
+    if (e) return e;
+  }
+  return 0;
+}
+
+bool cowmem__os_has_memfd(void) { return true; }
+
+int cowmem__os_memfd_new(const char* name, int* fd) {
+  COWMEM__OS_INJECT(COWMEM__OS_memfd_create);
+  cowmem__os_count(COWMEM__OS_memfd_create);
+  int r = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (r < 0) return errno;
+  *fd = r;
+  return 0;
+}
+
+int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
+  const char* p = buf;
+  while (len > 0) {
+    COWMEM__OS_INJECT(COWMEM__OS_write);
+    cowmem__os_count(COWMEM__OS_write);
+    ssize_t w = pwrite(fd, p, len, (off_t)off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (w == 0) return EIO;
+    p += w;
+    off += (uint64_t)w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+int cowmem__os_ftruncate(int fd, uint64_t size) {
+  COWMEM__OS_INJECT(COWMEM__OS_ftruncate);
+  cowmem__os_count(COWMEM__OS_ftruncate);
+  return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+}
+
+int cowmem__os_seal(int fd) {
+  COWMEM__OS_INJECT(COWMEM__OS_fcntl);
+  cowmem__os_count(COWMEM__OS_fcntl);
+  int seals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
+  return fcntl(fd, F_ADD_SEALS, seals) == 0 ? 0 : errno;
+}
+
+int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
+  COWMEM__OS_INJECT(COWMEM__OS_fstat);
+  cowmem__os_count(COWMEM__OS_fstat);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return EINVAL;
+  cowmem__os_count(COWMEM__OS_fcntl);
+  int seals = fcntl(fd, F_GET_SEALS);
+  *size = (uint64_t)st.st_size;
+  *write_sealed = seals >= 0 && (seals & F_SEAL_WRITE) != 0;
+  return 0;
+}
+

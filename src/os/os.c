@@ -1,0 +1,49 @@
+/* The OS layer's shared part: system call counters, fault injection, and the
+ * one place where a backend is chosen. */
+#include "os/os.h"
+
+#include <stdatomic.h>
+
+static _Atomic uint64_t os_counters[COWMEM__OS_OP_COUNT];
+
+void cowmem__os_count(cowmem__os_op_t op) {
+  atomic_fetch_add_explicit(&os_counters[op], 1, memory_order_relaxed);
+}
+
+uint64_t cowmem__os_counter(cowmem__os_op_t op) {
+  return atomic_load_explicit(&os_counters[op], memory_order_relaxed);
+}
+
+#ifdef COWMEM_TESTING
+/* One pending failure per kind: remaining calls to let through (+1), and
+ * the errno. Atomic so that tests with threads stay race-free. */
+static _Atomic unsigned inject_countdown[COWMEM__OS_OP_COUNT];
+static _Atomic int inject_err[COWMEM__OS_OP_COUNT];
+
+void cowmem__os_inject_fail(cowmem__os_op_t op, unsigned after, int err) {
+  atomic_store(&inject_err[op], err);
+  atomic_store(&inject_countdown[op], after + 1);
+}
+
+void cowmem__os_inject_clear(void) {
+  for (int i = 0; i < COWMEM__OS_OP_COUNT; i++)
+    atomic_store(&inject_countdown[i], 0);
+}
+
+int cowmem__os_inject_check(cowmem__os_op_t op) {
+  unsigned n = atomic_load_explicit(&inject_countdown[op], memory_order_relaxed);
+  while (n != 0) {
+    if (atomic_compare_exchange_weak(&inject_countdown[op], &n, n - 1))
+      return n == 1 ? atomic_load(&inject_err[op]) : 0;
+  }
+  return 0;
+}
+#endif
+
+/* The backend. Exactly one is compiled, here, after the Unix common part. */
+#include "os/unix.c"
+#if defined(__linux__) && !defined(COWMEM_OS_FORCE_POSIX)
+#include "os/linux.c"
+#else
+#include "os/posix.c"
+#endif

@@ -1,0 +1,111 @@
+/* The OS layer: the only code in cowmem that makes system calls.
+ *
+ * Shared contract of every primitive here:
+ *   - addresses and lengths are page-aligned (cowmem__os_page_size()), lengths
+ *     non-zero unless stated, output pointers non-NULL;
+ *   - the result is 0 or a positive errno value; the core converts it to a
+ *     COWMEM_E* code with cowmem__err_from_os();
+ *   - on failure nothing was allocated (no fd, no mapping left behind);
+ *   - each call is counted in the process-wide statistics by kind, and under
+ *     COWMEM_TESTING it can be made to fail (cowmem__os_inject_fail);
+ *   - no policy: which range to discard or protect is the core's decision.
+ *
+ * Backends: linux.c (memfd, seals, MADV_DONTNEED, process_madvise) and
+ * posix.c (anonymous mmap only: no memfd, so every image is a copy, and
+ * "discard" maps fresh zero pages). os.c picks one; COWMEM_OS_FORCE_POSIX
+ * builds the posix one on Linux so its tests run here. */
+#ifndef COWMEM_OS_H
+#define COWMEM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cowmem.h"
+
+/* Protection of a range. */
+typedef enum {
+  COWMEM__PROT_NONE = 0,
+  COWMEM__PROT_RW = 1,
+  COWMEM__PROT_READ = 2
+} cowmem__prot_t;
+
+/* The kinds of system call, for the statistics and for fault injection.
+ * Same order as COWMEM_SYSCALLS in cowmem.h. */
+typedef enum {
+#define COWMEM__OS_OP_ENUM(name) COWMEM__OS_##name,
+  COWMEM_SYSCALLS(COWMEM__OS_OP_ENUM)
+#undef COWMEM__OS_OP_ENUM
+  COWMEM__OS_OP_COUNT
+} cowmem__os_op_t;
+
+size_t cowmem__os_page_size(void);
+
+/* Reserve len bytes of inaccessible address space (PROT_NONE, no commit
+ * charge). *out receives the base. */
+int cowmem__os_reserve(size_t len, void** out);
+/* Unmap a whole reservation made by cowmem__os_reserve (or any range the
+ * caller owns). */
+int cowmem__os_unmap(void* addr, size_t len);
+/* Replace [addr, addr+len) with fresh anonymous private memory (zeros) of
+ * the given protection. The range stays mapped whatever happens: on failure
+ * the old mapping is still there (MAP_FIXED replaces atomically). */
+int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot);
+/* Map [off, off+len) of fd privately (copy-on-write) at addr, replacing what
+ * was there. off page-aligned. Linux only; posix returns ENOSYS. */
+int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
+                        cowmem__prot_t prot);
+int cowmem__os_protect(void* addr, size_t len, cowmem__prot_t prot);
+/* Throw away the private pages of [addr, addr+len): afterwards anonymous
+ * memory reads as zeros and private file mappings read the file again.
+ * Linux: madvise(MADV_DONTNEED). posix: only valid on anonymous RW memory,
+ * replaced by a fresh mapping. */
+int cowmem__os_discard(void* addr, size_t len);
+/* Discard several ranges at once (one process_madvise where the kernel has
+ * it, else one discard per range). */
+typedef struct {
+  void* addr;
+  size_t len;
+} cowmem__os_range_t;
+int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n);
+
+/* Does the backend have memfd with seals? Probed once, cached. */
+bool cowmem__os_has_memfd(void);
+/* A new memfd of size 0 (close-on-exec, sealing allowed). */
+int cowmem__os_memfd_new(const char* name, int* fd);
+/* Write all of buf at off (loops over short writes). */
+int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
+/* Read all of [off, off+len) into buf; EIO if the file ends first. */
+int cowmem__os_pread_all(int fd, void* buf, size_t len, uint64_t off);
+int cowmem__os_ftruncate(int fd, uint64_t size);
+/* Seal against write, grow, shrink and further sealing. */
+int cowmem__os_seal(int fd);
+/* File size and whether F_SEAL_WRITE is set on it. */
+int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed);
+int cowmem__os_dup(int fd, int* out);
+/* Close; errors are counted but not reported (close always frees the fd). */
+void cowmem__os_close(int fd);
+
+/* Count one system call of this kind (also used by the core for calls it
+ * makes through a primitive with a different name). */
+void cowmem__os_count(cowmem__os_op_t op);
+uint64_t cowmem__os_counter(cowmem__os_op_t op);
+
+#ifdef COWMEM_TESTING
+/* Fault injection, compiled into test builds only: the `after`-th next call
+ * of kind op (0 = the very next) fails with err; after that, calls succeed
+ * again. cowmem__os_inject_clear() cancels every pending failure. */
+void cowmem__os_inject_fail(cowmem__os_op_t op, unsigned after, int err);
+void cowmem__os_inject_clear(void);
+/* Returns the errno to fail with (and consumes the injection), or 0. */
+int cowmem__os_inject_check(cowmem__os_op_t op);
+#define COWMEM__OS_INJECT(op)                                                  \
+  do {                                                                         \
+    int inj_ = cowmem__os_inject_check(op);                                    \
+    if (inj_ != 0) return inj_;                                                \
+  } while (0)
+#else
+#define COWMEM__OS_INJECT(op) ((void)0)
+#endif
+
+#endif

@@ -1,0 +1,66 @@
+/* The portable backend (included by os.c): plain POSIX mmap. No memfd, so
+ * every image is kept in ordinary memory and copied at instantiation; a
+ * discard maps fresh zero pages, because MADV_DONTNEED is only a hint
+ * outside Linux. Compiled on Linux too with COWMEM_OS_FORCE_POSIX, so the
+ * fallback runs the same tests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
+                        cowmem__prot_t prot) {
+  (void)addr; (void)len; (void)fd; (void)off; (void)prot;
+  return ENOSYS;
+}
+
+int cowmem__os_discard(void* addr, size_t len) {
+  COWMEM__OS_INJECT(COWMEM__OS_madvise);
+  cowmem__os_count(COWMEM__OS_mmap);
+  void* p = mmap(addr, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? errno : 0;
+}
+
+int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int e = cowmem__os_discard(ranges[i].addr, ranges[i].len);
+    if (e) return e;
+  }
+  return 0;
+}
+
+bool cowmem__os_has_memfd(void) { return false; }
+
+int cowmem__os_memfd_new(const char* name, int* fd) {
+  (void)name; (void)fd;
+  return ENOSYS;
+}
+
+int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
+  (void)fd; (void)buf; (void)len; (void)off;
+  return ENOSYS;
+}
+
+int cowmem__os_ftruncate(int fd, uint64_t size) {
+  (void)fd; (void)size;
+  return ENOSYS;
+}
+
+int cowmem__os_seal(int fd) {
+  (void)fd;
+  return ENOSYS;
+}
+
+int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
+  COWMEM__OS_INJECT(COWMEM__OS_fstat);
+  cowmem__os_count(COWMEM__OS_fstat);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  if (!S_ISREG(st.st_mode)) return EINVAL;
+  *size = (uint64_t)st.st_size;
+  *write_sealed = false;
+  return 0;
+}
+

@@ -1,0 +1,104 @@
+/* What every Unix backend shares (included by os.c before the backend):
+ * anonymous mappings, protection, unmapping, reads and fd plumbing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+
+static int os_prot(cowmem__prot_t p) {
+  switch (p) {
+    case COWMEM__PROT_RW: return PROT_READ | PROT_WRITE;
+    case COWMEM__PROT_READ: return PROT_READ;
+    default: return PROT_NONE;
+  }
+}
+
+
+size_t cowmem__os_page_size(void) {
+  static _Atomic size_t cached;
+  size_t ps = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (ps == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    ps = v > 0 ? (size_t)v : 4096;
+    atomic_store_explicit(&cached, ps, memory_order_relaxed);
+  }
+  return ps;
+}
+
+
+int cowmem__os_reserve(size_t len, void** out) {
+  COWMEM__OS_INJECT(COWMEM__OS_mmap);
+  cowmem__os_count(COWMEM__OS_mmap);
+  void* p = mmap(NULL, len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return errno;
+  *out = p;
+  return 0;
+}
+
+
+int cowmem__os_unmap(void* addr, size_t len) {
+  COWMEM__OS_INJECT(COWMEM__OS_munmap);
+  cowmem__os_count(COWMEM__OS_munmap);
+  return munmap(addr, len) == 0 ? 0 : errno;
+}
+
+
+int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot) {
+  COWMEM__OS_INJECT(COWMEM__OS_mmap);
+  cowmem__os_count(COWMEM__OS_mmap);
+  void* p = mmap(addr, len, os_prot(prot),
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? errno : 0;
+}
+
+
+int cowmem__os_protect(void* addr, size_t len, cowmem__prot_t prot) {
+  COWMEM__OS_INJECT(COWMEM__OS_mprotect);
+  cowmem__os_count(COWMEM__OS_mprotect);
+  return mprotect(addr, len, os_prot(prot)) == 0 ? 0 : errno;
+}
+
+
+int cowmem__os_pread_all(int fd, void* buf, size_t len, uint64_t off) {
+  char* p = buf;
+  while (len > 0) {
+    COWMEM__OS_INJECT(COWMEM__OS_read);
+    cowmem__os_count(COWMEM__OS_read);
+    ssize_t r = pread(fd, p, len, (off_t)off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (r == 0) return EIO;
+    p += r;
+    off += (uint64_t)r;
+    len -= (size_t)r;
+  }
+  return 0;
+}
+
+
+int cowmem__os_dup(int fd, int* out) {
+  COWMEM__OS_INJECT(COWMEM__OS_fcntl);
+  cowmem__os_count(COWMEM__OS_fcntl);
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (r < 0) return errno;
+  *out = r;
+  return 0;
+}
+
+
+void cowmem__os_close(int fd) {
+  cowmem__os_count(COWMEM__OS_close);
+  close(fd);
+}
+

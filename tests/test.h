@@ -8,6 +8,7 @@
 #define COWMEM_TEST_H
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,9 @@ static inline int test_run_in_child(void (*fn)(void* arg), void* arg) {
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    /* Sanitizers catch SIGSEGV and exit; the test wants the signal itself. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
     fn(arg);
     _exit(0);
   }

@@ -355,8 +355,9 @@ TEST_IMPL(file_image_shared_between_processes) {
     cowmem_slot_t* cs = NULL;
     char c = 0;
     if (cowmem_slot_new(512 * PS, &cs) || cowmem_slot_instantiate(cs, 256 * PS, img)) _exit(3);
-    volatile uint8_t sum = 0;
-    for (size_t i = 0; i < n; i += PS) sum += ((uint8_t*)cowmem_slot_base(cs))[i];
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i += PS) sum += ((volatile uint8_t*)cowmem_slot_base(cs))[i];
+    if (sum == 0) _exit(6);
     ((uint8_t*)cowmem_slot_base(cs))[0] = 0xee; /* a private write */
     if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &c, 1) != 1) _exit(4);
     _exit(((uint8_t*)cowmem_slot_base(cs))[PS] == data[PS] ? 0 : 5);

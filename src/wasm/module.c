@@ -1,0 +1,323 @@
+/* The module object: its accessors, the per-memory images, and the
+ * segmented fallback that applies data segments at instantiation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wasm/module.h"
+
+#define WASM_PAGE ((uint64_t)65536)
+
+/* Initial size of a memory in bytes; 2^48 pages (the memory64 cap) is
+ * 2^64 bytes, one past what a uint64_t holds: saturate. */
+static uint64_t pages_to_bytes(uint64_t pages) {
+  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * WASM_PAGE;
+}
+
+static void set_diag(cowmem_diag_t* d, int code, uint64_t offset,
+                     const char* reason) {
+  if (!d) return;
+  d->code = code;
+  d->offset = offset;
+  snprintf(d->reason, sizeof d->reason, "%s", reason);
+}
+
+int cowmem_module_parse(const void* bytes, size_t len, unsigned flags,
+                        cowmem_module_t** out, cowmem_diag_t* diag) {
+  cowmem_diag_t local;
+  if (!diag) diag = &local;
+  memset(diag, 0, sizeof *diag);
+  if (!out || (!bytes && len > 0)) {
+    set_diag(diag, COWMEM_EINVAL, 0, "invalid argument");
+    return COWMEM_EINVAL;
+  }
+  cowmem_module_t* m = calloc(1, sizeof *m);
+  if (!m) goto nomem;
+  m->flags = flags;
+  m->len = len;
+  if (flags & COWMEM_MODULE_BORROW) {
+    m->bytes = bytes;
+  } else {
+    m->owned = malloc(len ? len : 1);
+    if (!m->owned) goto nomem;
+    if (len) memcpy(m->owned, bytes, len);
+    m->bytes = m->owned;
+  }
+  int err = cowmem__module_decode(m, diag);
+  if (err == 0 && !(flags & COWMEM_MODULE_NO_IMAGES))
+    err = cowmem__module_build_images(m, COWMEM_MODULE_IMAGE_SPAN_MAX);
+  if (err == 0 && (flags & COWMEM_MODULE_NO_IMAGES))
+    for (uint32_t i = 0; i < m->nmemories; i++)
+      if (!m->memories[i].info.imported) {
+        m->memories[i].why = COWMEM_NOIMAGE_NOT_BUILT;
+        snprintf(m->memories[i].why_text, sizeof m->memories[i].why_text,
+                 "parsed with COWMEM_MODULE_NO_IMAGES");
+      }
+  if (err != 0) {
+    if (diag->code == 0) set_diag(diag, err, 0, cowmem_strerror(err));
+    cowmem_module_free(m);
+    return err;
+  }
+  *out = m;
+  return 0;
+nomem:
+  cowmem_module_free(m);
+  set_diag(diag, COWMEM_ENOMEM, 0, "out of memory");
+  return COWMEM_ENOMEM;
+}
+
+void cowmem__module_clear(cowmem_module_t* m) {
+  for (uint32_t i = 0; i < m->nmemories; i++)
+    cowmem_image_free(m->memories[i].image);
+  free(m->sections);
+  free(m->memories);
+  free(m->globals);
+  free(m->exports);
+  free(m->segments);
+  free(m->owned);
+}
+
+void cowmem_module_free(cowmem_module_t* m) {
+  if (!m) return;
+  cowmem__module_clear(m);
+  free(m);
+}
+
+static void no_image(cowmem__memory_t* mem, cowmem_noimage_t why,
+                     const char* fmt, uint32_t seg, uint64_t a, uint64_t b) {
+  mem->why = why;
+  snprintf(mem->why_text, sizeof mem->why_text, fmt, seg,
+           (unsigned long long)a, (unsigned long long)b);
+}
+
+/* Two passes over the segments, O(segments + data bytes): the first decides
+ * each memory and finds the span of its data, the second copies every
+ * segment into its memory's one buffer, later segments over earlier ones
+ * (modules such as esbuild-wasm have ~10^5 segments in no offset order). */
+int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
+  uint32_t n = m->nmemories;
+  if (n == 0) return 0;
+  uint64_t* lo = calloc(n, sizeof *lo);
+  uint64_t* hi = calloc(n, sizeof *hi);
+  uint8_t** buf = calloc(n, sizeof *buf);
+  int err = 0;
+  if (!lo || !hi || !buf) {
+    err = COWMEM_ENOMEM;
+    goto out;
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    lo[k] = UINT64_MAX;
+    if (m->memories[k].info.imported)
+      no_image(&m->memories[k], COWMEM_NOIMAGE_IMPORTED,
+               "the memory is imported%.0u%.0llu%.0llu", 0, 0, 0);
+  }
+  for (uint32_t i = 0; i < m->nsegments; i++) {
+    const cowmem_segment_info_t* s = &m->segments[i];
+    if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
+    cowmem__memory_t* mem = &m->memories[s->memory];
+    if (mem->why != COWMEM_NOIMAGE_NONE) continue;
+    uint64_t size = pages_to_bytes(mem->info.min_pages);
+    if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
+      no_image(mem, COWMEM_NOIMAGE_GLOBAL_OFFSET,
+               "segment %u: offset is imported global %llu%.0llu", i,
+               s->offset, 0);
+    } else if (s->offset > size || s->data_len > size - s->offset) {
+      no_image(mem, COWMEM_NOIMAGE_OUT_OF_BOUNDS,
+               "segment %u at %llu ends beyond the initial size %llu", i,
+               s->offset, size);
+    } else if (s->data_len > 0) {
+      if (s->offset < lo[s->memory]) lo[s->memory] = s->offset;
+      if (s->offset + s->data_len > hi[s->memory])
+        hi[s->memory] = s->offset + s->data_len;
+    }
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    cowmem__memory_t* mem = &m->memories[k];
+    if (mem->why != COWMEM_NOIMAGE_NONE || hi[k] == 0) continue;
+    if (hi[k] - lo[k] > span_max || hi[k] - lo[k] > SIZE_MAX) {
+      no_image(mem, COWMEM_NOIMAGE_TOO_SPARSE,
+               "data spans %llu bytes, more than %llu%.0u", 0,
+               hi[k] - lo[k], span_max);
+      continue;
+    }
+    /* calloc: a large span comes from fresh zero pages, so the holes
+     * between segments cost address space, not memory. */
+    buf[k] = calloc(1, (size_t)(hi[k] - lo[k]));
+    if (!buf[k]) {
+      err = COWMEM_ENOMEM;
+      goto out;
+    }
+  }
+  for (uint32_t i = 0; i < m->nsegments; i++) {
+    cowmem_segment_info_t* s = &m->segments[i];
+    if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
+    if (m->memories[s->memory].why != COWMEM_NOIMAGE_NONE) continue;
+    s->covered_by_image = true;
+    if (s->data_len > 0)
+      memcpy(buf[s->memory] + (s->offset - lo[s->memory]), s->data,
+             (size_t)s->data_len);
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    if (!buf[k]) continue;
+    err = cowmem_image_new_from_bytes(buf[k], (size_t)(hi[k] - lo[k]), lo[k],
+                                      &m->memories[k].image);
+    if (err != 0) goto out;
+  }
+out:
+  if (buf)
+    for (uint32_t k = 0; k < n; k++) free(buf[k]);
+  free(buf);
+  free(lo);
+  free(hi);
+  return err;
+}
+
+const uint8_t* cowmem_module_bytes(const cowmem_module_t* m, size_t* len) {
+  if (!m) return NULL;
+  if (len) *len = m->len;
+  return m->bytes;
+}
+
+#define COUNT_AND_INFO(what, field, count, type, expr)                         \
+  uint32_t cowmem_module_##what##_count(const cowmem_module_t* m) {            \
+    return m ? m->count : 0;                                                   \
+  }                                                                            \
+  int cowmem_module_##what##_info(const cowmem_module_t* m, uint32_t index,    \
+                                  type* out) {                                 \
+    if (!m || !out || index >= m->count) return COWMEM_EINVAL;                 \
+    *out = expr;                                                               \
+    return 0;                                                                  \
+  }
+
+COUNT_AND_INFO(section, sections, nsections, cowmem_section_info_t,
+               m->sections[index])
+COUNT_AND_INFO(memory, memories, nmemories, cowmem_memory_info_t,
+               m->memories[index].info)
+COUNT_AND_INFO(global, globals, nglobals, cowmem_global_info_t,
+               m->globals[index])
+COUNT_AND_INFO(export, exports, nexports, cowmem_export_info_t,
+               m->exports[index])
+COUNT_AND_INFO(segment, segments, nsegments, cowmem_segment_info_t,
+               m->segments[index])
+
+int cowmem_module_memory_image(const cowmem_module_t* m, uint32_t index,
+                               cowmem_image_t** image, cowmem_noimage_t* why) {
+  if (!m || !image || index >= m->nmemories) return COWMEM_EINVAL;
+  const cowmem__memory_t* mem = &m->memories[index];
+  *image = mem->image ? cowmem_image_retain(mem->image) : NULL;
+  if (why) *why = mem->why;
+  return 0;
+}
+
+const char* cowmem_module_memory_why(const cowmem_module_t* m,
+                                     uint32_t index) {
+  if (!m || index >= m->nmemories) return NULL;
+  return m->memories[index].why_text;
+}
+
+bool cowmem_module_start(const cowmem_module_t* m, uint32_t* func) {
+  if (!m || !m->has_start) return false;
+  if (func) *func = m->start;
+  return true;
+}
+
+uint32_t cowmem_module_import_count(const cowmem_module_t* m,
+                                    cowmem_extern_kind_t kind) {
+  if (!m || (unsigned)kind > COWMEM_EXTERN_TAG) return 0;
+  return m->imports[kind];
+}
+
+/* Apply (bases != NULL) or only check the active segments in module order
+ * against memories of the given sizes. */
+static int run_segments(const cowmem_module_t* m, int only_mem,
+                        const cowmem_memory_view_t* views,
+                        const cowmem_global_value_t* globals, size_t nglobals,
+                        bool skip_covered, cowmem_diag_t* diag) {
+  for (uint32_t i = 0; i < m->nsegments; i++) {
+    const cowmem_segment_info_t* s = &m->segments[i];
+    if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
+    if (only_mem >= 0 && s->memory != (uint32_t)only_mem) continue;
+    const cowmem_memory_view_t* v = &views[only_mem >= 0 ? 0 : s->memory];
+    uint64_t off = s->offset;
+    if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
+      if (s->offset >= nglobals) {
+        set_diag(diag, COWMEM_EINVAL, s->segment_offset,
+                 "no value for an imported global");
+        return COWMEM_EINVAL;
+      }
+      off = globals[s->offset].bits;
+      if (!m->memories[s->memory].info.memory64) off &= 0xffffffffu;
+    }
+    if (off > v->size || s->data_len > v->size - off) {
+      set_diag(diag, COWMEM_EOOB, s->segment_offset,
+               "out of bounds memory access");
+      return COWMEM_EOOB;
+    }
+    if (v->base && s->data_len > 0 && !(skip_covered && s->covered_by_image))
+      memcpy((uint8_t*)v->base + off, s->data, (size_t)s->data_len);
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  return 0;
+}
+
+int cowmem_module_apply_all(const cowmem_module_t* m,
+                            const cowmem_memory_view_t* views, size_t nviews,
+                            const cowmem_global_value_t* globals,
+                            size_t nglobals, bool skip_covered,
+                            cowmem_diag_t* diag) {
+  if (!m || (!views && nviews) || nviews != m->nmemories ||
+      (!globals && nglobals) || nglobals < m->imports[COWMEM_EXTERN_GLOBAL])
+    return COWMEM_EINVAL;
+  return run_segments(m, -1, views, globals, nglobals, skip_covered, diag);
+}
+
+int cowmem_module_apply_segments(const cowmem_module_t* m, uint32_t mem_idx,
+                                 void* base, uint64_t size,
+                                 const cowmem_global_value_t* globals,
+                                 size_t nglobals, bool skip_covered,
+                                 cowmem_diag_t* diag) {
+  if (!m || mem_idx >= m->nmemories || (!base && size) ||
+      (!globals && nglobals) || nglobals < m->imports[COWMEM_EXTERN_GLOBAL])
+    return COWMEM_EINVAL;
+  cowmem_memory_view_t v = {base, size};
+  return run_segments(m, (int)mem_idx, &v, globals, nglobals, skip_covered,
+                      diag);
+}
+
+int cowmem_module_instantiate_check(const cowmem_module_t* m,
+                                    const cowmem_memory_desc_t* memories,
+                                    size_t nmemories,
+                                    const cowmem_global_value_t* globals,
+                                    size_t nglobals, cowmem_diag_t* diag) {
+  if (!m || (!memories && nmemories) || (!globals && nglobals) ||
+      nmemories != m->imports[COWMEM_EXTERN_MEMORY] ||
+      nglobals != m->imports[COWMEM_EXTERN_GLOBAL])
+    return COWMEM_EINVAL;
+  for (size_t i = 0; i < nglobals; i++) {
+    const cowmem_global_info_t* g = &m->globals[i];
+    if (globals[i].type != g->type || globals[i].is_mutable != g->is_mutable) {
+      set_diag(diag, COWMEM_EUNLINKABLE, 0, "incompatible import type");
+      return COWMEM_EUNLINKABLE;
+    }
+  }
+  for (size_t i = 0; i < nmemories; i++) {
+    const cowmem_memory_info_t* want = &m->memories[i].info;
+    const cowmem_memory_desc_t* have = &memories[i];
+    if (have->memory64 != want->memory64 || have->shared != want->shared ||
+        have->pages < want->min_pages ||
+        (want->has_max &&
+         (!have->has_max || have->max_pages > want->max_pages))) {
+      set_diag(diag, COWMEM_EUNLINKABLE, 0, "incompatible import type");
+      return COWMEM_EUNLINKABLE;
+    }
+  }
+  cowmem_memory_view_t* views =
+      calloc(m->nmemories ? m->nmemories : 1, sizeof *views);
+  if (!views) return COWMEM_ENOMEM;
+  for (uint32_t k = 0; k < m->nmemories; k++)
+    views[k].size = pages_to_bytes(k < nmemories ? memories[k].pages
+                                                 : m->memories[k].info.min_pages);
+  int err = run_segments(m, -1, views, globals, nglobals, false, diag);
+  free(views);
+  return err;
+}

@@ -1,0 +1,72 @@
+/* The bounded reader of WebAssembly binaries (wasm3's Read_* shape).
+ *
+ * A cursor is a position and an end inside one buffer. Every read compares
+ * the bytes it needs with `end - pos` (lengths, never pointer sums) and
+ * fails with a code and a reason instead of running past the end. Every
+ * caller propagates a failure with TRY(). Internal to the front end. */
+#ifndef COWMEM_WASM_READER_H
+#define COWMEM_WASM_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "cowmem.h"
+
+typedef struct cowmem__rd_s {
+  const uint8_t* base; /* the whole module */
+  size_t len;          /* bytes in the module */
+  size_t pos;          /* absolute offset of the next byte */
+  size_t end;          /* absolute end of the current region, <= len */
+  /* Reason given for a read past `end`: the spec's reference interpreter
+   * says "unexpected end" in the header and between sections, and
+   * "unexpected end of section or function" inside one. */
+  const char* eof_reason;
+  cowmem_diag_t* diag; /* the first malformed error (never NULL) */
+  cowmem_diag_t* invalid; /* the first validation error, reported only if
+                             decoding the rest succeeds (spec order) */
+} cowmem__rd_t;
+
+#define TRY(expr)                                                              \
+  do {                                                                         \
+    int e_ = (expr);                                                           \
+    if (e_ != 0) return e_;                                                    \
+  } while (0)
+
+/* Record an error at `offset` and return `code`. */
+int cowmem__rd_fail(cowmem__rd_t* r, int code, size_t offset, const char* fmt,
+                    ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+/* Record a validation error (the first one only) and return 0: decoding
+ * goes on, since a malformed error later in the module takes precedence. */
+int cowmem__rd_invalid(cowmem__rd_t* r, size_t offset, const char* fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+int cowmem__rd_eof(cowmem__rd_t* r);
+
+static inline size_t cowmem__rd_left(const cowmem__rd_t* r) {
+  return r->end - r->pos;
+}
+
+int cowmem__rd_u8(cowmem__rd_t* r, uint8_t* out);
+int cowmem__rd_u32(cowmem__rd_t* r, uint32_t* out);
+int cowmem__rd_u64(cowmem__rd_t* r, uint64_t* out);
+int cowmem__rd_s32(cowmem__rd_t* r, int32_t* out);
+int cowmem__rd_s64(cowmem__rd_t* r, int64_t* out);
+/* n raw bytes: *out is their absolute offset. */
+int cowmem__rd_bytes(cowmem__rd_t* r, uint64_t n, size_t* out);
+int cowmem__rd_skip(cowmem__rd_t* r, uint64_t n);
+/* A length-prefixed UTF-8 name: offset and length of its bytes. */
+int cowmem__rd_name(cowmem__rd_t* r, size_t* off, uint32_t* len);
+/* A vector count, capped by the bytes left (each entry takes >= min_size
+ * bytes), so that the caller may allocate count entries. */
+int cowmem__rd_count(cowmem__rd_t* r, size_t min_size, uint32_t* out);
+
+bool cowmem__utf8_valid(const uint8_t* s, size_t n);
+
+#endif

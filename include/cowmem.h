@@ -337,7 +337,145 @@ COWMEM_API size_t cowmem_slot_reserve(const cowmem_slot_t* slot);
 /* The slot's first byte; stable for the slot's life. */
 COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
 
-/* ---- pool: declarations go here (owned by the pool work) ---- */
+/* ------------------------------------------------------------------------
+ * Pools
+ *
+ * A pool is one reservation (PROT_NONE, no commit charge) holding
+ * max_slots slots of slot_size bytes, each followed by guard_size bytes
+ * that stay inaccessible, with a guard before the first slot:
+ *
+ *   [guard][slot 0][guard][slot 1][guard] ... [slot n-1][guard]
+ *
+ * cowmem_pool_acquire hands out a slot instantiated with an image; the
+ * caller uses it with the slot functions above (base, size, grow) and gives
+ * it back with cowmem_pool_release, which resets it with the pool's reset
+ * strategy. Choice of slot, in order: an idle slot that last held the same
+ * image (nothing to map: no system call), a never-used slot, a decommitted
+ * one, and last the least recently used idle slot of another image.
+ *
+ * Idle slots keep their image mapped ("warm") up to max_warm_slots; past it
+ * a released slot is decommitted (zero RSS, "cold"). An image the caller has
+ * freed while idle slots still map it is an orphan: the pool decommits
+ * those slots on its next acquire or release, so the image's memory goes.
+ *
+ * Thread safety: acquire, release, flush, trim and metrics may be called
+ * from any number of threads at once. Idle slots are kept in shards (by
+ * thread and by image) with a lock each, so threads rarely meet; a thread
+ * still finds an idle slot of its image that another thread released.
+ * cowmem_pool_free must not race with anything else on the pool. A slot
+ * handed out is the caller's alone until released.
+ * ---------------------------------------------------------------------- */
+
+typedef struct cowmem_pool_s cowmem_pool_t;
+
+/* How a released slot is reset. */
+typedef enum {
+  /* madvise(MADV_DONTNEED) over the accessible range: pages go back to the
+   * image and zeros; the next instance faults in what it touches. */
+  COWMEM_RESET_MADVISE = 0,
+  /* The first keep_resident bytes are restored by copying the image (and
+   * zeroing elsewhere) instead, so they stay resident and the next instance
+   * takes no page fault there; the rest is madvised. */
+  COWMEM_RESET_KEEP_RESIDENT = 1,
+  /* Released slots wait in a queue; a flush discards batch_size of them in
+   * one process_madvise(MADV_DONTNEED) (Linux >= 6.13; one madvise per slot
+   * elsewhere) before they can be acquired again. */
+  COWMEM_RESET_BATCHED = 2,
+  COWMEM_RESET_COUNT_
+} cowmem_reset_strategy_t;
+
+#define COWMEM_POOL_CONFIG_VERSION 1
+typedef struct cowmem_pool_config_s {
+  uint32_t version;       /* set by cowmem_pool_config_init */
+  size_t max_slots;       /* default 1000 */
+  size_t slot_size;       /* largest memory, default 4 GiB (32-bit wasm) */
+  size_t guard_size;      /* after each slot, default 2 GiB: with 4 GiB slots,
+                             a 32-bit index plus a 32-bit offset never leaves
+                             the slot and its guard, so bounds checks can go */
+  size_t max_warm_slots;  /* idle slots kept mapped, default SIZE_MAX (all) */
+  cowmem_reset_strategy_t reset; /* default COWMEM_RESET_MADVISE */
+  size_t keep_resident;   /* KEEP_RESIDENT: bytes restored by copy, default 64 KiB */
+  size_t batch_size;      /* BATCHED: slots per flush, default 32 */
+} cowmem_pool_config_t;
+
+/* Fill *cfg with the defaults. Fields may be overridden by COWMEM_POOL_*
+ * environment variables when the program reads them itself; the library
+ * reads none here. */
+COWMEM_API void cowmem_pool_config_init(cowmem_pool_config_t* cfg);
+
+/* Create a pool. slot_size and guard_size are page multiples, slot_size > 0,
+ * max_slots > 0, and max_slots x (slot_size + guard_size) + guard_size must
+ * fit the address space the process may reserve.
+ * Errors: EINVAL (a field is wrong: *why, if not NULL, names it and says
+ * why, and stays valid for the program's life), ENOMEM (the reservation
+ * failed: *why says so). */
+COWMEM_API int cowmem_pool_new(const cowmem_pool_config_t* cfg,
+                               cowmem_pool_t** out, const char** why);
+
+/* Free the pool and its reservation. Errors: EBUSY if a slot is still
+ * acquired (the pool is left as it was). NULL is ignored. */
+COWMEM_API int cowmem_pool_free(cowmem_pool_t* pool);
+
+/* Acquire a slot instantiated with image (NULL: zeros) at initial_size;
+ * cowmem_slot_grow on it stops at max_size. Both are page multiples,
+ * initial_size <= max_size <= slot_size, and the image ends at or below
+ * initial_size. The slot is DIRTY, the caller's until cowmem_pool_release.
+ * Do not cowmem_slot_free it (that returns EINVAL).
+ * Errors: EINVAL, EEXHAUSTED (every slot is acquired or, with BATCHED,
+ * nothing could be flushed), and the errors of cowmem_slot_instantiate
+ * (the slot then goes back to the pool, decommitted). */
+COWMEM_API int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image,
+                                   size_t initial_size, size_t max_size,
+                                   cowmem_slot_t** out);
+/* As cowmem_pool_acquire, but when the pool is exhausted wait until a slot
+ * is released, at most timeout_ms milliseconds (< 0: no limit).
+ * Errors: as cowmem_pool_acquire, and ETIMEDOUT. */
+COWMEM_API int cowmem_pool_acquire_wait(cowmem_pool_t* pool,
+                                        cowmem_image_t* image,
+                                        size_t initial_size, size_t max_size,
+                                        long timeout_ms, cowmem_slot_t** out);
+
+/* Give the slot back: reset it (the pool's strategy) and keep it idle, or
+ * decommit it past max_warm_slots. Whatever the instance did, the next one
+ * sees exactly its image and zeros. Errors: EINVAL (not a slot of this
+ * pool), ESTATE (not acquired: a double release), and the errors of the
+ * reset; the slot is then decommitted and back in the pool all the same.
+ * The slot pointer is invalid for the caller afterwards. */
+COWMEM_API int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot);
+
+/* BATCHED: discard every queued slot now. Other strategies: no-op. */
+COWMEM_API int cowmem_pool_flush(cowmem_pool_t* pool);
+/* Decommit every idle slot (warm ones included): RSS of idle slots to 0. */
+COWMEM_API int cowmem_pool_trim(cowmem_pool_t* pool);
+
+#define COWMEM_POOL_METRICS_VERSION 1
+typedef struct cowmem_pool_metrics_s {
+  uint32_t version;
+  uint64_t slots;            /* max_slots */
+  uint64_t in_use;           /* acquired now */
+  uint64_t warm;             /* idle with an image (or zeros) mapped */
+  uint64_t cold;             /* idle and decommitted */
+  uint64_t never_used;       /* not touched yet */
+  uint64_t pending;          /* BATCHED: released, waiting for a flush */
+  uint64_t acquires;
+  uint64_t affinity_hits;    /* idle slot of the same image reused */
+  uint64_t affinity_misses;  /* anything else */
+  uint64_t steals;           /* misses served by another image's idle slot */
+  uint64_t exhausted;        /* acquires that found no slot */
+  uint64_t releases;
+  uint64_t resets[COWMEM_RESET_COUNT_]; /* by strategy */
+  uint64_t decommits;        /* slots decommitted (warm cap, orphans, trim) */
+  uint64_t flushes;          /* BATCHED flushes */
+  uint64_t failures;         /* failed system calls under acquire/release */
+  uint64_t idle_resident_bytes; /* resident bytes in idle slots' accessible
+                                   ranges (mincore; shared image pages too) */
+} cowmem_pool_metrics_t;
+
+/* Fill *out. Counters are read without stopping other threads: each is
+ * exact, their sum only approximately consistent. idle_resident_bytes costs
+ * a mincore per idle slot. Errors: EINVAL. */
+COWMEM_API int cowmem_pool_metrics(cowmem_pool_t* pool,
+                                   cowmem_pool_metrics_t* out);
 
 /* ---- wasm front end: declarations go here (owned by the wasm work) ---- */
 

@@ -56,7 +56,11 @@ static cowmem_image_t* image_alloc(void) {
   return img;
 }
 
+_Atomic uint64_t cowmem__orphan_epoch;
+
 static void image_destroy(cowmem_image_t* img) {
+  uint8_t* view = atomic_load(&img->view);
+  if (view != NULL) cowmem__os_unmap(view, img->len);
   if (img->fd >= 0) cowmem__os_close(img->fd);
   if (img->bytes != NULL) cowmem__os_unmap(img->bytes, img->len);
   free(img->runs);
@@ -316,8 +320,39 @@ cowmem_image_t* cowmem_image_retain(cowmem_image_t* image) {
   return image;
 }
 
+/* seq_cst on both sides (here and in the pool's idle count): of a free
+ * and a release racing, at least one sees the other's update. `extra` is
+ * a reference about to be dropped by the caller. */
+static void image_orphan_check(cowmem_image_t* image, uint32_t extra) {
+  uint32_t idle = atomic_load(&image->idle_refs);
+  if (idle == 0 || atomic_load(&image->refs) != idle + extra) return;
+  if (!atomic_exchange(&image->orphaned, true)) atomic_fetch_add(&cowmem__orphan_epoch, 1);
+}
+
+void cowmem__image_check_orphan(cowmem_image_t* image) { image_orphan_check(image, 0); }
+
+const uint8_t* cowmem__image_view(cowmem_image_t* image) {
+  uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
+  if (v != NULL || image->len == 0) return v;
+  if (image->kind == COWMEM_IMAGE_COPY) return image->bytes;
+  /* A shared read-only mapping of the sealed memfd (or immutable file):
+   * reads of data pages come from the page cache, copy-free. Callers read
+   * only the non-zero runs, so no hole of the memfd is ever allocated. */
+  void* m = NULL;
+  if (cowmem__os_map_shared_ro(image->fd, image->source_offset, image->len, &m) != 0)
+    return NULL;
+  uint8_t* expected = NULL;
+  if (!atomic_compare_exchange_strong(&image->view, &expected, (uint8_t*)m)) {
+    cowmem__os_unmap(m, image->len);
+    return expected;
+  }
+  return m;
+}
+
 void cowmem_image_free(cowmem_image_t* image) {
   if (image == NULL) return;
+  /* Checked before the decrement: after it, another holder may free it. */
+  image_orphan_check(image, 1);
   if (atomic_fetch_sub_explicit(&image->refs, 1, memory_order_acq_rel) != 1) return;
   COWMEM__STAT_DEC(cowmem__stat_images_live);
   image_destroy(image);

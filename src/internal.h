@@ -52,7 +52,49 @@ struct cowmem_image_s {
   cowmem__run_t* maps;
   size_t nmaps;
   uint64_t id;       /* unique for the process's life (pools key on it) */
+  _Atomic(uint8_t*) view; /* cowmem__image_view's mapping, or NULL */
+  /* References held by idle pool slots. When they are all the references
+   * left, nobody can instantiate the image again: it is an orphan, and
+   * pools decommit its idle slots so that its memory is freed. */
+  _Atomic uint32_t idle_refs;
+  _Atomic bool orphaned;
 };
+
+/* Bumped whenever an image becomes an orphan; pools compare it with the
+ * epoch they last swept at. */
+extern _Atomic uint64_t cowmem__orphan_epoch;
+/* Mark the image orphaned if idle pool slots hold every reference. */
+void cowmem__image_check_orphan(cowmem_image_t* image);
+
+/* A slot (see the state invariants in slot.c). Pools embed slots in their
+ * own entries; `pool` is then non-NULL and the slot is not freed alone. */
+struct cowmem_slot_s {
+  uint8_t* base;
+  size_t reserve;
+  size_t limit;      /* grow stops here (the memory's maximum), <= reserve */
+  bool owns_reservation;
+  cowmem_slot_state_t state;
+  size_t accessible;
+  size_t initial;
+  cowmem_image_t* image;
+  struct cowmem_pool_s* pool;
+};
+
+/* Initialize an embedded slot over [base, base + reserve). */
+void cowmem__slot_init(cowmem_slot_t* slot, void* base, size_t reserve);
+/* End an instance whose accessible range the caller already discarded:
+ * close what grew and restore COPY images; DIRTY -> READY. */
+int cowmem__slot_finish_reset(cowmem_slot_t* slot);
+/* Reset restoring [0, keep) by copying (image bytes and zeros) instead of
+ * discarding, so those pages stay resident; the rest is discarded. */
+int cowmem__slot_reset_keep(cowmem_slot_t* slot, size_t keep);
+/* After a failed system call: release to EMPTY (or BROKEN) and return the
+ * error as a code. */
+int cowmem__slot_fail(cowmem_slot_t* slot, int os_err);
+
+/* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
+ * mapped on first use; NULL if it cannot be mapped. */
+const uint8_t* cowmem__image_view(cowmem_image_t* image);
 
 /* Copy an image's non-zero runs to dst, which is the memory at
  * image->mem_offset. Other bytes of dst are not touched. */

@@ -14,18 +14,10 @@
  * For MEMFD and FILE images, the image's map ranges are private mappings of
  * the image's fd; everything else (holes, COPY images) is anonymous memory. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
-struct cowmem_slot_s {
-  uint8_t* base;
-  size_t reserve;
-  bool owns_reservation;
-  cowmem_slot_state_t state;
-  size_t accessible;
-  size_t initial;
-  cowmem_image_t* image;
-};
 
 #ifndef NDEBUG
 #include <assert.h>
@@ -49,13 +41,19 @@ static bool image_mapped(const cowmem_image_t* img) {
   return img != NULL && img->len > 0 && img->kind != COWMEM_IMAGE_COPY;
 }
 
+void cowmem__slot_init(cowmem_slot_t* slot, void* base, size_t reserve) {
+  memset(slot, 0, sizeof *slot);
+  slot->base = base;
+  slot->reserve = reserve;
+  slot->limit = reserve;
+  slot->state = COWMEM_SLOT_EMPTY;
+}
+
 static int slot_init(void* base, size_t reserve, bool owns, cowmem_slot_t** out) {
-  cowmem_slot_t* s = calloc(1, sizeof *s);
+  cowmem_slot_t* s = malloc(sizeof *s);
   if (s == NULL) return COWMEM_ENOMEM;
-  s->base = base;
-  s->reserve = reserve;
+  cowmem__slot_init(s, base, reserve);
   s->owns_reservation = owns;
-  s->state = COWMEM_SLOT_EMPTY;
   *out = s;
   return 0;
 }
@@ -97,6 +95,7 @@ int cowmem_slot_release(cowmem_slot_t* slot) {
 
 int cowmem_slot_free(cowmem_slot_t* slot) {
   if (slot == NULL) return 0;
+  if (slot->pool != NULL) return COWMEM_EINVAL; /* cowmem_pool_release it */
   int r = 0;
   if (slot->owns_reservation) {
     r = cowmem__err_from_os(cowmem__os_unmap(slot->base, slot->reserve));
@@ -110,7 +109,7 @@ int cowmem_slot_free(cowmem_slot_t* slot) {
 
 /* A system call failed half-way: fall back to EMPTY, which release reaches
  * from any state, and report the original error. */
-static int slot_fail(cowmem_slot_t* slot, int os_err) {
+int cowmem__slot_fail(cowmem_slot_t* slot, int os_err) {
   slot->state = COWMEM_SLOT_BROKEN;
   cowmem_slot_release(slot);
   return cowmem__err_from_os(os_err);
@@ -150,12 +149,12 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
       e = cowmem__os_map_anon(slot->base + old->mem_offset, old->len, COWMEM__PROT_RW);
     else
       e = cowmem__os_discard(slot->base + old->mem_offset, old->len);
-    if (e) return slot_fail(slot, e);
+    if (e) return cowmem__slot_fail(slot, e);
     slot->image = NULL;
     cowmem_image_free(old);
   }
   e = slot_set_accessible(slot, initial_size);
-  if (e) return slot_fail(slot, e);
+  if (e) return cowmem__slot_fail(slot, e);
   if (image != slot->image) {
     if (image_mapped(image)) {
       for (size_t i = 0; i < image->nmaps && e == 0; i++)
@@ -163,7 +162,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
                                 image->maps[i].len, image->fd,
                                 image->source_offset + image->maps[i].off,
                                 COWMEM__PROT_RW);
-      if (e) return slot_fail(slot, e);
+      if (e) return cowmem__slot_fail(slot, e);
     } else {
       cowmem__image_copy_into(image, slot->base + image->mem_offset);
       COWMEM__STAT_INC(cowmem__stat_image_copies);
@@ -181,7 +180,7 @@ int cowmem_slot_grow(cowmem_slot_t* slot, size_t new_size) {
   if (slot->state != COWMEM_SLOT_DIRTY) return COWMEM_ESTATE;
   if (!cowmem__is_page_multiple(new_size) || new_size < slot->accessible)
     return COWMEM_EINVAL;
-  if (new_size > slot->reserve) return COWMEM_ERANGE;
+  if (new_size > slot->limit) return COWMEM_ERANGE;
   if (new_size == slot->accessible) return 0;
   size_t old = slot->accessible;
   int e = cowmem__os_protect(slot->base + old, new_size - old, COWMEM__PROT_RW);
@@ -196,22 +195,69 @@ int cowmem_slot_grow(cowmem_slot_t* slot, size_t new_size) {
   return 0;
 }
 
-int cowmem_slot_reset(cowmem_slot_t* slot) {
+static int slot_check_resettable(const cowmem_slot_t* slot) {
   if (slot == NULL) return COWMEM_EINVAL;
   if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
   if (slot->state != COWMEM_SLOT_DIRTY) return COWMEM_ESTATE;
   slot_check(slot);
-  /* Discarding restores image pages from the fd and zeros elsewhere. */
-  int e = slot->accessible ? cowmem__os_discard(slot->base, slot->accessible) : 0;
-  if (e) return slot_fail(slot, e);
-  e = slot_set_accessible(slot, slot->initial);
-  if (e) return slot_fail(slot, e);
+  return 0;
+}
+
+int cowmem__slot_finish_reset(cowmem_slot_t* slot) {
+  int e = slot_set_accessible(slot, slot->initial);
+  if (e) return cowmem__slot_fail(slot, e);
   if (slot->image != NULL && !image_mapped(slot->image)) {
     cowmem__image_copy_into(slot->image, slot->base + slot->image->mem_offset);
     COWMEM__STAT_INC(cowmem__stat_image_copies);
   }
   slot->state = COWMEM_SLOT_READY;
   return 0;
+}
+
+int cowmem_slot_reset(cowmem_slot_t* slot) {
+  int r = slot_check_resettable(slot);
+  if (r != 0) return r;
+  /* Discarding restores image pages from the fd and zeros elsewhere. */
+  int e = slot->accessible ? cowmem__os_discard(slot->base, slot->accessible) : 0;
+  if (e) return cowmem__slot_fail(slot, e);
+  return cowmem__slot_finish_reset(slot);
+}
+
+/* Copy the image's bytes (zeros in holes) over [0, keep) of the slot. */
+static void slot_restore_window(cowmem_slot_t* slot, size_t keep) {
+  const cowmem_image_t* img = slot->image;
+  size_t at = 0;
+  if (img != NULL) {
+    const uint8_t* src = img->kind == COWMEM_IMAGE_COPY ? img->bytes
+                                                       : cowmem__image_view(slot->image);
+    for (size_t i = 0; i < img->nruns && at < keep; i++) {
+      size_t lo = (size_t)(img->mem_offset + img->runs[i].off);
+      size_t hi = lo + (size_t)img->runs[i].len;
+      if (lo >= keep) break;
+      if (hi > keep) hi = keep;
+      if (lo > at) memset(slot->base + at, 0, lo - at);
+      memcpy(slot->base + lo, src + (lo - img->mem_offset), hi - lo);
+      at = hi;
+    }
+  }
+  if (at < keep) memset(slot->base + at, 0, keep - at);
+}
+
+int cowmem__slot_reset_keep(cowmem_slot_t* slot, size_t keep) {
+  int r = slot_check_resettable(slot);
+  if (r != 0) return r;
+  /* Only what stays accessible can stay resident; and a MEMFD image needs
+   * its read-only view to copy from (without one, discard everything). */
+  keep = cowmem__page_floor(keep < slot->initial ? keep : slot->initial);
+  if (slot->image != NULL && image_mapped(slot->image) &&
+      cowmem__image_view(slot->image) == NULL)
+    keep = 0;
+  if (keep > 0) slot_restore_window(slot, keep);
+  int e = slot->accessible > keep
+              ? cowmem__os_discard(slot->base + keep, slot->accessible - keep)
+              : 0;
+  if (e) return cowmem__slot_fail(slot, e);
+  return cowmem__slot_finish_reset(slot);
 }
 
 cowmem_slot_state_t cowmem_slot_state(const cowmem_slot_t* slot) {

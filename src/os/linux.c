@@ -30,6 +30,15 @@ int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
   return p == MAP_FAILED ? errno : 0;
 }
 
+int cowmem__os_map_shared_ro(int fd, uint64_t off, size_t len, void** out) {
+  COWMEM__OS_INJECT(COWMEM__OS_mmap);
+  cowmem__os_count(COWMEM__OS_mmap);
+  void* p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+  if (p == MAP_FAILED) return errno;
+  *out = p;
+  return 0;
+}
+
 int cowmem__os_discard(void* addr, size_t len) {
   COWMEM__OS_INJECT(COWMEM__OS_madvise);
   cowmem__os_count(COWMEM__OS_madvise);

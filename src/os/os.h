@@ -55,6 +55,9 @@ int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot);
  * was there. off page-aligned. Linux only; posix returns ENOSYS. */
 int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
                         cowmem__prot_t prot);
+/* Map [off, off+len) of fd shared and read-only anywhere; *out receives the
+ * address. Linux only; posix returns ENOSYS. */
+int cowmem__os_map_shared_ro(int fd, uint64_t off, size_t len, void** out);
 int cowmem__os_protect(void* addr, size_t len, cowmem__prot_t prot);
 /* Throw away the private pages of [addr, addr+len): afterwards anonymous
  * memory reads as zeros and private file mappings read the file again.
@@ -68,6 +71,9 @@ typedef struct {
   size_t len;
 } cowmem__os_range_t;
 int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n);
+
+/* Bytes of [addr, addr+len) resident in memory (mincore). */
+int cowmem__os_resident(void* addr, size_t len, size_t* bytes);
 
 /* Does the backend have memfd with seals? Probed once, cached. */
 bool cowmem__os_has_memfd(void);

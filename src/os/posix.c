@@ -15,6 +15,11 @@ int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
   return ENOSYS;
 }
 
+int cowmem__os_map_shared_ro(int fd, uint64_t off, size_t len, void** out) {
+  (void)fd; (void)off; (void)len; (void)out;
+  return ENOSYS;
+}
+
 int cowmem__os_discard(void* addr, size_t len) {
   COWMEM__OS_INJECT(COWMEM__OS_madvise);
   cowmem__os_count(COWMEM__OS_mmap);

@@ -102,3 +102,17 @@ void cowmem__os_close(int fd) {
   close(fd);
 }
 
+
+int cowmem__os_resident(void* addr, size_t len, size_t* bytes) {
+  size_t ps = cowmem__os_page_size(), pages = len / ps, count = 0;
+  unsigned char vec[256];
+  for (size_t done = 0; done < pages;) {
+    size_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
+    cowmem__os_count(COWMEM__OS_other);
+    if (mincore((char*)addr + done * ps, n * ps, (void*)vec) != 0) return errno;
+    for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+    done += n;
+  }
+  *bytes = count * ps;
+  return 0;
+}

@@ -73,7 +73,7 @@ static int rd_leb(cowmem__rd_t* r, unsigned bits, bool sign, uint64_t* out) {
 }
 
 int cowmem__rd_u32(cowmem__rd_t* r, uint32_t* out) {
-  uint64_t v;
+  uint64_t v = 0; /* gcc -O3 cannot see that an error return leaves it unused */
   TRY(rd_leb(r, 32, false, &v));
   *out = (uint32_t)v;
   return 0;
@@ -84,14 +84,14 @@ int cowmem__rd_u64(cowmem__rd_t* r, uint64_t* out) {
 }
 
 int cowmem__rd_s32(cowmem__rd_t* r, int32_t* out) {
-  uint64_t v;
+  uint64_t v = 0; /* gcc -O3 cannot see that an error return leaves it unused */
   TRY(rd_leb(r, 32, true, &v));
   *out = (int32_t)(uint32_t)v;
   return 0;
 }
 
 int cowmem__rd_s64(cowmem__rd_t* r, int64_t* out) {
-  uint64_t v;
+  uint64_t v = 0; /* gcc -O3 cannot see that an error return leaves it unused */
   TRY(rd_leb(r, 64, true, &v));
   *out = (int64_t)v;
   return 0;

@@ -123,11 +123,7 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
     }
     if (done == n) return 0;
   }
-  for (size_t i = 0; i < n; i++) {
-    int e = cowmem__os_discard(ranges[i].addr, ranges[i].len);
-    if (e) return e;
-  }
-  return 0;
+  return os_discard_each(ranges, n);
 }
 
 bool cowmem__os_has_memfd(void) { return true; }

@@ -29,11 +29,7 @@ int cowmem__os_discard(void* addr, size_t len) {
 }
 
 int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    int e = cowmem__os_discard(ranges[i].addr, ranges[i].len);
-    if (e) return e;
-  }
-  return 0;
+  return os_discard_each(ranges, n);
 }
 
 bool cowmem__os_has_memfd(void) { return false; }

@@ -116,3 +116,12 @@ int cowmem__os_resident(void* addr, size_t len, size_t* bytes) {
   *bytes = count * ps;
   return 0;
 }
+
+/* Discard ranges one call each: the fallback of cowmem__os_discard_many. */
+static int os_discard_each(const cowmem__os_range_t* ranges, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int e = cowmem__os_discard(ranges[i].addr, ranges[i].len);
+    if (e) return e;
+  }
+  return 0;
+}

@@ -525,6 +525,7 @@ typedef struct cowmem_diag_s {
 /* Constant expressions may read only imported globals (the rule before the
  * GC proposal relaxed it to any earlier immutable global). */
 #define COWMEM_MODULE_NO_DEFINED_GLOBAL_GET 0x10u
+#define COWMEM_MODULE_NO_THREADS 0x20u /* shared memories malformed */
 
 /* Largest span (first to last non-empty segment byte) an image is built for;
  * beyond it the memory uses the segmented fallback. */

@@ -67,9 +67,14 @@ static int read_limits(parser_t* p, bool memory, cowmem_memory_info_t* out) {
   uint8_t flags;
   TRY(cowmem__rd_u8(r, &flags));
   unsigned allowed = memory ? 0x07u : 0x01u;
-  if (memory && (p->m->flags & COWMEM_MODULE_NO_MEMORY64)) allowed = 0x03u;
+  if (memory && (p->m->flags & COWMEM_MODULE_NO_MEMORY64)) allowed &= ~0x04u;
+  if (memory && (p->m->flags & COWMEM_MODULE_NO_THREADS)) allowed &= ~0x02u;
+  /* Before memory64 the flags were a varuint1 in the spec's decoder, so
+   * other values read as "integer too large". */
   if (flags & ~allowed)
-    return cowmem__rd_fail(r, COWMEM_EMALFORMED, at, "malformed limits flags");
+    return cowmem__rd_fail(r, COWMEM_EMALFORMED, at,
+                           allowed == 0x01u ? "integer too large"
+                                            : "malformed limits flags");
   out->has_max = flags & 0x01;
   out->shared = flags & 0x02;
   out->memory64 = flags & 0x04;

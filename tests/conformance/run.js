@@ -1,0 +1,314 @@
+#!/usr/bin/env node
+// Spec conformance of cowmem's WebAssembly front end.
+//
+//   node run.js <wasm_check> <wasm-spec dir> <tmp dir>
+//
+// Each .wast is converted with wast2json; its commands are walked in order:
+//   module             cowmem must parse it and (imports resolved as V8
+//                      resolves them) instantiate it; each exported memory it
+//                      defines must hold, byte for byte, what V8's instance
+//                      holds (modules without a start function only);
+//   assert_malformed / assert_invalid (binary)
+//                      cowmem must fail with EMALFORMED / EINVALID; a
+//                      module cowmem accepts whose fault wabt's
+//                      wasm-validate places in a function body or element
+//                      segment is a KNOWN LIMITATION (cowmem does not
+//                      validate those), counted and listed;
+//   assert_unlinkable  cowmem must say EUNLINKABLE for memory/global
+//                      imports; function/table/unknown imports are the
+//                      embedder's (known limitation);
+//   assert_trap / assert_uninstantiable on a module
+//                      "out of bounds memory access" must be cowmem's EOOB;
+//                      other traps (tables, start) are known limitations;
+//   register           later modules import from it.
+// Text-format assertions and invocations are not about binaries: counted as
+// not applicable. Exit 0 when nothing failed, 1 otherwise, 77 to skip.
+'use strict';
+// memory64 is behind a flag in Node 20's V8 (unknown flags are ignored);
+// multi-memory is not in it at all, so those memories are not compared.
+require('v8').setFlagsFromString('--experimental-wasm-memory64');
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+
+const [checker, specDir, tmpRoot] = process.argv.slice(2);
+if (!checker || !specDir || !tmpRoot) {
+  console.error('usage: run.js <wasm_check> <wasm-spec dir> <tmp dir>');
+  process.exit(2);
+}
+function skip(why) { console.log('SKIP: ' + why); process.exit(77); }
+if (!fs.existsSync(specDir)) skip(`${specDir} is absent`);
+for (const tool of ['wast2json', 'wasm-validate'])
+  if (spawnSync(tool, ['--version']).status !== 0) skip(`${tool} (wabt) is not installed`);
+
+// cowmem_module_parse flags per suite: the rules of the era the tests
+// assert (see cowmem.h).
+const F = { NO_MULTI: 4, NO_M64: 8, NO_DEFGG: 16, NO_THREADS: 32 };
+const SUITES = [
+  { dir: 'core', wabt: [], flags: F.NO_MULTI | F.NO_M64 | F.NO_DEFGG | F.NO_THREADS },
+  { dir: 'memory64', wabt: ['--enable-memory64'], flags: F.NO_MULTI | F.NO_DEFGG | F.NO_THREADS },
+  { dir: 'multi-memory', wabt: ['--enable-multi-memory'], flags: F.NO_M64 | F.NO_DEFGG | F.NO_THREADS },
+];
+
+const stats = { passed: 0, failed: 0, skipped: 0, limitation: 0, na: 0,
+                memcmp: 0, memcmpSkipped: 0, reasonMatch: 0, reasonTotal: 0 };
+const limits = {}, skips = {}, failures = [];
+function pass() { stats.passed++; }
+function fail(where, msg) { stats.failed++; failures.push(`${where}: ${msg}`); }
+function limitation(cat) { stats.limitation++; limits[cat] = (limits[cat] || 0) + 1; }
+function skipped(cat) { stats.skipped++; skips[cat] = (skips[cat] || 0) + 1; }
+
+function check(file, flags, args = [], dumpDir = null) {
+  const a = ['-f', String(flags)];
+  if (dumpDir) a.push('-d', dumpDir);
+  const r = spawnSync(checker, a.concat(args, [file]), { encoding: 'utf8' });
+  if (r.status !== 0 || r.signal) throw new Error(`wasm_check crashed on ${file}: ${r.stderr} ${r.signal || ''}`);
+  return JSON.parse(r.stdout);
+}
+
+function spectest() {
+  return {
+    global_i32: new WebAssembly.Global({ value: 'i32' }, 666),
+    global_i64: new WebAssembly.Global({ value: 'i64' }, 666n),
+    global_f32: new WebAssembly.Global({ value: 'f32' }, 666.6),
+    global_f64: new WebAssembly.Global({ value: 'f64' }, 666.6),
+    memory: new WebAssembly.Memory({ initial: 1, maximum: 2 }),
+    table: new WebAssembly.Table({ initial: 10, maximum: 20, element: 'anyfunc' }),
+    print: () => {}, print_i32: () => {}, print_i64: () => {}, print_f32: () => {},
+    print_f64: () => {}, print_i32_f32: () => {}, print_f64_f64: () => {},
+  };
+}
+const SPECTEST_TYPES = { global_i32: [0x7f, 0], global_i64: [0x7e, 0],
+                         global_f32: [0x7d, 0], global_f64: [0x7c, 0] };
+
+// What an import resolves to: { value (JS), type, mut } for globals,
+// { pages, max } for memories; null when nothing of that name is registered.
+function resolve(reg, mod, name, kind) {
+  const r = reg[mod];
+  if (!r) return null;
+  if (mod === 'spectest' && r.spectest) {
+    const v = r.exports[name];
+    if (!v) return null;
+    if (kind === 'global') {
+      const t = SPECTEST_TYPES[name];
+      return t ? { value: v.value, type: t[0], mut: t[1] } : { bad: true };
+    }
+    if (kind === 'memory')
+      return name === 'memory' ? { pages: v.buffer.byteLength / 65536, max: 2 } : { bad: true };
+    return v;
+  }
+  const e = (r.info.exports || []).find((x) => x.name === name);
+  if (!e) return null;
+  const want = { global: 3, memory: 2 }[kind];
+  if (want === undefined) return r.exports ? r.exports[name] : {};
+  if (e.kind !== want) return { bad: true };
+  if (kind === 'global') {
+    const g = r.info.globals[e.index];
+    const jsv = r.exports && r.exports[name] ? r.exports[name].value : 0;
+    return { value: jsv, type: g.type, mut: g.mut };
+  }
+  const m = r.info.memories[e.index];
+  // Without a V8 instance (multi-memory) its current size is unknown.
+  if (!r.exports) return null;
+  const pages = r.exports && r.exports[name] ? r.exports[name].buffer.byteLength / 65536 : m.min;
+  return { pages, max: m.max };
+}
+
+function importArgs(info, reg) {
+  const args = [];
+  let unresolved = false;
+  for (const g of info.globals.filter((x) => x.imported)) {
+    const r = resolve(reg, g.module, g.name, 'global');
+    if (!r || r.bad) { unresolved = true; args.push('-g', `${g.type}:${g.mut}:0`); continue; }
+    let v = r.value;
+    if (typeof v === 'bigint') v = v.toString();
+    args.push('-g', `${r.type}:${r.mut}:${v}`);
+  }
+  for (const m of info.memories.filter((x) => x.imported)) {
+    const r = resolve(reg, m.module, m.name, 'memory');
+    if (!r || r.bad) { unresolved = true; args.push('-m', String(m.min)); continue; }
+    args.push('-m', r.max >= 0 ? `${r.pages}:${r.max}` : String(r.pages));
+  }
+  return { args, unresolved };
+}
+
+function v8Instantiate(bytes, reg) {
+  let mod;
+  try { mod = new WebAssembly.Module(bytes); } catch (e) { return { compileError: e }; }
+  const imports = {};
+  for (const imp of WebAssembly.Module.imports(mod)) {
+    const r = reg[imp.module];
+    const v = r && r.exports ? r.exports[imp.name] : undefined;
+    if (v === undefined) continue;
+    (imports[imp.module] = imports[imp.module] || {})[imp.name] = v;
+  }
+  try { return { instance: new WebAssembly.Instance(mod, imports) }; } catch (e) { return { error: e }; }
+}
+
+// Where wabt places a module's fault: the section id holding that offset.
+function faultSection(file, wabtFlags, info) {
+  const r = spawnSync('wasm-validate', wabtFlags.concat([file]), { encoding: 'utf8' });
+  const m = /(?:^|:)([0-9a-f]{7,}): error/m.exec(r.stderr || '');
+  if (!m || !info.sections) return null;
+  const off = parseInt(m[1], 16);
+  for (const [id, start, len] of info.sections)
+    if (off >= start && off <= start + len) return id;
+  return null;
+}
+
+function compareMemories(where, info, instance, dumpDir) {
+  for (const [k, mem] of info.memories.entries()) {
+    if (mem.imported || mem.exports.length === 0) continue;
+    if (!mem.dump) { stats.memcmpSkipped++; skipped('memory too large to dump'); continue; }
+    const got = fs.readFileSync(mem.dump);
+    const v8mem = instance.exports[mem.exports[0]];
+    const b = new Uint8Array(v8mem.buffer);
+    let ok = b.length === mem.size;
+    for (let i = 0; ok && i < got.length; i++) ok = got[i] === b[i];
+    for (let i = got.length; ok && i < b.length; i++) ok = b[i] === 0;
+    if (ok) { stats.memcmp++; pass(); }
+    else fail(where, `memory ${k} ("${mem.exports[0]}") differs from V8's`);
+  }
+}
+
+function jsArg(a) {
+  const v = a.value;
+  const dv = new DataView(new ArrayBuffer(8));
+  switch (a.type) {
+    case 'i32': return Number(BigInt.asIntN(32, BigInt(v)));
+    case 'i64': return BigInt.asIntN(64, BigInt(v));
+    case 'f32': dv.setUint32(0, Number(v) >>> 0); return dv.getFloat32(0);
+    case 'f64': dv.setBigUint64(0, BigInt(v)); return dv.getFloat64(0);
+    default: return null;
+  }
+}
+
+function invoke(action, named, last) {
+  const m = action.module ? named[action.module] : last;
+  if (!m || !m.exports || typeof m.exports[action.field] !== 'function') return;
+  try {
+    m.exports[action.field](...(action.args || []).map((a) => (/^nan/.test(a.value) ? NaN : jsArg(a))));
+  } catch (e) { /* traps are the test's business */ }
+}
+
+function runFile(suite, wast) {
+  const base = path.basename(wast, '.wast');
+  const out = path.join(tmpRoot, suite.dir, base);
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  const json = path.join(out, base + '.json');
+  const conv = spawnSync('wast2json', suite.wabt.concat([wast, '-o', json]), { encoding: 'utf8' });
+  if (conv.status !== 0) { skipped('wast2json cannot convert'); return; }
+  const cmds = JSON.parse(fs.readFileSync(json, 'utf8')).commands;
+  const reg = { spectest: { spectest: true, exports: spectest(), info: {} } };
+  const named = {};
+  let last = null;
+  for (const c of cmds) {
+    const where = `${suite.dir}/${base}.wast:${c.line}`;
+    const file = c.filename ? path.join(out, c.filename) : null;
+    switch (c.type) {
+      case 'module': {
+        const bytes = fs.readFileSync(file);
+        let info = check(file, suite.flags);
+        if (info.parse !== 'OK') { fail(where, `valid module rejected: ${info.parse} "${info.reason}" @${info.offset}`); last = null; break; }
+        const { args, unresolved } = importArgs(info, reg);
+        const dumpDir = path.join(out, 'dump');
+        fs.rmSync(dumpDir, { recursive: true, force: true });
+        fs.mkdirSync(dumpDir);
+        info = check(file, suite.flags, args, dumpDir);
+        const v8 = v8Instantiate(bytes, reg);
+        if (unresolved) skipped('module import not resolvable here');
+        else if (info.inst !== 'OK') fail(where, `instantiation refused: ${info.inst} ${info.inst_reason}`);
+        else pass();
+        if (v8.instance) {
+          if (info.start) { stats.memcmpSkipped++; skipped('start function: V8 memory compared only without one'); }
+          else if (info.inst === 'OK') compareMemories(where, info, v8.instance, dumpDir);
+        } else if (v8.compileError && info.memories.length > 1) {
+          stats.memcmpSkipped++; skipped('V8 (Node 20) has no multi-memory: no V8 comparison');
+        } else if (v8.compileError || v8.error) {
+          skipped('V8 cannot instantiate it: ' + String(v8.compileError || v8.error).slice(0, 60));
+        }
+        last = { info, exports: v8.instance ? v8.instance.exports : null };
+        if (c.name) named[c.name] = last;
+        break;
+      }
+      case 'register': {
+        const m = c.name ? named[c.name] : last;
+        if (m) reg[c.as] = m;
+        break;
+      }
+      case 'assert_malformed':
+      case 'assert_invalid': {
+        if (c.module_type !== 'binary') { stats.na++; break; }
+        const want = c.type === 'assert_malformed' ? 'EMALFORMED' : 'EINVALID';
+        const info = check(file, suite.flags);
+        if (info.parse === want) {
+          pass();
+          stats.reasonTotal++;
+          if (info.reason.startsWith(c.text)) stats.reasonMatch++;
+        } else if (info.parse === 'OK') {
+          const sec = faultSection(file, suite.wabt, info);
+          if (sec === 10) limitation('function bodies are not validated');
+          else if (sec === 9) limitation('element segments are not validated');
+          else if (c.text === 'data count section required') limitation('data count required by function bodies');
+          else fail(where, `${want} expected ("${c.text}"), cowmem accepted it (wabt: section ${sec})`);
+        } else {
+          fail(where, `${want} expected ("${c.text}"), got ${info.parse} "${info.reason}"`);
+        }
+        break;
+      }
+      case 'assert_unlinkable': {
+        if (c.module_type && c.module_type !== 'binary') { stats.na++; break; }
+        let info = check(file, suite.flags);
+        if (info.parse !== 'OK') { fail(where, `unlinkable module rejected: ${info.parse} ${info.reason}`); break; }
+        const { args, unresolved } = importArgs(info, reg);
+        info = check(file, suite.flags, args);
+        if (info.inst === 'EUNLINKABLE') pass();
+        else if (unresolved) limitation('import resolution by name is the embedder\'s');
+        else if (c.text === 'unknown import') limitation('import resolution by name is the embedder\'s');
+        else limitation('function/table import types are not checked');
+        break;
+      }
+      case 'assert_uninstantiable':
+      case 'assert_trap': {
+        if (!file) { stats.na++; break; }
+        let info = check(file, suite.flags);
+        if (info.parse !== 'OK') { fail(where, `module rejected: ${info.parse} ${info.reason}`); break; }
+        const { args } = importArgs(info, reg);
+        info = check(file, suite.flags, args);
+        if (c.text === 'out of bounds memory access') {
+          if (info.inst === 'EOOB') pass();
+          else fail(where, `expected EOOB, got ${info.inst}`);
+        } else if (info.inst === 'OK') {
+          limitation(`traps other than data segments (${c.text})`);
+        } else fail(where, `expected "${c.text}", got ${info.inst}`);
+        // V8 still runs it: earlier segments' writes remain in imported memories.
+        v8Instantiate(fs.readFileSync(file), reg);
+        break;
+      }
+      default:
+        // Invocations are not about binaries, but run them in V8 so that
+        // later modules see memories grown and globals set as the test means.
+        if (c.action && c.action.type === 'invoke') invoke(c.action, named, last);
+        stats.na++;
+    }
+  }
+}
+
+for (const suite of SUITES) {
+  const dir = path.join(specDir, suite.dir);
+  if (!fs.existsSync(dir)) { skipped(`${suite.dir}/ absent`); continue; }
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.wast')).sort())
+    runFile(suite, path.join(dir, f));
+}
+
+for (const f of failures) console.log('FAIL ' + f);
+console.log('known limitations (counted, not passed):');
+for (const [k, v] of Object.entries(limits)) console.log(`  ${v}  ${k}`);
+console.log('skipped:');
+for (const [k, v] of Object.entries(skips)) console.log(`  ${v}  ${k}`);
+console.log(`memories compared byte for byte with V8: ${stats.memcmp} (${stats.memcmpSkipped} not comparable)`);
+console.log(`error reasons matching the spec's text: ${stats.reasonMatch}/${stats.reasonTotal}`);
+console.log(`not applicable (text format, invocations): ${stats.na}`);
+console.log(`conformance: ${stats.passed} passed, ${stats.failed} failed, ${stats.skipped} skipped, ${stats.limitation} known limitations`);
+process.exit(stats.failed ? 1 : 0);

@@ -1,0 +1,83 @@
+/* libFuzzer target over the WebAssembly reader and the image builder.
+ *
+ * It drives the internal entry points so that images are built with a
+ * small span cap (1 MiB instead of COWMEM_MODULE_IMAGE_SPAN_MAX: a fuzzed
+ * segment at 3 GiB would otherwise cost a 3 GiB calloc per input), then the
+ * fallback and the instantiation check on small buffers. Any broken
+ * invariant traps, which libFuzzer reports as a crash. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cowmem.h"
+#include "wasm/module.h"
+
+#define FUZZ_SPAN_MAX ((uint64_t)1 << 20)
+#define FUZZ_MEM_MAX 65536u
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+
+static void exercise(cowmem_module_t* m) {
+  uint32_t nmem = cowmem_module_memory_count(m);
+  uint32_t ig = cowmem_module_import_count(m, COWMEM_EXTERN_GLOBAL);
+  uint32_t im = cowmem_module_import_count(m, COWMEM_EXTERN_MEMORY);
+  for (uint32_t i = 0; i < cowmem_module_segment_count(m); i++) {
+    cowmem_segment_info_t s;
+    if (cowmem_module_segment_info(m, i, &s) != 0) __builtin_trap();
+    if (s.segment_end > m->len || s.data_offset + s.data_len != s.segment_end)
+      __builtin_trap();
+  }
+  if (nmem > 64 || ig > 64) return;
+  cowmem_global_value_t g[64];
+  cowmem_memory_desc_t md[64];
+  cowmem_memory_view_t v[64];
+  static uint8_t mem[64][FUZZ_MEM_MAX];
+  for (uint32_t k = 0; k < ig; k++) {
+    cowmem_global_info_t gi;
+    cowmem_module_global_info(m, k, &gi);
+    g[k].type = gi.type, g[k].is_mutable = gi.is_mutable, g[k].bits = 4096 * k;
+  }
+  for (uint32_t k = 0; k < nmem; k++) {
+    cowmem_memory_info_t mi;
+    cowmem_image_t* img;
+    cowmem_noimage_t why;
+    cowmem_module_memory_info(m, k, &mi);
+    if (cowmem_module_memory_image(m, k, &img, &why) != 0) __builtin_trap();
+    if (img && why != COWMEM_NOIMAGE_NONE) __builtin_trap();
+    cowmem_image_free(img);
+    md[k].pages = mi.min_pages, md[k].max_pages = mi.max_pages;
+    md[k].has_max = mi.has_max, md[k].memory64 = mi.memory64;
+    md[k].shared = mi.shared;
+    v[k].base = mem[k];
+    v[k].size = mi.min_pages ? FUZZ_MEM_MAX : 0;
+  }
+  cowmem_diag_t d;
+  int r = cowmem_module_instantiate_check(m, md, im, g, ig, &d);
+  if (r != 0 && r != COWMEM_EOOB && r != COWMEM_EUNLINKABLE) __builtin_trap();
+  r = cowmem_module_apply_all(m, v, nmem, g, ig, false, &d);
+  if (r != 0 && r != COWMEM_EOOB) __builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  cowmem_module_t m;
+  cowmem_diag_t d;
+  memset(&m, 0, sizeof m);
+  m.bytes = data;
+  m.len = size;
+  /* Alternate the era rules on one input bit so both paths are covered. */
+  m.flags = COWMEM_MODULE_BORROW |
+            (size & 1 ? COWMEM_MODULE_NO_DEFINED_GLOBAL_GET |
+                            COWMEM_MODULE_NO_THREADS
+                      : 0);
+  int r = cowmem__module_decode(&m, &d);
+  if (r != 0) {
+    if (d.code != r || d.offset > size || d.reason[0] == 0) __builtin_trap();
+    if (r != COWMEM_EMALFORMED && r != COWMEM_EINVALID &&
+        r != COWMEM_EUNSUPPORTED && r != COWMEM_ENOMEM)
+      __builtin_trap();
+  } else if (cowmem__module_build_images(&m, FUZZ_SPAN_MAX) == 0) {
+    exercise(&m);
+  }
+  cowmem__module_clear(&m);
+  return 0;
+}

@@ -121,7 +121,10 @@ COWMEM_API const char* cowmem_err_name(int err);
      "unmapped in a slot (anonymous zeros) instead of mapped from the memfd")  \
   XX(MAX_MAPS, 8,                                                              \
      "the most mappings one image takes in a slot; beyond it, the smallest "   \
-     "holes are mapped from the memfd too (each mapping costs a VMA per slot)")
+     "holes are mapped from the memfd too (each mapping costs a VMA per slot)") \
+  XX(NO_PAGEMAP_SCAN, 0,                                                       \
+     "do not use PAGEMAP_SCAN to find written pages (the fallback: the "       \
+     "adaptive reset learns by comparing contents; for tests and benchmarks)")
 
 typedef enum {
 #define COWMEM__OPT_ENUM(name, def, doc) COWMEM_OPTION_##name,
@@ -381,6 +384,16 @@ typedef enum {
    * one process_madvise(MADV_DONTNEED) (Linux >= 6.13; one madvise per slot
    * elsewhere) before they can be acquired again. */
   COWMEM_RESET_BATCHED = 2,
+  /* Learns, per image, which pages instances write (the hot set, at most
+   * resident_budget bytes) and keeps those resident, restoring them by copy;
+   * everything else the instance wrote is decommitted. With PAGEMAP_SCAN
+   * (Linux >= 6.7) each reset finds exactly the pages written, so a reset
+   * that only touched hot pages makes no madvise at all (no TLB shootdown);
+   * without it, the hot set is learned by comparing contents on sampled
+   * resets and the rest of the memory is madvised in as few calls as its
+   * ranges allow. Learning samples one reset in sample_every (and sooner
+   * while instances write pages outside the hot set). */
+  COWMEM_RESET_ADAPTIVE = 3,
   COWMEM_RESET_COUNT_
 } cowmem_reset_strategy_t;
 
@@ -396,6 +409,11 @@ typedef struct cowmem_pool_config_s {
   cowmem_reset_strategy_t reset; /* default COWMEM_RESET_MADVISE */
   size_t keep_resident;   /* KEEP_RESIDENT: bytes restored by copy, default 64 KiB */
   size_t batch_size;      /* BATCHED: slots per flush, default 32 */
+  size_t resident_budget; /* ADAPTIVE: most bytes of a slot kept resident
+                             and restored by copy (a page multiple, at most
+                             slot_size), default 1 MiB */
+  size_t sample_every;    /* ADAPTIVE: learn from one reset in this many
+                             (>= 1), default 64 */
 } cowmem_pool_config_t;
 
 /* Fill *cfg with the defaults. Fields may be overridden by COWMEM_POOL_*
@@ -469,6 +487,9 @@ typedef struct cowmem_pool_metrics_s {
   uint64_t failures;         /* failed system calls under acquire/release */
   uint64_t idle_resident_bytes; /* resident bytes in idle slots' accessible
                                    ranges (mincore; shared image pages too) */
+  /* ADAPTIVE, summed over images (see cowmem_pool_image_metrics): */
+  uint64_t copied_pages;     /* pages restored by copy (kept resident) */
+  uint64_t discarded_pages;  /* pages decommitted by resets */
 } cowmem_pool_metrics_t;
 
 /* Fill *out. Counters are read without stopping other threads: each is
@@ -476,6 +497,54 @@ typedef struct cowmem_pool_metrics_s {
  * a mincore per idle slot. Errors: EINVAL. */
 COWMEM_API int cowmem_pool_metrics(cowmem_pool_t* pool,
                                    cowmem_pool_metrics_t* out);
+
+/* What the ADAPTIVE reset learned about one image in this pool. */
+#define COWMEM_POOL_IMAGE_METRICS_VERSION 1
+typedef struct cowmem_pool_image_metrics_s {
+  uint32_t version;
+  uint64_t resets;           /* ADAPTIVE resets of slots holding the image */
+  uint64_t hot_pages;        /* pages in the hot set now */
+  uint64_t samples;          /* resets that were learned from */
+  uint64_t sampled_dirty_pages; /* pages written, summed over the samples:
+                                   / samples = pages written per instance */
+  uint64_t missed_pages;     /* written pages outside the hot set (found by
+                                PAGEMAP_SCAN; 0 without it) */
+  uint64_t copied_pages;     /* pages restored by copy */
+  uint64_t discarded_pages;  /* pages decommitted (without PAGEMAP_SCAN:
+                                every page outside the hot set) */
+  uint64_t discard_calls;    /* madvise / process_madvise calls made */
+  uint64_t scans;            /* resets that used PAGEMAP_SCAN */
+} cowmem_pool_image_metrics_t;
+
+/* Fill *out for image (NULL: the all-zeros memory). An image the pool has
+ * not reset with ADAPTIVE reads as all zeros. Thread-safe, like
+ * cowmem_pool_metrics. Errors: EINVAL. */
+COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
+                                         const cowmem_image_t* image,
+                                         cowmem_pool_image_metrics_t* out);
+
+/* ------------------------------------------------------------------------
+ * Snapshots
+ *
+ * A snapshot is an image made from a slot's current memory, so that a
+ * runtime can run a module's initialization once and start every later
+ * instance from the initialized memory; instances of the snapshot reset to
+ * it. Thread safety: as for the slot (the caller must not write the slot
+ * while the snapshot is taken); the image is thread-safe as any image.
+ * ---------------------------------------------------------------------- */
+
+/* Make a new image (sealed, sparse memfd; COPY where memfd is missing) of
+ * the slot's bytes [0, cowmem_slot_size(slot)), trimmed of leading and
+ * trailing zero pages as cowmem_image_new_from_bytes does: its mem_offset
+ * is the first non-zero page. Zero pages stay holes of the memfd. Only
+ * pages that can hold non-zero bytes are read (those the instance wrote,
+ * found with PAGEMAP_SCAN, or resident ones per mincore without it, and
+ * the slot image's data pages), so never-touched pages are not faulted in.
+ * Costs a copy of those pages through a private buffer and one write of
+ * the non-zero ones into the memfd. The slot is not changed.
+ * Errors: EINVAL (NULL), ESTATE (slot EMPTY or BROKEN), ENOMEM, and the
+ * errors of cowmem_image_new_from_bytes. *out is a new reference. */
+COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
 
 /* ---- wasm front end: declarations go here (owned by the wasm work) ---- */
 

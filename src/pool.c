@@ -284,6 +284,8 @@ void cowmem_pool_config_init(cowmem_pool_config_t* cfg) {
   cfg->reset = COWMEM_RESET_MADVISE;
   cfg->keep_resident = 64 * 1024;
   cfg->batch_size = 32;
+  cfg->resident_budget = (size_t)1 << 20;
+  cfg->sample_every = 64;
 }
 
 static const char* pool_config_check(const cowmem_pool_config_t* c, size_t* total) {
@@ -301,6 +303,11 @@ static const char* pool_config_check(const cowmem_pool_config_t* c, size_t* tota
     return "keep_resident: must be a multiple of the page size, at most slot_size";
   if (c->reset == COWMEM_RESET_BATCHED && (c->batch_size == 0 || c->batch_size > 1 << 20))
     return "batch_size: must be between 1 and 2^20";
+  if (c->reset == COWMEM_RESET_ADAPTIVE &&
+      (!cowmem__is_page_multiple(c->resident_budget) || c->resident_budget > c->slot_size))
+    return "resident_budget: must be a multiple of the page size, at most slot_size";
+  if (c->reset == COWMEM_RESET_ADAPTIVE && (c->sample_every == 0 || c->sample_every > 1 << 30))
+    return "sample_every: must be between 1 and 2^30";
   size_t stride = c->slot_size + c->guard_size;
   if (stride < c->slot_size || stride > (SIZE_MAX - c->guard_size) / c->max_slots)
     return "max_slots x (slot_size + guard_size): overflows the address space";
@@ -584,5 +591,14 @@ int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
     }
     pthread_mutex_unlock(&l->lock);
   }
+  cowmem__adaptive_totals(atomic_load(&pool->queue.adaptive), &out->copied_pages,
+                          &out->discarded_pages);
+  return 0;
+}
+
+int cowmem_pool_image_metrics(cowmem_pool_t* pool, const cowmem_image_t* image,
+                              cowmem_pool_image_metrics_t* out) {
+  if (pool == NULL || out == NULL) return COWMEM_EINVAL;
+  cowmem__adaptive_image_metrics(atomic_load(&pool->queue.adaptive), image, out);
   return 0;
 }

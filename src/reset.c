@@ -9,6 +9,7 @@ int cowmem__reset_queue_init(cowmem__reset_queue_t* q, size_t batch) {
   q->n = 0;
   q->cap = batch;
   q->items = NULL;
+  atomic_init(&q->adaptive, NULL);
   if (batch == 0) return 0;
   q->items = malloc(batch * sizeof *q->items);
   if (q->items == NULL) {
@@ -19,6 +20,7 @@ int cowmem__reset_queue_init(cowmem__reset_queue_t* q, size_t batch) {
 }
 
 void cowmem__reset_queue_destroy(cowmem__reset_queue_t* q) {
+  cowmem__adaptive_free(atomic_load(&q->adaptive));
   pthread_mutex_destroy(&q->lock);
   free(q->items);
 }
@@ -90,6 +92,19 @@ int cowmem__reset_slot(const cowmem_pool_config_t* cfg, cowmem__reset_queue_t* q
   switch (cfg->reset) {
     case COWMEM_RESET_KEEP_RESIDENT:
       return cowmem__slot_reset_keep(slot, cfg->keep_resident);
+    case COWMEM_RESET_ADAPTIVE: {
+      /* The hot sets are made on the first ADAPTIVE reset; without memory
+       * for them the reset is a plain madvise one. */
+      cowmem__adaptive_t* a = atomic_load_explicit(&q->adaptive, memory_order_acquire);
+      if (a == NULL) {
+        cowmem__adaptive_t* fresh = cowmem__adaptive_new();
+        if (fresh != NULL && !atomic_compare_exchange_strong(&q->adaptive, &a, fresh))
+          cowmem__adaptive_free(fresh);
+        else
+          a = fresh;
+      }
+      return cowmem__adaptive_reset(a, cfg, slot);
+    }
     case COWMEM_RESET_BATCHED: {
       int full = queue_push(q, slot);
       if (full >= 0) return full ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;

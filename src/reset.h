@@ -9,12 +9,16 @@
 
 #include "internal.h"
 
+/* ADAPTIVE: per-image hot sets of one pool (adaptive.c). */
+typedef struct cowmem__adaptive_s cowmem__adaptive_t;
+
 /* BATCHED: slots waiting for one discard of all their ranges. */
 typedef struct {
   pthread_mutex_t lock;
   cowmem_slot_t** items;
   size_t n;
   size_t cap; /* the batch size; 0 when the strategy is not BATCHED */
+  _Atomic(cowmem__adaptive_t*) adaptive; /* ADAPTIVE: made on first use */
 } cowmem__reset_queue_t;
 
 int cowmem__reset_queue_init(cowmem__reset_queue_t* q, size_t batch);
@@ -35,5 +39,21 @@ enum { COWMEM__RESET_DONE = 0, COWMEM__RESET_QUEUED = 1, COWMEM__RESET_FLUSH = 2
  * is BROKEN). */
 int cowmem__reset_slot(const cowmem_pool_config_t* cfg, cowmem__reset_queue_t* q,
                        cowmem_slot_t* slot);
+
+/* ---- ADAPTIVE (adaptive.c) ---- */
+
+cowmem__adaptive_t* cowmem__adaptive_new(void);
+void cowmem__adaptive_free(cowmem__adaptive_t* a);
+/* Reset a DIRTY slot: exactly image and zeros afterwards, with the image's
+ * hot pages resident. 0 (READY) or a negative error (released to EMPTY or
+ * BROKEN, as cowmem_slot_reset). a == NULL: a plain cowmem_slot_reset. */
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cfg,
+                           cowmem_slot_t* slot);
+/* Per-image metrics (zeros for an image never reset here). */
+void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t* image,
+                                    cowmem_pool_image_metrics_t* out);
+/* Sums over images of copied and discarded pages. */
+void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
+                             uint64_t* discarded);
 
 #endif

@@ -181,3 +181,115 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
+
+/* ---- PAGEMAP_SCAN (Linux >= 6.7) ----
+ * Debian bookworm's headers predate it: the uapi is defined here, checked
+ * against 6.18 with a probe (a written page of a private file mapping comes
+ * back PRESENT|WRITTEN without FILE; a read one as FILE; a read anonymous
+ * one as PFNZERO). */
+#include <string.h>
+#include <sys/ioctl.h>
+#ifndef PAGEMAP_SCAN
+struct page_region {
+  uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_FILE (1u << 2)
+#define PAGE_IS_PRESENT (1u << 3)
+#define PAGE_IS_SWAPPED (1u << 4)
+#define PAGE_IS_PFNZERO (1u << 5)
+#endif
+
+/* The pagemap fd and the pid that opened it, packed in one word so that a
+ * thread never pairs a fresh pid with a stale fd: after fork the child must
+ * not scan through its parent's fd (that reads the parent's page tables). */
+static _Atomic uint64_t pagemap_fd_pid; /* (pid << 32) | (fd + 1); 0: none */
+static _Atomic int pagemap_state;       /* 0 unknown, 1 works, -1 missing */
+
+static int os_pagemap_fd(void) {
+  pid_t me = getpid();
+  uint64_t cur = atomic_load(&pagemap_fd_pid);
+  if (cur != 0 && (pid_t)(cur >> 32) == me) return (int)(cur & 0xffffffffu) - 1;
+  cowmem__os_count(COWMEM__OS_other);
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  uint64_t mine = ((uint64_t)(uint32_t)me << 32) | (uint64_t)(fd + 1);
+  if (atomic_compare_exchange_strong(&pagemap_fd_pid, &cur, mine)) {
+    /* An fd inherited from the parent stays open (one per fork): another
+     * thread may still hold it for a moment. */
+    return fd;
+  }
+  close(fd);
+  if (cur != 0 && (pid_t)(cur >> 32) == me) return (int)(cur & 0xffffffffu) - 1;
+  return -1;
+}
+
+static long os_pagemap_scan(int fd, uint64_t start, uint64_t end,
+                            struct page_region* vec, size_t n, uint64_t* walk_end) {
+  struct pm_scan_arg arg;
+  memset(&arg, 0, sizeof arg);
+  arg.size = sizeof arg;
+  arg.start = start;
+  arg.end = end;
+  arg.vec = (uint64_t)(uintptr_t)vec;
+  arg.vec_len = n;
+  /* written = (present or swapped) and not file and not the zero page */
+  arg.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  arg.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+  cowmem__os_count(COWMEM__OS_other);
+  long r = ioctl(fd, PAGEMAP_SCAN, &arg);
+  *walk_end = arg.walk_end;
+  return r;
+}
+
+bool cowmem__os_has_pagemap_scan(void) {
+  int st = atomic_load_explicit(&pagemap_state, memory_order_relaxed);
+  if (st != 0) return st > 0;
+  int fd = os_pagemap_fd();
+  st = -1;
+  if (fd >= 0) {
+    /* Scan one page of our own stack: any answer >= 0 means it works. */
+    static _Thread_local uint8_t probe_page[8];
+    uint64_t a = (uint64_t)(uintptr_t)probe_page & ~(uint64_t)(cowmem__os_page_size() - 1);
+    struct page_region v[1];
+    uint64_t we = 0;
+    if (os_pagemap_scan(fd, a, a + cowmem__os_page_size(), v, 1, &we) >= 0) st = 1;
+  }
+  atomic_store_explicit(&pagemap_state, st, memory_order_relaxed);
+  return st > 0;
+}
+
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
+                              void* arg) {
+  COWMEM__OS_INJECT(COWMEM__OS_other);
+  if (!cowmem__os_has_pagemap_scan()) return ENOSYS;
+  int fd = os_pagemap_fd();
+  if (fd < 0) return errno ? errno : EBADF;
+  uint64_t start = (uint64_t)(uintptr_t)addr, end = start + len;
+  struct page_region vec[64];
+  while (start < end) {
+    uint64_t we = end;
+    long r = os_pagemap_scan(fd, start, end, vec, 64, &we);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    for (long i = 0; i < r; i++)
+      fn(arg, (uint8_t*)(uintptr_t)vec[i].start, (size_t)(vec[i].end - vec[i].start));
+    /* The vector filled before the end: go on from where the walk stopped. */
+    if (we <= start) return EIO; /* no progress: never expected */
+    start = we;
+  }
+  return 0;
+}
+
+int cowmem__os_resident_map(void* addr, size_t len, uint8_t* vec) {
+  cowmem__os_count(COWMEM__OS_other);
+  return mincore(addr, len, (unsigned char*)vec) == 0 ? 0 : errno;
+}

@@ -114,4 +114,27 @@ int cowmem__os_inject_check(cowmem__os_op_t op);
 #define COWMEM__OS_INJECT(op) ((void)0)
 #endif
 
+/* ---- Dirty-page detection and residency (adaptive reset, snapshots) ----
+ *
+ * cowmem__os_written_ranges reports, in address order, the ranges of
+ * [addr, addr+len) that hold pages this process wrote since they were last
+ * discarded: present or swapped pages that are neither file-backed (an
+ * unwritten page of a private file mapping is the file's own page) nor the
+ * shared zero page. For a slot that is exactly "the pages that no longer read
+ * as image and zeros by themselves". fn is called once per range (adjacent
+ * ranges may come in several calls); there is no cap on how many.
+ * Linux >= 6.7: one PAGEMAP_SCAN ioctl on /proc/self/pagemap per 64 ranges
+ * (the fd is reopened after fork: a pagemap fd reads the mm it was opened
+ * in). Returns ENOSYS where the ioctl is missing (older kernels, posix; the
+ * answer is probed once and cached), or the ioctl's errno; on an error fn
+ * may already have been called for a prefix of the range. */
+typedef void (*cowmem__os_range_fn)(void* arg, uint8_t* addr, size_t len);
+bool cowmem__os_has_pagemap_scan(void);
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
+                              void* arg);
+/* mincore: vec[i] (one byte per page of [addr, addr+len)) gets bit 0 set if
+ * page i is resident. For a private file mapping this is the page cache's
+ * residency, not whether the process wrote the page. */
+int cowmem__os_resident_map(void* addr, size_t len, uint8_t* vec);
+
 #endif

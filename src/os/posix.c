@@ -65,3 +65,18 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
+
+/* No PAGEMAP_SCAN outside Linux: the adaptive reset learns by comparing
+ * contents instead, and snapshots read what mincore reports resident. */
+bool cowmem__os_has_pagemap_scan(void) { return false; }
+
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
+                              void* arg) {
+  (void)addr; (void)len; (void)fn; (void)arg;
+  return ENOSYS;
+}
+
+int cowmem__os_resident_map(void* addr, size_t len, uint8_t* vec) {
+  cowmem__os_count(COWMEM__OS_other);
+  return mincore(addr, len, (void*)vec) == 0 ? 0 : errno;
+}

@@ -1,0 +1,461 @@
+/* The ADAPTIVE reset strategy: per image, learn which pages instances write
+ * (the hot set), keep those resident and restore them by copy, decommit the
+ * rest.
+ *
+ * Figures that shape it (2-core VM, Linux 6.18, medians): a first write to
+ * a page costs 2.1-2.9 us (a copy-on-write fault), copying a page back from
+ * the image 0.07-0.12 us, one PAGEMAP_SCAN of a 16 MiB slot 0.4 us plus
+ * about 0.75 us per 2 MiB of populated page table, and MADV_DONTNEED from
+ * two threads of one process at once about 12 us (TLB-flush IPIs) against
+ * 0.16 us alone. So a page written by most instances is cheaper to copy back
+ * than to fault again, and a reset that needs no madvise scales with threads.
+ *
+ * Two ways to reset, by what the kernel offers:
+ *   exact (PAGEMAP_SCAN): each reset scans the slot for written pages; the
+ *     hot ones are restored by copy, the others decommitted (one madvise per
+ *     contiguous range, or one process_madvise for many). A workload that
+ *     writes only hot pages makes no madvise at all.
+ *   blind (no scan, or COWMEM_NO_PAGEMAP_SCAN): every hot page is restored
+ *     by copy and the complement of the hot set is decommitted in as few
+ *     calls as it has ranges. An empty hot set is a plain madvise reset.
+ * Either way every page of [0, accessible) is restored or decommitted, so
+ * the slot holds exactly image and zeros whatever the hot set is; the hot
+ * set only decides which of the two each page gets. So the hot set can be
+ * read without a lock while a sample rewrites it (atomic words): a torn
+ * read costs speed, never correctness.
+ *
+ * Learning. A sampled reset finds the pages the instance wrote by comparing
+ * contents with the image (candidates: the scan's ranges, or mincore's
+ * resident pages without it) - a kept page that still equals the image was
+ * not written, which a scan alone cannot tell. Each page has a score that
+ * decays by a quarter per sample and gains 64 when written; the hot set is
+ * the pages scoring at least 32, the highest first, at most resident_budget
+ * of them. A page written at every sample stays near 255; one the workload
+ * left drops out after about 8 samples, sooner when new pages outscore it
+ * for the budget. One reset in sample_every is sampled, the first 4 of an
+ * image too, and with a scan, one in sample_every/16 while instances write
+ * pages outside the hot set (the workload moved). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dirty.h"
+#include "reset.h"
+
+#define TABLE_CAP 1024u            /* images with a hot set per pool */
+#define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
+#define SCORE_GAIN 64
+#define SCORE_HOT 32
+#define WARMUP_SAMPLES 4
+
+typedef struct {
+  uint64_t key; /* the image's id; 0 for the all-zeros memory */
+  size_t npages; /* pages [0, npages) may be hot */
+  _Atomic uint64_t* hot; /* npages bits */
+  uint8_t* score;        /* under lock */
+  pthread_mutex_t lock;  /* samples */
+  _Atomic uint64_t resets, last_sample, samples, hot_pages, sampled_dirty,
+      missed, copied, discarded, discard_calls, scans;
+} image_state_t;
+
+struct cowmem__adaptive_s {
+  pthread_mutex_t lock; /* inserts */
+  _Atomic(image_state_t*) table[TABLE_CAP];
+};
+
+#define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
+#define LOAD(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+cowmem__adaptive_t* cowmem__adaptive_new(void) {
+  cowmem__adaptive_t* a = calloc(1, sizeof *a);
+  if (a != NULL) pthread_mutex_init(&a->lock, NULL);
+  return a;
+}
+
+void cowmem__adaptive_free(cowmem__adaptive_t* a) {
+  if (a == NULL) return;
+  for (size_t i = 0; i < TABLE_CAP; i++) {
+    image_state_t* st = atomic_load(&a->table[i]);
+    if (st == NULL) continue;
+    pthread_mutex_destroy(&st->lock);
+    free((void*)st->hot);
+    free(st->score);
+    free(st);
+  }
+  pthread_mutex_destroy(&a->lock);
+  free(a);
+}
+
+static size_t table_home(uint64_t key) {
+  return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & (TABLE_CAP - 1);
+}
+
+/* The state of an image, or NULL. Lock-free: entries are only ever added. */
+static image_state_t* state_find(cowmem__adaptive_t* a, uint64_t key) {
+  size_t h = table_home(key);
+  for (size_t k = 0; k < TABLE_CAP; k++) {
+    image_state_t* st = atomic_load_explicit(&a->table[(h + k) & (TABLE_CAP - 1)],
+                                             memory_order_acquire);
+    if (st == NULL || st->key == key) return st;
+  }
+  return NULL;
+}
+
+/* Find or make the state; NULL when out of memory or the table is full
+ * (that image is then reset with plain madvise). States of freed images
+ * stay until the pool is freed: at most TABLE_CAP per pool. */
+static image_state_t* state_get(cowmem__adaptive_t* a, uint64_t key, size_t initial) {
+  image_state_t* st = state_find(a, key);
+  if (st != NULL) return st;
+  pthread_mutex_lock(&a->lock);
+  size_t h = table_home(key), slot = TABLE_CAP;
+  for (size_t k = 0; k < TABLE_CAP; k++) {
+    size_t i = (h + k) & (TABLE_CAP - 1);
+    image_state_t* e = atomic_load(&a->table[i]);
+    if (e == NULL) {
+      slot = i;
+      break;
+    }
+    if (e->key == key) {
+      pthread_mutex_unlock(&a->lock);
+      return e;
+    }
+  }
+  if (slot < TABLE_CAP) {
+    size_t ps = cowmem__os_page_size();
+    size_t npages = (initial < TRACK_MAX ? initial : TRACK_MAX) / ps;
+    st = calloc(1, sizeof *st);
+    if (st != NULL) {
+      st->key = key;
+      st->npages = npages;
+      st->hot = calloc((npages + 63) / 64 + 1, sizeof *st->hot);
+      st->score = calloc(npages + 1, 1);
+      if (st->hot == NULL || st->score == NULL) {
+        free((void*)st->hot);
+        free(st->score);
+        free(st);
+        st = NULL;
+      } else {
+        pthread_mutex_init(&st->lock, NULL);
+        atomic_store_explicit(&a->table[slot], st, memory_order_release);
+      }
+    }
+  }
+  pthread_mutex_unlock(&a->lock);
+  return st;
+}
+
+static bool is_hot(const image_state_t* st, size_t page) {
+  if (page >= st->npages) return false;
+  uint64_t w = atomic_load_explicit((_Atomic uint64_t*)&st->hot[page / 64],
+                                    memory_order_relaxed);
+  return (w >> (page % 64)) & 1;
+}
+
+/* ---- one reset ---- */
+
+typedef struct {
+  cowmem_slot_t* slot;
+  image_state_t* st;
+  const cowmem_image_t* img;
+  const uint8_t* src; /* the image's bytes at img->mem_offset */
+  size_t ps;
+  size_t limit; /* pages below it may be hot: [0, initial) and tracked */
+  /* the scan's ranges, merged, in order */
+  cowmem__os_range_t local[64];
+  cowmem__os_range_t* r;
+  size_t n, cap;
+  bool oom;
+  /* ranges waiting to be decommitted */
+  cowmem__os_range_t d[64];
+  size_t nd;
+  int err;
+  uint64_t copied, discarded, calls;
+} reset_ctx_t;
+
+static void collect(void* arg, uint8_t* addr, size_t len) {
+  reset_ctx_t* c = arg;
+  if (c->n > 0 && (uint8_t*)c->r[c->n - 1].addr + c->r[c->n - 1].len == addr) {
+    c->r[c->n - 1].len += len;
+    return;
+  }
+  if (c->n == c->cap) {
+    size_t ncap = c->cap * 4;
+    cowmem__os_range_t* nr = c->r == c->local ? malloc(ncap * sizeof *nr)
+                                              : realloc(c->r, ncap * sizeof *nr);
+    if (nr == NULL) {
+      c->oom = true;
+      return;
+    }
+    if (c->r == c->local) memcpy(nr, c->local, sizeof c->local);
+    c->r = nr;
+    c->cap = ncap;
+  }
+  c->r[c->n].addr = addr;
+  c->r[c->n].len = len;
+  c->n++;
+}
+
+/* The image's bytes for memory [off, off + ps), or NULL for zeros. Runs are
+ * page-granular, so a page is all in a run or all zeros. */
+static const uint8_t* expected_page(const reset_ctx_t* c, size_t off) {
+  const cowmem_image_t* img = c->img;
+  if (img == NULL || off < img->mem_offset || off >= img->mem_offset + img->len)
+    return NULL;
+  uint64_t rel = off - img->mem_offset;
+  size_t lo = 0, hi = img->nruns;
+  while (lo < hi) { /* first run ending after rel */
+    size_t mid = lo + (hi - lo) / 2;
+    if (img->runs[mid].off + img->runs[mid].len <= rel) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < img->nruns && img->runs[lo].off <= rel) return c->src + rel;
+  return NULL;
+}
+
+static bool page_is_zero(const uint8_t* p, size_t n) {
+  uint64_t acc = 0;
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  return acc == 0;
+}
+
+/* Copy image and zeros over pages [lo, hi) of the slot. */
+static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* base = c->slot->base;
+  for (size_t p = lo; p < hi; p++) {
+    const uint8_t* want = expected_page(c, p * c->ps);
+    if (want != NULL) memcpy(base + p * c->ps, want, c->ps);
+    else memset(base + p * c->ps, 0, c->ps);
+  }
+  c->copied += hi - lo;
+}
+
+static void discard_flush(reset_ctx_t* c) {
+  if (c->nd == 0 || c->err) return;
+  int e = c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
+                     : cowmem__os_discard_many(c->d, c->nd);
+  if (e) c->err = e;
+  c->calls++;
+  c->nd = 0;
+}
+
+static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* addr = c->slot->base + lo * c->ps;
+  size_t len = (hi - lo) * c->ps;
+  c->discarded += hi - lo;
+  if (c->nd > 0 && (uint8_t*)c->d[c->nd - 1].addr + c->d[c->nd - 1].len == addr) {
+    c->d[c->nd - 1].len += len;
+    return;
+  }
+  if (c->nd == sizeof c->d / sizeof c->d[0]) discard_flush(c);
+  c->d[c->nd].addr = addr;
+  c->d[c->nd].len = len;
+  c->nd++;
+}
+
+/* Restore the hot pages of [lo, hi) by copy, decommit the others. */
+static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
+  size_t i = lo;
+  while (i < hi) {
+    bool h = i < c->limit && is_hot(c->st, i);
+    size_t j = i + 1;
+    while (j < hi && (j < c->limit && is_hot(c->st, j)) == h) j++;
+    if (h) restore_pages(c, i, j);
+    else discard_pages(c, i, j);
+    i = j;
+  }
+}
+
+/* ---- learning ---- */
+
+typedef struct {
+  reset_ctx_t* c;
+  size_t limit; /* pages below it can be hot */
+  uint32_t* written;
+  size_t nw, cap;
+  bool oom;
+} sample_ctx_t;
+
+static void sample_range(void* arg, uint8_t* addr, size_t len) {
+  sample_ctx_t* s = arg;
+  reset_ctx_t* c = s->c;
+  size_t lo = (size_t)(addr - c->slot->base) / c->ps, hi = lo + len / c->ps;
+  if (hi > s->limit) hi = s->limit;
+  for (size_t p = lo; p < hi; p++) {
+    const uint8_t* have = c->slot->base + p * c->ps;
+    const uint8_t* want = expected_page(c, p * c->ps);
+    bool same = want != NULL ? memcmp(have, want, c->ps) == 0 : page_is_zero(have, c->ps);
+    if (same) continue;
+    if (s->nw == s->cap) {
+      size_t ncap = s->cap ? s->cap * 2 : 256;
+      uint32_t* nw = realloc(s->written, ncap * sizeof *nw);
+      if (nw == NULL) {
+        s->oom = true;
+        return;
+      }
+      s->written = nw;
+      s->cap = ncap;
+    }
+    s->written[s->nw++] = (uint32_t)p;
+  }
+}
+
+/* Age every score, credit the written pages, and rebuild the hot set: the
+ * highest scores >= SCORE_HOT, at most budget pages. Caller holds st->lock. */
+static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t budget) {
+  uint8_t* sc = st->score;
+  for (size_t p = 0; p < st->npages; p++) sc[p] = (uint8_t)(sc[p] - (sc[p] >> 2));
+  for (size_t i = 0; i < nw; i++) {
+    unsigned v = sc[written[i]] + SCORE_GAIN;
+    sc[written[i]] = (uint8_t)(v > 255 ? 255 : v);
+  }
+  size_t hist[256] = {0};
+  for (size_t p = 0; p < st->npages; p++) hist[sc[p]]++;
+  size_t count = 0;
+  unsigned thr = 256;
+  for (unsigned t = 255; t >= SCORE_HOT; t--) {
+    if (count + hist[t] > budget) break;
+    count += hist[t];
+    thr = t;
+  }
+  for (size_t w = 0; w * 64 < st->npages; w++) {
+    uint64_t bits = 0;
+    for (size_t b = 0; b < 64 && w * 64 + b < st->npages; b++)
+      if (sc[w * 64 + b] >= thr) bits |= (uint64_t)1 << b;
+    atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
+  }
+  atomic_store_explicit(&st->hot_pages, count, memory_order_relaxed);
+}
+
+/* Learn from this instance: compare the candidate pages with the image. */
+static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit,
+                   bool exact, uint64_t n) {
+  image_state_t* st = c->st;
+  if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
+  sample_ctx_t s = {c, limit, NULL, 0, 0, false};
+  int r = 0;
+  if (exact) {
+    for (size_t i = 0; i < c->n && !s.oom; i++)
+      sample_range(&s, c->r[i].addr, c->r[i].len);
+  } else {
+    r = cowmem__dirty_candidates(c->slot->base, limit * c->ps, sample_range, &s);
+  }
+  if (r == 0 && !s.oom) {
+    learn(st, s.written, s.nw, cfg->resident_budget / c->ps);
+    ADD(st->samples, 1);
+    ADD(st->sampled_dirty, s.nw);
+    atomic_store_explicit(&st->last_sample, n, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&st->lock);
+  free(s.written);
+}
+
+static bool sample_due(image_state_t* st, const cowmem_pool_config_t* cfg,
+                       uint64_t n, uint64_t misses) {
+  uint64_t since = n - LOAD(st->last_sample);
+  size_t every = cfg->sample_every ? cfg->sample_every : 1;
+  if (n < WARMUP_SAMPLES || since >= every) return true;
+  return misses > 0 && since >= (every / 16 ? every / 16 : 1);
+}
+
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cfg,
+                           cowmem_slot_t* slot) {
+  if (slot == NULL) return COWMEM_EINVAL;
+  if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
+  if (slot->state != COWMEM_SLOT_DIRTY) return COWMEM_ESTATE;
+  if (a == NULL || slot->accessible == 0) return cowmem_slot_reset(slot);
+  cowmem_image_t* img = slot->image;
+  const uint8_t* src = NULL;
+  if (img != NULL) {
+    src = img->kind == COWMEM_IMAGE_COPY ? img->bytes : cowmem__image_view(img);
+    if (src == NULL) return cowmem_slot_reset(slot); /* nothing to copy from */
+  }
+  image_state_t* st = state_get(a, img == NULL ? 0 : img->id, slot->initial);
+  if (st == NULL) return cowmem_slot_reset(slot);
+
+  reset_ctx_t c;
+  c.slot = slot;
+  c.st = st;
+  c.img = img;
+  c.src = src;
+  c.ps = cowmem__os_page_size();
+  c.r = c.local;
+  c.n = 0;
+  c.cap = sizeof c.local / sizeof c.local[0];
+  c.oom = false;
+  c.nd = 0;
+  c.err = 0;
+  c.copied = c.discarded = c.calls = 0;
+  size_t pages = slot->accessible / c.ps;
+  size_t limit = slot->initial / c.ps < st->npages ? slot->initial / c.ps : st->npages;
+  c.limit = limit;
+  uint64_t n = ADD(st->resets, 1);
+
+  bool exact = cowmem__dirty_exact();
+  if (exact) {
+    int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
+    if (r != 0 || c.oom) {
+      /* Nothing changed yet: a whole-range madvise is still right. */
+      if (c.r != c.local) free(c.r);
+      return cowmem_slot_reset(slot);
+    }
+    ADD(st->scans, 1);
+    uint64_t misses = 0;
+    for (size_t i = 0; i < c.n; i++) {
+      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
+      size_t hi = lo + c.r[i].len / c.ps;
+      for (size_t p = lo; p < hi && p < limit; p++) misses += !is_hot(st, p);
+    }
+    ADD(st->missed, misses);
+    if (sample_due(st, cfg, n, misses)) sample(&c, cfg, limit, true, n);
+    for (size_t i = 0; i < c.n; i++) {
+      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
+      settle(&c, lo, lo + c.r[i].len / c.ps);
+    }
+    if (c.r != c.local) free(c.r);
+  } else {
+    if (sample_due(st, cfg, n, 0)) sample(&c, cfg, limit, false, n);
+    settle(&c, 0, pages);
+  }
+  discard_flush(&c);
+  ADD(st->copied, c.copied);
+  ADD(st->discarded, c.discarded);
+  ADD(st->discard_calls, c.calls);
+  if (c.err) return cowmem__slot_fail(slot, c.err);
+  return cowmem__slot_finish_reset(slot);
+}
+
+/* ---- metrics ---- */
+
+void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t* image,
+                                    cowmem_pool_image_metrics_t* out) {
+  memset(out, 0, sizeof *out);
+  out->version = COWMEM_POOL_IMAGE_METRICS_VERSION;
+  image_state_t* st = a == NULL ? NULL : state_find(a, image == NULL ? 0 : image->id);
+  if (st == NULL) return;
+  out->resets = LOAD(st->resets);
+  out->hot_pages = LOAD(st->hot_pages);
+  out->samples = LOAD(st->samples);
+  out->sampled_dirty_pages = LOAD(st->sampled_dirty);
+  out->missed_pages = LOAD(st->missed);
+  out->copied_pages = LOAD(st->copied);
+  out->discarded_pages = LOAD(st->discarded);
+  out->discard_calls = LOAD(st->discard_calls);
+  out->scans = LOAD(st->scans);
+}
+
+void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
+                             uint64_t* discarded) {
+  *copied = *discarded = 0;
+  if (a == NULL) return;
+  for (size_t i = 0; i < TABLE_CAP; i++) {
+    image_state_t* st = atomic_load_explicit(&a->table[i], memory_order_acquire);
+    if (st == NULL) continue;
+    *copied += LOAD(st->copied);
+    *discarded += LOAD(st->discarded);
+  }
+}

@@ -1,0 +1,24 @@
+/* Dirty-page detection for slots: which pages of a range an instance wrote.
+ * The core's view of the OS layer's PAGEMAP_SCAN, with the option that
+ * turns it off (COWMEM_NO_PAGEMAP_SCAN) applied in one place. */
+#ifndef COWMEM_DIRTY_H
+#define COWMEM_DIRTY_H
+
+#include "internal.h"
+
+/* Can written pages be found exactly here? (PAGEMAP_SCAN works and is not
+ * disabled by the option.) Cheap: the probe is cached. */
+bool cowmem__dirty_exact(void);
+
+/* Call fn for the ranges of [addr, addr+len) written since they were last
+ * discarded (see cowmem__os_written_ranges). Returns 0, COWMEM_ENOSYS when
+ * not exact, or the error of the scan (fn may have seen a prefix). */
+int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
+
+/* Pages of [addr, addr+len) that may hold bytes other than zeros or the
+ * file's: the written ranges where the scan works, else every page mincore
+ * reports resident. fn as above. Returns 0 or an error (nothing known). */
+int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn,
+                             void* arg);
+
+#endif

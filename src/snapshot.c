@@ -1,0 +1,86 @@
+/* Snapshots: an image made from a slot's current memory.
+ *
+ * Only pages that can hold non-zero bytes are read from the slot: the pages
+ * the instance wrote (PAGEMAP_SCAN; without it, the pages mincore reports
+ * resident) and the slot image's data pages. Reading anything else would
+ * fault it in: a zero page mapped into anonymous memory, or worse, a page
+ * allocated in the image's memfd where a small hole is mapped from it. The
+ * candidates are copied into a private anonymous buffer whose other pages
+ * are never written, and cowmem_image_new_from_bytes builds the sealed,
+ * sparse memfd from that buffer (it finds the zero pages again, so a
+ * candidate page the instance zeroed becomes a hole too). The price is one
+ * extra copy of the candidate pages and read faults of the buffer's
+ * untouched pages (zero page, no allocation) between the first and the
+ * last candidate. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dirty.h"
+#include "internal.h"
+
+typedef struct {
+  uint8_t* base;
+  uint8_t* marks; /* one byte per page: may hold data */
+  size_t ps;
+} snap_ctx_t;
+
+static void mark_range(void* arg, uint8_t* addr, size_t len) {
+  snap_ctx_t* c = arg;
+  size_t lo = (size_t)(addr - c->base) / c->ps, n = len / c->ps;
+  memset(c->marks + lo, 1, n);
+}
+
+int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
+  if (slot == NULL || out == NULL) return COWMEM_EINVAL;
+  if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
+  if (slot->state != COWMEM_SLOT_READY && slot->state != COWMEM_SLOT_DIRTY)
+    return COWMEM_ESTATE;
+  size_t ps = cowmem__os_page_size(), pages = slot->accessible / ps;
+  if (pages == 0) return cowmem_image_new_from_bytes(NULL, 0, 0, out);
+  snap_ctx_t c = {slot->base, calloc(pages, 1), ps};
+  if (c.marks == NULL) return COWMEM_ENOMEM;
+  if (cowmem__dirty_candidates(slot->base, slot->accessible, mark_range, &c) != 0)
+    memset(c.marks, 1, pages); /* nothing known: read everything */
+  const cowmem_image_t* img = slot->image;
+  if (img != NULL) {
+    for (size_t i = 0; i < img->nruns; i++) {
+      uint64_t lo = img->mem_offset + img->runs[i].off, hi = lo + img->runs[i].len;
+      if (lo >= slot->accessible) break;
+      if (hi > slot->accessible) hi = slot->accessible;
+      memset(c.marks + lo / ps, 1, (size_t)(hi - lo) / ps);
+    }
+  }
+  size_t first = 0, last = pages;
+  while (first < pages && !c.marks[first]) first++;
+  while (last > first && !c.marks[last - 1]) last--;
+  if (first == last) {
+    free(c.marks);
+    return cowmem_image_new_from_bytes(NULL, 0, 0, out);
+  }
+  size_t span = (last - first) * ps;
+  void* buf = NULL;
+  int e = cowmem__os_reserve(span, &buf);
+  if (e == 0) {
+    e = cowmem__os_protect(buf, span, COWMEM__PROT_RW);
+    if (e) cowmem__os_unmap(buf, span);
+  }
+  if (e) {
+    free(c.marks);
+    return cowmem__err_from_os(e);
+  }
+  uint8_t* b = buf;
+  for (size_t p = first; p < last;) {
+    if (!c.marks[p]) {
+      p++;
+      continue;
+    }
+    size_t q = p;
+    while (q < last && c.marks[q]) q++;
+    memcpy(b + (p - first) * ps, slot->base + p * ps, (q - p) * ps);
+    p = q;
+  }
+  free(c.marks);
+  int r = cowmem_image_new_from_bytes(b, span, (uint64_t)first * ps, out);
+  cowmem__os_unmap(buf, span);
+  return r;
+}

@@ -1,0 +1,632 @@
+/* Adaptive reset and snapshots: a model test (random write patterns, every
+ * strategy, with and without PAGEMAP_SCAN: each reset must leave exactly
+ * image and zeros), the hot set following a workload that moves, a child
+ * process that keeps resetting after fork, threads, failures, metrics, and
+ * snapshots (bytes, instances, holes). Randomized tests print their seed;
+ * COWMEM_TEST_SEED replays one, COWMEM_TEST_OPS changes the op count. */
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "cowmem.h"
+#include "dirty.h"
+#include "internal.h"
+#include "test.h"
+
+static size_t PS;
+
+/* ---- helpers ---- */
+
+static uint64_t rng_state;
+static uint64_t rnd(void) { /* xorshift64* */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 0x2545f4914f6cdd1dull;
+}
+static size_t rnd_below(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+
+static uint64_t seed_init(const char* test) {
+  const char* e = getenv("COWMEM_TEST_SEED");
+  uint64_t seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+  if (seed == 0) seed = 1;
+  fprintf(stderr, "%s: seed %llu (replay: COWMEM_TEST_SEED=%llu)\n", test,
+          (unsigned long long)seed, (unsigned long long)seed);
+  rng_state = seed;
+  return seed;
+}
+
+static size_t ops_from_env(size_t def) {
+  const char* e = getenv("COWMEM_TEST_OPS");
+  return e ? (size_t)strtoull(e, NULL, 0) : def;
+}
+
+/* An image over pages [first, first + npages) whose pages in [hole_lo,
+ * hole_hi) (relative) are zero: two runs, so copies and holes are tested. */
+static cowmem_image_t* holed_image(size_t first, size_t npages, size_t hole_lo,
+                                   size_t hole_hi, uint8_t salt) {
+  size_t len = npages * PS;
+  uint8_t* b = malloc(len);
+  for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(i * 31 + salt + i / PS) | 1;
+  memset(b + hole_lo * PS, 0, (hole_hi - hole_lo) * PS);
+  cowmem_image_t* img = NULL;
+  if (cowmem_image_new_from_bytes(b, len, first * PS, &img) != 0) img = NULL;
+  free(b);
+  return img;
+}
+
+static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots,
+                                size_t slot_pages, size_t budget_pages, size_t every) {
+  cowmem_pool_config_t cfg;
+  cowmem_pool_config_init(&cfg);
+  cfg.max_slots = slots;
+  cfg.slot_size = slot_pages * PS;
+  cfg.guard_size = 16 * PS;
+  cfg.reset = reset;
+  cfg.keep_resident = 8 * PS;
+  cfg.batch_size = 2;
+  cfg.resident_budget = budget_pages * PS;
+  cfg.sample_every = every;
+  cowmem_pool_t* pool = NULL;
+  const char* why = NULL;
+  int r = cowmem_pool_new(&cfg, &pool, &why);
+  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why);
+  return pool;
+}
+
+/* Slot bytes [0, n) equal want? Prints the first difference. */
+static int same_bytes(const uint8_t* have, const uint8_t* want, size_t n, const char* what) {
+  if (memcmp(have, want, n) == 0) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (have[i] != want[i]) {
+      fprintf(stderr, "%s: byte %zu (page %zu) is 0x%02x, expected 0x%02x\n", what, i,
+              i / PS, have[i], want[i]);
+      break;
+    }
+  return 1;
+}
+
+static bool resident(const void* p) {
+  size_t bytes = 0;
+  if (cowmem__os_resident((void*)p, PS, &bytes) != 0) return false;
+  return bytes != 0;
+}
+
+/* ---- the model test ---- */
+
+#define M_SLOT_PAGES 64
+#define M_MAX_HELD 3
+
+typedef struct {
+  cowmem_slot_t* slot;
+  size_t img;
+} held_t;
+
+static void write_page(uint8_t* m, size_t page, uint8_t v) {
+  size_t at = page * PS + rnd_below(PS - 64);
+  memset(m + at, v, 1 + rnd_below(63));
+}
+
+/* An instance's writes, drawn from patterns a program shows: a few pages
+ * (biased to a "working set" that moves every few thousand ops), a dense
+ * run, growth and writes above the initial size, every page, and writes of
+ * the bytes already there (a page "written" with its own contents). */
+static void scribble(cowmem_slot_t* s, const size_t* hot, size_t nhot) {
+  uint8_t* m = cowmem_slot_base(s);
+  size_t pages = cowmem_slot_size(s) / PS;
+  switch (rnd_below(8)) {
+    case 0: case 1: case 2: /* the working set, plus a stray page or two */
+      for (size_t i = 0; i < nhot; i++)
+        if (hot[i] < pages && rnd_below(4) != 0) write_page(m, hot[i], (uint8_t)rnd());
+      for (size_t i = rnd_below(3); i > 0; i--) write_page(m, rnd_below(pages), (uint8_t)rnd());
+      break;
+    case 3: /* scattered */
+      for (size_t i = 1 + rnd_below(12); i > 0; i--) write_page(m, rnd_below(pages), (uint8_t)rnd());
+      break;
+    case 4: { /* dense */
+      size_t lo = rnd_below(pages), n = 1 + rnd_below(16);
+      if (lo + n > pages) n = pages - lo;
+      memset(m + lo * PS, (int)(rnd() | 1), n * PS);
+      break;
+    }
+    case 5: { /* grow, then write in the new part and below it */
+      size_t add = 1 + rnd_below(8);
+      if ((pages + add) * PS <= M_SLOT_PAGES * PS && cowmem_slot_grow(s, (pages + add) * PS) == 0) {
+        for (size_t p = pages; p < pages + add; p++)
+          if (rnd_below(2)) write_page(m, p, (uint8_t)(rnd() | 1));
+        write_page(m, rnd_below(pages), 0x77);
+      }
+      break;
+    }
+    case 6: /* all pages */
+      for (size_t p = 0; p < pages; p++) write_page(m, p, (uint8_t)(p + 1));
+      break;
+    default: /* rewrite with the same bytes, and zero a page */
+      for (size_t i = 1 + rnd_below(4); i > 0; i--) {
+        size_t p = rnd_below(pages);
+        volatile uint8_t* q = m + p * PS + rnd_below(PS);
+        *q = *q;
+      }
+      if (rnd_below(2)) memset(m + rnd_below(pages) * PS, 0, PS);
+      break;
+  }
+}
+
+static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const char* name) {
+  PS = cowmem_page_size();
+  cowmem__os_inject_clear();
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
+  seed_init(name);
+  ops = ops_from_env(ops);
+  cowmem_pool_t* pool = make_pool(reset, M_MAX_HELD, M_SLOT_PAGES, 12, 8);
+  ASSERT_NOT_NULL(pool);
+  /* A: a small hole (mapped from the memfd), B: a large one (anonymous in
+   * the slot), and the all-zeros memory. */
+  cowmem_image_t* imgs[3] = {holed_image(4, 20, 8, 11, 0x10), holed_image(0, 40, 6, 26, 0x40),
+                             NULL};
+  ASSERT_NOT_NULL(imgs[0]);
+  ASSERT_NOT_NULL(imgs[1]);
+  size_t img_end[3] = {24, 40, 0};
+  uint8_t* want[3];
+  for (int i = 0; i < 3; i++) {
+    want[i] = calloc(M_SLOT_PAGES, PS);
+    if (imgs[i] != NULL) ASSERT_OK(cowmem_image_read(imgs[i], 0, want[i], M_SLOT_PAGES * PS));
+  }
+  held_t held[M_MAX_HELD];
+  size_t nheld = 0, checks = 0;
+  size_t hot[6];
+  for (size_t op = 0; op < ops; op++) {
+    if (op % 4000 == 0) /* the working set moves */
+      for (int i = 0; i < 6; i++) hot[i] = rnd_below(48);
+    size_t what = rnd_below(10);
+    if (nheld == 0 || (what < 3 && nheld < M_MAX_HELD)) {
+      size_t k = rnd_below(3);
+      size_t initial = img_end[k] + rnd_below(48 - img_end[k] + 1);
+      if (initial == 0) initial = 1;
+      cowmem_slot_t* s = NULL;
+      int r = cowmem_pool_acquire(pool, imgs[k], initial * PS, M_SLOT_PAGES * PS, &s);
+      if (r != 0) {
+        fprintf(stderr, "op %zu: acquire: %s\n", op, cowmem_err_name(r));
+        return 1;
+      }
+      ASSERT_UEQ(cowmem_slot_size(s), initial * PS);
+      char what_s[64];
+      snprintf(what_s, sizeof what_s, "op %zu image %zu", op, k);
+      CHECK(same_bytes(cowmem_slot_base(s), want[k], initial * PS, what_s));
+      checks++;
+      held[nheld++] = (held_t){s, k};
+    } else if (what < 8) {
+      scribble(held[rnd_below(nheld)].slot, hot, 6);
+    } else {
+      size_t i = rnd_below(nheld);
+      ASSERT_OK(cowmem_pool_release(pool, held[i].slot));
+      held[i] = held[--nheld];
+      if (rnd_below(16) == 0) ASSERT_OK(cowmem_pool_flush(pool));
+    }
+  }
+  while (nheld > 0) ASSERT_OK(cowmem_pool_release(pool, held[--nheld].slot));
+  if (reset == COWMEM_RESET_ADAPTIVE) {
+    cowmem_pool_image_metrics_t im;
+    ASSERT_OK(cowmem_pool_image_metrics(pool, imgs[0], &im));
+    fprintf(stderr, "image A: resets %llu samples %llu hot %llu dirty/sample %.1f copied %llu "
+            "discarded %llu calls %llu scans %llu; %zu checks\n",
+            (unsigned long long)im.resets, (unsigned long long)im.samples,
+            (unsigned long long)im.hot_pages,
+            im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
+            (unsigned long long)im.copied_pages, (unsigned long long)im.discarded_pages,
+            (unsigned long long)im.discard_calls, (unsigned long long)im.scans, checks);
+    ASSERT_GT(im.resets, 0);
+    ASSERT_GT(im.samples, 0);
+    ASSERT_GT(im.copied_pages, 0);
+    if (no_scan || !cowmem__os_has_pagemap_scan()) ASSERT_EQ(im.scans, 0);
+    else ASSERT_EQ(im.scans, im.resets);
+  }
+  ASSERT_OK(cowmem_pool_free(pool));
+  for (int i = 0; i < 3; i++) {
+    cowmem_image_free(imgs[i]);
+    free(want[i]);
+  }
+  return 0;
+}
+
+TEST_IMPL(model_adaptive) { return model(COWMEM_RESET_ADAPTIVE, false, 100000, "model_adaptive"); }
+TEST_IMPL(model_adaptive_no_scan) {
+  return model(COWMEM_RESET_ADAPTIVE, true, 100000, "model_adaptive_no_scan");
+}
+TEST_IMPL(model_madvise) { return model(COWMEM_RESET_MADVISE, false, 30000, "model_madvise"); }
+TEST_IMPL(model_madvise_no_scan) {
+  return model(COWMEM_RESET_MADVISE, true, 30000, "model_madvise_no_scan");
+}
+TEST_IMPL(model_keep_resident) {
+  return model(COWMEM_RESET_KEEP_RESIDENT, false, 30000, "model_keep_resident");
+}
+TEST_IMPL(model_keep_resident_no_scan) {
+  return model(COWMEM_RESET_KEEP_RESIDENT, true, 30000, "model_keep_resident_no_scan");
+}
+TEST_IMPL(model_batched) { return model(COWMEM_RESET_BATCHED, false, 30000, "model_batched"); }
+TEST_IMPL(model_batched_no_scan) {
+  return model(COWMEM_RESET_BATCHED, true, 30000, "model_batched_no_scan");
+}
+
+/* ---- the hot set follows the workload ---- */
+
+static int cycle_write(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial,
+                       const size_t* pages, size_t n, uint8_t** base) {
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
+  uint8_t* m = cowmem_slot_base(s);
+  for (size_t i = 0; i < n; i++) m[pages[i] * PS + 100] = 0x5a;
+  *base = m;
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  return 0;
+}
+
+static int follows(bool no_scan) {
+  PS = cowmem_page_size();
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, 256, 8, 4);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(32, 16, 4, 6, 0x22);
+  ASSERT_NOT_NULL(img);
+  /* Stack pages below the image and heap pages above it: anonymous, so
+   * mincore tells whether the reset kept them. */
+  size_t a[] = {2, 3, 4, 100, 101}, b[] = {10, 11, 200, 201, 202};
+  uint8_t* base = NULL;
+  for (int i = 0; i < 60; i++) CHECK(cycle_write(pool, img, 256 * PS, a, 5, &base));
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(resident(base + a[i] * PS));
+  for (int i = 0; i < 5; i++) ASSERT_FALSE(resident(base + b[i] * PS));
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_EQ(im.hot_pages, 5);
+  for (int i = 0; i < 60; i++) CHECK(cycle_write(pool, img, 256 * PS, b, 5, &base));
+  for (int i = 0; i < 5; i++) ASSERT_TRUE(resident(base + b[i] * PS));
+  for (int i = 0; i < 5; i++) ASSERT_FALSE(resident(base + a[i] * PS));
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_EQ(im.hot_pages, 5);
+  /* And the memory is exact all along. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 256 * PS, 256 * PS, &s));
+  uint8_t* want = calloc(256, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 256 * PS));
+  CHECK(same_bytes(cowmem_slot_base(s), want, 256 * PS, "after the move"));
+  free(want);
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_free(img);
+  return 0;
+}
+
+TEST_IMPL(hot_set_follows_workload) { return follows(false); }
+TEST_IMPL(hot_set_follows_workload_no_scan) { return follows(true); }
+
+/* The budget bounds the hot set; a budget of 0 keeps nothing. */
+TEST_IMPL(budget_bounds_hot_set) {
+  PS = cowmem_page_size();
+  for (size_t budget = 0; budget <= 3; budget += 3) {
+    cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, 64, budget, 2);
+    ASSERT_NOT_NULL(pool);
+    size_t pages[] = {1, 5, 9, 13, 17, 21};
+    uint8_t* base = NULL;
+    for (int i = 0; i < 30; i++) CHECK(cycle_write(pool, NULL, 32 * PS, pages, 6, &base));
+    cowmem_pool_image_metrics_t im;
+    ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
+    ASSERT_LE(im.hot_pages, budget);
+    size_t kept = 0;
+    for (int i = 0; i < 6; i++) kept += resident(base + pages[i] * PS);
+    ASSERT_LE(kept, budget);
+    ASSERT_OK(cowmem_pool_free(pool));
+  }
+  return 0;
+}
+
+/* ---- fork ---- */
+
+static int fork_cycles(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t* want,
+                       size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, 64 * PS, 64 * PS, &s));
+    CHECK(same_bytes(cowmem_slot_base(s), want, 64 * PS, "fork cycle"));
+    uint8_t* m = cowmem_slot_base(s);
+    for (size_t k = 0; k < 6; k++) m[((i * 7 + k * 11) % 64) * PS + k] = (uint8_t)(i + 1);
+    ASSERT_OK(cowmem_pool_release(pool, s));
+  }
+  return 0;
+}
+
+TEST_IMPL(fork_child_resets) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 16, 4);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(8, 24, 10, 12, 0x31);
+  uint8_t* want = calloc(64, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 64 * PS));
+  CHECK(fork_cycles(pool, img, want, 50));
+  /* Leave the parent's last instance dirty across the fork, too. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 64 * PS, 64 * PS, &s));
+  memset(cowmem_slot_base(s), 0xee, 3 * PS);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int r = cowmem_pool_release(pool, s);
+    if (r == 0) r = fork_cycles(pool, img, want, 300);
+    _exit(r == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  CHECK(fork_cycles(pool, img, want, 50));
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_free(img);
+  free(want);
+  return 0;
+}
+
+/* ---- threads (run under TSan too) ---- */
+
+typedef struct {
+  cowmem_pool_t* pool;
+  cowmem_image_t* img;
+  const uint8_t* want;
+  int id;
+  int failed;
+} thr_t;
+
+static void* thr_main(void* p) {
+  thr_t* t = p;
+  for (int i = 0; i < 1500 && !t->failed; i++) {
+    cowmem_slot_t* s = NULL;
+    if (cowmem_pool_acquire(t->pool, t->img, 32 * PS, 48 * PS, &s) != 0) {
+      t->failed = 1;
+      break;
+    }
+    uint8_t* m = cowmem_slot_base(s);
+    if (memcmp(m, t->want, 32 * PS) != 0) t->failed = 2;
+    for (int k = 0; k < 4; k++) m[((size_t)(t->id * 5 + k * 3 + (i % 50 == 0 ? i : 0)) % 32) * PS] = 9;
+    if (i % 97 == 0 && cowmem_slot_grow(s, 40 * PS) == 0) m[36 * PS] = 1;
+    if (cowmem_pool_release(t->pool, s) != 0) t->failed = 3;
+  }
+  return NULL;
+}
+
+static int threads_case(bool no_scan) {
+  PS = cowmem_page_size();
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 4, 48, 8, 8);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(2, 12, 3, 5, 0x51);
+  uint8_t* want = calloc(32, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 32 * PS));
+  pthread_t th[2];
+  thr_t args[2];
+  for (int i = 0; i < 2; i++) {
+    args[i] = (thr_t){pool, img, want, i, 0};
+    ASSERT_EQ(pthread_create(&th[i], NULL, thr_main, &args[i]), 0);
+  }
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 2; i++) ASSERT_EQ(args[i].failed, 0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_free(img);
+  free(want);
+  return 0;
+}
+
+TEST_IMPL(threads_adaptive) { return threads_case(false); }
+TEST_IMPL(threads_adaptive_no_scan) { return threads_case(true); }
+
+/* ---- failures, configuration, metrics ---- */
+
+TEST_IMPL(adaptive_failures) {
+  PS = cowmem_page_size();
+  cowmem__os_inject_clear();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, 64, 4, 1);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(4, 8, 2, 3, 0x61);
+  uint8_t* want = calloc(64, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 64 * PS));
+  for (int round = 0; round < 3; round++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, 32 * PS, 64 * PS, &s));
+    CHECK(same_bytes(cowmem_slot_base(s), want, 32 * PS, "after a failure"));
+    uint8_t* m = cowmem_slot_base(s);
+    for (int p = 0; p < 32; p += 3) m[p * PS] = 0x42; /* more than the budget */
+    if (round == 0) {
+      /* A failed scan: the reset falls back to madvise, still exact. */
+      cowmem__os_inject_fail(COWMEM__OS_other, 0, EIO);
+      ASSERT_OK(cowmem_pool_release(pool, s));
+    } else if (round == 1) {
+      /* A failed decommit: an error, the slot decommitted, nothing leaks. */
+      cowmem__os_inject_fail(COWMEM__OS_madvise, 0, EIO);
+      cowmem__os_inject_fail(COWMEM__OS_process_madvise, 0, EIO);
+      cowmem__os_inject_fail(COWMEM__OS_mmap, 0, EIO); /* posix's discard */
+      int r = cowmem_pool_release(pool, s);
+      cowmem__os_inject_clear();
+      ASSERT_EQ(r, COWMEM_EIO);
+    } else {
+      ASSERT_OK(cowmem_pool_release(pool, s));
+    }
+    cowmem__os_inject_clear();
+  }
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_free(img);
+  free(want);
+  return 0;
+}
+
+TEST_IMPL(adaptive_config) {
+  PS = cowmem_page_size();
+  cowmem_pool_config_t cfg;
+  cowmem_pool_config_init(&cfg);
+  ASSERT_UEQ(cfg.resident_budget, 1u << 20);
+  ASSERT_UEQ(cfg.sample_every, 64);
+  cfg.max_slots = 1;
+  cfg.slot_size = 16 * PS;
+  cfg.reset = COWMEM_RESET_ADAPTIVE;
+  cfg.resident_budget = PS + 1;
+  cowmem_pool_t* pool = NULL;
+  const char* why = NULL;
+  ASSERT_ERR(cowmem_pool_new(&cfg, &pool, &why), COWMEM_EINVAL);
+  ASSERT_TRUE(strstr(why, "resident_budget") != NULL);
+  cfg.resident_budget = 4 * PS;
+  cfg.sample_every = 0;
+  ASSERT_ERR(cowmem_pool_new(&cfg, &pool, &why), COWMEM_EINVAL);
+  ASSERT_TRUE(strstr(why, "sample_every") != NULL);
+  cfg.sample_every = 1;
+  ASSERT_OK(cowmem_pool_new(&cfg, &pool, &why));
+  cowmem_pool_image_metrics_t im;
+  ASSERT_ERR(cowmem_pool_image_metrics(NULL, NULL, &im), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_pool_image_metrics(pool, NULL, NULL), COWMEM_EINVAL);
+  ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im)); /* nothing yet */
+  ASSERT_EQ(im.resets, 0);
+  ASSERT_EQ(im.version, COWMEM_POOL_IMAGE_METRICS_VERSION);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+TEST_IMPL(adaptive_metrics) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 4);
+  ASSERT_NOT_NULL(pool);
+  size_t pages[] = {3, 7, 40};
+  uint8_t* base = NULL;
+  for (int i = 0; i < 40; i++) CHECK(cycle_write(pool, NULL, 48 * PS, pages, 3, &base));
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
+  ASSERT_EQ(im.resets, 40);
+  ASSERT_EQ(im.hot_pages, 3);
+  ASSERT_GE(im.samples, 4);
+  ASSERT_EQ(im.sampled_dirty_pages, 3 * im.samples);
+  ASSERT_GE(im.copied_pages, 3 * 35);
+  cowmem_pool_metrics_t pm;
+  ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+  ASSERT_UEQ(pm.copied_pages, im.copied_pages);
+  ASSERT_UEQ(pm.discarded_pages, im.discarded_pages);
+  ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], 40);
+  if (cowmem__dirty_exact()) {
+    /* Only the hot pages were written: after learning, no decommit. */
+    ASSERT_LE(im.discard_calls, 4);
+    ASSERT_EQ(im.scans, 40);
+  }
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+/* ---- snapshots ---- */
+
+TEST_IMPL(snapshot_equals_slot) {
+  PS = cowmem_page_size();
+  const size_t n = 48;
+  cowmem_image_t* img = holed_image(4, 20, 8, 11, 0x71);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &s));
+  cowmem_image_t* snap = NULL;
+  ASSERT_ERR(cowmem_snapshot(s, &snap), COWMEM_ESTATE);
+  ASSERT_ERR(cowmem_snapshot(NULL, &snap), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_snapshot(s, NULL), COWMEM_EINVAL);
+  ASSERT_OK(cowmem_slot_instantiate(s, n * PS, img));
+  uint8_t* m = cowmem_slot_base(s);
+  /* "Initialization": globals inside the image, a heap above it, a page
+   * of the image zeroed, and pages never touched in between. */
+  memset(m + 5 * PS + 10, 0xab, 100);
+  memset(m + 30 * PS, 0xcd, 2 * PS);
+  memset(m + 6 * PS, 0, PS);
+  m[44 * PS + 7] = 1;
+  ASSERT_OK(cowmem_snapshot(s, &snap));
+  ASSERT_NOT_NULL(snap);
+  /* Never-touched pages were not faulted in by the snapshot. */
+  ASSERT_FALSE(resident(m + 40 * PS));
+  ASSERT_FALSE(resident(m + 2 * PS));
+  uint8_t* got = calloc(n, PS);
+  ASSERT_OK(cowmem_image_read(snap, 0, got, n * PS));
+  CHECK(same_bytes(got, m, n * PS, "snapshot vs slot"));
+  cowmem_image_info_t info;
+  ASSERT_OK(cowmem_image_info(snap, &info));
+  size_t nonzero = 0;
+  for (size_t p = 0; p < n; p++) {
+    bool z = true;
+    for (size_t i = 0; i < PS && z; i++) z = m[p * PS + i] == 0;
+    nonzero += !z;
+  }
+  ASSERT_UEQ(info.data_pages, nonzero);
+  ASSERT_UEQ(info.mem_offset, 4 * PS);
+  ASSERT_UEQ(info.mem_offset + info.len, 45 * PS);
+  if (info.kind == COWMEM_IMAGE_MEMFD) {
+    struct stat st;
+    ASSERT_EQ(fstat(info.fd, &st), 0);
+    ASSERT_LE((uint64_t)st.st_blocks * 512, nonzero * PS); /* holes stay holes */
+  }
+  /* Instances of the snapshot see it and reset to it. */
+  cowmem_slot_t* t = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &t));
+  for (int round = 0; round < 3; round++) {
+    ASSERT_OK(cowmem_slot_instantiate(t, n * PS, snap));
+    uint8_t* tm = cowmem_slot_base(t);
+    if (round == 0) ASSERT_FALSE(resident(tm + 35 * PS)); /* a hole */
+    CHECK(same_bytes(tm, got, n * PS, "instance of the snapshot"));
+    memset(tm + 29 * PS, 0x11, 4 * PS);
+    ASSERT_OK(cowmem_slot_reset(t));
+  }
+  /* Through a pool with every strategy. */
+  for (int st = 0; st < COWMEM_RESET_COUNT_; st++) {
+    cowmem_pool_t* pool = make_pool((cowmem_reset_strategy_t)st, 1, 64, 8, 2);
+    ASSERT_NOT_NULL(pool);
+    for (int i = 0; i < 10; i++) {
+      cowmem_slot_t* ps = NULL;
+      ASSERT_OK(cowmem_pool_acquire(pool, snap, n * PS, 64 * PS, &ps));
+      CHECK(same_bytes(cowmem_slot_base(ps), got, n * PS, "pooled snapshot"));
+      memset((uint8_t*)cowmem_slot_base(ps) + (size_t)(i % 40) * PS, 0x99, 2 * PS);
+      ASSERT_OK(cowmem_pool_release(pool, ps));
+    }
+    ASSERT_OK(cowmem_pool_flush(pool));
+    ASSERT_OK(cowmem_pool_free(pool));
+  }
+  /* A snapshot of a snapshot's instance, and of an all-zero memory. */
+  ASSERT_OK(cowmem_slot_instantiate(t, n * PS, snap));
+  cowmem_image_t* snap2 = NULL;
+  ASSERT_OK(cowmem_snapshot(t, &snap2));
+  uint8_t* got2 = calloc(n, PS);
+  ASSERT_OK(cowmem_image_read(snap2, 0, got2, n * PS));
+  CHECK(same_bytes(got2, got, n * PS, "snapshot of a snapshot"));
+  ASSERT_OK(cowmem_slot_reset(t));
+  ASSERT_OK(cowmem_slot_release(t));
+  ASSERT_OK(cowmem_slot_instantiate(t, 8 * PS, NULL));
+  cowmem_image_t* zero = NULL;
+  ASSERT_OK(cowmem_snapshot(t, &zero));
+  ASSERT_OK(cowmem_image_info(zero, &info));
+  ASSERT_UEQ(info.len, 0);
+  cowmem_image_free(zero);
+  cowmem_image_free(snap2);
+  free(got2);
+  ASSERT_OK(cowmem_slot_free(t));
+  cowmem_image_free(snap);
+  free(got);
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_free(img);
+  return 0;
+}
+
+TEST_IMPL(snapshot_no_scan) {
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, 1);
+  return test_snapshot_equals_slot();
+}
+
+TEST_MAIN(TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_no_scan)
+              TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan)
+                  TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan)
+                      TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan)
+                          TEST_ENTRY(hot_set_follows_workload)
+                              TEST_ENTRY(hot_set_follows_workload_no_scan)
+                                  TEST_ENTRY(budget_bounds_hot_set)
+                                      TEST_ENTRY(fork_child_resets)
+                                          TEST_ENTRY(threads_adaptive)
+                                              TEST_ENTRY(threads_adaptive_no_scan)
+                                                  TEST_ENTRY(adaptive_failures)
+                                                      TEST_ENTRY(adaptive_config)
+                                                          TEST_ENTRY(adaptive_metrics)
+                                                              TEST_ENTRY(snapshot_equals_slot)
+                                                                  TEST_ENTRY(snapshot_no_scan))

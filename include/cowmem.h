@@ -844,6 +844,36 @@ COWMEM_API int cowmem_module_apply_segments(
     const cowmem_global_value_t* globals, size_t nglobals, bool skip_covered,
     cowmem_diag_t* diag);
 
+/* ------------------------------------------------------------------------
+ * Strip (the cowmem command's `strip`; owned by the image-file work)
+ *
+ * A runtime that takes a memory from cowmem needs no data initialization
+ * for the segments the memory's image already holds. Strip rewrites the
+ * module so that any runtime skips them: each active segment with
+ * covered_by_image becomes an empty passive segment (flags 0x01, 0 bytes).
+ * The segment count and so every segment index stay the same, and an empty
+ * passive segment behaves under memory.init and data.drop exactly as the
+ * dropped active segment did. Segments of memories without an image keep
+ * their bytes and mode. If a segment was stripped and the module has no
+ * data count section, one is inserted before the code section (memory.init
+ * and data.drop require it; it is harmless otherwise). Every other section
+ * is copied byte for byte.
+ *
+ * The stripped module is only correct with cowmem's memory (the image
+ * instantiated in the slot); on memory from anywhere else it starts with
+ * zeros where the data was. Thread-safe (reads the module only).
+ * ---------------------------------------------------------------------- */
+
+/* Write the stripped module into a new buffer: *out (release it with
+ * cowmem_free_buffer), *out_len bytes; *nstripped (if not NULL) is the
+ * number of segments stripped. A module with nothing to strip is returned
+ * unchanged. Errors: EINVAL (NULL), ENOMEM. */
+COWMEM_API int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
+                                   size_t* out_len, uint32_t* nstripped);
+/* Free a buffer cowmem allocated for the caller (it is malloc'd: free()
+ * works too). NULL is ignored. */
+COWMEM_API void cowmem_free_buffer(void* p);
+
 #ifdef __cplusplus
 }
 #endif

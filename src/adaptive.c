@@ -48,15 +48,33 @@
 #define SCORE_HOT 32
 #define WARMUP_SAMPLES 4
 
+/* Counters a reset updates, one cache line per group of threads: with one
+ * shared line, two threads resetting slots of the same image spend more on
+ * bouncing it than a K=0 reset costs. Sampling counts per stripe too (each
+ * group of threads samples one of its own resets in sample_every). */
+#define STRIPES 8
 typedef struct {
+  _Alignas(64) _Atomic uint64_t resets;
+  _Atomic uint64_t last_sample, missed, copied, discarded, discard_calls, scans;
+} stripe_t;
+
+typedef struct {
+  stripe_t stripe[STRIPES];
   uint64_t key; /* the image's id; 0 for the all-zeros memory */
   size_t npages; /* pages [0, npages) may be hot */
   _Atomic uint64_t* hot; /* npages bits */
-  uint8_t* score;        /* under lock */
+  uint8_t* score;        /* a byte per page, rounded up to 64; under lock */
   pthread_mutex_t lock;  /* samples */
-  _Atomic uint64_t resets, last_sample, samples, hot_pages, sampled_dirty,
-      missed, copied, discarded, discard_calls, scans;
+  _Atomic uint64_t samples, hot_pages, sampled_dirty;
 } image_state_t;
+
+static _Thread_local int tl_stripe = -1;
+static _Atomic int next_stripe;
+
+static stripe_t* my_stripe(image_state_t* st) {
+  if (tl_stripe < 0) tl_stripe = atomic_fetch_add(&next_stripe, 1) % STRIPES;
+  return &st->stripe[tl_stripe];
+}
 
 struct cowmem__adaptive_s {
   pthread_mutex_t lock; /* inserts */
@@ -124,12 +142,14 @@ static image_state_t* state_get(cowmem__adaptive_t* a, uint64_t key, size_t init
   if (slot < TABLE_CAP) {
     size_t ps = cowmem__os_page_size();
     size_t npages = (initial < TRACK_MAX ? initial : TRACK_MAX) / ps;
-    st = calloc(1, sizeof *st);
+    size_t size = (sizeof *st + 63) & ~(size_t)63;
+    st = aligned_alloc(64, size);
     if (st != NULL) {
+      memset(st, 0, size);
       st->key = key;
       st->npages = npages;
       st->hot = calloc((npages + 63) / 64 + 1, sizeof *st->hot);
-      st->score = calloc(npages + 1, 1);
+      st->score = calloc((npages + 63) / 64 + 1, 64);
       if (st->hot == NULL || st->score == NULL) {
         free((void*)st->hot);
         free(st->score);
@@ -257,13 +277,35 @@ static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   c->nd++;
 }
 
+/* The end of the run of pages from i (below hi) that are hot if h, or not
+ * hot if !h: a word of the bitmap at a time (a 16 MiB memory is 64 words). */
+static size_t run_end(const reset_ctx_t* c, size_t i, size_t hi, bool h) {
+  size_t lim = c->limit < hi ? c->limit : hi; /* no page at or above is hot */
+  if (!h && i >= lim) return hi;
+  size_t j = i;
+  while (j < lim) {
+    size_t b = j % 64, avail = 64 - b;
+    uint64_t w = atomic_load_explicit(&c->st->hot[j / 64], memory_order_relaxed);
+    uint64_t x = (h ? ~w : w) >> b; /* 1: the page's hotness differs */
+    if (avail < 64) x &= ((uint64_t)1 << avail) - 1;
+    if (x != 0) {
+      j += (size_t)__builtin_ctzll(x);
+      break;
+    }
+    j += avail;
+  }
+  if (j > lim) j = lim;
+  if (!h && j >= lim) j = hi;
+  /* A sample may rewrite the word between two reads: always move on. */
+  return j > i ? j : i + 1;
+}
+
 /* Restore the hot pages of [lo, hi) by copy, decommit the others. */
 static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
   size_t i = lo;
   while (i < hi) {
     bool h = i < c->limit && is_hot(c->st, i);
-    size_t j = i + 1;
-    while (j < hi && (j < c->limit && is_hot(c->st, j)) == h) j++;
+    size_t j = run_end(c, i, hi, h);
     if (h) restore_pages(c, i, j);
     else discard_pages(c, i, j);
     i = j;
@@ -305,16 +347,31 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
 }
 
 /* Age every score, credit the written pages, and rebuild the hot set: the
- * highest scores >= SCORE_HOT, at most budget pages. Caller holds st->lock. */
+ * highest scores >= SCORE_HOT, at most budget pages. Caller holds st->lock.
+ * Most pages score 0: the loops skip them 8 (or 64) at a time, so a sample
+ * of a 16 MiB memory costs about a microsecond here. */
+#define BYTES_0x3F 0x3f3f3f3f3f3f3f3full
 static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t budget) {
   uint8_t* sc = st->score;
-  for (size_t p = 0; p < st->npages; p++) sc[p] = (uint8_t)(sc[p] - (sc[p] >> 2));
+  size_t chunks = (st->npages + 7) / 8;
+  size_t hist[256] = {0};
+  for (size_t i = 0; i < chunks; i++) { /* s -= s / 4, per byte */
+    uint64_t w;
+    memcpy(&w, sc + 8 * i, 8);
+    if (w == 0) continue;
+    w -= (w >> 2) & BYTES_0x3F;
+    memcpy(sc + 8 * i, &w, 8);
+  }
   for (size_t i = 0; i < nw; i++) {
     unsigned v = sc[written[i]] + SCORE_GAIN;
     sc[written[i]] = (uint8_t)(v > 255 ? 255 : v);
   }
-  size_t hist[256] = {0};
-  for (size_t p = 0; p < st->npages; p++) hist[sc[p]]++;
+  for (size_t i = 0; i < chunks; i++) {
+    uint64_t w;
+    memcpy(&w, sc + 8 * i, 8);
+    if (w == 0) continue;
+    for (int b = 0; b < 8; b++) hist[sc[8 * i + b]]++;
+  }
   size_t count = 0;
   unsigned thr = 256;
   for (unsigned t = 255; t >= SCORE_HOT; t--) {
@@ -323,17 +380,24 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
     thr = t;
   }
   for (size_t w = 0; w * 64 < st->npages; w++) {
-    uint64_t bits = 0;
-    for (size_t b = 0; b < 64 && w * 64 + b < st->npages; b++)
-      if (sc[w * 64 + b] >= thr) bits |= (uint64_t)1 << b;
-    atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
+    uint64_t bits = 0, any = 0;
+    for (int k = 0; k < 8; k++) {
+      uint64_t v;
+      memcpy(&v, sc + w * 64 + 8 * k, 8);
+      any |= v;
+    }
+    if (any != 0 && thr < 256)
+      for (size_t b = 0; b < 64; b++)
+        if (sc[w * 64 + b] >= thr) bits |= (uint64_t)1 << b;
+    if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits)
+      atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
   }
   atomic_store_explicit(&st->hot_pages, count, memory_order_relaxed);
 }
 
 /* Learn from this instance: compare the candidate pages with the image. */
 static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit,
-                   bool exact, uint64_t n) {
+                   bool exact, stripe_t* sp, uint64_t n) {
   image_state_t* st = c->st;
   if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
   sample_ctx_t s = {c, limit, NULL, 0, 0, false};
@@ -348,15 +412,15 @@ static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit
     learn(st, s.written, s.nw, cfg->resident_budget / c->ps);
     ADD(st->samples, 1);
     ADD(st->sampled_dirty, s.nw);
-    atomic_store_explicit(&st->last_sample, n, memory_order_relaxed);
+    atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
   }
   pthread_mutex_unlock(&st->lock);
   free(s.written);
 }
 
-static bool sample_due(image_state_t* st, const cowmem_pool_config_t* cfg,
+static bool sample_due(stripe_t* sp, const cowmem_pool_config_t* cfg,
                        uint64_t n, uint64_t misses) {
-  uint64_t since = n - LOAD(st->last_sample);
+  uint64_t since = n - LOAD(sp->last_sample);
   size_t every = cfg->sample_every ? cfg->sample_every : 1;
   if (n < WARMUP_SAMPLES || since >= every) return true;
   return misses > 0 && since >= (every / 16 ? every / 16 : 1);
@@ -393,7 +457,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cf
   size_t pages = slot->accessible / c.ps;
   size_t limit = slot->initial / c.ps < st->npages ? slot->initial / c.ps : st->npages;
   c.limit = limit;
-  uint64_t n = ADD(st->resets, 1);
+  stripe_t* sp = my_stripe(st);
+  uint64_t n = ADD(sp->resets, 1);
 
   bool exact = cowmem__dirty_exact();
   if (exact) {
@@ -403,28 +468,28 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cf
       if (c.r != c.local) free(c.r);
       return cowmem_slot_reset(slot);
     }
-    ADD(st->scans, 1);
+    ADD(sp->scans, 1);
     uint64_t misses = 0;
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
       size_t hi = lo + c.r[i].len / c.ps;
       for (size_t p = lo; p < hi && p < limit; p++) misses += !is_hot(st, p);
     }
-    ADD(st->missed, misses);
-    if (sample_due(st, cfg, n, misses)) sample(&c, cfg, limit, true, n);
+    if (misses) ADD(sp->missed, misses);
+    if (sample_due(sp, cfg, n, misses)) sample(&c, cfg, limit, true, sp, n);
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
       settle(&c, lo, lo + c.r[i].len / c.ps);
     }
     if (c.r != c.local) free(c.r);
   } else {
-    if (sample_due(st, cfg, n, 0)) sample(&c, cfg, limit, false, n);
+    if (sample_due(sp, cfg, n, 0)) sample(&c, cfg, limit, false, sp, n);
     settle(&c, 0, pages);
   }
   discard_flush(&c);
-  ADD(st->copied, c.copied);
-  ADD(st->discarded, c.discarded);
-  ADD(st->discard_calls, c.calls);
+  if (c.copied) ADD(sp->copied, c.copied);
+  if (c.discarded) ADD(sp->discarded, c.discarded);
+  if (c.calls) ADD(sp->discard_calls, c.calls);
   if (c.err) return cowmem__slot_fail(slot, c.err);
   return cowmem__slot_finish_reset(slot);
 }
@@ -437,15 +502,18 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
   out->version = COWMEM_POOL_IMAGE_METRICS_VERSION;
   image_state_t* st = a == NULL ? NULL : state_find(a, image == NULL ? 0 : image->id);
   if (st == NULL) return;
-  out->resets = LOAD(st->resets);
   out->hot_pages = LOAD(st->hot_pages);
   out->samples = LOAD(st->samples);
   out->sampled_dirty_pages = LOAD(st->sampled_dirty);
-  out->missed_pages = LOAD(st->missed);
-  out->copied_pages = LOAD(st->copied);
-  out->discarded_pages = LOAD(st->discarded);
-  out->discard_calls = LOAD(st->discard_calls);
-  out->scans = LOAD(st->scans);
+  for (int i = 0; i < STRIPES; i++) {
+    stripe_t* sp = &st->stripe[i];
+    out->resets += LOAD(sp->resets);
+    out->missed_pages += LOAD(sp->missed);
+    out->copied_pages += LOAD(sp->copied);
+    out->discarded_pages += LOAD(sp->discarded);
+    out->discard_calls += LOAD(sp->discard_calls);
+    out->scans += LOAD(sp->scans);
+  }
 }
 
 void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
@@ -455,7 +523,9 @@ void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
   for (size_t i = 0; i < TABLE_CAP; i++) {
     image_state_t* st = atomic_load_explicit(&a->table[i], memory_order_acquire);
     if (st == NULL) continue;
-    *copied += LOAD(st->copied);
-    *discarded += LOAD(st->discarded);
+    for (int k = 0; k < STRIPES; k++) {
+      *copied += LOAD(st->stripe[k].copied);
+      *discarded += LOAD(st->stripe[k].discarded);
+    }
   }
 }

@@ -1,0 +1,134 @@
+/* cowmem_wasm2c.h: cowmem as the memory provider of wasm2c-compiled modules
+ * (wabt 1.0.32, Debian bookworm), without patching wasm2c or its output.
+ *
+ * The integration defines __wrap_wasm_rt_allocate_memory,
+ * __wrap_wasm_rt_grow_memory and __wrap_wasm_rt_free_memory; a program links
+ * it together with Debian's libwasm-rt-impl.a (traps, signal handler) and
+ * -Wl,--wrap=wasm_rt_allocate_memory,--wrap=wasm_rt_grow_memory,
+ * --wrap=wasm_rt_free_memory (the CMake target cowmem_wasm2c carries these
+ * flags), so every call the generated code makes reaches the wrappers.
+ *
+ * The recipe for a module (cowmem_wasm2c_module() in CMake does it):
+ *   1. strip the module: data segments that the image covers become empty
+ *      passive segments, so wasm2c's init_memories copies nothing;
+ *   2. wasm2c the stripped module and compile it;
+ *   3. at run time, load the ORIGINAL module's images once
+ *      (cowmem_w2c_module_open) and instantiate with
+ *      COWMEM_W2C_INSTANTIATE(module, Z_<name>_instantiate, &instance).
+ *   Z_<name>_free(&instance) gives the memory back to the pool.
+ *
+ * Memories: each memory the generated code allocates is a slot of one
+ * process-wide pool of COWMEM_W2C_SLOT_SIZE + COWMEM_W2C_GUARD_SIZE bytes
+ * (4 GiB + 4 GiB). Generated code has no bounds checks (wasm2c's
+ * WASM_RT_MEMCHECK_SIGNAL_HANDLER, the default on 64-bit hosts): it forms
+ * data + u32 address + u32 offset, up to 8 GiB past data, and relies on
+ * every such address being PROT_NONE memory of this instance beyond the
+ * accessible size, so that the access faults with SEGV_ACCERR, which the
+ * stock handler turns into WASM_RT_TRAP_OOB. A slot and the guard after it
+ * are exactly those 8 GiB; a smaller stride would let an access land in the
+ * next slot's accessible pages.
+ *
+ * Supported: 32-bit memories, any number of them per module (mapped in the
+ * order the generated code allocates them: the module's defined memories in
+ * index order), memories with or without an image (a memory whose data
+ * cowmem cannot turn into an image keeps its segments in the stripped module
+ * and wasm2c copies them, onto zeros). Not supported, refused by
+ * cowmem_w2c_module_new with COWMEM_EUNSUPPORTED: memory64 and shared
+ * memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes and no shared
+ * flag).
+ *
+ * Memories allocated while no module is set (cowmem_w2c_begin) go to the
+ * stock runtime unchanged: an unstripped module compiled by wasm2c runs in
+ * the same process as before. A STRIPPED module instantiated without its
+ * module set would start from zeros: always instantiate it through
+ * COWMEM_W2C_INSTANTIATE.
+ *
+ * Thread safety: init and shutdown once, from one thread. begin/end and the
+ * instantiate macro act on the calling thread only (the module to map is a
+ * thread-local), so threads may instantiate at once; allocate, grow and free
+ * are thread-safe. (The stock runtime's trap buffer is one global: only one
+ * thread at a time may run wasm code that can trap.)
+ */
+#ifndef COWMEM_WASM2C_H
+#define COWMEM_WASM2C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cowmem.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COWMEM_W2C_SLOT_SIZE ((size_t)4 << 30)  /* 65536 wasm pages */
+#define COWMEM_W2C_GUARD_SIZE ((size_t)4 << 30) /* u32 offset past 4 GiB */
+#define COWMEM_W2C_WASM_PAGE 65536u
+
+#define COWMEM_W2C_CONFIG_VERSION 1
+typedef struct cowmem_w2c_config_s {
+  uint32_t version;              /* set by cowmem_w2c_config_init */
+  size_t max_memories;           /* slots: memories alive at once, 256 */
+  cowmem_reset_strategy_t reset; /* COWMEM_RESET_ADAPTIVE (see .c) */
+  size_t keep_resident;          /* KEEP_RESIDENT: bytes, 64 KiB */
+  size_t resident_budget;        /* ADAPTIVE: bytes, 1 MiB */
+} cowmem_w2c_config_t;
+
+void cowmem_w2c_config_init(cowmem_w2c_config_t* cfg);
+
+/* Create the process's pool. Optional: the first cowmem memory creates it
+ * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
+ * cowmem_pool_new (*why, if not NULL, says which field or why). */
+int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, const char** why);
+/* Free the pool. Errors: EBUSY while a cowmem memory is alive (nothing is
+ * freed). Afterwards init may be called again. */
+int cowmem_w2c_shutdown(void);
+/* The pool (NULL before init), for metrics and trim. */
+cowmem_pool_t* cowmem_w2c_pool(void);
+
+/* A module's memory images, built from the ORIGINAL (unstripped) module. */
+typedef struct cowmem_w2c_module_s cowmem_w2c_module_t;
+
+/* Parse a module and build its images. Errors: those of
+ * cowmem_module_parse (with *diag), EUNSUPPORTED for memory64 or shared
+ * memories (diag->reason says which), EINVAL, ENOMEM. */
+int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** out,
+                          cowmem_diag_t* diag);
+/* The same from a file; also ENOENT, EIO and the errors of open/read. */
+int cowmem_w2c_module_open(const char* wasm_path, cowmem_w2c_module_t** out,
+                           cowmem_diag_t* diag);
+/* Free the module. Memories alive keep the images they map. NULL ignored. */
+void cowmem_w2c_module_free(cowmem_w2c_module_t* m);
+/* Defined memories (those the generated code allocates). */
+uint32_t cowmem_w2c_module_memories(const cowmem_w2c_module_t* m);
+/* The image of defined memory i (borrowed; NULL: zeros or none). */
+cowmem_image_t* cowmem_w2c_module_image(const cowmem_w2c_module_t* m, uint32_t i);
+
+/* Map m's images into the memories the calling thread allocates until
+ * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k.
+ * Its limits must be the module's (else the process aborts with a message:
+ * the wrong module was set). m must stay valid until cowmem_w2c_end.
+ * A begin without end (a trap during instantiation) is superseded by the
+ * next begin. */
+void cowmem_w2c_begin(const cowmem_w2c_module_t* m);
+/* Stop mapping for this thread. Returns 0, or COWMEM_ESTATE when the
+ * number of memories allocated since begin is not the module's number of
+ * defined memories (the instantiate function does not belong to m). */
+int cowmem_w2c_end(void);
+
+/* instantiate_fn(instance) with m's images; evaluates to cowmem_w2c_end(). */
+#define COWMEM_W2C_INSTANTIATE(m, instantiate_fn, instance)                              \
+  (cowmem_w2c_begin(m), instantiate_fn(instance), cowmem_w2c_end())
+
+/* Counters since the process started (relaxed; for tests and demos). */
+typedef struct cowmem_w2c_counters_s {
+  uint64_t cowmem_allocs, cowmem_grows, cowmem_frees;
+  uint64_t stock_allocs, stock_grows, stock_frees;
+  uint64_t live; /* cowmem memories alive */
+} cowmem_w2c_counters_t;
+void cowmem_w2c_counters(cowmem_w2c_counters_t* out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COWMEM_WASM2C_H */

@@ -1,0 +1,303 @@
+/* demo_main.c: the bundled demo program (examples/demo/demo.c, compiled to
+ * wasm32 by clang, then to C by wasm2c) served as a request loop, twice in
+ * one process:
+ *   cowmem  the stripped module (Z_cowdemo_*), memories from a cowmem pool
+ *           mapped copy-on-write from the original module's image;
+ *   stock   the unstripped module (Z_demo_*) with Debian's stock runtime,
+ *           which reserves 8 GiB and copies the data segments per instance.
+ * Each request instantiates, writes the input, calls run, copies the report
+ * out, and frees. Prints requests per second and latency percentiles for
+ * both and the ratio, then instantiate+free against the pool's bare cycle
+ * (acquire + release of a slot with the same pages dirtied as a request
+ * dirties), which is the floor the integration can reach.
+ *
+ * Usage: cowmem_wasm2c_demo [--iters N] [--stock-iters N] [--warmup N]
+ *                           [--reset madvise|keep_resident|adaptive]
+ * The stock runtime leaks 8 GiB of address space per instance (NOTES.md),
+ * so --stock-iters is capped at 10000.
+ */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <unistd.h>
+
+#include "cowdemo.h"
+#include "cowmem_wasm2c.h"
+#include "demo_w.h"
+#include "w2c_util.h"
+#include "wasm-rt-impl.h"
+
+W2C_DEFINE_SERVE(demo)
+W2C_DEFINE_SERVE(cowdemo)
+
+#define REPORT_CAP 256
+#define MAX_DIRTY 4096
+
+typedef struct {
+  double rps;
+  uint64_t *req_ns, *cycle_ns; /* per request: all of it; instantiate+free */
+} loop_t;
+
+static const char* g_req = w2c_default_request;
+static uint32_t g_req_len;
+
+static int loop_cowmem(const cowmem_w2c_module_t* m, size_t warmup, size_t iters,
+                       const char* expect, loop_t* out) {
+  char report[REPORT_CAP];
+  uint64_t start = 0;
+  for (size_t i = 0; i < warmup + iters; i++) {
+    if (i == warmup) start = w2c_now_ns();
+    Z_cowdemo_instance_t inst;
+    uint64_t t0 = w2c_now_ns();
+    if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst) != 0) return 1;
+    uint64_t t1 = w2c_now_ns();
+    w2c_serve_cowdemo(&inst, g_req, g_req_len, report, sizeof report);
+    uint64_t t2 = w2c_now_ns();
+    Z_cowdemo_free(&inst);
+    uint64_t t3 = w2c_now_ns();
+    if (strcmp(report, expect) != 0) {
+      fprintf(stderr, "cowmem request %zu: %s", i, report);
+      return 1;
+    }
+    if (i >= warmup) {
+      out->req_ns[i - warmup] = t3 - t0;
+      out->cycle_ns[i - warmup] = (t1 - t0) + (t3 - t2);
+    }
+  }
+  out->rps = (double)iters * 1e9 / (double)(w2c_now_ns() - start);
+  return 0;
+}
+
+static int loop_stock(size_t warmup, size_t iters, const char* expect, loop_t* out) {
+  char report[REPORT_CAP];
+  uint64_t start = 0;
+  for (size_t i = 0; i < warmup + iters; i++) {
+    if (i == warmup) start = w2c_now_ns();
+    Z_demo_instance_t inst;
+    uint64_t t0 = w2c_now_ns();
+    Z_demo_instantiate(&inst);
+    uint64_t t1 = w2c_now_ns();
+    w2c_serve_demo(&inst, g_req, g_req_len, report, sizeof report);
+    uint64_t t2 = w2c_now_ns();
+    Z_demo_free(&inst);
+    uint64_t t3 = w2c_now_ns();
+    if (strcmp(report, expect) != 0) {
+      fprintf(stderr, "stock request %zu: %s", i, report);
+      return 1;
+    }
+    if (i >= warmup) {
+      out->req_ns[i - warmup] = t3 - t0;
+      out->cycle_ns[i - warmup] = (t1 - t0) + (t3 - t2);
+    }
+  }
+  out->rps = (double)iters * 1e9 / (double)(w2c_now_ns() - start);
+  return 0;
+}
+
+/* Every input through both runtimes, on fresh instances: same reports. */
+static int check_same(const cowmem_w2c_module_t* m) {
+  for (size_t i = 0; i < W2C_NREQUESTS; i++) {
+    char a[REPORT_CAP], b[REPORT_CAP];
+    uint32_t len = (uint32_t)strlen(w2c_requests[i]);
+    Z_demo_instance_t s;
+    Z_cowdemo_instance_t c;
+    Z_demo_instantiate(&s);
+    w2c_serve_demo(&s, w2c_requests[i], len, a, sizeof a);
+    Z_demo_free(&s);
+    if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &c) != 0) return 1;
+    w2c_serve_cowdemo(&c, w2c_requests[i], len, b, sizeof b);
+    Z_cowdemo_free(&c);
+    if (strcmp(a, b) != 0) {
+      fprintf(stderr, "input %zu: stock %scowmem %s", i, a, b);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Pages of [base, base + len) the process wrote since they were mapped:
+ * present, exclusively mapped, and anonymous (a copy-on-write copy, or a
+ * written zero page), from /proc/self/pagemap. Offsets into pages[]. */
+static size_t dirty_pages(const uint8_t* base, size_t len, size_t* pages, size_t cap) {
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+  int fd = open("/proc/self/pagemap", O_RDONLY);
+  if (fd < 0) return 0;
+  for (size_t off = 0; off < len && n < cap; off += ps) {
+    uint64_t e;
+    off_t at = (off_t)(((uintptr_t)base + off) / ps * 8);
+    if (pread(fd, &e, 8, at) != 8) break;
+    bool present = e >> 63 & 1, file = e >> 61 & 1, excl = e >> 56 & 1;
+    if (present && excl && !file) pages[n++] = off;
+  }
+  close(fd);
+  return n;
+}
+
+/* The pool's own cycle with the same image and the same pages dirtied:
+ * acquire + release timed, the writes in between not. */
+static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
+                       const size_t* pages, size_t k, size_t warmup, size_t iters,
+                       uint64_t* ns) {
+  cowmem_pool_t* pool = cowmem_w2c_pool();
+  for (size_t i = 0; i < warmup + iters; i++) {
+    cowmem_slot_t* slot;
+    uint64_t t0 = w2c_now_ns();
+    if (cowmem_pool_acquire(pool, image, initial, max, &slot) != 0) abort();
+    uint64_t t1 = w2c_now_ns();
+    volatile uint8_t* p = cowmem_slot_base(slot);
+    for (size_t j = 0; j < k; j++)
+      p[pages[j]] = (uint8_t)(p[pages[j]] + 1);
+    uint64_t t2 = w2c_now_ns();
+    cowmem_pool_release(pool, slot);
+    uint64_t t3 = w2c_now_ns();
+    if (i >= warmup) ns[i - warmup] = (t1 - t0) + (t3 - t2);
+  }
+}
+
+static void print_row(const char* name, loop_t* l, size_t n) {
+  double p50 = w2c_quantile_us(l->req_ns, n, 0.50, 0); /* sorts */
+  double p90 = w2c_quantile_us(l->req_ns, n, 0.90, 1);
+  double p99 = w2c_quantile_us(l->req_ns, n, 0.99, 1);
+  double p999 = w2c_quantile_us(l->req_ns, n, 0.999, 1);
+  printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, l->rps, p50, p90, p99, p999);
+}
+
+static int parse_reset(const char* s, cowmem_reset_strategy_t* r) {
+  static const char* names[] = {"madvise", "keep_resident", "batched", "adaptive"};
+  for (int i = 0; i < COWMEM_RESET_COUNT_; i++)
+    if (strcmp(s, names[i]) == 0 && i != COWMEM_RESET_BATCHED) {
+      *r = (cowmem_reset_strategy_t)i;
+      return 0;
+    }
+  return -1;
+}
+
+int main(int argc, char** argv) {
+  size_t iters = 20000, stock_iters = 2000, warmup = 200;
+  cowmem_w2c_config_t cfg;
+  cowmem_w2c_config_init(&cfg);
+  cfg.max_memories = 16;
+  const char* reset_name = "adaptive"; /* the integration's default */
+  for (int i = 1; i < argc; i++) {
+    const char* a = argv[i];
+    if (strcmp(a, "--iters") == 0 && i + 1 < argc)
+      iters = strtoul(argv[++i], 0, 10);
+    else if (strcmp(a, "--stock-iters") == 0 && i + 1 < argc)
+      stock_iters = strtoul(argv[++i], 0, 10);
+    else if (strcmp(a, "--warmup") == 0 && i + 1 < argc)
+      warmup = strtoul(argv[++i], 0, 10);
+    else if (strcmp(a, "--reset") == 0 && i + 1 < argc &&
+             parse_reset(argv[i + 1], &cfg.reset) == 0)
+      reset_name = argv[++i];
+    else {
+      fprintf(stderr,
+              "usage: %s [--iters N] [--stock-iters N (<= 10000)] "
+              "[--warmup N] [--reset madvise|keep_resident|adaptive]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  if (iters == 0) iters = 1;
+  if (stock_iters == 0) stock_iters = 1;
+  if (stock_iters + warmup > 10000) {
+    fprintf(stderr, "--stock-iters + --warmup: at most 10000 (the stock "
+                    "runtime leaks 8 GiB of address space per instance)\n");
+    return 2;
+  }
+  g_req_len = (uint32_t)strlen(g_req);
+
+  const char* why = NULL;
+  int r = cowmem_w2c_init(&cfg, &why);
+  if (r != 0) {
+    fprintf(stderr, "cowmem_w2c_init: %s (%s)\n", cowmem_strerror(r), why ? why : "");
+    return 1;
+  }
+  cowmem_w2c_module_t* m;
+  cowmem_diag_t diag;
+  r = cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &m, &diag);
+  if (r != 0) {
+    fprintf(stderr, "%s: %s: %s\n", COWMEM_W2C_WASM_cowdemo, cowmem_strerror(r),
+            diag.reason);
+    return 1;
+  }
+  wasm_rt_init();
+  Z_demo_init_module();
+  Z_cowdemo_init_module();
+
+  /* The expected report, and the pages one request dirties (measured on
+   * the pool's first, never-used slot: nothing resident from before). */
+  char expect[REPORT_CAP];
+  static size_t pages[MAX_DIRTY];
+  Z_cowdemo_instance_t inst;
+  if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst) != 0) return 1;
+  w2c_serve_cowdemo(&inst, g_req, g_req_len, expect, sizeof expect);
+  wasm_rt_memory_t* mem = Z_cowdemoZ_memory(&inst);
+  size_t initial = (size_t)mem->pages * COWMEM_W2C_WASM_PAGE;
+  size_t max = (size_t)mem->max_pages * COWMEM_W2C_WASM_PAGE;
+  size_t k = dirty_pages(mem->data, initial, pages, MAX_DIRTY);
+  Z_cowdemo_free(&inst);
+
+  if (check_same(m) != 0) return 1;
+
+  cowmem_image_info_t ii = {0};
+  cowmem_image_t* image = cowmem_w2c_module_image(m, 0);
+  if (image) cowmem_image_info(image, &ii);
+  printf("wasm2c demo: %s\n", COWMEM_W2C_WASM_cowdemo);
+  printf("memory %zu KiB (max %zu MiB), image %llu KiB (%s), reset %s\n", initial >> 10,
+         max >> 20, (unsigned long long)ii.len >> 10,
+         ii.kind == COWMEM_IMAGE_MEMFD  ? "memfd"
+         : ii.kind == COWMEM_IMAGE_COPY ? "copy"
+                                        : "file",
+         reset_name);
+  printf("check: %zu inputs, stock and cowmem reports identical\n",
+         (size_t)W2C_NREQUESTS);
+  printf("request (%u bytes) -> %s", g_req_len, expect);
+  printf("pages a request dirties: %zu of %zu (%zu KiB)\n", k,
+         initial / (size_t)sysconf(_SC_PAGESIZE), k * 4);
+
+  loop_t c = {0, calloc(iters, 8), calloc(iters, 8)};
+  loop_t s = {0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
+  uint64_t* bare = calloc(iters, 8);
+  if (!c.req_ns || !c.cycle_ns || !s.req_ns || !s.cycle_ns || !bare) return 1;
+  if (loop_cowmem(m, warmup, iters, expect, &c) != 0) return 1;
+  bare_cycle(image, initial, max, pages, k, warmup, iters, bare);
+  if (loop_stock(warmup, stock_iters, expect, &s) != 0) return 1;
+
+  printf("\nrequest loop (instantiate, run, read result, free), latency in us\n");
+  printf("%-14s %12s %9s %9s %9s %9s\n", "", "requests/s", "p50", "p90", "p99", "p99.9");
+  print_row("cowmem", &c, iters);
+  print_row("stock wasm2c", &s, stock_iters);
+  double ratio = c.rps / s.rps;
+  printf("ratio cowmem / stock: %.1fx requests per second (target >= 10x: "
+         "%s)\n",
+         ratio, ratio >= 10 ? "met" : "MISSED");
+
+  double ci = w2c_quantile_us(c.cycle_ns, iters, 0.5, 0);
+  double si = w2c_quantile_us(s.cycle_ns, stock_iters, 0.5, 0);
+  double bi = w2c_quantile_us(bare, iters, 0.5, 0);
+  printf("\ninstantiate+free, median (p99) in us\n");
+  printf("  cowmem wasm2c            %8.2f (%.2f)\n", ci,
+         w2c_quantile_us(c.cycle_ns, iters, 0.99, 1));
+  printf("  stock wasm2c             %8.2f (%.2f)\n", si,
+         w2c_quantile_us(s.cycle_ns, stock_iters, 0.99, 1));
+  printf("  pool bare cycle, %3zu pages dirtied: %.2f (%.2f)\n", k, bi,
+         w2c_quantile_us(bare, iters, 0.99, 1));
+  printf("ratio cowmem wasm2c / bare cycle: %.2fx (target <= 2x: %s)\n", ci / bi,
+         ci <= 2 * bi ? "met" : "MISSED");
+
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  printf("\nmemory calls: cowmem %llu allocate, %llu free; stock %llu "
+         "allocate, %llu free\n",
+         (unsigned long long)n.cowmem_allocs, (unsigned long long)n.cowmem_frees,
+         (unsigned long long)n.stock_allocs, (unsigned long long)n.stock_frees);
+  free(c.req_ns);
+  free(c.cycle_ns);
+  free(s.req_ns);
+  free(s.cycle_ns);
+  free(bare);
+  cowmem_w2c_module_free(m);
+  wasm_rt_free();
+  r = cowmem_w2c_shutdown();
+  if (r != 0) fprintf(stderr, "cowmem_w2c_shutdown: %s\n", cowmem_strerror(r));
+  return r != 0;
+}

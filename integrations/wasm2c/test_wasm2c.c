@@ -1,0 +1,330 @@
+/* test_wasm2c.c: cowmem as wasm2c's memory provider, against the stock
+ * runtime in the same process. ctest runs each as wasm2c_<name>.
+ *   Z_demo_*     demo.wasm as wasm2c made it, stock runtime (the reference)
+ *   Z_cowdemo_*  the stripped demo.wasm, memories from the cowmem pool */
+#include "cowdemo.h"
+#include "cowmem_wasm2c.h"
+#include "demo_w.h"
+#include "test.h"
+#include "w2c_util.h"
+#include "wasm-rt-impl.h"
+
+W2C_DEFINE_SERVE(demo)
+W2C_DEFINE_SERVE(cowdemo)
+
+#define PAGE COWMEM_W2C_WASM_PAGE
+#define DEMO_PAGES 9u
+#define DEMO_MAX 1024u
+#define NEG1 0xffffffffu /* memory.grow failed */
+
+static cowmem_w2c_module_t* g_mod;
+
+/* One slot when `one_slot`: every instance then runs in the same slot. */
+static int setup_reset(bool one_slot, cowmem_reset_strategy_t reset) {
+  cowmem_w2c_config_t cfg;
+  cowmem_w2c_config_init(&cfg);
+  cfg.max_memories = one_slot ? 1 : 8;
+  cfg.reset = reset;
+  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &g_mod, &diag));
+  ASSERT_EQ(cowmem_w2c_module_memories(g_mod), 1);
+  ASSERT_NOT_NULL(cowmem_w2c_module_image(g_mod, 0));
+  /* Once per process: wasm_rt_free does not let wasm_rt_init run again
+   * (its guard stays set, so the signal handler would not come back). */
+  static bool once;
+  if (!once) {
+    wasm_rt_init();
+    Z_demo_init_module();
+    Z_cowdemo_init_module();
+    once = true;
+  }
+  return 0;
+}
+
+static int setup(bool one_slot) {
+  return setup_reset(one_slot, COWMEM_RESET_ADAPTIVE);
+}
+
+static int teardown(void) {
+  cowmem_w2c_module_free(g_mod);
+  g_mod = NULL;
+  ASSERT_OK(cowmem_w2c_shutdown());
+  return 0;
+}
+
+static int instantiate(Z_cowdemo_instance_t* inst) {
+  ASSERT_OK(COWMEM_W2C_INSTANTIATE(g_mod, Z_cowdemo_instantiate, inst));
+  return 0;
+}
+
+/* peek(addr) in a trap frame: the trap code, 0 if none (*out the value). */
+static int cow_peek(Z_cowdemo_instance_t* inst, uint32_t addr, uint32_t* out) {
+  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+  if (t != WASM_RT_TRAP_NONE) return (int)t;
+  *out = Z_cowdemoZ_peek(inst, addr);
+  return 0;
+}
+
+static int stock_peek(Z_demo_instance_t* inst, uint32_t addr, uint32_t* out) {
+  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+  if (t != WASM_RT_TRAP_NONE) return (int)t;
+  *out = Z_demoZ_peek(inst, addr);
+  return 0;
+}
+
+/* A large request (most of the input buffer): grows memory past 9 pages. */
+static char* big_request(uint32_t len) {
+  char* p = malloc(len);
+  static const char* words[] = {"copy ", "on ",   "write ", "the ",    "image ",
+                                "slot ", "Pool ", "of ",    "memory, "};
+  uint32_t x = 12345;
+  for (uint32_t i = 0; p && i < len;) {
+    x = x * 1103515245u + 12345u;
+    const char* w = words[(x >> 16) % 9];
+    while (*w && i < len)
+      p[i++] = *w++;
+  }
+  return p;
+}
+
+TEST_IMPL(same_outputs) {
+  CHECK(setup(false));
+  uint32_t big_len = 60000;
+  char* big = big_request(big_len);
+  ASSERT_NOT_NULL(big);
+  for (size_t i = 0; i <= W2C_NREQUESTS; i++) {
+    const char* req = i < W2C_NREQUESTS ? w2c_requests[i] : big;
+    uint32_t len = i < W2C_NREQUESTS ? (uint32_t)strlen(req) : big_len;
+    char a[256], b[256];
+    Z_demo_instance_t s;
+    Z_cowdemo_instance_t c;
+    Z_demo_instantiate(&s);
+    CHECK(instantiate(&c));
+    /* Two requests per instance: the second sees the first's state. */
+    for (int round = 0; round < 2; round++) {
+      uint32_t na = w2c_serve_demo(&s, req, len, a, sizeof a);
+      uint32_t nb = w2c_serve_cowdemo(&c, req, len, b, sizeof b);
+      ASSERT_EQ(na, nb);
+      ASSERT_STR_EQ(a, b);
+    }
+    uint32_t pages = Z_demoZ_pages(&s);
+    ASSERT_EQ(pages, Z_cowdemoZ_pages(&c));
+    if (i == W2C_NREQUESTS) ASSERT_GT(pages, DEMO_PAGES); /* it grew */
+    ASSERT_EQ(Z_demoZ_checksum(&s, 0, pages * PAGE),
+              Z_cowdemoZ_checksum(&c, 0, pages * PAGE));
+    Z_demo_free(&s);
+    Z_cowdemo_free(&c);
+  }
+  free(big);
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.live, 0);
+  ASSERT_EQ(n.cowmem_allocs, W2C_NREQUESTS + 1);
+  ASSERT_EQ(n.stock_allocs, W2C_NREQUESTS + 1);
+  return teardown();
+}
+
+/* Instance a writes a secret (BSS, data, heap), grows, writes the grown
+ * pages and an image page from the host; instance b, in the same slot, sees
+ * the image and zeros only. Twice, so the second pair starts from a reset
+ * slot, for every reset strategy. */
+static int isolation_with(cowmem_reset_strategy_t reset) {
+  CHECK(setup_reset(true, reset));
+  for (int pass = 0; pass < 2; pass++) {
+    Z_demo_instance_t ref;
+    Z_demo_instantiate(&ref);
+    uint32_t fresh_sum = Z_demoZ_checksum(&ref, 0, DEMO_PAGES * PAGE);
+    Z_demo_free(&ref);
+
+    Z_cowdemo_instance_t a;
+    CHECK(instantiate(&a));
+    uint8_t* slot_a = Z_cowdemoZ_memory(&a)->data;
+    ASSERT_EQ(Z_cowdemoZ_checksum(&a, 0, DEMO_PAGES * PAGE), fresh_sum);
+    uint32_t heap = Z_cowdemoZ_write_secret(&a, 0x5ec2e7u);
+    ASSERT_NE(heap, 0);
+    ASSERT_NE(Z_cowdemoZ_read_secret(&a), 0);
+    ASSERT_EQ(Z_cowdemoZ_grow(&a, 3), DEMO_PAGES);
+    wasm_rt_memory_t* ma = Z_cowdemoZ_memory(&a);
+    memset(ma->data + DEMO_PAGES * PAGE, 0xA5, 3 * PAGE); /* the grown part */
+    memset(ma->data + 1024, 0x5A, 4096);                  /* the image */
+    Z_cowdemo_free(&a);
+
+    Z_cowdemo_instance_t b;
+    CHECK(instantiate(&b));
+    wasm_rt_memory_t* mb = Z_cowdemoZ_memory(&b);
+    ASSERT_PTR_EQ(mb->data, slot_a); /* the same slot */
+    ASSERT_EQ(mb->pages, DEMO_PAGES);
+    ASSERT_EQ(Z_cowdemoZ_pages(&b), DEMO_PAGES);
+    ASSERT_EQ(Z_cowdemoZ_read_secret(&b), 0);
+    ASSERT_EQ(Z_cowdemoZ_peek(&b, heap), 0);
+    ASSERT_EQ(Z_cowdemoZ_checksum(&b, 0, DEMO_PAGES * PAGE), fresh_sum);
+    uint32_t v = 0;
+    /* The pages a grew are inaccessible again, then zeros after a grow. */
+    ASSERT_EQ(cow_peek(&b, DEMO_PAGES * PAGE, &v), WASM_RT_TRAP_OOB);
+    ASSERT_EQ(Z_cowdemoZ_grow(&b, 3), DEMO_PAGES);
+    for (uint32_t off = 0; off < 3 * PAGE; off++)
+      if (mb->data[DEMO_PAGES * PAGE + off] != 0)
+        TEST_FAIL_("grown byte %u is %u, not 0", off, mb->data[DEMO_PAGES * PAGE + off]);
+    Z_cowdemo_free(&b);
+  }
+  return teardown();
+}
+
+TEST_IMPL(isolation) {
+  CHECK(isolation_with(COWMEM_RESET_ADAPTIVE));
+  CHECK(isolation_with(COWMEM_RESET_MADVISE));
+  CHECK(isolation_with(COWMEM_RESET_KEEP_RESIDENT));
+  return 0;
+}
+
+TEST_IMPL(oob_traps) {
+  CHECK(setup(false));
+  Z_cowdemo_instance_t c;
+  Z_demo_instance_t s;
+  CHECK(instantiate(&c));
+  Z_demo_instantiate(&s);
+  /* Before and after a grow, for both runtimes: the last word reads, the
+   * first word past the end, the last address a u32 can name, and an
+   * access straddling the end all trap with WASM_RT_TRAP_OOB. */
+  for (int grown = 0; grown < 2; grown++) {
+    uint32_t size = (DEMO_PAGES + 7 * (uint32_t)grown) * PAGE;
+    uint32_t probes[] = {size - 4, size, size - 2, size + 4096, 0xfffffffcu, 0x80000000u};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+      uint32_t v1 = 0, v2 = 0;
+      int want = probes[i] <= size - 4 ? 0 : WASM_RT_TRAP_OOB;
+      ASSERT_EQ(cow_peek(&c, probes[i], &v1), want);
+      ASSERT_EQ(stock_peek(&s, probes[i], &v2), want);
+      ASSERT_EQ(v1, v2);
+    }
+    wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+    if (t == WASM_RT_TRAP_NONE) {
+      Z_cowdemoZ_trap_oob(&c);
+      TEST_FAIL_("trap_oob returned");
+    }
+    ASSERT_EQ(t, WASM_RT_TRAP_OOB);
+    if (!grown) {
+      ASSERT_EQ(Z_cowdemoZ_grow(&c, 7), DEMO_PAGES);
+      ASSERT_EQ(Z_demoZ_grow(&s, 7), DEMO_PAGES);
+    }
+  }
+  /* The instance is intact after traps. */
+  char a[256], b[256];
+  w2c_serve_demo(&s, w2c_default_request, (uint32_t)strlen(w2c_default_request), a,
+                 sizeof a);
+  w2c_serve_cowdemo(&c, w2c_default_request, (uint32_t)strlen(w2c_default_request), b,
+                    sizeof b);
+  ASSERT_STR_EQ(a, b);
+  Z_cowdemo_free(&c);
+  Z_demo_free(&s);
+  return teardown();
+}
+
+TEST_IMPL(grow_to_max) {
+  CHECK(setup(false));
+  Z_cowdemo_instance_t c;
+  CHECK(instantiate(&c));
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, 0), DEMO_PAGES);
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, DEMO_MAX - DEMO_PAGES + 1), NEG1); /* past max */
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, 0xffffffffu), NEG1);               /* wraps */
+  ASSERT_EQ(Z_cowdemoZ_pages(&c), DEMO_PAGES);
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, 100), DEMO_PAGES);
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, DEMO_MAX - DEMO_PAGES - 100), DEMO_PAGES + 100);
+  ASSERT_EQ(Z_cowdemoZ_pages(&c), DEMO_MAX);
+  wasm_rt_memory_t* m = Z_cowdemoZ_memory(&c);
+  ASSERT_EQ(m->size, DEMO_MAX * PAGE);
+  uint32_t v = 1;
+  ASSERT_EQ(cow_peek(&c, DEMO_MAX * PAGE - 4, &v), 0);
+  ASSERT_EQ(v, 0);
+  m->data[DEMO_MAX * PAGE - 1] = 7; /* the last byte is writable */
+  ASSERT_EQ(cow_peek(&c, DEMO_MAX * PAGE, &v), WASM_RT_TRAP_OOB);
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, 1), NEG1);
+  ASSERT_EQ(Z_cowdemoZ_grow(&c, 0), DEMO_MAX);
+  Z_cowdemo_free(&c);
+  /* The stock runtime agrees. */
+  Z_demo_instance_t s;
+  Z_demo_instantiate(&s);
+  ASSERT_EQ(Z_demoZ_grow(&s, DEMO_MAX - DEMO_PAGES + 1), NEG1);
+  ASSERT_EQ(Z_demoZ_grow(&s, DEMO_MAX - DEMO_PAGES), DEMO_PAGES);
+  ASSERT_EQ(Z_demoZ_grow(&s, 1), NEG1);
+  Z_demo_free(&s);
+  return teardown();
+}
+
+/* Thousands of instantiate/free cycles (with requests, and a grow every
+ * tenth) leave VmSize where it was: no reservation leaks. */
+TEST_IMPL(no_leak) {
+  CHECK(setup(false));
+  Z_cowdemo_instance_t c[3];
+  for (int i = 0; i < 3; i++)
+    CHECK(instantiate(&c[i])); /* warm 3 slots */
+  for (int i = 0; i < 3; i++)
+    Z_cowdemo_free(&c[i]);
+  unsigned long before = w2c_vmsize_kb();
+  ASSERT_GT(before, 0);
+  for (int i = 0; i < 5000; i++) {
+    Z_cowdemo_instance_t x, y;
+    CHECK(instantiate(&x));
+    CHECK(instantiate(&y)); /* two live: two slots in turn */
+    w2c_serve_cowdemo(&x, w2c_default_request, (uint32_t)strlen(w2c_default_request),
+                      NULL, 0);
+    if (i % 10 == 0) ASSERT_EQ(Z_cowdemoZ_grow(&y, 2), DEMO_PAGES);
+    Z_cowdemo_free(&x);
+    Z_cowdemo_free(&y);
+  }
+  unsigned long after = w2c_vmsize_kb();
+  printf("10000 instantiate/free cycles: VmSize %lu -> %lu KiB\n", before, after);
+  ASSERT_EQ(after, before);
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.live, 0);
+  return teardown();
+}
+
+/* memory64 and shared memories are refused when the module is loaded. */
+TEST_IMPL(unsupported) {
+  static const uint8_t mem64[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 5, 3, 1, 0x04, 1};
+  static const uint8_t shared[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 5, 4, 1, 0x03, 1, 1};
+  static const uint8_t plain[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 5, 4, 1, 0x01, 1, 2};
+  cowmem_w2c_module_t* m = NULL;
+  cowmem_diag_t diag;
+  ASSERT_ERR(cowmem_w2c_module_new(mem64, sizeof mem64, &m, &diag), COWMEM_EUNSUPPORTED);
+  ASSERT_TRUE(strstr(diag.reason, "memory64") != NULL);
+  ASSERT_ERR(cowmem_w2c_module_new(shared, sizeof shared, &m, &diag),
+             COWMEM_EUNSUPPORTED);
+  ASSERT_TRUE(strstr(diag.reason, "shared") != NULL);
+  ASSERT_NULL(m);
+  ASSERT_OK(cowmem_w2c_module_new(plain, sizeof plain, &m, &diag));
+  ASSERT_EQ(cowmem_w2c_module_memories(m), 1);
+  ASSERT_NULL(cowmem_w2c_module_image(m, 0)); /* no data: zeros */
+  cowmem_w2c_module_free(m);
+  ASSERT_ERR(cowmem_w2c_module_open("/nonexistent.wasm", &m, &diag), COWMEM_ENOENT);
+  return 0;
+}
+
+/* A begin whose instantiate allocates nothing ends with ESTATE; the stock
+ * module runs through the stock runtime while no module is set. */
+TEST_IMPL(begin_end) {
+  CHECK(setup(false));
+  cowmem_w2c_begin(g_mod);
+  ASSERT_ERR(cowmem_w2c_end(), COWMEM_ESTATE);
+  ASSERT_OK(cowmem_w2c_end()); /* nothing set */
+  Z_demo_instance_t s;
+  Z_demo_instantiate(&s);
+  Z_demo_free(&s);
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.stock_allocs, 1);
+  ASSERT_EQ(n.stock_frees, 1);
+  ASSERT_EQ(n.cowmem_allocs, 0);
+  /* The pool refuses to go while a cowmem memory lives. */
+  Z_cowdemo_instance_t c;
+  CHECK(instantiate(&c));
+  ASSERT_ERR(cowmem_w2c_shutdown(), COWMEM_EBUSY);
+  Z_cowdemo_free(&c);
+  return teardown();
+}
+
+TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
+              TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
+                  TEST_ENTRY(begin_end))

@@ -600,6 +600,15 @@ TEST_IMPL(snapshot_equals_slot) {
   ASSERT_OK(cowmem_image_info(zero, &info));
   ASSERT_UEQ(info.len, 0);
   cowmem_image_free(zero);
+  /* No gap between the first and the last written page: read in place. */
+  memset((uint8_t*)cowmem_slot_base(t) + 2 * PS, 0x3c, 3 * PS);
+  ASSERT_OK(cowmem_snapshot(t, &zero));
+  ASSERT_OK(cowmem_image_info(zero, &info));
+  ASSERT_UEQ(info.mem_offset, 2 * PS);
+  ASSERT_UEQ(info.len, 3 * PS);
+  ASSERT_OK(cowmem_image_read(zero, 0, got2, 8 * PS));
+  CHECK(same_bytes(got2, cowmem_slot_base(t), 8 * PS, "gapless snapshot"));
+  cowmem_image_free(zero);
   cowmem_image_free(snap2);
   free(got2);
   ASSERT_OK(cowmem_slot_free(t));

@@ -595,6 +595,10 @@ typedef struct cowmem_diag_s {
  * GC proposal relaxed it to any earlier immutable global). */
 #define COWMEM_MODULE_NO_DEFINED_GLOBAL_GET 0x10u
 #define COWMEM_MODULE_NO_THREADS 0x20u /* shared memories malformed */
+/* Walk the code section's function bodies to check that their sizes add up
+ * to the section's (by default only their count is checked: a third of the
+ * parse time of a large module goes to touching every body). */
+#define COWMEM_MODULE_CHECK_BODIES 0x40u
 
 /* Largest span (first to last non-empty segment byte) an image is built for;
  * beyond it the memory uses the segmented fallback. */

@@ -112,7 +112,7 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
                "the memory is imported%.0u%.0llu%.0llu", 0, 0, 0);
   }
   for (uint32_t i = 0; i < m->nsegments; i++) {
-    const cowmem_segment_info_t* s = &m->segments[i];
+    const cowmem__segment_t* s = &m->segments[i];
     if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
     cowmem__memory_t* mem = &m->memories[s->memory];
     if (mem->why != COWMEM_NOIMAGE_NONE) continue;
@@ -149,12 +149,13 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     }
   }
   for (uint32_t i = 0; i < m->nsegments; i++) {
-    cowmem_segment_info_t* s = &m->segments[i];
+    cowmem__segment_t* s = &m->segments[i];
     if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
     if (m->memories[s->memory].why != COWMEM_NOIMAGE_NONE) continue;
     s->covered_by_image = true;
     if (s->data_len > 0)
-      memcpy(buf[s->memory] + (s->offset - lo[s->memory]), s->data,
+      memcpy(buf[s->memory] + (s->offset - lo[s->memory]),
+             m->bytes + s->data_offset,
              (size_t)s->data_len);
   }
   for (uint32_t k = 0; k < n; k++) {
@@ -197,8 +198,27 @@ COUNT_AND_INFO(global, globals, nglobals, cowmem_global_info_t,
                m->globals[index])
 COUNT_AND_INFO(export, exports, nexports, cowmem_export_info_t,
                m->exports[index])
-COUNT_AND_INFO(segment, segments, nsegments, cowmem_segment_info_t,
-               m->segments[index])
+
+uint32_t cowmem_module_segment_count(const cowmem_module_t* m) {
+  return m ? m->nsegments : 0;
+}
+
+int cowmem_module_segment_info(const cowmem_module_t* m, uint32_t index,
+                               cowmem_segment_info_t* out) {
+  if (!m || !out || index >= m->nsegments) return COWMEM_EINVAL;
+  const cowmem__segment_t* s = &m->segments[index];
+  out->mode = (cowmem_segment_mode_t)s->mode;
+  out->memory = s->memory;
+  out->offset_kind = (cowmem_offset_kind_t)s->offset_kind;
+  out->offset = s->offset;
+  out->data = m->bytes + s->data_offset;
+  out->data_len = s->data_len;
+  out->segment_offset = s->data_offset - s->header_len;
+  out->segment_end = s->data_offset + s->data_len;
+  out->data_offset = s->data_offset;
+  out->covered_by_image = s->covered_by_image;
+  return 0;
+}
 
 int cowmem_module_memory_image(const cowmem_module_t* m, uint32_t index,
                                cowmem_image_t** image, cowmem_noimage_t* why) {
@@ -234,14 +254,14 @@ static int run_segments(const cowmem_module_t* m, int only_mem,
                         const cowmem_global_value_t* globals, size_t nglobals,
                         bool skip_covered, cowmem_diag_t* diag) {
   for (uint32_t i = 0; i < m->nsegments; i++) {
-    const cowmem_segment_info_t* s = &m->segments[i];
+    const cowmem__segment_t* s = &m->segments[i];
     if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
     if (only_mem >= 0 && s->memory != (uint32_t)only_mem) continue;
     const cowmem_memory_view_t* v = &views[only_mem >= 0 ? 0 : s->memory];
     uint64_t off = s->offset;
     if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
       if (s->offset >= nglobals) {
-        set_diag(diag, COWMEM_EINVAL, s->segment_offset,
+        set_diag(diag, COWMEM_EINVAL, s->data_offset - s->header_len,
                  "no value for an imported global");
         return COWMEM_EINVAL;
       }
@@ -249,12 +269,12 @@ static int run_segments(const cowmem_module_t* m, int only_mem,
       if (!m->memories[s->memory].info.memory64) off &= 0xffffffffu;
     }
     if (off > v->size || s->data_len > v->size - off) {
-      set_diag(diag, COWMEM_EOOB, s->segment_offset,
+      set_diag(diag, COWMEM_EOOB, s->data_offset - s->header_len,
                "out of bounds memory access");
       return COWMEM_EOOB;
     }
     if (v->base && s->data_len > 0 && !(skip_covered && s->covered_by_image))
-      memcpy((uint8_t*)v->base + off, s->data, (size_t)s->data_len);
+      memcpy((uint8_t*)v->base + off, m->bytes + s->data_offset, s->data_len);
   }
   if (diag) memset(diag, 0, sizeof *diag);
   return 0;

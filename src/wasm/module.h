@@ -12,6 +12,19 @@ typedef struct {
   char why_text[112];
 } cowmem__memory_t;
 
+/* A data segment, compact (esbuild-wasm has ~10^5): the public
+ * cowmem_segment_info_t is built from it on demand. */
+typedef struct {
+  uint64_t offset;      /* constant offset, or imported global index */
+  uint64_t data_offset; /* of the data in the module */
+  uint32_t data_len;
+  uint32_t header_len; /* data_offset - offset of the segment's flags */
+  uint32_t memory;
+  uint8_t mode;        /* cowmem_segment_mode_t */
+  uint8_t offset_kind; /* cowmem_offset_kind_t */
+  bool covered_by_image;
+} cowmem__segment_t;
+
 struct cowmem_module_s {
   const uint8_t* bytes;
   size_t len;
@@ -26,7 +39,7 @@ struct cowmem_module_s {
   uint32_t nglobals;
   cowmem_export_info_t* exports;
   uint32_t nexports;
-  cowmem_segment_info_t* segments;
+  cowmem__segment_t* segments;
   uint32_t nsegments;
 
   uint32_t imports[5]; /* by cowmem_extern_kind_t */

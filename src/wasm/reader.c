@@ -34,7 +34,7 @@ int cowmem__rd_eof(cowmem__rd_t* r) {
   return cowmem__rd_fail(r, COWMEM_EMALFORMED, r->end, "%s", r->eof_reason);
 }
 
-int cowmem__rd_u8(cowmem__rd_t* r, uint8_t* out) {
+int cowmem__rd_u8_slow(cowmem__rd_t* r, uint8_t* out) {
   if (r->pos >= r->end) return cowmem__rd_eof(r);
   *out = r->base[r->pos++];
   return 0;
@@ -72,7 +72,7 @@ static int rd_leb(cowmem__rd_t* r, unsigned bits, bool sign, uint64_t* out) {
   return 0;
 }
 
-int cowmem__rd_u32(cowmem__rd_t* r, uint32_t* out) {
+int cowmem__rd_u32_slow(cowmem__rd_t* r, uint32_t* out) {
   uint64_t v = 0; /* gcc -O3 cannot see that an error return leaves it unused */
   TRY(rd_leb(r, 32, false, &v));
   *out = (uint32_t)v;
@@ -83,7 +83,7 @@ int cowmem__rd_u64(cowmem__rd_t* r, uint64_t* out) {
   return rd_leb(r, 64, false, out);
 }
 
-int cowmem__rd_s32(cowmem__rd_t* r, int32_t* out) {
+int cowmem__rd_s32_slow(cowmem__rd_t* r, int32_t* out) {
   uint64_t v = 0; /* gcc -O3 cannot see that an error return leaves it unused */
   TRY(rd_leb(r, 32, true, &v));
   *out = (int32_t)(uint32_t)v;

@@ -53,10 +53,63 @@ static inline size_t cowmem__rd_left(const cowmem__rd_t* r) {
   return r->end - r->pos;
 }
 
-int cowmem__rd_u8(cowmem__rd_t* r, uint8_t* out);
-int cowmem__rd_u32(cowmem__rd_t* r, uint32_t* out);
+int cowmem__rd_u8_slow(cowmem__rd_t* r, uint8_t* out);
+int cowmem__rd_u32_slow(cowmem__rd_t* r, uint32_t* out);
 int cowmem__rd_u64(cowmem__rd_t* r, uint64_t* out);
-int cowmem__rd_s32(cowmem__rd_t* r, int32_t* out);
+int cowmem__rd_s32_slow(cowmem__rd_t* r, int32_t* out);
+
+/* Fast paths inline for LEB128s of up to 4 bytes (values < 2^28) when 5
+ * bytes remain, so that no byte needs its own bounds check; anything else
+ * (5-byte encodings, the end of the region, errors) takes the checked slow
+ * path. Most LEB128s in a module are short, and a call per read was a
+ * fifth of parsing esbuild-wasm's 82,635 segments. */
+static inline int cowmem__rd_u8(cowmem__rd_t* r, uint8_t* out) {
+  if (r->pos < r->end) {
+    *out = r->base[r->pos++];
+    return 0;
+  }
+  return cowmem__rd_u8_slow(r, out);
+}
+
+/* Bytes of a short LEB128 at p (1..4), its payload in *v; 0 if longer. */
+static inline unsigned cowmem__leb_short(const uint8_t* p, uint32_t* v) {
+  uint32_t x = p[0] & 0x7fu;
+  if (p[0] < 0x80) return *v = x, 1;
+  x |= (uint32_t)(p[1] & 0x7f) << 7;
+  if (p[1] < 0x80) return *v = x, 2;
+  x |= (uint32_t)(p[2] & 0x7f) << 14;
+  if (p[2] < 0x80) return *v = x, 3;
+  x |= (uint32_t)(p[3] & 0x7f) << 21;
+  if (p[3] < 0x80) return *v = x, 4;
+  return 0;
+}
+
+static inline int cowmem__rd_u32(cowmem__rd_t* r, uint32_t* out) {
+  if (r->end - r->pos >= 5) {
+    uint32_t v;
+    unsigned n = cowmem__leb_short(r->base + r->pos, &v);
+    if (n) {
+      r->pos += n;
+      *out = v;
+      return 0;
+    }
+  }
+  return cowmem__rd_u32_slow(r, out);
+}
+static inline int cowmem__rd_s32(cowmem__rd_t* r, int32_t* out) {
+  if (r->end - r->pos >= 5) {
+    uint32_t v;
+    unsigned n = cowmem__leb_short(r->base + r->pos, &v);
+    if (n) {
+      if (r->base[r->pos + n - 1] & 0x40) v |= ~(uint32_t)0 << (7 * n);
+      r->pos += n;
+      *out = (int32_t)v;
+      return 0;
+    }
+  }
+  return cowmem__rd_s32_slow(r, out);
+}
+
 int cowmem__rd_s64(cowmem__rd_t* r, int64_t* out);
 /* n raw bytes: *out is their absolute offset. */
 int cowmem__rd_bytes(cowmem__rd_t* r, uint64_t n, size_t* out);

@@ -1,4 +1,5 @@
-# cowmem_wasm2c_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
+# cowmem_wasm2c_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...]
+#                      [WASM2C_FLAGS <flags>...])
 #
 # Builds a WebAssembly module for the cowmem wasm2c integration:
 #   1. strips it (covered data segments become empty passive ones, so the
@@ -28,10 +29,11 @@
 #   Z_mymod_free(&inst);
 #
 # DEPENDS names targets that produce <file.wasm> (a custom target building
-# it in this project). Needs wasm2c (WASM2C_EXECUTABLE) and the targets
+# it in this project). WASM2C_FLAGS go to wasm2c (--enable-multi-memory for
+# a module with several memories). Needs wasm2c (WASM2C_EXECUTABLE) and the targets
 # cowmem_w2c_strip and cowmem_wasm2c from integrations/wasm2c.
 function(cowmem_wasm2c_module target wasm)
-  cmake_parse_arguments(A "" "NAME" "DEPENDS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME" "DEPENDS;WASM2C_FLAGS" ${ARGN})
   if(NOT A_NAME)
     set(A_NAME ${target})
   endif()
@@ -45,7 +47,7 @@ function(cowmem_wasm2c_module target wasm)
     COMMENT "cowmem strip ${wasm}"
     VERBATIM)
   add_custom_command(OUTPUT ${dir}/${A_NAME}.c ${dir}/${A_NAME}.h
-    COMMAND ${WASM2C_EXECUTABLE} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
+    COMMAND ${WASM2C_EXECUTABLE} ${A_WASM2C_FLAGS} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
     DEPENDS ${stripped}
     COMMENT "wasm2c ${A_NAME} (stripped)"
     VERBATIM)

@@ -8,6 +8,9 @@
 #include "test.h"
 #include "w2c_util.h"
 #include "wasm-rt-impl.h"
+#ifdef HAVE_W2C_MULTI
+#include "multi.h"
+#endif
 
 W2C_DEFINE_SERVE(demo)
 W2C_DEFINE_SERVE(cowdemo)
@@ -325,6 +328,76 @@ TEST_IMPL(begin_end) {
   return teardown();
 }
 
+/* Two memories (multi.wat): each allocation of an instantiation maps its
+ * own memory's image; a write and a grow in one instance are gone in the
+ * next; out-of-bounds in the second memory traps. */
+#ifdef HAVE_W2C_MULTI
+static int multi_peek1(Z_multi_instance_t* inst, uint32_t addr, uint32_t* v) {
+  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+  if (t != WASM_RT_TRAP_NONE) return (int)t;
+  *v = Z_multiZ_load1(inst, addr);
+  return 0;
+}
+
+static int multi_check_fresh(Z_multi_instance_t* inst) {
+  static const char a[] = "first memory", b[] = "second memory";
+  for (uint32_t i = 0; i < sizeof a - 1; i++)
+    ASSERT_EQ(Z_multiZ_load0(inst, 16 + i), (uint8_t)a[i]);
+  for (uint32_t i = 0; i < sizeof b - 1; i++)
+    ASSERT_EQ(Z_multiZ_load1(inst, 70000 + i), (uint8_t)b[i]);
+  ASSERT_EQ(Z_multiZ_load0(inst, 15), 0);
+  ASSERT_EQ(Z_multiZ_load1(inst, 69999), 0);
+  ASSERT_EQ(Z_multiZ_mem0(inst)->pages, 1);
+  ASSERT_EQ(Z_multiZ_mem1(inst)->pages, 2);
+  return 0;
+}
+#endif
+
+TEST_IMPL(multi_memory) {
+#ifndef HAVE_W2C_MULTI
+  TEST_SKIP("wat2wasm not found: multi.wat not built");
+#else
+  CHECK(setup(false));
+  cowmem_w2c_module_t* mm;
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_multi, &mm, &diag));
+  ASSERT_EQ(cowmem_w2c_module_memories(mm), 2);
+  static bool once;
+  if (!once) Z_multi_init_module();
+  once = true;
+  for (int round = 0; round < 3; round++) {
+    Z_multi_instance_t inst;
+    ASSERT_OK(COWMEM_W2C_INSTANTIATE(mm, Z_multi_instantiate, &inst));
+    CHECK(multi_check_fresh(&inst));
+    uint32_t v = 0;
+    ASSERT_EQ(multi_peek1(&inst, 2 * PAGE, &v), WASM_RT_TRAP_OOB);
+    Z_multiZ_store1(&inst, 70000, 'X');
+    ASSERT_EQ(Z_multiZ_grow1(&inst, 2), 2);
+    ASSERT_EQ(Z_multiZ_grow1(&inst, 1), NEG1); /* max 4 */
+    Z_multiZ_store1(&inst, 4 * PAGE - 1, 0xee);
+    ASSERT_EQ(multi_peek1(&inst, 4 * PAGE - 1, &v), 0);
+    ASSERT_EQ(v, 0xee);
+    ASSERT_EQ(multi_peek1(&inst, 4 * PAGE, &v), WASM_RT_TRAP_OOB);
+    Z_multi_free(&inst);
+  }
+  /* The demo's module set while instantiating multi: its limits differ,
+   * the child aborts with a message instead of mapping the wrong image. */
+  pid_t pid = fork();
+  if (pid == 0) {
+    Z_multi_instance_t inst;
+    (void)COWMEM_W2C_INSTANTIATE(g_mod, Z_multi_instantiate, &inst);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_EQ(WTERMSIG(status), SIGABRT);
+  cowmem_w2c_module_free(mm);
+  return teardown();
+#endif
+}
+
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
-              TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
-                  TEST_ENTRY(begin_end))
+              TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak)
+                  TEST_ENTRY(unsupported) TEST_ENTRY(begin_end)
+                      TEST_ENTRY(multi_memory))

@@ -106,6 +106,28 @@ static void* thr_loop(void* p) {
   return NULL;
 }
 
+/* The control: two threads that share nothing (arithmetic only). Below 2x,
+ * the machine itself did not give two threads two CPUs during the run. */
+static void* spin(void* p) {
+  double* secs = p;
+  volatile uint64_t x = 0;
+  uint64_t t0 = bench_now_ns();
+  for (uint64_t i = 0; i < 20000000; i++) x += i * i;
+  *secs = (double)(bench_now_ns() - t0) / 1e9;
+  return NULL;
+}
+
+static double control(int nthreads) {
+  pthread_t th[2];
+  double secs[2], ops = 0;
+  for (int i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, spin, &secs[i]);
+  for (int i = 0; i < nthreads; i++) {
+    pthread_join(th[i], NULL);
+    ops += 1.0 / secs[i];
+  }
+  return ops;
+}
+
 static double throughput(const strategy_t* st, cowmem_image_t* img, size_t k,
                          int nthreads, size_t iters) {
   cowmem_pool_t* pool = make_pool(st, 16);
@@ -201,6 +223,16 @@ int main(void) {
 
   printf("\nthroughput, cycles/s (one pool, same image; best of 3 runs):\n");
   size_t tn = bench_iters(10000);
+  {
+    double c1 = 0, c2 = 0;
+    for (int rep = 0; rep < 3; rep++) {
+      double a1 = control(1), a2 = control(2);
+      if (a1 > c1) c1 = a1;
+      if (a2 > c2) c2 = a2;
+    }
+    printf("  control: arithmetic only, 2 threads vs 1: %.2fx (2.00x on an idle machine)\n",
+           c2 / c1);
+  }
   for (size_t ki = 0; ki < 2; ki++) {
     size_t k = ks[ki];
     for (size_t st = 0; st < NSTRAT; st++) {

@@ -599,6 +599,8 @@ typedef struct cowmem_diag_s {
  * to the section's (by default only their count is checked: a third of the
  * parse time of a large module goes to touching every body). */
 #define COWMEM_MODULE_CHECK_BODIES 0x40u
+/* Tags (exception handling: section 13, import/export kind 4) malformed. */
+#define COWMEM_MODULE_NO_EXCEPTIONS 0x80u
 
 /* Largest span (first to last non-empty segment byte) an image is built for;
  * beyond it the memory uses the segmented fallback. */

@@ -195,6 +195,11 @@ TEST_IMPL(section_errors) {
   header(&B); /* data segment kind 3 */
   eraw(&B, "\x0b\x03\x01\x03\x00", 5);
   CHECK(expect_error(&B, 0, COWMEM_EMALFORMED, "malformed data segment kind"));
+  header(&B); /* a tag import before exception handling */
+  eraw(&B, "\x02\x08\x01\x01\x61\x01\x62\x04\x00\x00", 10);
+  CHECK(expect_error(&B, COWMEM_MODULE_NO_EXCEPTIONS, COWMEM_EMALFORMED,
+                     "malformed import kind"));
+  CHECK(expect_error(&B, 0, COWMEM_EINVALID, "unknown type"));
   return 0;
 }
 
@@ -480,7 +485,9 @@ TEST_IMPL(memory64) {
   section(&B, 11, &P);
   CHECK(expect_error(&B, 0, COWMEM_EINVALID, "type mismatch"));
   CHECK(expect_error(&B, COWMEM_MODULE_NO_MEMORY64, COWMEM_EMALFORMED,
-                     "malformed limits flags"));
+                     "integer too large")); /* the pre-memory64 wording */
+  B.b[11] = 0x08; /* flags byte of the memory: no such flag */
+  CHECK(expect_error(&B, 0, COWMEM_EMALFORMED, "malformed limits flags"));
   /* 2^48 pages is the cap. */
   const uint64_t huge[][3] = {{4, ((uint64_t)1 << 48) + 1, 0}};
   header(&B);

@@ -70,11 +70,14 @@ static int read_limits(parser_t* p, bool memory, cowmem_memory_info_t* out) {
   if (memory && (p->m->flags & COWMEM_MODULE_NO_MEMORY64)) allowed &= ~0x04u;
   if (memory && (p->m->flags & COWMEM_MODULE_NO_THREADS)) allowed &= ~0x02u;
   /* Before memory64 the flags were a varuint1 in the spec's decoder, so
-   * other values read as "integer too large". */
-  if (flags & ~allowed)
-    return cowmem__rd_fail(r, COWMEM_EMALFORMED, at,
-                           allowed == 0x01u ? "integer too large"
-                                            : "malformed limits flags");
+   * other values read as LEB128 errors; since, a byte. */
+  if (flags & ~allowed) {
+    const char* why = "malformed limits flags";
+    if (p->m->flags & COWMEM_MODULE_NO_MEMORY64)
+      why = flags & 0x80 ? "integer representation too long"
+                         : "integer too large";
+    return cowmem__rd_fail(r, COWMEM_EMALFORMED, at, "%s", why);
+  }
   out->has_max = flags & 0x01;
   out->shared = flags & 0x02;
   out->memory64 = flags & 0x04;
@@ -269,7 +272,7 @@ static int parse_imports(parser_t* p) {
   cowmem__rd_t* r = &p->r;
   cowmem_module_t* m = p->m;
   uint32_t n;
-  TRY(cowmem__rd_count(r, 4, &n));
+  TRY(cowmem__rd_count(r, 3, &n));
   for (uint32_t i = 0; i < n; i++) {
     size_t mod_off, name_off, at;
     uint32_t mod_len, name_len, x;
@@ -278,6 +281,8 @@ static int parse_imports(parser_t* p) {
     TRY(cowmem__rd_name(r, &name_off, &name_len));
     at = r->pos;
     TRY(cowmem__rd_u8(r, &kind));
+    if (kind == COWMEM_EXTERN_TAG && (m->flags & COWMEM_MODULE_NO_EXCEPTIONS))
+      kind = 0xff; /* malformed below */
     const char* mod = (const char*)m->bytes + mod_off;
     const char* name = (const char*)m->bytes + name_off;
     switch (kind) {
@@ -414,7 +419,8 @@ static int parse_exports(parser_t* p) {
     TRY(cowmem__rd_name(r, &off, &len));
     at = r->pos;
     TRY(cowmem__rd_u8(r, &kind));
-    if (kind > COWMEM_EXTERN_TAG)
+    if (kind > COWMEM_EXTERN_TAG ||
+        (kind == COWMEM_EXTERN_TAG && (m->flags & COWMEM_MODULE_NO_EXCEPTIONS)))
       return cowmem__rd_fail(r, COWMEM_EMALFORMED, at, "malformed export kind");
     TRY(cowmem__rd_u32(r, &x));
     const uint32_t limit[] = {m->nfuncs, m->ntables, m->nmemories, m->nglobals,
@@ -603,7 +609,7 @@ static int decode(parser_t* p) {
     r->eof_reason = "unexpected end";
     s.offset = r->pos;
     TRY(cowmem__rd_u8(r, &id));
-    if (id > 13)
+    if (id > 13 || (id == 13 && (m->flags & COWMEM_MODULE_NO_EXCEPTIONS)))
       return cowmem__rd_fail(r, COWMEM_EMALFORMED, s.offset,
                              "malformed section id");
     TRY(cowmem__rd_u32(r, &size));

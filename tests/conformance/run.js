@@ -43,11 +43,11 @@ for (const tool of ['wast2json', 'wasm-validate'])
 
 // cowmem_module_parse flags per suite: the rules of the era the tests
 // assert (see cowmem.h).
-const F = { NO_MULTI: 4, NO_M64: 8, NO_DEFGG: 16, NO_THREADS: 32 };
+const F = { NO_MULTI: 4, NO_M64: 8, NO_DEFGG: 16, NO_THREADS: 32, NO_EXC: 128 };
 const SUITES = [
-  { dir: 'core', wabt: [], flags: F.NO_MULTI | F.NO_M64 | F.NO_DEFGG | F.NO_THREADS },
-  { dir: 'memory64', wabt: ['--enable-memory64'], flags: F.NO_MULTI | F.NO_DEFGG | F.NO_THREADS },
-  { dir: 'multi-memory', wabt: ['--enable-multi-memory'], flags: F.NO_M64 | F.NO_DEFGG | F.NO_THREADS },
+  { dir: 'core', wabt: [], flags: F.NO_MULTI | F.NO_M64 | F.NO_DEFGG | F.NO_THREADS | F.NO_EXC },
+  { dir: 'memory64', wabt: ['--enable-memory64'], flags: F.NO_MULTI | F.NO_DEFGG | F.NO_THREADS | F.NO_EXC },
+  { dir: 'multi-memory', wabt: ['--enable-multi-memory'], flags: F.NO_M64 | F.NO_DEFGG | F.NO_THREADS | F.NO_EXC },
 ];
 
 const stats = { passed: 0, failed: 0, skipped: 0, limitation: 0, na: 0,
@@ -246,6 +246,8 @@ function runFile(suite, wast) {
           pass();
           stats.reasonTotal++;
           if (info.reason.startsWith(c.text)) stats.reasonMatch++;
+          else if (process.env.CONFORMANCE_VERBOSE)
+            console.log(`reason ${where}: spec "${c.text}", cowmem "${info.reason}"`);
         } else if (info.parse === 'OK') {
           const sec = faultSection(file, suite.wabt, info);
           if (sec === 10) limitation('function bodies are not validated');

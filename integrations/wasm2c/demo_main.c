@@ -31,9 +31,12 @@ W2C_DEFINE_SERVE(cowdemo)
 
 #define REPORT_CAP 256
 #define MAX_DIRTY 4096
+#define ROUNDS 10
 
 typedef struct {
-  double rps;
+  uint64_t elapsed_ns;         /* wall time of the recorded requests */
+  size_t done;                 /* recorded requests */
+  long vm_kb;                  /* VmSize change over the recorded blocks */
   uint64_t *req_ns, *cycle_ns; /* per request: all of it; instantiate+free */
 } loop_t;
 
@@ -59,11 +62,11 @@ static int loop_cowmem(const cowmem_w2c_module_t* m, size_t warmup, size_t iters
       return 1;
     }
     if (i >= warmup) {
-      out->req_ns[i - warmup] = t3 - t0;
-      out->cycle_ns[i - warmup] = (t1 - t0) + (t3 - t2);
+      out->req_ns[out->done] = t3 - t0;
+      out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);
     }
   }
-  out->rps = (double)iters * 1e9 / (double)(w2c_now_ns() - start);
+  if (iters) out->elapsed_ns += w2c_now_ns() - start;
   return 0;
 }
 
@@ -85,11 +88,11 @@ static int loop_stock(size_t warmup, size_t iters, const char* expect, loop_t* o
       return 1;
     }
     if (i >= warmup) {
-      out->req_ns[i - warmup] = t3 - t0;
-      out->cycle_ns[i - warmup] = (t1 - t0) + (t3 - t2);
+      out->req_ns[out->done] = t3 - t0;
+      out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);
     }
   }
-  out->rps = (double)iters * 1e9 / (double)(w2c_now_ns() - start);
+  if (iters) out->elapsed_ns += w2c_now_ns() - start;
   return 0;
 }
 
@@ -154,11 +157,12 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
 }
 
 static void print_row(const char* name, loop_t* l, size_t n) {
+  double rps = (double)n * 1e9 / (double)l->elapsed_ns;
   double p50 = w2c_quantile_us(l->req_ns, n, 0.50, 0); /* sorts */
   double p90 = w2c_quantile_us(l->req_ns, n, 0.90, 1);
   double p99 = w2c_quantile_us(l->req_ns, n, 0.99, 1);
   double p999 = w2c_quantile_us(l->req_ns, n, 0.999, 1);
-  printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, l->rps, p50, p90, p99, p999);
+  printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, p50, p90, p99, p999);
 }
 
 static int parse_reset(const char* s, cowmem_reset_strategy_t* r) {
@@ -254,22 +258,41 @@ int main(int argc, char** argv) {
   printf("pages a request dirties: %zu of %zu (%zu KiB)\n", k,
          initial / (size_t)sysconf(_SC_PAGESIZE), k * 4);
 
-  loop_t c = {0, calloc(iters, 8), calloc(iters, 8)};
-  loop_t s = {0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
+  loop_t c = {0, 0, 0, calloc(iters, 8), calloc(iters, 8)};
+  loop_t s = {0, 0, 0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
   uint64_t* bare = calloc(iters, 8);
   if (!c.req_ns || !c.cycle_ns || !s.req_ns || !s.cycle_ns || !bare) return 1;
-  if (loop_cowmem(m, warmup, iters, expect, &c) != 0) return 1;
+  /* The two loops alternate in ROUNDS blocks, so that whatever else the
+   * machine does (other processes, frequency changes) weighs on both. */
+  if (loop_cowmem(m, warmup, 0, expect, &c) != 0) return 1;
+  if (loop_stock(warmup, 0, expect, &s) != 0) return 1;
+  for (size_t round = 0; round < ROUNDS; round++) {
+    size_t nc = iters * (round + 1) / ROUNDS - iters * round / ROUNDS;
+    size_t ns = stock_iters * (round + 1) / ROUNDS - stock_iters * round / ROUNDS;
+    long vm0 = (long)w2c_vmsize_kb();
+    if (loop_cowmem(m, 0, nc, expect, &c) != 0) return 1;
+    long vm1 = (long)w2c_vmsize_kb();
+    if (loop_stock(0, ns, expect, &s) != 0) return 1;
+    c.vm_kb += vm1 - vm0;
+    s.vm_kb += (long)w2c_vmsize_kb() - vm1;
+  }
   bare_cycle(image, initial, max, pages, k, warmup, iters, bare);
-  if (loop_stock(warmup, stock_iters, expect, &s) != 0) return 1;
 
   printf("\nrequest loop (instantiate, run, read result, free), latency in us\n");
   printf("%-14s %12s %9s %9s %9s %9s\n", "", "requests/s", "p50", "p90", "p99", "p99.9");
   print_row("cowmem", &c, iters);
   print_row("stock wasm2c", &s, stock_iters);
-  double ratio = c.rps / s.rps;
+  double ratio = ((double)iters / (double)c.elapsed_ns) /
+                 ((double)stock_iters / (double)s.elapsed_ns);
   printf("ratio cowmem / stock: %.1fx requests per second (target >= 10x: "
          "%s)\n",
          ratio, ratio >= 10 ? "met" : "MISSED");
+
+  printf("address space (VmSize) over the loops: cowmem %+.3f GiB, stock "
+         "%+.3f GiB (%.3f GiB per instance: its free unmaps only the "
+         "accessible part)\n",
+         (double)c.vm_kb / 1048576.0, (double)s.vm_kb / 1048576.0,
+         (double)s.vm_kb / 1048576.0 / (double)stock_iters);
 
   double ci = w2c_quantile_us(c.cycle_ns, iters, 0.5, 0);
   double si = w2c_quantile_us(s.cycle_ns, stock_iters, 0.5, 0);

@@ -9,7 +9,9 @@
 #define WASM_PAGE ((uint64_t)65536)
 
 /* Initial size of a memory in bytes; 2^48 pages (the memory64 cap) is
- * 2^64 bytes, one past what a uint64_t holds: saturate. */
+ * 2^64 bytes, one past what a uint64_t holds: saturate. (So a segment
+ * ending exactly at byte 2^64 counts as out of bounds; no host can map
+ * such a memory anyway.) */
 static uint64_t pages_to_bytes(uint64_t pages) {
   return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * WASM_PAGE;
 }

@@ -2,6 +2,8 @@
  * runtime in the same process. ctest runs each as wasm2c_<name>.
  *   Z_demo_*     demo.wasm as wasm2c made it, stock runtime (the reference)
  *   Z_cowdemo_*  the stripped demo.wasm, memories from the cowmem pool */
+#include <pthread.h>
+
 #include "cowdemo.h"
 #include "cowmem_wasm2c.h"
 #include "demo_w.h"
@@ -328,6 +330,46 @@ TEST_IMPL(begin_end) {
   return teardown();
 }
 
+/* Two threads instantiate, serve and free at once (no traps: the stock
+ * runtime's trap buffer is one global). Every report is a fresh instance's. */
+static void* thread_loop(void* arg) {
+  const char* expect = arg;
+  for (int i = 0; i < 2000; i++) {
+    Z_cowdemo_instance_t c;
+    char out[256];
+    if (COWMEM_W2C_INSTANTIATE(g_mod, Z_cowdemo_instantiate, &c) != 0) return (void*)1;
+    w2c_serve_cowdemo(&c, w2c_default_request, (uint32_t)strlen(w2c_default_request), out,
+                      sizeof out);
+    if (i % 16 == 0 && Z_cowdemoZ_grow(&c, 1) != DEMO_PAGES) return (void*)1;
+    Z_cowdemo_free(&c);
+    if (strcmp(out, expect) != 0) return (void*)1;
+  }
+  return NULL;
+}
+
+TEST_IMPL(threads) {
+  CHECK(setup(false));
+  char expect[256];
+  Z_demo_instance_t s;
+  Z_demo_instantiate(&s);
+  w2c_serve_demo(&s, w2c_default_request, (uint32_t)strlen(w2c_default_request), expect,
+                 sizeof expect);
+  Z_demo_free(&s);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    ASSERT_EQ(pthread_create(&t[i], NULL, thread_loop, expect), 0);
+  for (int i = 0; i < 2; i++) {
+    void* r = (void*)1;
+    ASSERT_EQ(pthread_join(t[i], &r), 0);
+    ASSERT_NULL(r);
+  }
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.cowmem_allocs, 4000);
+  ASSERT_EQ(n.live, 0);
+  return teardown();
+}
+
 /* Two memories (multi.wat): each allocation of an instantiation maps its
  * own memory's image; a write and a grow in one instance are gone in the
  * next; out-of-bounds in the second memory traps. */
@@ -398,6 +440,5 @@ TEST_IMPL(multi_memory) {
 }
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
-              TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak)
-                  TEST_ENTRY(unsupported) TEST_ENTRY(begin_end)
-                      TEST_ENTRY(multi_memory))
+              TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
+                  TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads))

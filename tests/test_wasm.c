@@ -613,6 +613,33 @@ TEST_IMPL(passive_and_empty) {
   return 0;
 }
 
+/* Data 3.75 GiB apart: more than COWMEM_MODULE_IMAGE_SPAN_MAX, so no
+ * image, and the reason says by how much. */
+TEST_IMPL(too_sparse) {
+  const uint64_t mem[][3] = {{0, 65536, 0}};
+  header(&B);
+  memories(&B, 1, mem);
+  P.n = 0;
+  eu(&P, 2);
+  seg_const(&P, 0, false, 0, "a", 1);
+  seg_const(&P, 0, false, (int32_t)0xf0000000u, "b", 1);
+  section(&B, 11, &P);
+  cowmem_module_t* m;
+  ASSERT_OK(parse(&B, 0, &m, NULL));
+  cowmem_image_t* img;
+  cowmem_noimage_t why;
+  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
+  ASSERT_NULL(img);
+  ASSERT_EQ(why, COWMEM_NOIMAGE_TOO_SPARSE);
+  ASSERT_STR_EQ(cowmem_module_memory_why(m, 0),
+                "data spans 4026531841 bytes, more than 1073741824");
+  cowmem_segment_info_t s;
+  ASSERT_OK(cowmem_module_segment_info(m, 1, &s));
+  ASSERT_FALSE(s.covered_by_image);
+  cowmem_module_free(m);
+  return 0;
+}
+
 /* Random mutations of a valid module: never a crash, a leak or an
  * unexpected code. Prints its seed; COWMEM_TEST_SEED replays. */
 TEST_IMPL(random_mutations) {
@@ -651,5 +678,5 @@ TEST_MAIN(TEST_ENTRY(header_errors) TEST_ENTRY(leb_errors)
                                   TEST_ENTRY(defined_global_offset)
                                       TEST_ENTRY(borrow_and_no_images)
                                           TEST_ENTRY(many_unsorted_segments)
-                                              TEST_ENTRY(passive_and_empty)
+                                              TEST_ENTRY(passive_and_empty) TEST_ENTRY(too_sparse)
                                                   TEST_ENTRY(random_mutations))

@@ -1,5 +1,6 @@
 /* The module object: its accessors, the per-memory images, and the
  * segmented fallback that applies data segments at instantiation. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,11 +86,16 @@ void cowmem_module_free(cowmem_module_t* m) {
   free(m);
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
 static void no_image(cowmem__memory_t* mem, cowmem_noimage_t why,
-                     const char* fmt, uint32_t seg, uint64_t a, uint64_t b) {
+                     const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
   mem->why = why;
-  snprintf(mem->why_text, sizeof mem->why_text, fmt, seg,
-           (unsigned long long)a, (unsigned long long)b);
+  vsnprintf(mem->why_text, sizeof mem->why_text, fmt, ap);
+  va_end(ap);
 }
 
 /* Two passes over the segments, O(segments + data bytes): the first decides
@@ -111,7 +117,7 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     lo[k] = UINT64_MAX;
     if (m->memories[k].info.imported)
       no_image(&m->memories[k], COWMEM_NOIMAGE_IMPORTED,
-               "the memory is imported%.0u%.0llu%.0llu", 0, 0, 0);
+               "the memory is imported");
   }
   for (uint32_t i = 0; i < m->nsegments; i++) {
     const cowmem__segment_t* s = &m->segments[i];
@@ -121,12 +127,12 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     uint64_t size = pages_to_bytes(mem->info.min_pages);
     if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
       no_image(mem, COWMEM_NOIMAGE_GLOBAL_OFFSET,
-               "segment %u: offset is imported global %llu%.0llu", i,
-               s->offset, 0);
+               "segment %u: offset is imported global %llu", i,
+               (unsigned long long)s->offset);
     } else if (s->offset > size || s->data_len > size - s->offset) {
       no_image(mem, COWMEM_NOIMAGE_OUT_OF_BOUNDS,
                "segment %u at %llu ends beyond the initial size %llu", i,
-               s->offset, size);
+               (unsigned long long)s->offset, (unsigned long long)size);
     } else if (s->data_len > 0) {
       if (s->offset < lo[s->memory]) lo[s->memory] = s->offset;
       if (s->offset + s->data_len > hi[s->memory])
@@ -138,8 +144,9 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     if (mem->why != COWMEM_NOIMAGE_NONE || hi[k] == 0) continue;
     if (hi[k] - lo[k] > span_max || hi[k] - lo[k] > SIZE_MAX) {
       no_image(mem, COWMEM_NOIMAGE_TOO_SPARSE,
-               "data spans %llu bytes, more than %llu%.0u", 0,
-               hi[k] - lo[k], span_max);
+               "data spans %llu bytes, more than %llu",
+               (unsigned long long)(hi[k] - lo[k]),
+               (unsigned long long)span_max);
       continue;
     }
     /* calloc: a large span comes from fresh zero pages, so the holes

@@ -880,6 +880,140 @@ COWMEM_API int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
  * works too). NULL is ignored. */
 COWMEM_API void cowmem_free_buffer(void* p);
 
+/* ------------------------------------------------------------------------
+ * Image files (.cwimg; owned by the image-file work)
+ *
+ * Compile once, start many times, share pages across processes: an image
+ * file holds each memory's image at page-aligned offsets, so that opening
+ * it makes FILE images (see cowmem_image_new_from_file) that map the file
+ * itself. Every process that opens the same file shares its page cache.
+ *
+ * Layout (version 1, little-endian): a header page holding
+ *   magic "\x89CWIMG\r\n", format version, header length, page size,
+ *   memory count, file size, the SHA-256 of the source module (zeros when
+ *   written without one), the SHA-256 of the header itself, and one
+ *   80-byte descriptor per memory (index, limits and flags, the image's
+ *   offset and length in memory and in the file, its data pages, the
+ *   active segments left for instantiation, and why it has no image);
+ * then each image at a page-aligned file offset, in descriptor order.
+ * Zero pages inside an image are holes of the file (it is sparse): a
+ * private mapping reads a hole as zeros without allocating file blocks.
+ *
+ * Opening reads the header only (one pread, one fstat and one dup per
+ * image), never image bytes, so it costs the same for any image size. The
+ * header hash catches corruption of the header; image bytes are not
+ * checked (reading them would cost what the format exists to avoid).
+ *
+ * An opened file is treated as immutable, like an installed executable:
+ * its images map the file directly (COWMEM_IMAGE_FILE_IMMUTABLE).
+ * Install a new version by writing another file and renaming it over the
+ * old one (what `cowmem compile -o` does): open images keep the old inode.
+ * Writing into the file in place while it is open changes the memory of
+ * running instances on pages they have not written, and truncating it
+ * makes their reads fault with SIGBUS. Open with COWMEM_IMGFILE_COPY when
+ * that cannot be ruled out: each image is then copied into a sealed memfd
+ * (reading all of it, and losing the sharing between processes).
+ *
+ * Thread safety: an opened file is immutable; every accessor may be
+ * called from any thread; cowmem_imgfile_free must not race with them.
+ * Writers may run concurrently on different fds.
+ * ---------------------------------------------------------------------- */
+
+#define COWMEM_IMGFILE_VERSION 1
+
+/* Flags for opening. */
+#define COWMEM_IMGFILE_COPY 0x1u /* copy images into sealed memfds instead of
+                                    mapping the file (see above) */
+
+/* One memory of an image file. The writer reads the fields marked "in";
+ * the opener fills all of them. */
+typedef struct cowmem_imgfile_memory_s {
+  uint32_t index; /* in: the memory's index in its module; strictly
+                     increasing from one memory to the next */
+  bool imported, memory64, shared, has_max; /* in */
+  uint64_t min_pages;      /* in: 64 KiB pages */
+  uint64_t max_pages;      /* in: valid if has_max */
+  cowmem_image_t* image;   /* in: the image, or NULL (no image, or zeros).
+                              Opener: borrowed, valid until the file is
+                              freed (retain it to keep it longer) */
+  cowmem_noimage_t why;    /* in: why there is no image (NONE if there is) */
+  uint32_t segments_left;  /* in: active segments an instance must still
+                              apply (those no image covers) */
+  uint64_t mem_offset, mem_len;   /* the image in linear memory */
+  uint64_t file_offset, file_len; /* the image in the file */
+  uint64_t data_pages;     /* pages written (not holes) */
+} cowmem_imgfile_memory_t;
+
+typedef struct cowmem_imgfile_s cowmem_imgfile_t;
+
+/* SHA-256 of n bytes at p into out. Thread-safe. */
+COWMEM_API void cowmem_sha256(const void* p, size_t n, uint8_t out[32]);
+/* The hash that image files record: SHA-256 of the module's bytes (about
+ * 3 ms per MiB). Errors: EINVAL. */
+COWMEM_API int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]);
+
+/* Write an image file for n memories (n <= 4096) to fd, a regular file
+ * open for writing: its previous contents are discarded (ftruncate to 0),
+ * then header and images are written with pwrite, leaving zero pages as
+ * holes. module_hash may be NULL (a file that belongs to no module, e.g. a
+ * snapshot: it opens only without a module or with the zero hash). Image
+ * end must lie within min_pages. Errors: EINVAL (NULL, n, order, an image
+ * beyond its memory's initial size, an image and why != NONE, an imported
+ * memory with an image), ENOMEM, and the errors of write/ftruncate (the
+ * file is then incomplete: remove it). */
+COWMEM_API int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
+                                    uint32_t n, const uint8_t module_hash[32]);
+
+/* Write the image file of a parsed module: every memory in index order,
+ * with its image (cowmem_module_memory_image) and the module's hash.
+ * Errors: as cowmem_imgfile_write; EINVAL if the module was parsed with
+ * COWMEM_MODULE_NO_IMAGES. */
+COWMEM_API int cowmem_module_compile(const cowmem_module_t* m, int fd);
+
+/* Open an image file. The header is validated: size, magic, version
+ * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
+ * hash, descriptor table within the header, every image range
+ * page-aligned, inside the file, in order and not overlapping, every
+ * image inside its memory's initial size (EBADIMG for all of these,
+ * truncated files included). With a module, the file must have been
+ * compiled from exactly those bytes and have its memories (EMISMATCH);
+ * this hashes the module (cowmem_imgfile_open_hash skips that cost when
+ * the caller keeps the hash). fd is dup'ed per image: the caller keeps
+ * and closes its own. On error *diag (if not NULL) says why, diag->offset
+ * being a byte offset in the file; it is zeroed on success.
+ * Errors: EINVAL (NULL out, bad fd or flags), the codes above, ENOMEM and
+ * the errors of fstat/pread/dup (and, with COWMEM_IMGFILE_COPY, of the
+ * copy). */
+COWMEM_API int cowmem_imgfile_open(int fd, const cowmem_module_t* module,
+                                   unsigned flags, cowmem_imgfile_t** out,
+                                   cowmem_diag_t* diag);
+/* As cowmem_imgfile_open, checking the recorded module hash against
+ * module_hash (NULL: no check). */
+COWMEM_API int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
+                                        unsigned flags,
+                                        cowmem_imgfile_t** out,
+                                        cowmem_diag_t* diag);
+/* Free the file object and drop its image references (slots holding an
+ * image keep it). NULL is ignored. */
+COWMEM_API void cowmem_imgfile_free(cowmem_imgfile_t* f);
+COWMEM_API uint32_t cowmem_imgfile_memory_count(const cowmem_imgfile_t* f);
+/* Memory i (in file order, which is index order). Errors: EINVAL. */
+COWMEM_API int cowmem_imgfile_memory(const cowmem_imgfile_t* f, uint32_t i,
+                                     cowmem_imgfile_memory_t* out);
+/* The image of the memory with module index `index`: *image is a new
+ * reference, or NULL when that memory has no image (all zeros or a
+ * fallback memory; *why says which). Errors: EINVAL (NULL, no such
+ * memory). */
+COWMEM_API int cowmem_imgfile_image(const cowmem_imgfile_t* f, uint32_t index,
+                                    cowmem_image_t** image,
+                                    cowmem_noimage_t* why);
+/* The module hash the file records (zeros: none), its format version and
+ * its size in bytes. */
+COWMEM_API void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f,
+                                           uint8_t out[32]);
+COWMEM_API uint32_t cowmem_imgfile_version(const cowmem_imgfile_t* f);
+COWMEM_API uint64_t cowmem_imgfile_size(const cowmem_imgfile_t* f);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,495 @@
+/* Image files (.cwimg): the writer and the opener. Layout and contract in
+ * cowmem.h ("Image files").
+ *
+ * The opener treats the file as untrusted bytes: one bounded read of the
+ * header into a buffer, fields decoded with explicit little-endian loads,
+ * every count capped before anything is allocated, and every range checked
+ * as lengths (`len <= size - off`), never as sums that could wrap. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "sha256.h"
+
+static const uint8_t k_magic[8] = {0x89, 'C', 'W', 'I', 'M', 'G', '\r', '\n'};
+
+enum {
+  HDR_FIXED = 96, /* bytes before the descriptors */
+  DESC_SIZE = 80,
+  MAX_MEMORIES = 4096, /* so the header stays within 320 KiB */
+  OFF_VERSION = 8,
+  OFF_HDR_LEN = 12,
+  OFF_PAGE = 16,
+  OFF_COUNT = 20,
+  OFF_FILE_SIZE = 24,
+  OFF_MODULE_HASH = 32,
+  OFF_HDR_HASH = 64,
+};
+
+/* Descriptor flags. */
+#define F_IMPORTED 0x1u
+#define F_MEMORY64 0x2u
+#define F_SHARED 0x4u
+#define F_HAS_MAX 0x8u
+#define F_KNOWN 0xfu
+
+#define WASM_PAGE ((uint64_t)65536)
+
+struct cowmem_imgfile_s {
+  uint32_t n;
+  uint32_t version;
+  uint64_t size;
+  uint8_t module_hash[32];
+  cowmem_imgfile_memory_t* mems; /* image references owned */
+};
+
+static void st32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void st64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t ld32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static uint64_t ld64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+void cowmem_sha256(const void* p, size_t n, uint8_t out[32]) {
+  cowmem__sha256_t s;
+  cowmem__sha256_init(&s);
+  cowmem__sha256_update(&s, p, n);
+  cowmem__sha256_final(&s, out);
+}
+
+/* The header's own hash: over the header with the hash field zeroed. */
+static void header_hash(const uint8_t* hdr, size_t len, uint8_t out[32]) {
+  static const uint8_t zeros[32];
+  cowmem__sha256_t s;
+  cowmem__sha256_init(&s);
+  cowmem__sha256_update(&s, hdr, OFF_HDR_HASH);
+  cowmem__sha256_update(&s, zeros, 32);
+  cowmem__sha256_update(&s, hdr + OFF_HDR_HASH + 32, len - OFF_HDR_HASH - 32);
+  cowmem__sha256_final(&s, out);
+}
+
+static uint64_t pages_to_bytes(uint64_t pages) {
+  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * WASM_PAGE;
+}
+
+/* ---- writer ---------------------------------------------------------- */
+
+static bool all_zero(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i]) return false;
+  return true;
+}
+
+/* Write the image's non-zero pages at file_offset; zero pages stay holes.
+ * Only the image's non-zero runs are read (through a bounded buffer), and
+ * each run is scanned page by page since a FILE image's run is its whole
+ * range. *data_pages counts the pages written. */
+static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset,
+                       uint8_t* buf, size_t buf_len, uint64_t* data_pages) {
+  size_t page = cowmem__os_page_size();
+  uint64_t written = 0;
+  for (size_t r = 0; r < img->nruns; r++) {
+    uint64_t off = img->runs[r].off, end = off + img->runs[r].len;
+    while (off < end) {
+      size_t n = end - off < buf_len ? (size_t)(end - off) : buf_len;
+      int err = cowmem_image_read(img, img->mem_offset + off, buf, n);
+      if (err != 0) return err;
+      size_t p = 0;
+      while (p < n) {
+        if (all_zero(buf + p, page)) {
+          p += page;
+          continue;
+        }
+        size_t q = p + page;
+        while (q < n && !all_zero(buf + q, page)) q += page;
+        int e = cowmem__os_pwrite_all(fd, buf + p, q - p, file_offset + off + p);
+        if (e) return cowmem__err_from_os(e);
+        written += (q - p) / page;
+        p = q;
+      }
+      off += n;
+    }
+  }
+  *data_pages = written;
+  return 0;
+}
+
+static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev,
+                        bool first, cowmem_image_info_t* info) {
+  memset(info, 0, sizeof *info);
+  if (!first && m->index <= prev) return COWMEM_EINVAL;
+  if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
+  if (!m->image) return 0;
+  if (m->imported || m->why != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
+  int err = cowmem_image_info(m->image, info);
+  if (err != 0) return err;
+  uint64_t size = pages_to_bytes(m->min_pages);
+  if (info->mem_offset > size || info->len > size - info->mem_offset)
+    return COWMEM_EINVAL;
+  return 0;
+}
+
+int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
+                         uint32_t n, const uint8_t module_hash[32]) {
+  if (fd < 0 || (n > 0 && !mems) || n > MAX_MEMORIES) return COWMEM_EINVAL;
+  size_t page = cowmem__os_page_size();
+  size_t hdr_len = HDR_FIXED + (size_t)n * DESC_SIZE;
+  uint64_t pos;
+  if (!cowmem__page_ceil(hdr_len, &pos)) return COWMEM_EINVAL;
+  /* Lay out first, so that bad input writes nothing. */
+  cowmem_image_info_t* infos = calloc(n ? n : 1, sizeof *infos);
+  uint8_t* hdr = calloc(1, hdr_len);
+  size_t buf_len = (size_t)1 << 20; /* a multiple of any page size */
+  uint8_t* buf = malloc(buf_len);
+  uint64_t* file_off = calloc(n ? n : 1, sizeof *file_off);
+  int err = (!infos || !hdr || !buf || !file_off) ? COWMEM_ENOMEM : 0;
+  for (uint32_t i = 0; i < n && err == 0; i++) {
+    err = check_memory(&mems[i], i ? mems[i - 1].index : 0, i == 0, &infos[i]);
+    if (err == 0 && infos[i].len > 0) {
+      file_off[i] = pos;
+      if (pos > UINT64_MAX - infos[i].len) err = COWMEM_EINVAL;
+      else pos += infos[i].len;
+    }
+  }
+  if (err == 0) err = cowmem__err_from_os(cowmem__os_ftruncate(fd, 0));
+  for (uint32_t i = 0; i < n && err == 0; i++) {
+    const cowmem_imgfile_memory_t* m = &mems[i];
+    uint64_t data_pages = 0;
+    if (infos[i].len > 0)
+      err = write_image(fd, m->image, file_off[i], buf, buf_len, &data_pages);
+    uint8_t* d = hdr + HDR_FIXED + (size_t)i * DESC_SIZE;
+    uint32_t flags = (m->imported ? F_IMPORTED : 0) |
+                     (m->memory64 ? F_MEMORY64 : 0) |
+                     (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0);
+    st32(d + 0, m->index);
+    st32(d + 4, flags);
+    st64(d + 8, m->min_pages);
+    st64(d + 16, m->has_max ? m->max_pages : 0);
+    st64(d + 24, infos[i].len ? infos[i].mem_offset : 0);
+    st64(d + 32, infos[i].len);
+    st64(d + 40, infos[i].len ? file_off[i] : 0);
+    st64(d + 48, infos[i].len);
+    st64(d + 56, data_pages);
+    st32(d + 64, m->segments_left);
+    st32(d + 68, (uint32_t)m->why);
+  }
+  if (err == 0) {
+    memcpy(hdr, k_magic, sizeof k_magic);
+    st32(hdr + OFF_VERSION, COWMEM_IMGFILE_VERSION);
+    st32(hdr + OFF_HDR_LEN, (uint32_t)hdr_len);
+    st32(hdr + OFF_PAGE, (uint32_t)page);
+    st32(hdr + OFF_COUNT, n);
+    st64(hdr + OFF_FILE_SIZE, pos);
+    if (module_hash) memcpy(hdr + OFF_MODULE_HASH, module_hash, 32);
+    uint8_t h[32];
+    header_hash(hdr, hdr_len, h);
+    memcpy(hdr + OFF_HDR_HASH, h, 32);
+    /* Size first, header last: a crash half-way leaves no valid header. */
+    err = cowmem__err_from_os(cowmem__os_ftruncate(fd, pos));
+    if (err == 0) err = cowmem__err_from_os(cowmem__os_pwrite_all(fd, hdr, hdr_len, 0));
+  }
+  free(infos);
+  free(hdr);
+  free(buf);
+  free(file_off);
+  return err;
+}
+
+/* ---- opener ---------------------------------------------------------- */
+
+static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt,
+                ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt,
+                ...) {
+  d->code = code;
+  d->offset = offset;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void cowmem_imgfile_free(cowmem_imgfile_t* f) {
+  if (!f) return;
+  for (uint32_t i = 0; i < f->n; i++) cowmem_image_free(f->mems[i].image);
+  free(f->mems);
+  free(f);
+}
+
+/* Decode and check descriptor i (at file offset at) into *m. data_start is
+ * the first byte after the header page(s); *prev_end the end of the
+ * previous image in the file. */
+static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
+                       uint64_t data_start, uint64_t size, uint64_t* prev_end,
+                       cowmem_imgfile_memory_t* m, cowmem_diag_t* diag) {
+  uint32_t flags = ld32(d + 4);
+  m->index = ld32(d + 0);
+  m->imported = flags & F_IMPORTED;
+  m->memory64 = flags & F_MEMORY64;
+  m->shared = flags & F_SHARED;
+  m->has_max = flags & F_HAS_MAX;
+  m->min_pages = ld64(d + 8);
+  m->max_pages = ld64(d + 16);
+  m->mem_offset = ld64(d + 24);
+  m->mem_len = ld64(d + 32);
+  m->file_offset = ld64(d + 40);
+  m->file_len = ld64(d + 48);
+  m->data_pages = ld64(d + 56);
+  m->segments_left = ld32(d + 64);
+  uint32_t why = ld32(d + 68);
+  m->why = (cowmem_noimage_t)why;
+  if (flags & ~F_KNOWN)
+    return fail(diag, COWMEM_EBADIMG, at + 4, "memory %u: unknown flags 0x%x",
+                i, flags);
+  if (why > COWMEM_NOIMAGE_NOT_BUILT)
+    return fail(diag, COWMEM_EBADIMG, at + 68,
+                "memory %u: unknown no-image reason %u", i, why);
+  if (ld64(d + 72) != 0)
+    return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set",
+                i);
+  if (m->has_max && m->max_pages < m->min_pages)
+    return fail(diag, COWMEM_EBADIMG, at + 16,
+                "memory %u: maximum below the minimum", i);
+  if (m->mem_len == 0) {
+    if (m->mem_offset || m->file_offset || m->file_len || m->data_pages)
+      return fail(diag, COWMEM_EBADIMG, at + 24,
+                  "memory %u: empty image with a non-zero range", i);
+    return 0;
+  }
+  uint64_t page = cowmem__os_page_size();
+  if (m->imported || m->why != COWMEM_NOIMAGE_NONE)
+    return fail(diag, COWMEM_EBADIMG, at + 4,
+                "memory %u: an image for a memory that cannot have one", i);
+  if (!cowmem__is_page_multiple(m->mem_offset) ||
+      !cowmem__is_page_multiple(m->mem_len) ||
+      !cowmem__is_page_multiple(m->file_offset))
+    return fail(diag, COWMEM_EBADIMG, at + 24,
+                "memory %u: image range not page-aligned", i);
+  if (m->file_len != m->mem_len)
+    return fail(diag, COWMEM_EBADIMG, at + 48,
+                "memory %u: file length %llu differs from memory length %llu",
+                i, (unsigned long long)m->file_len,
+                (unsigned long long)m->mem_len);
+  uint64_t mem_size = pages_to_bytes(m->min_pages);
+  if (m->mem_offset > mem_size || m->mem_len > mem_size - m->mem_offset)
+    return fail(diag, COWMEM_EBADIMG, at + 24,
+                "memory %u: image ends beyond the initial size", i);
+  if (m->data_pages > m->mem_len / page)
+    return fail(diag, COWMEM_EBADIMG, at + 56,
+                "memory %u: more data pages than the image has", i);
+  if (m->file_offset < data_start || m->file_offset < *prev_end)
+    return fail(diag, COWMEM_EBADIMG, at + 40,
+                "memory %u: image overlaps the header or another image", i);
+  if (m->file_offset > size || m->file_len > size - m->file_offset)
+    return fail(diag, COWMEM_EBADIMG, at + 40,
+                "memory %u: image at %llu+%llu ends beyond the file (%llu "
+                "bytes)",
+                i, (unsigned long long)m->file_offset,
+                (unsigned long long)m->file_len, (unsigned long long)size);
+  *prev_end = m->file_offset + m->file_len;
+  return 0;
+}
+
+/* The fixed part of the header: magic, version, page size, lengths. */
+static int check_fixed(const uint8_t* h, size_t got, uint64_t size,
+                       uint32_t* n, size_t* hdr_len, cowmem_diag_t* diag) {
+  size_t m = got < 8 ? got : 8;
+  if (memcmp(h, k_magic, m) != 0)
+    return fail(diag, COWMEM_EBADIMG, 0, "not an image file (bad magic)");
+  if (got < 8)
+    return fail(diag, COWMEM_EBADIMG, size, "truncated header (%llu bytes)",
+                (unsigned long long)size);
+  if (got < OFF_PAGE + 4)
+    return fail(diag, COWMEM_EBADIMG, size, "truncated header (%llu bytes)",
+                (unsigned long long)size);
+  uint32_t version = ld32(h + OFF_VERSION);
+  if (version != COWMEM_IMGFILE_VERSION)
+    return fail(diag, COWMEM_EVERSION, OFF_VERSION,
+                "format version %u, this cowmem reads version %u", version,
+                COWMEM_IMGFILE_VERSION);
+  uint32_t page = ld32(h + OFF_PAGE);
+  if (page != cowmem__os_page_size())
+    return fail(diag, COWMEM_EPAGESIZE, OFF_PAGE,
+                "built for %u-byte pages, this host has %zu-byte pages", page,
+                cowmem__os_page_size());
+  if (got < HDR_FIXED)
+    return fail(diag, COWMEM_EBADIMG, size, "truncated header (%llu bytes)",
+                (unsigned long long)size);
+  *n = ld32(h + OFF_COUNT);
+  if (*n > MAX_MEMORIES)
+    return fail(diag, COWMEM_EBADIMG, OFF_COUNT, "%u memories, at most %u",
+                *n, MAX_MEMORIES);
+  *hdr_len = HDR_FIXED + (size_t)*n * DESC_SIZE;
+  if (ld32(h + OFF_HDR_LEN) != *hdr_len)
+    return fail(diag, COWMEM_EBADIMG, OFF_HDR_LEN,
+                "header length %u does not match %u memories",
+                ld32(h + OFF_HDR_LEN), *n);
+  uint64_t want = ld64(h + OFF_FILE_SIZE);
+  if (want != size)
+    return fail(diag, COWMEM_EBADIMG, size,
+                "%s: the file has %llu bytes, its header says %llu",
+                size < want ? "truncated" : "trailing bytes",
+                (unsigned long long)size, (unsigned long long)want);
+  return 0;
+}
+
+static int open_images(int fd, cowmem_imgfile_t* f, unsigned flags) {
+  for (uint32_t i = 0; i < f->n; i++) {
+    cowmem_imgfile_memory_t* m = &f->mems[i];
+    if (m->mem_len == 0) continue;
+    int err = cowmem_image_new_from_file(
+        fd, m->file_offset, m->file_len, m->mem_offset,
+        (flags & COWMEM_IMGFILE_COPY) ? 0 : COWMEM_IMAGE_FILE_IMMUTABLE,
+        &m->image);
+    if (err != 0) return err;
+  }
+  return 0;
+}
+
+int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
+                             unsigned flags, cowmem_imgfile_t** out,
+                             cowmem_diag_t* diag) {
+  cowmem_diag_t local;
+  if (!diag) diag = &local;
+  memset(diag, 0, sizeof *diag);
+  if (!out || fd < 0 || (flags & ~COWMEM_IMGFILE_COPY))
+    return fail(diag, COWMEM_EINVAL, 0, "invalid argument");
+  uint64_t size = 0;
+  bool sealed = false;
+  int e = cowmem__os_fstat(fd, &size, &sealed);
+  if (e) return fail(diag, cowmem__err_from_os(e), 0, "fstat: %s",
+                     cowmem_strerror(cowmem__err_from_os(e)));
+  /* One read of what the largest header can be, but no more than the file:
+   * the fixed part tells how much of it is the header. */
+  size_t page = cowmem__os_page_size();
+  size_t first = size < page ? (size_t)size : page; /* usually all of it */
+  uint8_t* h = malloc(page);
+  if (!h) return fail(diag, COWMEM_ENOMEM, 0, "out of memory");
+  cowmem_imgfile_t* f = NULL;
+  int err = 0;
+  uint32_t n = 0;
+  size_t hdr_len = 0;
+  if (first > 0 && (e = cowmem__os_pread_all(fd, h, first, 0)) != 0) {
+    err = fail(diag, cowmem__err_from_os(e), 0, "read: %s",
+               cowmem_strerror(cowmem__err_from_os(e)));
+    goto out;
+  }
+  err = check_fixed(h, first, size, &n, &hdr_len, diag);
+  if (err != 0) goto out;
+  if (hdr_len > size) {
+    err = fail(diag, COWMEM_EBADIMG, size,
+               "truncated: %u descriptors do not fit the file", n);
+    goto out;
+  }
+  if (hdr_len > first) { /* more than a page of descriptors */
+    uint8_t* bigger = realloc(h, hdr_len);
+    if (!bigger) {
+      err = fail(diag, COWMEM_ENOMEM, 0, "out of memory");
+      goto out;
+    }
+    h = bigger;
+  }
+  if (hdr_len > first &&
+      (e = cowmem__os_pread_all(fd, h + first, hdr_len - first, first)) != 0) {
+    err = fail(diag, cowmem__err_from_os(e), first, "read: %s",
+               cowmem_strerror(cowmem__err_from_os(e)));
+    goto out;
+  }
+  uint8_t hh[32];
+  header_hash(h, hdr_len, hh);
+  if (memcmp(hh, h + OFF_HDR_HASH, 32) != 0) {
+    err = fail(diag, COWMEM_EBADIMG, OFF_HDR_HASH,
+               "header checksum mismatch (corrupt header)");
+    goto out;
+  }
+  if (module_hash && memcmp(module_hash, h + OFF_MODULE_HASH, 32) != 0) {
+    err = fail(diag, COWMEM_EMISMATCH, OFF_MODULE_HASH,
+               "compiled from another module (module hash differs)");
+    goto out;
+  }
+  f = calloc(1, sizeof *f);
+  if (f) f->mems = calloc(n ? n : 1, sizeof *f->mems);
+  if (!f || !f->mems) {
+    err = fail(diag, COWMEM_ENOMEM, 0, "out of memory");
+    goto out;
+  }
+  f->version = COWMEM_IMGFILE_VERSION;
+  f->size = size;
+  memcpy(f->module_hash, h + OFF_MODULE_HASH, 32);
+  uint64_t data_start = 0, prev_end = 0;
+  cowmem__page_ceil(hdr_len, &data_start); /* hdr_len is small: no overflow */
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t at = HDR_FIXED + (uint64_t)i * DESC_SIZE;
+    err = decode_desc(h + at, at, i, data_start, size, &prev_end, &f->mems[i],
+                      diag);
+    if (err == 0 && i > 0 && f->mems[i].index <= f->mems[i - 1].index)
+      err = fail(diag, COWMEM_EBADIMG, at, "memory %u: index out of order", i);
+    if (err != 0) goto out;
+    f->n = i + 1;
+  }
+  err = open_images(fd, f, flags);
+  if (err != 0) {
+    fail(diag, err, 0, "cannot map the images: %s", cowmem_strerror(err));
+    goto out;
+  }
+out:
+  free(h);
+  if (err != 0) {
+    cowmem_imgfile_free(f);
+    return err;
+  }
+  *out = f;
+  return 0;
+}
+
+uint32_t cowmem_imgfile_memory_count(const cowmem_imgfile_t* f) {
+  return f ? f->n : 0;
+}
+
+int cowmem_imgfile_memory(const cowmem_imgfile_t* f, uint32_t i,
+                          cowmem_imgfile_memory_t* out) {
+  if (!f || !out || i >= f->n) return COWMEM_EINVAL;
+  *out = f->mems[i];
+  return 0;
+}
+
+int cowmem_imgfile_image(const cowmem_imgfile_t* f, uint32_t index,
+                         cowmem_image_t** image, cowmem_noimage_t* why) {
+  if (!f || !image) return COWMEM_EINVAL;
+  for (uint32_t i = 0; i < f->n; i++) {
+    if (f->mems[i].index != index) continue;
+    *image = cowmem_image_retain(f->mems[i].image);
+    if (why) *why = f->mems[i].why;
+    return 0;
+  }
+  return COWMEM_EINVAL;
+}
+
+void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f, uint8_t out[32]) {
+  if (f && out) memcpy(out, f->module_hash, 32);
+}
+
+uint32_t cowmem_imgfile_version(const cowmem_imgfile_t* f) {
+  return f ? f->version : 0;
+}
+
+uint64_t cowmem_imgfile_size(const cowmem_imgfile_t* f) {
+  return f ? f->size : 0;
+}

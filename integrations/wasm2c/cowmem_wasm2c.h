@@ -37,6 +37,11 @@
  * memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes and no shared
  * flag).
  *
+ * wasm_rt_allocate_memory cannot fail to its caller (the stock runtime
+ * aborts when mmap fails): when every slot is taken (max_memories alive at
+ * once) or the limits do not match the module set, the process aborts with
+ * a message on stderr.
+ *
  * Memories allocated while no module is set (cowmem_w2c_begin) go to the
  * stock runtime unchanged: an unstripped module compiled by wasm2c runs in
  * the same process as before. A STRIPPED module instantiated without its

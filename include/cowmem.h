@@ -546,6 +546,21 @@ COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
  * errors of cowmem_image_new_from_bytes. *out is a new reference. */
 COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
 
+struct cowmem_imgfile_memory_s;
+/* Snapshot the slot (as cowmem_snapshot) and write it to fd as an image
+ * file of one memory (see Image files: cowmem_imgfile_write), which
+ * cowmem_imgfile_open later maps, so a process can start instances from an
+ * initialized memory written by another. desc gives the memory's index,
+ * flags and limits (its image, why and the fields the opener fills are
+ * ignored); NULL: index 0, min_pages the slot's size in 64 KiB pages
+ * rounded up, no maximum. The snapshot must end within desc->min_pages.
+ * module_hash is recorded (NULL: the file belongs to no module and opens
+ * with cowmem_imgfile_open_hash(fd, NULL, ...)). Errors: those of
+ * cowmem_snapshot and cowmem_imgfile_write. */
+COWMEM_API int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
+                                     const struct cowmem_imgfile_memory_s* desc,
+                                     const uint8_t module_hash[32]);
+
 /* ---- wasm front end: declarations go here (owned by the wasm work) ---- */
 
 /* ------------------------------------------------------------------------

@@ -93,3 +93,25 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
   cowmem__os_unmap(buf, span);
   return r;
 }
+
+/* A snapshot as an image file: cowmem_imgfile_write with one memory. */
+int cowmem_snapshot_write(cowmem_slot_t* slot, int fd, const cowmem_imgfile_memory_t* desc,
+                          const uint8_t module_hash[32]) {
+  if (slot == NULL || fd < 0) return COWMEM_EINVAL;
+  cowmem_imgfile_memory_t mem;
+  if (desc != NULL) {
+    mem = *desc;
+  } else {
+    memset(&mem, 0, sizeof mem);
+    uint64_t wasm_page = 65536;
+    mem.min_pages = (slot->accessible + wasm_page - 1) / wasm_page;
+  }
+  cowmem_image_t* snap = NULL;
+  int r = cowmem_snapshot(slot, &snap);
+  if (r != 0) return r;
+  mem.image = snap->len > 0 ? snap : NULL;
+  mem.why = COWMEM_NOIMAGE_NONE;
+  r = cowmem_imgfile_write(fd, &mem, 1, module_hash);
+  cowmem_image_free(snap);
+  return r;
+}

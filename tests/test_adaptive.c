@@ -93,6 +93,54 @@ static bool resident(const void* p) {
   return bytes != 0;
 }
 
+/* ---- detection ---- */
+
+typedef struct {
+  uint8_t* base;
+  uint8_t seen[64];
+} seen_t;
+
+static void note_range(void* arg, uint8_t* addr, size_t len) {
+  seen_t* s = arg;
+  for (size_t p = (size_t)(addr - s->base) / PS; p < (size_t)(addr - s->base + len) / PS; p++)
+    s->seen[p]++;
+}
+
+/* What PAGEMAP_SCAN calls written, and how madvise resets it: a page
+ * written in anonymous memory or copied-on-write from the image is
+ * written; a read (zero page, file page) is not; after MADV_DONTNEED
+ * nothing is, until the next write. */
+TEST_IMPL(scan_sees_writes_and_discards) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  cowmem_image_t* img = holed_image(8, 16, 20, 20, 0x33);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 64 * PS, img));
+  volatile uint8_t* m = cowmem_slot_base(s);
+  seen_t seen = {cowmem_slot_base(s), {0}};
+  uint8_t sink = 0;
+  sink += m[1 * PS] + m[10 * PS] + m[40 * PS]; /* reads only */
+  m[2 * PS] = 1;   /* anonymous */
+  m[12 * PS] = 1;  /* copy-on-write of an image page */
+  m[13 * PS] = m[13 * PS]; /* written with its own byte: still written */
+  ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  for (size_t p = 0; p < 64; p++)
+    ASSERT_EQ(seen.seen[p], p == 2 || p == 12 || p == 13);
+  ASSERT_OK(cowmem_slot_reset(s)); /* one madvise */
+  memset(seen.seen, 0, sizeof seen.seen);
+  ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  for (size_t p = 0; p < 64; p++) ASSERT_EQ(seen.seen[p], 0);
+  ASSERT_OK(cowmem_slot_instantiate(s, 64 * PS, img));
+  m[12 * PS] = 2;
+  ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  ASSERT_EQ(seen.seen[12], 1);
+  (void)sink;
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_free(img);
+  return 0;
+}
+
 /* ---- the model test ---- */
 
 #define M_SLOT_PAGES 64
@@ -619,12 +667,76 @@ TEST_IMPL(snapshot_equals_slot) {
   return 0;
 }
 
+/* A snapshot written to an image file, opened again, and instantiated. */
+TEST_IMPL(snapshot_to_file) {
+  PS = cowmem_page_size();
+  const size_t n = 32;
+  cowmem_image_t* img = holed_image(2, 10, 4, 6, 0x15);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, n * PS, img));
+  uint8_t* m = cowmem_slot_base(s);
+  memset(m + 3 * PS + 5, 0x6b, 300);
+  memset(m + 20 * PS, 0x2d, 3 * PS);
+  char path[] = "/tmp/cowmem-snapXXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  ASSERT_ERR(cowmem_snapshot_write(NULL, fd, NULL, NULL), COWMEM_EINVAL);
+  int w = cowmem_snapshot_write(s, fd, NULL, NULL);
+  if (w == COWMEM_ENOSYS) { /* the posix backend writes no image files */
+    close(fd);
+    ASSERT_OK(cowmem_slot_free(s));
+    cowmem_image_free(img);
+    TEST_SKIP("the posix backend writes no image files (ENOSYS)");
+  }
+  ASSERT_OK(w);
+  cowmem_imgfile_t* f = NULL;
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &f, &diag));
+  ASSERT_EQ(cowmem_imgfile_memory_count(f), 1);
+  cowmem_image_t* snap = NULL;
+  cowmem_noimage_t why;
+  ASSERT_OK(cowmem_imgfile_image(f, 0, &snap, &why));
+  ASSERT_NOT_NULL(snap);
+  cowmem_slot_t* t = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &t));
+  for (int round = 0; round < 2; round++) {
+    ASSERT_OK(cowmem_slot_instantiate(t, n * PS, snap));
+    CHECK(same_bytes(cowmem_slot_base(t), m, n * PS, "instance of the snapshot file"));
+    memset(cowmem_slot_base(t), 0x01, 8 * PS);
+    ASSERT_OK(cowmem_slot_reset(t));
+  }
+  /* With a descriptor: the memory's index and limits are the caller's. */
+  cowmem_imgfile_memory_t desc;
+  memset(&desc, 0, sizeof desc);
+  desc.index = 3;
+  desc.min_pages = 2;
+  desc.has_max = true;
+  desc.max_pages = 10;
+  ASSERT_OK(cowmem_snapshot_write(s, fd, &desc, NULL));
+  cowmem_imgfile_t* g = NULL;
+  ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &g, &diag));
+  cowmem_imgfile_memory_t got;
+  ASSERT_OK(cowmem_imgfile_memory(g, 0, &got));
+  ASSERT_EQ(got.index, 3);
+  ASSERT_EQ(got.max_pages, 10);
+  cowmem_imgfile_free(g);
+  ASSERT_OK(cowmem_slot_free(t));
+  cowmem_image_free(snap);
+  cowmem_imgfile_free(f);
+  close(fd);
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_free(img);
+  return 0;
+}
+
 TEST_IMPL(snapshot_no_scan) {
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, 1);
   return test_snapshot_equals_slot();
 }
 
-TEST_MAIN(TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_no_scan)
+TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_no_scan)
               TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan)
                   TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan)
                       TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan)
@@ -638,4 +750,5 @@ TEST_MAIN(TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_no_scan)
                                                       TEST_ENTRY(adaptive_config)
                                                           TEST_ENTRY(adaptive_metrics)
                                                               TEST_ENTRY(snapshot_equals_slot)
-                                                                  TEST_ENTRY(snapshot_no_scan))
+                                                                  TEST_ENTRY(snapshot_no_scan)
+                                                                      TEST_ENTRY(snapshot_to_file))

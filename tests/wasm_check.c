@@ -10,6 +10,9 @@
  * -m   the current size (and maximum) of imported memory i
  * -d   dump each exported defined memory's initial bytes, up to its last
  *      non-zero byte, to dir/mem<index>.bin
+ * -i   k:path, the current bytes of imported memory k: the fallback writes
+ *      into a copy of them, which is dumped too (also when instantiation
+ *      traps: the writes made before the trap remain)
  * With imports given (or none needed), it also runs the instantiation check
  * and the fallback, and reports "inst". */
 #include <errno.h>
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
   const char* dir = NULL;
   const char* gtext[MAX_IMPORTS];
   cowmem_memory_desc_t mdesc[MAX_IMPORTS];
+  const char* init[MAX_IMPORTS] = {0};
   size_t ng = 0, nm = 0;
   int i = 1;
   memset(mdesc, 0, sizeof mdesc);
@@ -90,7 +94,11 @@ int main(int argc, char** argv) {
     if (!strcmp(argv[i], "-f")) flags = (unsigned)strtoul(argv[i + 1], 0, 0);
     else if (!strcmp(argv[i], "-d")) dir = argv[i + 1];
     else if (!strcmp(argv[i], "-g") && ng < MAX_IMPORTS) gtext[ng++] = argv[i + 1];
-    else if (!strcmp(argv[i], "-m") && nm < MAX_IMPORTS) {
+    else if (!strcmp(argv[i], "-i")) {
+      char* end;
+      unsigned long k = strtoul(argv[i + 1], &end, 0);
+      if (*end == ':' && k < MAX_IMPORTS) init[k] = end + 1;
+    } else if (!strcmp(argv[i], "-m") && nm < MAX_IMPORTS) {
       char* end;
       mdesc[nm].pages = strtoull(argv[i + 1], &end, 0);
       if (*end == ':') {
@@ -180,7 +188,7 @@ int main(int argc, char** argv) {
       mdesc[k].shared = mi.shared;
     }
     err = cowmem_module_instantiate_check(m, mdesc, im, gv, ig, &d);
-    if (err == 0) {
+    if (err == 0 || err == COWMEM_EOOB) {
       /* The fallback, for memories without an image: a buffer each. */
       cowmem_memory_view_t* views = calloc(nmem ? nmem : 1, sizeof *views);
       for (uint32_t k = 0; views && k < nmem; k++) {
@@ -191,6 +199,14 @@ int main(int argc, char** argv) {
         cowmem_module_memory_image(m, k, &img, &why);
         size[k] = k < im ? mdesc[k].pages * 65536 : mi.min_pages * 65536;
         views[k].size = size[k];
+        if (k < im && init[k] && size[k] <= DUMP_MAX) {
+          size_t n = 0;
+          uint8_t* b = read_file(init[k], &n);
+          mem[k] = calloc(1, size[k] ? (size_t)size[k] : 1);
+          if (b && mem[k]) memcpy(mem[k], b, n < size[k] ? n : (size_t)size[k]);
+          views[k].base = mem[k];
+          free(b);
+        }
         if (k >= im && size[k] <= DUMP_MAX) {
           mem[k] = calloc(1, size[k] ? (size_t)size[k] : 1);
           if (why != COWMEM_NOIMAGE_NONE) views[k].base = mem[k];
@@ -244,7 +260,8 @@ int main(int argc, char** argv) {
     }
     printf("]");
     uint64_t dumped = 0;
-    if (dir && have_imports && err == 0 && mem[k] && mi.export_count &&
+    if (dir && have_imports && mem[k] &&
+        ((err == 0 && mi.export_count) || (k < im && init[k])) &&
         dump(dir, k, mem[k], size[k], &dumped) == 0)
       printf(",\"dump\":\"%s/mem%u.bin\",\"dumplen\":%" PRIu64
              ",\"size\":%" PRIu64, dir, k, dumped, size[k]);

@@ -392,7 +392,9 @@ typedef enum {
    * without it, the hot set is learned by comparing contents on sampled
    * resets and the rest of the memory is madvised in as few calls as its
    * ranges allow. Learning samples one reset in sample_every (and sooner
-   * while instances write pages outside the hot set). */
+   * while instances write pages outside the hot set). A pool learns for up
+   * to 1024 images (freed ones included; later ones get plain madvise
+   * resets) and keeps only pages of a memory's first 1 GiB. */
   COWMEM_RESET_ADAPTIVE = 3,
   COWMEM_RESET_COUNT_
 } cowmem_reset_strategy_t;

@@ -475,6 +475,37 @@ static int parse_code(parser_t* p) {
   return 0;
 }
 
+/* The common segment, "0x00 i32.const <short LEB> end <short len> data"
+ * into a 32-bit memory 0, decoded without the general machinery; false
+ * (nothing consumed) for anything else, which the general path handles
+ * with its checks. Halves the time per segment of esbuild-wasm. */
+static bool fast_active_i32(cowmem__rd_t* r, cowmem_module_t* m,
+                            cowmem__segment_t* s) {
+  if (r->end - r->pos < 12 || m->nmemories == 0 ||
+      m->memories[0].info.memory64)
+    return false;
+  const uint8_t* b = r->base + r->pos;
+  if (b[0] != 0x00 || b[1] != 0x41) return false;
+  uint32_t off, len;
+  unsigned n = cowmem__leb_short(b + 2, &off);
+  if (n == 0 || (b[1 + n] & 0x40) || b[2 + n] != 0x0b) return false;
+  unsigned k = cowmem__leb_short(b + 3 + n, &len);
+  size_t head = 3 + n + k;
+  if (k == 0 || len > r->end - r->pos - head) return false;
+  s->mode = COWMEM_SEGMENT_ACTIVE;
+  s->memory = 0;
+  s->offset_kind = COWMEM_OFFSET_CONST;
+  s->offset = off;
+  s->covered_by_image = false;
+  s->data_offset = r->pos + head;
+  s->data_len = len;
+  s->header_len = (uint32_t)head;
+  m->memories[0].info.active_segments++;
+  r->pos += head + len;
+  m->nsegments++;
+  return true;
+}
+
 static int parse_data(parser_t* p) {
   cowmem__rd_t* r = &p->r;
   cowmem_module_t* m = p->m;
@@ -494,6 +525,7 @@ static int parse_data(parser_t* p) {
     cowmem__segment_t* s = &m->segments[i];
     uint32_t flags, mem = 0, len;
     size_t off, start = r->pos;
+    if (fast_active_i32(r, m, s)) continue;
     TRY(cowmem__rd_u32(r, &flags));
     if (flags > 2)
       return cowmem__rd_fail(r, COWMEM_EMALFORMED, start,

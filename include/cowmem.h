@@ -853,7 +853,8 @@ typedef struct cowmem_memory_view_s {
  *     image-backed memories that way, or call with skip_covered).
  *   apply_segments: only memory mem_idx's segments.
  * With skip_covered, segments covered by an image are bounds-checked but
- * not written. globals as for instantiate_check.
+ * not written. globals[i] is imported global i (nglobals >= their count;
+ * only the values of i32/i64 globals are read, as offsets).
  * Errors: EINVAL (NULL, counts), EOOB. The caller must not run these
  * concurrently on the same memory bytes. */
 COWMEM_API int cowmem_module_apply_all(const cowmem_module_t* m,

@@ -1,0 +1,89 @@
+/* cowmem compile module.wasm -o module.cwimg */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tools.h"
+
+static void help(FILE* f) {
+  fprintf(f,
+          "Usage: cowmem compile MODULE.wasm -o MODULE.cwimg\n"
+          "\n"
+          "Write the module's precompiled image file: each memory's initial\n"
+          "image at page-aligned offsets (zero pages left as holes), with a\n"
+          "header of limits, layout, the segments left for instantiation\n"
+          "and the SHA-256 of the module. Opening the file maps the images\n"
+          "straight from it, shared by every process that opens it.\n"
+          "\n"
+          "The file is written beside the target and renamed over it, so a\n"
+          "file that processes have open is never changed under them.\n"
+          "\n"
+          "Options:\n"
+          "  -o FILE   output image file (required)\n"
+          "  --help    this text\n");
+}
+
+int cmd_compile(int argc, char** argv) {
+  const char *in = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char* v;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (tool_opt_value(argc, argv, &i, "-o", &v) ||
+               tool_opt_value(argc, argv, &i, "--output", &v)) {
+      if (!v) return tool_usage("-o needs a file name");
+      out = v;
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      return tool_usage("unknown option '%s'", argv[i]);
+    } else if (in) {
+      return tool_usage("more than one input file");
+    } else {
+      in = argv[i];
+    }
+  }
+  if (!in) return tool_usage("no input module");
+  if (!out) return tool_usage("no output file (-o)");
+  cowmem_module_t* m = tool_load_module(in);
+  if (!m) return EXIT_RUNTIME;
+  char tmp[PATH_MAX];
+  int rc = EXIT_OK;
+  int fd = tool_tmp_beside(out, tmp, sizeof tmp);
+  if (fd < 0) {
+    rc = tool_fail(out, "%s", strerror(errno));
+    goto done;
+  }
+  int r = cowmem_module_compile(m, fd);
+  struct stat st;
+  if (r == 0 && fstat(fd, &st) != 0) r = -errno;
+  if (close(fd) != 0 && r == 0) r = -errno;
+  if (r == 0 && rename(tmp, out) != 0) r = -errno;
+  if (r != 0) {
+    unlink(tmp);
+    rc = tool_fail(out, "cannot write the image file: %s", cowmem_strerror(r));
+    goto done;
+  }
+  uint64_t image_bytes = 0;
+  uint32_t images = 0;
+  for (uint32_t i = 0; i < cowmem_module_memory_count(m); i++) {
+    cowmem_image_t* img = NULL;
+    cowmem_image_info_t ii;
+    if (cowmem_module_memory_image(m, i, &img, NULL) == 0 && img &&
+        cowmem_image_info(img, &ii) == 0) {
+      image_bytes += ii.len;
+      images++;
+    }
+    cowmem_image_free(img);
+  }
+  printf("%s: %u memories, %u images, %llu image bytes, %lld bytes "
+         "(%lld allocated)\n",
+         out, cowmem_module_memory_count(m), images,
+         (unsigned long long)image_bytes, (long long)st.st_size,
+         (long long)st.st_blocks * 512);
+done:
+  cowmem_module_free(m);
+  return rc;
+}

@@ -1,0 +1,283 @@
+/* cowmem dump module.wasm|module.cwimg [--memory I] [--module M]
+ *             [--global NAME=VALUE]... -o FILE */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools.h"
+
+static void help(FILE* f) {
+  fprintf(f,
+          "Usage: cowmem dump FILE [--memory I] [--global NAME=VALUE]... "
+          "-o OUT\n"
+          "\n"
+          "Write memory I's initial contents exactly as an instance sees\n"
+          "them right after instantiation (before any start function): the\n"
+          "initial size, the image, and the active segments it does not\n"
+          "cover, applied in module order with the spec's semantics. OUT is\n"
+          "a sparse file of the initial size; compare it with another\n"
+          "runtime's memory.\n"
+          "\n"
+          "FILE is a module or an image file. An image file alone has no\n"
+          "segment bytes: if a memory has segments left, pass --module.\n"
+          "\n"
+          "Options:\n"
+          "  --memory I          memory index (default 0)\n"
+          "  --global NAME=VAL   value of imported global NAME (\"field\" or\n"
+          "                      \"module.field\"); integers in decimal or\n"
+          "                      0x hex, floats for f32/f64. Imported globals\n"
+          "                      not given are 0.\n"
+          "  --module M.wasm     the module an image file was compiled from\n"
+          "  -o FILE             output (required)\n"
+          "  --help              this text\n");
+}
+
+typedef struct {
+  const char* name;
+  const char* value;
+  bool used;
+} gopt_t;
+
+static bool name_matches(const char* want, const cowmem_global_info_t* g) {
+  size_t n = strlen(want);
+  if (n == g->import_name_len && memcmp(want, g->import_name, n) == 0)
+    return true;
+  size_t ml = g->import_module_len;
+  return n == ml + 1 + g->import_name_len &&
+         memcmp(want, g->import_module, ml) == 0 && want[ml] == '.' &&
+         memcmp(want + ml + 1, g->import_name, g->import_name_len) == 0;
+}
+
+static bool parse_value(const char* s, uint8_t type, uint64_t* bits) {
+  char* end = NULL;
+  errno = 0;
+  if (type == COWMEM_TYPE_F32 || type == COWMEM_TYPE_F64) {
+    double d = strtod(s, &end);
+    if (!*s || *end || errno) return false;
+    if (type == COWMEM_TYPE_F32) {
+      float fl = (float)d;
+      uint32_t u;
+      memcpy(&u, &fl, 4);
+      *bits = u;
+    } else {
+      memcpy(bits, &d, 8);
+    }
+    return true;
+  }
+  if (type != COWMEM_TYPE_I32 && type != COWMEM_TYPE_I64) return false;
+  if (*s == '-') {
+    long long v = strtoll(s, &end, 0);
+    if (!*s || *end || errno) return false;
+    *bits = type == COWMEM_TYPE_I32 ? (uint32_t)(int32_t)v : (uint64_t)v;
+    if (type == COWMEM_TYPE_I32 && v < INT32_MIN) return false;
+    return true;
+  }
+  unsigned long long v = strtoull(s, &end, 0);
+  if (!*s || *end || errno) return false;
+  if (type == COWMEM_TYPE_I32 && v > UINT32_MAX) return false;
+  *bits = v;
+  return true;
+}
+
+/* Imported globals' values from the command line. Returns an exit code. */
+static int build_globals(const cowmem_module_t* m, gopt_t* g, int ng,
+                         cowmem_global_value_t** out, size_t* nout) {
+  size_t n = cowmem_module_import_count(m, COWMEM_EXTERN_GLOBAL);
+  cowmem_global_value_t* v = calloc(n ? n : 1, sizeof *v);
+  if (!v) return tool_fail("--global", "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    cowmem_global_info_t gi;
+    cowmem_module_global_info(m, (uint32_t)i, &gi);
+    v[i].type = gi.type;
+    v[i].is_mutable = gi.is_mutable;
+    for (int k = 0; k < ng; k++) {
+      if (!name_matches(g[k].name, &gi)) continue;
+      g[k].used = true;
+      if (!parse_value(g[k].value, gi.type, &v[i].bits)) {
+        free(v);
+        return tool_usage("--global %s=%s: not a valid value for its type",
+                          g[k].name, g[k].value);
+      }
+    }
+  }
+  for (int k = 0; k < ng; k++) {
+    if (g[k].used) continue;
+    free(v);
+    return tool_usage("--global %s: the module imports no global of that "
+                      "name", g[k].name);
+  }
+  *out = v;
+  *nout = n;
+  return EXIT_OK;
+}
+
+/* Write the non-zero pages of mem[0, size) to path, sparse, atomically. */
+static int write_sparse(const char* path, const uint8_t* mem, uint64_t size) {
+  char tmp[PATH_MAX];
+  int fd = tool_tmp_beside(path, tmp, sizeof tmp);
+  if (fd < 0) return tool_fail(path, "%s", strerror(errno));
+  size_t page = cowmem_page_size();
+  int e = 0;
+  for (uint64_t off = 0; off < size && e == 0; off += page) {
+    size_t n = size - off < page ? (size_t)(size - off) : page;
+    bool zero = true;
+    for (size_t k = 0; k < n && zero; k++) zero = mem[off + k] == 0;
+    if (zero) continue;
+    size_t done = 0;
+    while (done < n && e == 0) {
+      ssize_t w = pwrite(fd, mem + off + done, n - done, (off_t)(off + done));
+      if (w < 0 && errno != EINTR) e = errno;
+      if (w > 0) done += (size_t)w;
+    }
+  }
+  if (e == 0 && ftruncate(fd, (off_t)size) != 0) e = errno;
+  if (close(fd) != 0 && e == 0) e = errno;
+  if (e == 0 && rename(tmp, path) != 0) e = errno;
+  if (e != 0) {
+    unlink(tmp);
+    return tool_fail(path, "%s", strerror(e));
+  }
+  return EXIT_OK;
+}
+
+int cmd_dump(int argc, char** argv) {
+  const char *in = NULL, *out = NULL, *modpath = NULL;
+  uint64_t memidx = 0;
+  gopt_t* globals = calloc((size_t)argc, sizeof *globals);
+  int ng = 0, rc = EXIT_OK;
+  if (!globals) return tool_fail("cowmem", "out of memory");
+  for (int i = 1; i < argc && rc == EXIT_OK; i++) {
+    const char* v;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      free(globals);
+      return EXIT_OK;
+    } else if (tool_opt_value(argc, argv, &i, "-o", &v) ||
+               tool_opt_value(argc, argv, &i, "--output", &v)) {
+      if (!v) rc = tool_usage("-o needs a file name");
+      out = v;
+    } else if (tool_opt_value(argc, argv, &i, "--memory", &v)) {
+      if (!tool_parse_u64(v, &memidx) || memidx > UINT32_MAX)
+        rc = tool_usage("--memory needs a memory index");
+    } else if (tool_opt_value(argc, argv, &i, "--module", &v)) {
+      if (!v) rc = tool_usage("--module needs a file name");
+      modpath = v;
+    } else if (tool_opt_value(argc, argv, &i, "--global", &v)) {
+      const char* eq = v ? strchr(v, '=') : NULL;
+      if (!eq || eq == v) {
+        rc = tool_usage("--global needs NAME=VALUE");
+      } else {
+        globals[ng].name = strndup(v, (size_t)(eq - v));
+        globals[ng++].value = eq + 1;
+      }
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      rc = tool_usage("unknown option '%s'", argv[i]);
+    } else if (in) {
+      rc = tool_usage("more than one input file");
+    } else {
+      in = argv[i];
+    }
+  }
+  if (rc == EXIT_OK && !in) rc = tool_usage("no input file");
+  if (rc == EXIT_OK && !out) rc = tool_usage("no output file (-o)");
+
+  cowmem_module_t* m = NULL;
+  cowmem_imgfile_t* f = NULL;
+  cowmem_image_t* img = NULL;
+  cowmem_global_value_t* gv = NULL;
+  cowmem_slot_t* slot = NULL;
+  size_t ngv = 0;
+  uint64_t min_pages = 0;
+  uint32_t left = 0;
+  tool_kind_t kind = FILE_OTHER;
+  if (rc == EXIT_OK) {
+    kind = tool_file_kind(in);
+    if (kind == FILE_OTHER)
+      rc = errno ? tool_fail(in, "%s", strerror(errno))
+                 : tool_fail(in, "neither a WebAssembly module nor an image "
+                                 "file (unknown magic)");
+  }
+  if (rc == EXIT_OK && kind == FILE_WASM && modpath)
+    rc = tool_usage("--module is for image files");
+  if (rc == EXIT_OK && (kind == FILE_WASM || modpath)) {
+    m = tool_load_module(kind == FILE_WASM ? in : modpath);
+    if (!m) rc = EXIT_RUNTIME;
+  }
+  if (rc == EXIT_OK && kind == FILE_CWIMG) {
+    f = tool_open_imgfile(in, m);
+    if (!f) rc = EXIT_RUNTIME;
+  }
+  if (rc == EXIT_OK && m) rc = build_globals(m, globals, ng, &gv, &ngv);
+  else if (rc == EXIT_OK && ng > 0)
+    rc = tool_usage("--global needs the module (--module)");
+  if (rc == EXIT_OK && m) {
+    cowmem_memory_info_t mi;
+    if (cowmem_module_memory_info(m, (uint32_t)memidx, &mi) != 0)
+      rc = tool_fail(in, "no memory %llu (the module has %u)",
+                     (unsigned long long)memidx, cowmem_module_memory_count(m));
+    else if (mi.imported)
+      rc = tool_fail(in, "memory %llu is imported: its contents are the "
+                         "importer's", (unsigned long long)memidx);
+    min_pages = mi.min_pages;
+  }
+  if (rc == EXIT_OK && f) {
+    cowmem_imgfile_memory_t fm = {0};
+    bool found = false;
+    for (uint32_t i = 0; i < cowmem_imgfile_memory_count(f); i++) {
+      cowmem_imgfile_memory(f, i, &fm);
+      if (fm.index == memidx) {
+        found = true;
+        break;
+      }
+    }
+    if (!found)
+      rc = tool_fail(in, "no memory %llu in the image file",
+                     (unsigned long long)memidx);
+    else if (fm.imported)
+      rc = tool_fail(in, "memory %llu is imported: its contents are the "
+                         "importer's", (unsigned long long)memidx);
+    else if (fm.segments_left > 0 && !m)
+      rc = tool_fail(in, "memory %llu has %u segments applied at "
+                         "instantiation; pass --module MODULE.wasm",
+                     (unsigned long long)memidx, fm.segments_left);
+    min_pages = fm.min_pages;
+    left = fm.segments_left;
+    if (rc == EXIT_OK)
+      cowmem_imgfile_image(f, (uint32_t)memidx, &img, NULL);
+  } else if (rc == EXIT_OK && m) {
+    cowmem_module_memory_image(m, (uint32_t)memidx, &img, NULL);
+    left = 1; /* apply_segments decides */
+  }
+  uint64_t size = min_pages * 65536;
+  if (rc == EXIT_OK && (min_pages > ((uint64_t)1 << 20) || size > SIZE_MAX))
+    rc = tool_fail(in, "memory %llu's initial size (%llu pages) is too large "
+                       "to dump", (unsigned long long)memidx,
+                   (unsigned long long)min_pages);
+  if (rc == EXIT_OK) {
+    int r = cowmem_slot_new(size ? (size_t)size : cowmem_page_size(), &slot);
+    if (r == 0) r = cowmem_slot_instantiate(slot, (size_t)size, img);
+    if (r != 0) rc = tool_fail(in, "cannot map the memory: %s", cowmem_strerror(r));
+  }
+  if (rc == EXIT_OK && m && left > 0) {
+    cowmem_diag_t d;
+    int r = cowmem_module_apply_segments(m, (uint32_t)memidx,
+                                         cowmem_slot_base(slot), size, gv, ngv,
+                                         img != NULL, &d);
+    if (r != 0)
+      rc = tool_fail(in, "instantiation fails: %s (at byte %llu of the "
+                         "module)", d.reason, (unsigned long long)d.offset);
+  }
+  if (rc == EXIT_OK)
+    rc = write_sparse(out, size ? cowmem_slot_base(slot) : (const uint8_t*)"", size);
+  cowmem_slot_free(slot);
+  cowmem_image_free(img);
+  cowmem_imgfile_free(f);
+  cowmem_module_free(m);
+  free(gv);
+  for (int k = 0; k < ng; k++) free((char*)globals[k].name);
+  free(globals);
+  return rc;
+}

@@ -1,0 +1,344 @@
+/* cowmem inspect module.wasm|module.cwimg [--json] [--segments] */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tools.h"
+
+static void help(FILE* f) {
+  fprintf(f,
+          "Usage: cowmem inspect FILE [--json] [--segments]\n"
+          "\n"
+          "FILE is a WebAssembly module or a cowmem image file (.cwimg).\n"
+          "Prints the memories (limits, import/export), the data segments,\n"
+          "and each memory's image layout: where it lies in memory (and in\n"
+          "the file), its length, the bytes it holds (pages with data, which\n"
+          "an instance may make resident) and its holes (runs of zero pages\n"
+          "that are never resident), or why the memory has no image.\n"
+          "\n"
+          "Options:\n"
+          "  --json      machine-readable output\n"
+          "  --segments  list every segment (default: the first 16)\n"
+          "  --help      this text\n");
+}
+
+typedef struct {
+  uint64_t mem_offset, len, data_bytes, holes, hole_bytes;
+} layout_t;
+
+/* Scan the image page by page: data pages and runs of zero pages inside. */
+static int image_layout(cowmem_image_t* img, layout_t* l) {
+  memset(l, 0, sizeof *l);
+  if (!img) return 0;
+  cowmem_image_info_t ii;
+  int r = cowmem_image_info(img, &ii);
+  if (r != 0) return r;
+  l->mem_offset = ii.mem_offset;
+  l->len = ii.len;
+  size_t page = cowmem_page_size(), chunk = (size_t)1 << 20;
+  uint8_t* buf = malloc(chunk);
+  if (!buf) return COWMEM_ENOMEM;
+  bool in_hole = false;
+  for (uint64_t off = 0; off < ii.len && r == 0; off += chunk) {
+    size_t n = ii.len - off < chunk ? (size_t)(ii.len - off) : chunk;
+    r = cowmem_image_read(img, ii.mem_offset + off, buf, n);
+    for (size_t p = 0; p < n && r == 0; p += page) {
+      bool zero = true;
+      for (size_t k = 0; k < page && zero; k++) zero = buf[p + k] == 0;
+      if (zero) {
+        l->hole_bytes += page;
+        if (!in_hole) l->holes++;
+      } else {
+        l->data_bytes += page;
+      }
+      in_hole = zero;
+    }
+  }
+  free(buf);
+  return r;
+}
+
+static const char* why_text(cowmem_noimage_t why) {
+  switch (why) {
+    case COWMEM_NOIMAGE_NONE: return "";
+    case COWMEM_NOIMAGE_IMPORTED: return "the memory is imported";
+    case COWMEM_NOIMAGE_GLOBAL_OFFSET:
+      return "a segment's offset is an imported global";
+    case COWMEM_NOIMAGE_OUT_OF_BOUNDS:
+      return "a segment ends beyond the initial size (instantiation traps)";
+    case COWMEM_NOIMAGE_TOO_SPARSE:
+      return "the data spans more than the image size limit";
+    case COWMEM_NOIMAGE_NOT_BUILT: return "images were not built";
+  }
+  return "unknown";
+}
+
+static const char* why_name(cowmem_noimage_t why) {
+  static const char* names[] = {"none", "imported", "global_offset",
+                                "out_of_bounds", "too_sparse", "not_built"};
+  return (unsigned)why < 6 ? names[why] : "unknown";
+}
+
+typedef struct {
+  bool json, all_segments;
+} opts_t;
+
+static void print_limits(FILE* o, bool json, uint32_t idx, bool imported,
+                         bool m64, bool shared, bool has_max, uint64_t min,
+                         uint64_t max) {
+  if (json) {
+    fprintf(o,
+            "\"index\": %u, \"imported\": %s, \"memory64\": %s, \"shared\": "
+            "%s, \"min_pages\": %llu, \"max_pages\": ",
+            idx, imported ? "true" : "false", m64 ? "true" : "false",
+            shared ? "true" : "false", (unsigned long long)min);
+    if (has_max) fprintf(o, "%llu", (unsigned long long)max);
+    else fprintf(o, "null");
+    return;
+  }
+  fprintf(o, "memory %u: %s%s%s, %llu pages initial, ", idx,
+          imported ? "imported" : "defined", m64 ? ", memory64" : "",
+          shared ? ", shared" : "", (unsigned long long)min);
+  if (has_max) fprintf(o, "%llu max", (unsigned long long)max);
+  else fprintf(o, "no max");
+}
+
+static void print_layout(FILE* o, bool json, const layout_t* l,
+                         const cowmem_imgfile_memory_t* fm) {
+  if (json) {
+    fprintf(o,
+            "\"image\": {\"mem_offset\": %llu, \"length\": %llu, "
+            "\"resident_bytes\": %llu, \"holes\": %llu, \"hole_bytes\": "
+            "%llu",
+            (unsigned long long)l->mem_offset, (unsigned long long)l->len,
+            (unsigned long long)l->data_bytes, (unsigned long long)l->holes,
+            (unsigned long long)l->hole_bytes);
+    if (fm)
+      fprintf(o, ", \"file_offset\": %llu, \"file_length\": %llu",
+              (unsigned long long)fm->file_offset,
+              (unsigned long long)fm->file_len);
+    fprintf(o, "}");
+    return;
+  }
+  fprintf(o,
+          "  image: memory offset %llu, length %llu, resident %llu bytes, "
+          "%llu holes (%llu bytes)\n",
+          (unsigned long long)l->mem_offset, (unsigned long long)l->len,
+          (unsigned long long)l->data_bytes, (unsigned long long)l->holes,
+          (unsigned long long)l->hole_bytes);
+  if (fm)
+    fprintf(o, "  in the file: offset %llu, length %llu\n",
+            (unsigned long long)fm->file_offset,
+            (unsigned long long)fm->file_len);
+}
+
+static int inspect_module(const char* path, const opts_t* op) {
+  cowmem_module_t* m = tool_load_module(path);
+  if (!m) return EXIT_RUNTIME;
+  FILE* o = stdout;
+  size_t len = 0;
+  cowmem_module_bytes(m, &len);
+  uint8_t hash[32];
+  char hex[65];
+  cowmem_module_hash(m, hash);
+  tool_hex(hash, 32, hex);
+  uint32_t nmem = cowmem_module_memory_count(m);
+  uint32_t nseg = cowmem_module_segment_count(m);
+  int rc = EXIT_OK;
+  if (op->json) {
+    fprintf(o, "{\"file\": ");
+    tool_json_str(o, path, strlen(path));
+    fprintf(o, ", \"kind\": \"module\", \"size\": %zu, \"sha256\": \"%s\", "
+               "\"memories\": [", len, hex);
+  } else {
+    fprintf(o, "%s: WebAssembly module, %zu bytes, sha256 %s\n", path, len,
+            hex);
+  }
+  for (uint32_t i = 0; i < nmem; i++) {
+    cowmem_memory_info_t mi;
+    cowmem_module_memory_info(m, i, &mi);
+    uint32_t covered = 0;
+    for (uint32_t s = 0; s < nseg; s++) {
+      cowmem_segment_info_t si;
+      cowmem_module_segment_info(m, s, &si);
+      covered += si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i &&
+                 si.covered_by_image;
+    }
+    cowmem_image_t* img = NULL;
+    cowmem_noimage_t why = COWMEM_NOIMAGE_NONE;
+    cowmem_module_memory_image(m, i, &img, &why);
+    layout_t l;
+    int r = image_layout(img, &l);
+    cowmem_image_free(img);
+    if (r != 0) {
+      rc = tool_fail(path, "cannot read memory %u's image: %s", i,
+                     cowmem_strerror(r));
+      break;
+    }
+    const char* whyt = cowmem_module_memory_why(m, i);
+    if (op->json) {
+      fprintf(o, "%s{", i ? ", " : "");
+      print_limits(o, true, i, mi.imported, mi.memory64, mi.shared,
+                   mi.has_max, mi.min_pages, mi.max_pages);
+      fprintf(o, ", \"exports\": %u, \"active_segments\": %u, "
+                 "\"segments_in_image\": %u, \"segments_left\": %u, ",
+              mi.export_count, mi.active_segments, covered,
+              mi.active_segments - covered);
+      if (why == COWMEM_NOIMAGE_NONE) {
+        print_layout(o, true, &l, NULL);
+      } else {
+        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ",
+                why_name(why));
+        tool_json_str(o, whyt, strlen(whyt));
+      }
+      fprintf(o, "}");
+      continue;
+    }
+    print_limits(o, false, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
+                 mi.min_pages, mi.max_pages);
+    if (mi.imported)
+      fprintf(o, ", from \"%.*s\" \"%.*s\"", (int)mi.import_module_len,
+              mi.import_module, (int)mi.import_name_len, mi.import_name);
+    if (mi.export_count) fprintf(o, ", exported");
+    fprintf(o, "\n  segments: %u active, %u in the image, %u left for "
+               "instantiation\n",
+            mi.active_segments, covered, mi.active_segments - covered);
+    if (why != COWMEM_NOIMAGE_NONE)
+      fprintf(o, "  no image: %s\n", whyt && *whyt ? whyt : why_text(why));
+    else if (l.len == 0)
+      fprintf(o, "  image: empty (the initial contents are all zeros)\n");
+    else
+      print_layout(o, false, &l, NULL);
+  }
+  uint32_t shown = op->all_segments || op->json ? nseg : (nseg < 16 ? nseg : 16);
+  if (op->json) fprintf(o, "], \"segment_count\": %u, \"segments\": [", nseg);
+  else fprintf(o, "segments: %u\n", nseg);
+  for (uint32_t s = 0; s < shown && rc == EXIT_OK; s++) {
+    cowmem_segment_info_t si;
+    cowmem_module_segment_info(m, s, &si);
+    bool active = si.mode == COWMEM_SEGMENT_ACTIVE;
+    if (op->json) {
+      fprintf(o, "%s{\"index\": %u, \"mode\": \"%s\", \"length\": %llu", s ? ", " : "",
+              s, active ? "active" : "passive",
+              (unsigned long long)si.data_len);
+      if (active)
+        fprintf(o, ", \"memory\": %u, \"%s\": %llu, \"in_image\": %s",
+                si.memory,
+                si.offset_kind == COWMEM_OFFSET_CONST ? "offset" : "global",
+                (unsigned long long)si.offset,
+                si.covered_by_image ? "true" : "false");
+      fprintf(o, "}");
+    } else if (active) {
+      fprintf(o, "  %u: active, memory %u, offset %s%llu, %llu bytes%s\n", s,
+              si.memory,
+              si.offset_kind == COWMEM_OFFSET_CONST ? "" : "global ",
+              (unsigned long long)si.offset, (unsigned long long)si.data_len,
+              si.covered_by_image ? ", in the image" : "");
+    } else {
+      fprintf(o, "  %u: passive, %llu bytes\n", s,
+              (unsigned long long)si.data_len);
+    }
+  }
+  if (op->json) fprintf(o, "]}\n");
+  else if (shown < nseg)
+    fprintf(o, "  ... %u more (--segments lists them all)\n", nseg - shown);
+  cowmem_module_free(m);
+  return rc;
+}
+
+static int inspect_imgfile(const char* path, const opts_t* op) {
+  cowmem_imgfile_t* f = tool_open_imgfile(path, NULL);
+  if (!f) return EXIT_RUNTIME;
+  FILE* o = stdout;
+  uint8_t hash[32];
+  char hex[65];
+  cowmem_imgfile_module_hash(f, hash);
+  tool_hex(hash, 32, hex);
+  struct stat st;
+  long long allocated = stat(path, &st) == 0 ? (long long)st.st_blocks * 512 : -1;
+  uint32_t n = cowmem_imgfile_memory_count(f);
+  int rc = EXIT_OK;
+  if (op->json) {
+    fprintf(o, "{\"file\": ");
+    tool_json_str(o, path, strlen(path));
+    fprintf(o, ", \"kind\": \"imgfile\", \"version\": %u, \"page_size\": %zu, "
+               "\"size\": %llu, \"allocated\": %lld, \"module_sha256\": "
+               "\"%s\", \"memories\": [",
+            cowmem_imgfile_version(f), cowmem_page_size(),
+            (unsigned long long)cowmem_imgfile_size(f), allocated, hex);
+  } else {
+    fprintf(o, "%s: cowmem image file, version %u, %zu-byte pages, %llu "
+               "bytes (%lld allocated)\n  module sha256 %s\n",
+            path, cowmem_imgfile_version(f), cowmem_page_size(),
+            (unsigned long long)cowmem_imgfile_size(f), allocated, hex);
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    cowmem_imgfile_memory_t fm;
+    cowmem_imgfile_memory(f, i, &fm);
+    layout_t l;
+    int r = image_layout(fm.image, &l);
+    if (r != 0) {
+      rc = tool_fail(path, "cannot read memory %u's image: %s", fm.index,
+                     cowmem_strerror(r));
+      break;
+    }
+    if (op->json) {
+      fprintf(o, "%s{", i ? ", " : "");
+      print_limits(o, true, fm.index, fm.imported, fm.memory64, fm.shared,
+                   fm.has_max, fm.min_pages, fm.max_pages);
+      fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ",
+              fm.segments_left, (unsigned long long)fm.data_pages);
+      if (fm.why == COWMEM_NOIMAGE_NONE) {
+        print_layout(o, true, &l, &fm);
+      } else {
+        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": \"%s\"",
+                why_name(fm.why), why_text(fm.why));
+      }
+      fprintf(o, "}");
+      continue;
+    }
+    print_limits(o, false, fm.index, fm.imported, fm.memory64, fm.shared,
+                 fm.has_max, fm.min_pages, fm.max_pages);
+    fprintf(o, "\n  segments left for instantiation: %u\n", fm.segments_left);
+    if (fm.why != COWMEM_NOIMAGE_NONE)
+      fprintf(o, "  no image: %s\n", why_text(fm.why));
+    else if (l.len == 0)
+      fprintf(o, "  image: empty (the initial contents are all zeros)\n");
+    else
+      print_layout(o, false, &l, &fm);
+  }
+  if (op->json && rc == EXIT_OK) fprintf(o, "]}\n");
+  cowmem_imgfile_free(f);
+  return rc;
+}
+
+int cmd_inspect(int argc, char** argv) {
+  opts_t op = {0};
+  const char* in = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      op.json = true;
+    } else if (strcmp(argv[i], "--segments") == 0) {
+      op.all_segments = true;
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      return tool_usage("unknown option '%s'", argv[i]);
+    } else if (in) {
+      return tool_usage("more than one input file");
+    } else {
+      in = argv[i];
+    }
+  }
+  if (!in) return tool_usage("no input file");
+  switch (tool_file_kind(in)) {
+    case FILE_WASM: return inspect_module(in, &op);
+    case FILE_CWIMG: return inspect_imgfile(in, &op);
+    default:
+      if (errno) return tool_fail(in, "%s", strerror(errno));
+      return tool_fail(in, "neither a WebAssembly module nor an image file "
+                           "(unknown magic)");
+  }
+}

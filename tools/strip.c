@@ -1,0 +1,66 @@
+/* cowmem strip module.wasm -o out.wasm */
+#include <errno.h>
+#include <string.h>
+
+#include "tools.h"
+
+static void help(FILE* f) {
+  fprintf(f,
+          "Usage: cowmem strip MODULE.wasm -o OUT.wasm\n"
+          "\n"
+          "Rewrite the module so that every active data segment whose bytes\n"
+          "are already in its memory's image becomes an empty passive\n"
+          "segment. Segment indices stay valid (memory.init, data.drop); a\n"
+          "data count section is added if needed; all other sections are\n"
+          "copied byte for byte. A runtime that instantiates OUT.wasm with\n"
+          "memory from cowmem skips data initialization.\n"
+          "\n"
+          "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
+          "lacks the stripped data.\n"
+          "\n"
+          "Options:\n"
+          "  -o FILE   output module (required; written atomically)\n"
+          "  --help    this text\n");
+}
+
+int cmd_strip(int argc, char** argv) {
+  const char *in = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char* v;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (tool_opt_value(argc, argv, &i, "-o", &v) ||
+               tool_opt_value(argc, argv, &i, "--output", &v)) {
+      if (!v) return tool_usage("-o needs a file name");
+      out = v;
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      return tool_usage("unknown option '%s'", argv[i]);
+    } else if (in) {
+      return tool_usage("more than one input file");
+    } else {
+      in = argv[i];
+    }
+  }
+  if (!in) return tool_usage("no input module");
+  if (!out) return tool_usage("no output file (-o)");
+  cowmem_module_t* m = tool_load_module(in);
+  if (!m) return EXIT_RUNTIME;
+  uint8_t* bytes = NULL;
+  size_t len = 0, in_len = 0;
+  uint32_t stripped = 0;
+  int r = cowmem_module_strip(m, &bytes, &len, &stripped);
+  int rc = EXIT_OK;
+  cowmem_module_bytes(m, &in_len);
+  if (r != 0) {
+    rc = tool_fail(in, "cannot strip: %s", cowmem_strerror(r));
+  } else if (tool_write_atomic(out, bytes, len) != 0) {
+    rc = tool_fail(out, "%s", strerror(errno));
+  } else {
+    printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", out,
+           stripped, cowmem_module_segment_count(m), in_len, len);
+  }
+  cowmem_free_buffer(bytes);
+  cowmem_module_free(m);
+  return rc;
+}

@@ -1,0 +1,219 @@
+/* Helpers shared by the cowmem command's subcommands. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tools.h"
+
+const char* tool_cmd = "cowmem";
+
+int tool_fail(const char* file, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: %s: ", tool_cmd, file);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return EXIT_RUNTIME;
+}
+
+int tool_usage(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", tool_cmd);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nTry '%s --help'.\n", tool_cmd);
+  va_end(ap);
+  return EXIT_USAGE;
+}
+
+uint8_t* tool_read_file(const char* path, size_t* len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  struct stat st;
+  uint8_t* p = NULL;
+  if (fstat(fd, &st) != 0) goto out;
+  if (!S_ISREG(st.st_mode)) {
+    errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    goto out;
+  }
+  if (st.st_size > (off_t)1 << 30) {
+    errno = EFBIG;
+    goto out;
+  }
+  size_t n = (size_t)st.st_size;
+  p = malloc(n ? n : 1);
+  if (!p) goto out;
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, p + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r == 0) errno = EIO;
+      free(p);
+      p = NULL;
+      goto out;
+    }
+    got += (size_t)r;
+  }
+  *len = n;
+out:;
+  int e = errno;
+  close(fd);
+  errno = e;
+  return p;
+}
+
+tool_kind_t tool_file_kind(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return FILE_OTHER;
+  uint8_t b[8] = {0};
+  ssize_t n = read(fd, b, sizeof b);
+  close(fd);
+  errno = 0;
+  if (n >= 4 && memcmp(b, "\0asm", 4) == 0) return FILE_WASM;
+  if (n >= 4 && memcmp(b, "\x89" "CWI", 4) == 0) return FILE_CWIMG;
+  errno = n < 0 ? EIO : 0;
+  return FILE_OTHER;
+}
+
+cowmem_module_t* tool_load_module(const char* path) {
+  size_t len = 0;
+  uint8_t* bytes = tool_read_file(path, &len);
+  if (!bytes) {
+    tool_fail(path, "%s", strerror(errno));
+    return NULL;
+  }
+  cowmem_module_t* m = NULL;
+  cowmem_diag_t d;
+  int r = cowmem_module_parse(bytes, len, 0, &m, &d);
+  free(bytes);
+  if (r != 0) {
+    tool_fail(path, "%s at byte %llu: %s", cowmem_strerror(r),
+              (unsigned long long)d.offset, d.reason);
+    return NULL;
+  }
+  return m;
+}
+
+cowmem_imgfile_t* tool_open_imgfile(const char* path,
+                                    const cowmem_module_t* module) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    tool_fail(path, "%s", strerror(errno));
+    return NULL;
+  }
+  cowmem_imgfile_t* f = NULL;
+  cowmem_diag_t d;
+  int r = cowmem_imgfile_open(fd, module, 0, &f, &d);
+  close(fd);
+  if (r != 0) {
+    tool_fail(path, "%s (%s, at byte %llu)", d.reason, cowmem_err_name(r),
+              (unsigned long long)d.offset);
+    return NULL;
+  }
+  return f;
+}
+
+int tool_tmp_beside(const char* path, char* tmp, size_t n) {
+  int k = snprintf(tmp, n, "%s.tmpXXXXXX", path);
+  if (k < 0 || (size_t)k >= n) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = mkstemp(tmp);
+  if (fd >= 0) fchmod(fd, 0644);
+  return fd;
+}
+
+int tool_write_atomic(const char* path, const void* data, size_t len) {
+  char tmp[PATH_MAX];
+  int fd = tool_tmp_beside(path, tmp, sizeof tmp);
+  if (fd < 0) return -1;
+  const uint8_t* p = data;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, p + done, len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) break;
+    done += (size_t)w;
+  }
+  int e = done == len ? 0 : errno;
+  if (close(fd) != 0 && e == 0) e = errno;
+  if (e == 0 && rename(tmp, path) != 0) e = errno;
+  if (e != 0) {
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
+static bool readable(const char* p) { return p && access(p, R_OK) == 0; }
+
+const char* tool_default_module(void) {
+#ifdef COWMEM_DEFAULT_MODULE
+  if (readable(COWMEM_DEFAULT_MODULE)) return COWMEM_DEFAULT_MODULE;
+#endif
+  static char buf[PATH_MAX + 32];
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return NULL;
+  exe[n] = 0;
+  char* slash = strrchr(exe, '/');
+  if (!slash) return NULL;
+  *slash = 0;
+  snprintf(buf, sizeof buf, "%s/demo.wasm", exe);
+  if (readable(buf)) return buf;
+  snprintf(buf, sizeof buf, "%s/../share/cowmem/demo.wasm", exe);
+  if (readable(buf)) return buf;
+  return NULL;
+}
+
+bool tool_opt_value(int argc, char** argv, int* i, const char* name,
+                    const char** value) {
+  const char* a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0) return false;
+  if (a[n] == '=') {
+    *value = a + n + 1;
+    return true;
+  }
+  if (a[n] != 0) return false;
+  if (*i + 1 >= argc) {
+    *value = NULL; /* missing: the caller reports a usage error */
+    return true;
+  }
+  *value = argv[++*i];
+  return true;
+}
+
+bool tool_parse_u64(const char* s, uint64_t* out) {
+  if (!s || !*s || *s == '-') return false;
+  char* end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 0);
+  if (errno != 0 || *end != 0) return false;
+  *out = v;
+  return true;
+}
+
+void tool_hex(const uint8_t* h, size_t n, char* out) {
+  for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+void tool_json_str(FILE* f, const char* s, size_t n) {
+  fputc('"', f);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else fputc(c, f);
+  }
+  fputc('"', f);
+}

@@ -195,6 +195,17 @@ TEST_IMPL(section_errors) {
   header(&B); /* data segment kind 3 */
   eraw(&B, "\x0b\x03\x01\x03\x00", 5);
   CHECK(expect_error(&B, 0, COWMEM_EMALFORMED, "malformed data segment kind"));
+  header(&B); /* passive element segment with an opcode nobody defines */
+  eraw(&B, "\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00", 10);
+  eraw(&B, "\x09\x07\x01\x05\x70\x01\xf3\x00\x0b", 9);
+  eraw(&B, "\x0a\x04\x01\x02\x00\x0b", 6);
+  CHECK(expect_error(&B, 0, COWMEM_EMALFORMED, "illegal opcode"));
+  B.b[24] = 0xd2; /* ref.func 0: fine */
+  cowmem_module_t* ok;
+  ASSERT_OK(parse(&B, 0, &ok, NULL));
+  cowmem_module_free(ok);
+  B.b[25] = 0x01; /* ref.func 1: no such function */
+  CHECK(expect_error(&B, 0, COWMEM_EINVALID, "unknown function 1"));
   header(&B); /* a tag import before exception handling */
   eraw(&B, "\x02\x08\x01\x01\x61\x01\x62\x04\x00\x00", 10);
   CHECK(expect_error(&B, COWMEM_MODULE_NO_EXCEPTIONS, COWMEM_EMALFORMED,

@@ -148,6 +148,14 @@ typedef struct {
   uint32_t global;
 } cexpr_t;
 
+/* Single-byte opcodes that no proposal defines (a malformed module, not
+ * merely a non-constant instruction). */
+static bool illegal_opcode(uint8_t op) {
+  return op == 0x16 || op == 0x17 || op == 0x1d || op == 0x1e || op == 0x27 ||
+         (op >= 0xc5 && op <= 0xcf) || (op >= 0xd7 && op <= 0xfa) ||
+         op == 0xff;
+}
+
 /* A constant expression of type `want`. `visible` globals may be read. */
 static int read_const_expr(parser_t* p, uint8_t want, uint32_t visible,
                            cexpr_t* out) {
@@ -227,6 +235,8 @@ static int read_const_expr(parser_t* p, uint8_t want, uint32_t visible,
         break;
       }
       default:
+        if (illegal_opcode(op))
+          return cowmem__rd_fail(r, COWMEM_EMALFORMED, at, "illegal opcode");
       not_const:
         /* Any other instruction: its immediates are unknown here, so the
          * rest of the module cannot be decoded; report it now. */
@@ -448,6 +458,62 @@ static int parse_exports(parser_t* p) {
   return 0;
 }
 
+/* Element segments: decoded and checked (kinds, indices, expressions), not
+ * kept: tables are not cowmem's business, but a module whose element
+ * section is malformed or invalid must not parse. */
+static int parse_elems(parser_t* p) {
+  cowmem__rd_t* r = &p->r;
+  cowmem_module_t* m = p->m;
+  uint32_t n;
+  TRY(cowmem__rd_count(r, 2, &n));
+  for (uint32_t i = 0; i < n; i++) {
+    size_t at = r->pos;
+    uint32_t flags, table = 0, items, x;
+    uint8_t type = COWMEM_TYPE_FUNCREF;
+    cexpr_t e;
+    TRY(cowmem__rd_u32(r, &flags));
+    if (flags > 7)
+      return cowmem__rd_fail(r, COWMEM_EMALFORMED, at,
+                             "malformed elements segment kind");
+    if (!(flags & 1)) { /* active */
+      if (flags & 2) {
+        size_t tat = r->pos;
+        TRY(cowmem__rd_u32(r, &table));
+        if (table >= m->ntables)
+          cowmem__rd_invalid(r, tat, "unknown table %u", table);
+      } else if (m->ntables == 0) {
+        cowmem__rd_invalid(r, at, "unknown table 0");
+      }
+      TRY(read_const_expr(p, COWMEM_TYPE_I32, m->nglobals, &e));
+    }
+    if (flags & 3) {
+      size_t tat = r->pos;
+      TRY(cowmem__rd_u8(r, &type));
+      if (flags & 4) {
+        if (type != COWMEM_TYPE_FUNCREF && type != COWMEM_TYPE_EXTERNREF)
+          return cowmem__rd_fail(r, COWMEM_EMALFORMED, tat,
+                                 "malformed reference type");
+      } else if (type != 0x00) {
+        return cowmem__rd_fail(r, COWMEM_EMALFORMED, tat,
+                               "malformed element kind");
+      } else {
+        type = COWMEM_TYPE_FUNCREF;
+      }
+    }
+    TRY(cowmem__rd_count(r, 1, &items));
+    for (uint32_t k = 0; k < items; k++) {
+      if (flags & 4) {
+        TRY(read_const_expr(p, type, m->nglobals, &e));
+      } else {
+        size_t xat = r->pos;
+        TRY(cowmem__rd_u32(r, &x));
+        if (x >= m->nfuncs) cowmem__rd_invalid(r, xat, "unknown function %u", x);
+      }
+    }
+  }
+  return 0;
+}
+
 static int parse_code(parser_t* p) {
   cowmem__rd_t* r = &p->r;
   uint32_t n, size;
@@ -590,9 +656,7 @@ static int parse_section(parser_t* p, uint8_t id) {
       m->has_start = true;
       return 0;
     }
-    case 9: /* element segments: tables are not our business */
-      r->pos = r->end;
-      return 0;
+    case 9: return parse_elems(p);
     case 10: return parse_code(p);
     case 11: return parse_data(p);
     case 12:
@@ -655,7 +719,7 @@ static int decode(parser_t* p) {
     s.payload_offset = r->pos;
     s.payload_len = size;
     bool truncated = size > cowmem__rd_left(r);
-    if (truncated && (id == 9 || id == 10))
+    if (truncated && id == 10)
       return cowmem__rd_fail(r, COWMEM_EMALFORMED, m->len, "unexpected end");
     r->end = truncated ? m->len : r->pos + size;
     r->eof_reason = "unexpected end of section or function";

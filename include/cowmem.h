@@ -570,11 +570,12 @@ COWMEM_API int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
  *
  * cowmem_module_parse reads what a WebAssembly binary says about memory:
  * imports and definitions of memories and globals, exports, data segments,
- * the start function, and the section layout. It decodes every section it
- * needs, checks section order, sizes and the spec's validation rules for
- * those sections, and skips the others (types, tables, elements, code) by
- * size after the cheap checks on them. It does NOT validate function
- * bodies: a module whose only fault is in a function body parses.
+ * the start function, and the section layout. It decodes every section
+ * but code and tags, checks section order, sizes and the spec's validation
+ * rules for them; of the code section it checks the count against the
+ * function section (and, with COWMEM_MODULE_CHECK_BODIES, the body sizes).
+ * It does NOT validate function bodies: a module whose only fault is in a
+ * function body parses.
  *
  * It then builds, for each defined memory whose initial contents are known
  * before instantiation, an image (see Images): its active data segments

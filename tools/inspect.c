@@ -146,14 +146,20 @@ static int inspect_module(const char* path, const opts_t* op) {
   uint32_t nmem = cowmem_module_memory_count(m);
   uint32_t nseg = cowmem_module_segment_count(m);
   int rc = EXIT_OK;
+  uint32_t start = 0;
+  bool has_start = cowmem_module_start(m, &start);
   if (op->json) {
     fprintf(o, "{\"file\": ");
     tool_json_str(o, path, strlen(path));
     fprintf(o, ", \"kind\": \"module\", \"size\": %zu, \"sha256\": \"%s\", "
-               "\"memories\": [", len, hex);
+               "\"start\": %s, \"memories\": [", len, hex,
+            has_start ? "true" : "false");
   } else {
     fprintf(o, "%s: WebAssembly module, %zu bytes, sha256 %s\n", path, len,
             hex);
+    if (has_start)
+      fprintf(o, "start function %u (runs after the memory is initialized)\n",
+              start);
   }
   for (uint32_t i = 0; i < nmem; i++) {
     cowmem_memory_info_t mi;

@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// `cowmem strip` against the spec test suite's modules:
+//
+//   node strip_spec.js <cowmem> <wasm-spec dir> <tmp dir>
+//
+// For every module of the core suite's memory and data tests (wast2json)
+// that V8 compiles, that has no start function (it could write memory)
+// and whose imports are spectest's:
+//   - `cowmem strip` succeeds and wasm-validate accepts the output;
+//   - instantiation fails for the stripped module exactly when it fails for
+//     the original;
+//   - with one defined, exported memory, what a runtime sees when it takes
+//     its memory from cowmem equals V8's memory of the original. Image
+//     coverage is all or nothing per memory, so: if the memory has an
+//     image, V8's memory of the stripped module must be all zeros (nothing
+//     left to apply) and the image (`cowmem dump` of the compiled .cwimg)
+//     must equal V8's memory of the original; otherwise the stripped
+//     module's own segments must give V8's memory of the original;
+//   - `cowmem dump` of the original module equals V8's memory too.
+// Exit 0 pass, 1 fail, 77 skip.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+
+const [cowmem, specDir, tmp] = process.argv.slice(2);
+function skip(why) { console.log('SKIP: ' + why); process.exit(77); }
+if (!cowmem || !specDir || !tmp) { console.error('usage: strip_spec.js <cowmem> <spec dir> <tmp>'); process.exit(2); }
+if (!fs.existsSync(path.join(specDir, 'core'))) skip(`${specDir}/core is absent`);
+for (const tool of ['wast2json', 'wasm-validate'])
+  if (spawnSync(tool, ['--version']).status !== 0) skip(`${tool} (wabt) is not installed`);
+fs.rmSync(tmp, { recursive: true, force: true });
+fs.mkdirSync(tmp, { recursive: true });
+
+const spectest = () => ({
+  global_i32: new WebAssembly.Global({ value: 'i32' }, 666),
+  global_i64: new WebAssembly.Global({ value: 'i64' }, 666n),
+  global_f32: new WebAssembly.Global({ value: 'f32' }, 666.6),
+  global_f64: new WebAssembly.Global({ value: 'f64' }, 666.6),
+  memory: new WebAssembly.Memory({ initial: 1, maximum: 2 }),
+  table: new WebAssembly.Table({ initial: 10, maximum: 20, element: 'anyfunc' }),
+  print: () => {}, print_i32: () => {}, print_i64: () => {}, print_f32: () => {},
+  print_f64: () => {}, print_i32_f32: () => {}, print_f64_f64: () => {},
+});
+const GLOBAL_ARGS = { global_i32: '666', global_i64: '666', global_f32: '666.6', global_f64: '666.6' };
+
+const run = (args) => spawnSync(cowmem, args, { encoding: 'utf8' });
+const stats = { modules: 0, compared: 0, withImage: 0, skipped: 0, failed: 0 };
+const failures = [];
+function fail(where, msg) { stats.failed++; failures.push(`${where}: ${msg}`); }
+
+function instantiate(bytes) {
+  const mod = new WebAssembly.Module(bytes);
+  const st = spectest();
+  const imports = {};
+  for (const imp of WebAssembly.Module.imports(mod)) {
+    if (imp.module !== 'spectest' || !(imp.name in st)) return { unresolved: true };
+    (imports.spectest ||= {})[imp.name] = st[imp.name];
+  }
+  try { return { instance: new WebAssembly.Instance(mod, imports), mod }; } catch (e) { return { error: e, mod }; }
+}
+
+function memoryOf(inst, mod) {
+  const mems = WebAssembly.Module.exports(mod).filter((e) => e.kind === 'memory');
+  if (mems.length !== 1) return null;
+  return Buffer.from(inst.exports[mems[0].name].buffer);
+}
+
+const files = fs.readdirSync(path.join(specDir, 'core'))
+  .filter((f) => /^(data|memory.*|bulk|address|linking|imports)\.wast$/.test(f)).sort();
+for (const wast of files) {
+  const dir = path.join(tmp, wast.replace(/\.wast$/, ''));
+  fs.mkdirSync(dir, { recursive: true });
+  const json = path.join(dir, 'x.json');
+  const c = spawnSync('wast2json', [path.join(specDir, 'core', wast), '-o', json], { encoding: 'utf8' });
+  if (c.status !== 0) { fail(wast, 'wast2json: ' + c.stderr); continue; }
+  const cmds = JSON.parse(fs.readFileSync(json, 'utf8')).commands;
+  for (const cmd of cmds) {
+    if (cmd.type !== 'module' || !cmd.filename.endsWith('.wasm')) continue;
+    const file = path.join(dir, cmd.filename);
+    const where = `${wast}:${cmd.line}`;
+    const bytes = fs.readFileSync(file);
+    let orig;
+    try { orig = instantiate(bytes); } catch (e) { stats.skipped++; continue; }
+    if (orig.unresolved) { stats.skipped++; continue; }
+    const ins = run(['inspect', '--json', file]);
+    if (ins.status !== 0) { stats.skipped++; continue; } // cowmem refuses it (conformance test's business)
+    const info = JSON.parse(ins.stdout);
+    if (info.start) { stats.skipped++; continue; }
+    stats.modules++;
+    const stripped = file.replace(/\.wasm$/, '.stripped.wasm');
+    const s = run(['strip', file, '-o', stripped]);
+    if (s.status !== 0) { fail(where, 'strip: ' + s.stderr); continue; }
+    const v = spawnSync('wasm-validate', [stripped], { encoding: 'utf8' });
+    if (v.status !== 0) { fail(where, 'wasm-validate: ' + v.stderr); continue; }
+    const st = instantiate(fs.readFileSync(stripped));
+    if (!!orig.error !== !!st.error) {
+      fail(where, `instantiation: original ${orig.error || 'ok'}, stripped ${st.error || 'ok'}`);
+      continue;
+    }
+    if (orig.error) continue;
+    const defined = info.memories.filter((m) => !m.imported);
+    if (info.memories.length !== 1 || defined.length !== 1) continue;
+    const A = memoryOf(orig.instance, orig.mod), B = memoryOf(st.instance, st.mod);
+    if (!A || !B) continue;
+    stats.compared++;
+    // cowmem dump of the original module, globals as spectest gives them
+    const gargs = [];
+    for (const imp of WebAssembly.Module.imports(orig.mod))
+      if (imp.kind === 'global') gargs.push('--global', `spectest.${imp.name}=${GLOBAL_ARGS[imp.name]}`);
+    const d1 = path.join(dir, 'dump.bin');
+    const d = run(['dump', file, ...gargs, '-o', d1]);
+    if (d.status !== 0) { fail(where, 'dump: ' + d.stderr); continue; }
+    if (Buffer.compare(fs.readFileSync(d1), A) !== 0) { fail(where, 'cowmem dump differs from V8'); continue; }
+    if (info.memories[0].segments_in_image > 0 || (info.memories[0].image && info.memories[0].active_segments > 0)) {
+      stats.withImage++;
+      if (B.some((x) => x !== 0)) { fail(where, "stripped module still writes an image-covered memory"); continue; }
+      const cw = file.replace(/\.wasm$/, '.cwimg'), d2 = path.join(dir, 'img.bin');
+      const cc = run(['compile', file, '-o', cw]);
+      if (cc.status !== 0) { fail(where, 'compile: ' + cc.stderr); continue; }
+      const dd = run(['dump', cw, '-o', d2]);
+      if (dd.status !== 0) { fail(where, 'dump .cwimg: ' + dd.stderr); continue; }
+      if (Buffer.compare(fs.readFileSync(d2), A) !== 0) fail(where, 'image + stripped module differs from the original');
+    } else if (Buffer.compare(A, B) !== 0) {
+      fail(where, 'stripped module (no image) differs from the original');
+    }
+  }
+}
+console.log(`strip on spec modules: ${stats.modules} stripped and validated, ${stats.compared} memories compared ` +
+            `(${stats.withImage} from an image), ${stats.skipped} skipped (imports not from spectest, start function, ` +
+            `rejected), ${stats.failed} failed`);
+for (const f of failures.slice(0, 30)) console.log('FAIL ' + f);
+if (stats.modules === 0) { console.log('FAIL: no module checked'); process.exit(1); }
+process.exit(stats.failed ? 1 : 0);

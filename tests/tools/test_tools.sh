@@ -1,0 +1,229 @@
+#!/bin/sh
+# CLI tests of the cowmem command: every subcommand, --help, usage errors
+# (exit 2), bad files (exit 1, file name and reason on stderr), golden
+# output for a small hand-made module, JSON parsed with node, compile ->
+# dump round trip, strip output validated by wabt.
+#
+# usage: test_tools.sh <cowmem> <demo.wasm> <scratch dir>
+# Exit 0 pass, 1 fail, 77 skip (node absent: JSON is what most checks read).
+set -u
+COWMEM=$1
+DEMO=$2
+WORK=$3
+command -v node >/dev/null 2>&1 || { echo "SKIP: node is not installed"; exit 77; }
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { echo "ok   $*"; }
+
+# expect CODE NAME -- command...: runs it, stdout to out.txt, stderr to err.txt
+expect() {
+  want=$1; name=$2; shift 3
+  "$@" >out.txt 2>err.txt
+  got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "$name: exit $got, expected $want"; sed 's/^/    /' err.txt | head -5
+    return 1
+  fi
+  ok "$name"
+  return 0
+}
+# stderr must name the file and contain the reason
+expect_err() {
+  file=$1; reason=$2; name=$3
+  if ! grep -q -- "$file" err.txt || ! grep -qi -- "$reason" err.txt; then
+    fail "$name: stderr lacks '$file' / '$reason':"; sed 's/^/    /' err.txt
+  fi
+}
+json() { # json FILE EXPR: evaluate EXPR with `j` the parsed file; prints it
+  node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+           const v = eval(process.argv[2]); if (v === false) process.exit(1);
+           console.log(typeof v === "object" ? JSON.stringify(v) : v)' "$1" "$2"
+}
+check_json() { # check_json FILE EXPR NAME
+  if json "$1" "$2" >/dev/null 2>json_err.txt; then ok "$3"; else
+    fail "$3: $2"; head -3 json_err.txt; fi
+}
+
+# A module: memory 0 of 4 pages (max 8), segments at 16 and 200000 (a run
+# of zero pages between them), written byte by byte.
+printf '\000asm\001\000\000\000\005\004\001\001\004\010' > sparse.wasm
+printf '\013\325\001\002\000\101\020\013\144' >> sparse.wasm
+i=0; while [ $i -lt 100 ]; do printf 'A'; i=$((i + 1)); done >> sparse.wasm
+printf '\000\101\300\232\014\013\144' >> sparse.wasm
+i=0; while [ $i -lt 100 ]; do printf 'z'; i=$((i + 1)); done >> sparse.wasm
+
+# ---- help and usage --------------------------------------------------------
+expect 0 "--help" -- "$COWMEM" --help && grep -q "Usage: cowmem" out.txt || fail "--help text"
+expect 2 "no arguments" -- "$COWMEM"
+expect 2 "unknown command" -- "$COWMEM" frobnicate
+for sub in inspect compile strip dump bench; do
+  expect 0 "$sub --help" -- "$COWMEM" $sub --help &&
+    { grep -q "Usage: cowmem $sub" out.txt || fail "$sub --help: no usage line"; }
+  expect 2 "$sub --bogus" -- "$COWMEM" $sub --bogus sparse.wasm
+done
+expect 2 "inspect without a file" -- "$COWMEM" inspect
+expect 2 "compile without -o" -- "$COWMEM" compile sparse.wasm
+expect 2 "strip without -o" -- "$COWMEM" strip sparse.wasm
+expect 2 "dump without -o" -- "$COWMEM" dump sparse.wasm
+expect 2 "dump with --global without =" -- "$COWMEM" dump sparse.wasm --global x -o d.bin
+expect 2 "dump with an unknown global" -- "$COWMEM" dump sparse.wasm --global nope=1 -o d.bin
+expect 2 "bench --iterations 0" -- "$COWMEM" bench sparse.wasm --iterations 0
+expect 2 "two inputs" -- "$COWMEM" inspect sparse.wasm sparse.wasm
+
+# ---- inspect: golden output ---------------------------------------------------
+expect 0 "inspect sparse.wasm" -- "$COWMEM" inspect sparse.wasm
+cat > golden.txt <<'EOF'
+sparse.wasm: WebAssembly module, 230 bytes, sha256 @HASH@
+memory 0: defined, 4 pages initial, 8 max
+  segments: 2 active, 2 in the image, 0 left for instantiation
+  image: memory offset 0, length 200704, resident 8192 bytes, 1 holes (192512 bytes)
+segments: 2
+  0: active, memory 0, offset 16, 100 bytes, in the image
+  1: active, memory 0, offset 200000, 100 bytes, in the image
+EOF
+hash=$(sha256sum sparse.wasm | cut -d' ' -f1)
+sed -i "s/@HASH@/$hash/" golden.txt
+if [ "$(getconf PAGESIZE)" = 4096 ]; then
+  diff -u golden.txt out.txt >diff.txt && ok "inspect golden" || { fail "inspect golden"; cat diff.txt; }
+fi
+expect 0 "inspect --json" -- "$COWMEM" inspect --json sparse.wasm && cp out.txt sparse.json
+check_json sparse.json 'j.kind === "module" && j.memories.length === 1 && j.segment_count === 2' "inspect json: module"
+check_json sparse.json 'j.memories[0].image.holes === 1 && j.memories[0].segments_left === 0 && j.start === false' "inspect json: layout"
+check_json sparse.json "j.sha256 === \"$hash\"" "inspect json: hash"
+
+# ---- compile + inspect the image file -----------------------------------------------
+expect 0 "compile" -- "$COWMEM" compile sparse.wasm -o sparse.cwimg
+expect 0 "inspect .cwimg --json" -- "$COWMEM" inspect --json sparse.cwimg && cp out.txt cw.json
+check_json cw.json "j.kind === 'imgfile' && j.version === 1 && j.module_sha256 === '$hash'" "cwimg json: header"
+check_json cw.json 'j.memories[0].image.file_offset % j.page_size === 0 && j.memories[0].image.resident_bytes === 2 * j.page_size' "cwimg json: layout"
+check_json cw.json 'j.allocated < j.size' "cwimg is sparse on disk"
+expect 0 "inspect .cwimg" -- "$COWMEM" inspect sparse.cwimg
+grep -q "in the file: offset" out.txt || fail "inspect .cwimg: no file layout"
+
+# ---- dump: module vs image file vs expected bytes ---------------------------------------
+expect 0 "dump module" -- "$COWMEM" dump sparse.wasm -o a.bin
+expect 0 "dump cwimg" -- "$COWMEM" dump sparse.cwimg -o b.bin
+expect 0 "dump cwimg --module" -- "$COWMEM" dump sparse.cwimg --module sparse.wasm -o c.bin
+cmp -s a.bin b.bin && cmp -s a.bin c.bin && ok "dumps equal" || fail "dumps differ"
+[ "$(stat -c %s a.bin)" = 262144 ] && ok "dump size = initial size" || fail "dump size $(stat -c %s a.bin)"
+node -e 'const b = require("fs").readFileSync("a.bin");
+  for (let i = 0; i < b.length; i++) {
+    const want = i >= 16 && i < 116 ? 65 : i >= 200000 && i < 200100 ? 122 : 0;
+    if (b[i] !== want) { console.error("byte " + i + ": " + b[i]); process.exit(1); } }' &&
+  ok "dump bytes" || fail "dump bytes"
+expect 1 "dump --memory 1 (none)" -- "$COWMEM" dump sparse.wasm --memory 1 -o x.bin
+expect_err sparse.wasm "no memory 1" "dump --memory 1"
+
+# A memory whose segment offset is an imported global: no image; dump
+# applies it with the value given.
+printf '\000asm\001\000\000\000\002\010\001\001m\001g\003\177\000\005\003\001\000\001' > glob.wasm
+printf '\013\011\001\000\043\000\013\003abc' >> glob.wasm
+expect 0 "inspect global-offset module" -- "$COWMEM" inspect glob.wasm
+grep -q "no image: segment 0: offset is imported global 0" out.txt && ok "why no image" || { fail "why no image"; cat out.txt; }
+expect 0 "dump --global m.g=100" -- "$COWMEM" dump glob.wasm --global m.g=100 -o g.bin
+node -e 'const b = require("fs").readFileSync("g.bin");
+  process.exit(b.length === 65536 && b.slice(100, 103).toString() === "abc" && b[99] === 0 ? 0 : 1)' &&
+  ok "dump with a global" || fail "dump with a global"
+expect 1 "dump --global g=70000 (traps)" -- "$COWMEM" dump glob.wasm --global g=70000 -o g.bin
+expect_err glob.wasm "out of bounds" "dump trap"
+expect 0 "compile global-offset module" -- "$COWMEM" compile glob.wasm -o glob.cwimg
+expect 1 "dump .cwimg with segments left, no module" -- "$COWMEM" dump glob.cwimg -o g.bin
+expect_err glob.cwimg "--module" "dump needs --module"
+
+# ---- bad files ------------------------------------------------------------------
+expect 1 "inspect missing file" -- "$COWMEM" inspect nonexistent.wasm
+expect_err nonexistent.wasm "No such file" "missing file"
+printf 'hello world' > junk.bin
+expect 1 "inspect junk" -- "$COWMEM" inspect junk.bin
+expect_err junk.bin "unknown magic" "junk"
+head -c 100 sparse.wasm > trunc.wasm
+expect 1 "inspect truncated module" -- "$COWMEM" inspect trunc.wasm
+expect_err trunc.wasm "unexpected end" "truncated module"
+size=$(stat -c %s sparse.cwimg)
+head -c $((size - 1)) sparse.cwimg > trunc.cwimg
+expect 1 "inspect truncated .cwimg" -- "$COWMEM" inspect trunc.cwimg
+expect_err trunc.cwimg "truncated" "truncated cwimg"
+head -c 50 sparse.cwimg > trunc2.cwimg
+expect 1 "inspect .cwimg cut in the header" -- "$COWMEM" inspect trunc2.cwimg
+expect_err trunc2.cwimg "truncated" "cwimg cut in the header"
+patch() { # patch IN OUT OFFSET BYTE(octal)
+  cp "$1" "$2"; printf "\\$4" | dd of="$2" bs=1 seek="$3" conv=notrunc 2>/dev/null
+}
+patch sparse.cwimg corrupt.cwimg 120 377
+expect 1 "inspect corrupt .cwimg" -- "$COWMEM" inspect corrupt.cwimg
+expect_err corrupt.cwimg "corrupt" "corrupt cwimg"
+patch sparse.cwimg v2.cwimg 8 002
+expect 1 "inspect .cwimg of version 2" -- "$COWMEM" inspect v2.cwimg
+expect_err v2.cwimg "version 2" "version"
+patch sparse.cwimg page.cwimg 17 100
+expect 1 "inspect .cwimg of another page size" -- "$COWMEM" inspect page.cwimg
+expect_err page.cwimg "pages" "page size"
+cp "$DEMO" demo.wasm 2>/dev/null || printf '\000asm\001\000\000\000' > demo.wasm
+expect 1 "dump .cwimg with another module" -- "$COWMEM" dump sparse.cwimg --module demo.wasm -o x.bin
+expect_err sparse.cwimg "another module" "wrong module"
+expect 1 "compile into a missing directory" -- "$COWMEM" compile sparse.wasm -o no/such/dir.cwimg
+expect_err no/such/dir.cwimg "No such file" "compile output error"
+
+# ---- strip ----------------------------------------------------------------------
+expect 0 "strip" -- "$COWMEM" strip sparse.wasm -o stripped.wasm
+grep -q "2 of 2 data segments stripped" out.txt && ok "strip summary" || fail "strip summary"
+expect 0 "inspect stripped --json" -- "$COWMEM" inspect --json stripped.wasm && cp out.txt st.json
+check_json st.json 'j.segment_count === 2 && j.segments.every((s) => s.mode === "passive" && s.length === 0)' "stripped segments"
+expect 0 "strip global-offset module (nothing to strip)" -- "$COWMEM" strip glob.wasm -o glob2.wasm
+cmp -s glob.wasm glob2.wasm && ok "unchanged when nothing is covered" || fail "glob.wasm changed"
+if command -v wasm-validate >/dev/null 2>&1; then
+  wasm-validate stripped.wasm && ok "wasm-validate stripped.wasm" || fail "wasm-validate stripped.wasm"
+fi
+
+# ---- the bundled demo ---------------------------------------------------------------
+if [ -f "$DEMO" ]; then
+  expect 0 "compile demo" -- "$COWMEM" compile "$DEMO" -o demo.cwimg
+  expect 0 "dump demo" -- "$COWMEM" dump "$DEMO" -o d1.bin
+  expect 0 "dump demo.cwimg" -- "$COWMEM" dump demo.cwimg -o d2.bin
+  cmp -s d1.bin d2.bin && ok "demo dumps equal" || fail "demo dumps differ"
+  # V8's initial memory of the demo equals the dump (no start function).
+  node -e 'const fs = require("fs");
+    const m = new WebAssembly.Module(fs.readFileSync(process.argv[1]));
+    const imports = {};
+    for (const i of WebAssembly.Module.imports(m))
+      if (i.kind === "function") (imports[i.module] ||= {})[i.name] = () => 0;
+    const inst = new WebAssembly.Instance(m, imports);
+    const mem = Object.values(inst.exports).find((e) => e instanceof WebAssembly.Memory);
+    process.exit(Buffer.compare(Buffer.from(mem.buffer), fs.readFileSync("d1.bin")) === 0 ? 0 : 1)' "$DEMO" &&
+    ok "demo dump equals V8's memory" || fail "demo dump differs from V8"
+  expect 0 "strip demo" -- "$COWMEM" strip "$DEMO" -o demo.stripped.wasm
+  if command -v wasm-validate >/dev/null 2>&1; then
+    wasm-validate demo.stripped.wasm && ok "wasm-validate demo.stripped.wasm" || fail "wasm-validate demo"
+  fi
+  # bench: no module means the bundled demo
+  # (a build without the demo target has no default baked in: pass it)
+  default=""
+  "$COWMEM" bench --help | grep -q "bundled demo.wasm" || fail "bench help"
+  if "$COWMEM" bench --iterations 1 >/dev/null 2>err.txt; then default=1
+  else grep -q "bundled demo module was not found" err.txt || fail "bench default: $(cat err.txt)"; fi
+  if [ -n "$default" ]; then
+    expect 0 "bench (default module) --json" -- "$COWMEM" bench --iterations 40 --dirty 2 --json
+  else
+    expect 0 "bench demo --json" -- "$COWMEM" bench "$DEMO" --iterations 40 --dirty 2 --json
+  fi
+  cp out.txt bench.json
+  check_json bench.json 'j.module.endsWith("demo.wasm") && j.iterations === 40 && j.dirty_pages === 2' "bench json: header"
+  check_json bench.json '["copy-fresh", "copy-reuse", "slot", "slot-cwimg", "pool-madvise", "pool-keep-resident", "pool-batched"].every((n) => j.rows.some((r) => r.name === n))' "bench json: rows"
+  check_json bench.json 'j.rows.every((r) => r.instantiate_ns.median > 0 && r.instantiate_ns.p99 >= r.instantiate_ns.median && r.ratio_instantiate > 0 && r.covers.length > 0)' "bench json: figures"
+  check_json bench.json 'j.rows[0].name === "copy-fresh" && j.rows[0].ratio_instantiate === 1' "bench json: baseline first"
+  expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
+  grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
+  if command -v gnuplot >/dev/null 2>&1; then
+    expect 0 "bench --plot" -- "$COWMEM" bench "$DEMO" --iterations 20 --plot plot.svg
+    grep -q "<svg" plot.svg && ok "plot is an svg" || fail "plot.svg"
+  fi
+  expect 1 "bench --plot without gnuplot" -- env PATH=/nonexistent "$COWMEM" bench "$DEMO" --iterations 5 --plot p.svg
+  expect_err p.svg "gnuplot" "no gnuplot"
+else
+  echo "note: $DEMO absent; demo checks skipped"
+fi
+
+echo "$failures failures"
+[ "$failures" -eq 0 ]

@@ -61,17 +61,22 @@ static size_t* layout(size_t k) {
   size_t* p = malloc((k + 1) * sizeof *p);
   if (k == 0) return p;
   size_t stack = k / 8 ? k / 8 : 1, globals = k / 4, i = 0;
-  for (size_t s = 0; s < stack && i < k; s++) p[i++] = IMG_AT - (s + 1) * PS;
-  for (size_t g = 0; g < globals && i < k; g++) p[i++] = IMG_AT + (g * 4 + 1) * PS;
-  for (size_t h = 0; i < k; h++) p[i++] = IMG_AT + IMG + h * PS;
+  for (size_t s = 0; s < stack && i < k; s++)
+    p[i++] = IMG_AT - (s + 1) * PS;
+  for (size_t g = 0; g < globals && i < k; g++)
+    p[i++] = IMG_AT + (g * 4 + 1) * PS;
+  for (size_t h = 0; i < k; h++)
+    p[i++] = IMG_AT + IMG + h * PS;
   return p;
 }
 
 static void dirty(uint8_t* m, const size_t* pages, size_t k) {
-  for (size_t i = 0; i < k; i++) m[pages[i] + 8] += 1;
+  for (size_t i = 0; i < k; i++)
+    m[pages[i] + 8] += 1;
 }
 
-static void cycle(cowmem_pool_t* pool, cowmem_image_t* img, const size_t* pages, size_t k) {
+static void cycle(cowmem_pool_t* pool, cowmem_image_t* img, const size_t* pages,
+                  size_t k) {
   cowmem_slot_t* s;
   if (cowmem_pool_acquire(pool, img, MEM, MEM, &s) != 0) abort();
   dirty(cowmem_slot_base(s), pages, k);
@@ -99,9 +104,11 @@ typedef struct {
 
 static void* thr_loop(void* p) {
   thr_arg_t* a = p;
-  for (size_t i = 0; i < a->iters / 10; i++) cycle(a->pool, a->img, a->pages, a->k);
+  for (size_t i = 0; i < a->iters / 10; i++)
+    cycle(a->pool, a->img, a->pages, a->k);
   uint64_t t0 = bench_now_ns();
-  for (size_t i = 0; i < a->iters; i++) cycle(a->pool, a->img, a->pages, a->k);
+  for (size_t i = 0; i < a->iters; i++)
+    cycle(a->pool, a->img, a->pages, a->k);
   a->secs = (double)(bench_now_ns() - t0) / 1e9;
   return NULL;
 }
@@ -113,7 +120,8 @@ static void* spin(void* p) {
   double* secs = p;
   volatile uint64_t x = 0;
   uint64_t t0 = bench_now_ns();
-  for (uint64_t i = 0; i < 20000000; i++) x += i * i;
+  for (uint64_t i = 0; i < 20000000; i++)
+    x += i * i;
   *secs = (double)(bench_now_ns() - t0) / 1e9;
   spin_sink += x;
   return NULL;
@@ -142,7 +150,8 @@ static void* copy_loop(void* p) {
 static double control_run(void* (*fn)(void*), int nthreads) {
   pthread_t th[2];
   double secs[2], ops = 0;
-  for (int i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, fn, &secs[i]);
+  for (int i = 0; i < nthreads; i++)
+    pthread_create(&th[i], NULL, fn, &secs[i]);
   for (int i = 0; i < nthreads; i++) {
     pthread_join(th[i], NULL);
     ops += 1.0 / secs[i];
@@ -173,17 +182,20 @@ static double throughput(const strategy_t* st, cowmem_image_t* img, size_t k,
 int main(void) {
   PS = cowmem_page_size();
   image_bytes = malloc(IMG);
-  for (size_t i = 0; i < IMG; i++) image_bytes[i] = (uint8_t)(i * 13 + 7) | 1;
+  for (size_t i = 0; i < IMG; i++)
+    image_bytes[i] = (uint8_t)(i * 13 + 7) | 1;
   cowmem_image_t* img = NULL;
   if (cowmem_image_new_from_bytes(image_bytes, IMG, IMG_AT, &img)) return 1;
   bench_samples_t s = {0};
   size_t iters = bench_iters(20000);
 
   printf("cowmem adaptive reset benchmark: 16 MiB memory, 1 MiB image at 128 KiB;\n"
-         "K pages written per instance (K/8 stack, K/4 globals, rest heap); microseconds.\n\n");
+         "K pages written per instance (K/8 stack, K/4 globals, rest heap); "
+         "microseconds.\n\n");
   /* COWMEM_BENCH_THREADS_ONLY=1: only the throughput part (to repeat it). */
   bool threads_only = getenv("COWMEM_BENCH_THREADS_ONLY") != NULL;
-  if (!threads_only) printf("%-42s %9s %9s %10s\n", "request loop", "median", "p99", "vs copy");
+  if (!threads_only)
+    printf("%-42s %9s %9s %10s\n", "request loop", "median", "p99", "vs copy");
   size_t ks[] = {0, 16, 256};
   for (size_t ki = 0; ki < (threads_only ? 0u : 3u); ki++) {
     size_t k = ks[ki];
@@ -210,7 +222,8 @@ int main(void) {
       memset(dst, 1, k * PS);
       for (size_t i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();
-        for (size_t j = 0; j < k; j++) memcpy(dst + j * PS, image_bytes + (j * PS) % IMG, PS);
+        for (size_t j = 0; j < k; j++)
+          memcpy(dst + j * PS, image_bytes + (j * PS) % IMG, PS);
         bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
       }
       snprintf(name, sizeof name, "K=%zu floor: copy K pages, no fault", k);
@@ -219,7 +232,8 @@ int main(void) {
     }
     for (size_t st = 0; st < NSTRAT; st++) {
       cowmem_pool_t* pool = make_pool(&strategies[st], 32);
-      for (size_t i = 0; i < n / 10 + 300; i++) cycle(pool, img, pages, k);
+      for (size_t i = 0; i < n / 10 + 300; i++)
+        cycle(pool, img, pages, k);
       for (size_t i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();
         cycle(pool, img, pages, k);
@@ -230,13 +244,14 @@ int main(void) {
       if (strategies[st].reset == COWMEM_RESET_ADAPTIVE) {
         cowmem_pool_image_metrics_t im;
         cowmem_pool_image_metrics(pool, img, &im);
-        printf("      hot set %llu pages, %.1f dirty pages per sampled instance, per reset: "
-               "%.1f copied, %.2f decommitted, %.3f madvise calls\n",
-               (unsigned long long)im.hot_pages,
-               im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
-               (double)im.copied_pages / (double)im.resets,
-               (double)im.discarded_pages / (double)im.resets,
-               (double)im.discard_calls / (double)im.resets);
+        printf(
+            "      hot set %llu pages, %.1f dirty pages per sampled instance, per reset: "
+            "%.1f copied, %.2f decommitted, %.3f madvise calls\n",
+            (unsigned long long)im.hot_pages,
+            im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
+            (double)im.copied_pages / (double)im.resets,
+            (double)im.discarded_pages / (double)im.resets,
+            (double)im.discard_calls / (double)im.resets);
       }
       cowmem_pool_free(pool);
     }
@@ -248,7 +263,8 @@ int main(void) {
   for (int c = 0; c < 2; c++) {
     double c1 = 0, c2 = 0;
     for (int rep = 0; rep < 3; rep++) {
-      double a1 = control_run(c ? copy_loop : spin, 1), a2 = control_run(c ? copy_loop : spin, 2);
+      double a1 = control_run(c ? copy_loop : spin, 1),
+             a2 = control_run(c ? copy_loop : spin, 2);
       if (a1 > c1) c1 = a1;
       if (a2 > c2) c2 = a2;
     }
@@ -283,7 +299,8 @@ int main(void) {
     cowmem_slot_t* sl = NULL;
     if (cowmem_slot_new(MEM, &sl) || cowmem_slot_instantiate(sl, MEM, img)) return 1;
     uint8_t* m = cowmem_slot_base(sl);
-    for (size_t i = 0; i < MiB; i += 64) m[IMG_AT + IMG + i] = (uint8_t)(i | 1);
+    for (size_t i = 0; i < MiB; i += 64)
+      m[IMG_AT + IMG + i] = (uint8_t)(i | 1);
     size_t nsnap = bench_iters(50);
     for (size_t i = 0; i < nsnap; i++) {
       cowmem_image_t* snap = NULL;
@@ -292,7 +309,8 @@ int main(void) {
       bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
       cowmem_image_free(snap);
     }
-    row(mode ? "cowmem_snapshot (no scan: mincore)" : "cowmem_snapshot (PAGEMAP_SCAN)", &s, 0);
+    row(mode ? "cowmem_snapshot (no scan: mincore)" : "cowmem_snapshot (PAGEMAP_SCAN)",
+        &s, 0);
     cowmem_slot_free(sl);
   }
 out:

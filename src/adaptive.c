@@ -42,7 +42,7 @@
 #include "dirty.h"
 #include "reset.h"
 
-#define TABLE_CAP 1024u            /* images with a hot set per pool */
+#define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
 #define SCORE_GAIN 64
 #define SCORE_HOT 32
@@ -60,8 +60,8 @@ typedef struct {
 
 typedef struct {
   stripe_t stripe[STRIPES];
-  uint64_t key; /* the image's id; 0 for the all-zeros memory */
-  size_t npages; /* pages [0, npages) may be hot */
+  uint64_t key;          /* the image's id; 0 for the all-zeros memory */
+  size_t npages;         /* pages [0, npages) may be hot */
   _Atomic uint64_t* hot; /* npages bits */
   uint8_t* score;        /* a byte per page, rounded up to 64; under lock */
   pthread_mutex_t lock;  /* samples */
@@ -112,8 +112,8 @@ static size_t table_home(uint64_t key) {
 static image_state_t* state_find(cowmem__adaptive_t* a, uint64_t key) {
   size_t h = table_home(key);
   for (size_t k = 0; k < TABLE_CAP; k++) {
-    image_state_t* st = atomic_load_explicit(&a->table[(h + k) & (TABLE_CAP - 1)],
-                                             memory_order_acquire);
+    image_state_t* st =
+        atomic_load_explicit(&a->table[(h + k) & (TABLE_CAP - 1)], memory_order_acquire);
     if (st == NULL || st->key == key) return st;
   }
   return NULL;
@@ -167,8 +167,8 @@ static image_state_t* state_get(cowmem__adaptive_t* a, uint64_t key, size_t init
 
 static bool is_hot(const image_state_t* st, size_t page) {
   if (page >= st->npages) return false;
-  uint64_t w = atomic_load_explicit((_Atomic uint64_t*)&st->hot[page / 64],
-                                    memory_order_relaxed);
+  uint64_t w =
+      atomic_load_explicit((_Atomic uint64_t*)&st->hot[page / 64], memory_order_relaxed);
   return (w >> (page % 64)) & 1;
 }
 
@@ -201,8 +201,8 @@ static void collect(void* arg, uint8_t* addr, size_t len) {
   }
   if (c->n == c->cap) {
     size_t ncap = c->cap * 4;
-    cowmem__os_range_t* nr = c->r == c->local ? malloc(ncap * sizeof *nr)
-                                              : realloc(c->r, ncap * sizeof *nr);
+    cowmem__os_range_t* nr =
+        c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
     if (nr == NULL) {
       c->oom = true;
       return;
@@ -226,8 +226,10 @@ static const uint8_t* expected_page(const reset_ctx_t* c, size_t off) {
   size_t lo = 0, hi = img->nruns;
   while (lo < hi) { /* first run ending after rel */
     size_t mid = lo + (hi - lo) / 2;
-    if (img->runs[mid].off + img->runs[mid].len <= rel) lo = mid + 1;
-    else hi = mid;
+    if (img->runs[mid].off + img->runs[mid].len <= rel)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   if (lo < img->nruns && img->runs[lo].off <= rel) return c->src + rel;
   return NULL;
@@ -248,8 +250,10 @@ static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   uint8_t* base = c->slot->base;
   for (size_t p = lo; p < hi; p++) {
     const uint8_t* want = expected_page(c, p * c->ps);
-    if (want != NULL) memcpy(base + p * c->ps, want, c->ps);
-    else memset(base + p * c->ps, 0, c->ps);
+    if (want != NULL)
+      memcpy(base + p * c->ps, want, c->ps);
+    else
+      memset(base + p * c->ps, 0, c->ps);
   }
   c->copied += hi - lo;
 }
@@ -306,8 +310,10 @@ static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
   while (i < hi) {
     bool h = i < c->limit && is_hot(c->st, i);
     size_t j = run_end(c, i, hi, h);
-    if (h) restore_pages(c, i, j);
-    else discard_pages(c, i, j);
+    if (h)
+      restore_pages(c, i, j);
+    else
+      discard_pages(c, i, j);
     i = j;
   }
 }
@@ -370,7 +376,8 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
     uint64_t w;
     memcpy(&w, sc + 8 * i, 8);
     if (w == 0) continue;
-    for (int b = 0; b < 8; b++) hist[sc[8 * i + b]]++;
+    for (int b = 0; b < 8; b++)
+      hist[sc[8 * i + b]]++;
   }
   size_t count = 0;
   unsigned thr = 256;
@@ -418,8 +425,8 @@ static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit
   free(s.written);
 }
 
-static bool sample_due(stripe_t* sp, const cowmem_pool_config_t* cfg,
-                       uint64_t n, uint64_t misses) {
+static bool sample_due(stripe_t* sp, const cowmem_pool_config_t* cfg, uint64_t n,
+                       uint64_t misses) {
   uint64_t since = n - LOAD(sp->last_sample);
   size_t every = cfg->sample_every ? cfg->sample_every : 1;
   if (n < WARMUP_SAMPLES || since >= every) return true;
@@ -473,7 +480,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cf
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
       size_t hi = lo + c.r[i].len / c.ps;
-      for (size_t p = lo; p < hi && p < limit; p++) misses += !is_hot(st, p);
+      for (size_t p = lo; p < hi && p < limit; p++)
+        misses += !is_hot(st, p);
     }
     if (misses) ADD(sp->missed, misses);
     if (sample_due(sp, cfg, n, misses)) sample(&c, cfg, limit, true, sp, n);

@@ -33,8 +33,7 @@ int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg
   return cowmem__err_from_os(cowmem__os_written_ranges(addr, len, fn, arg));
 }
 
-int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn,
-                             void* arg) {
+int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   if (len == 0) return 0;
   if (cowmem__dirty_exact()) {
     int r = cowmem__dirty_scan(addr, len, fn, arg);

@@ -18,7 +18,6 @@ int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg
 /* Pages of [addr, addr+len) that may hold bytes other than zeros or the
  * file's: the written ranges where the scan works, else every page mincore
  * reports resident. fn as above. Returns 0 or an error (nothing known). */
-int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn,
-                             void* arg);
+int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 
 #endif

@@ -52,8 +52,10 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
     }
   }
   size_t first = 0, last = pages;
-  while (first < pages && !c.marks[first]) first++;
-  while (last > first && !c.marks[last - 1]) last--;
+  while (first < pages && !c.marks[first])
+    first++;
+  while (last > first && !c.marks[last - 1])
+    last--;
   if (first == last) {
     free(c.marks);
     return cowmem_image_new_from_bytes(NULL, 0, 0, out);
@@ -64,8 +66,8 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
     /* Every page between the first and the last may hold data: read them
      * in place, no buffer (the common case: data, then a heap above it). */
     free(c.marks);
-    return cowmem_image_new_from_bytes(slot->base + first * ps, span, (uint64_t)first * ps,
-                                       out);
+    return cowmem_image_new_from_bytes(slot->base + first * ps, span,
+                                       (uint64_t)first * ps, out);
   }
   void* buf = NULL;
   int e = cowmem__os_reserve(span, &buf);
@@ -84,7 +86,8 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
       continue;
     }
     size_t q = p;
-    while (q < last && c.marks[q]) q++;
+    while (q < last && c.marks[q])
+      q++;
     memcpy(b + (p - first) * ps, slot->base + p * ps, (q - p) * ps);
     p = q;
   }
@@ -95,7 +98,8 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
 }
 
 /* A snapshot as an image file: cowmem_imgfile_write with one memory. */
-int cowmem_snapshot_write(cowmem_slot_t* slot, int fd, const cowmem_imgfile_memory_t* desc,
+int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
+                          const cowmem_imgfile_memory_t* desc,
                           const uint8_t module_hash[32]) {
   if (slot == NULL || fd < 0) return COWMEM_EINVAL;
   cowmem_imgfile_memory_t mem;

@@ -27,11 +27,14 @@ static uint64_t rnd(void) { /* xorshift64* */
   rng_state ^= rng_state >> 27;
   return rng_state * 0x2545f4914f6cdd1dull;
 }
-static size_t rnd_below(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+static size_t rnd_below(size_t n) {
+  return n ? (size_t)(rnd() % n) : 0;
+}
 
 static uint64_t seed_init(const char* test) {
   const char* e = getenv("COWMEM_TEST_SEED");
-  uint64_t seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+  uint64_t seed =
+      e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
   if (seed == 0) seed = 1;
   fprintf(stderr, "%s: seed %llu (replay: COWMEM_TEST_SEED=%llu)\n", test,
           (unsigned long long)seed, (unsigned long long)seed);
@@ -50,7 +53,8 @@ static cowmem_image_t* holed_image(size_t first, size_t npages, size_t hole_lo,
                                    size_t hole_hi, uint8_t salt) {
   size_t len = npages * PS;
   uint8_t* b = malloc(len);
-  for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(i * 31 + salt + i / PS) | 1;
+  for (size_t i = 0; i < len; i++)
+    b[i] = (uint8_t)(i * 31 + salt + i / PS) | 1;
   memset(b + hole_lo * PS, 0, (hole_hi - hole_lo) * PS);
   cowmem_image_t* img = NULL;
   if (cowmem_image_new_from_bytes(b, len, first * PS, &img) != 0) img = NULL;
@@ -78,7 +82,8 @@ static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots,
 }
 
 /* Slot bytes [0, n) equal want? Prints the first difference. */
-static int same_bytes(const uint8_t* have, const uint8_t* want, size_t n, const char* what) {
+static int same_bytes(const uint8_t* have, const uint8_t* want, size_t n,
+                      const char* what) {
   if (memcmp(have, want, n) == 0) return 0;
   for (size_t i = 0; i < n; i++)
     if (have[i] != want[i]) {
@@ -104,7 +109,8 @@ typedef struct {
 
 static void note_range(void* arg, uint8_t* addr, size_t len) {
   seen_t* s = arg;
-  for (size_t p = (size_t)(addr - s->base) / PS; p < (size_t)(addr - s->base + len) / PS; p++)
+  for (size_t p = (size_t)(addr - s->base) / PS; p < (size_t)(addr - s->base + len) / PS;
+       p++)
     s->seen[p]++;
 }
 
@@ -123,8 +129,8 @@ TEST_IMPL(scan_sees_writes_and_discards) {
   seen_t seen = {cowmem_slot_base(s), {0}};
   uint8_t sink = 0;
   sink += m[1 * PS] + m[10 * PS] + m[40 * PS]; /* reads only */
-  m[2 * PS] = 1;   /* anonymous */
-  m[12 * PS] = 1;  /* copy-on-write of an image page */
+  m[2 * PS] = 1;                               /* anonymous */
+  m[12 * PS] = 1;                              /* copy-on-write of an image page */
   m[13 * PS] = m[13 * PS]; /* written with its own byte: still written */
   ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
   for (size_t p = 0; p < 64; p++)
@@ -132,7 +138,8 @@ TEST_IMPL(scan_sees_writes_and_discards) {
   ASSERT_OK(cowmem_slot_reset(s)); /* one madvise */
   memset(seen.seen, 0, sizeof seen.seen);
   ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
-  for (size_t p = 0; p < 64; p++) ASSERT_EQ(seen.seen[p], 0);
+  for (size_t p = 0; p < 64; p++)
+    ASSERT_EQ(seen.seen[p], 0);
   ASSERT_OK(cowmem_slot_instantiate(s, 64 * PS, img));
   m[12 * PS] = 2;
   ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
@@ -181,18 +188,19 @@ TEST_IMPL(uffd_wp_vs_madvise) {
     TEST_SKIP("UFFD_FEATURE_WP_ASYNC missing (Linux >= 6.7)");
   }
   const size_t n = 64;
-  uint8_t* m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint8_t* m =
+      mmap(NULL, n * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_TRUE(m != MAP_FAILED);
-  struct uffdio_register reg = {.range = {(uintptr_t)m, n * PS}, .mode = UFFDIO_REGISTER_MODE_WP};
+  struct uffdio_register reg = {.range = {(uintptr_t)m, n * PS},
+                                .mode = UFFDIO_REGISTER_MODE_WP};
   ASSERT_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
   wp_region_t v[16];
   unsigned long op = _IOWR('f', 16, wp_scan_arg_t);
   wp_scan_arg_t a;
-#define WP_SCAN(fl)                                                            \
-  (memset(&a, 0, sizeof a), a.size = sizeof a, a.flags = (fl),                 \
-   a.start = (uintptr_t)m, a.end = (uintptr_t)m + n * PS,                      \
-   a.vec = (uintptr_t)v, a.vec_len = 16, a.category_mask = 2 /* WRITTEN */,    \
-   a.return_mask = 2, ioctl(pm, op, &a))
+#define WP_SCAN(fl)                                                                      \
+  (memset(&a, 0, sizeof a), a.size = sizeof a, a.flags = (fl), a.start = (uintptr_t)m,   \
+   a.end = (uintptr_t)m + n * PS, a.vec = (uintptr_t)v, a.vec_len = 16,                  \
+   a.category_mask = 2 /* WRITTEN */, a.return_mask = 2, ioctl(pm, op, &a))
   ASSERT_GE(WP_SCAN(3 /* WP_MATCHING | CHECK_WPASYNC */), 0); /* arm */
   ASSERT_EQ(WP_SCAN(0), 0);
   m[3 * PS] = 1;
@@ -238,44 +246,51 @@ static void scribble(cowmem_slot_t* s, const size_t* hot, size_t nhot) {
   uint8_t* m = cowmem_slot_base(s);
   size_t pages = cowmem_slot_size(s) / PS;
   switch (rnd_below(8)) {
-    case 0: case 1: case 2: /* the working set, plus a stray page or two */
-      for (size_t i = 0; i < nhot; i++)
-        if (hot[i] < pages && rnd_below(4) != 0) write_page(m, hot[i], (uint8_t)rnd());
-      for (size_t i = rnd_below(3); i > 0; i--) write_page(m, rnd_below(pages), (uint8_t)rnd());
-      break;
-    case 3: /* scattered */
-      for (size_t i = 1 + rnd_below(12); i > 0; i--) write_page(m, rnd_below(pages), (uint8_t)rnd());
-      break;
-    case 4: { /* dense */
-      size_t lo = rnd_below(pages), n = 1 + rnd_below(16);
-      if (lo + n > pages) n = pages - lo;
-      memset(m + lo * PS, (int)(rnd() | 1), n * PS);
-      break;
+  case 0:
+  case 1:
+  case 2: /* the working set, plus a stray page or two */
+    for (size_t i = 0; i < nhot; i++)
+      if (hot[i] < pages && rnd_below(4) != 0) write_page(m, hot[i], (uint8_t)rnd());
+    for (size_t i = rnd_below(3); i > 0; i--)
+      write_page(m, rnd_below(pages), (uint8_t)rnd());
+    break;
+  case 3: /* scattered */
+    for (size_t i = 1 + rnd_below(12); i > 0; i--)
+      write_page(m, rnd_below(pages), (uint8_t)rnd());
+    break;
+  case 4: { /* dense */
+    size_t lo = rnd_below(pages), n = 1 + rnd_below(16);
+    if (lo + n > pages) n = pages - lo;
+    memset(m + lo * PS, (int)(rnd() | 1), n * PS);
+    break;
+  }
+  case 5: { /* grow, then write in the new part and below it */
+    size_t add = 1 + rnd_below(8);
+    if ((pages + add) * PS <= M_SLOT_PAGES * PS &&
+        cowmem_slot_grow(s, (pages + add) * PS) == 0) {
+      for (size_t p = pages; p < pages + add; p++)
+        if (rnd_below(2)) write_page(m, p, (uint8_t)(rnd() | 1));
+      write_page(m, rnd_below(pages), 0x77);
     }
-    case 5: { /* grow, then write in the new part and below it */
-      size_t add = 1 + rnd_below(8);
-      if ((pages + add) * PS <= M_SLOT_PAGES * PS && cowmem_slot_grow(s, (pages + add) * PS) == 0) {
-        for (size_t p = pages; p < pages + add; p++)
-          if (rnd_below(2)) write_page(m, p, (uint8_t)(rnd() | 1));
-        write_page(m, rnd_below(pages), 0x77);
-      }
-      break;
+    break;
+  }
+  case 6: /* all pages */
+    for (size_t p = 0; p < pages; p++)
+      write_page(m, p, (uint8_t)(p + 1));
+    break;
+  default: /* rewrite with the same bytes, and zero a page */
+    for (size_t i = 1 + rnd_below(4); i > 0; i--) {
+      size_t p = rnd_below(pages);
+      volatile uint8_t* q = m + p * PS + rnd_below(PS);
+      *q = *q;
     }
-    case 6: /* all pages */
-      for (size_t p = 0; p < pages; p++) write_page(m, p, (uint8_t)(p + 1));
-      break;
-    default: /* rewrite with the same bytes, and zero a page */
-      for (size_t i = 1 + rnd_below(4); i > 0; i--) {
-        size_t p = rnd_below(pages);
-        volatile uint8_t* q = m + p * PS + rnd_below(PS);
-        *q = *q;
-      }
-      if (rnd_below(2)) memset(m + rnd_below(pages) * PS, 0, PS);
-      break;
+    if (rnd_below(2)) memset(m + rnd_below(pages) * PS, 0, PS);
+    break;
   }
 }
 
-static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const char* name) {
+static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
+                 const char* name) {
   PS = cowmem_page_size();
   cowmem__os_inject_clear();
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
@@ -285,22 +300,24 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const 
   ASSERT_NOT_NULL(pool);
   /* A: a small hole (mapped from the memfd), B: a large one (anonymous in
    * the slot), and the all-zeros memory. */
-  cowmem_image_t* imgs[3] = {holed_image(4, 20, 8, 11, 0x10), holed_image(0, 40, 6, 26, 0x40),
-                             NULL};
+  cowmem_image_t* imgs[3] = {holed_image(4, 20, 8, 11, 0x10),
+                             holed_image(0, 40, 6, 26, 0x40), NULL};
   ASSERT_NOT_NULL(imgs[0]);
   ASSERT_NOT_NULL(imgs[1]);
   size_t img_end[3] = {24, 40, 0};
   uint8_t* want[3];
   for (int i = 0; i < 3; i++) {
     want[i] = calloc(M_SLOT_PAGES, PS);
-    if (imgs[i] != NULL) ASSERT_OK(cowmem_image_read(imgs[i], 0, want[i], M_SLOT_PAGES * PS));
+    if (imgs[i] != NULL)
+      ASSERT_OK(cowmem_image_read(imgs[i], 0, want[i], M_SLOT_PAGES * PS));
   }
   held_t held[M_MAX_HELD];
   size_t nheld = 0, checks = 0;
   size_t hot[6];
   for (size_t op = 0; op < ops; op++) {
     if (op % 4000 == 0) /* the working set moves */
-      for (int i = 0; i < 6; i++) hot[i] = rnd_below(48);
+      for (int i = 0; i < 6; i++)
+        hot[i] = rnd_below(48);
     size_t what = rnd_below(10);
     if (nheld == 0 || (what < 3 && nheld < M_MAX_HELD)) {
       size_t k = rnd_below(3);
@@ -327,11 +344,13 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const 
       if (rnd_below(16) == 0) ASSERT_OK(cowmem_pool_flush(pool));
     }
   }
-  while (nheld > 0) ASSERT_OK(cowmem_pool_release(pool, held[--nheld].slot));
+  while (nheld > 0)
+    ASSERT_OK(cowmem_pool_release(pool, held[--nheld].slot));
   if (reset == COWMEM_RESET_ADAPTIVE) {
     cowmem_pool_image_metrics_t im;
     ASSERT_OK(cowmem_pool_image_metrics(pool, imgs[0], &im));
-    fprintf(stderr, "image A: resets %llu samples %llu hot %llu dirty/sample %.1f copied %llu "
+    fprintf(stderr,
+            "image A: resets %llu samples %llu hot %llu dirty/sample %.1f copied %llu "
             "discarded %llu calls %llu scans %llu; %zu checks\n",
             (unsigned long long)im.resets, (unsigned long long)im.samples,
             (unsigned long long)im.hot_pages,
@@ -341,8 +360,10 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const 
     ASSERT_GT(im.resets, 0);
     ASSERT_GT(im.samples, 0);
     ASSERT_GT(im.copied_pages, 0);
-    if (no_scan || !cowmem__os_has_pagemap_scan()) ASSERT_EQ(im.scans, 0);
-    else ASSERT_EQ(im.scans, im.resets);
+    if (no_scan || !cowmem__os_has_pagemap_scan())
+      ASSERT_EQ(im.scans, 0);
+    else
+      ASSERT_EQ(im.scans, im.resets);
   }
   ASSERT_OK(cowmem_pool_free(pool));
   for (int i = 0; i < 3; i++) {
@@ -352,11 +373,15 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops, const 
   return 0;
 }
 
-TEST_IMPL(model_adaptive) { return model(COWMEM_RESET_ADAPTIVE, false, 100000, "model_adaptive"); }
+TEST_IMPL(model_adaptive) {
+  return model(COWMEM_RESET_ADAPTIVE, false, 100000, "model_adaptive");
+}
 TEST_IMPL(model_adaptive_no_scan) {
   return model(COWMEM_RESET_ADAPTIVE, true, 100000, "model_adaptive_no_scan");
 }
-TEST_IMPL(model_madvise) { return model(COWMEM_RESET_MADVISE, false, 30000, "model_madvise"); }
+TEST_IMPL(model_madvise) {
+  return model(COWMEM_RESET_MADVISE, false, 30000, "model_madvise");
+}
 TEST_IMPL(model_madvise_no_scan) {
   return model(COWMEM_RESET_MADVISE, true, 30000, "model_madvise_no_scan");
 }
@@ -366,7 +391,9 @@ TEST_IMPL(model_keep_resident) {
 TEST_IMPL(model_keep_resident_no_scan) {
   return model(COWMEM_RESET_KEEP_RESIDENT, true, 30000, "model_keep_resident_no_scan");
 }
-TEST_IMPL(model_batched) { return model(COWMEM_RESET_BATCHED, false, 30000, "model_batched"); }
+TEST_IMPL(model_batched) {
+  return model(COWMEM_RESET_BATCHED, false, 30000, "model_batched");
+}
 TEST_IMPL(model_batched_no_scan) {
   return model(COWMEM_RESET_BATCHED, true, 30000, "model_batched_no_scan");
 }
@@ -378,7 +405,8 @@ static int cycle_write(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial,
   cowmem_slot_t* s = NULL;
   ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
   uint8_t* m = cowmem_slot_base(s);
-  for (size_t i = 0; i < n; i++) m[pages[i] * PS + 100] = 0x5a;
+  for (size_t i = 0; i < n; i++)
+    m[pages[i] * PS + 100] = 0x5a;
   *base = m;
   ASSERT_OK(cowmem_pool_release(pool, s));
   return 0;
@@ -395,15 +423,21 @@ static int follows(bool no_scan) {
    * mincore tells whether the reset kept them. */
   size_t a[] = {2, 3, 4, 100, 101}, b[] = {10, 11, 200, 201, 202};
   uint8_t* base = NULL;
-  for (int i = 0; i < 60; i++) CHECK(cycle_write(pool, img, 256 * PS, a, 5, &base));
-  for (int i = 0; i < 5; i++) ASSERT_TRUE(resident(base + a[i] * PS));
-  for (int i = 0; i < 5; i++) ASSERT_FALSE(resident(base + b[i] * PS));
+  for (int i = 0; i < 60; i++)
+    CHECK(cycle_write(pool, img, 256 * PS, a, 5, &base));
+  for (int i = 0; i < 5; i++)
+    ASSERT_TRUE(resident(base + a[i] * PS));
+  for (int i = 0; i < 5; i++)
+    ASSERT_FALSE(resident(base + b[i] * PS));
   cowmem_pool_image_metrics_t im;
   ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
   ASSERT_EQ(im.hot_pages, 5);
-  for (int i = 0; i < 60; i++) CHECK(cycle_write(pool, img, 256 * PS, b, 5, &base));
-  for (int i = 0; i < 5; i++) ASSERT_TRUE(resident(base + b[i] * PS));
-  for (int i = 0; i < 5; i++) ASSERT_FALSE(resident(base + a[i] * PS));
+  for (int i = 0; i < 60; i++)
+    CHECK(cycle_write(pool, img, 256 * PS, b, 5, &base));
+  for (int i = 0; i < 5; i++)
+    ASSERT_TRUE(resident(base + b[i] * PS));
+  for (int i = 0; i < 5; i++)
+    ASSERT_FALSE(resident(base + a[i] * PS));
   ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
   ASSERT_EQ(im.hot_pages, 5);
   /* And the memory is exact all along. */
@@ -419,8 +453,12 @@ static int follows(bool no_scan) {
   return 0;
 }
 
-TEST_IMPL(hot_set_follows_workload) { return follows(false); }
-TEST_IMPL(hot_set_follows_workload_no_scan) { return follows(true); }
+TEST_IMPL(hot_set_follows_workload) {
+  return follows(false);
+}
+TEST_IMPL(hot_set_follows_workload_no_scan) {
+  return follows(true);
+}
 
 /* The budget bounds the hot set; a budget of 0 keeps nothing. */
 TEST_IMPL(budget_bounds_hot_set) {
@@ -430,12 +468,14 @@ TEST_IMPL(budget_bounds_hot_set) {
     ASSERT_NOT_NULL(pool);
     size_t pages[] = {1, 5, 9, 13, 17, 21};
     uint8_t* base = NULL;
-    for (int i = 0; i < 30; i++) CHECK(cycle_write(pool, NULL, 32 * PS, pages, 6, &base));
+    for (int i = 0; i < 30; i++)
+      CHECK(cycle_write(pool, NULL, 32 * PS, pages, 6, &base));
     cowmem_pool_image_metrics_t im;
     ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
     ASSERT_LE(im.hot_pages, budget);
     size_t kept = 0;
-    for (int i = 0; i < 6; i++) kept += resident(base + pages[i] * PS);
+    for (int i = 0; i < 6; i++)
+      kept += resident(base + pages[i] * PS);
     ASSERT_LE(kept, budget);
     ASSERT_OK(cowmem_pool_free(pool));
   }
@@ -451,7 +491,8 @@ static int fork_cycles(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t* 
     ASSERT_OK(cowmem_pool_acquire(pool, img, 64 * PS, 64 * PS, &s));
     CHECK(same_bytes(cowmem_slot_base(s), want, 64 * PS, "fork cycle"));
     uint8_t* m = cowmem_slot_base(s);
-    for (size_t k = 0; k < 6; k++) m[((i * 7 + k * 11) % 64) * PS + k] = (uint8_t)(i + 1);
+    for (size_t k = 0; k < 6; k++)
+      m[((i * 7 + k * 11) % 64) * PS + k] = (uint8_t)(i + 1);
     ASSERT_OK(cowmem_pool_release(pool, s));
   }
   return 0;
@@ -509,7 +550,8 @@ static void* thr_main(void* p) {
     }
     uint8_t* m = cowmem_slot_base(s);
     if (memcmp(m, t->want, 32 * PS) != 0) t->failed = 2;
-    for (int k = 0; k < 4; k++) m[((size_t)(t->id * 5 + k * 3 + (i % 50 == 0 ? i : 0)) % 32) * PS] = 9;
+    for (int k = 0; k < 4; k++)
+      m[((size_t)(t->id * 5 + k * 3 + (i % 50 == 0 ? i : 0)) % 32) * PS] = 9;
     if (i % 97 == 0 && cowmem_slot_grow(s, 40 * PS) == 0) m[36 * PS] = 1;
     if (cowmem_pool_release(t->pool, s) != 0) t->failed = 3;
   }
@@ -530,16 +572,22 @@ static int threads_case(bool no_scan) {
     args[i] = (thr_t){pool, img, want, i, 0};
     ASSERT_EQ(pthread_create(&th[i], NULL, thr_main, &args[i]), 0);
   }
-  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < 2; i++) ASSERT_EQ(args[i].failed, 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
+  for (int i = 0; i < 2; i++)
+    ASSERT_EQ(args[i].failed, 0);
   ASSERT_OK(cowmem_pool_free(pool));
   cowmem_image_free(img);
   free(want);
   return 0;
 }
 
-TEST_IMPL(threads_adaptive) { return threads_case(false); }
-TEST_IMPL(threads_adaptive_no_scan) { return threads_case(true); }
+TEST_IMPL(threads_adaptive) {
+  return threads_case(false);
+}
+TEST_IMPL(threads_adaptive_no_scan) {
+  return threads_case(true);
+}
 
 /* ---- failures, configuration, metrics ---- */
 
@@ -556,7 +604,8 @@ TEST_IMPL(adaptive_failures) {
     ASSERT_OK(cowmem_pool_acquire(pool, img, 32 * PS, 64 * PS, &s));
     CHECK(same_bytes(cowmem_slot_base(s), want, 32 * PS, "after a failure"));
     uint8_t* m = cowmem_slot_base(s);
-    for (int p = 0; p < 32; p += 3) m[p * PS] = 0x42; /* more than the budget */
+    for (int p = 0; p < 32; p += 3)
+      m[p * PS] = 0x42; /* more than the budget */
     if (round == 0) {
       /* A failed scan: the reset falls back to madvise, still exact. */
       cowmem__os_inject_fail(COWMEM__OS_other, 0, EIO);
@@ -616,7 +665,8 @@ TEST_IMPL(adaptive_metrics) {
   ASSERT_NOT_NULL(pool);
   size_t pages[] = {3, 7, 40};
   uint8_t* base = NULL;
-  for (int i = 0; i < 40; i++) CHECK(cycle_write(pool, NULL, 48 * PS, pages, 3, &base));
+  for (int i = 0; i < 40; i++)
+    CHECK(cycle_write(pool, NULL, 48 * PS, pages, 3, &base));
   cowmem_pool_image_metrics_t im;
   ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
   ASSERT_EQ(im.resets, 40);
@@ -671,7 +721,8 @@ TEST_IMPL(snapshot_equals_slot) {
   size_t nonzero = 0;
   for (size_t p = 0; p < n; p++) {
     bool z = true;
-    for (size_t i = 0; i < PS && z; i++) z = m[p * PS + i] == 0;
+    for (size_t i = 0; i < PS && z; i++)
+      z = m[p * PS + i] == 0;
     nonzero += !z;
   }
   ASSERT_UEQ(info.data_pages, nonzero);
@@ -810,19 +861,19 @@ TEST_IMPL(snapshot_no_scan) {
   return test_snapshot_equals_slot();
 }
 
-TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(uffd_wp_vs_madvise) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_no_scan)
-              TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan)
-                  TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan)
-                      TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan)
-                          TEST_ENTRY(hot_set_follows_workload)
-                              TEST_ENTRY(hot_set_follows_workload_no_scan)
-                                  TEST_ENTRY(budget_bounds_hot_set)
-                                      TEST_ENTRY(fork_child_resets)
-                                          TEST_ENTRY(threads_adaptive)
-                                              TEST_ENTRY(threads_adaptive_no_scan)
-                                                  TEST_ENTRY(adaptive_failures)
-                                                      TEST_ENTRY(adaptive_config)
-                                                          TEST_ENTRY(adaptive_metrics)
-                                                              TEST_ENTRY(snapshot_equals_slot)
-                                                                  TEST_ENTRY(snapshot_no_scan)
-                                                                      TEST_ENTRY(snapshot_to_file))
+TEST_MAIN(
+    TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(uffd_wp_vs_madvise) TEST_ENTRY(
+        model_adaptive) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise)
+        TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident)
+            TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched)
+                TEST_ENTRY(model_batched_no_scan) TEST_ENTRY(hot_set_follows_workload)
+                    TEST_ENTRY(hot_set_follows_workload_no_scan)
+                        TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets)
+                            TEST_ENTRY(threads_adaptive)
+                                TEST_ENTRY(threads_adaptive_no_scan)
+                                    TEST_ENTRY(adaptive_failures)
+                                        TEST_ENTRY(adaptive_config)
+                                            TEST_ENTRY(adaptive_metrics)
+                                                TEST_ENTRY(snapshot_equals_slot)
+                                                    TEST_ENTRY(snapshot_no_scan)
+                                                        TEST_ENTRY(snapshot_to_file))

@@ -624,6 +624,43 @@ TEST_IMPL(passive_and_empty) {
   return 0;
 }
 
+/* Import matching as the spec's linking defines it, for memories and
+ * globals. */
+TEST_IMPL(linking) {
+  header(&B); /* memory "a" "m" (min 2 max 4); global "a" "g" (mut i64) */
+  eraw(&B, "\x02\x10\x02\x01\x61\x01\x6d\x02\x01\x02\x04", 11);
+  eraw(&B, "\x01\x61\x01\x67\x03\x7e\x01", 7);
+  cowmem_module_t* m;
+  ASSERT_OK(parse(&B, 0, &m, NULL));
+  ASSERT_EQ(cowmem_module_import_count(m, COWMEM_EXTERN_MEMORY), 1);
+  ASSERT_EQ(cowmem_module_import_count(m, COWMEM_EXTERN_GLOBAL), 1);
+  cowmem_global_value_t g = {COWMEM_TYPE_I64, true, 0};
+  const struct {
+    cowmem_memory_desc_t md;
+    int want;
+  } cases[] = {
+      {{2, 4, true, false, false}, 0},
+      {{3, 3, true, false, false}, 0},                  /* tighter: fine */
+      {{1, 4, true, false, false}, COWMEM_EUNLINKABLE}, /* too small */
+      {{2, 0, false, false, false}, COWMEM_EUNLINKABLE}, /* no maximum */
+      {{2, 5, true, false, false}, COWMEM_EUNLINKABLE}, /* maximum larger */
+      {{2, 4, true, true, false}, COWMEM_EUNLINKABLE},  /* memory64 */
+      {{2, 4, true, false, true}, COWMEM_EUNLINKABLE},  /* shared */
+  };
+  cowmem_diag_t d;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int r = cowmem_module_instantiate_check(m, &cases[i].md, 1, &g, 1, &d);
+    if (r != cases[i].want) TEST_FAIL_("case %zu: got %s", i, cowmem_err_name(r));
+  }
+  cowmem_memory_desc_t okm = {2, 4, true, false, false};
+  g.is_mutable = false;
+  ASSERT_ERR(cowmem_module_instantiate_check(m, &okm, 1, &g, 1, &d),
+             COWMEM_EUNLINKABLE);
+  ASSERT_STR_EQ(d.reason, "incompatible import type");
+  cowmem_module_free(m);
+  return 0;
+}
+
 /* Data 3.75 GiB apart: more than COWMEM_MODULE_IMAGE_SPAN_MAX, so no
  * image, and the reason says by how much. */
 TEST_IMPL(too_sparse) {
@@ -689,5 +726,5 @@ TEST_MAIN(TEST_ENTRY(header_errors) TEST_ENTRY(leb_errors)
                                   TEST_ENTRY(defined_global_offset)
                                       TEST_ENTRY(borrow_and_no_images)
                                           TEST_ENTRY(many_unsorted_segments)
-                                              TEST_ENTRY(passive_and_empty) TEST_ENTRY(too_sparse)
+                                              TEST_ENTRY(passive_and_empty) TEST_ENTRY(too_sparse) TEST_ENTRY(linking)
                                                   TEST_ENTRY(random_mutations))

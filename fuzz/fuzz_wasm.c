@@ -67,7 +67,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   /* Alternate the era rules on one input bit so both paths are covered. */
   m.flags = COWMEM_MODULE_BORROW |
             (size & 1 ? COWMEM_MODULE_NO_DEFINED_GLOBAL_GET |
-                            COWMEM_MODULE_NO_THREADS
+                            COWMEM_MODULE_NO_THREADS |
+                            COWMEM_MODULE_NO_EXCEPTIONS |
+                            COWMEM_MODULE_NO_MULTI_MEMORY |
+                            COWMEM_MODULE_CHECK_BODIES
                       : 0);
   int r = cowmem__module_decode(&m, &d);
   if (r != 0) {

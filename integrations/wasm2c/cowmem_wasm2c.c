@@ -263,6 +263,47 @@ int cowmem_w2c_module_open(const char* path, cowmem_w2c_module_t** out,
   return r;
 }
 
+/* The images `cowmem compile` wrote: the production path. They map the
+ * file itself, so every process serving the module shares its page cache,
+ * and opening reads only the header (no parse of the module at run time). */
+int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32],
+                                  cowmem_w2c_module_t** out, cowmem_diag_t* diag) {
+  if (!path || !out) return COWMEM_EINVAL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  cowmem_imgfile_t* f;
+  int r = cowmem_imgfile_open_hash(fd, module_hash, 0, &f, diag);
+  close(fd); /* each image holds its own dup */
+  if (r != 0) return r;
+  uint32_t n = cowmem_imgfile_memory_count(f);
+  cowmem_w2c_module_t* m = calloc(1, sizeof *m + n * sizeof m->mem[0]);
+  if (!m) r = COWMEM_ENOMEM;
+  for (uint32_t i = 0; r == 0 && i < n; i++) {
+    cowmem_imgfile_memory_t d;
+    if ((r = cowmem_imgfile_memory(f, i, &d)) != 0) break;
+    if (d.memory64 || d.shared)
+      r = module_fail(diag, COWMEM_EUNSUPPORTED,
+                      d.memory64 ? "memory %u is a memory64 memory: not "
+                                   "supported by wasm2c 1.0.32"
+                                 : "memory %u is shared: not supported by "
+                                   "wasm2c 1.0.32",
+                      d.index);
+    if (r != 0 || d.imported) continue;
+    w2c_memory_t* w = &m->mem[m->count++];
+    w->min_pages = (uint32_t)d.min_pages;
+    w->max_pages = d.has_max ? (uint32_t)d.max_pages : NO_MAX_PAGES;
+    w->image = d.image ? cowmem_image_retain(d.image) : NULL;
+  }
+  cowmem_imgfile_free(f);
+  if (r != 0) {
+    cowmem_w2c_module_free(m);
+    return r;
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  *out = m;
+  return 0;
+}
+
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m) {
   if (!m) return;
   for (uint32_t i = 0; i < m->count; i++)

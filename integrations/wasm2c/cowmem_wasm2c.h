@@ -12,8 +12,10 @@
  *   1. strip the module: data segments that the image covers become empty
  *      passive segments, so wasm2c's init_memories copies nothing;
  *   2. wasm2c the stripped module and compile it;
- *   3. at run time, load the ORIGINAL module's images once
- *      (cowmem_w2c_module_open) and instantiate with
+ *   3. `cowmem compile` the ORIGINAL module into an image file; at run
+ *      time open it once (cowmem_w2c_module_open_images; or build the
+ *      images from the original .wasm: cowmem_w2c_module_open) and
+ *      instantiate with
  *      COWMEM_W2C_INSTANTIATE(module, Z_<name>_instantiate, &instance).
  *   Z_<name>_free(&instance) gives the memory back to the pool.
  *
@@ -102,6 +104,14 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
 /* The same from a file; also ENOENT, EIO and the errors of open/read. */
 int cowmem_w2c_module_open(const char* wasm_path, cowmem_w2c_module_t** out,
                            cowmem_diag_t* diag);
+/* The same from the image file `cowmem compile` wrote for the module
+ * (.cwimg): the images map the file (shared page cache across processes),
+ * and only its header is read. module_hash (SHA-256 of the original
+ * module's bytes) is checked against the file's when not NULL. Errors:
+ * those of cowmem_imgfile_open_hash (with *diag), EUNSUPPORTED as above,
+ * and the errors of open. */
+int cowmem_w2c_module_open_images(const char* cwimg_path, const uint8_t module_hash[32],
+                                  cowmem_w2c_module_t** out, cowmem_diag_t* diag);
 /* Free the module. Memories alive keep the images they map. NULL ignored. */
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m);
 /* Defined memories (those the generated code allocates). */

@@ -217,10 +217,15 @@ int main(int argc, char** argv) {
   }
   cowmem_w2c_module_t* m;
   cowmem_diag_t diag;
-  r = cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &m, &diag);
+#ifdef COWMEM_W2C_IMAGES_cowdemo /* `cowmem compile`'s image file */
+  const char* images = COWMEM_W2C_IMAGES_cowdemo;
+  r = cowmem_w2c_module_open_images(images, NULL, &m, &diag);
+#else /* built without the cowmem command: images from the module */
+  const char* images = COWMEM_W2C_WASM_cowdemo;
+  r = cowmem_w2c_module_open(images, &m, &diag);
+#endif
   if (r != 0) {
-    fprintf(stderr, "%s: %s: %s\n", COWMEM_W2C_WASM_cowdemo, cowmem_strerror(r),
-            diag.reason);
+    fprintf(stderr, "%s: %s: %s\n", images, cowmem_strerror(r), diag.reason);
     return 1;
   }
   wasm_rt_init();
@@ -245,7 +250,7 @@ int main(int argc, char** argv) {
   cowmem_image_info_t ii = {0};
   cowmem_image_t* image = cowmem_w2c_module_image(m, 0);
   if (image) cowmem_image_info(image, &ii);
-  printf("wasm2c demo: %s\n", COWMEM_W2C_WASM_cowdemo);
+  printf("wasm2c demo: %s\nimages: %s\n", COWMEM_W2C_WASM_cowdemo, images);
   printf("memory %zu KiB (max %zu MiB), image %llu KiB (%s), reset %s\n", initial >> 10,
          max >> 20, (unsigned long long)ii.len >> 10,
          ii.kind == COWMEM_IMAGE_MEMFD  ? "memfd"

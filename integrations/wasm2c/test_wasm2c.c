@@ -32,7 +32,12 @@ static int setup_reset(bool one_slot, cowmem_reset_strategy_t reset) {
   cfg.reset = reset;
   ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
   cowmem_diag_t diag;
+#ifdef COWMEM_W2C_IMAGES_cowdemo /* the recipe's image file */
+  ASSERT_OK(
+      cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_cowdemo, NULL, &g_mod, &diag));
+#else
   ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &g_mod, &diag));
+#endif
   ASSERT_EQ(cowmem_w2c_module_memories(g_mod), 1);
   ASSERT_NOT_NULL(cowmem_w2c_module_image(g_mod, 0));
   /* Once per process: wasm_rt_free does not let wasm_rt_init run again
@@ -307,6 +312,44 @@ TEST_IMPL(unsupported) {
   return 0;
 }
 
+/* The image file `cowmem compile` wrote and the images built from the
+ * .wasm at run time hold the same bytes; the file's images map the file. */
+TEST_IMPL(image_file) {
+#ifndef COWMEM_W2C_IMAGES_cowdemo
+  TEST_SKIP("built without the cowmem command: no image file");
+#else
+  cowmem_w2c_module_t *f, *w;
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_cowdemo, NULL, &f, &diag));
+  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &w, &diag));
+  ASSERT_EQ(cowmem_w2c_module_memories(f), cowmem_w2c_module_memories(w));
+  cowmem_image_info_t fi, wi;
+  ASSERT_OK(cowmem_image_info(cowmem_w2c_module_image(f, 0), &fi));
+  ASSERT_OK(cowmem_image_info(cowmem_w2c_module_image(w, 0), &wi));
+  ASSERT_EQ(fi.kind, COWMEM_IMAGE_FILE);
+  ASSERT_UEQ(fi.mem_offset, wi.mem_offset);
+  ASSERT_UEQ(fi.len, wi.len);
+  size_t len = DEMO_PAGES * PAGE;
+  uint8_t* a = malloc(len);
+  uint8_t* b = malloc(len);
+  ASSERT_TRUE(a && b);
+  ASSERT_OK(cowmem_image_read(cowmem_w2c_module_image(f, 0), 0, a, len));
+  ASSERT_OK(cowmem_image_read(cowmem_w2c_module_image(w, 0), 0, b, len));
+  ASSERT_EQ(memcmp(a, b, len), 0);
+  free(a);
+  free(b);
+  /* A wrong hash is refused. */
+  uint8_t zero[32] = {0};
+  cowmem_w2c_module_t* x = NULL;
+  ASSERT_ERR(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_cowdemo, zero, &x, &diag),
+             COWMEM_EMISMATCH);
+  ASSERT_NULL(x);
+  cowmem_w2c_module_free(f);
+  cowmem_w2c_module_free(w);
+  return 0;
+#endif
+}
+
 /* A begin whose instantiate allocates nothing ends with ESTATE; the stock
  * module runs through the stock runtime while no module is set. */
 TEST_IMPL(begin_end) {
@@ -402,7 +445,12 @@ TEST_IMPL(multi_memory) {
   CHECK(setup(false));
   cowmem_w2c_module_t* mm;
   cowmem_diag_t diag;
+#ifdef COWMEM_W2C_IMAGES_multi
+  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_multi, NULL, &mm,
+                                          &diag));
+#else
   ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_multi, &mm, &diag));
+#endif
   ASSERT_EQ(cowmem_w2c_module_memories(mm), 2);
   static bool once;
   if (!once) Z_multi_init_module();
@@ -441,4 +489,5 @@ TEST_IMPL(multi_memory) {
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
-                  TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads))
+                  TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads)
+                      TEST_ENTRY(image_file))

@@ -258,12 +258,15 @@ static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   c->copied += hi - lo;
 }
 
+/* After a failed discard the rest are dropped: the slot is released. */
 static void discard_flush(reset_ctx_t* c) {
-  if (c->nd == 0 || c->err) return;
-  int e = c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
-                     : cowmem__os_discard_many(c->d, c->nd);
-  if (e) c->err = e;
-  c->calls++;
+  if (c->nd == 0) return;
+  if (c->err == 0) {
+    int e = c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
+                       : cowmem__os_discard_many(c->d, c->nd);
+    if (e) c->err = e;
+    c->calls++;
+  }
   c->nd = 0;
 }
 

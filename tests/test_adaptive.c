@@ -629,6 +629,49 @@ TEST_IMPL(adaptive_failures) {
   return 0;
 }
 
+/* More written ranges than one PAGEMAP_SCAN vector holds (64), than the
+ * reset's range buffer starts with, and than one discard batch: every
+ * other page of 1024, with a small hot set; then the same with a failing
+ * decommit (an error, the slot decommitted, the next instance exact). */
+TEST_IMPL(many_ranges) {
+  PS = cowmem_page_size();
+  cowmem__os_inject_clear();
+  const size_t n = 1024;
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, n, 8, 4);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(100, 300, 50, 60, 0x44);
+  uint8_t* want = calloc(n, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, n * PS));
+  for (int round = 0; round < 12; round++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, n * PS, n * PS, &s));
+    CHECK(same_bytes(cowmem_slot_base(s), want, n * PS, "many ranges"));
+    uint8_t* m = cowmem_slot_base(s);
+    for (size_t p = (size_t)round % 2; p < n; p += 2)
+      m[p * PS + 1] = (uint8_t)(round + 2);
+    if (round == 9) {
+      /* With the scan, hundreds of ranges: fail the second batch, so the
+       * reset goes on past a failure. Without it, a few: fail the first. */
+      unsigned after = cowmem__dirty_exact() ? 1 : 0;
+      cowmem__os_inject_fail(COWMEM__OS_madvise, after, EIO);
+      cowmem__os_inject_fail(COWMEM__OS_process_madvise, after, EIO);
+      int r = cowmem_pool_release(pool, s);
+      cowmem__os_inject_clear();
+      ASSERT_EQ(r, COWMEM_EIO);
+    } else {
+      ASSERT_OK(cowmem_pool_release(pool, s));
+    }
+  }
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_LE(im.hot_pages, 8);
+  ASSERT_GT(im.discarded_pages, 8 * 400);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_free(img);
+  free(want);
+  return 0;
+}
+
 TEST_IMPL(adaptive_config) {
   PS = cowmem_page_size();
   cowmem_pool_config_t cfg;
@@ -871,7 +914,7 @@ TEST_MAIN(
                         TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets)
                             TEST_ENTRY(threads_adaptive)
                                 TEST_ENTRY(threads_adaptive_no_scan)
-                                    TEST_ENTRY(adaptive_failures)
+                                    TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
                                         TEST_ENTRY(adaptive_config)
                                             TEST_ENTRY(adaptive_metrics)
                                                 TEST_ENTRY(snapshot_equals_slot)

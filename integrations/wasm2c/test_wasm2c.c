@@ -424,6 +424,17 @@ static int multi_peek1(Z_multi_instance_t* inst, uint32_t addr, uint32_t* v) {
   return 0;
 }
 
+/* Trap code of load_far / load64_far(addr) (0: no trap). */
+static int multi_far(Z_multi_instance_t* inst, uint32_t addr, int wide) {
+  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+  if (t != WASM_RT_TRAP_NONE) return (int)t;
+  if (wide)
+    (void)Z_multiZ_load64_far(inst, addr);
+  else
+    (void)Z_multiZ_load_far(inst, addr);
+  return 0;
+}
+
 static int multi_check_fresh(Z_multi_instance_t* inst) {
   static const char a[] = "first memory", b[] = "second memory";
   for (uint32_t i = 0; i < sizeof a - 1; i++)
@@ -446,8 +457,7 @@ TEST_IMPL(multi_memory) {
   cowmem_w2c_module_t* mm;
   cowmem_diag_t diag;
 #ifdef COWMEM_W2C_IMAGES_multi
-  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_multi, NULL, &mm,
-                                          &diag));
+  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_multi, NULL, &mm, &diag));
 #else
   ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_multi, &mm, &diag));
 #endif
@@ -470,6 +480,25 @@ TEST_IMPL(multi_memory) {
     ASSERT_EQ(multi_peek1(&inst, 4 * PAGE, &v), WASM_RT_TRAP_OOB);
     Z_multi_free(&inst);
   }
+  /* The farthest addresses generated code forms (u32 address + u32 static
+   * offset, up to data + 8 GiB + 6 for an i64) trap OOB in every live
+   * instance, with neighbouring slots live and written: each lands in the
+   * instance's own slot or guard, never in the next slot. */
+  Z_multi_instance_t live[3];
+  for (int i = 0; i < 3; i++) {
+    ASSERT_OK(COWMEM_W2C_INSTANTIATE(mm, Z_multi_instantiate, &live[i]));
+    memset(Z_multiZ_mem0(&live[i])->data, 0x11, PAGE);
+  }
+  static const uint32_t far[] = {0xffffffffu, 0xfffffff8u, 0x80000000u, 0x00010000u - 1,
+                                 0x1u};
+  for (int i = 0; i < 3; i++)
+    for (size_t j = 0; j < sizeof far / sizeof far[0]; j++) {
+      ASSERT_EQ(multi_far(&live[i], far[j], 0), WASM_RT_TRAP_OOB);
+      ASSERT_EQ(multi_far(&live[i], far[j], 1), WASM_RT_TRAP_OOB);
+    }
+  for (int i = 0; i < 3; i++)
+    Z_multi_free(&live[i]);
+
   /* The demo's module set while instantiating multi: its limits differ,
    * the child aborts with a message instead of mapping the wrong image. */
   pid_t pid = fork();

@@ -131,6 +131,9 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev,
   memset(info, 0, sizeof *info);
   if (!first && m->index <= prev) return COWMEM_EINVAL;
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
+  uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+  if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
+    return COWMEM_EINVAL;
   if (!m->image) return 0;
   if (m->imported || m->why != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
@@ -264,6 +267,12 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
   if (ld64(d + 72) != 0)
     return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set",
                 i);
+  /* The spec's limits: 2^16 pages for 32-bit memories, 2^48 for 64-bit. */
+  uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+  if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
+    return fail(diag, COWMEM_EBADIMG, at + 8,
+                "memory %u: limits beyond %llu pages", i,
+                (unsigned long long)cap);
   if (m->has_max && m->max_pages < m->min_pages)
     return fail(diag, COWMEM_EBADIMG, at + 16,
                 "memory %u: maximum below the minimum", i);

@@ -458,8 +458,8 @@ int cmd_bench(int argc, char** argv) {
     static const char* covers[FIXED] = {
         "mmap 8 GiB + mprotect + copy segments; reset: munmap",
         "copy segments into kept memory; reset: memset the initial size",
-        "cowmem_slot_instantiate (memfd image) + remaining segments; "
-        "reset: cowmem_slot_reset",
+        ("cowmem_slot_instantiate (memfd image) + remaining segments; "
+         "reset: cowmem_slot_reset"),
         "as slot, image mapped from the .cwimg file"};
     static const char* names[FIXED] = {"copy-fresh", "copy-reuse", "slot",
                                        "slot-cwimg"};

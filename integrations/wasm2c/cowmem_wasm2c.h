@@ -123,8 +123,12 @@ cowmem_image_t* cowmem_w2c_module_image(const cowmem_w2c_module_t* m, uint32_t i
  * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k.
  * Its limits must be the module's (else the process aborts with a message:
  * the wrong module was set). m must stay valid until cowmem_w2c_end.
- * A begin without end (a trap during instantiation) is superseded by the
- * next begin. */
+ * An instantiation can trap (a data segment that cowmem left in the
+ * module because it does not fit the memory, an element segment out of
+ * bounds): the trap path (after wasm_rt_impl_try returns the trap) must
+ * call cowmem_w2c_end, then Z_<name>_free to give the memories back, as
+ * the stock runtime needs Z_<name>_free to unmap them. A begin without end
+ * is superseded by the next begin. */
 void cowmem_w2c_begin(const cowmem_w2c_module_t* m);
 /* Stop mapping for this thread. Returns 0, or COWMEM_ESTATE when the
  * number of memories allocated since begin is not the module's number of

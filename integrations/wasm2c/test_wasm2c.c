@@ -12,6 +12,7 @@
 #include "wasm-rt-impl.h"
 #ifdef HAVE_W2C_MULTI
 #include "multi.h"
+#include "trap.h"
 #endif
 
 W2C_DEFINE_SERVE(demo)
@@ -516,7 +517,54 @@ TEST_IMPL(multi_memory) {
 #endif
 }
 
+/* An instantiation that traps (trap.wat: a segment past the memory's end)
+ * traps as with the stock runtime, after the earlier segment's bytes were
+ * written; the caller ends the instantiation and frees the instance, and
+ * the slot's next instance sees only zeros. */
+#ifdef HAVE_W2C_MULTI
+static int trap_instantiate(const cowmem_w2c_module_t* m, Z_trap_instance_t* inst) {
+  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
+  if (t != WASM_RT_TRAP_NONE) return (int)t;
+  cowmem_w2c_begin(m);
+  Z_trap_instantiate(inst);
+  return 0;
+}
+#endif
+
+TEST_IMPL(instantiate_trap) {
+#ifndef HAVE_W2C_MULTI
+  TEST_SKIP("wat2wasm not found: trap.wat not built");
+#else
+  CHECK(setup_reset(true, COWMEM_RESET_ADAPTIVE));
+  cowmem_w2c_module_t* tm;
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_trap, &tm, &diag));
+  ASSERT_NULL(cowmem_w2c_module_image(tm, 0)); /* out of bounds: no image */
+  Z_trap_init_module();
+  for (int round = 0; round < 3; round++) {
+    Z_trap_instance_t inst;
+    memset(&inst, 0, sizeof inst);
+    ASSERT_EQ(trap_instantiate(tm, &inst), WASM_RT_TRAP_OOB);
+    ASSERT_OK(cowmem_w2c_end()); /* the trap path must end it */
+    wasm_rt_memory_t* mem = Z_trapZ_memory(&inst);
+    ASSERT_EQ(memcmp(mem->data, "written first", 13), 0);
+    ASSERT_EQ(mem->data[65529], 0);
+    Z_trap_free(&inst);
+  }
+  /* The one slot is free again and holds zeros only. */
+  Z_cowdemo_instance_t c;
+  CHECK(instantiate(&c));
+  ASSERT_EQ(Z_cowdemoZ_read_secret(&c), 0);
+  Z_cowdemo_free(&c);
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.live, 0);
+  cowmem_w2c_module_free(tm);
+  return teardown();
+#endif
+}
+
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
                   TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads)
-                      TEST_ENTRY(image_file))
+                      TEST_ENTRY(image_file) TEST_ENTRY(instantiate_trap))

@@ -312,6 +312,17 @@ int main(int argc, char** argv) {
   printf("ratio cowmem wasm2c / bare cycle: %.2fx (target <= 2x: %s)\n", ci / bi,
          ci <= 2 * bi ? "met" : "MISSED");
 
+  /* What the pool's adaptive reset saw, as a cross-check of the pagemap
+   * count above (the bare cycle's resets are included: same pages). */
+  cowmem_pool_image_metrics_t im = {0};
+  if (cfg.reset == COWMEM_RESET_ADAPTIVE &&
+      cowmem_pool_image_metrics(cowmem_w2c_pool(), image, &im) == 0 && im.samples)
+    printf("adaptive reset: %.1f pages written per instance (%llu sampled "
+           "resets), hot set %llu pages, %llu resets\n",
+           (double)im.sampled_dirty_pages / (double)im.samples,
+           (unsigned long long)im.samples, (unsigned long long)im.hot_pages,
+           (unsigned long long)im.resets);
+
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);
   printf("\nmemory calls: cowmem %llu allocate, %llu free; stock %llu "

@@ -9,7 +9,7 @@
  * flags), so every call the generated code makes reaches the wrappers.
  *
  * The recipe for a module (cowmem_wasm2c_module() in CMake does it):
- *   1. strip the module: data segments that the image covers become empty
+ *   1. `cowmem strip` the module: segments that an image covers become empty
  *      passive segments, so wasm2c's init_memories copies nothing;
  *   2. wasm2c the stripped module and compile it;
  *   3. `cowmem compile` the ORIGINAL module into an image file; at run
@@ -34,8 +34,9 @@
  * order the generated code allocates them: the module's defined memories in
  * index order), memories with or without an image (a memory whose data
  * cowmem cannot turn into an image keeps its segments in the stripped module
- * and wasm2c copies them, onto zeros). Not supported, refused by
- * cowmem_w2c_module_new with COWMEM_EUNSUPPORTED: memory64 and shared
+ * and wasm2c copies them, onto zeros). Not supported, refused with
+ * COWMEM_EUNSUPPORTED when the module or its image file is loaded: memory64
+ * and shared
  * memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes and no shared
  * flag).
  *

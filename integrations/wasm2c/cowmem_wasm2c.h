@@ -36,9 +36,8 @@
  * cowmem cannot turn into an image keeps its segments in the stripped module
  * and wasm2c copies them, onto zeros). Not supported, refused with
  * COWMEM_EUNSUPPORTED when the module or its image file is loaded: memory64
- * and shared
- * memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes and no shared
- * flag).
+ * and shared memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes
+ * and no shared flag).
  *
  * wasm_rt_allocate_memory cannot fail to its caller (the stock runtime
  * aborts when mmap fails): when every slot is taken (max_memories alive at

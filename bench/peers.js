@@ -81,6 +81,8 @@ if (!(opt.iterations > 0)) { console.error('peers.js: --iterations needs a posit
 fs.mkdirSync(opt.work, { recursive: true });
 const log = (s) => { if (!opt.json) console.log(s); };
 
+// The bundled demo when no module is named (also with --npm).
+if (opt.modules.length === 0) opt.modules.push(null);
 if (opt.npm) {
   const pk = ['sql.js@1.10.3', 'esbuild-wasm@0.20.2'];
   const mods = ['node_modules/sql.js/dist/sql-wasm.wasm', 'node_modules/esbuild-wasm/esbuild.wasm'];
@@ -190,13 +192,18 @@ function wasm2cBench(file, rt) {
     const h = harness(name, fs.readFileSync(path.join(dir, name + '.h'), 'utf8'));
     if (h.error) return { error: h.error };
     fs.writeFileSync(path.join(dir, 'harness.c'), h.source);
-    // -O1: instantiate is the runtime's allocation and memcpy; the
-    // generated functions are not run. esbuild's 140 MB of C takes minutes.
-    log(`  (compiling ${path.basename(file)} through wasm2c; large modules take minutes)`);
-    const cc = spawnSync('cc', ['-O1', '-w', '-I', rt.inc, '-I', dir, path.join(dir, 'harness.c'),
-                                path.join(dir, name + '.c'), rt.lib, '-lm', '-o', exe],
-                         { encoding: 'utf8', timeout: 1800000 });
+    // -O1 (-O0 beyond 32 MB of C, e.g. esbuild's 140 MB): instantiate is
+    // the runtime's allocation, the memcpy of each segment and the table
+    // initialization; the module's own functions are not run.
+    const src = path.join(dir, name + '.c'), obj = path.join(dir, name + '.o');
+    const level = fs.statSync(src).size > (32 << 20) ? '-O0' : '-O1';
+    log(`  (compiling ${path.basename(file)}'s wasm2c output with ${level}; large modules take minutes)`);
+    const cc = spawnSync('cc', [level, '-w', '-c', '-I', rt.inc, '-I', dir, src, '-o', obj],
+                         { encoding: 'utf8', timeout: 3600000 });
     if (cc.status !== 0) return { error: 'compiling the wasm2c output failed: ' + String(cc.stderr || cc.error).trim().split('\n')[0] };
+    const ld = spawnSync('cc', ['-O1', '-w', '-I', rt.inc, '-I', dir, path.join(dir, 'harness.c'), obj, rt.lib,
+                                '-lm', '-o', exe], { encoding: 'utf8' });
+    if (ld.status !== 0) return { error: 'linking the harness failed: ' + String(ld.stderr || ld.error).trim().split('\n')[0] };
   }
   // The stock runtime leaks its 8 GiB reservation per instance (see
   // integrations/wasm2c/NOTES.md): stay far below the ~16k the address
@@ -218,8 +225,8 @@ function v8Bench(file) {
 const us = (ns) => (ns / 1000).toFixed(ns < 10000 ? 3 : 1);
 const results = [];
 const rt = findRuntime();
-if (opt.modules.length === 0) opt.modules.push(null); // the bundled demo
 for (const file of opt.modules) {
+  if (file && !fs.existsSync(file)) { console.error(`peers.js: ${file}: no such file`); process.exitCode = 1; continue; }
   const cw = cowmemBench(file);
   if (cw.error) { console.error(`peers.js: cowmem bench ${file || '(default)'}: ${cw.error}`); process.exitCode = 1; continue; }
   const mod = cw.module;

@@ -252,7 +252,7 @@ int cmd_dump(int argc, char** argv) {
     left = 1; /* apply_segments decides */
   }
   uint64_t size = min_pages * 65536;
-  if (rc == EXIT_OK && (min_pages > ((uint64_t)1 << 20) || size > SIZE_MAX))
+  if (rc == EXIT_OK && (min_pages > 65536 || size > SIZE_MAX))
     rc = tool_fail(in, "memory %llu's initial size (%llu pages) is too large "
                        "to dump", (unsigned long long)memidx,
                    (unsigned long long)min_pages);

@@ -16,7 +16,14 @@
 //     left to apply) and the image (`cowmem dump` of the compiled .cwimg)
 //     must equal V8's memory of the original; otherwise the stripped
 //     module's own segments must give V8's memory of the original;
-//   - `cowmem dump` of the original module equals V8's memory too.
+//   - `cowmem dump` of the original module equals V8's memory too;
+//   - the wast's assertions (assert_return, assert_trap, actions) that
+//     follow the module pass on the STRIPPED module given cowmem's memory:
+//     the stripped binary gets one extra export of its memory (so that
+//     memories the module does not export can be reached), is instantiated
+//     by V8, and its memory is filled with the image (`cowmem dump` of the
+//     compiled .cwimg) before the first call: what a runtime taking its
+//     memory from cowmem does.
 // Exit 0 pass, 1 fail, 77 skip.
 'use strict';
 const fs = require('fs');
@@ -45,7 +52,8 @@ const spectest = () => ({
 const GLOBAL_ARGS = { global_i32: '666', global_i64: '666', global_f32: '666.6', global_f64: '666.6' };
 
 const run = (args) => spawnSync(cowmem, args, { encoding: 'utf8' });
-const stats = { modules: 0, compared: 0, withImage: 0, skipped: 0, failed: 0 };
+const stats = { modules: 0, compared: 0, withImage: 0, skipped: 0, failed: 0,
+                withActions: 0, actions: 0, actionsSkipped: 0 };
 const failures = [];
 function fail(where, msg) { stats.failed++; failures.push(`${where}: ${msg}`); }
 
@@ -66,6 +74,82 @@ function memoryOf(inst, mod) {
   return Buffer.from(inst.exports[mems[0].name].buffer);
 }
 
+// ---- binary helpers: add an export of memory 0 to a module -------------
+function leb(buf, pos) {
+  let v = 0, shift = 0, b;
+  do { b = buf[pos++]; v += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
+  return [v, pos];
+}
+function encLeb(v) {
+  const out = [];
+  do { let b = v % 128; v = Math.floor(v / 128); if (v) b |= 0x80; out.push(b); } while (v);
+  return Buffer.from(out);
+}
+const EXPORT_NAME = '__cowmem_memory';
+function withMemoryExport(bytes) {
+  const entry = Buffer.concat([encLeb(EXPORT_NAME.length), Buffer.from(EXPORT_NAME), Buffer.from([2, 0])]);
+  const parts = [bytes.subarray(0, 8)];
+  let pos = 8, done = false;
+  while (pos < bytes.length) {
+    const id = bytes[pos];
+    const [size, start] = leb(bytes, pos + 1);
+    const end = start + size;
+    if (!done && id === 7) {
+      const [n, p] = leb(bytes, start);
+      const payload = Buffer.concat([encLeb(n + 1), bytes.subarray(p, end), entry]);
+      parts.push(Buffer.from([7]), encLeb(payload.length), payload);
+      done = true;
+    } else {
+      // no export section: a new one before the first section that follows
+      // exports in the spec's order (start, element, data count, code, data)
+      if (!done && [8, 9, 12, 10, 11].includes(id)) {
+        const payload = Buffer.concat([encLeb(1), entry]);
+        parts.push(Buffer.from([7]), encLeb(payload.length), payload);
+        done = true;
+      }
+      parts.push(bytes.subarray(pos, end));
+    }
+    pos = end;
+  }
+  if (!done) {
+    const payload = Buffer.concat([encLeb(1), entry]);
+    parts.push(Buffer.from([7]), encLeb(payload.length), payload);
+  }
+  return Buffer.concat(parts);
+}
+
+// ---- wast2json values ------------------------------------------------------
+function toJs(a) {
+  switch (a.type) {
+    case 'i32': return Number(BigInt.asIntN(32, BigInt(a.value)));
+    case 'i64': return BigInt.asIntN(64, BigInt(a.value));
+    case 'f32': return new Float32Array(new Uint32Array([Number(a.value)]).buffer)[0];
+    case 'f64': return new Float64Array(new BigUint64Array([BigInt(a.value)]).buffer)[0];
+    default: throw new Error('unsupported type ' + a.type);
+  }
+}
+function isNanBits(e) {
+  if (e.type === 'f32') { const b = Number(e.value); return (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0; }
+  if (e.type === 'f64') { const b = BigInt(e.value); return (b & 0x7ff0000000000000n) === 0x7ff0000000000000n && (b & 0xfffffffffffffn) !== 0n; }
+  return false;
+}
+function same(r, e) {
+  // JS numbers do not keep NaN payloads: any NaN stands for an expected one.
+  if (String(e.value).startsWith('nan') || isNanBits(e)) return Number.isNaN(r);
+  switch (e.type) {
+    case 'i32': return (r | 0) === toJs(e);
+    case 'i64': return BigInt.asIntN(64, r) === toJs(e);
+    case 'f32': return new Uint32Array(new Float32Array([r]).buffer)[0] === Number(e.value);
+    case 'f64': return new BigUint64Array(new Float64Array([r]).buffer)[0] === BigInt(e.value);
+    default: throw new Error('unsupported type ' + e.type);
+  }
+}
+const supported = (vs) => (vs || []).every((v) => ['i32', 'i64', 'f32', 'f64'].includes(v.type));
+function act(inst, a) {
+  if (a.type === 'get') return inst.exports[a.field].value;
+  return inst.exports[a.field](...a.args.map(toJs));
+}
+
 const files = fs.readdirSync(path.join(specDir, 'core'))
   .filter((f) => /^(data|memory.*|bulk|address|linking|imports)\.wast$/.test(f)).sort();
 for (const wast of files) {
@@ -75,7 +159,34 @@ for (const wast of files) {
   const c = spawnSync('wast2json', [path.join(specDir, 'core', wast), '-o', json], { encoding: 'utf8' });
   if (c.status !== 0) { fail(wast, 'wast2json: ' + c.stderr); continue; }
   const cmds = JSON.parse(fs.readFileSync(json, 'utf8')).commands;
+  let cur = null; // { instance, name } of the stripped module with cowmem's memory
   for (const cmd of cmds) {
+    if (['assert_return', 'assert_trap', 'assert_exhaustion', 'action'].includes(cmd.type)) {
+      const a = cmd.action;
+      if (!cur || (a.module && a.module !== cur.name)) continue;
+      if (!supported(a.args) || !supported(cmd.expected)) { stats.actionsSkipped++; continue; }
+      const where = `${wast}:${cmd.line}`;
+      let r, threw = null;
+      try { r = act(cur.instance, a); } catch (e) { threw = e; }
+      if (cmd.type === 'assert_trap' || cmd.type === 'assert_exhaustion') {
+        if (threw) stats.actions++;
+        else fail(where, `stripped module: ${a.field} did not trap (${cmd.text})`);
+      } else if (threw) {
+        fail(where, `stripped module: ${a.field} threw ${threw}`);
+      } else if (cmd.type === 'assert_return') {
+        const exp = cmd.expected || [];
+        const got = exp.length > 1 ? r : [r];
+        if (exp.every((e, k) => same(got[k], e))) stats.actions++;
+        else fail(where, `stripped module: ${a.field} returned ${r}, expected ${JSON.stringify(exp)}`);
+      } else {
+        stats.actions++;
+      }
+      continue;
+    }
+    // Another module's instantiation may write the current module's memory
+    // or tables through imports (assert_uninstantiable with a start
+    // function, say): stop checking the current module there.
+    if (cmd.filename && !['assert_invalid', 'assert_malformed'].includes(cmd.type)) cur = null;
     if (cmd.type !== 'module' || !cmd.filename.endsWith('.wasm')) continue;
     const file = path.join(dir, cmd.filename);
     const where = `${wast}:${cmd.line}`;
@@ -100,6 +211,27 @@ for (const wast of files) {
     }
     if (orig.error) continue;
     const defined = info.memories.filter((m) => !m.imported);
+    // The stripped module with cowmem's memory, for the assertions that
+    // follow: memory 0 exported once more and filled with the image.
+    if (info.memories.length === 0 || info.memories[0].imported) {
+      cur = { instance: st.instance, name: cmd.name };
+    } else if (info.memories.length === 1) {
+      const cw = file.replace(/\.wasm$/, '.cwimg'), img = path.join(dir, 'img.bin');
+      const withExp = withMemoryExport(fs.readFileSync(stripped));
+      const ex = instantiate(withExp);
+      if (!ex.instance || run(['compile', file, '-o', cw]).status !== 0) {
+        fail(where, 'cannot instantiate the stripped module with a memory export');
+      } else {
+        const mem = new Uint8Array(ex.instance.exports[EXPORT_NAME].buffer);
+        if (info.memories[0].segments_in_image > 0) {
+          const dd = run(['dump', cw, '-o', img]);
+          if (dd.status !== 0) fail(where, 'dump .cwimg: ' + dd.stderr);
+          else mem.set(fs.readFileSync(img));
+        }
+        cur = { instance: ex.instance, name: cmd.name };
+        stats.withActions++;
+      }
+    }
     if (info.memories.length !== 1 || defined.length !== 1) continue;
     const A = memoryOf(orig.instance, orig.mod), B = memoryOf(st.instance, st.mod);
     if (!A || !B) continue;
@@ -129,6 +261,8 @@ for (const wast of files) {
 console.log(`strip on spec modules: ${stats.modules} stripped and validated, ${stats.compared} memories compared ` +
             `(${stats.withImage} from an image), ${stats.skipped} skipped (imports not from spectest, start function, ` +
             `rejected), ${stats.failed} failed`);
+console.log(`assertions on stripped modules with cowmem's memory: ${stats.actions} passed in ` +
+            `${stats.withActions} modules (${stats.actionsSkipped} with v128/reference values not run)`);
 for (const f of failures.slice(0, 30)) console.log('FAIL ' + f);
 if (stats.modules === 0) { console.log('FAIL: no module checked'); process.exit(1); }
 process.exit(stats.failed ? 1 : 0);

@@ -32,20 +32,15 @@ static void exercise(cowmem_imgfile_t* f, uint64_t size) {
       continue;
     }
     if (m.mem_len == 0 || m.mem_len % page || m.file_offset % page ||
-        m.mem_offset % page || m.file_offset < prev_end ||
-        m.file_offset > size || m.file_len > size - m.file_offset)
+        m.mem_offset % page || m.file_offset < prev_end || m.file_offset > size ||
+        m.file_len > size - m.file_offset)
       __builtin_trap();
     prev_end = m.file_offset + m.file_len;
-    if (m.min_pages > ((uint64_t)1 << (m.memory64 ? 48 : 16)))
-      __builtin_trap();
-    uint64_t mem = m.min_pages >= ((uint64_t)1 << 48) ? UINT64_MAX
-                                                      : m.min_pages * 65536;
-    if (m.mem_offset > mem ||
-        m.mem_len > mem - m.mem_offset)
-      __builtin_trap();
+    if (m.min_pages > ((uint64_t)1 << (m.memory64 ? 48 : 16))) __builtin_trap();
+    uint64_t mem = m.min_pages >= ((uint64_t)1 << 48) ? UINT64_MAX : m.min_pages * 65536;
+    if (m.mem_offset > mem || m.mem_len > mem - m.mem_offset) __builtin_trap();
     uint8_t buf[256];
-    if (cowmem_image_read(m.image, m.mem_offset, buf, sizeof buf) != 0)
-      __builtin_trap();
+    if (cowmem_image_read(m.image, m.mem_offset, buf, sizeof buf) != 0) __builtin_trap();
     if (mem <= ((uint64_t)16 << 20)) {
       cowmem_slot_t* s = NULL;
       if (cowmem_slot_new((size_t)mem, &s) == 0) {

@@ -46,19 +46,23 @@ struct cowmem_imgfile_s {
 };
 
 static void st32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static void st64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t ld32(const uint8_t* p) {
   uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+  for (int i = 3; i >= 0; i--)
+    v = v << 8 | p[i];
   return v;
 }
 static uint64_t ld64(const uint8_t* p) {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
   return v;
 }
 
@@ -96,8 +100,8 @@ static bool all_zero(const uint8_t* p, size_t n) {
  * Only the image's non-zero runs are read (through a bounded buffer), and
  * each run is scanned page by page since a FILE image's run is its whole
  * range. *data_pages counts the pages written. */
-static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset,
-                       uint8_t* buf, size_t buf_len, uint64_t* data_pages) {
+static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset, uint8_t* buf,
+                       size_t buf_len, uint64_t* data_pages) {
   size_t page = cowmem__os_page_size();
   uint64_t written = 0;
   for (size_t r = 0; r < img->nruns; r++) {
@@ -113,7 +117,8 @@ static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset,
           continue;
         }
         size_t q = p + page;
-        while (q < n && !all_zero(buf + q, page)) q += page;
+        while (q < n && !all_zero(buf + q, page))
+          q += page;
         int e = cowmem__os_pwrite_all(fd, buf + p, q - p, file_offset + off + p);
         if (e) return cowmem__err_from_os(e);
         written += (q - p) / page;
@@ -126,14 +131,13 @@ static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset,
   return 0;
 }
 
-static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev,
-                        bool first, cowmem_image_info_t* info) {
+static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool first,
+                        cowmem_image_info_t* info) {
   memset(info, 0, sizeof *info);
   if (!first && m->index <= prev) return COWMEM_EINVAL;
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
   uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
-  if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
-    return COWMEM_EINVAL;
+  if (m->min_pages > cap || (m->has_max && m->max_pages > cap)) return COWMEM_EINVAL;
   if (!m->image) return 0;
   if (m->imported || m->why != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
@@ -144,8 +148,8 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev,
   return 0;
 }
 
-int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
-                         uint32_t n, const uint8_t module_hash[32]) {
+int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems, uint32_t n,
+                         const uint8_t module_hash[32]) {
   if (fd < 0 || (n > 0 && !mems) || n > MAX_MEMORIES) return COWMEM_EINVAL;
   size_t page = cowmem__os_page_size();
   size_t hdr_len = HDR_FIXED + (size_t)n * DESC_SIZE;
@@ -162,8 +166,10 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
     err = check_memory(&mems[i], i ? mems[i - 1].index : 0, i == 0, &infos[i]);
     if (err == 0 && infos[i].len > 0) {
       file_off[i] = pos;
-      if (pos > UINT64_MAX - infos[i].len) err = COWMEM_EINVAL;
-      else pos += infos[i].len;
+      if (pos > UINT64_MAX - infos[i].len)
+        err = COWMEM_EINVAL;
+      else
+        pos += infos[i].len;
     }
   }
   if (err == 0) err = cowmem__err_from_os(cowmem__os_ftruncate(fd, 0));
@@ -173,8 +179,7 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
     if (infos[i].len > 0)
       err = write_image(fd, m->image, file_off[i], buf, buf_len, &data_pages);
     uint8_t* d = hdr + HDR_FIXED + (size_t)i * DESC_SIZE;
-    uint32_t flags = (m->imported ? F_IMPORTED : 0) |
-                     (m->memory64 ? F_MEMORY64 : 0) |
+    uint32_t flags = (m->imported ? F_IMPORTED : 0) | (m->memory64 ? F_MEMORY64 : 0) |
                      (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0);
     st32(d + 0, m->index);
     st32(d + 4, flags);
@@ -212,14 +217,12 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
 
 /* ---- opener ---------------------------------------------------------- */
 
-static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt,
-                ...)
+static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt,
-                ...) {
+static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt, ...) {
   d->code = code;
   d->offset = offset;
   va_list ap;
@@ -231,7 +234,8 @@ static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt,
 
 void cowmem_imgfile_free(cowmem_imgfile_t* f) {
   if (!f) return;
-  for (uint32_t i = 0; i < f->n; i++) cowmem_image_free(f->mems[i].image);
+  for (uint32_t i = 0; i < f->n; i++)
+    cowmem_image_free(f->mems[i].image);
   free(f->mems);
   free(f);
 }
@@ -239,9 +243,9 @@ void cowmem_imgfile_free(cowmem_imgfile_t* f) {
 /* Decode and check descriptor i (at file offset at) into *m. data_start is
  * the first byte after the header page(s); *prev_end the end of the
  * previous image in the file. */
-static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
-                       uint64_t data_start, uint64_t size, uint64_t* prev_end,
-                       cowmem_imgfile_memory_t* m, cowmem_diag_t* diag) {
+static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_start,
+                       uint64_t size, uint64_t* prev_end, cowmem_imgfile_memory_t* m,
+                       cowmem_diag_t* diag) {
   uint32_t flags = ld32(d + 4);
   m->index = ld32(d + 0);
   m->imported = flags & F_IMPORTED;
@@ -259,23 +263,19 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
   uint32_t why = ld32(d + 68);
   m->why = (cowmem_noimage_t)why;
   if (flags & ~F_KNOWN)
-    return fail(diag, COWMEM_EBADIMG, at + 4, "memory %u: unknown flags 0x%x",
-                i, flags);
+    return fail(diag, COWMEM_EBADIMG, at + 4, "memory %u: unknown flags 0x%x", i, flags);
   if (why > COWMEM_NOIMAGE_NOT_BUILT)
-    return fail(diag, COWMEM_EBADIMG, at + 68,
-                "memory %u: unknown no-image reason %u", i, why);
+    return fail(diag, COWMEM_EBADIMG, at + 68, "memory %u: unknown no-image reason %u", i,
+                why);
   if (ld64(d + 72) != 0)
-    return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set",
-                i);
+    return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set", i);
   /* The spec's limits: 2^16 pages for 32-bit memories, 2^48 for 64-bit. */
   uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
-    return fail(diag, COWMEM_EBADIMG, at + 8,
-                "memory %u: limits beyond %llu pages", i,
+    return fail(diag, COWMEM_EBADIMG, at + 8, "memory %u: limits beyond %llu pages", i,
                 (unsigned long long)cap);
   if (m->has_max && m->max_pages < m->min_pages)
-    return fail(diag, COWMEM_EBADIMG, at + 16,
-                "memory %u: maximum below the minimum", i);
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: maximum below the minimum", i);
   if (m->mem_len == 0) {
     if (m->mem_offset || m->file_offset || m->file_len || m->data_pages)
       return fail(diag, COWMEM_EBADIMG, at + 24,
@@ -286,16 +286,14 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
   if (m->imported || m->why != COWMEM_NOIMAGE_NONE)
     return fail(diag, COWMEM_EBADIMG, at + 4,
                 "memory %u: an image for a memory that cannot have one", i);
-  if (!cowmem__is_page_multiple(m->mem_offset) ||
-      !cowmem__is_page_multiple(m->mem_len) ||
+  if (!cowmem__is_page_multiple(m->mem_offset) || !cowmem__is_page_multiple(m->mem_len) ||
       !cowmem__is_page_multiple(m->file_offset))
-    return fail(diag, COWMEM_EBADIMG, at + 24,
-                "memory %u: image range not page-aligned", i);
+    return fail(diag, COWMEM_EBADIMG, at + 24, "memory %u: image range not page-aligned",
+                i);
   if (m->file_len != m->mem_len)
     return fail(diag, COWMEM_EBADIMG, at + 48,
-                "memory %u: file length %llu differs from memory length %llu",
-                i, (unsigned long long)m->file_len,
-                (unsigned long long)m->mem_len);
+                "memory %u: file length %llu differs from memory length %llu", i,
+                (unsigned long long)m->file_len, (unsigned long long)m->mem_len);
   uint64_t mem_size = pages_to_bytes(m->min_pages);
   if (m->mem_offset > mem_size || m->mem_len > mem_size - m->mem_offset)
     return fail(diag, COWMEM_EBADIMG, at + 24,
@@ -310,15 +308,15 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i,
     return fail(diag, COWMEM_EBADIMG, at + 40,
                 "memory %u: image at %llu+%llu ends beyond the file (%llu "
                 "bytes)",
-                i, (unsigned long long)m->file_offset,
-                (unsigned long long)m->file_len, (unsigned long long)size);
+                i, (unsigned long long)m->file_offset, (unsigned long long)m->file_len,
+                (unsigned long long)size);
   *prev_end = m->file_offset + m->file_len;
   return 0;
 }
 
 /* The fixed part of the header: magic, version, page size, lengths. */
-static int check_fixed(const uint8_t* h, size_t got, uint64_t size,
-                       uint32_t* n, size_t* hdr_len, cowmem_diag_t* diag) {
+static int check_fixed(const uint8_t* h, size_t got, uint64_t size, uint32_t* n,
+                       size_t* hdr_len, cowmem_diag_t* diag) {
   size_t m = got < 8 ? got : 8;
   if (memcmp(h, k_magic, m) != 0)
     return fail(diag, COWMEM_EBADIMG, 0, "not an image file (bad magic)");
@@ -343,19 +341,18 @@ static int check_fixed(const uint8_t* h, size_t got, uint64_t size,
                 (unsigned long long)size);
   *n = ld32(h + OFF_COUNT);
   if (*n > MAX_MEMORIES)
-    return fail(diag, COWMEM_EBADIMG, OFF_COUNT, "%u memories, at most %u",
-                *n, MAX_MEMORIES);
+    return fail(diag, COWMEM_EBADIMG, OFF_COUNT, "%u memories, at most %u", *n,
+                MAX_MEMORIES);
   *hdr_len = HDR_FIXED + (size_t)*n * DESC_SIZE;
   if (ld32(h + OFF_HDR_LEN) != *hdr_len)
     return fail(diag, COWMEM_EBADIMG, OFF_HDR_LEN,
-                "header length %u does not match %u memories",
-                ld32(h + OFF_HDR_LEN), *n);
+                "header length %u does not match %u memories", ld32(h + OFF_HDR_LEN), *n);
   uint64_t want = ld64(h + OFF_FILE_SIZE);
   if (want != size)
     return fail(diag, COWMEM_EBADIMG, size,
                 "%s: the file has %llu bytes, its header says %llu",
-                size < want ? "truncated" : "trailing bytes",
-                (unsigned long long)size, (unsigned long long)want);
+                size < want ? "truncated" : "trailing bytes", (unsigned long long)size,
+                (unsigned long long)want);
   return 0;
 }
 
@@ -365,16 +362,14 @@ static int open_images(int fd, cowmem_imgfile_t* f, unsigned flags) {
     if (m->mem_len == 0) continue;
     int err = cowmem_image_new_from_file(
         fd, m->file_offset, m->file_len, m->mem_offset,
-        (flags & COWMEM_IMGFILE_COPY) ? 0 : COWMEM_IMAGE_FILE_IMMUTABLE,
-        &m->image);
+        (flags & COWMEM_IMGFILE_COPY) ? 0 : COWMEM_IMAGE_FILE_IMMUTABLE, &m->image);
     if (err != 0) return err;
   }
   return 0;
 }
 
-int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
-                             unsigned flags, cowmem_imgfile_t** out,
-                             cowmem_diag_t* diag) {
+int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32], unsigned flags,
+                             cowmem_imgfile_t** out, cowmem_diag_t* diag) {
   cowmem_diag_t local;
   if (!diag) diag = &local;
   memset(diag, 0, sizeof *diag);
@@ -383,8 +378,9 @@ int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
   uint64_t size = 0;
   bool sealed = false;
   int e = cowmem__os_fstat(fd, &size, &sealed);
-  if (e) return fail(diag, cowmem__err_from_os(e), 0, "fstat: %s",
-                     cowmem_strerror(cowmem__err_from_os(e)));
+  if (e)
+    return fail(diag, cowmem__err_from_os(e), 0, "fstat: %s",
+                cowmem_strerror(cowmem__err_from_os(e)));
   /* One read of what the largest header can be, but no more than the file:
    * the fixed part tells how much of it is the header. */
   size_t page = cowmem__os_page_size();
@@ -446,8 +442,7 @@ int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
   cowmem__page_ceil(hdr_len, &data_start); /* hdr_len is small: no overflow */
   for (uint32_t i = 0; i < n; i++) {
     uint64_t at = HDR_FIXED + (uint64_t)i * DESC_SIZE;
-    err = decode_desc(h + at, at, i, data_start, size, &prev_end, &f->mems[i],
-                      diag);
+    err = decode_desc(h + at, at, i, data_start, size, &prev_end, &f->mems[i], diag);
     if (err == 0 && i > 0 && f->mems[i].index <= f->mems[i - 1].index)
       err = fail(diag, COWMEM_EBADIMG, at, "memory %u: index out of order", i);
     if (err != 0) goto out;

@@ -20,34 +20,33 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K]\n"
-          "                    [--iterations N] [--json] [--plot FILE]\n"
-          "\n"
-          "Instantiation and reset of one memory, side by side, in one run:\n"
-          "  copy-fresh      what C runtimes do today (wasm2c's stock\n"
-          "                  runtime): reserve fresh memory (mmap 8 GiB\n"
-          "                  PROT_NONE + mprotect), copy every active\n"
-          "                  segment; reset = free (munmap)\n"
-          "  copy-reuse      the same copy into memory kept between\n"
-          "                  instances; reset = zero the initial size\n"
-          "  slot            cowmem slot with the module's image (memfd)\n"
-          "  slot-cwimg      cowmem slot with the image mapped from the\n"
-          "                  module's compiled .cwimg\n"
-          "  pool-STRATEGY   cowmem pool acquire/release, per reset strategy\n"
-          "Each instance writes K pages (spread over its memory) between\n"
-          "instantiate and reset; 'cycle' times all three. Medians and p99\n"
-          "after a warm-up, and the ratio of the copy-fresh median to each.\n"
-          "Without MODULE, the bundled demo.wasm is used.\n"
-          "\n"
-          "Options:\n"
-          "  --memory I       memory index (default: the first defined one)\n"
-          "  --dirty K        pages each instance writes (default 8)\n"
-          "  --iterations N   measured iterations per row (default 2000)\n"
-          "  --json           machine-readable output\n"
-          "  --plot FILE      also draw latency by strategy with gnuplot\n"
-          "                   (FILE.svg or FILE.png)\n"
-          "  --help           this text\n");
+  fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K]\n"
+             "                    [--iterations N] [--json] [--plot FILE]\n"
+             "\n"
+             "Instantiation and reset of one memory, side by side, in one run:\n"
+             "  copy-fresh      what C runtimes do today (wasm2c's stock\n"
+             "                  runtime): reserve fresh memory (mmap 8 GiB\n"
+             "                  PROT_NONE + mprotect), copy every active\n"
+             "                  segment; reset = free (munmap)\n"
+             "  copy-reuse      the same copy into memory kept between\n"
+             "                  instances; reset = zero the initial size\n"
+             "  slot            cowmem slot with the module's image (memfd)\n"
+             "  slot-cwimg      cowmem slot with the image mapped from the\n"
+             "                  module's compiled .cwimg\n"
+             "  pool-STRATEGY   cowmem pool acquire/release, per reset strategy\n"
+             "Each instance writes K pages (spread over its memory) between\n"
+             "instantiate and reset; 'cycle' times all three. Medians and p99\n"
+             "after a warm-up, and the ratio of the copy-fresh median to each.\n"
+             "Without MODULE, the bundled demo.wasm is used.\n"
+             "\n"
+             "Options:\n"
+             "  --memory I       memory index (default: the first defined one)\n"
+             "  --dirty K        pages each instance writes (default 8)\n"
+             "  --iterations N   measured iterations per row (default 2000)\n"
+             "  --json           machine-readable output\n"
+             "  --plot FILE      also draw latency by strategy with gnuplot\n"
+             "                   (FILE.svg or FILE.png)\n"
+             "  --help           this text\n");
 }
 
 typedef struct {
@@ -59,8 +58,8 @@ typedef struct {
 typedef struct {
   cowmem_module_t* m;
   uint32_t mem;
-  size_t size;      /* initial bytes */
-  seg_t* segs;      /* active segments of the memory (baselines copy them) */
+  size_t size; /* initial bytes */
+  seg_t* segs; /* active segments of the memory (baselines copy them) */
   size_t nsegs;
   uint64_t copy_bytes;
   cowmem_image_t* image;      /* from the module */
@@ -94,8 +93,8 @@ static void copy_segments(const ctx_t* c, uint8_t* base) {
     memcpy(base + c->segs[i].offset, c->segs[i].data, c->segs[i].len);
 }
 
-static void record(row_t* r, bool measured, uint64_t t0, uint64_t t1,
-                   uint64_t t2, uint64_t t3) {
+static void record(row_t* r, bool measured, uint64_t t0, uint64_t t1, uint64_t t2,
+                   uint64_t t3) {
   if (!measured) return;
   bench_add(&r->inst, (double)(t1 - t0));
   bench_add(&r->reset, (double)(t3 - t2));
@@ -140,8 +139,8 @@ static int run_copy_reuse(const ctx_t* c, row_t* r) {
 
 static int apply_left(const ctx_t* c, uint8_t* base, cowmem_image_t* img) {
   if (!c->apply_left) return 0;
-  return cowmem_module_apply_segments(c->m, c->mem, base, c->size, NULL, 0,
-                                      img != NULL, NULL);
+  return cowmem_module_apply_segments(c->m, c->mem, base, c->size, NULL, 0, img != NULL,
+                                      NULL);
 }
 
 static int run_slot(const ctx_t* c, cowmem_image_t* img, row_t* r) {
@@ -193,11 +192,11 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
 
 static const char* strategy_name(int s) {
   switch (s) {
-    case COWMEM_RESET_MADVISE: return "madvise";
-    case COWMEM_RESET_KEEP_RESIDENT: return "keep-resident";
-    case COWMEM_RESET_BATCHED: return "batched";
-    case COWMEM_RESET_ADAPTIVE: return "adaptive";
-    default: return "other";
+  case COWMEM_RESET_MADVISE: return "madvise";
+  case COWMEM_RESET_KEEP_RESIDENT: return "keep-resident";
+  case COWMEM_RESET_BATCHED: return "batched";
+  case COWMEM_RESET_ADAPTIVE: return "adaptive";
+  default: return "other";
   }
 }
 
@@ -205,16 +204,14 @@ static const char* strategy_name(int s) {
 static int open_cwimg(ctx_t* c, const char* path) {
   const char* dir = getenv("TMPDIR");
   char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s/cowmem-bench-XXXXXX.cwimg",
-           dir && *dir ? dir : "/tmp");
+  snprintf(tmp, sizeof tmp, "%s/cowmem-bench-XXXXXX.cwimg", dir && *dir ? dir : "/tmp");
   int fd = mkstemps(tmp, 6);
   if (fd < 0) return tool_fail(tmp, "%s", strerror(errno));
   unlink(tmp);
   int e = cowmem_module_compile(c->m, fd);
   if (e != 0) {
     close(fd);
-    return tool_fail(path, "cannot compile an image file: %s",
-                     cowmem_strerror(e));
+    return tool_fail(path, "cannot compile an image file: %s", cowmem_strerror(e));
   }
   uint8_t hash[32];
   cowmem_module_hash(c->m, hash);
@@ -223,14 +220,13 @@ static int open_cwimg(ctx_t* c, const char* path) {
     uint64_t t0 = bench_now_ns();
     e = cowmem_imgfile_open_hash(fd, hash, 0, &f, NULL);
     uint64_t t1 = bench_now_ns();
-    if (e == 0 && it == 0)
-      cowmem_imgfile_image(f, c->mem, &c->file_image, NULL);
+    if (e == 0 && it == 0) cowmem_imgfile_image(f, c->mem, &c->file_image, NULL);
     cowmem_imgfile_free(f);
     if (it >= 20) bench_add(&c->open_ns, (double)(t1 - t0));
   }
   close(fd);
-  if (e != 0) return tool_fail(path, "cannot open its image file: %s",
-                               cowmem_strerror(e));
+  if (e != 0)
+    return tool_fail(path, "cannot open its image file: %s", cowmem_strerror(e));
   return 0;
 }
 
@@ -252,8 +248,9 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
                                  (unsigned long long)mem)
                      : tool_fail(path, "the module defines no memory");
   if (mi.min_pages > 16384)
-    return tool_fail(path, "initial size of %llu pages is beyond what the "
-                           "bench handles (1 GiB)",
+    return tool_fail(path,
+                     "initial size of %llu pages is beyond what the "
+                     "bench handles (1 GiB)",
                      (unsigned long long)mi.min_pages);
   c->size = (size_t)mi.min_pages * 65536;
   cowmem_noimage_t why;
@@ -268,16 +265,22 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
     if (!s.covered_by_image) c->apply_left = true;
     uint64_t off = s.offset_kind == COWMEM_OFFSET_CONST ? s.offset : 0;
     if (off > c->size || s.data_len > c->size - off)
-      return tool_fail(path, "segment %u does not fit memory %u: "
-                             "instantiation traps", i, c->mem);
+      return tool_fail(path,
+                       "segment %u does not fit memory %u: "
+                       "instantiation traps",
+                       i, c->mem);
     c->segs[c->nsegs++] = (seg_t){s.data, off, s.data_len};
     c->copy_bytes += s.data_len;
   }
   return open_cwimg(c, path);
 }
 
-static double med(bench_samples_t* s) { return bench_quantile(s, 0.5); }
-static double p99(bench_samples_t* s) { return bench_quantile(s, 0.99); }
+static double med(bench_samples_t* s) {
+  return bench_quantile(s, 0.5);
+}
+static double p99(bench_samples_t* s) {
+  return bench_quantile(s, 0.99);
+}
 
 static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
   cowmem_image_info_t ii = {0};
@@ -286,14 +289,12 @@ static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
          "pages with data), %zu active segments (%llu bytes copied by the "
          "baselines)\n",
          path, c->mem, c->size, (unsigned long long)ii.len,
-         (unsigned long long)ii.data_pages, c->nsegs,
-         (unsigned long long)c->copy_bytes);
+         (unsigned long long)ii.data_pages, c->nsegs, (unsigned long long)c->copy_bytes);
   printf("%zu iterations per row after %zu warm-up; each instance writes %zu "
          "pages; times in microseconds\n\n",
          c->iters, c->warm, c->dirty);
-  printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s\n", "strategy",
-         "inst med", "inst p99", "reset med", "reset p99", "cycle med",
-         "cycle p99", "inst x", "cycle x");
+  printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s\n", "strategy", "inst med", "inst p99",
+         "reset med", "reset p99", "cycle med", "cycle p99", "inst x", "cycle x");
   double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
   for (size_t i = 0; i < n; i++) {
     row_t* r = &rows[i];
@@ -302,15 +303,15 @@ static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
       continue;
     }
     double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %8.1f %8.1f\n",
-           r->name, mi / 1e3, p99(&r->inst) / 1e3, med(&r->reset) / 1e3,
-           p99(&r->reset) / 1e3, mc / 1e3, p99(&r->cycle) / 1e3,
-           mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %8.1f %8.1f\n", r->name,
+           mi / 1e3, p99(&r->inst) / 1e3, med(&r->reset) / 1e3, p99(&r->reset) / 1e3,
+           mc / 1e3, p99(&r->cycle) / 1e3, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
   }
   printf("\nopening the compiled .cwimg: median %.2f us, p99 %.2f us\n",
          med(&c->open_ns) / 1e3, p99(&c->open_ns) / 1e3);
   printf("x = copy-fresh median / row median (higher is faster)\n");
-  for (size_t i = 0; i < n; i++) printf("  %-18s %s\n", rows[i].name, rows[i].covers);
+  for (size_t i = 0; i < n; i++)
+    printf("  %-18s %s\n", rows[i].name, rows[i].covers);
 }
 
 static void json_q(const char* k, bench_samples_t* s, bool last) {
@@ -327,9 +328,8 @@ static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
          "\"image_data_pages\": %llu, \"active_segments\": %zu, "
          "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"iterations\": %zu, "
          "\"warmup\": %zu, \"page_size\": %zu, \"unit\": \"ns\", ",
-         c->mem, c->size, (unsigned long long)ii.len,
-         (unsigned long long)ii.data_pages, c->nsegs,
-         (unsigned long long)c->copy_bytes, c->dirty, c->iters, c->warm,
+         c->mem, c->size, (unsigned long long)ii.len, (unsigned long long)ii.data_pages,
+         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, c->iters, c->warm,
          cowmem_page_size());
   json_q("open_cwimg_ns", &c->open_ns, false);
   printf("\"rows\": [");
@@ -346,8 +346,8 @@ static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
     json_q("reset_ns", &r->reset, false);
     json_q("cycle_ns", &r->cycle, false);
     double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("\"ratio_instantiate\": %.2f, \"ratio_cycle\": %.2f}",
-           mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+    printf("\"ratio_instantiate\": %.2f, \"ratio_cycle\": %.2f}", mi > 0 ? bi / mi : 0,
+           mc > 0 ? bc / mc : 0);
   }
   printf("]}\n");
 }
@@ -373,10 +373,9 @@ static int plot(row_t* rows, size_t n, const char* out, const char* module) {
     return tool_fail(out, "cannot plot: gnuplot is not installed (Debian: "
                           "apt-get install gnuplot-nox)");
   size_t len = strlen(out);
-  const char* term =
-      len > 4 && strcmp(out + len - 4, ".png") == 0
-          ? "pngcairo size 1000,560"
-          : "svg size 1000,560 dynamic";
+  const char* term = len > 4 && strcmp(out + len - 4, ".png") == 0
+                         ? "pngcairo size 1000,560"
+                         : "svg size 1000,560 dynamic";
   FILE* g = popen("gnuplot", "w");
   if (!g) return tool_fail(out, "cannot run gnuplot: %s", strerror(errno));
   const char* base = strrchr(module, '/');
@@ -393,8 +392,9 @@ static int plot(row_t* rows, size_t n, const char* out, const char* module) {
   for (int k = 0; k < 3; k++) {
     for (size_t i = 0; i < n; i++) {
       if (rows[i].failed) continue;
-      bench_samples_t* s = k == 0 ? &rows[i].inst : k == 1 ? &rows[i].reset
-                                                           : &rows[i].cycle;
+      bench_samples_t* s = k == 0   ? &rows[i].inst
+                           : k == 1 ? &rows[i].reset
+                                    : &rows[i].cycle;
       double v = med(s) / 1e3;
       fprintf(g, "\"%s\" %.4f\n", rows[i].name, v > 0.001 ? v : 0.001);
     }
@@ -461,8 +461,7 @@ int cmd_bench(int argc, char** argv) {
         ("cowmem_slot_instantiate (memfd image) + remaining segments; "
          "reset: cowmem_slot_reset"),
         "as slot, image mapped from the .cwimg file"};
-    static const char* names[FIXED] = {"copy-fresh", "copy-reuse", "slot",
-                                       "slot-cwimg"};
+    static const char* names[FIXED] = {"copy-fresh", "copy-reuse", "slot", "slot-cwimg"};
     for (int i = 0; i < FIXED; i++) {
       snprintf(rows[i].name, sizeof rows[i].name, "%s", names[i]);
       rows[i].covers = covers[i];
@@ -474,11 +473,9 @@ int cmd_bench(int argc, char** argv) {
     e[3] = run_slot(&c, c.file_image, &rows[3]);
     nrows = FIXED;
     for (int s = 0; s < COWMEM_RESET_COUNT_; s++, nrows++) {
-      snprintf(rows[nrows].name, sizeof rows[nrows].name, "pool-%s",
-               strategy_name(s));
-      rows[nrows].covers =
-          "cowmem_pool_acquire (+ remaining segments); reset: "
-          "cowmem_pool_release with this strategy";
+      snprintf(rows[nrows].name, sizeof rows[nrows].name, "pool-%s", strategy_name(s));
+      rows[nrows].covers = "cowmem_pool_acquire (+ remaining segments); reset: "
+                           "cowmem_pool_release with this strategy";
       e[nrows] = run_pool(&c, (cowmem_reset_strategy_t)s, &rows[nrows]);
     }
     for (size_t i = 0; i < nrows; i++) {
@@ -488,9 +485,12 @@ int cmd_bench(int argc, char** argv) {
               cowmem_strerror(e[i]));
       rc = EXIT_RUNTIME;
     }
-    if (rows[0].failed) rc = tool_fail(in, "the baseline failed");
-    else if (json) print_json(&c, rows, nrows, in);
-    else print_table(&c, rows, nrows, in);
+    if (rows[0].failed)
+      rc = tool_fail(in, "the baseline failed");
+    else if (json)
+      print_json(&c, rows, nrows, in);
+    else
+      print_table(&c, rows, nrows, in);
     if (plot_out && !rows[0].failed) {
       int prc = plot(rows, nrows, plot_out, in);
       if (prc != EXIT_OK) rc = prc;

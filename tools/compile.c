@@ -9,21 +9,20 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem compile MODULE.wasm -o MODULE.cwimg\n"
-          "\n"
-          "Write the module's precompiled image file: each memory's initial\n"
-          "image at page-aligned offsets (zero pages left as holes), with a\n"
-          "header of limits, layout, the segments left for instantiation\n"
-          "and the SHA-256 of the module. Opening the file maps the images\n"
-          "straight from it, shared by every process that opens it.\n"
-          "\n"
-          "The file is written beside the target and renamed over it, so a\n"
-          "file that processes have open is never changed under them.\n"
-          "\n"
-          "Options:\n"
-          "  -o FILE   output image file (required)\n"
-          "  --help    this text\n");
+  fprintf(f, "Usage: cowmem compile MODULE.wasm -o MODULE.cwimg\n"
+             "\n"
+             "Write the module's precompiled image file: each memory's initial\n"
+             "image at page-aligned offsets (zero pages left as holes), with a\n"
+             "header of limits, layout, the segments left for instantiation\n"
+             "and the SHA-256 of the module. Opening the file maps the images\n"
+             "straight from it, shared by every process that opens it.\n"
+             "\n"
+             "The file is written beside the target and renamed over it, so a\n"
+             "file that processes have open is never changed under them.\n"
+             "\n"
+             "Options:\n"
+             "  -o FILE   output image file (required)\n"
+             "  --help    this text\n");
 }
 
 int cmd_compile(int argc, char** argv) {
@@ -80,9 +79,8 @@ int cmd_compile(int argc, char** argv) {
   }
   printf("%s: %u memories, %u images, %llu image bytes, %lld bytes "
          "(%lld allocated)\n",
-         out, cowmem_module_memory_count(m), images,
-         (unsigned long long)image_bytes, (long long)st.st_size,
-         (long long)st.st_blocks * 512);
+         out, cowmem_module_memory_count(m), images, (unsigned long long)image_bytes,
+         (long long)st.st_size, (long long)st.st_blocks * 512);
 done:
   cowmem_module_free(m);
   return rc;

@@ -9,31 +9,34 @@ static const struct {
   int (*fn)(int, char**);
   const char* what;
 } k_cmds[] = {
-    {"inspect", cmd_inspect, "memories, segments and image layout of a "
-                             "module or image file"},
-    {"compile", cmd_compile, "write a module's precompiled image file "
-                             "(.cwimg)"},
-    {"strip", cmd_strip, "rewrite a module without the data its images "
-                         "hold"},
-    {"dump", cmd_dump, "write a memory's initial contents as an instance "
-                       "sees them"},
-    {"bench", cmd_bench, "instantiate and reset: copy baselines vs cowmem "
-                         "slot and pool strategies"},
+    {"inspect", cmd_inspect,
+     "memories, segments and image layout of a "
+     "module or image file"},
+    {"compile", cmd_compile,
+     "write a module's precompiled image file "
+     "(.cwimg)"},
+    {"strip", cmd_strip,
+     "rewrite a module without the data its images "
+     "hold"},
+    {"dump", cmd_dump,
+     "write a memory's initial contents as an instance "
+     "sees them"},
+    {"bench", cmd_bench,
+     "instantiate and reset: copy baselines vs cowmem "
+     "slot and pool strategies"},
 };
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem <command> [options]\n"
-          "\n"
-          "Copy-on-write initial memory images for WebAssembly runtimes.\n"
-          "\n"
-          "Commands:\n");
+  fprintf(f, "Usage: cowmem <command> [options]\n"
+             "\n"
+             "Copy-on-write initial memory images for WebAssembly runtimes.\n"
+             "\n"
+             "Commands:\n");
   for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
     fprintf(f, "  %-8s %s\n", k_cmds[i].name, k_cmds[i].what);
-  fprintf(f,
-          "\n"
-          "'cowmem <command> --help' describes a command.\n"
-          "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
+  fprintf(f, "\n"
+             "'cowmem <command> --help' describes a command.\n"
+             "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
 }
 
 int main(int argc, char** argv) {

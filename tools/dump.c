@@ -10,29 +10,28 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem dump FILE [--memory I] [--global NAME=VALUE]... "
-          "-o OUT\n"
-          "\n"
-          "Write memory I's initial contents exactly as an instance sees\n"
-          "them right after instantiation (before any start function): the\n"
-          "initial size, the image, and the active segments it does not\n"
-          "cover, applied in module order with the spec's semantics. OUT is\n"
-          "a sparse file of the initial size; compare it with another\n"
-          "runtime's memory.\n"
-          "\n"
-          "FILE is a module or an image file. An image file alone has no\n"
-          "segment bytes: if a memory has segments left, pass --module.\n"
-          "\n"
-          "Options:\n"
-          "  --memory I          memory index (default 0)\n"
-          "  --global NAME=VAL   value of imported global NAME (\"field\" or\n"
-          "                      \"module.field\"); integers in decimal or\n"
-          "                      0x hex, floats for f32/f64. Imported globals\n"
-          "                      not given are 0.\n"
-          "  --module M.wasm     the module an image file was compiled from\n"
-          "  -o FILE             output (required)\n"
-          "  --help              this text\n");
+  fprintf(f, "Usage: cowmem dump FILE [--memory I] [--global NAME=VALUE]... "
+             "-o OUT\n"
+             "\n"
+             "Write memory I's initial contents exactly as an instance sees\n"
+             "them right after instantiation (before any start function): the\n"
+             "initial size, the image, and the active segments it does not\n"
+             "cover, applied in module order with the spec's semantics. OUT is\n"
+             "a sparse file of the initial size; compare it with another\n"
+             "runtime's memory.\n"
+             "\n"
+             "FILE is a module or an image file. An image file alone has no\n"
+             "segment bytes: if a memory has segments left, pass --module.\n"
+             "\n"
+             "Options:\n"
+             "  --memory I          memory index (default 0)\n"
+             "  --global NAME=VAL   value of imported global NAME (\"field\" or\n"
+             "                      \"module.field\"); integers in decimal or\n"
+             "                      0x hex, floats for f32/f64. Imported globals\n"
+             "                      not given are 0.\n"
+             "  --module M.wasm     the module an image file was compiled from\n"
+             "  -o FILE             output (required)\n"
+             "  --help              this text\n");
 }
 
 typedef struct {
@@ -43,11 +42,10 @@ typedef struct {
 
 static bool name_matches(const char* want, const cowmem_global_info_t* g) {
   size_t n = strlen(want);
-  if (n == g->import_name_len && memcmp(want, g->import_name, n) == 0)
-    return true;
+  if (n == g->import_name_len && memcmp(want, g->import_name, n) == 0) return true;
   size_t ml = g->import_module_len;
-  return n == ml + 1 + g->import_name_len &&
-         memcmp(want, g->import_module, ml) == 0 && want[ml] == '.' &&
+  return n == ml + 1 + g->import_name_len && memcmp(want, g->import_module, ml) == 0 &&
+         want[ml] == '.' &&
          memcmp(want + ml + 1, g->import_name, g->import_name_len) == 0;
 }
 
@@ -98,8 +96,8 @@ static int build_globals(const cowmem_module_t* m, gopt_t* g, int ng,
       g[k].used = true;
       if (!parse_value(g[k].value, gi.type, &v[i].bits)) {
         free(v);
-        return tool_usage("--global %s=%s: not a valid value for its type",
-                          g[k].name, g[k].value);
+        return tool_usage("--global %s=%s: not a valid value for its type", g[k].name,
+                          g[k].value);
       }
     }
   }
@@ -107,7 +105,8 @@ static int build_globals(const cowmem_module_t* m, gopt_t* g, int ng,
     if (g[k].used) continue;
     free(v);
     return tool_usage("--global %s: the module imports no global of that "
-                      "name", g[k].name);
+                      "name",
+                      g[k].name);
   }
   *out = v;
   *nout = n;
@@ -124,7 +123,8 @@ static int write_sparse(const char* path, const uint8_t* mem, uint64_t size) {
   for (uint64_t off = 0; off < size && e == 0; off += page) {
     size_t n = size - off < page ? (size_t)(size - off) : page;
     bool zero = true;
-    for (size_t k = 0; k < n && zero; k++) zero = mem[off + k] == 0;
+    for (size_t k = 0; k < n && zero; k++)
+      zero = mem[off + k] == 0;
     if (zero) continue;
     size_t done = 0;
     while (done < n && e == 0) {
@@ -210,17 +210,20 @@ int cmd_dump(int argc, char** argv) {
     f = tool_open_imgfile(in, m);
     if (!f) rc = EXIT_RUNTIME;
   }
-  if (rc == EXIT_OK && m) rc = build_globals(m, globals, ng, &gv, &ngv);
+  if (rc == EXIT_OK && m)
+    rc = build_globals(m, globals, ng, &gv, &ngv);
   else if (rc == EXIT_OK && ng > 0)
     rc = tool_usage("--global needs the module (--module)");
   if (rc == EXIT_OK && m) {
     cowmem_memory_info_t mi;
     if (cowmem_module_memory_info(m, (uint32_t)memidx, &mi) != 0)
-      rc = tool_fail(in, "no memory %llu (the module has %u)",
-                     (unsigned long long)memidx, cowmem_module_memory_count(m));
+      rc = tool_fail(in, "no memory %llu (the module has %u)", (unsigned long long)memidx,
+                     cowmem_module_memory_count(m));
     else if (mi.imported)
-      rc = tool_fail(in, "memory %llu is imported: its contents are the "
-                         "importer's", (unsigned long long)memidx);
+      rc = tool_fail(in,
+                     "memory %llu is imported: its contents are the "
+                     "importer's",
+                     (unsigned long long)memidx);
     min_pages = mi.min_pages;
   }
   if (rc == EXIT_OK && f) {
@@ -234,28 +237,30 @@ int cmd_dump(int argc, char** argv) {
       }
     }
     if (!found)
-      rc = tool_fail(in, "no memory %llu in the image file",
-                     (unsigned long long)memidx);
+      rc = tool_fail(in, "no memory %llu in the image file", (unsigned long long)memidx);
     else if (fm.imported)
-      rc = tool_fail(in, "memory %llu is imported: its contents are the "
-                         "importer's", (unsigned long long)memidx);
+      rc = tool_fail(in,
+                     "memory %llu is imported: its contents are the "
+                     "importer's",
+                     (unsigned long long)memidx);
     else if (fm.segments_left > 0 && !m)
-      rc = tool_fail(in, "memory %llu has %u segments applied at "
-                         "instantiation; pass --module MODULE.wasm",
+      rc = tool_fail(in,
+                     "memory %llu has %u segments applied at "
+                     "instantiation; pass --module MODULE.wasm",
                      (unsigned long long)memidx, fm.segments_left);
     min_pages = fm.min_pages;
     left = fm.segments_left;
-    if (rc == EXIT_OK)
-      cowmem_imgfile_image(f, (uint32_t)memidx, &img, NULL);
+    if (rc == EXIT_OK) cowmem_imgfile_image(f, (uint32_t)memidx, &img, NULL);
   } else if (rc == EXIT_OK && m) {
     cowmem_module_memory_image(m, (uint32_t)memidx, &img, NULL);
     left = 1; /* apply_segments decides */
   }
   uint64_t size = min_pages * 65536;
   if (rc == EXIT_OK && (min_pages > 65536 || size > SIZE_MAX))
-    rc = tool_fail(in, "memory %llu's initial size (%llu pages) is too large "
-                       "to dump", (unsigned long long)memidx,
-                   (unsigned long long)min_pages);
+    rc = tool_fail(in,
+                   "memory %llu's initial size (%llu pages) is too large "
+                   "to dump",
+                   (unsigned long long)memidx, (unsigned long long)min_pages);
   if (rc == EXIT_OK) {
     int r = cowmem_slot_new(size ? (size_t)size : cowmem_page_size(), &slot);
     if (r == 0) r = cowmem_slot_instantiate(slot, (size_t)size, img);
@@ -263,12 +268,13 @@ int cmd_dump(int argc, char** argv) {
   }
   if (rc == EXIT_OK && m && left > 0) {
     cowmem_diag_t d;
-    int r = cowmem_module_apply_segments(m, (uint32_t)memidx,
-                                         cowmem_slot_base(slot), size, gv, ngv,
-                                         img != NULL, &d);
+    int r = cowmem_module_apply_segments(m, (uint32_t)memidx, cowmem_slot_base(slot),
+                                         size, gv, ngv, img != NULL, &d);
     if (r != 0)
-      rc = tool_fail(in, "instantiation fails: %s (at byte %llu of the "
-                         "module)", d.reason, (unsigned long long)d.offset);
+      rc = tool_fail(in,
+                     "instantiation fails: %s (at byte %llu of the "
+                     "module)",
+                     d.reason, (unsigned long long)d.offset);
   }
   if (rc == EXIT_OK)
     rc = write_sparse(out, size ? cowmem_slot_base(slot) : (const uint8_t*)"", size);
@@ -277,7 +283,8 @@ int cmd_dump(int argc, char** argv) {
   cowmem_imgfile_free(f);
   cowmem_module_free(m);
   free(gv);
-  for (int k = 0; k < ng; k++) free((char*)globals[k].name);
+  for (int k = 0; k < ng; k++)
+    free((char*)globals[k].name);
   free(globals);
   return rc;
 }

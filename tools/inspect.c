@@ -7,20 +7,19 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem inspect FILE [--json] [--segments]\n"
-          "\n"
-          "FILE is a WebAssembly module or a cowmem image file (.cwimg).\n"
-          "Prints the memories (limits, import/export), the data segments,\n"
-          "and each memory's image layout: where it lies in memory (and in\n"
-          "the file), its length, the bytes it holds (pages with data, which\n"
-          "an instance may make resident) and its holes (runs of zero pages\n"
-          "that are never resident), or why the memory has no image.\n"
-          "\n"
-          "Options:\n"
-          "  --json      machine-readable output\n"
-          "  --segments  list every segment (default: the first 16)\n"
-          "  --help      this text\n");
+  fprintf(f, "Usage: cowmem inspect FILE [--json] [--segments]\n"
+             "\n"
+             "FILE is a WebAssembly module or a cowmem image file (.cwimg).\n"
+             "Prints the memories (limits, import/export), the data segments,\n"
+             "and each memory's image layout: where it lies in memory (and in\n"
+             "the file), its length, the bytes it holds (pages with data, which\n"
+             "an instance may make resident) and its holes (runs of zero pages\n"
+             "that are never resident), or why the memory has no image.\n"
+             "\n"
+             "Options:\n"
+             "  --json      machine-readable output\n"
+             "  --segments  list every segment (default: the first 16)\n"
+             "  --help      this text\n");
 }
 
 typedef struct {
@@ -45,7 +44,8 @@ static int image_layout(cowmem_image_t* img, layout_t* l) {
     r = cowmem_image_read(img, ii.mem_offset + off, buf, n);
     for (size_t p = 0; p < n && r == 0; p += page) {
       bool zero = true;
-      for (size_t k = 0; k < page && zero; k++) zero = buf[p + k] == 0;
+      for (size_t k = 0; k < page && zero; k++)
+        zero = buf[p + k] == 0;
       if (zero) {
         l->hole_bytes += page;
         if (!in_hole) l->holes++;
@@ -61,21 +61,19 @@ static int image_layout(cowmem_image_t* img, layout_t* l) {
 
 static const char* why_text(cowmem_noimage_t why) {
   switch (why) {
-    case COWMEM_NOIMAGE_NONE: return "";
-    case COWMEM_NOIMAGE_IMPORTED: return "the memory is imported";
-    case COWMEM_NOIMAGE_GLOBAL_OFFSET:
-      return "a segment's offset is an imported global";
-    case COWMEM_NOIMAGE_OUT_OF_BOUNDS:
-      return "a segment ends beyond the initial size (instantiation traps)";
-    case COWMEM_NOIMAGE_TOO_SPARSE:
-      return "the data spans more than the image size limit";
-    case COWMEM_NOIMAGE_NOT_BUILT: return "images were not built";
+  case COWMEM_NOIMAGE_NONE: return "";
+  case COWMEM_NOIMAGE_IMPORTED: return "the memory is imported";
+  case COWMEM_NOIMAGE_GLOBAL_OFFSET: return "a segment's offset is an imported global";
+  case COWMEM_NOIMAGE_OUT_OF_BOUNDS:
+    return "a segment ends beyond the initial size (instantiation traps)";
+  case COWMEM_NOIMAGE_TOO_SPARSE: return "the data spans more than the image size limit";
+  case COWMEM_NOIMAGE_NOT_BUILT: return "images were not built";
   }
   return "unknown";
 }
 
 static const char* why_name(cowmem_noimage_t why) {
-  static const char* names[] = {"none", "imported", "global_offset",
+  static const char* names[] = {"none",          "imported",   "global_offset",
                                 "out_of_bounds", "too_sparse", "not_built"};
   return (unsigned)why < 6 ? names[why] : "unknown";
 }
@@ -84,24 +82,27 @@ typedef struct {
   bool json, all_segments;
 } opts_t;
 
-static void print_limits(FILE* o, bool json, uint32_t idx, bool imported,
-                         bool m64, bool shared, bool has_max, uint64_t min,
-                         uint64_t max) {
+static void print_limits(FILE* o, bool json, uint32_t idx, bool imported, bool m64,
+                         bool shared, bool has_max, uint64_t min, uint64_t max) {
   if (json) {
     fprintf(o,
             "\"index\": %u, \"imported\": %s, \"memory64\": %s, \"shared\": "
             "%s, \"min_pages\": %llu, \"max_pages\": ",
             idx, imported ? "true" : "false", m64 ? "true" : "false",
             shared ? "true" : "false", (unsigned long long)min);
-    if (has_max) fprintf(o, "%llu", (unsigned long long)max);
-    else fprintf(o, "null");
+    if (has_max)
+      fprintf(o, "%llu", (unsigned long long)max);
+    else
+      fprintf(o, "null");
     return;
   }
   fprintf(o, "memory %u: %s%s%s, %llu pages initial, ", idx,
           imported ? "imported" : "defined", m64 ? ", memory64" : "",
           shared ? ", shared" : "", (unsigned long long)min);
-  if (has_max) fprintf(o, "%llu max", (unsigned long long)max);
-  else fprintf(o, "no max");
+  if (has_max)
+    fprintf(o, "%llu max", (unsigned long long)max);
+  else
+    fprintf(o, "no max");
 }
 
 static void print_layout(FILE* o, bool json, const layout_t* l,
@@ -116,8 +117,7 @@ static void print_layout(FILE* o, bool json, const layout_t* l,
             (unsigned long long)l->hole_bytes);
     if (fm)
       fprintf(o, ", \"file_offset\": %llu, \"file_length\": %llu",
-              (unsigned long long)fm->file_offset,
-              (unsigned long long)fm->file_len);
+              (unsigned long long)fm->file_offset, (unsigned long long)fm->file_len);
     fprintf(o, "}");
     return;
   }
@@ -129,8 +129,7 @@ static void print_layout(FILE* o, bool json, const layout_t* l,
           (unsigned long long)l->hole_bytes);
   if (fm)
     fprintf(o, "  in the file: offset %llu, length %llu\n",
-            (unsigned long long)fm->file_offset,
-            (unsigned long long)fm->file_len);
+            (unsigned long long)fm->file_offset, (unsigned long long)fm->file_len);
 }
 
 static int inspect_module(const char* path, const opts_t* op) {
@@ -151,15 +150,14 @@ static int inspect_module(const char* path, const opts_t* op) {
   if (op->json) {
     fprintf(o, "{\"file\": ");
     tool_json_str(o, path, strlen(path));
-    fprintf(o, ", \"kind\": \"module\", \"size\": %zu, \"sha256\": \"%s\", "
-               "\"start\": %s, \"memories\": [", len, hex,
-            has_start ? "true" : "false");
+    fprintf(o,
+            ", \"kind\": \"module\", \"size\": %zu, \"sha256\": \"%s\", "
+            "\"start\": %s, \"memories\": [",
+            len, hex, has_start ? "true" : "false");
   } else {
-    fprintf(o, "%s: WebAssembly module, %zu bytes, sha256 %s\n", path, len,
-            hex);
+    fprintf(o, "%s: WebAssembly module, %zu bytes, sha256 %s\n", path, len, hex);
     if (has_start)
-      fprintf(o, "start function %u (runs after the memory is initialized)\n",
-              start);
+      fprintf(o, "start function %u (runs after the memory is initialized)\n", start);
   }
   for (uint32_t i = 0; i < nmem; i++) {
     cowmem_memory_info_t mi;
@@ -168,8 +166,8 @@ static int inspect_module(const char* path, const opts_t* op) {
     for (uint32_t s = 0; s < nseg; s++) {
       cowmem_segment_info_t si;
       cowmem_module_segment_info(m, s, &si);
-      covered += si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i &&
-                 si.covered_by_image;
+      covered +=
+          si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i && si.covered_by_image;
     }
     cowmem_image_t* img = NULL;
     cowmem_noimage_t why = COWMEM_NOIMAGE_NONE;
@@ -178,24 +176,22 @@ static int inspect_module(const char* path, const opts_t* op) {
     int r = image_layout(img, &l);
     cowmem_image_free(img);
     if (r != 0) {
-      rc = tool_fail(path, "cannot read memory %u's image: %s", i,
-                     cowmem_strerror(r));
+      rc = tool_fail(path, "cannot read memory %u's image: %s", i, cowmem_strerror(r));
       break;
     }
     const char* whyt = cowmem_module_memory_why(m, i);
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
-      print_limits(o, true, i, mi.imported, mi.memory64, mi.shared,
-                   mi.has_max, mi.min_pages, mi.max_pages);
-      fprintf(o, ", \"exports\": %u, \"active_segments\": %u, "
-                 "\"segments_in_image\": %u, \"segments_left\": %u, ",
-              mi.export_count, mi.active_segments, covered,
-              mi.active_segments - covered);
+      print_limits(o, true, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
+                   mi.min_pages, mi.max_pages);
+      fprintf(o,
+              ", \"exports\": %u, \"active_segments\": %u, "
+              "\"segments_in_image\": %u, \"segments_left\": %u, ",
+              mi.export_count, mi.active_segments, covered, mi.active_segments - covered);
       if (why == COWMEM_NOIMAGE_NONE) {
         print_layout(o, true, &l, NULL);
       } else {
-        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ",
-                why_name(why));
+        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ", why_name(why));
         tool_json_str(o, whyt, strlen(whyt));
       }
       fprintf(o, "}");
@@ -204,11 +200,12 @@ static int inspect_module(const char* path, const opts_t* op) {
     print_limits(o, false, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
                  mi.min_pages, mi.max_pages);
     if (mi.imported)
-      fprintf(o, ", from \"%.*s\" \"%.*s\"", (int)mi.import_module_len,
-              mi.import_module, (int)mi.import_name_len, mi.import_name);
+      fprintf(o, ", from \"%.*s\" \"%.*s\"", (int)mi.import_module_len, mi.import_module,
+              (int)mi.import_name_len, mi.import_name);
     if (mi.export_count) fprintf(o, ", exported");
-    fprintf(o, "\n  segments: %u active, %u in the image, %u left for "
-               "instantiation\n",
+    fprintf(o,
+            "\n  segments: %u active, %u in the image, %u left for "
+            "instantiation\n",
             mi.active_segments, covered, mi.active_segments - covered);
     if (why != COWMEM_NOIMAGE_NONE)
       fprintf(o, "  no image: %s\n", whyt && *whyt ? whyt : why_text(why));
@@ -218,35 +215,33 @@ static int inspect_module(const char* path, const opts_t* op) {
       print_layout(o, false, &l, NULL);
   }
   uint32_t shown = op->all_segments || op->json ? nseg : (nseg < 16 ? nseg : 16);
-  if (op->json) fprintf(o, "], \"segment_count\": %u, \"segments\": [", nseg);
-  else fprintf(o, "segments: %u\n", nseg);
+  if (op->json)
+    fprintf(o, "], \"segment_count\": %u, \"segments\": [", nseg);
+  else
+    fprintf(o, "segments: %u\n", nseg);
   for (uint32_t s = 0; s < shown && rc == EXIT_OK; s++) {
     cowmem_segment_info_t si;
     cowmem_module_segment_info(m, s, &si);
     bool active = si.mode == COWMEM_SEGMENT_ACTIVE;
     if (op->json) {
-      fprintf(o, "%s{\"index\": %u, \"mode\": \"%s\", \"length\": %llu", s ? ", " : "",
-              s, active ? "active" : "passive",
-              (unsigned long long)si.data_len);
+      fprintf(o, "%s{\"index\": %u, \"mode\": \"%s\", \"length\": %llu", s ? ", " : "", s,
+              active ? "active" : "passive", (unsigned long long)si.data_len);
       if (active)
-        fprintf(o, ", \"memory\": %u, \"%s\": %llu, \"in_image\": %s",
-                si.memory,
+        fprintf(o, ", \"memory\": %u, \"%s\": %llu, \"in_image\": %s", si.memory,
                 si.offset_kind == COWMEM_OFFSET_CONST ? "offset" : "global",
-                (unsigned long long)si.offset,
-                si.covered_by_image ? "true" : "false");
+                (unsigned long long)si.offset, si.covered_by_image ? "true" : "false");
       fprintf(o, "}");
     } else if (active) {
-      fprintf(o, "  %u: active, memory %u, offset %s%llu, %llu bytes%s\n", s,
-              si.memory,
+      fprintf(o, "  %u: active, memory %u, offset %s%llu, %llu bytes%s\n", s, si.memory,
               si.offset_kind == COWMEM_OFFSET_CONST ? "" : "global ",
               (unsigned long long)si.offset, (unsigned long long)si.data_len,
               si.covered_by_image ? ", in the image" : "");
     } else {
-      fprintf(o, "  %u: passive, %llu bytes\n", s,
-              (unsigned long long)si.data_len);
+      fprintf(o, "  %u: passive, %llu bytes\n", s, (unsigned long long)si.data_len);
     }
   }
-  if (op->json) fprintf(o, "]}\n");
+  if (op->json)
+    fprintf(o, "]}\n");
   else if (shown < nseg)
     fprintf(o, "  ... %u more (--segments lists them all)\n", nseg - shown);
   cowmem_module_free(m);
@@ -268,14 +263,16 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
   if (op->json) {
     fprintf(o, "{\"file\": ");
     tool_json_str(o, path, strlen(path));
-    fprintf(o, ", \"kind\": \"imgfile\", \"version\": %u, \"page_size\": %zu, "
-               "\"size\": %llu, \"allocated\": %lld, \"module_sha256\": "
-               "\"%s\", \"memories\": [",
+    fprintf(o,
+            ", \"kind\": \"imgfile\", \"version\": %u, \"page_size\": %zu, "
+            "\"size\": %llu, \"allocated\": %lld, \"module_sha256\": "
+            "\"%s\", \"memories\": [",
             cowmem_imgfile_version(f), cowmem_page_size(),
             (unsigned long long)cowmem_imgfile_size(f), allocated, hex);
   } else {
-    fprintf(o, "%s: cowmem image file, version %u, %zu-byte pages, %llu "
-               "bytes (%lld allocated)\n  module sha256 %s\n",
+    fprintf(o,
+            "%s: cowmem image file, version %u, %zu-byte pages, %llu "
+            "bytes (%lld allocated)\n  module sha256 %s\n",
             path, cowmem_imgfile_version(f), cowmem_page_size(),
             (unsigned long long)cowmem_imgfile_size(f), allocated, hex);
   }
@@ -291,10 +288,10 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
     }
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
-      print_limits(o, true, fm.index, fm.imported, fm.memory64, fm.shared,
-                   fm.has_max, fm.min_pages, fm.max_pages);
-      fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ",
-              fm.segments_left, (unsigned long long)fm.data_pages);
+      print_limits(o, true, fm.index, fm.imported, fm.memory64, fm.shared, fm.has_max,
+                   fm.min_pages, fm.max_pages);
+      fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ", fm.segments_left,
+              (unsigned long long)fm.data_pages);
       if (fm.why == COWMEM_NOIMAGE_NONE) {
         print_layout(o, true, &l, &fm);
       } else {
@@ -304,8 +301,8 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
       fprintf(o, "}");
       continue;
     }
-    print_limits(o, false, fm.index, fm.imported, fm.memory64, fm.shared,
-                 fm.has_max, fm.min_pages, fm.max_pages);
+    print_limits(o, false, fm.index, fm.imported, fm.memory64, fm.shared, fm.has_max,
+                 fm.min_pages, fm.max_pages);
     fprintf(o, "\n  segments left for instantiation: %u\n", fm.segments_left);
     if (fm.why != COWMEM_NOIMAGE_NONE)
       fprintf(o, "  no image: %s\n", why_text(fm.why));
@@ -340,11 +337,11 @@ int cmd_inspect(int argc, char** argv) {
   }
   if (!in) return tool_usage("no input file");
   switch (tool_file_kind(in)) {
-    case FILE_WASM: return inspect_module(in, &op);
-    case FILE_CWIMG: return inspect_imgfile(in, &op);
-    default:
-      if (errno) return tool_fail(in, "%s", strerror(errno));
-      return tool_fail(in, "neither a WebAssembly module nor an image file "
-                           "(unknown magic)");
+  case FILE_WASM: return inspect_module(in, &op);
+  case FILE_CWIMG: return inspect_imgfile(in, &op);
+  default:
+    if (errno) return tool_fail(in, "%s", strerror(errno));
+    return tool_fail(in, "neither a WebAssembly module nor an image file "
+                         "(unknown magic)");
   }
 }

@@ -5,22 +5,21 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f,
-          "Usage: cowmem strip MODULE.wasm -o OUT.wasm\n"
-          "\n"
-          "Rewrite the module so that every active data segment whose bytes\n"
-          "are already in its memory's image becomes an empty passive\n"
-          "segment. Segment indices stay valid (memory.init, data.drop); a\n"
-          "data count section is added if needed; all other sections are\n"
-          "copied byte for byte. A runtime that instantiates OUT.wasm with\n"
-          "memory from cowmem skips data initialization.\n"
-          "\n"
-          "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
-          "lacks the stripped data.\n"
-          "\n"
-          "Options:\n"
-          "  -o FILE   output module (required; written atomically)\n"
-          "  --help    this text\n");
+  fprintf(f, "Usage: cowmem strip MODULE.wasm -o OUT.wasm\n"
+             "\n"
+             "Rewrite the module so that every active data segment whose bytes\n"
+             "are already in its memory's image becomes an empty passive\n"
+             "segment. Segment indices stay valid (memory.init, data.drop); a\n"
+             "data count section is added if needed; all other sections are\n"
+             "copied byte for byte. A runtime that instantiates OUT.wasm with\n"
+             "memory from cowmem skips data initialization.\n"
+             "\n"
+             "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
+             "lacks the stripped data.\n"
+             "\n"
+             "Options:\n"
+             "  -o FILE   output module (required; written atomically)\n"
+             "  --help    this text\n");
 }
 
 int cmd_strip(int argc, char** argv) {
@@ -57,8 +56,8 @@ int cmd_strip(int argc, char** argv) {
   } else if (tool_write_atomic(out, bytes, len) != 0) {
     rc = tool_fail(out, "%s", strerror(errno));
   } else {
-    printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", out,
-           stripped, cowmem_module_segment_count(m), in_len, len);
+    printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", out, stripped,
+           cowmem_module_segment_count(m), in_len, len);
   }
   cowmem_free_buffer(bytes);
   cowmem_module_free(m);

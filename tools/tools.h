@@ -48,8 +48,7 @@ tool_kind_t tool_file_kind(const char* path);
 /* Parse a module file; on failure prints the reason and returns NULL. */
 cowmem_module_t* tool_load_module(const char* path);
 /* Open an image file (module: check it belongs to it); prints on failure. */
-cowmem_imgfile_t* tool_open_imgfile(const char* path,
-                                    const cowmem_module_t* module);
+cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* module);
 
 /* Write len bytes to path atomically (a temporary beside it, renamed). */
 int tool_write_atomic(const char* path, const void* data, size_t len);
@@ -64,8 +63,7 @@ const char* tool_default_module(void);
 
 /* Option parsing: is argv[*i] the option `name` (with its value in the
  * next argument or after '=')? Sets *value and advances *i. */
-bool tool_opt_value(int argc, char** argv, int* i, const char* name,
-                    const char** value);
+bool tool_opt_value(int argc, char** argv, int* i, const char* name, const char** value);
 bool tool_parse_u64(const char* s, uint64_t* out);
 
 void tool_hex(const uint8_t* h, size_t n, char* out);

@@ -77,7 +77,11 @@ tool_kind_t tool_file_kind(const char* path) {
   close(fd);
   errno = 0;
   if (n >= 4 && memcmp(b, "\0asm", 4) == 0) return FILE_WASM;
-  if (n >= 4 && memcmp(b, "\x89" "CWI", 4) == 0) return FILE_CWIMG;
+  if (n >= 4 && memcmp(b,
+                       "\x89"
+                       "CWI",
+                       4) == 0)
+    return FILE_CWIMG;
   errno = n < 0 ? EIO : 0;
   return FILE_OTHER;
 }
@@ -101,8 +105,7 @@ cowmem_module_t* tool_load_module(const char* path) {
   return m;
 }
 
-cowmem_imgfile_t* tool_open_imgfile(const char* path,
-                                    const cowmem_module_t* module) {
+cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* module) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     tool_fail(path, "%s", strerror(errno));
@@ -154,7 +157,9 @@ int tool_write_atomic(const char* path, const void* data, size_t len) {
   return 0;
 }
 
-static bool readable(const char* p) { return p && access(p, R_OK) == 0; }
+static bool readable(const char* p) {
+  return p && access(p, R_OK) == 0;
+}
 
 const char* tool_default_module(void) {
 #ifdef COWMEM_DEFAULT_MODULE
@@ -175,8 +180,7 @@ const char* tool_default_module(void) {
   return NULL;
 }
 
-bool tool_opt_value(int argc, char** argv, int* i, const char* name,
-                    const char** value) {
+bool tool_opt_value(int argc, char** argv, int* i, const char* name, const char** value) {
   const char* a = argv[*i];
   size_t n = strlen(name);
   if (strncmp(a, name, n) != 0) return false;
@@ -204,16 +208,20 @@ bool tool_parse_u64(const char* s, uint64_t* out) {
 }
 
 void tool_hex(const uint8_t* h, size_t n, char* out) {
-  for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+  for (size_t i = 0; i < n; i++)
+    snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
 void tool_json_str(FILE* f, const char* s, size_t n) {
   fputc('"', f);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
   }
   fputc('"', f);
 }

@@ -18,8 +18,7 @@ int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]) {
 }
 
 /* Memory i's descriptor (its image is a new reference). */
-static int describe(const cowmem_module_t* m, uint32_t i,
-                    cowmem_imgfile_memory_t* d) {
+static int describe(const cowmem_module_t* m, uint32_t i, cowmem_imgfile_memory_t* d) {
   cowmem_memory_info_t mi;
   int err = cowmem_module_memory_info(m, i, &mi);
   if (err != 0) return err;
@@ -38,8 +37,7 @@ static int describe(const cowmem_module_t* m, uint32_t i,
   for (uint32_t s = 0; s < nseg; s++) {
     cowmem_segment_info_t si;
     if ((err = cowmem_module_segment_info(m, s, &si)) != 0) return err;
-    if (si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i &&
-        !si.covered_by_image)
+    if (si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i && !si.covered_by_image)
       d->segments_left++;
   }
   return 0;
@@ -53,9 +51,11 @@ int cowmem_module_compile(const cowmem_module_t* m, int fd) {
   if (!mems) return COWMEM_ENOMEM;
   uint8_t hash[32];
   int err = cowmem_module_hash(m, hash);
-  for (uint32_t i = 0; i < n && err == 0; i++) err = describe(m, i, &mems[i]);
+  for (uint32_t i = 0; i < n && err == 0; i++)
+    err = describe(m, i, &mems[i]);
   if (err == 0) err = cowmem_imgfile_write(fd, mems, n, hash);
-  for (uint32_t i = 0; i < n; i++) cowmem_image_free(mems[i].image);
+  for (uint32_t i = 0; i < n; i++)
+    cowmem_image_free(mems[i].image);
   free(mems);
   return err;
 }
@@ -96,8 +96,8 @@ int cowmem_imgfile_open(int fd, const cowmem_module_t* module, unsigned flags,
     cowmem_imgfile_free(f);
     diag->code = COWMEM_EMISMATCH;
     diag->offset = 0;
-    snprintf(diag->reason, sizeof diag->reason,
-             "does not belong to this module: %s", why);
+    snprintf(diag->reason, sizeof diag->reason, "does not belong to this module: %s",
+             why);
     return COWMEM_EMISMATCH;
   }
   *out = f;

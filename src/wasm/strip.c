@@ -53,7 +53,9 @@ static void put(sbuf_t* b, const void* src, size_t n) {
   b->len += n;
 }
 
-static void put_u8(sbuf_t* b, uint8_t v) { put(b, &v, 1); }
+static void put_u8(sbuf_t* b, uint8_t v) {
+  put(b, &v, 1);
+}
 
 static void put_leb(sbuf_t* b, uint64_t v) {
   uint8_t tmp[10];
@@ -68,8 +70,8 @@ static void put_leb(sbuf_t* b, uint64_t v) {
 
 /* The data section's payload: the same count, covered segments as flags 1
  * and length 0, every other segment's bytes as they were. */
-static int data_payload(const cowmem_module_t* m, const uint8_t* bytes,
-                        sbuf_t* b, uint32_t* stripped) {
+static int data_payload(const cowmem_module_t* m, const uint8_t* bytes, sbuf_t* b,
+                        uint32_t* stripped) {
   uint32_t n = cowmem_module_segment_count(m);
   put_leb(b, n);
   for (uint32_t i = 0; i < n; i++) {
@@ -81,15 +83,14 @@ static int data_payload(const cowmem_module_t* m, const uint8_t* bytes,
       put(b, empty_passive, sizeof empty_passive);
       ++*stripped;
     } else {
-      put(b, bytes + s.segment_offset,
-          (size_t)(s.segment_end - s.segment_offset));
+      put(b, bytes + s.segment_offset, (size_t)(s.segment_end - s.segment_offset));
     }
   }
   return 0;
 }
 
-int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
-                        size_t* out_len, uint32_t* nstripped) {
+int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len,
+                        uint32_t* nstripped) {
   if (!m || !out || !out_len) return COWMEM_EINVAL;
   size_t len = 0;
   const uint8_t* bytes = cowmem_module_bytes(m, &len);
@@ -155,4 +156,6 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
   return 0;
 }
 
-void cowmem_free_buffer(void* p) { free(p); }
+void cowmem_free_buffer(void* p) {
+  free(p);
+}

@@ -135,6 +135,7 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool fi
                         cowmem_image_info_t* info) {
   memset(info, 0, sizeof *info);
   if (!first && m->index <= prev) return COWMEM_EINVAL;
+  if ((unsigned)m->why > COWMEM_NOIMAGE_NOT_BUILT) return COWMEM_EINVAL;
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
   uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap)) return COWMEM_EINVAL;

@@ -340,6 +340,12 @@ TEST_IMPL(write_from_images) {
   mems[1].index = 0;
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
   mems[1].index = 3;
+  mems[1].why = (cowmem_noimage_t)99;
+  ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
+  mems[1].why = COWMEM_NOIMAGE_NONE;
+  mems[1].max_pages = 70000; /* beyond a 32-bit memory's limit */
+  ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
+  mems[1].max_pages = 2;
   mems[0].min_pages = 0; /* the image ends beyond the initial size */
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
   close(fd);

@@ -19,6 +19,8 @@ static void help(FILE* f) {
              "Options:\n"
              "  --json      machine-readable output\n"
              "  --segments  list every segment (default: the first 16)\n"
+             "  --module M  (image files) check that the file was compiled from\n"
+             "              module M: exit 1 if not\n"
              "  --help      this text\n");
 }
 
@@ -80,6 +82,7 @@ static const char* why_name(cowmem_noimage_t why) {
 
 typedef struct {
   bool json, all_segments;
+  const char* module;
 } opts_t;
 
 static void print_limits(FILE* o, bool json, uint32_t idx, bool imported, bool m64,
@@ -249,7 +252,10 @@ static int inspect_module(const char* path, const opts_t* op) {
 }
 
 static int inspect_imgfile(const char* path, const opts_t* op) {
-  cowmem_imgfile_t* f = tool_open_imgfile(path, NULL);
+  cowmem_module_t* m = NULL;
+  if (op->module && !(m = tool_load_module(op->module))) return EXIT_RUNTIME;
+  cowmem_imgfile_t* f = tool_open_imgfile(path, m);
+  cowmem_module_free(m);
   if (!f) return EXIT_RUNTIME;
   FILE* o = stdout;
   uint8_t hash[32];
@@ -325,6 +331,8 @@ int cmd_inspect(int argc, char** argv) {
       return EXIT_OK;
     } else if (strcmp(argv[i], "--json") == 0) {
       op.json = true;
+    } else if (tool_opt_value(argc, argv, &i, "--module", &op.module)) {
+      if (!op.module) return tool_usage("--module needs a file name");
     } else if (strcmp(argv[i], "--segments") == 0) {
       op.all_segments = true;
     } else if (argv[i][0] == '-' && argv[i][1] != 0) {
@@ -337,7 +345,9 @@ int cmd_inspect(int argc, char** argv) {
   }
   if (!in) return tool_usage("no input file");
   switch (tool_file_kind(in)) {
-  case FILE_WASM: return inspect_module(in, &op);
+  case FILE_WASM:
+    if (op.module) return tool_usage("--module is for image files");
+    return inspect_module(in, &op);
   case FILE_CWIMG: return inspect_imgfile(in, &op);
   default:
     if (errno) return tool_fail(in, "%s", strerror(errno));

@@ -163,6 +163,10 @@ expect_err page.cwimg "pages" "page size"
 cp "$DEMO" demo.wasm 2>/dev/null || printf '\000asm\001\000\000\000' > demo.wasm
 expect 1 "dump .cwimg with another module" -- "$COWMEM" dump sparse.cwimg --module demo.wasm -o x.bin
 expect_err sparse.cwimg "another module" "wrong module"
+expect 1 "inspect .cwimg --module (another module)" -- "$COWMEM" inspect sparse.cwimg --module demo.wasm
+expect_err sparse.cwimg "another module" "inspect wrong module"
+expect 0 "inspect .cwimg --module (its module)" -- "$COWMEM" inspect sparse.cwimg --module sparse.wasm
+expect 2 "inspect module --module" -- "$COWMEM" inspect sparse.wasm --module sparse.wasm
 expect 1 "compile into a missing directory" -- "$COWMEM" compile sparse.wasm -o no/such/dir.cwimg
 expect_err no/such/dir.cwimg "No such file" "compile output error"
 

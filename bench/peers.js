@@ -66,6 +66,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--work') opt.work = args[++i];
   else if (a === '--npm') opt.npm = args[++i];
   else if (a === '--json') opt.json = true;
+  else if (a === '--w2c-demo') opt.w2cDemo = args[++i];
   else if (a.startsWith('-')) { console.error(`peers.js: unknown option ${a}`); process.exit(2); }
   else opt.modules.push(a);
 }
@@ -214,6 +215,23 @@ function wasm2cBench(file, rt) {
   return JSON.parse(r.stdout);
 }
 
+// The wasm2c integration's demo (integrations/wasm2c): the same
+// wasm2c-generated code of demo.wasm, stripped, with its memory from a
+// cowmem pool, against the stock runtime: the like-for-like row for whole
+// instances. Its "instantiate+free" lines are read from its report.
+function w2cIntegration(file) {
+  const exe = opt.w2cDemo ||
+    path.join(path.dirname(opt.cowmem), '..', 'integrations', 'wasm2c', 'cowmem_wasm2c_demo');
+  if (path.basename(file) !== 'demo.wasm' || !fs.existsSync(exe)) return null;
+  const n = String(Math.min(opt.iterations, 5000));
+  const r = spawnSync(exe, ['--iters', n, '--stock-iters', n], { encoding: 'utf8' });
+  if (r.status !== 0) return { error: 'cowmem_wasm2c_demo failed: ' + r.stderr.trim().split('\n')[0] };
+  const num = (re) => { const m = re.exec(r.stdout); return m ? { median: Number(m[1]) * 1000, p99: Number(m[2]) * 1000 } : null; };
+  const cow = num(/^\s*cowmem wasm2c\s+([\d.]+) \(([\d.]+)\)/m), stock = num(/^\s*stock wasm2c\s+([\d.]+) \(([\d.]+)\)/m);
+  if (!cow || !stock) return { error: 'cowmem_wasm2c_demo: report not understood' };
+  return { cowmem: cow, stock };
+}
+
 function v8Bench(file) {
   const r = spawnSync(process.execPath, [__filename, '--v8-worker', file, String(opt.iterations)],
                       { encoding: 'utf8', maxBuffer: 1 << 24 });
@@ -234,6 +252,7 @@ for (const file of opt.modules) {
       `image ${cw.image_bytes} bytes, ${cw.active_segments} active segments (${cw.copy_bytes} bytes)`);
   const w2c = wasm2cBench(mod, rt);
   const v8 = v8Bench(mod);
+  const integ = w2cIntegration(mod);
   const row = (n) => cw.rows.find((r) => r.name === n);
   const slot = row('slot'), pool = row('pool-madvise'), fresh = row('copy-fresh');
   const base = slot.instantiate_ns.median;
@@ -246,6 +265,10 @@ for (const file of opt.modules) {
     ['wasm2c memory part+free', fresh.cycle_ns, 'as above + munmap'],
     ['wasm2c stock instantiate', w2c.instantiate, 'whole instance: globals, memory (8 GiB reserve + segment copy), tables and elements'],
     ['wasm2c stock inst+free', w2c.cycle, 'as above + free (munmap of the accessible part)'],
+    ...(integ && !integ.error ? [
+      ['wasm2c+cowmem inst+free', integ.cowmem, 'like-for-like whole instance: the same wasm2c code, stripped, memory from a cowmem pool; free resets the 11 pages a request wrote (integrations/wasm2c)'],
+      ['  same run: stock', integ.stock, 'its stock-runtime baseline in the same process (instantiate + free)'],
+    ] : []),
     ['V8 new Instance', v8.error ? undefined : v8, 'whole instance: memory + segments, tables, globals, JS export objects (compile excluded)'],
   ];
   if (!opt.json) {
@@ -263,6 +286,7 @@ for (const file of opt.modules) {
                  wasm2c_memory_part_ns: fresh.instantiate_ns,
                  wasm2c_stock: w2c.error ? { error: w2c.error } : w2c,
                  v8: v8.error ? { error: v8.error } : v8,
+                 wasm2c_integration: integ,
                  ratio_wasm2c_stock: ratio(w2c.instantiate), ratio_wasm2c_memory_part: ratio(fresh.instantiate_ns),
                  ratio_v8: ratio(v8.error ? null : v8) });
 }
@@ -274,6 +298,10 @@ for (const r of results) {
   console.log(`  ${path.basename(r.module).padEnd(16)} vs wasm2c stock ${f(r.ratio_wasm2c_stock, 50)}; ` +
               `vs V8 ${f(r.ratio_v8, 300)}; .cwimg open ${us(r.open_cwimg_ns.median)} us ` +
               `(${r.open_cwimg_ns.median <= 50000 ? 'met' : 'MISSED'}, target <= 50 us)`);
+  if (r.wasm2c_integration && !r.wasm2c_integration.error)
+    console.log(`  ${''.padEnd(16)} wasm2c with cowmem's memory (integration), instantiate+free: ` +
+                `${us(r.wasm2c_integration.cowmem.median)} us vs stock ${us(r.wasm2c_integration.stock.median)} us = ` +
+                `${(r.wasm2c_integration.stock.median / r.wasm2c_integration.cowmem.median).toFixed(0)}x`);
   if (!r.wasm2c_stock.error)
     console.log(`  ${''.padEnd(16)} whole cycles: cowmem inst+reset ${us(r.cowmem_cycle_ns.median)} us vs wasm2c ` +
                 `inst+free ${us(r.wasm2c_stock.cycle.median)} us = ${(r.wasm2c_stock.cycle.median / r.cowmem_cycle_ns.median).toFixed(0)}x`);

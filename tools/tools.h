@@ -65,6 +65,11 @@ const char* tool_default_module(void);
  * next argument or after '=')? Sets *value and advances *i. */
 bool tool_opt_value(int argc, char** argv, int* i, const char* name, const char** value);
 bool tool_parse_u64(const char* s, uint64_t* out);
+/* The arguments of a subcommand of the form `SUB INPUT -o OUTPUT` (compile,
+ * strip): -1 when *in and *out are set, else the exit code to return (after
+ * --help, or a usage error already printed). */
+int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
+                     const char** out);
 
 void tool_hex(const uint8_t* h, size_t n, char* out);
 /* A JSON string literal of s (n bytes). */

@@ -225,3 +225,28 @@ void tool_json_str(FILE* f, const char* s, size_t n) {
   }
   fputc('"', f);
 }
+
+int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
+                     const char** out) {
+  *in = *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char* v;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (tool_opt_value(argc, argv, &i, "-o", &v) ||
+               tool_opt_value(argc, argv, &i, "--output", &v)) {
+      if (!v) return tool_usage("-o needs a file name");
+      *out = v;
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      return tool_usage("unknown option '%s'", argv[i]);
+    } else if (*in) {
+      return tool_usage("more than one input file");
+    } else {
+      *in = argv[i];
+    }
+  }
+  if (!*in) return tool_usage("no input module");
+  if (!*out) return tool_usage("no output file (-o)");
+  return -1;
+}

@@ -137,30 +137,6 @@ int cowmem__os_memfd_new(const char* name, int* fd) {
   return 0;
 }
 
-int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
-  const char* p = buf;
-  while (len > 0) {
-    COWMEM__OS_INJECT(COWMEM__OS_write);
-    cowmem__os_count(COWMEM__OS_write);
-    ssize_t w = pwrite(fd, p, len, (off_t)off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (w == 0) return EIO;
-    p += w;
-    off += (uint64_t)w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
-int cowmem__os_ftruncate(int fd, uint64_t size) {
-  COWMEM__OS_INJECT(COWMEM__OS_ftruncate);
-  cowmem__os_count(COWMEM__OS_ftruncate);
-  return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
-}
-
 int cowmem__os_seal(int fd) {
   COWMEM__OS_INJECT(COWMEM__OS_fcntl);
   cowmem__os_count(COWMEM__OS_fcntl);
@@ -180,7 +156,6 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   *write_sealed = seals >= 0 && (seals & F_SEAL_WRITE) != 0;
   return 0;
 }
-
 
 /* ---- PAGEMAP_SCAN (Linux >= 6.7) ----
  * Debian bookworm's headers predate it: the uapi is defined here, checked

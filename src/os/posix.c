@@ -39,16 +39,6 @@ int cowmem__os_memfd_new(const char* name, int* fd) {
   return ENOSYS;
 }
 
-int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
-  (void)fd; (void)buf; (void)len; (void)off;
-  return ENOSYS;
-}
-
-int cowmem__os_ftruncate(int fd, uint64_t size) {
-  (void)fd; (void)size;
-  return ENOSYS;
-}
-
 int cowmem__os_seal(int fd) {
   (void)fd;
   return ENOSYS;
@@ -64,7 +54,6 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   *write_sealed = false;
   return 0;
 }
-
 
 /* No PAGEMAP_SCAN outside Linux: the adaptive reset learns by comparing
  * contents instead, and snapshots read what mincore reports resident. */

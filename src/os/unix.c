@@ -125,3 +125,27 @@ static int os_discard_each(const cowmem__os_range_t* ranges, size_t n) {
   }
   return 0;
 }
+
+int cowmem__os_pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
+  const char* p = buf;
+  while (len > 0) {
+    COWMEM__OS_INJECT(COWMEM__OS_write);
+    cowmem__os_count(COWMEM__OS_write);
+    ssize_t w = pwrite(fd, p, len, (off_t)off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (w == 0) return EIO;
+    p += w;
+    off += (uint64_t)w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+int cowmem__os_ftruncate(int fd, uint64_t size) {
+  COWMEM__OS_INJECT(COWMEM__OS_ftruncate);
+  cowmem__os_count(COWMEM__OS_ftruncate);
+  return ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+}

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "cowmem.h"
+
 static inline uint64_t bench_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -53,6 +55,26 @@ static inline size_t bench_iters(size_t n) {
   double k = e ? atof(e) : 1.0;
   size_t r = (size_t)((double)n * (k > 0 ? k : 1.0));
   return r ? r : 1;
+}
+
+/* A pool as the benchmarks use it: default 4 GiB slots, the given reset,
+ * a 64 KiB keep-resident window (Wasmtime's default) and 16 slots per
+ * batched flush. Exits on failure. */
+static inline cowmem_pool_t* bench_make_pool(cowmem_reset_strategy_t reset,
+                                             size_t slots) {
+  cowmem_pool_config_t cfg;
+  cowmem_pool_config_init(&cfg);
+  cfg.max_slots = slots;
+  cfg.reset = reset;
+  cfg.keep_resident = 64 * 1024;
+  cfg.batch_size = 16;
+  cowmem_pool_t* pool = NULL;
+  const char* why = NULL;
+  if (cowmem_pool_new(&cfg, &pool, &why) != 0) {
+    fprintf(stderr, "pool: %s\n", why);
+    exit(1);
+  }
+  return pool;
 }
 
 #endif

@@ -39,20 +39,8 @@ static const strategy_t strategies[] = {
 
 static cowmem_pool_t* make_pool(const strategy_t* st, size_t slots) {
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, st->no_scan);
-  cowmem_pool_config_t cfg;
-  cowmem_pool_config_init(&cfg);
-  cfg.max_slots = slots;
-  cfg.reset = st->reset;
-  cfg.keep_resident = 64 * KiB; /* Wasmtime's default window */
-  cfg.batch_size = 16;
   /* resident_budget and sample_every: the defaults (1 MiB, 64) */
-  cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
-  if (cowmem_pool_new(&cfg, &pool, &why) != 0) {
-    fprintf(stderr, "pool: %s\n", why);
-    exit(1);
-  }
-  return pool;
+  return bench_make_pool(st->reset, slots);
 }
 
 /* Page offsets the instance writes: K/8 stack pages (at least 1), K/4

@@ -16,21 +16,6 @@
 static size_t PS;
 static uint8_t* image_bytes;
 
-static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots) {
-  cowmem_pool_config_t cfg;
-  cowmem_pool_config_init(&cfg);
-  cfg.max_slots = slots;
-  cfg.reset = reset;
-  cfg.keep_resident = 64 * KiB; /* covers K = 16 pages at the start */
-  cfg.batch_size = 16;
-  cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
-  if (cowmem_pool_new(&cfg, &pool, &why) != 0) {
-    fprintf(stderr, "pool: %s\n", why);
-    exit(1);
-  }
-  return pool;
-}
 
 /* The instance writes K pages: the first K pages of memory (the image's
  * start: stack and globals in a typical module). */
@@ -63,7 +48,7 @@ static void* thr_loop(void* p) {
 
 static double throughput(cowmem_reset_strategy_t reset, cowmem_image_t* img,
                          int nthreads, size_t iters) {
-  cowmem_pool_t* pool = make_pool(reset, 64);
+  cowmem_pool_t* pool = bench_make_pool(reset, 64);
   pthread_t th[8];
   thr_arg_t a[8];
   for (int i = 0; i < nthreads; i++) {
@@ -111,7 +96,7 @@ int main(void) {
   printf("\n");
 
   /* Affine hit vs miss: one slot; alternating two images forces a remap. */
-  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, 1);
+  cowmem_pool_t* pool = bench_make_pool(COWMEM_RESET_MADVISE, 1);
   printf("%-36s %9s %9s\n", "acquire latency", "median", "p99");
   for (size_t i = 0; i < iters; i++) {
     cowmem_slot_t* sl;
@@ -153,7 +138,7 @@ int main(void) {
     snprintf(name, sizeof name, "K=%zu copy baseline", k);
     row(name, &s, base);
     for (int st = 0; st < 3; st++) {
-      pool = make_pool((cowmem_reset_strategy_t)st, 32);
+      pool = bench_make_pool((cowmem_reset_strategy_t)st, 32);
       for (size_t i = 0; i < n / 10 + 32; i++) cycle(pool, img, k);
       for (size_t i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();

@@ -85,10 +85,11 @@ int main(void) {
   size_t iters = bench_iters(20000);
 
   printf("cowmem pool benchmark: 16 MiB memory, 1 MiB image; microseconds.\n\n");
-  static const char* const strat[] = {"madvise", "keep-resident 64 KiB", "batched (16/flush)"};
+  static const char* const strat[COWMEM_RESET_COUNT_] = {
+      "madvise", "keep-resident 64 KiB", "batched (16/flush)", "adaptive"};
   printf("acquire+release throughput, K=0, same image (cycles/s):\n");
   printf("  %-22s %12s %12s %8s\n", "strategy", "1 thread", "2 threads", "ratio");
-  for (int st = 0; st < 3; st++) {
+  for (int st = 0; st < COWMEM_RESET_COUNT_; st++) {
     double t1 = throughput((cowmem_reset_strategy_t)st, img, 1, iters);
     double t2 = throughput((cowmem_reset_strategy_t)st, img, 2, iters);
     printf("  %-22s %12.0f %12.0f %7.2fx\n", strat[st], t1, t2, t2 / t1);
@@ -137,7 +138,7 @@ int main(void) {
     char name[64];
     snprintf(name, sizeof name, "K=%zu copy baseline", k);
     row(name, &s, base);
-    for (int st = 0; st < 3; st++) {
+    for (int st = 0; st < COWMEM_RESET_COUNT_; st++) {
       pool = bench_make_pool((cowmem_reset_strategy_t)st, 32);
       for (size_t i = 0; i < n / 10 + 32; i++) cycle(pool, img, k);
       for (size_t i = 0; i < n; i++) {

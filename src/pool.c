@@ -45,6 +45,26 @@ typedef struct {
   XX(acquires) XX(affinity_hits) XX(affinity_misses) XX(steals) XX(exhausted)  \
   XX(releases) XX(decommits) XX(flushes) XX(failures)
 
+enum {
+#define POOL_METRIC_ENUM(name) M_##name,
+  METRICS(POOL_METRIC_ENUM)
+#undef POOL_METRIC_ENUM
+  M_COUNT
+};
+
+/* Counters, one set per shard, each on its own cache lines, summed when
+ * read: a counter shared by all threads and written on every acquire and
+ * release moves its cache line between CPUs each time; a shard's stays with
+ * the thread that uses it. (On the 2-core VM the 2-thread K=0 cycle is
+ * bounded by the kernel instead: madvise and PAGEMAP_SCAN share the mm's
+ * lock and TLB state; see bench_pool.) */
+typedef struct {
+  _Alignas(64) _Atomic uint64_t m[M_COUNT];
+  _Atomic uint64_t resets[COWMEM_RESET_COUNT_];
+  _Atomic int64_t in_use; /* acquires minus releases made in this shard */
+  _Atomic int64_t warm;   /* slots made warm minus taken, in this shard */
+} shard_stats_t;
+
 struct cowmem_pool_s {
   cowmem_pool_config_t cfg;
   uint8_t* base;
@@ -54,9 +74,8 @@ struct cowmem_pool_s {
   list_t buckets[SHARDS * BUCKETS];
   list_t cold;
   _Atomic size_t next_fresh;
-  _Atomic uint64_t tick;
-  _Atomic size_t warm;
-  _Atomic size_t in_use;
+  bool warm_capped;       /* max_warm_slots < max_slots: keep warm_total */
+  _Atomic size_t warm_total;
   _Atomic uint64_t swept_epoch;
   pthread_mutex_t sweep_lock;
   cowmem__reset_queue_t queue; /* BATCHED */
@@ -64,13 +83,19 @@ struct cowmem_pool_s {
   pthread_cond_t wait_cond;
   _Atomic int waiters;
   _Atomic uint64_t release_seq;
-  _Atomic uint64_t resets[COWMEM_RESET_COUNT_];
-#define POOL_METRIC_FIELD(name) _Atomic uint64_t m_##name;
-  METRICS(POOL_METRIC_FIELD)
-#undef POOL_METRIC_FIELD
+  shard_stats_t stats[SHARDS];
 };
 
-#define METRIC_INC(pool, name) atomic_fetch_add_explicit(&(pool)->m_##name, 1, memory_order_relaxed)
+static int my_shard(void);
+#define SHARD_ADD(pool, field, v)                                              \
+  atomic_fetch_add_explicit(&(pool)->stats[my_shard()].field, (v), memory_order_relaxed)
+#define METRIC_INC(pool, name) SHARD_ADD(pool, m[M_##name], 1)
+
+static int64_t shard_sum_in_use(cowmem_pool_t* pool) {
+  int64_t n = 0;
+  for (int i = 0; i < SHARDS; i++) n += atomic_load(&pool->stats[i].in_use);
+  return n;
+}
 
 static entry_t* entry_of(cowmem_slot_t* slot) {
   return (entry_t*)((char*)slot - offsetof(entry_t, slot));
@@ -125,7 +150,8 @@ static uint64_t affinity_id(const cowmem_image_t* image) {
 /* Take a WARM entry out of its list: the caller holds the list's lock. */
 static void warm_take_locked(cowmem_pool_t* pool, list_t* l, entry_t* e) {
   list_unlink(l, e);
-  atomic_fetch_sub(&pool->warm, 1);
+  SHARD_ADD(pool, warm, -1);
+  if (pool->warm_capped) atomic_fetch_sub(&pool->warm_total, 1);
   if (e->slot.image != NULL) atomic_fetch_sub(&e->slot.image->idle_refs, 1);
   atomic_store(&e->state, ENTRY_IN_USE);
 }
@@ -149,14 +175,19 @@ static void decommit(cowmem_pool_t* pool, entry_t* e) {
 /* A clean (READY) slot becomes idle: warm in this thread's shard, or cold
  * past the warm cap. */
 static void make_idle(cowmem_pool_t* pool, entry_t* e) {
-  if (atomic_fetch_add(&pool->warm, 1) >= pool->cfg.max_warm_slots) {
-    atomic_fetch_sub(&pool->warm, 1);
+  if (pool->warm_capped &&
+      atomic_fetch_add(&pool->warm_total, 1) >= pool->cfg.max_warm_slots) {
+    atomic_fetch_sub(&pool->warm_total, 1);
     decommit(pool, e);
     return;
   }
+  SHARD_ADD(pool, warm, 1);
   cowmem_image_t* img = e->slot.image;
   e->image_id = affinity_id(img);
-  e->tick = atomic_fetch_add_explicit(&pool->tick, 1, memory_order_relaxed);
+  /* The LRU order comes from the clock, not a shared counter. */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  e->tick = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
   atomic_store(&e->state, ENTRY_WARM);
   list_t* l = &pool->buckets[(size_t)my_shard() * BUCKETS + bucket_of(e->image_id)];
   pthread_mutex_lock(&l->lock);
@@ -326,7 +357,10 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
     *why = bad ? bad : "out: NULL";
     return COWMEM_EINVAL;
   }
-  cowmem_pool_t* pool = calloc(1, sizeof *pool);
+  /* Aligned: the per-shard counters sit on cache lines of their own. */
+  size_t pool_size = (sizeof(cowmem_pool_t) + 63) & ~(size_t)63;
+  cowmem_pool_t* pool = aligned_alloc(64, pool_size);
+  if (pool != NULL) memset(pool, 0, pool_size);
   entry_t* entries = pool ? calloc(cfg->max_slots, sizeof *entries) : NULL;
   if (entries == NULL) {
     free(pool);
@@ -352,6 +386,7 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
     return r;
   }
   pool->cfg = *cfg;
+  pool->warm_capped = cfg->max_warm_slots < cfg->max_slots;
   pool->base = base;
   pool->reserve_len = total;
   pool->stride = cfg->slot_size + cfg->guard_size;
@@ -375,7 +410,7 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
 
 int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
-  if (atomic_load(&pool->in_use) != 0) return COWMEM_EBUSY;
+  if (shard_sum_in_use(pool) != 0) return COWMEM_EBUSY;
   /* Slots still queued by BATCHED hold images: let them go too. */
   cowmem_pool_flush(pool);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
@@ -443,7 +478,7 @@ int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image,
     decommit(pool, e);
     return r;
   }
-  atomic_fetch_add(&pool->in_use, 1);
+  SHARD_ADD(pool, in_use, 1);
   *out = s;
   return 0;
 }
@@ -463,27 +498,33 @@ int cowmem_pool_acquire_wait(cowmem_pool_t* pool, cowmem_image_t* image,
     }
   }
   for (;;) {
-    uint64_t seq = atomic_load(&pool->release_seq);
     int r = cowmem_pool_acquire(pool, image, initial_size, max_size, out);
     if (r != COWMEM_EEXHAUSTED) return r;
     pthread_mutex_lock(&pool->wait_lock);
     atomic_fetch_add(&pool->waiters, 1);
+    /* Releases bump release_seq only when they see a waiter. Registered now,
+     * look once more: a release that did not see us made its slot available
+     * before it looked (both sides fence), so this try finds it. */
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t seq = atomic_load(&pool->release_seq);
+    r = cowmem_pool_acquire(pool, image, initial_size, max_size, out);
     int w = 0;
-    /* A release between our try and here bumped release_seq: try again. */
-    while (w == 0 && atomic_load(&pool->release_seq) == seq) {
+    while (r == COWMEM_EEXHAUSTED && w == 0 && atomic_load(&pool->release_seq) == seq) {
       if (timeout_ms < 0) w = pthread_cond_wait(&pool->wait_cond, &pool->wait_lock);
       else w = pthread_cond_timedwait(&pool->wait_cond, &pool->wait_lock, &deadline);
     }
     atomic_fetch_sub(&pool->waiters, 1);
     pthread_mutex_unlock(&pool->wait_lock);
+    if (r != COWMEM_EEXHAUSTED) return r;
     if (w != 0 && atomic_load(&pool->release_seq) == seq) return COWMEM_ETIMEDOUT;
   }
 }
 
 static void wake_waiters(cowmem_pool_t* pool) {
-  atomic_fetch_add(&pool->release_seq, 1);
-  if (atomic_load(&pool->waiters) > 0) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&pool->waiters, memory_order_relaxed) > 0) {
     pthread_mutex_lock(&pool->wait_lock);
+    atomic_fetch_add(&pool->release_seq, 1);
     pthread_cond_broadcast(&pool->wait_cond);
     pthread_mutex_unlock(&pool->wait_lock);
   }
@@ -491,7 +532,7 @@ static void wake_waiters(cowmem_pool_t* pool) {
 
 /* Reset flushed slots become idle; failed ones were released to EMPTY. */
 static void after_reset(cowmem_pool_t* pool, entry_t* e, int r) {
-  atomic_fetch_add_explicit(&pool->resets[pool->cfg.reset], 1, memory_order_relaxed);
+  SHARD_ADD(pool, resets[pool->cfg.reset], 1);
   if (r == 0 && cowmem_slot_state(&e->slot) == COWMEM_SLOT_READY) {
     make_idle(pool, e);
   } else {
@@ -519,7 +560,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
   int expected = ENTRY_IN_USE;
   if (!atomic_compare_exchange_strong(&e->state, &expected, ENTRY_PENDING))
     return COWMEM_ESTATE;
-  atomic_fetch_sub(&pool->in_use, 1);
+  SHARD_ADD(pool, in_use, -1);
   METRIC_INC(pool, releases);
   sweep_orphans(pool);
   int r = 0;
@@ -569,16 +610,23 @@ int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
   memset(out, 0, sizeof *out);
   out->version = COWMEM_POOL_METRICS_VERSION;
   out->slots = pool->cfg.max_slots;
-  out->in_use = atomic_load(&pool->in_use);
-  out->warm = atomic_load(&pool->warm);
+  int64_t in_use = 0, warm = 0;
+  for (int i = 0; i < SHARDS; i++) {
+    in_use += atomic_load(&pool->stats[i].in_use);
+    warm += atomic_load(&pool->stats[i].warm);
+  }
+  out->in_use = in_use > 0 ? (uint64_t)in_use : 0;
+  out->warm = warm > 0 ? (uint64_t)warm : 0;
   out->cold = atomic_load(&pool->cold.n);
   size_t fresh = atomic_load(&pool->next_fresh);
   out->never_used = pool->cfg.max_slots - (fresh < pool->cfg.max_slots ? fresh : pool->cfg.max_slots);
   out->pending = cowmem__reset_queue_length(&pool->queue);
-#define POOL_METRIC_READ(name) out->name = atomic_load(&pool->m_##name);
+#define POOL_METRIC_READ(name)                                                 \
+  for (int i = 0; i < SHARDS; i++) out->name += atomic_load(&pool->stats[i].m[M_##name]);
   METRICS(POOL_METRIC_READ)
 #undef POOL_METRIC_READ
-  for (int i = 0; i < COWMEM_RESET_COUNT_; i++) out->resets[i] = atomic_load(&pool->resets[i]);
+  for (int k = 0; k < COWMEM_RESET_COUNT_; k++)
+    for (int i = 0; i < SHARDS; i++) out->resets[k] += atomic_load(&pool->stats[i].resets[k]);
   for (size_t i = 0; i < SHARDS * BUCKETS; i++) {
     list_t* l = &pool->buckets[i];
     if (atomic_load_explicit(&l->n, memory_order_relaxed) == 0) continue;

@@ -43,58 +43,41 @@ typedef struct {
 static const char* g_req = w2c_default_request;
 static uint32_t g_req_len;
 
-static int loop_cowmem(const cowmem_w2c_module_t* m, size_t warmup, size_t iters,
-                       const char* expect, loop_t* out) {
-  char report[REPORT_CAP];
-  uint64_t start = 0;
-  for (size_t i = 0; i < warmup + iters; i++) {
-    if (i == warmup) start = w2c_now_ns();
-    Z_cowdemo_instance_t inst;
-    uint64_t t0 = w2c_now_ns();
-    if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst) != 0) return 1;
-    uint64_t t1 = w2c_now_ns();
-    w2c_serve_cowdemo(&inst, g_req, g_req_len, report, sizeof report);
-    uint64_t t2 = w2c_now_ns();
-    Z_cowdemo_free(&inst);
-    uint64_t t3 = w2c_now_ns();
-    if (strcmp(report, expect) != 0) {
-      fprintf(stderr, "cowmem request %zu: %s", i, report);
-      return 1;
-    }
-    if (i >= warmup) {
-      out->req_ns[out->done] = t3 - t0;
-      out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);
-    }
+/* Defines loop_<mod>(m, warmup, iters, expect, out): the request loop over
+ * instances of the wasm2c module <mod>, timing each request whole and its
+ * instantiate+free part; `instantiate` makes `inst` and is 0 on success (m,
+ * the cowmem module, is for the loop that maps images). */
+#define DEFINE_LOOP(mod, label, instantiate)                                     \
+  static int loop_##mod(const cowmem_w2c_module_t* m, size_t warmup, size_t iters, \
+                        const char* expect, loop_t* out) {                       \
+    (void)m;                                                                     \
+    char report[REPORT_CAP];                                                     \
+    uint64_t start = 0;                                                          \
+    for (size_t i = 0; i < warmup + iters; i++) {                                \
+      if (i == warmup) start = w2c_now_ns();                                     \
+      Z_##mod##_instance_t inst;                                                 \
+      uint64_t t0 = w2c_now_ns();                                                \
+      if ((instantiate) != 0) return 1;                                          \
+      uint64_t t1 = w2c_now_ns();                                                \
+      w2c_serve_##mod(&inst, g_req, g_req_len, report, sizeof report);           \
+      uint64_t t2 = w2c_now_ns();                                                \
+      Z_##mod##_free(&inst);                                                     \
+      uint64_t t3 = w2c_now_ns();                                                \
+      if (strcmp(report, expect) != 0) {                                         \
+        fprintf(stderr, label " request %zu: %s", i, report);                   \
+        return 1;                                                                \
+      }                                                                          \
+      if (i >= warmup) {                                                         \
+        out->req_ns[out->done] = t3 - t0;                                        \
+        out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);                      \
+      }                                                                          \
+    }                                                                            \
+    if (iters) out->elapsed_ns += w2c_now_ns() - start;                          \
+    return 0;                                                                    \
   }
-  if (iters) out->elapsed_ns += w2c_now_ns() - start;
-  return 0;
-}
 
-static int loop_stock(size_t warmup, size_t iters, const char* expect, loop_t* out) {
-  char report[REPORT_CAP];
-  uint64_t start = 0;
-  for (size_t i = 0; i < warmup + iters; i++) {
-    if (i == warmup) start = w2c_now_ns();
-    Z_demo_instance_t inst;
-    uint64_t t0 = w2c_now_ns();
-    Z_demo_instantiate(&inst);
-    uint64_t t1 = w2c_now_ns();
-    w2c_serve_demo(&inst, g_req, g_req_len, report, sizeof report);
-    uint64_t t2 = w2c_now_ns();
-    Z_demo_free(&inst);
-    uint64_t t3 = w2c_now_ns();
-    if (strcmp(report, expect) != 0) {
-      fprintf(stderr, "stock request %zu: %s", i, report);
-      return 1;
-    }
-    if (i >= warmup) {
-      out->req_ns[out->done] = t3 - t0;
-      out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);
-    }
-  }
-  if (iters) out->elapsed_ns += w2c_now_ns() - start;
-  return 0;
-}
+DEFINE_LOOP(cowdemo, "cowmem", COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst))
+DEFINE_LOOP(demo, "stock", (Z_demo_instantiate(&inst), 0))
 
 /* Every input through both runtimes, on fresh instances: same reports. */
 static int check_same(const cowmem_w2c_module_t* m) {
@@ -269,15 +252,15 @@ int main(int argc, char** argv) {
   if (!c.req_ns || !c.cycle_ns || !s.req_ns || !s.cycle_ns || !bare) return 1;
   /* The two loops alternate in ROUNDS blocks, so that whatever else the
    * machine does (other processes, frequency changes) weighs on both. */
-  if (loop_cowmem(m, warmup, 0, expect, &c) != 0) return 1;
-  if (loop_stock(warmup, 0, expect, &s) != 0) return 1;
+  if (loop_cowdemo(m, warmup, 0, expect, &c) != 0) return 1;
+  if (loop_demo(m, warmup, 0, expect, &s) != 0) return 1;
   for (size_t round = 0; round < ROUNDS; round++) {
     size_t nc = iters * (round + 1) / ROUNDS - iters * round / ROUNDS;
     size_t ns = stock_iters * (round + 1) / ROUNDS - stock_iters * round / ROUNDS;
     long vm0 = (long)w2c_vmsize_kb();
-    if (loop_cowmem(m, 0, nc, expect, &c) != 0) return 1;
+    if (loop_cowdemo(m, 0, nc, expect, &c) != 0) return 1;
     long vm1 = (long)w2c_vmsize_kb();
-    if (loop_stock(0, ns, expect, &s) != 0) return 1;
+    if (loop_demo(m, 0, ns, expect, &s) != 0) return 1;
     c.vm_kb += vm1 - vm0;
     s.vm_kb += (long)w2c_vmsize_kb() - vm1;
   }

@@ -500,21 +500,29 @@ int cowmem_pool_acquire_wait(cowmem_pool_t* pool, cowmem_image_t* image,
   for (;;) {
     int r = cowmem_pool_acquire(pool, image, initial_size, max_size, out);
     if (r != COWMEM_EEXHAUSTED) return r;
-    pthread_mutex_lock(&pool->wait_lock);
-    atomic_fetch_add(&pool->waiters, 1);
     /* Releases bump release_seq only when they see a waiter. Registered now,
      * look once more: a release that did not see us made its slot available
-     * before it looked (both sides fence), so this try finds it. */
+     * before it looked (both sides fence), so this try finds it. The try runs
+     * without wait_lock: under BATCHED it may flush the queue, and the flush
+     * wakes waiters, which takes wait_lock (non-recursive). */
+    atomic_fetch_add(&pool->waiters, 1);
     atomic_thread_fence(memory_order_seq_cst);
     uint64_t seq = atomic_load(&pool->release_seq);
     r = cowmem_pool_acquire(pool, image, initial_size, max_size, out);
     int w = 0;
-    while (r == COWMEM_EEXHAUSTED && w == 0 && atomic_load(&pool->release_seq) == seq) {
-      if (timeout_ms < 0) w = pthread_cond_wait(&pool->wait_cond, &pool->wait_lock);
-      else w = pthread_cond_timedwait(&pool->wait_cond, &pool->wait_lock, &deadline);
+    if (r == COWMEM_EEXHAUSTED) {
+      /* release_seq moves under wait_lock, so a release after our load is
+       * seen here or wakes the wait. */
+      pthread_mutex_lock(&pool->wait_lock);
+      while (w == 0 && atomic_load(&pool->release_seq) == seq) {
+        if (timeout_ms < 0)
+          w = pthread_cond_wait(&pool->wait_cond, &pool->wait_lock);
+        else
+          w = pthread_cond_timedwait(&pool->wait_cond, &pool->wait_lock, &deadline);
+      }
+      pthread_mutex_unlock(&pool->wait_lock);
     }
     atomic_fetch_sub(&pool->waiters, 1);
-    pthread_mutex_unlock(&pool->wait_lock);
     if (r != COWMEM_EEXHAUSTED) return r;
     if (w != 0 && atomic_load(&pool->release_seq) == seq) return COWMEM_ETIMEDOUT;
   }

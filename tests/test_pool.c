@@ -528,6 +528,58 @@ static int stress(cowmem_reset_strategy_t reset, double seconds) {
   return 0;
 }
 
+/* More threads than slots under BATCHED, all through acquire_wait: a waiter's
+ * retry finds only queued slots and flushes them, and the flush wakes the
+ * waiters (itself among them). CI once hung here when the retry ran under
+ * the wait lock. */
+typedef struct {
+  cowmem_pool_t* pool;
+  int cycles;
+  int failed;
+} waiter_arg_t;
+
+static void* waiter_thread(void* p) {
+  waiter_arg_t* a = p;
+  for (int i = 0; i < a->cycles && !a->failed; i++) {
+    cowmem_slot_t* s = NULL;
+    int r = cowmem_pool_acquire_wait(a->pool, NULL, 2 * PS, 4 * PS, 10000, &s);
+    if (r != 0) {
+      fprintf(stderr, "acquire_wait: %s\n", cowmem_err_name(r));
+      a->failed = 1;
+      break;
+    }
+    uint8_t* m = cowmem_slot_base(s);
+    if (m[0] != 0 || m[PS] != 0) a->failed = 1;
+    m[0] = m[PS] = 0x5a;
+    if (cowmem_pool_release(a->pool, s) != 0) a->failed = 1;
+  }
+  return NULL;
+}
+
+TEST_IMPL(wait_flushes_batched) {
+  cowmem_pool_t* pool = small_pool(COWMEM_RESET_BATCHED, 2, 2);
+  ASSERT_NOT_NULL(pool);
+  enum { N = 4 };
+  pthread_t th[N];
+  waiter_arg_t args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (waiter_arg_t){pool, 1500, 0};
+    ASSERT_EQ(pthread_create(&th[i], NULL, waiter_thread, &args[i]), 0);
+  }
+  int failed = 0;
+  for (int i = 0; i < N; i++) {
+    pthread_join(th[i], NULL);
+    failed |= args[i].failed;
+  }
+  ASSERT_FALSE(failed);
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.in_use, 0);
+  ASSERT_UEQ(m.releases, (uint64_t)N * 1500);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
 TEST_IMPL(threads_stress_madvise) { return stress(COWMEM_RESET_MADVISE, 2.0); }
 TEST_IMPL(threads_stress_keep_resident) { return stress(COWMEM_RESET_KEEP_RESIDENT, 1.5); }
 TEST_IMPL(threads_stress_batched) { return stress(COWMEM_RESET_BATCHED, 1.5); }
@@ -539,4 +591,4 @@ TEST_MAIN(TEST_ENTRY(no_leak_madvise) TEST_ENTRY(no_leak_keep_resident)
           TEST_ENTRY(exhaustion_and_recovery) TEST_ENTRY(address_space_limit)
           TEST_ENTRY(config_errors) TEST_ENTRY(misuse) TEST_ENTRY(ten_thousand_default_slots)
           TEST_ENTRY(threads_stress_madvise) TEST_ENTRY(threads_stress_keep_resident)
-          TEST_ENTRY(threads_stress_batched))
+          TEST_ENTRY(threads_stress_batched) TEST_ENTRY(wait_flushes_batched))

@@ -114,10 +114,28 @@ static void note_range(void* arg, uint8_t* addr, size_t len) {
     s->seen[p]++;
 }
 
+/* Whether a read of untouched anonymous memory maps the shared zero page
+ * (most kernels) or allocates a page of its own (seen on one 6.18 VM: two
+ * read pages had different frames). Where it allocates, PAGEMAP_SCAN cannot
+ * tell the read from a write, and the reset decommits it like one. */
+static bool anon_read_allocates(void) {
+  size_t ps = cowmem_page_size();
+  volatile uint8_t* p =
+      mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  uint8_t sink = p[0];
+  (void)sink;
+  seen_t seen = {(uint8_t*)p, {0}};
+  bool allocated =
+      cowmem__dirty_scan((void*)p, ps, note_range, &seen) == 0 && seen.seen[0];
+  munmap((void*)p, ps);
+  return allocated;
+}
+
 /* What PAGEMAP_SCAN calls written, and how madvise resets it: a page
  * written in anonymous memory or copied-on-write from the image is
- * written; a read (zero page, file page) is not; after MADV_DONTNEED
- * nothing is, until the next write. */
+ * written; a read is not (a file page; the zero page, where the kernel maps
+ * it); after MADV_DONTNEED nothing is, until the next write. */
 TEST_IMPL(scan_sees_writes_and_discards) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
@@ -133,8 +151,12 @@ TEST_IMPL(scan_sees_writes_and_discards) {
   m[12 * PS] = 1;                              /* copy-on-write of an image page */
   m[13 * PS] = m[13 * PS]; /* written with its own byte: still written */
   ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  bool reads_allocate = anon_read_allocates();
+  if (reads_allocate)
+    printf("anonymous reads allocate pages here: they count as written\n");
   for (size_t p = 0; p < 64; p++)
-    ASSERT_EQ(seen.seen[p], p == 2 || p == 12 || p == 13);
+    ASSERT_EQ(seen.seen[p],
+              p == 2 || p == 12 || p == 13 || (reads_allocate && (p == 1 || p == 40)));
   ASSERT_OK(cowmem_slot_reset(s)); /* one madvise */
   memset(seen.seen, 0, sizeof seen.seen);
   ASSERT_OK(cowmem__dirty_scan(cowmem_slot_base(s), 64 * PS, note_range, &seen));

@@ -375,8 +375,11 @@ TEST_IMPL(open_time) {
     ASSERT_GE(fd, 0);
     ASSERT_OK(cowmem_imgfile_write(fd, &mem, 1, NULL));
     cowmem_image_free(img);
-    double best = 1e9;
-    for (int k = 0; k < 200; k++) {
+    /* At most 200 opens or about a second: the posix backend copies every
+     * image at open (64 MiB x 200 took 2 minutes), the Linux one maps it. */
+    double best = 1e9, spent = 0;
+    int k = 0;
+    for (; k < 200 && spent < 1e6; k++) {
       struct timespec a, b;
       cowmem_imgfile_t* f = NULL;
       clock_gettime(CLOCK_MONOTONIC, &a);
@@ -386,8 +389,9 @@ TEST_IMPL(open_time) {
       double us = (double)(b.tv_sec - a.tv_sec) * 1e6 +
                   (double)(b.tv_nsec - a.tv_nsec) / 1e3;
       if (us < best) best = us;
+      spent += us;
     }
-    printf("open of a %zu MiB image file: %.1f us (best of 200)\n", mib, best);
+    printf("open of a %zu MiB image file: %.1f us (best of %d)\n", mib, best, k);
     close(fd);
   }
   return 0;

@@ -507,8 +507,9 @@ typedef struct cowmem_pool_image_metrics_s {
   uint64_t resets;           /* ADAPTIVE resets of slots holding the image */
   uint64_t hot_pages;        /* pages in the hot set now */
   uint64_t samples;          /* resets that were learned from */
-  uint64_t sampled_dirty_pages; /* pages written, summed over the samples:
-                                   / samples = pages written per instance */
+  uint64_t sampled_dirty_pages; /* pages written (with PAGEMAP_SCAN: or
+                                   faulted in outside the hot set), summed
+                                   over the samples: / samples = per instance */
   uint64_t missed_pages;     /* written pages outside the hot set (found by
                                 PAGEMAP_SCAN; 0 without it) */
   uint64_t copied_pages;     /* pages restored by copy */

@@ -27,7 +27,14 @@
  * Learning. A sampled reset finds the pages the instance wrote by comparing
  * contents with the image (candidates: the scan's ranges, or mincore's
  * resident pages without it) - a kept page that still equals the image was
- * not written, which a scan alone cannot tell. Each page has a score that
+ * not written, which a scan alone cannot tell. A page outside the hot set
+ * that the scan reports counts whatever its contents: the last reset left
+ * it absent, so this instance faulted it in, and the next will again unless
+ * it is kept (a write of the bytes already there; or, on kernels that give
+ * an anonymous read a page of its own instead of the zero page, a read:
+ * about 12 us a fault on such a VM against 0.1 us to zero the page). Such
+ * pages gain half a written page's score, so within the budget the pages
+ * instances really change come first. Each page has a score that
  * decays by a quarter per sample and gains 64 when written; the hot set is
  * the pages scoring at least 32, the highest first, at most resident_budget
  * of them. A page written at every sample stays near 255; one the workload
@@ -45,6 +52,8 @@
 #define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
 #define SCORE_GAIN 64
+#define FAULT_GAIN 32          /* faulted in, contents unchanged */
+#define FAULT_ONLY 0x80000000u /* in a sample's page list: that kind */
 #define SCORE_HOT 32
 #define WARMUP_SAMPLES 4
 
@@ -326,6 +335,7 @@ static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
 typedef struct {
   reset_ctx_t* c;
   size_t limit; /* pages below it can be hot */
+  bool exact;   /* the candidates are the scan's: absent at the last reset */
   uint32_t* written;
   size_t nw, cap;
   bool oom;
@@ -339,8 +349,10 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
   for (size_t p = lo; p < hi; p++) {
     const uint8_t* have = c->slot->base + p * c->ps;
     const uint8_t* want = expected_page(c, p * c->ps);
-    bool same = want != NULL ? memcmp(have, want, c->ps) == 0 : page_is_zero(have, c->ps);
-    if (same) continue;
+    bool faulted = s->exact && !is_hot(c->st, p);
+    bool changed =
+        want != NULL ? memcmp(have, want, c->ps) != 0 : !page_is_zero(have, c->ps);
+    if (!changed && !faulted) continue;
     if (s->nw == s->cap) {
       size_t ncap = s->cap ? s->cap * 2 : 256;
       uint32_t* nw = realloc(s->written, ncap * sizeof *nw);
@@ -351,7 +363,7 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
       s->written = nw;
       s->cap = ncap;
     }
-    s->written[s->nw++] = (uint32_t)p;
+    s->written[s->nw++] = (uint32_t)p | (faulted && !changed ? FAULT_ONLY : 0);
   }
 }
 
@@ -372,8 +384,9 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
     memcpy(sc + 8 * i, &w, 8);
   }
   for (size_t i = 0; i < nw; i++) {
-    unsigned v = sc[written[i]] + SCORE_GAIN;
-    sc[written[i]] = (uint8_t)(v > 255 ? 255 : v);
+    uint32_t p = written[i] & ~FAULT_ONLY;
+    unsigned v = sc[p] + (written[i] & FAULT_ONLY ? FAULT_GAIN : SCORE_GAIN);
+    sc[p] = (uint8_t)(v > 255 ? 255 : v);
   }
   for (size_t i = 0; i < chunks; i++) {
     uint64_t w;
@@ -410,7 +423,7 @@ static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit
                    bool exact, stripe_t* sp, uint64_t n) {
   image_state_t* st = c->st;
   if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
-  sample_ctx_t s = {c, limit, NULL, 0, 0, false};
+  sample_ctx_t s = {c, limit, exact, NULL, 0, 0, false};
   int r = 0;
   if (exact) {
     for (size_t i = 0; i < c->n && !s.oom; i++)

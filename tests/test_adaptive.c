@@ -482,6 +482,63 @@ TEST_IMPL(hot_set_follows_workload_no_scan) {
   return follows(true);
 }
 
+/* Pages an instance faults in but leaves as they were (the bytes already
+ * there written again; zeros written to zeros) cost a fault each time they
+ * are decommitted, so with the scan they join the hot set: kept resident,
+ * restored by copy. Pages really changed come first within the budget. */
+TEST_IMPL(hot_set_keeps_rewritten_pages) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  cowmem_image_t* img = holed_image(8, 8, 3, 3, 0x44);
+  ASSERT_NOT_NULL(img);
+  uint8_t* want = calloc(64, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 64 * PS));
+  size_t same[] = {10, 12, 30, 31}; /* two image pages, two zero pages */
+  size_t changed[] = {11, 40, 41};
+  for (size_t b = 0; b < 2; b++) {
+    size_t budget = b == 0 ? 8 : 3;
+    cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, 64, budget, 2);
+    ASSERT_NOT_NULL(pool);
+    uint8_t* base = NULL;
+    for (int i = 0; i < 30; i++) {
+      cowmem_slot_t* s = NULL;
+      ASSERT_OK(cowmem_pool_acquire(pool, img, 64 * PS, 64 * PS, &s));
+      volatile uint8_t* m = cowmem_slot_base(s);
+      base = cowmem_slot_base(s);
+      /* Only these pages are touched: on a kernel where a read of an
+       * anonymous page allocates it, reading the others would make them
+       * faulted in too. */
+      for (size_t k = 0; k < 4; k++) {
+        CHECK(same_bytes(base + same[k] * PS, want + same[k] * PS, PS, "rewritten page"));
+        m[same[k] * PS + 7] = m[same[k] * PS + 7];
+      }
+      for (size_t k = 0; k < 3; k++) {
+        CHECK(same_bytes(base + changed[k] * PS, want + changed[k] * PS, PS,
+                         "changed page"));
+        m[changed[k] * PS + 9] ^= 0xff;
+      }
+      ASSERT_OK(cowmem_pool_release(pool, s));
+    }
+    cowmem_pool_image_metrics_t im;
+    ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+    ASSERT_EQ(im.hot_pages, budget == 8 ? 7 : 3);
+    for (size_t k = 0; k < 3; k++)
+      ASSERT_TRUE(resident(base + changed[k] * PS));
+    /* mincore sees the page cache behind image pages: ask the zero pages. */
+    for (size_t k = 2; k < 4; k++)
+      ASSERT_EQ(resident(base + same[k] * PS), budget == 8);
+    ASSERT_FALSE(resident(base + 50 * PS));
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, 64 * PS, 64 * PS, &s));
+    CHECK(same_bytes(cowmem_slot_base(s), want, 64 * PS, "after the cycles"));
+    ASSERT_OK(cowmem_pool_release(pool, s));
+    ASSERT_OK(cowmem_pool_free(pool));
+  }
+  free(want);
+  cowmem_image_free(img);
+  return 0;
+}
+
 /* The budget bounds the hot set; a budget of 0 keeps nothing. */
 TEST_IMPL(budget_bounds_hot_set) {
   PS = cowmem_page_size();
@@ -932,13 +989,13 @@ TEST_MAIN(
         TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident)
             TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched)
                 TEST_ENTRY(model_batched_no_scan) TEST_ENTRY(hot_set_follows_workload)
-                    TEST_ENTRY(hot_set_follows_workload_no_scan)
-                        TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets)
-                            TEST_ENTRY(threads_adaptive)
-                                TEST_ENTRY(threads_adaptive_no_scan)
-                                    TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
-                                        TEST_ENTRY(adaptive_config)
-                                            TEST_ENTRY(adaptive_metrics)
-                                                TEST_ENTRY(snapshot_equals_slot)
-                                                    TEST_ENTRY(snapshot_no_scan)
-                                                        TEST_ENTRY(snapshot_to_file))
+                    TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(
+                        hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set)
+                        TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive)
+                            TEST_ENTRY(threads_adaptive_no_scan)
+                                TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
+                                    TEST_ENTRY(adaptive_config)
+                                        TEST_ENTRY(adaptive_metrics)
+                                            TEST_ENTRY(snapshot_equals_slot)
+                                                TEST_ENTRY(snapshot_no_scan)
+                                                    TEST_ENTRY(snapshot_to_file))

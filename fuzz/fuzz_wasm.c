@@ -1,4 +1,5 @@
-/* libFuzzer target over the WebAssembly reader and the image builder.
+/* libFuzzer target over the WebAssembly reader, the image builder and
+ * strip.
  *
  * It drives the internal entry points so that images are built with a
  * small span cap (1 MiB instead of COWMEM_MODULE_IMAGE_SPAN_MAX: a fuzzed
@@ -58,6 +59,44 @@ static void exercise(cowmem_module_t* m) {
   if (r != 0 && r != COWMEM_EOOB) __builtin_trap();
 }
 
+/* Strip a module that parsed: the output must parse under the same rules,
+ * keep every segment index, turn exactly the covered segments into empty
+ * passive ones, and have nothing left to strip. */
+static void check_strip(const cowmem_module_t* m) {
+  uint8_t* out = NULL;
+  size_t len = 0;
+  uint32_t n = 0;
+  int r = cowmem_module_strip(m, &out, &len, &n);
+  if (r == COWMEM_ENOMEM) return;
+  if (r != 0) __builtin_trap();
+  cowmem_module_t s;
+  cowmem_diag_t d;
+  memset(&s, 0, sizeof s);
+  s.bytes = out;
+  s.len = len;
+  s.flags = m->flags;
+  if (cowmem__module_decode(&s, &d) != 0) __builtin_trap();
+  if (cowmem__module_build_images(&s, FUZZ_SPAN_MAX) != 0) __builtin_trap();
+  uint32_t nseg = cowmem_module_segment_count(m), covered = 0;
+  if (cowmem_module_segment_count(&s) != nseg ||
+      cowmem_module_memory_count(&s) != cowmem_module_memory_count(m))
+    __builtin_trap();
+  for (uint32_t i = 0; i < nseg; i++) {
+    cowmem_segment_info_t a, b;
+    if (cowmem_module_segment_info(m, i, &a) != 0 ||
+        cowmem_module_segment_info(&s, i, &b) != 0)
+      __builtin_trap();
+    covered += a.covered_by_image;
+    if (a.covered_by_image ? b.mode != COWMEM_SEGMENT_PASSIVE || b.data_len != 0
+                           : b.mode != a.mode || b.data_len != a.data_len)
+      __builtin_trap();
+    if (b.covered_by_image) __builtin_trap();
+  }
+  if (covered != n) __builtin_trap();
+  cowmem__module_clear(&s);
+  free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cowmem_module_t m;
   cowmem_diag_t d;
@@ -80,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       __builtin_trap();
   } else if (cowmem__module_build_images(&m, FUZZ_SPAN_MAX) == 0) {
     exercise(&m);
+    check_strip(&m);
   }
   cowmem__module_clear(&m);
   return 0;

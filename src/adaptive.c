@@ -34,14 +34,15 @@
  * an anonymous read a page of its own instead of the zero page, a read:
  * about 12 us a fault on such a VM against 0.1 us to zero the page). Such
  * pages gain half a written page's score, so within the budget the pages
- * instances really change come first. Each page has a score that
- * decays by a quarter per sample and gains 64 when written; the hot set is
- * the pages scoring at least 32, the highest first, at most resident_budget
- * of them. A page written at every sample stays near 255; one the workload
- * left drops out after about 8 samples, sooner when new pages outscore it
- * for the budget. One reset in sample_every is sampled, the first 4 of an
- * image too, and with a scan, one in sample_every/16 while instances write
- * pages outside the hot set (the workload moved). */
+ * instances really change come first. Each page has a score that decays by
+ * a quarter per sample and gains 64 when written; the hot set is the pages
+ * scoring at least 32, the highest first, at most resident_budget of them
+ * (ties at the budget: the lowest pages). A page written at every sample
+ * stays near 255; one the workload left drops out after about 8 samples,
+ * sooner when new pages outscore it for the budget. One reset in
+ * sample_every is sampled, the first 4 of an image too, and with a scan,
+ * one in sample_every/16 while instances write pages outside the hot set
+ * (the workload moved). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,13 +396,22 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
     for (int b = 0; b < 8; b++)
       hist[sc[8 * i + b]]++;
   }
-  size_t count = 0;
-  unsigned thr = 256;
+  /* Whole levels from the top while they fit; of the first level that does
+   * not, the lowest pages up to the budget (the same ones each sample, so
+   * the set does not churn). Without that, an instance writing a few pages
+   * more than the budget, all scoring alike, would get no hot page at all. */
+  size_t count = 0, part_left = 0;
+  unsigned thr = 256, part = 256;
   for (unsigned t = 255; t >= SCORE_HOT; t--) {
-    if (count + hist[t] > budget) break;
+    if (count + hist[t] > budget) {
+      part = t;
+      part_left = budget - count;
+      break;
+    }
     count += hist[t];
     thr = t;
   }
+  count += part_left;
   for (size_t w = 0; w * 64 < st->npages; w++) {
     uint64_t bits = 0, any = 0;
     for (int k = 0; k < 8; k++) {
@@ -409,9 +419,16 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
       memcpy(&v, sc + w * 64 + 8 * k, 8);
       any |= v;
     }
-    if (any != 0 && thr < 256)
-      for (size_t b = 0; b < 64; b++)
-        if (sc[w * 64 + b] >= thr) bits |= (uint64_t)1 << b;
+    if (any != 0 && (thr < 256 || part_left > 0))
+      for (size_t b = 0; b < 64; b++) {
+        unsigned v = sc[w * 64 + b];
+        if (v >= thr) {
+          bits |= (uint64_t)1 << b;
+        } else if (v == part && part_left > 0) {
+          bits |= (uint64_t)1 << b;
+          part_left--;
+        }
+      }
     if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits)
       atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
   }

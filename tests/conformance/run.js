@@ -66,14 +66,13 @@ let checks = 0;
 function checkerEnv() {
   if (checks++ % 10 === 0) return process.env;
   const o = process.env.ASAN_OPTIONS;
-  return {...process.env, ASAN_OPTIONS : (o ? o + ':' : '') + 'detect_leaks=0'};
+  return { ...process.env, ASAN_OPTIONS: (o ? o + ':' : '') + 'detect_leaks=0' };
 }
 
 function check(file, flags, args = [], dumpDir = null) {
   const a = ['-f', String(flags)];
   if (dumpDir) a.push('-d', dumpDir);
-  const r = spawnSync(checker, a.concat(args, [ file ]),
-                      {encoding : 'utf8', env : checkerEnv()});
+  const r = spawnSync(checker, a.concat(args, [file]), { encoding: 'utf8', env: checkerEnv() });
   if (r.status !== 0 || r.signal) throw new Error(`wasm_check crashed on ${file}: ${r.stderr} ${r.signal || ''}`);
   return JSON.parse(r.stdout);
 }

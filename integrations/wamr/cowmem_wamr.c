@@ -1,0 +1,295 @@
+/* cowmem_wamr.c: WAMR's allocator callbacks, linear memories served from a
+ * cowmem pool (see cowmem_wamr.h for the contract).
+ *
+ * Why a thread-local "module being instantiated" rather than a registry
+ * keyed by the size the callback receives: sizes do not identify a module
+ * (and WAMR changes them at load: shrunk memories, app heaps), while the
+ * thread that calls wasm_runtime_instantiate always knows which module it
+ * is instantiating.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wamr_internal.h"
+
+/* ---- the pool and the slot table ----
+ * Slots are COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE = 8 GiB apart in
+ * one reservation ([guard][slot 0][guard][slot 1]..., cowmem.h), so
+ * base >> 33 takes consecutive values over the pool's slots and
+ * (base >> 33) % max_slots is a different index for each: a direct-mapped
+ * table with no collisions, written by the thread that acquired the slot
+ * and read by whoever grows or frees that memory (WAMR hands the instance
+ * from thread to thread, if at all, with its own synchronization). */
+#define SLOT_SHIFT 33
+_Static_assert(COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE == (size_t)1 << SLOT_SHIFT,
+               "the slot table's index assumes 8 GiB strides");
+
+typedef struct {
+  cowmem_pool_t* pool;
+  size_t nslots;
+  _Atomic(cowmem_slot_t*) slots[];
+} state_t;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* init/shutdown */
+static _Atomic(state_t*) g_state;
+
+static _Atomic uint64_t g_counters[6];
+enum { C_IMAGE, C_PLAIN, C_REFUSED, C_GROW, C_FREE, C_LIVE };
+#define COUNT(c, d)                                                                      \
+  atomic_fetch_add_explicit(&g_counters[c], (uint64_t)(d), memory_order_relaxed)
+
+static _Thread_local const cowmem_wamr_module_t* t_module;
+static _Thread_local uint32_t t_allocs; /* memories allocated since begin */
+static _Thread_local bool t_failed;     /* an allocation for t_module refused */
+
+void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->version = COWMEM_WAMR_CONFIG_VERSION;
+  cfg->max_memories = 256;
+  /* ADAPTIVE, as in the wasm2c integration: a request loop writes the same
+   * few pages every time; keeping them resident (restored by copy) avoids
+   * both the madvise's TLB flush and the next instance's page faults. */
+  cfg->reset = COWMEM_RESET_ADAPTIVE;
+  cfg->keep_resident = 64 << 10;
+  cfg->resident_budget = 1 << 20;
+}
+
+/* Under g_lock. */
+static int init_locked(const cowmem_wamr_config_t* c, const char** why) {
+  cowmem_pool_config_t pc;
+  cowmem_pool_config_init(&pc);
+  pc.max_slots = c->max_memories;
+  pc.slot_size = COWMEM_WAMR_SLOT_SIZE;
+  pc.guard_size = COWMEM_WAMR_GUARD_SIZE;
+  pc.reset = c->reset;
+  pc.keep_resident = c->keep_resident;
+  pc.resident_budget = c->resident_budget;
+  if (c->max_memories == 0 || c->max_memories > ((size_t)1 << 20)) {
+    if (why) *why = "max_memories: 1 to 2^20";
+    return COWMEM_EINVAL;
+  }
+  state_t* s = calloc(1, sizeof *s + c->max_memories * sizeof s->slots[0]);
+  if (!s) return COWMEM_ENOMEM;
+  int r = cowmem_pool_new(&pc, &s->pool, why);
+  if (r != 0) {
+    free(s);
+    return r;
+  }
+  s->nslots = c->max_memories;
+  atomic_store_explicit(&g_state, s, memory_order_release);
+  return 0;
+}
+
+int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, const char** why) {
+  if (!cfg || cfg->version != COWMEM_WAMR_CONFIG_VERSION) return COWMEM_EINVAL;
+  pthread_mutex_lock(&g_lock);
+  int r = atomic_load(&g_state) ? COWMEM_ESTATE : init_locked(cfg, why);
+  pthread_mutex_unlock(&g_lock);
+  return r;
+}
+
+int cowmem_wamr_shutdown(void) {
+  pthread_mutex_lock(&g_lock);
+  state_t* s = atomic_load(&g_state);
+  int r = s ? cowmem_pool_free(s->pool) : 0;
+  if (s && r == 0) {
+    atomic_store(&g_state, NULL);
+    free(s);
+  }
+  pthread_mutex_unlock(&g_lock);
+  return r;
+}
+
+cowmem_pool_t* cowmem_wamr_pool(void) {
+  state_t* s = atomic_load_explicit(&g_state, memory_order_acquire);
+  return s ? s->pool : NULL;
+}
+
+static state_t* state(void) {
+  state_t* s = atomic_load_explicit(&g_state, memory_order_acquire);
+  if (s) return s;
+  pthread_mutex_lock(&g_lock);
+  cowmem_wamr_config_t cfg;
+  cowmem_wamr_config_init(&cfg);
+  const char* why = "";
+  int r = (s = atomic_load(&g_state)) ? 0 : init_locked(&cfg, &why);
+  if (r != 0)
+    fprintf(stderr, "cowmem_wamr: cannot create the pool: %s (%s)\n", cowmem_strerror(r),
+            why ? why : "");
+  else
+    s = atomic_load(&g_state);
+  pthread_mutex_unlock(&g_lock);
+  return s;
+}
+
+static _Atomic(cowmem_slot_t*)* entry_of(state_t* s, const void* base) {
+  return &s->slots[((uintptr_t)base >> SLOT_SHIFT) % s->nslots];
+}
+
+/* The slot whose base is ptr, or NULL (not a linear memory of ours). */
+static cowmem_slot_t* slot_of(state_t* s, const void* ptr) {
+  if (!s || !ptr) return NULL;
+  cowmem_slot_t* slot = atomic_load_explicit(entry_of(s, ptr), memory_order_acquire);
+  return slot && cowmem_slot_base(slot) == ptr ? slot : NULL;
+}
+
+/* ---- module sets on this thread ---- */
+
+void cowmem_wamr_begin(const cowmem_wamr_module_t* m) {
+  t_module = m;
+  t_allocs = 0;
+  t_failed = false;
+}
+
+int cowmem_wamr_end(void) {
+  const cowmem_wamr_module_t* m = t_module;
+  int r = 0;
+  if (m && (t_failed || t_allocs > m->count || (m->image && t_allocs == 0)))
+    r = COWMEM_ESTATE;
+  t_module = NULL;
+  t_allocs = 0;
+  t_failed = false;
+  return r;
+}
+
+wasm_module_inst_t cowmem_wamr_end_instance(wasm_module_inst_t inst) {
+  if (cowmem_wamr_end() == 0 || !inst) return inst;
+  wasm_runtime_deinstantiate(inst);
+  return NULL;
+}
+
+wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
+                                           uint32_t stack_size, uint32_t heap_size,
+                                           char* error_buf, uint32_t error_buf_size) {
+  if (!m) return NULL;
+  wasm_module_inst_t inst =
+      COWMEM_WAMR_INSTANTIATE(m, wasm_runtime_instantiate(m->wamr, stack_size, heap_size,
+                                                          error_buf, error_buf_size));
+  return inst;
+}
+
+void cowmem_wamr_counters(cowmem_wamr_counters_t* out) {
+  uint64_t* v[] = {&out->image_allocs, &out->plain_allocs, &out->refused_allocs,
+                   &out->grows,        &out->frees,        &out->live};
+  for (size_t i = 0; i < 6; i++)
+    *v[i] = atomic_load_explicit(&g_counters[i], memory_order_relaxed);
+}
+
+/* ---- the callbacks ---- */
+
+static size_t page_up(uint64_t n) {
+  size_t ps = cowmem_page_size();
+  return (size_t)((n + ps - 1) / ps * ps);
+}
+
+/* A linear memory of `bytes` (WAMR aligned it to host pages already). */
+static void* linear_alloc(uint64_t bytes) {
+  const cowmem_wamr_module_t* m = t_module;
+  cowmem_image_t* image = NULL;
+  if (m) {
+    /* Only the first allocation of an instantiation is the module's memory;
+     * a second cannot be mapped exactly: refuse rather than guess. */
+    if (t_allocs++ >= m->count || bytes < m->image_end) {
+      fprintf(stderr,
+              "cowmem_wamr: linear memory %u of %llu bytes does not fit the "
+              "module set (%u memories, image ends at %llu)\n",
+              t_allocs - 1, (unsigned long long)bytes, m->count,
+              (unsigned long long)m->image_end);
+      t_failed = true;
+      COUNT(C_REFUSED, 1);
+      return NULL;
+    }
+    image = m->image;
+  }
+  state_t* s = state();
+  cowmem_slot_t* slot;
+  int r = s ? cowmem_pool_acquire(s->pool, image, page_up(bytes), COWMEM_WAMR_SLOT_SIZE,
+                                  &slot)
+            : COWMEM_ENOMEM;
+  if (r != 0) {
+    /* WAMR reports "allocate linear memory failed"; say why here. */
+    fprintf(stderr, "cowmem_wamr: no slot for a linear memory of %llu bytes: %s\n",
+            (unsigned long long)bytes, cowmem_strerror(r));
+    if (m) t_failed = true;
+    COUNT(C_REFUSED, 1);
+    return NULL;
+  }
+  void* base = cowmem_slot_base(slot);
+  atomic_store_explicit(entry_of(s, base), slot, memory_order_release);
+  COUNT(m ? C_IMAGE : C_PLAIN, 1);
+  COUNT(C_LIVE, 1);
+  return base;
+}
+
+static void* cb_malloc(mem_alloc_usage_t usage, unsigned int size) {
+  if (usage != Alloc_For_LinearMemory) return malloc(size);
+  /* sizes are unsigned int: a 4 GiB memory (65536 pages) arrives as 0,
+   * which the module's declared size tells apart from an empty memory. */
+  const cowmem_wamr_module_t* m = t_module;
+  uint64_t bytes = size;
+  if (size == 0 && m && m->min_pages > 0) bytes = (uint64_t)1 << 32;
+  return linear_alloc(bytes);
+}
+
+static void* cb_realloc(mem_alloc_usage_t usage, bool full_size_mmaped, void* ptr,
+                        unsigned int size) {
+  (void)full_size_mmaped; /* slots never move: right for both answers */
+  if (usage != Alloc_For_LinearMemory) return realloc(ptr, size);
+  /* A grow never shrinks, so 0 can only be 4 GiB. */
+  uint64_t bytes = size ? size : (uint64_t)1 << 32;
+  /* With software bounds checks a memory of 0 pages has no allocation
+   * (NULL) until its first grow; it holds zeros, so no image is needed. */
+  if (!ptr) {
+    const cowmem_wamr_module_t* saved = t_module;
+    t_module = NULL;
+    void* p = linear_alloc(bytes);
+    t_module = saved;
+    return p;
+  }
+  cowmem_slot_t* slot = slot_of(atomic_load(&g_state), ptr);
+  if (!slot) {
+    fprintf(stderr, "cowmem_wamr: realloc of %p, not a linear memory of the pool\n", ptr);
+    return NULL;
+  }
+  COUNT(C_GROW, 1);
+  if (cowmem_slot_grow(slot, page_up(bytes)) != 0) return NULL;
+  return ptr;
+}
+
+static void cb_free(mem_alloc_usage_t usage, void* ptr) {
+  if (usage != Alloc_For_LinearMemory) {
+    free(ptr);
+    return;
+  }
+  state_t* s = atomic_load(&g_state);
+  cowmem_slot_t* slot = slot_of(s, ptr);
+  if (!slot) {
+    /* Every linear memory comes from linear_alloc: this is a double free
+     * or a foreign pointer, and going on would corrupt another instance. */
+    fprintf(stderr, "cowmem_wamr: free of %p, not a linear memory of the pool\n", ptr);
+    abort();
+  }
+  atomic_store_explicit(entry_of(s, ptr), NULL, memory_order_relaxed);
+  /* An error here has already decommitted the slot and put it back (see
+   * cowmem_pool_release): the next instance still sees only its image. */
+  (void)cowmem_pool_release(s->pool, slot);
+  COUNT(C_FREE, 1);
+  atomic_fetch_sub_explicit(&g_counters[C_LIVE], 1, memory_order_relaxed);
+}
+
+bool cowmem_wamr_runtime_init(const RuntimeInitArgs* args) {
+  RuntimeInitArgs a;
+  if (args)
+    a = *args;
+  else
+    memset(&a, 0, sizeof a);
+  a.mem_alloc_type = Alloc_With_Allocator;
+  a.mem_alloc_option.allocator.malloc_func = (void*)cb_malloc;
+  a.mem_alloc_option.allocator.realloc_func = (void*)cb_realloc;
+  a.mem_alloc_option.allocator.free_func = (void*)cb_free;
+  a.mem_alloc_option.allocator.user_data = NULL;
+  return wasm_runtime_full_init(&a);
+}

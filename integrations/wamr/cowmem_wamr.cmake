@@ -1,0 +1,144 @@
+# Building WAMR with cowmem as its linear-memory provider.
+#
+# cowmem_wamr_source(<wamr_dir>)
+#   Copies a WAMR source tree (the root holding build-scripts/ and core/)
+#   into ${CMAKE_CURRENT_BINARY_DIR}/wamr-src, because configuring WAMR
+#   writes core/version.h into its tree, and sets COWMEM_WAMR_ROOT (in the
+#   caller's scope) to the copy. The source tree is never written.
+#
+# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK])
+#   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
+#   library <target>: the fast interpreter (CLASSIC: the classic one), with
+#   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
+#   and with WAMR_BUILD_ALLOC_WITH_USAGE=1, the hook cowmem_wamr's
+#   callbacks need (STOCK: without it, WAMR's own 8 GiB reservations, and
+#   every global symbol renamed to cowmem_stock_<name> so that a program can
+#   link it beside a hooked build and compare the two in one process). AOT
+#   adds WAMR's AOT runtime. Consumers get wasm_export.h on their include
+#   path. Multi-module, shared memories, memory64 and multi-memory stay off
+#   (cowmem_wamr refuses what it cannot map exactly; see cowmem_wamr.h).
+#
+# cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
+#   `cowmem strip`s the module (covered data segments become empty passive
+#   ones, so WAMR's instantiation copies nothing) and `cowmem compile`s the
+#   original into <name>.cwimg. <target> is an interface library whose
+#   consumers get the definitions
+#     COWMEM_WAMR_WASM_<name>="<the original .wasm>"
+#     COWMEM_WAMR_STRIPPED_<name>="<name>.stripped.wasm"
+#     COWMEM_WAMR_IMAGES_<name>="<name>.cwimg"
+#   (the last two absent when the project is configured with
+#   COWMEM_BUILD_TOOLS=OFF: cowmem_wamr_module_new strips at run time).
+#
+# Recipe:
+#   include(cowmem_wamr.cmake)
+#   cowmem_wamr_source(/path/to/wasm-micro-runtime)
+#   cowmem_wamr_runtime(vmlib)
+#   cowmem_wamr_module(mymod ${CMAKE_CURRENT_SOURCE_DIR}/mymod.wasm)
+#   add_executable(app app.c)
+#   target_link_libraries(app PRIVATE mymod cowmem_wamr vmlib)
+#
+#   // app.c
+#   cowmem_wamr_runtime_init(NULL);   // wasm_runtime_full_init + callbacks
+#   cowmem_wamr_module_t* m;
+#   cowmem_wamr_module_open_images(COWMEM_WAMR_IMAGES_mymod,
+#       COWMEM_WAMR_STRIPPED_mymod, NULL, &m, &diag);
+#   wasm_module_inst_t inst = cowmem_wamr_instantiate(m, 65536, 0, err, len);
+#   ... wasm_runtime_call_wasm(...) ...
+#   wasm_runtime_deinstantiate(inst);  // the slot goes back to the pool
+
+set(COWMEM_WAMR_CMAKE_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+macro(cowmem_wamr_source wamr_dir)
+  set(COWMEM_WAMR_ROOT ${CMAKE_CURRENT_BINARY_DIR}/wamr-src)
+  # Copied at configure time: WAMR's build scripts are read then too.
+  file(COPY ${wamr_dir}/build-scripts ${wamr_dir}/core
+       DESTINATION ${COWMEM_WAMR_ROOT})
+endmacro()
+
+function(cowmem_wamr_runtime target)
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK" "" "" ${ARGN})
+  set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
+  set(COWMEM_WAMR_V_FAST 1)
+  set(COWMEM_WAMR_V_HOOK 1)
+  set(COWMEM_WAMR_V_SOFTWARE_BOUNDS 0)
+  set(COWMEM_WAMR_V_AOT 0)
+  set(COWMEM_WAMR_V_NO_STACK_GUARD 0)
+  if(A_CLASSIC)
+    set(COWMEM_WAMR_V_FAST 0)
+  endif()
+  if(A_SOFTWARE_BOUNDS)
+    set(COWMEM_WAMR_V_SOFTWARE_BOUNDS 1)
+  endif()
+  if(A_AOT)
+    set(COWMEM_WAMR_V_AOT 1)
+  endif()
+  if(A_STOCK)
+    set(COWMEM_WAMR_V_HOOK 0)
+    set(COWMEM_WAMR_V_NAME ${target}_unrenamed)
+    # Each runtime's thread init touches the native stack down to its guard
+    # pages and then protects them: the second runtime on a thread would
+    # fault on the first one's. The baseline checks its native stack in
+    # software instead (memory bounds stay hardware-checked, as stock).
+    set(COWMEM_WAMR_V_NO_STACK_GUARD 1)
+  else()
+    set(COWMEM_WAMR_V_NAME ${target})
+  endif()
+  add_subdirectory(${COWMEM_WAMR_CMAKE_DIR}/vmlib
+                   ${CMAKE_CURRENT_BINARY_DIR}/vmlib_${target})
+  if(A_STOCK)
+    # Two WAMR runtimes in one process: the stock one's global symbols get
+    # a prefix (its calls to its own functions follow, since objcopy renames
+    # references too); libc and sanitizer symbols are left alone.
+    set(out ${CMAKE_CURRENT_BINARY_DIR}/lib${target}.a)
+    add_custom_command(OUTPUT ${out}
+      COMMAND ${CMAKE_COMMAND} -DNM=${CMAKE_NM} -DOBJCOPY=${CMAKE_OBJCOPY}
+              -DIN=$<TARGET_FILE:${target}_unrenamed> -DOUT=${out}
+              -DPREFIX=cowmem_stock_
+              -P ${COWMEM_WAMR_CMAKE_DIR}/rename_symbols.cmake
+      DEPENDS ${target}_unrenamed ${COWMEM_WAMR_CMAKE_DIR}/rename_symbols.cmake
+      COMMENT "Renaming the stock WAMR runtime's symbols"
+      VERBATIM)
+    add_custom_target(${target}_renamed DEPENDS ${out})
+    add_library(${target} STATIC IMPORTED GLOBAL)
+    set_target_properties(${target} PROPERTIES IMPORTED_LOCATION ${out})
+    add_dependencies(${target} ${target}_renamed)
+    target_include_directories(${target} INTERFACE
+                               ${COWMEM_WAMR_ROOT}/core/iwasm/include)
+    find_package(Threads REQUIRED)
+    target_link_libraries(${target} INTERFACE Threads::Threads m dl)
+  endif()
+endfunction()
+
+function(cowmem_wamr_module target wasm)
+  cmake_parse_arguments(A "" "NAME" "DEPENDS" ${ARGN})
+  if(NOT A_NAME)
+    set(A_NAME ${target})
+  endif()
+  get_filename_component(wasm ${wasm} ABSOLUTE)
+  set(dir ${CMAKE_CURRENT_BINARY_DIR}/${target}_wamr)
+  file(MAKE_DIRECTORY ${dir})
+  add_library(${target} INTERFACE)
+  target_compile_definitions(${target} INTERFACE
+                             COWMEM_WAMR_WASM_${A_NAME}="${wasm}")
+  if(COWMEM_BUILD_TOOLS)
+    set(stripped ${dir}/${A_NAME}.stripped.wasm)
+    set(images ${dir}/${A_NAME}.cwimg)
+    # The cowmem command (target cowmem_tool, defined later in the tree:
+    # target names in COMMAND and DEPENDS resolve at generation time).
+    add_custom_command(OUTPUT ${stripped}
+      COMMAND cowmem_tool strip ${wasm} -o ${stripped}
+      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMENT "cowmem strip ${wasm}" VERBATIM)
+    add_custom_command(OUTPUT ${images}
+      COMMAND cowmem_tool compile ${wasm} -o ${images}
+      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMENT "cowmem compile ${wasm}" VERBATIM)
+    add_custom_target(${target}_files ALL DEPENDS ${stripped} ${images})
+    add_dependencies(${target} ${target}_files)
+    target_compile_definitions(${target} INTERFACE
+                               COWMEM_WAMR_STRIPPED_${A_NAME}="${stripped}"
+                               COWMEM_WAMR_IMAGES_${A_NAME}="${images}")
+  elseif(A_DEPENDS)
+    add_dependencies(${target} ${A_DEPENDS})
+  endif()
+endfunction()

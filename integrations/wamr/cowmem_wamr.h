@@ -1,0 +1,190 @@
+/* cowmem_wamr.h: cowmem as the linear-memory provider of WAMR
+ * (wasm-micro-runtime 2.x), through WAMR's documented allocator hook,
+ * without patching WAMR.
+ *
+ * WAMR built with WAMR_BUILD_ALLOC_WITH_USAGE=1 and initialized with
+ * Alloc_With_Allocator takes every linear memory from the embedder's
+ * malloc(Alloc_For_LinearMemory, size), grows it with
+ * realloc(Alloc_For_LinearMemory, full_size_mmaped, ptr, size) and frees it
+ * with free(Alloc_For_LinearMemory, ptr), in the interpreters and the AOT
+ * runtime alike. cowmem_wamr_runtime_init installs callbacks that serve
+ * those from one process-wide cowmem pool and pass everything else
+ * (Alloc_For_Runtime) to the C library's malloc, realloc and free.
+ *
+ * The recipe for a module (cowmem_wamr_module() in cowmem_wamr.cmake):
+ *   1. `cowmem strip` the module: segments that an image covers become empty
+ *      passive segments, so WAMR's instantiation copies nothing;
+ *   2. `cowmem compile` the ORIGINAL module into an image file;
+ *   3. at run time, open both once (cowmem_wamr_module_open_images; or give
+ *      the original .wasm to cowmem_wamr_module_open, which builds the
+ *      images and strips in memory), which loads the stripped module into
+ *      WAMR; instantiate with cowmem_wamr_instantiate (or
+ *      COWMEM_WAMR_INSTANTIATE around any wasm_runtime_instantiate* call).
+ *   wasm_runtime_deinstantiate gives the memory back to the pool (reset).
+ *
+ * How the callbacks know the module and the memory: they are told neither.
+ * The module set ("module being instantiated") is a thread-local set by
+ * cowmem_wamr_begin around wasm_runtime_instantiate on the calling thread,
+ * and the linear-memory allocation made during it is the module's memory:
+ * WAMR allocates linear memories only while instantiating (grow is a
+ * realloc, found by its pointer), and a module has at most one memory here
+ * (multi-memory is refused, see below), so there is nothing to guess. The
+ * size WAMR asks for is the truth: WAMR changes a memory's layout at load
+ * (a module without memory.grow is "shrunk" to __heap_base; an app heap,
+ * heap_size > 0, adds pages) without moving any data, so the image maps at
+ * its offset whatever the size, as long as it ends within it (else the
+ * allocation fails and so does the instantiation, with WAMR's error).
+ *
+ * Memories: slots of COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE bytes
+ * (4 GiB + 4 GiB). With hardware bounds checks (WAMR's default on 64-bit
+ * Linux) the interpreter and AOT code form memory_data + u32 address + u32
+ * offset, up to 8 GiB past the base, with no check, and WAMR's signal
+ * handler turns a fault in [base, base + 8 GiB) into "out of bounds memory
+ * access". A slot and the guard after it are exactly those 8 GiB: every
+ * address is this instance's accessible memory or PROT_NONE, never the next
+ * slot. A memory never moves (realloc grows in place), as WAMR requires
+ * when full_size_mmaped. Builds with software bounds checks work unchanged.
+ *
+ * Refused when a module is loaded (COWMEM_EUNSUPPORTED, diag->reason says
+ * which): more than one memory (WAMR 2.4 without WAMR_BUILD_MULTI_MEMORY
+ * refuses them too; with it, which allocation is which memory depends on
+ * the bounds-check mode, and a guess could map the wrong image), shared
+ * memories (one allocation serves several instances), memory64 memories
+ * that may exceed 4 GiB (the hook's sizes are unsigned int: 4 GiB arrives
+ * as 0 and is read as 4 GiB; more cannot be told apart). Multi-module
+ * loading (a memory imported from another WAMR module is not allocated by
+ * the importer) is refused at build time: cowmem_wamr_runtime() never
+ * enables WAMR_BUILD_MULTI_MODULE.
+ *
+ * Memories allocated while no module is set (no cowmem_wamr_begin on the
+ * thread) come from the same pool with no image (zeros): an unstripped
+ * module loaded with plain wasm_runtime_load runs as before, with WAMR
+ * copying its segments. A STRIPPED module instantiated without its module
+ * set would start from zeros: always instantiate it through
+ * cowmem_wamr_instantiate or COWMEM_WAMR_INSTANTIATE.
+ *
+ * Thread safety: runtime_init, init and shutdown once, from one thread.
+ * begin/end act on the calling thread only; the callbacks are thread-safe.
+ * A thread that runs wasm calls wasm_runtime_init_thread_env first (WAMR's
+ * rule: its signal handler and alternate stack are per thread).
+ */
+#ifndef COWMEM_WAMR_H
+#define COWMEM_WAMR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cowmem.h>
+
+#include "wasm_export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COWMEM_WAMR_SLOT_SIZE ((size_t)4 << 30)  /* 65536 wasm pages */
+#define COWMEM_WAMR_GUARD_SIZE ((size_t)4 << 30) /* u32 offset past 4 GiB */
+#define COWMEM_WAMR_WASM_PAGE 65536u
+
+#define COWMEM_WAMR_CONFIG_VERSION 1
+typedef struct cowmem_wamr_config_s {
+  uint32_t version;              /* set by cowmem_wamr_config_init */
+  size_t max_memories;           /* slots: memories alive at once, 256 */
+  cowmem_reset_strategy_t reset; /* COWMEM_RESET_ADAPTIVE (see .c) */
+  size_t keep_resident;          /* KEEP_RESIDENT: bytes, 64 KiB */
+  size_t resident_budget;        /* ADAPTIVE: bytes, 1 MiB */
+} cowmem_wamr_config_t;
+
+void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg);
+
+/* wasm_runtime_full_init with the cowmem callbacks: args (NULL: WAMR's
+ * defaults) is copied and its mem_alloc_type and allocator fields are
+ * replaced. Returns WAMR's verdict. Call wasm_runtime_destroy at the end. */
+bool cowmem_wamr_runtime_init(const RuntimeInitArgs* args);
+
+/* Create the process's pool. Optional: the first linear memory creates it
+ * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
+ * cowmem_pool_new (*why, if not NULL, says which field or why). */
+int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, const char** why);
+/* Free the pool. Errors: EBUSY while a linear memory is alive (nothing is
+ * freed). Afterwards init may be called again. */
+int cowmem_wamr_shutdown(void);
+/* The pool (NULL before init), for metrics and trim. */
+cowmem_pool_t* cowmem_wamr_pool(void);
+
+/* A module set: the images of the ORIGINAL module's memory and the
+ * stripped module loaded into WAMR (which the set owns). */
+typedef struct cowmem_wamr_module_s cowmem_wamr_module_t;
+
+/* Parse the original module, build its images, strip it in memory and load
+ * the stripped bytes with wasm_runtime_load (the runtime must be
+ * initialized). Errors: those of cowmem_module_parse and
+ * cowmem_module_strip (with *diag), EUNSUPPORTED (see above; diag->reason
+ * says which), EINVALID when WAMR refuses the stripped module (diag->reason
+ * holds WAMR's message), EINVAL, ENOMEM. */
+int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** out,
+                           cowmem_diag_t* diag);
+/* The same from a file; also ENOENT, EIO and the errors of open/read. */
+int cowmem_wamr_module_open(const char* wasm_path, cowmem_wamr_module_t** out,
+                            cowmem_diag_t* diag);
+/* The production path: the images from the image file `cowmem compile`
+ * wrote (mapped from the file: shared page cache across processes, only
+ * its header read) and the module `cowmem strip` wrote, loaded into WAMR.
+ * module_hash (SHA-256 of the original module) is checked against the
+ * image file's when not NULL. The stripped module's memory must have the
+ * image file's limits (EMISMATCH otherwise: files of two modules).
+ * Errors: those of cowmem_imgfile_open_hash and of reading and parsing the
+ * stripped module (with *diag), EUNSUPPORTED, EMISMATCH, EINVALID (WAMR). */
+int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_path,
+                                   const uint8_t module_hash[32],
+                                   cowmem_wamr_module_t** out, cowmem_diag_t* diag);
+/* Unload the stripped module from WAMR and free the set. No instance of it
+ * may be alive (WAMR's rule for wasm_runtime_unload). NULL ignored. */
+void cowmem_wamr_module_free(cowmem_wamr_module_t* m);
+/* The stripped module as WAMR loaded it (borrowed). */
+wasm_module_t cowmem_wamr_module_wamr(const cowmem_wamr_module_t* m);
+/* Memories of the module (0 or 1), imported ones included: without
+ * multi-module WAMR allocates an imported memory like a defined one. */
+uint32_t cowmem_wamr_module_memories(const cowmem_wamr_module_t* m);
+/* The image of memory i (borrowed; NULL: zeros, or the memory's segments
+ * are left in the stripped module and WAMR copies them). */
+cowmem_image_t* cowmem_wamr_module_image(const cowmem_wamr_module_t* m, uint32_t i);
+
+/* Map m's image into the linear memory the calling thread allocates until
+ * cowmem_wamr_end. m must stay valid until then. A begin without end is
+ * superseded by the next begin. */
+void cowmem_wamr_begin(const cowmem_wamr_module_t* m);
+/* Stop mapping for this thread. Returns 0, or COWMEM_ESTATE when the
+ * instantiation allocated a memory other than m's (a second one, or one
+ * too small for the image: the allocation failed and so did the
+ * instantiation) or did not allocate m's memory that has an image (the
+ * instance does not belong to m). */
+int cowmem_wamr_end(void);
+/* cowmem_wamr_end() for the instance `inst` just made: returns inst, or
+ * deinstantiates it and returns NULL when end fails. */
+wasm_module_inst_t cowmem_wamr_end_instance(wasm_module_inst_t inst);
+
+/* Evaluates `call` (a wasm_runtime_instantiate* call of m's WAMR module)
+ * with m set: the instance, or NULL. */
+#define COWMEM_WAMR_INSTANTIATE(m, call)                                                 \
+  (cowmem_wamr_begin(m), cowmem_wamr_end_instance(call))
+
+/* wasm_runtime_instantiate of m's stripped module with m's images. */
+wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
+                                           uint32_t stack_size, uint32_t heap_size,
+                                           char* error_buf, uint32_t error_buf_size);
+
+/* Counters since the process started (relaxed; for tests and demos). */
+typedef struct cowmem_wamr_counters_s {
+  uint64_t image_allocs;   /* linear memories of a module set */
+  uint64_t plain_allocs;   /* linear memories with no module set (zeros) */
+  uint64_t refused_allocs; /* linear-memory allocations that failed */
+  uint64_t grows, frees;
+  uint64_t live; /* linear memories alive */
+} cowmem_wamr_counters_t;
+void cowmem_wamr_counters(cowmem_wamr_counters_t* out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COWMEM_WAMR_H */

@@ -1,0 +1,240 @@
+/* cowmem_wamr_module.c: module sets, the images of a module's memory and
+ * its stripped form loaded into WAMR (see cowmem_wamr.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wamr_internal.h"
+
+/* What a module set needs to know of one memory, from a parse of the
+ * module or from an image file's descriptor. */
+typedef struct {
+  bool imported, memory64, shared, has_max;
+  uint64_t min_pages, max_pages;
+} mem_desc_t;
+
+static int fail(cowmem_diag_t* diag, int code, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(cowmem_diag_t* diag, int code, const char* fmt, ...) {
+  if (diag) {
+    memset(diag, 0, sizeof *diag);
+    diag->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(diag->reason, sizeof diag->reason, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+/* The memories cowmem_wamr maps exactly (cowmem_wamr.h says why). */
+static int check_memories(uint32_t n, const mem_desc_t* d, cowmem_diag_t* diag) {
+  if (n > 1)
+    return fail(diag, COWMEM_EUNSUPPORTED,
+                "%u memories: cowmem_wamr supports one (WAMR's allocator "
+                "hook is not told which memory it allocates)",
+                n);
+  if (n == 1 && d->shared)
+    return fail(diag, COWMEM_EUNSUPPORTED,
+                "memory 0 is shared: not supported by cowmem_wamr");
+  if (n == 1 && d->memory64 && (!d->has_max || d->max_pages > 65536))
+    return fail(diag, COWMEM_EUNSUPPORTED,
+                "memory 0 is a memory64 memory that may exceed 4 GiB: WAMR's "
+                "allocator hook passes 32-bit sizes");
+  return 0;
+}
+
+static bool same(const mem_desc_t* a, const mem_desc_t* b) {
+  return a->imported == b->imported && a->memory64 == b->memory64 &&
+         a->shared == b->shared && a->has_max == b->has_max &&
+         a->min_pages == b->min_pages && (!a->has_max || a->max_pages == b->max_pages);
+}
+
+static int read_file(const char* path, uint8_t** out, size_t* out_len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  int r = fstat(fd, &st) == 0 ? 0 : -errno;
+  uint8_t* bytes = NULL;
+  size_t len = r == 0 ? (size_t)st.st_size : 0;
+  if (r == 0 && !(bytes = malloc(len ? len : 1))) r = COWMEM_ENOMEM;
+  for (size_t got = 0; r == 0 && got < len;) {
+    ssize_t k = read(fd, bytes + got, len - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0)
+      r = k < 0 ? -errno : COWMEM_EIO;
+    else
+      got += (size_t)k;
+  }
+  close(fd);
+  if (r != 0) {
+    free(bytes);
+    return r;
+  }
+  *out = bytes;
+  *out_len = len;
+  return 0;
+}
+
+/* Load the stripped bytes into WAMR; the set takes them (freed on error). */
+static int load(cowmem_wamr_module_t* m, uint8_t* bytes, size_t len,
+                cowmem_diag_t* diag) {
+  if (len > UINT32_MAX) {
+    cowmem_free_buffer(bytes);
+    return fail(diag, COWMEM_EUNSUPPORTED, "module of %zu bytes: WAMR loads < 4 GiB",
+                len);
+  }
+  char err[128] = "";
+  m->bytes = bytes;
+  m->wamr = wasm_runtime_load(bytes, (uint32_t)len, err, sizeof err);
+  if (!m->wamr) return fail(diag, COWMEM_EINVALID, "WAMR: %s", err);
+  return 0;
+}
+
+static int set_image(cowmem_wamr_module_t* m, cowmem_image_t* image) {
+  m->image = image;
+  cowmem_image_info_t ii;
+  if (image) {
+    int r = cowmem_image_info(image, &ii);
+    if (r != 0) return r;
+    m->image_end = ii.mem_offset + ii.len;
+  }
+  return 0;
+}
+
+static int memory_desc(const cowmem_module_t* mod, mem_desc_t* d) {
+  cowmem_memory_info_t mi;
+  int r = cowmem_module_memory_info(mod, 0, &mi);
+  if (r != 0) return r;
+  *d = (mem_desc_t){mi.imported, mi.memory64,  mi.shared,
+                    mi.has_max,  mi.min_pages, mi.max_pages};
+  return 0;
+}
+
+int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** out,
+                           cowmem_diag_t* diag) {
+  if (!out) return COWMEM_EINVAL;
+  cowmem_module_t* mod;
+  int r = cowmem_module_parse(wasm, len, COWMEM_MODULE_BORROW, &mod, diag);
+  if (r != 0) return r;
+  cowmem_wamr_module_t* m = calloc(1, sizeof *m);
+  mem_desc_t d = {0};
+  if (!m)
+    r = COWMEM_ENOMEM;
+  else if ((m->count = cowmem_module_memory_count(mod)) > 0)
+    r = memory_desc(mod, &d);
+  if (r == 0) r = check_memories(m->count, &d, diag);
+  if (r == 0) m->min_pages = d.min_pages;
+  cowmem_image_t* image = NULL;
+  if (r == 0 && m->count == 1 &&
+      (r = cowmem_module_memory_image(mod, 0, &image, NULL)) == 0)
+    r = set_image(m, image);
+  uint8_t* stripped = NULL;
+  size_t stripped_len = 0;
+  if (r == 0) r = cowmem_module_strip(mod, &stripped, &stripped_len, NULL);
+  /* The image holds its own reference; the parse is not needed after. */
+  cowmem_module_free(mod);
+  if (r == 0) r = load(m, stripped, stripped_len, diag);
+  if (r != 0) {
+    cowmem_wamr_module_free(m);
+    return r;
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  *out = m;
+  return 0;
+}
+
+int cowmem_wamr_module_open(const char* path, cowmem_wamr_module_t** out,
+                            cowmem_diag_t* diag) {
+  if (!path || !out) return COWMEM_EINVAL;
+  uint8_t* bytes;
+  size_t len;
+  int r = read_file(path, &bytes, &len);
+  if (r != 0) return r;
+  r = cowmem_wamr_module_new(bytes, len, out, diag);
+  free(bytes);
+  return r;
+}
+
+/* The image file `cowmem compile` wrote: its images map the file itself, so
+ * every process serving the module shares its page cache, and opening
+ * reads only the header. */
+int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_path,
+                                   const uint8_t module_hash[32],
+                                   cowmem_wamr_module_t** out, cowmem_diag_t* diag) {
+  if (!cwimg_path || !stripped_path || !out) return COWMEM_EINVAL;
+  int fd = open(cwimg_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  cowmem_imgfile_t* f;
+  int r = cowmem_imgfile_open_hash(fd, module_hash, 0, &f, diag);
+  close(fd); /* each image holds its own dup */
+  if (r != 0) return r;
+  cowmem_wamr_module_t* m = calloc(1, sizeof *m);
+  cowmem_imgfile_memory_t fm = {0};
+  mem_desc_t d = {0};
+  if (!m)
+    r = COWMEM_ENOMEM;
+  else if ((m->count = cowmem_imgfile_memory_count(f)) > 0 &&
+           (r = cowmem_imgfile_memory(f, 0, &fm)) == 0)
+    d = (mem_desc_t){fm.imported, fm.memory64,  fm.shared,
+                     fm.has_max,  fm.min_pages, fm.max_pages};
+  if (r == 0) r = check_memories(m->count, &d, diag);
+  if (r == 0 && fm.image) r = set_image(m, cowmem_image_retain(fm.image));
+  if (r == 0) m->min_pages = d.min_pages;
+  cowmem_imgfile_free(f);
+
+  /* The stripped module must be the image file's module: same memories,
+   * same limits (a stripped module keeps every section but the data). */
+  uint8_t* bytes = NULL;
+  size_t len = 0;
+  cowmem_module_t* sm = NULL;
+  if (r == 0) r = read_file(stripped_path, &bytes, &len);
+  if (r == 0)
+    r = cowmem_module_parse(bytes, len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
+                            &sm, diag);
+  mem_desc_t sd = {0};
+  if (r == 0 && cowmem_module_memory_count(sm) != m->count)
+    r = fail(diag, COWMEM_EMISMATCH, "%s has %u memories, %s %u", stripped_path,
+             cowmem_module_memory_count(sm), cwimg_path, m->count);
+  else if (r == 0 && m->count == 1 && (r = memory_desc(sm, &sd)) == 0 && !same(&sd, &d))
+    r = fail(diag, COWMEM_EMISMATCH, "memory 0 of %s differs from %s's", stripped_path,
+             cwimg_path);
+  cowmem_module_free(sm);
+  if (r == 0) {
+    r = load(m, bytes, len, diag);
+    bytes = NULL; /* the set's now */
+  }
+  free(bytes);
+  if (r != 0) {
+    cowmem_wamr_module_free(m);
+    return r;
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  *out = m;
+  return 0;
+}
+
+void cowmem_wamr_module_free(cowmem_wamr_module_t* m) {
+  if (!m) return;
+  if (m->wamr) wasm_runtime_unload(m->wamr);
+  cowmem_free_buffer(m->bytes);
+  cowmem_image_free(m->image);
+  free(m);
+}
+
+wasm_module_t cowmem_wamr_module_wamr(const cowmem_wamr_module_t* m) {
+  return m ? m->wamr : NULL;
+}
+
+uint32_t cowmem_wamr_module_memories(const cowmem_wamr_module_t* m) {
+  return m ? m->count : 0;
+}
+
+cowmem_image_t* cowmem_wamr_module_image(const cowmem_wamr_module_t* m, uint32_t i) {
+  return m && i < m->count ? m->image : NULL;
+}

@@ -1,0 +1,18 @@
+/* wamr_internal.h: what the module-set code (cowmem_wamr_module.c) and the
+ * memory callbacks (cowmem_wamr.c) share: the module set itself. */
+#ifndef COWMEM_WAMR_INTERNAL_H
+#define COWMEM_WAMR_INTERNAL_H
+
+#include "cowmem_wamr.h"
+
+struct cowmem_wamr_module_s {
+  wasm_module_t wamr;    /* the stripped module, loaded */
+  uint8_t* bytes;        /* its bytes: WAMR keeps pointers into them (and
+                            may write them) until wasm_runtime_unload */
+  uint32_t count;        /* memories: 0 or 1 */
+  uint64_t min_pages;    /* memory 0's declared initial size */
+  cowmem_image_t* image; /* memory 0's image (NULL: zeros or copied) */
+  uint64_t image_end;    /* where it ends in linear memory */
+};
+
+#endif

@@ -1,0 +1,156 @@
+/* wamr_util.h: helpers shared by the WAMR demo and its tests: the clock,
+ * percentiles, /proc/self/status, the request inputs, an instance with its
+ * execution environment, calls of the demo's exports and one request
+ * served. (The wasm2c integration has the same few helpers in w2c_util.h,
+ * but that header needs wabt's wasm-rt.h; this one must build without
+ * wabt.) */
+#ifndef COWMEM_WAMR_UTIL_H
+#define COWMEM_WAMR_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <time.h>
+
+#include "wamr_api.h"
+
+static inline uint64_t wamr_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline int wamr_cmp_u64(const void* a, const void* b) {
+  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The value at quantile q (0..1) of v[0..n), in us; sorts v unless sorted. */
+static inline double wamr_quantile_us(uint64_t* v, size_t n, double q, int sorted) {
+  if (!sorted) qsort(v, n, sizeof *v, wamr_cmp_u64);
+  size_t i = (size_t)(q * (double)n);
+  if (i >= n) i = n - 1;
+  return (double)v[i] / 1e3;
+}
+
+/* A field of /proc/self/status in KiB ("VmSize:", "VmRSS:"), or 0. */
+static inline unsigned long wamr_status_kb(const char* field) {
+  char line[256];
+  unsigned long kb = 0;
+  size_t n = strlen(field);
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, field, n) == 0) kb = strtoul(line + n, 0, 10);
+  fclose(f);
+  return kb;
+}
+
+/* The requests: the same default one as the wasm2c demo's first. */
+static const char wamr_default_request[] =
+    "The quick brown fox jumps over the lazy dog. Copy on write maps the "
+    "image of each instance; the slot is reset with one madvise, so the next "
+    "instance of the same image needs no system call at all.";
+
+static const char* const wamr_requests[] = {
+    wamr_default_request,
+    "",
+    "The quick brown fox jumps over the lazy dog.",
+    "the the the of of and to a in is it you that he was for on are with",
+    "\x01\x02\xff\xfe binary \x80\x81 bytes, and UPPER lower MiXeD words",
+    "Where there is a will there is a way; every good boy does fine.",
+};
+#define WAMR_NREQUESTS (sizeof wamr_requests / sizeof wamr_requests[0])
+
+#define WAMR_STACK (64u << 10) /* operand stack of an instance */
+#define WAMR_TRAP 0xdeadbeefu  /* what wamr_call1 returns after a trap */
+
+/* An instance of either runtime and its execution environment. */
+typedef struct {
+  const wamr_api_t* api;
+  wasm_module_inst_t inst;
+  wasm_exec_env_t env;
+  char exception[128]; /* the last trap's message ("" if none) */
+} wamr_inst_t;
+
+/* Take inst (NULL: fails) and give it an execution environment. 0 or -1. */
+static inline int wamr_inst_wrap(wamr_inst_t* x, const wamr_api_t* api,
+                                 wasm_module_inst_t inst) {
+  memset(x, 0, sizeof *x);
+  x->api = api;
+  x->inst = inst;
+  if (!inst) return -1;
+  x->env = api->create_exec_env(inst, WAMR_STACK);
+  if (!x->env) {
+    api->deinstantiate(inst);
+    x->inst = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static inline void wamr_inst_free(wamr_inst_t* x) {
+  if (x->env) x->api->destroy_exec_env(x->env);
+  if (x->inst) x->api->deinstantiate(x->inst);
+  x->env = NULL;
+  x->inst = NULL;
+}
+
+/* Call export `name` with argv[0..argc); argv[0] holds the result. false
+ * after a trap (x->exception says which) or when there is no such export. */
+static inline bool wamr_call(wamr_inst_t* x, const char* name, uint32_t argc,
+                             uint32_t* argv) {
+  x->exception[0] = 0;
+  wasm_function_inst_t f = x->api->lookup_function(x->inst, name);
+  if (!f) {
+    snprintf(x->exception, sizeof x->exception, "no export %s", name);
+    return false;
+  }
+  if (x->api->call_wasm(x->env, f, argc, argv)) return true;
+  const char* e = x->api->get_exception(x->inst);
+  snprintf(x->exception, sizeof x->exception, "%s", e ? e : "?");
+  x->api->clear_exception(x->inst);
+  return false;
+}
+
+/* name(a, b) with up to two i32 arguments: the i32 result, or WAMR_TRAP. */
+static inline uint32_t wamr_call1(wamr_inst_t* x, const char* name, int argc, uint32_t a,
+                                  uint32_t b) {
+  uint32_t argv[2] = {a, b};
+  return wamr_call(x, name, (uint32_t)argc, argv) ? argv[0] : WAMR_TRAP;
+}
+
+/* Whether the last call trapped out of bounds. */
+static inline bool wamr_oob(const wamr_inst_t* x) {
+  return strstr(x->exception, "out of bounds memory access") != NULL;
+}
+
+/* The default memory: base and size in bytes (as the wasm pages count). */
+static inline uint8_t* wamr_memory(const wamr_inst_t* x, uint64_t* pages) {
+  wasm_memory_inst_t mem = x->api->default_memory(x->inst);
+  if (pages) *pages = mem ? x->api->memory_pages(mem) : 0;
+  return mem ? x->api->memory_base(mem) : NULL;
+}
+
+/* Write the request into the instance's input buffer, run it, copy the
+ * report into out (NUL-terminated, truncated to cap): run's result. */
+static inline uint32_t wamr_serve(wamr_inst_t* x, const void* req, uint32_t len,
+                                  char* out, size_t cap) {
+  uint32_t in = wamr_call1(x, "input_ptr", 0, 0, 0);
+  uint8_t* p = x->api->app_to_native(x->inst, in);
+  if (!p) return WAMR_TRAP;
+  if (len) memcpy(p, req, len);
+  uint32_t n = wamr_call1(x, "run", 2, in, len);
+  if (out && cap) {
+    size_t k = n == (uint32_t)-1 || n == WAMR_TRAP ? 0 : n < cap - 1 ? n : cap - 1;
+    uint8_t* r = x->api->app_to_native(x->inst, wamr_call1(x, "result_ptr", 0, 0, 0));
+    if (r && k) memcpy(out, r, k);
+    out[k] = 0;
+  }
+  return n;
+}
+
+#endif

@@ -1,5 +1,7 @@
-/* cowmem_wasm2c.c: the memory functions of wasm2c's runtime, served from a
- * cowmem pool (see cowmem_wasm2c.h for the contract).
+/* cowmem_wasm2c.c: the pool, the data -> slot table and the modules behind
+ * the wrapped memory functions of wasm2c's runtime (see cowmem_wasm2c.h for
+ * the contract). Nothing here depends on the runtime's ABI; w2c_runtime.c
+ * holds what does.
  *
  * Why a thread-local "module being instantiated" rather than a registry
  * keyed by the (initial, max) pages that wasm_rt_allocate_memory receives:
@@ -22,24 +24,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "wasm-rt.h"
+#include "w2c_internal.h"
 
-/* The stock runtime's functions (-Wl,--wrap renames the generated code's
- * references to the __wrap_ ones below). */
-void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
-uint32_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
-void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
-void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
-uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
-void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
-
-/* wasm2c passes 65536 for a memory without a maximum. */
-#define NO_MAX_PAGES 65536u
-
-typedef struct {
-  uint32_t min_pages, max_pages; /* as wasm2c passes them */
-  cowmem_image_t* image;         /* NULL: zeros, or copied by wasm2c */
-} w2c_memory_t;
+typedef cowmem_w2c__memory_t w2c_memory_t;
 
 struct cowmem_w2c_module_s {
   uint32_t count;
@@ -59,10 +46,11 @@ static struct entry {
   cowmem_slot_t* slot;
 } * g_table;
 
-static _Atomic uint64_t g_counters[7];
-enum { C_ALLOC, C_GROW, C_FREE, C_STOCK_ALLOC, C_STOCK_GROW, C_STOCK_FREE, C_LIVE };
-#define COUNT(c, d)                                                                      \
-  atomic_fetch_add_explicit(&g_counters[c], (uint64_t)(d), memory_order_relaxed)
+static _Atomic uint64_t g_counters[COWMEM_W2C__NCOUNTERS];
+
+void cowmem_w2c__count(int c, int64_t d) {
+  atomic_fetch_add_explicit(&g_counters[c], (uint64_t)d, memory_order_relaxed);
+}
 
 static _Thread_local const cowmem_w2c_module_t* t_module;
 static _Thread_local uint32_t t_next; /* defined memories allocated so far */
@@ -191,6 +179,8 @@ static cowmem_slot_t* table_find(const uint8_t* data, bool remove) {
 
 /* ---- modules ---- */
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the refusal texts */
 static int module_fail(cowmem_diag_t* diag, int code, const char* fmt, uint32_t idx) {
   if (diag) {
     memset(diag, 0, sizeof *diag);
@@ -199,34 +189,57 @@ static int module_fail(cowmem_diag_t* diag, int code, const char* fmt, uint32_t 
   }
   return code;
 }
+#pragma GCC diagnostic pop
+
+/* Describe defined memory (index idx of the module) into w, or refuse it. */
+static int describe(w2c_memory_t* w, uint32_t idx, bool is64, bool shared, uint64_t min,
+                    bool has_max, uint64_t max, cowmem_diag_t* diag) {
+  const char* why = cowmem_w2c__refusal(is64, shared, min);
+  if (why) return module_fail(diag, COWMEM_EUNSUPPORTED, why, idx);
+  w->min_pages = min;
+  w->page_size = COWMEM_W2C_WASM_PAGE; /* the front end reads no other */
+  w->max_pages = has_max ? max : cowmem_w2c__no_max(is64, w->page_size);
+  w->is64 = is64;
+  w->shared = shared;
+  return 0;
+}
+
+/* A module cowmem_module_parse calls malformed for its limits flags: if
+ * the flags carry the custom-page-sizes bit (0x08), say that instead, since
+ * the module is valid and only this integration cannot take it. */
+static int parse_failed(const uint8_t* wasm, size_t len, int r, cowmem_diag_t* diag) {
+  if (r == COWMEM_EMALFORMED && diag && diag->offset < len &&
+      strstr(diag->reason, "limits flags") && (wasm[diag->offset] & 0x08) &&
+      wasm[diag->offset] < 0x10) {
+    uint64_t at = diag->offset;
+    module_fail(diag, COWMEM_EUNSUPPORTED,
+                "custom page size (limits flags 0x%02x): cowmem's front end "
+                "reads 64 KiB pages only, so no image can be built",
+                wasm[at]);
+    diag->offset = at;
+    return COWMEM_EUNSUPPORTED;
+  }
+  return r;
+}
 
 int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** out,
                           cowmem_diag_t* diag) {
   if (!out) return COWMEM_EINVAL;
   cowmem_module_t* mod;
   int r = cowmem_module_parse(wasm, len, COWMEM_MODULE_BORROW, &mod, diag);
-  if (r != 0) return r;
+  if (r != 0) return parse_failed(wasm, len, r, diag);
   uint32_t n = cowmem_module_memory_count(mod);
   cowmem_w2c_module_t* m = calloc(1, sizeof *m + n * sizeof m->mem[0]);
   if (!m) r = COWMEM_ENOMEM;
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_memory_info_t mi;
     if ((r = cowmem_module_memory_info(mod, i, &mi)) != 0) break;
-    if (mi.memory64)
-      r = module_fail(diag, COWMEM_EUNSUPPORTED,
-                      "memory %u is a memory64 memory: wasm2c 1.0.32 and "
-                      "cowmem_wasm2c support 32-bit memories only",
-                      i);
-    else if (mi.shared)
-      r = module_fail(diag, COWMEM_EUNSUPPORTED,
-                      "memory %u is shared: not supported by wasm2c 1.0.32 "
-                      "and cowmem_wasm2c",
-                      i);
-    if (r != 0 || mi.imported) continue; /* imports are the embedder's */
-    w2c_memory_t* w = &m->mem[m->count++];
-    w->min_pages = (uint32_t)mi.min_pages;
-    w->max_pages = mi.has_max ? (uint32_t)mi.max_pages : NO_MAX_PAGES;
-    r = cowmem_module_memory_image(mod, i, &w->image, NULL);
+    if (mi.imported) continue; /* imports are the embedder's */
+    w2c_memory_t* w = &m->mem[m->count];
+    r = describe(w, i, mi.memory64, mi.shared, mi.min_pages, mi.has_max, mi.max_pages,
+                 diag);
+    if (r == 0) r = cowmem_module_memory_image(mod, i, &w->image, NULL);
+    if (r == 0) m->count++;
   }
   /* The images hold their own references; the parse is not needed after. */
   cowmem_module_free(mod);
@@ -281,18 +294,13 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_imgfile_memory_t d;
     if ((r = cowmem_imgfile_memory(f, i, &d)) != 0) break;
-    if (d.memory64 || d.shared)
-      r = module_fail(diag, COWMEM_EUNSUPPORTED,
-                      d.memory64 ? "memory %u is a memory64 memory: not "
-                                   "supported by wasm2c 1.0.32"
-                                 : "memory %u is shared: not supported by "
-                                   "wasm2c 1.0.32",
-                      d.index);
-    if (r != 0 || d.imported) continue;
-    w2c_memory_t* w = &m->mem[m->count++];
-    w->min_pages = (uint32_t)d.min_pages;
-    w->max_pages = d.has_max ? (uint32_t)d.max_pages : NO_MAX_PAGES;
+    if (d.imported) continue;
+    w2c_memory_t* w = &m->mem[m->count];
+    r = describe(w, d.index, d.memory64, d.shared, d.min_pages, d.has_max, d.max_pages,
+                 diag);
+    if (r != 0) break;
     w->image = d.image ? cowmem_image_retain(d.image) : NULL;
+    m->count++;
   }
   cowmem_imgfile_free(f);
   if (r != 0) {
@@ -335,20 +343,16 @@ void cowmem_w2c_counters(cowmem_w2c_counters_t* out) {
   uint64_t* v[] = {&out->cowmem_allocs, &out->cowmem_grows, &out->cowmem_frees,
                    &out->stock_allocs,  &out->stock_grows,  &out->stock_frees,
                    &out->live};
-  for (size_t i = 0; i < 7; i++)
+  for (size_t i = 0; i < COWMEM_W2C__NCOUNTERS; i++)
     *v[i] = atomic_load_explicit(&g_counters[i], memory_order_relaxed);
 }
 
-/* ---- the three functions the generated code calls ---- */
+/* ---- what the wrapped runtime functions call ---- */
 
-void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
-                                    uint32_t max) {
+const cowmem_w2c__memory_t* cowmem_w2c__next(uint64_t initial, uint64_t max, bool is64,
+                                             uint32_t page_size, bool shared) {
   const cowmem_w2c_module_t* m = t_module;
-  if (!m) {
-    COUNT(C_STOCK_ALLOC, 1);
-    __real_wasm_rt_allocate_memory(mem, initial, max);
-    return;
-  }
+  if (!m) return NULL;
   uint32_t k = t_next++;
   if (k >= m->count)
     die(0,
@@ -356,11 +360,32 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
         "defines %u",
         k, m->count);
   const w2c_memory_t* w = &m->mem[k];
-  if (initial != w->min_pages || max != w->max_pages)
+  if (initial != w->min_pages || max != w->max_pages || is64 != w->is64 ||
+      page_size != w->page_size || shared != w->shared)
     die(0,
-        "wasm_rt_allocate_memory(%u, %u pages) does not match the limits "
-        "%u..%u of memory %u of the module set with cowmem_w2c_begin",
-        initial, max, w->min_pages, w->max_pages, k);
+        "memory %u allocated with %llu..%llu pages of %u bytes%s%s, but the "
+        "module set with cowmem_w2c_begin declares %llu..%llu pages of %u "
+        "bytes%s%s",
+        k, (unsigned long long)initial, (unsigned long long)max, page_size,
+        is64 ? ", memory64" : "", shared ? ", shared" : "",
+        (unsigned long long)w->min_pages, (unsigned long long)w->max_pages, w->page_size,
+        w->is64 ? ", memory64" : "", w->shared ? ", shared" : "");
+  return w;
+}
+
+static size_t round_up(uint64_t bytes) {
+  size_t ps = cowmem_page_size();
+  return (size_t)((bytes + ps - 1) / ps * ps);
+}
+
+/* The slot bounds every memory (checked against the module at load for the
+ * initial size); a maximum beyond it only means grow fails there. */
+static uint64_t max_bytes(const w2c_memory_t* w) {
+  uint64_t cap = COWMEM_W2C_SLOT_SIZE / w->page_size;
+  return (w->max_pages < cap ? w->max_pages : cap) * w->page_size;
+}
+
+uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w) {
   pthread_mutex_lock(&g_lock);
   cowmem_w2c_config_t cfg;
   cowmem_w2c_config_init(&cfg);
@@ -369,57 +394,50 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
   pthread_mutex_unlock(&g_lock);
   if (r != 0) die(r, "cannot create the pool (%s)", why ? why : "");
   cowmem_slot_t* slot;
-  r = cowmem_pool_acquire(g_pool, w->image, (size_t)initial * COWMEM_W2C_WASM_PAGE,
-                          (size_t)max * COWMEM_W2C_WASM_PAGE, &slot);
-  if (r != 0) die(r, "no slot for a memory of %u pages", initial);
+  r = cowmem_pool_acquire(g_pool, w->image, round_up(w->min_pages * w->page_size),
+                          round_up(max_bytes(w)), &slot);
+  if (r != 0)
+    die(r, "no slot for a memory of %llu pages", (unsigned long long)w->min_pages);
   uint8_t* data = cowmem_slot_base(slot);
   pthread_mutex_lock(&g_lock);
   table_put(data, slot);
   pthread_mutex_unlock(&g_lock);
-  mem->data = data;
-  mem->pages = initial;
-  mem->max_pages = max;
-  mem->size = initial * COWMEM_W2C_WASM_PAGE; /* wraps for 65536 pages, as
-                                                 the stock runtime's does */
-  COUNT(C_ALLOC, 1);
-  COUNT(C_LIVE, 1);
+  cowmem_w2c__count(COWMEM_W2C__ALLOC, 1);
+  cowmem_w2c__count(COWMEM_W2C__LIVE, 1);
+  return data;
 }
 
-uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
+cowmem_slot_t* cowmem_w2c__find(const void* data) {
   pthread_mutex_lock(&g_lock);
-  cowmem_slot_t* slot = table_find(mem->data, false);
+  cowmem_slot_t* slot = table_find(data, false);
   pthread_mutex_unlock(&g_lock);
-  if (!slot) {
-    COUNT(C_STOCK_GROW, 1);
-    return __real_wasm_rt_grow_memory(mem, delta);
-  }
-  COUNT(C_GROW, 1);
-  uint32_t old = mem->pages;
-  uint64_t pages = (uint64_t)old + delta;
-  if (pages > mem->max_pages || pages > NO_MAX_PAGES) return (uint32_t)-1;
-  if (delta > 0 && cowmem_slot_grow(slot, (size_t)pages * COWMEM_W2C_WASM_PAGE) != 0)
-    return (uint32_t)-1;
-  mem->pages = (uint32_t)pages;
-  mem->size = (uint32_t)pages * COWMEM_W2C_WASM_PAGE;
-  return old;
+  return slot;
 }
 
-void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
+bool cowmem_w2c__release(const void* data) {
   pthread_mutex_lock(&g_lock);
-  cowmem_slot_t* slot = table_find(mem->data, true);
+  cowmem_slot_t* slot = table_find(data, true);
   cowmem_pool_t* pool = g_pool;
   pthread_mutex_unlock(&g_lock);
-  if (!slot) {
-    COUNT(C_STOCK_FREE, 1);
-    __real_wasm_rt_free_memory(mem);
-    return;
-  }
+  if (!slot) return false;
   /* An error here has already decommitted the slot and put it back (see
    * cowmem_pool_release): the next instance still sees only its image. */
   (void)cowmem_pool_release(pool, slot);
-  mem->data = NULL;
-  mem->pages = 0;
-  mem->size = 0;
-  COUNT(C_FREE, 1);
-  atomic_fetch_sub_explicit(&g_counters[C_LIVE], 1, memory_order_relaxed);
+  cowmem_w2c__count(COWMEM_W2C__FREE, 1);
+  cowmem_w2c__count(COWMEM_W2C__LIVE, -1);
+  return true;
+}
+
+uint64_t cowmem_w2c__grow(cowmem_slot_t* slot, uint64_t pages, uint64_t delta,
+                          uint64_t max_pages, uint32_t page_size) {
+  cowmem_w2c__count(COWMEM_W2C__GROW, 1);
+  uint64_t to = pages + delta;
+  if (to < pages || to > max_pages || to > COWMEM_W2C_SLOT_SIZE / page_size)
+    return UINT64_MAX;
+  /* Custom page sizes would leave the tail of a host page accessible past
+   * `size`: generated code bounds-checks such memories, and the tail is
+   * zeros until grown into. */
+  if (delta > 0 && cowmem_slot_grow(slot, round_up(to * page_size)) != 0)
+    return UINT64_MAX;
+  return pages;
 }

@@ -1,47 +1,106 @@
-# cowmem_wasm2c_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...]
-#                      [WASM2C_FLAGS <flags>...])
+# The CMake side of the cowmem wasm2c integration (include() it after
+# add_subdirectory(integrations/wasm2c), or from there).
 #
-# Builds a WebAssembly module for the cowmem wasm2c integration:
+# cowmem_wasm2c_provider(<target> WASM2C <command...> INCLUDE_DIR <dir>
+#                        [RUNTIME_LIBRARY <lib> | RUNTIME_SOURCES <dir>]
+#                        [IMPL_INCLUDE_DIR <dir>] [GENERATED_FLAGS <flags>...])
+#   The integration for one wabt: the static library <target> (the wrapped
+#   memory functions compiled against <dir>/wasm-rt.h, the runtime, the
+#   -Wl,--wrap flags), the translator to run on modules, and the warning
+#   flags its output needs. RUNTIME_LIBRARY links a prebuilt runtime
+#   (Debian's libwasm-rt-impl.a); RUNTIME_SOURCES builds the runtime's
+#   sources in <dir> (wasm-rt-impl.c, wasm-rt-mem-impl.c,
+#   wasm-rt-exceptions-impl.c when present) into <target>_rt, unchanged.
+#   WASM2C may be several words (`node .../wasm2c` for the npm build).
+#   Which runtime ABI the library serves is decided by that wasm-rt.h alone
+#   (cowmem_wasm2c.h, COWMEM_W2C_ABI): wabt 1.0.32 or >= 1.0.37.
+#
+# cowmem_wasm2c_module(<target> <file.wasm> [NAME <name>] [PROVIDER <p>]
+#                      [DEPENDS <targets>...] [WASM2C_FLAGS <flags>...])
+#   Builds a WebAssembly module for the integration:
 #   1. `cowmem strip`s it (covered data segments become empty passive ones,
 #      so the generated init_memories copies nothing) and `cowmem compile`s
 #      the original into <name>.cwimg, the image file,
-#   2. runs wasm2c on the stripped module (module name <name>, default
-#      <target>; the API is Z_<name>_instantiate, Z_<name>_free, Z_<name>Z_*),
-#   3. compiles the generated C into the static library <target>, which links
-#      cowmem_wasm2c (the memory provider, the stock runtime for traps and
-#      signals, and the -Wl,--wrap flags).
-# Consumers get the generated header <name>.h and the compile definitions
-# COWMEM_W2C_IMAGES_<name>="<absolute path of <name>.cwimg>" (for
-# cowmem_w2c_module_open_images; absent when the project is configured
-# with COWMEM_BUILD_TOOLS=OFF) and COWMEM_W2C_WASM_<name>="<absolute path
-# of the original .wasm>" (for cowmem_w2c_module_open, which builds the
-# images from the module at run time instead):
+#   2. runs the provider's wasm2c on the stripped module (module name
+#      <name>, default <target>),
+#   3. compiles the generated C into the static library <target>, which
+#      links the provider <p> (default cowmem_wasm2c, Debian's wabt).
+#   Consumers get the generated header <name>.h and the compile definitions
+#   COWMEM_W2C_IMAGES_<name>="<absolute path of <name>.cwimg>" (for
+#   cowmem_w2c_module_open_images; absent when the project is configured
+#   with COWMEM_BUILD_TOOLS=OFF) and COWMEM_W2C_WASM_<name>="<absolute path
+#   of the original .wasm>" (for cowmem_w2c_module_open):
 #
-#   cowmem_wasm2c_module(mymod ${CMAKE_CURRENT_SOURCE_DIR}/mymod.wasm)
-#   add_executable(app app.c)
-#   target_link_libraries(app PRIVATE mymod)
+#     cowmem_wasm2c_module(mymod ${CMAKE_CURRENT_SOURCE_DIR}/mymod.wasm)
+#     add_executable(app app.c)
+#     target_link_libraries(app PRIVATE mymod)
 #
-#   // app.c
-#   #include "cowmem_wasm2c.h"
-#   #include "mymod.h"
-#   wasm_rt_init(); Z_mymod_init_module();
-#   cowmem_w2c_module_t* m;
-#   cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_mymod, NULL, &m, NULL);
-#   Z_mymod_instance_t inst;
-#   COWMEM_W2C_INSTANTIATE(m, Z_mymod_instantiate, &inst);
-#   ... Z_mymodZ_<export>(&inst, ...) ...
-#   Z_mymod_free(&inst);
+#     // app.c: the same for either wabt (cowmem_wasm2c.h names both)
+#     #include "cowmem_wasm2c.h"
+#     #include "mymod.h"
+#     wasm_rt_init(); COWMEM_W2C_INIT_MODULE(mymod);
+#     cowmem_w2c_module_t* m;
+#     cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_mymod, NULL, &m, NULL);
+#     COWMEM_W2C_INSTANCE(mymod) inst;
+#     COWMEM_W2C_NEW(m, mymod, &inst);
+#     ... COWMEM_W2C_EXPORT(mymod, <export>)(&inst, ...) ...
+#     COWMEM_W2C_FN(mymod, free)(&inst);
 #
-# DEPENDS names targets that produce <file.wasm> (a custom target building
-# it in this project). WASM2C_FLAGS go to wasm2c (--enable-multi-memory for
-# a module with several memories). Needs wasm2c (WASM2C_EXECUTABLE), the
-# cowmem command (cowmem_tool; cowmem_w2c_strip without it) and the target
-# cowmem_wasm2c from integrations/wasm2c.
+#   DEPENDS names targets that produce <file.wasm>. WASM2C_FLAGS go to
+#   wasm2c (--enable-multi-memory, --enable-memory64, --enable-threads).
+#   Needs the cowmem command (cowmem_tool; cowmem_w2c_strip without it).
+set(COWMEM_W2C_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+function(cowmem_wasm2c_provider target)
+  cmake_parse_arguments(A "" "INCLUDE_DIR;RUNTIME_LIBRARY;RUNTIME_SOURCES;IMPL_INCLUDE_DIR"
+                        "WASM2C;GENERATED_FLAGS" ${ARGN})
+  if(A_RUNTIME_SOURCES)
+    set(rt_srcs)
+    foreach(f wasm-rt-impl.c wasm-rt-mem-impl.c wasm-rt-exceptions-impl.c)
+      if(EXISTS ${A_RUNTIME_SOURCES}/${f})
+        list(APPEND rt_srcs ${A_RUNTIME_SOURCES}/${f})
+      endif()
+    endforeach()
+    add_library(${target}_rt STATIC ${rt_srcs})
+    target_include_directories(${target}_rt PUBLIC ${A_RUNTIME_SOURCES})
+    # wabt's code, built as it is: our warning flags are not its.
+    target_compile_options(${target}_rt PRIVATE -w)
+    set(rt ${target}_rt)
+    if(NOT A_IMPL_INCLUDE_DIR)
+      set(A_IMPL_INCLUDE_DIR ${A_RUNTIME_SOURCES})
+    endif()
+  else()
+    set(rt ${A_RUNTIME_LIBRARY})
+  endif()
+  add_library(${target} STATIC ${COWMEM_W2C_SOURCE_DIR}/cowmem_wasm2c.c
+                               ${COWMEM_W2C_SOURCE_DIR}/w2c_runtime.c)
+  target_include_directories(${target} PUBLIC ${COWMEM_W2C_SOURCE_DIR} ${A_INCLUDE_DIR}
+                             ${A_IMPL_INCLUDE_DIR})
+  find_package(Threads REQUIRED)
+  target_link_libraries(${target} PUBLIC cowmem_static ${rt} m Threads::Threads)
+  # Every memory function the generated code calls goes to the wrappers
+  # (the _shared ones exist from wabt 1.0.33 on; wrapping an absent symbol
+  # is harmless).
+  set(wraps)
+  foreach(fn allocate grow free)
+    list(APPEND wraps -Wl,--wrap=wasm_rt_${fn}_memory
+                      -Wl,--wrap=wasm_rt_${fn}_memory_shared)
+  endforeach()
+  target_link_options(${target} INTERFACE ${wraps})
+  set_target_properties(${target} PROPERTIES COWMEM_W2C_WASM2C "${A_WASM2C}"
+                        COWMEM_W2C_GENERATED_FLAGS "${A_GENERATED_FLAGS}")
+endfunction()
+
 function(cowmem_wasm2c_module target wasm)
-  cmake_parse_arguments(A "" "NAME" "DEPENDS;WASM2C_FLAGS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;PROVIDER" "DEPENDS;WASM2C_FLAGS" ${ARGN})
   if(NOT A_NAME)
     set(A_NAME ${target})
   endif()
+  if(NOT A_PROVIDER)
+    set(A_PROVIDER cowmem_wasm2c)
+  endif()
+  get_target_property(wasm2c ${A_PROVIDER} COWMEM_W2C_WASM2C)
+  get_target_property(gen_flags ${A_PROVIDER} COWMEM_W2C_GENERATED_FLAGS)
   get_filename_component(wasm ${wasm} ABSOLUTE)
   set(dir ${CMAKE_CURRENT_BINARY_DIR}/${target}_w2c)
   file(MAKE_DIRECTORY ${dir})
@@ -71,14 +130,14 @@ function(cowmem_wasm2c_module target wasm)
     set(images)
   endif()
   add_custom_command(OUTPUT ${dir}/${A_NAME}.c ${dir}/${A_NAME}.h
-    COMMAND ${WASM2C_EXECUTABLE} ${A_WASM2C_FLAGS} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
+    COMMAND ${wasm2c} ${A_WASM2C_FLAGS} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
     DEPENDS ${stripped}
     COMMENT "wasm2c ${A_NAME} (stripped)"
     VERBATIM)
   add_library(${target} STATIC ${dir}/${A_NAME}.c ${images})
   target_include_directories(${target} PUBLIC ${dir})
-  target_compile_options(${target} PRIVATE ${COWMEM_W2C_GENERATED_FLAGS})
-  target_link_libraries(${target} PUBLIC cowmem_wasm2c)
+  target_compile_options(${target} PRIVATE ${gen_flags})
+  target_link_libraries(${target} PUBLIC ${A_PROVIDER})
   target_compile_definitions(${target} INTERFACE
                              COWMEM_W2C_WASM_${A_NAME}="${wasm}")
   if(images)

@@ -1,12 +1,15 @@
-/* cowmem_wasm2c.h: cowmem as the memory provider of wasm2c-compiled modules
- * (wabt 1.0.32, Debian bookworm), without patching wasm2c or its output.
+/* cowmem_wasm2c.h: cowmem as the memory provider of wasm2c-compiled modules,
+ * without patching wasm2c or its output. One set of sources serves two
+ * runtime ABIs, chosen by the wasm-rt.h it is compiled against (see
+ * COWMEM_W2C_ABI below): wabt 1.0.32 (Debian bookworm) and wabt >= 1.0.37
+ * (64-bit page counts, memory64, custom page sizes, shared memories).
  *
  * The integration defines __wrap_wasm_rt_allocate_memory,
- * __wrap_wasm_rt_grow_memory and __wrap_wasm_rt_free_memory; a program links
- * it together with Debian's libwasm-rt-impl.a (traps, signal handler) and
- * -Wl,--wrap=wasm_rt_allocate_memory,--wrap=wasm_rt_grow_memory,
- * --wrap=wasm_rt_free_memory (the CMake target cowmem_wasm2c carries these
- * flags), so every call the generated code makes reaches the wrappers.
+ * __wrap_wasm_rt_grow_memory and __wrap_wasm_rt_free_memory (and, for
+ * >= 1.0.37, their _shared versions); a program links it together with the
+ * runtime's library (traps, signal handler) and -Wl,--wrap=... for each
+ * (the CMake targets made by cowmem_wasm2c_provider() carry these flags),
+ * so every call the generated code makes reaches the wrappers.
  *
  * The recipe for a module (cowmem_wasm2c_module() in CMake does it):
  *   1. `cowmem strip` the module: segments that an image covers become empty
@@ -15,28 +18,36 @@
  *   3. `cowmem compile` the ORIGINAL module into an image file; at run
  *      time open it once (cowmem_w2c_module_open_images; or build the
  *      images from the original .wasm: cowmem_w2c_module_open) and
- *      instantiate with
- *      COWMEM_W2C_INSTANTIATE(module, Z_<name>_instantiate, &instance).
- *   Z_<name>_free(&instance) gives the memory back to the pool.
+ *      instantiate with COWMEM_W2C_NEW(module, <name>, &instance) (or
+ *      COWMEM_W2C_INSTANTIATE(module, <instantiate function>, &instance)).
+ *   COWMEM_W2C_FN(<name>, free)(&instance) gives the memory back to the pool.
  *
  * Memories: each memory the generated code allocates is a slot of one
  * process-wide pool of COWMEM_W2C_SLOT_SIZE + COWMEM_W2C_GUARD_SIZE bytes
- * (4 GiB + 4 GiB). Generated code has no bounds checks (wasm2c's
- * WASM_RT_MEMCHECK_SIGNAL_HANDLER, the default on 64-bit hosts): it forms
- * data + u32 address + u32 offset, up to 8 GiB past data, and relies on
- * every such address being PROT_NONE memory of this instance beyond the
- * accessible size, so that the access faults with SEGV_ACCERR, which the
- * stock handler turns into WASM_RT_TRAP_OOB. A slot and the guard after it
- * are exactly those 8 GiB; a smaller stride would let an access land in the
- * next slot's accessible pages.
- *
- * Supported: 32-bit memories, any number of them per module (mapped in the
- * order the generated code allocates them: the module's defined memories in
- * index order), memories with or without an image (a memory whose data
- * cowmem cannot turn into an image keeps its segments in the stripped module
- * and wasm2c copies them, onto zeros). Not supported, refused with
- * COWMEM_EUNSUPPORTED when the module or its image file is loaded: memory64
- * and shared memories (wasm2c 1.0.32's wasm_rt_memory_t has 32-bit sizes
+ * (4 GiB + 4 GiB), with its image mapped copy-on-write.
+ *   - 32-bit memories with 64 KiB pages: generated code has no bounds
+ *     checks (guard pages, the default on 64-bit hosts): it forms data + u32
+ *     address + u32 offset, up to 8 GiB past data, and relies on every such
+ *     address being PROT_NONE memory of this instance beyond the accessible
+ *     size, so that the access faults with SEGV_ACCERR, which the stock
+ *     handler turns into WASM_RT_TRAP_OOB. A slot and the guard after it
+ *     are exactly those 8 GiB; a smaller stride would let an access land in
+ *     the next slot's accessible pages.
+ *   - memory64 memories (>= 1.0.37): the generated code bounds-checks every
+ *     access against `size`; the slot is their reservation, so they grow
+ *     in place up to 4 GiB (their maximum, or the slot: a grow beyond the
+ *     slot fails, as memory.grow may). An initial size beyond the slot is
+ *     refused when the module is loaded.
+ *   - shared memories (>= 1.0.37, wasm_rt_allocate_memory_shared): as the
+ *     unshared memory of the same kind, their grow under the memory's lock;
+ *     the slot never moves, so threads keep their pointers.
+ *   - custom page sizes: refused (COWMEM_EUNSUPPORTED) when the module is
+ *     loaded: cowmem's front end reads 64 KiB pages only, so it can build
+ *     no image for them.
+ *   - memories whose data cowmem cannot turn into an image keep their
+ *     segments in the stripped module and wasm2c copies them, onto zeros.
+ * With wabt 1.0.32, memory64 and shared memories are refused when the
+ * module or its image file is loaded (its wasm_rt_memory_t has 32-bit sizes
  * and no shared flag).
  *
  * wasm_rt_allocate_memory cannot fail to its caller (the stock runtime
@@ -48,13 +59,15 @@
  * stock runtime unchanged: an unstripped module compiled by wasm2c runs in
  * the same process as before. A STRIPPED module instantiated without its
  * module set would start from zeros: always instantiate it through
- * COWMEM_W2C_INSTANTIATE.
+ * COWMEM_W2C_INSTANTIATE / COWMEM_W2C_NEW.
  *
  * Thread safety: init and shutdown once, from one thread. begin/end and the
- * instantiate macro act on the calling thread only (the module to map is a
- * thread-local), so threads may instantiate at once; allocate, grow and free
- * are thread-safe. (The stock runtime's trap buffer is one global: only one
- * thread at a time may run wasm code that can trap.)
+ * instantiate macros act on the calling thread only (the module to map is
+ * a thread-local), so threads may instantiate at once; allocate, grow and
+ * free are thread-safe. With wabt 1.0.32 the stock runtime's trap buffer is
+ * one global: only one thread at a time may run wasm code that can trap;
+ * >= 1.0.37 keeps it per thread (call wasm_rt_init_thread in each thread:
+ * COWMEM_W2C_THREAD_INIT).
  */
 #ifndef COWMEM_WASM2C_H
 #define COWMEM_WASM2C_H
@@ -63,6 +76,40 @@
 #include <stdint.h>
 
 #include <cowmem.h>
+
+#include "wasm-rt.h"
+
+/* The runtime ABI, from the wasm-rt.h this is compiled against: 1.0.37
+ * introduced WASM_DEFAULT_PAGE_SIZE together with the page_size argument
+ * (64-bit counts and is64 came in 1.0.33); 1.0.32 has neither and decides
+ * bounds checks with WASM_RT_MEMCHECK_SIGNAL_HANDLER. */
+#if defined(WASM_DEFAULT_PAGE_SIZE)
+#define COWMEM_W2C_ABI 1037
+#elif defined(WASM_RT_MEMCHECK_SIGNAL_HANDLER) && !defined(WASM_RT_MEMCHECK_GUARD_PAGES)
+#define COWMEM_W2C_ABI 1032
+#else
+#error "cowmem_wasm2c: this wasm-rt.h is neither wabt 1.0.32's nor >= 1.0.37's"
+#endif
+
+/* The generated names: wabt 1.0.32 makes Z_<mod>_instance_t,
+ * Z_<mod>_instantiate, Z_<mod>_free, Z_<mod>Z_<export> and needs
+ * Z_<mod>_init_module(); later versions make w2c_<mod>,
+ * wasm2c_<mod>_instantiate, wasm2c_<mod>_free, w2c_<mod>_<export>. */
+#if COWMEM_W2C_ABI >= 1037
+#define COWMEM_W2C_INSTANCE(mod) w2c_##mod
+#define COWMEM_W2C_FN(mod, what) wasm2c_##mod##_##what
+#define COWMEM_W2C_EXPORT(mod, name) w2c_##mod##_##name
+#define COWMEM_W2C_INIT_MODULE(mod) ((void)0)
+#define COWMEM_W2C_THREAD_INIT() wasm_rt_init_thread()
+#define COWMEM_W2C_THREAD_FREE() wasm_rt_free_thread()
+#else
+#define COWMEM_W2C_INSTANCE(mod) Z_##mod##_instance_t
+#define COWMEM_W2C_FN(mod, what) Z_##mod##_##what
+#define COWMEM_W2C_EXPORT(mod, name) Z_##mod##Z_##name
+#define COWMEM_W2C_INIT_MODULE(mod) Z_##mod##_init_module()
+#define COWMEM_W2C_THREAD_INIT() ((void)0)
+#define COWMEM_W2C_THREAD_FREE() ((void)0)
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -97,8 +144,9 @@ cowmem_pool_t* cowmem_w2c_pool(void);
 typedef struct cowmem_w2c_module_s cowmem_w2c_module_t;
 
 /* Parse a module and build its images. Errors: those of
- * cowmem_module_parse (with *diag), EUNSUPPORTED for memory64 or shared
- * memories (diag->reason says which), EINVAL, ENOMEM. */
+ * cowmem_module_parse (with *diag), EUNSUPPORTED for what this ABI cannot
+ * serve (diag->reason says which memory and why: see the top of this file),
+ * EINVAL, ENOMEM. */
 int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** out,
                           cowmem_diag_t* diag);
 /* The same from a file; also ENOENT, EIO and the errors of open/read. */
@@ -135,9 +183,19 @@ void cowmem_w2c_begin(const cowmem_w2c_module_t* m);
  * defined memories (the instantiate function does not belong to m). */
 int cowmem_w2c_end(void);
 
-/* instantiate_fn(instance) with m's images; evaluates to cowmem_w2c_end(). */
-#define COWMEM_W2C_INSTANTIATE(m, instantiate_fn, instance)                              \
-  (cowmem_w2c_begin(m), instantiate_fn(instance), cowmem_w2c_end())
+/* instantiate_fn(instance, imports...) with m's images; evaluates to
+ * cowmem_w2c_end(). */
+#define COWMEM_W2C_INSTANTIATE(m, instantiate_fn, ...)                                   \
+  (cowmem_w2c_begin(m), instantiate_fn(__VA_ARGS__), cowmem_w2c_end())
+/* The same by module name, for either naming scheme:
+ * COWMEM_W2C_NEW(m, mymod, &inst) instantiates with Z_mymod_instantiate
+ * (1.0.32) or wasm2c_mymod_instantiate (>= 1.0.37). */
+#define COWMEM_W2C_NEW(m, mod, ...)                                                      \
+  COWMEM_W2C_INSTANTIATE(m, COWMEM_W2C_FN(mod, instantiate), __VA_ARGS__)
+
+/* The runtime ABI the library was compiled for (COWMEM_W2C_ABI); a program
+ * compiled against the same wasm-rt.h sees the same number. */
+int cowmem_w2c_abi(void);
 
 /* Counters since the process started (relaxed; for tests and demos). */
 typedef struct cowmem_w2c_counters_s {

@@ -1,10 +1,12 @@
 /* demo_main.c: the bundled demo program (examples/demo/demo.c, compiled to
  * wasm32 by clang, then to C by wasm2c) served as a request loop, twice in
  * one process:
- *   cowmem  the stripped module (Z_cowdemo_*), memories from a cowmem pool
+ *   cowmem  the stripped module (cowdemo), memories from a cowmem pool
  *           mapped copy-on-write from the original module's image;
- *   stock   the unstripped module (Z_demo_*) with Debian's stock runtime,
- *           which reserves 8 GiB and copies the data segments per instance.
+ *   stock   the unstripped module (demo) with the stock runtime, which
+ *           reserves 8 GiB and copies the data segments per instance.
+ * Built once per wabt: cowmem_wasm2c_demo (1.0.32), cowmem_wasm2c_demo39
+ * (>= 1.0.37, whose stock runtime unmaps its whole reservation on free).
  * Each request instantiates, writes the input, calls run, copies the report
  * out, and frees. Prints requests per second and latency percentiles for
  * both and the ratio, then instantiate+free against the pool's bare cycle
@@ -47,51 +49,52 @@ static uint32_t g_req_len;
  * instances of the wasm2c module <mod>, timing each request whole and its
  * instantiate+free part; `instantiate` makes `inst` and is 0 on success (m,
  * the cowmem module, is for the loop that maps images). */
-#define DEFINE_LOOP(mod, label, instantiate)                                     \
-  static int loop_##mod(const cowmem_w2c_module_t* m, size_t warmup, size_t iters, \
-                        const char* expect, loop_t* out) {                       \
-    (void)m;                                                                     \
-    char report[REPORT_CAP];                                                     \
-    uint64_t start = 0;                                                          \
-    for (size_t i = 0; i < warmup + iters; i++) {                                \
-      if (i == warmup) start = w2c_now_ns();                                     \
-      Z_##mod##_instance_t inst;                                                 \
-      uint64_t t0 = w2c_now_ns();                                                \
-      if ((instantiate) != 0) return 1;                                          \
-      uint64_t t1 = w2c_now_ns();                                                \
-      w2c_serve_##mod(&inst, g_req, g_req_len, report, sizeof report);           \
-      uint64_t t2 = w2c_now_ns();                                                \
-      Z_##mod##_free(&inst);                                                     \
-      uint64_t t3 = w2c_now_ns();                                                \
-      if (strcmp(report, expect) != 0) {                                         \
-        fprintf(stderr, label " request %zu: %s", i, report);                   \
-        return 1;                                                                \
-      }                                                                          \
-      if (i >= warmup) {                                                         \
-        out->req_ns[out->done] = t3 - t0;                                        \
-        out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);                      \
-      }                                                                          \
-    }                                                                            \
-    if (iters) out->elapsed_ns += w2c_now_ns() - start;                          \
-    return 0;                                                                    \
+#define DEFINE_LOOP(mod, label, instantiate)                                             \
+  static int loop_##mod(const cowmem_w2c_module_t* m, size_t warmup, size_t iters,       \
+                        const char* expect, loop_t* out) {                               \
+    (void)m;                                                                             \
+    char report[REPORT_CAP];                                                             \
+    uint64_t start = 0;                                                                  \
+    for (size_t i = 0; i < warmup + iters; i++) {                                        \
+      if (i == warmup) start = w2c_now_ns();                                             \
+      W2C_T(mod) inst;                                                                   \
+      uint64_t t0 = w2c_now_ns();                                                        \
+      if ((instantiate) != 0) return 1;                                                  \
+      uint64_t t1 = w2c_now_ns();                                                        \
+      w2c_serve_##mod(&inst, g_req, g_req_len, report, sizeof report);                   \
+      uint64_t t2 = w2c_now_ns();                                                        \
+      W2C_FN(mod, free)(&inst);                                                          \
+      uint64_t t3 = w2c_now_ns();                                                        \
+      if (strcmp(report, expect) != 0) {                                                 \
+        fprintf(stderr, label " request %zu: %s", i, report);                            \
+        return 1;                                                                        \
+      }                                                                                  \
+      if (i >= warmup) {                                                                 \
+        out->req_ns[out->done] = t3 - t0;                                                \
+        out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);                              \
+      }                                                                                  \
+    }                                                                                    \
+    if (iters) out->elapsed_ns += w2c_now_ns() - start;                                  \
+    return 0;                                                                            \
   }
 
-DEFINE_LOOP(cowdemo, "cowmem", COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst))
-DEFINE_LOOP(demo, "stock", (Z_demo_instantiate(&inst), 0))
+DEFINE_LOOP(cowdemo, "cowmem",
+            COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &inst))
+DEFINE_LOOP(demo, "stock", (W2C_FN(demo, instantiate)(&inst), 0))
 
 /* Every input through both runtimes, on fresh instances: same reports. */
 static int check_same(const cowmem_w2c_module_t* m) {
   for (size_t i = 0; i < W2C_NREQUESTS; i++) {
     char a[REPORT_CAP], b[REPORT_CAP];
     uint32_t len = (uint32_t)strlen(w2c_requests[i]);
-    Z_demo_instance_t s;
-    Z_cowdemo_instance_t c;
-    Z_demo_instantiate(&s);
+    W2C_T(demo) s;
+    W2C_T(cowdemo) c;
+    W2C_FN(demo, instantiate)(&s);
     w2c_serve_demo(&s, w2c_requests[i], len, a, sizeof a);
-    Z_demo_free(&s);
-    if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &c) != 0) return 1;
+    W2C_FN(demo, free)(&s);
+    if (COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &c) != 0) return 1;
     w2c_serve_cowdemo(&c, w2c_requests[i], len, b, sizeof b);
-    Z_cowdemo_free(&c);
+    W2C_FN(cowdemo, free)(&c);
     if (strcmp(a, b) != 0) {
       fprintf(stderr, "input %zu: stock %scowmem %s", i, a, b);
       return 1;
@@ -212,21 +215,21 @@ int main(int argc, char** argv) {
     return 1;
   }
   wasm_rt_init();
-  Z_demo_init_module();
-  Z_cowdemo_init_module();
+  COWMEM_W2C_INIT_MODULE(demo);
+  COWMEM_W2C_INIT_MODULE(cowdemo);
 
   /* The expected report, and the pages one request dirties (measured on
    * the pool's first, never-used slot: nothing resident from before). */
   char expect[REPORT_CAP];
   static size_t pages[MAX_DIRTY];
-  Z_cowdemo_instance_t inst;
-  if (COWMEM_W2C_INSTANTIATE(m, Z_cowdemo_instantiate, &inst) != 0) return 1;
+  W2C_T(cowdemo) inst;
+  if (COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &inst) != 0) return 1;
   w2c_serve_cowdemo(&inst, g_req, g_req_len, expect, sizeof expect);
-  wasm_rt_memory_t* mem = Z_cowdemoZ_memory(&inst);
+  wasm_rt_memory_t* mem = W2C_X(cowdemo, memory)(&inst);
   size_t initial = (size_t)mem->pages * COWMEM_W2C_WASM_PAGE;
   size_t max = (size_t)mem->max_pages * COWMEM_W2C_WASM_PAGE;
   size_t k = dirty_pages(mem->data, initial, pages, MAX_DIRTY);
-  Z_cowdemo_free(&inst);
+  W2C_FN(cowdemo, free)(&inst);
 
   if (check_same(m) != 0) return 1;
 

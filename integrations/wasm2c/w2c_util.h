@@ -1,7 +1,8 @@
 /* w2c_util.h: helpers shared by the wasm2c demo and its tests: the clock,
  * percentiles, /proc/self/status, the request inputs and a "serve one
- * request" function generated per wasm2c module prefix (the stock module is
- * Z_demo_*, the stripped one mapped by cowmem Z_cowdemo_*). */
+ * request" function generated per wasm2c module (the stock module is demo,
+ * the stripped one mapped by cowmem cowdemo), and short names for the
+ * generated names of either wabt (cowmem_wasm2c.h). */
 #ifndef COWMEM_W2C_UTIL_H
 #define COWMEM_W2C_UTIL_H
 
@@ -10,6 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "cowmem_wasm2c.h"
+#if COWMEM_W2C_ABI >= 1037
+#include "wasm-rt-exceptions.h" /* wasm_rt_impl_try sets its unwind target */
+#endif
+
+#define W2C_T(mod) COWMEM_W2C_INSTANCE(mod)
+#define W2C_X(mod, name) COWMEM_W2C_EXPORT(mod, name)
+#define W2C_FN(mod, what) COWMEM_W2C_FN(mod, what)
 
 static inline uint64_t w2c_now_ns(void) {
   struct timespec ts;
@@ -62,15 +72,15 @@ static const char* const w2c_requests[] = {
  * the instance's input buffer, run it, copy the report into out (NUL-
  * terminated, truncated to cap); returns run's result. */
 #define W2C_DEFINE_SERVE(mod)                                                            \
-  static inline uint32_t w2c_serve_##mod(Z_##mod##_instance_t* inst, const void* req,    \
+  static inline uint32_t w2c_serve_##mod(W2C_T(mod) * inst, const void* req,             \
                                          uint32_t len, char* out, size_t cap) {          \
-    wasm_rt_memory_t* mem = Z_##mod##Z_memory(inst);                                     \
-    uint32_t in = Z_##mod##Z_input_ptr(inst);                                            \
+    wasm_rt_memory_t* mem = W2C_X(mod, memory)(inst);                                    \
+    uint32_t in = W2C_X(mod, input_ptr)(inst);                                           \
     if (len) memcpy(mem->data + in, req, len);                                           \
-    uint32_t n = Z_##mod##Z_run(inst, in, len);                                          \
+    uint32_t n = W2C_X(mod, run)(inst, in, len);                                         \
     if (out && cap) {                                                                    \
       size_t k = n == (uint32_t)-1 ? 0 : n < cap - 1 ? n : cap - 1;                      \
-      memcpy(out, mem->data + Z_##mod##Z_result_ptr(inst), k);                           \
+      memcpy(out, mem->data + W2C_X(mod, result_ptr)(inst), k);                          \
       out[k] = 0;                                                                        \
     }                                                                                    \
     return n;                                                                            \

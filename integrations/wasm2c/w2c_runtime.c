@@ -1,0 +1,235 @@
+/* w2c_runtime.c: the wrapped memory functions of wasm2c's runtime, for the
+ * ABI of the wasm-rt.h this file is compiled against (COWMEM_W2C_ABI in
+ * cowmem_wasm2c.h), and which memory kinds that ABI can take. Each wrapper
+ * asks cowmem_wasm2c.c for the memory the calling thread's module defines
+ * next; with no module set it calls the stock runtime (__real_*), so
+ * unstripped modules run beside. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cowmem_wasm2c.h"
+#include "w2c_internal.h"
+
+int cowmem_w2c_abi(void) {
+  return COWMEM_W2C_ABI;
+}
+
+#if COWMEM_W2C_ABI >= 1037
+
+/* Every kind of memory the front end reads is served: 32-bit ones in their
+ * slot with its guard (generated code forms unchecked addresses), memory64
+ * ones bounds-checked by the generated code (the slot is their reservation,
+ * so only an initial size beyond it is refused), shared ones like the
+ * unshared ones of their kind. */
+const char* cowmem_w2c__refusal(bool is64, bool shared, uint64_t min_pages) {
+  (void)shared;
+  if (is64 && min_pages > COWMEM_W2C_SLOT_SIZE / COWMEM_W2C_WASM_PAGE)
+    return "memory %u: memory64 with an initial size beyond the 4 GiB slot "
+           "of cowmem_wasm2c's pool";
+  return NULL;
+}
+
+/* What wasm2c >= 1.0.37 passes for a memory without a maximum: the index
+ * space's size in pages (2^32 / page size, 2^64 / page size), capped. */
+uint64_t cowmem_w2c__no_max(bool is64, uint32_t page_size) {
+  if (page_size == 1) return is64 ? UINT64_MAX : UINT32_MAX;
+  return is64 ? (UINT64_MAX / page_size) + 1 : ((uint64_t)1 << 32) / page_size;
+}
+
+void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool,
+                                    uint32_t);
+uint64_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint64_t);
+void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool,
+                                    uint32_t);
+uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint64_t);
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
+
+/* The fields both memory structs have, filled the same way. data_end is
+ * the end of what is reserved for the memory (the stock runtime: its 8 GiB
+ * mapping), the slot and its guard here; only big-endian hosts read it. */
+#define FILL(mem, data, w)                                                               \
+  do {                                                                                   \
+    (mem)->data = (__typeof__((mem)->data))(data);                                       \
+    (mem)->data_end = (__typeof__((mem)->data_end))((data) + COWMEM_W2C_SLOT_SIZE +      \
+                                                    COWMEM_W2C_GUARD_SIZE);              \
+    (mem)->page_size = (w)->page_size;                                                   \
+    (mem)->pages = (w)->min_pages;                                                       \
+    (mem)->max_pages = (w)->max_pages;                                                   \
+    (mem)->size = (w)->min_pages * (w)->page_size;                                       \
+    (mem)->is64 = (w)->is64;                                                             \
+  } while (0)
+
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint64_t initial, uint64_t max,
+                                    bool is64, uint32_t page_size) {
+  const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, false);
+  if (!w) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
+    __real_wasm_rt_allocate_memory(mem, initial, max, is64, page_size);
+    return;
+  }
+  uint8_t* data = cowmem_w2c__acquire(w);
+  FILL(mem, data, w);
+}
+
+uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint64_t delta) {
+  cowmem_slot_t* slot = cowmem_w2c__find(mem->data);
+  if (!slot) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
+    return __real_wasm_rt_grow_memory(mem, delta);
+  }
+  uint64_t old =
+      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, mem->page_size);
+  if (old != UINT64_MAX) {
+    mem->pages = old + delta;
+    mem->size = mem->pages * mem->page_size;
+  }
+  return old;
+}
+
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
+  if (!cowmem_w2c__release(mem->data)) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+    __real_wasm_rt_free_memory(mem);
+    return;
+  }
+  memset(mem, 0, sizeof *mem);
+}
+
+#ifdef WASM_RT_C11_AVAILABLE
+/* Shared memories: the same slot, the same images. A shared memory never
+ * moves (a slot does not), which is what threads holding `data` rely on;
+ * grow takes the memory's lock as the stock runtime's does, so two threads
+ * growing at once see one grow after the other. */
+void __real_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t*, uint64_t, uint64_t,
+                                           bool, uint32_t);
+uint64_t __real_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t*, uint64_t);
+void __real_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t*);
+void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t*, uint64_t, uint64_t,
+                                           bool, uint32_t);
+uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t*, uint64_t);
+void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t*);
+
+void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t initial,
+                                           uint64_t max, bool is64, uint32_t page_size) {
+  const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, true);
+  if (!w) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
+    __real_wasm_rt_allocate_memory_shared(mem, initial, max, is64, page_size);
+    return;
+  }
+  uint8_t* data = cowmem_w2c__acquire(w);
+  FILL(mem, data, w);
+#if WASM_RT_USE_PTHREADS
+  if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
+#endif
+}
+
+uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t delta) {
+  cowmem_slot_t* slot = cowmem_w2c__find((const uint8_t*)mem->data);
+  if (!slot) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
+    return __real_wasm_rt_grow_memory_shared(mem, delta);
+  }
+#if WASM_RT_USE_PTHREADS
+  pthread_mutex_lock(&mem->mem_lock);
+#endif
+  uint64_t old =
+      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, mem->page_size);
+  if (old != UINT64_MAX) {
+    mem->pages = old + delta;
+    mem->size = mem->pages * mem->page_size;
+  }
+#if WASM_RT_USE_PTHREADS
+  pthread_mutex_unlock(&mem->mem_lock);
+#endif
+  return old;
+}
+
+void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t* mem) {
+  if (!cowmem_w2c__release((const uint8_t*)mem->data)) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+    __real_wasm_rt_free_memory_shared(mem);
+    return;
+  }
+#if WASM_RT_USE_PTHREADS
+  pthread_mutex_destroy(&mem->mem_lock);
+#endif
+  mem->data = NULL;
+  mem->pages = mem->size = 0;
+}
+#endif /* WASM_RT_C11_AVAILABLE */
+
+#else /* COWMEM_W2C_ABI 1032 */
+
+/* wabt 1.0.32's wasm_rt_memory_t has 32-bit page counts and sizes and no
+ * shared flag: neither memory64 nor shared memories fit it. */
+const char* cowmem_w2c__refusal(bool is64, bool shared, uint64_t min_pages) {
+  (void)min_pages;
+  if (is64)
+    return "memory %u is a memory64 memory: wasm2c 1.0.32's runtime has "
+           "32-bit memories only (wabt >= 1.0.37 has them)";
+  if (shared)
+    return "memory %u is shared: wasm2c 1.0.32's runtime has no shared "
+           "memories (wabt >= 1.0.37 has them)";
+  return NULL;
+}
+
+/* wasm2c 1.0.32 passes 65536 for a memory without a maximum. */
+uint64_t cowmem_w2c__no_max(bool is64, uint32_t page_size) {
+  (void)is64;
+  (void)page_size;
+  return 65536;
+}
+
+void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
+uint32_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
+void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
+uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
+
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
+                                    uint32_t max) {
+  const cowmem_w2c__memory_t* w =
+      cowmem_w2c__next(initial, max, false, COWMEM_W2C_WASM_PAGE, false);
+  if (!w) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
+    __real_wasm_rt_allocate_memory(mem, initial, max);
+    return;
+  }
+  mem->data = cowmem_w2c__acquire(w);
+  mem->pages = initial;
+  mem->max_pages = max;
+  mem->size = initial * COWMEM_W2C_WASM_PAGE; /* wraps for 65536 pages, as
+                                                 the stock runtime's does */
+}
+
+uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
+  cowmem_slot_t* slot = cowmem_w2c__find(mem->data);
+  if (!slot) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
+    return __real_wasm_rt_grow_memory(mem, delta);
+  }
+  uint64_t old =
+      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, COWMEM_W2C_WASM_PAGE);
+  if (old == UINT64_MAX) return (uint32_t)-1;
+  mem->pages = (uint32_t)(old + delta);
+  mem->size = mem->pages * COWMEM_W2C_WASM_PAGE;
+  return (uint32_t)old;
+}
+
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
+  if (!cowmem_w2c__release(mem->data)) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+    __real_wasm_rt_free_memory(mem);
+    return;
+  }
+  mem->data = NULL;
+  mem->pages = 0;
+  mem->size = 0;
+}
+
+#endif

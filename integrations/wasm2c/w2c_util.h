@@ -40,16 +40,21 @@ static inline double w2c_quantile_us(uint64_t* v, size_t n, double q, int sorted
   return (double)v[i] / 1e3;
 }
 
-/* VmSize in KiB, or 0. */
-static inline unsigned long w2c_vmsize_kb(void) {
+/* A "Key:" line of /proc/self/status in KiB (VmSize, VmRSS), or 0. */
+static inline unsigned long w2c_status_kb(const char* key) {
   char line[256];
   unsigned long kb = 0;
+  size_t n = strlen(key);
   FILE* f = fopen("/proc/self/status", "r");
   if (!f) return 0;
   while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmSize:", 7) == 0) kb = strtoul(line + 7, 0, 10);
+    if (strncmp(line, key, n) == 0 && line[n] == ':') kb = strtoul(line + n + 1, 0, 10);
   fclose(f);
   return kb;
+}
+
+static inline unsigned long w2c_vmsize_kb(void) {
+  return w2c_status_kb("VmSize");
 }
 
 /* The requests: the demo's default one first. */

@@ -37,6 +37,8 @@ DECL(void*, wasm_runtime_addr_app_to_native, (wasm_module_inst_t, uint64_t))
 DECL(wasm_memory_inst_t, wasm_runtime_get_default_memory, (const wasm_module_inst_t))
 DECL(uint64_t, wasm_memory_get_cur_page_count, (const wasm_memory_inst_t))
 DECL(void*, wasm_memory_get_base_address, (const wasm_memory_inst_t))
+DECL(uint64_t, wasm_memory_get_bytes_per_page, (const wasm_memory_inst_t))
+DECL(uint64_t, wasm_runtime_module_malloc, (wasm_module_inst_t, uint64_t, void**))
 #endif
 
 const wamr_api_t TABLE = {
@@ -59,4 +61,6 @@ const wamr_api_t TABLE = {
     P(wasm_runtime_get_default_memory),
     P(wasm_memory_get_cur_page_count),
     P(wasm_memory_get_base_address),
+    P(wasm_memory_get_bytes_per_page),
+    P(wasm_runtime_module_malloc),
 };

@@ -38,6 +38,8 @@ typedef struct wamr_api_s {
   wasm_memory_inst_t (*default_memory)(const wasm_module_inst_t inst);
   uint64_t (*memory_pages)(const wasm_memory_inst_t mem);
   void* (*memory_base)(const wasm_memory_inst_t mem);
+  uint64_t (*bytes_per_page)(const wasm_memory_inst_t mem);
+  uint64_t (*app_malloc)(wasm_module_inst_t inst, uint64_t size, void** native);
 } wamr_api_t;
 
 extern const wamr_api_t wamr_api_cowmem;

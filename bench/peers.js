@@ -9,6 +9,11 @@
 //   wasm2c      Debian's wabt: wasm2c the module, compile it with a
 //               generated harness (imports stubbed) against the stock
 //               runtime (libwasm-rt-impl.a), time instantiate and free;
+//   wasm2c 1.0.39  the same with a current wasm2c: the runtime sources of
+//               --wabt39 DIR (default ../shared/wabt-1.0.39/wasm2c) and
+//               npm's wabt@1.0.39 (installed into --work); its harness
+//               also times the memory part (wrapped wasm_rt_allocate_memory
+//               to the end of instantiate, and wasm_rt_free_memory);
 //   V8          Node: new WebAssembly.Instance with stub imports (the
 //               module compiled once, outside the timing).
 // Without modules: the bundled demo (what `cowmem bench` uses by default).
@@ -58,7 +63,7 @@ const opt = { cowmem: null, iterations: 2000, work: path.join(os.tmpdir(), 'cowm
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--help' || a === '-h') {
-    console.log(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 19)
+    console.log(fs.readFileSync(__filename, 'utf8').split('\n').slice(1, 24)
       .map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
     process.exit(0);
   } else if (a === '--cowmem') opt.cowmem = args[++i];
@@ -67,6 +72,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--npm') opt.npm = args[++i];
   else if (a === '--json') opt.json = true;
   else if (a === '--w2c-demo') opt.w2cDemo = args[++i];
+  else if (a === '--wabt39') opt.wabt39 = args[++i];
   else if (a.startsWith('-')) { console.error(`peers.js: unknown option ${a}`); process.exit(2); }
   else opt.modules.push(a);
 }
@@ -115,32 +121,80 @@ function findRuntime() {
   return { lib, inc, version: w2c.stdout.trim() };
 }
 
+// wabt 1.0.39: the runtime's sources compiled once into the work folder,
+// the translator from npm (pinned), both optional (their rows say why not).
+const WABT39 = '1.0.39';
+function findRuntime39() {
+  const dir = opt.wabt39 || path.join(__dirname, '..', '..', 'shared', 'wabt-' + WABT39, 'wasm2c');
+  if (!fs.existsSync(path.join(dir, 'wasm-rt-impl.c'))) return { error: `no wasm2c ${WABT39} runtime sources in ${dir} (--wabt39 DIR)` };
+  const npmDir = path.join(opt.work, 'npm-wabt');
+  const bin = path.join(npmDir, 'node_modules', 'wabt', 'bin', 'wasm2c');
+  if (!fs.existsSync(bin)) {
+    const r = spawnSync('npm', ['install', '--prefix', npmDir, '--no-audit', '--no-fund', '--ignore-scripts',
+                                '--no-save', 'wabt@' + WABT39], { encoding: 'utf8', timeout: 240000 });
+    if (r.status !== 0 || !fs.existsSync(bin)) return { error: `npm install wabt@${WABT39} failed: ${String(r.stderr).trim().split('\n').pop()}` };
+  }
+  const objDir = path.join(opt.work, 'rt-' + WABT39);
+  fs.mkdirSync(objDir, { recursive: true });
+  const objs = [];
+  for (const f of ['wasm-rt-impl.c', 'wasm-rt-mem-impl.c', 'wasm-rt-exceptions-impl.c']) {
+    if (!fs.existsSync(path.join(dir, f))) continue;
+    const o = path.join(objDir, f.replace(/\.c$/, '.o'));
+    if (!fs.existsSync(o)) {
+      const cc = spawnSync('cc', ['-O2', '-w', '-c', '-I', dir, path.join(dir, f), '-o', o], { encoding: 'utf8' });
+      if (cc.status !== 0) return { error: `compiling ${f} failed: ${String(cc.stderr).trim().split('\n')[0]}` };
+    }
+    objs.push(o);
+  }
+  return { abi: 1037, inc: dir, lib: objs, wasm2c: [process.execPath, bin], version: 'wasm2c ' + WABT39 };
+}
+
 // The harness: stub definitions for the imported functions the generated
 // header declares, and a loop timing instantiate and free.
-function harness(name, header) {
+function harness(name, header, abi) {
   const lines = header.split('\n');
   const stubs = [];
   for (let i = 0; i < lines.length; i++) {
     if (!lines[i].startsWith('/* import:')) continue;
     const decl = lines[i + 1];
-    const m = /^(.+?)\s*(\bZ_\w+)\((.*)\);$/.exec(decl);
+    const m = /^(.+?)\s*(\b(?:Z|w2c)_\w+)\((.*)\);$/.exec(decl);
     if (!m) return { error: `cannot stub: ${decl}` };
     const [ret, fn, params] = [m[1].trim(), m[2], m[3]];
     if (ret.includes('*')) return { error: `imports a memory, table or global (${lines[i].slice(3, -3).trim()})` };
     const ps = params.trim() === '' || params.trim() === 'void' ? [] : params.split(',').map((p, k) => `${p.trim()} p${k}`);
     stubs.push(`${ret} ${fn}(${ps.join(', ') || 'void'}) {${ps.map((_, k) => ` (void)p${k};`).join('')}${ret === 'void' ? '' : ' return 0;'} }`);
   }
-  const inst = new RegExp(`void Z_${name}_instantiate\\(Z_${name}_instance_t\\*(.*)\\);`).exec(header);
+  const v39 = abi >= 1037;
+  const [T, fnInst, fnFree] = v39 ? [`w2c_${name}`, `wasm2c_${name}_instantiate`, `wasm2c_${name}_free`]
+    : [`Z_${name}_instance_t`, `Z_${name}_instantiate`, `Z_${name}_free`];
+  const inst = new RegExp(`void ${fnInst}\\(${T}\\*(.*)\\);`).exec(header);
   if (!inst) return { error: 'no instantiate function in the generated header' };
   const extra = inst[1].split(',').filter((s) => s.trim()).map(() => 'NULL');
-  const call = `Z_${name}_instantiate(&inst${extra.length ? ', ' + extra.join(', ') : ''})`;
+  const call = `${fnInst}(&inst${extra.length ? ', ' + extra.join(', ') : ''})`;
+  // >= 1.0.37: the memory part of instantiate (from the first
+  // wasm_rt_allocate_memory to the end: init_memories is its last step
+  // but for clearing dropped-segment flags) and of free, through --wrap.
+  const memWrap = v39 ? `
+static unsigned long long now(void);
+static unsigned long long g_mem_t0, g_mem_free;
+void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool, uint32_t);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* m, uint64_t a, uint64_t b, bool c, uint32_t d) {
+  if (!g_mem_t0) g_mem_t0 = now();
+  __real_wasm_rt_allocate_memory(m, a, b, c, d);
+}
+void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* m) {
+  unsigned long long t = now();
+  __real_wasm_rt_free_memory(m);
+  g_mem_free += now() - t;
+}` : '';
   return { source: `/* generated by bench/peers.js */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include "${name}.h"
 #include "wasm-rt-impl.h"
-${stubs.join('\n')}
+${stubs.join('\n')}${memWrap}
 static unsigned long long now(void) {
   struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
   return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
@@ -158,22 +212,27 @@ int main(int argc, char** argv) {
   unsigned long long* a = calloc((size_t)n, sizeof *a);
   unsigned long long* b = calloc((size_t)n, sizeof *b);
   unsigned long long* c = calloc((size_t)n, sizeof *c);
-  if (!a || !b || !c) return 1;
+  unsigned long long* d = calloc((size_t)n, sizeof *d);
+  unsigned long long* e = calloc((size_t)n, sizeof *e);
+  if (!a || !b || !c || !d || !e) return 1;
   wasm_rt_init();
-  Z_${name}_init_module();
+  ${v39 ? '' : `Z_${name}_init_module();`}
   for (int i = 0; i < warm + n; i++) {
-    Z_${name}_instance_t inst;
+    ${T} inst;
+    ${v39 ? 'g_mem_t0 = 0; g_mem_free = 0;' : ''}
     unsigned long long t0 = now();
     ${call};
     unsigned long long t1 = now();
-    Z_${name}_free(&inst);
+    ${fnFree}(&inst);
     unsigned long long t2 = now();
     if (i >= warm) { a[i - warm] = t1 - t0; b[i - warm] = t2 - t1; c[i - warm] = t2 - t0; }
+    ${v39 ? 'if (i >= warm) { d[i - warm] = g_mem_t0 ? t1 - g_mem_t0 : 0; e[i - warm] = d[i - warm] + g_mem_free; }' : ''}
   }
   printf("{");
   q("instantiate", a, n, ", "); q("free", b, n, ", "); q("cycle", c, n, "");
+  ${v39 ? 'printf(", "); q("memory", d, n, ", "); q("memory_cycle", e, n, "");' : ''}
   printf("}\\n");
-  free(a); free(b); free(c);
+  free(a); free(b); free(c); free(d); free(e);
   return 0;
 }
 ` };
@@ -183,14 +242,15 @@ function wasm2cBench(file, rt) {
   if (rt.error) return { error: rt.error };
   const bytes = fs.readFileSync(file);
   const hash = crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 16);
-  const dir = path.join(opt.work, 'w2c-' + hash);
+  const dir = path.join(opt.work, (rt.abi >= 1037 ? 'w2c39-' : 'w2c-') + hash);
+  const [w2cExe, ...w2cPre] = rt.wasm2c || ['wasm2c'];
   fs.mkdirSync(dir, { recursive: true });
   const name = 'm' + hash.slice(0, 8);
   const exe = path.join(dir, 'harness');
   if (!fs.existsSync(exe)) {
-    const g = spawnSync('wasm2c', [file, '-n', name, '-o', path.join(dir, name + '.c')], { encoding: 'utf8', timeout: 600000 });
+    const g = spawnSync(w2cExe, [...w2cPre, file, '-n', name, '-o', path.join(dir, name + '.c')], { encoding: 'utf8', timeout: 600000 });
     if (g.status !== 0) return { error: 'wasm2c failed: ' + g.stderr.trim().split('\n')[0] };
-    const h = harness(name, fs.readFileSync(path.join(dir, name + '.h'), 'utf8'));
+    const h = harness(name, fs.readFileSync(path.join(dir, name + '.h'), 'utf8'), rt.abi || 1032);
     if (h.error) return { error: h.error };
     fs.writeFileSync(path.join(dir, 'harness.c'), h.source);
     // -O1 (-O0 beyond 32 MB of C, e.g. esbuild's 140 MB): instantiate is
@@ -202,13 +262,14 @@ function wasm2cBench(file, rt) {
     const cc = spawnSync('cc', [level, '-w', '-c', '-I', rt.inc, '-I', dir, src, '-o', obj],
                          { encoding: 'utf8', timeout: 3600000 });
     if (cc.status !== 0) return { error: 'compiling the wasm2c output failed: ' + String(cc.stderr || cc.error).trim().split('\n')[0] };
-    const ld = spawnSync('cc', ['-O1', '-w', '-I', rt.inc, '-I', dir, path.join(dir, 'harness.c'), obj, rt.lib,
-                                '-lm', '-o', exe], { encoding: 'utf8' });
+    const wrap = rt.abi >= 1037 ? ['-Wl,--wrap=wasm_rt_allocate_memory', '-Wl,--wrap=wasm_rt_free_memory'] : [];
+    const ld = spawnSync('cc', ['-O1', '-w', '-I', rt.inc, '-I', dir, path.join(dir, 'harness.c'), obj, ...[].concat(rt.lib),
+                                ...wrap, '-lm', '-lpthread', '-o', exe], { encoding: 'utf8' });
     if (ld.status !== 0) return { error: 'linking the harness failed: ' + String(ld.stderr || ld.error).trim().split('\n')[0] };
   }
-  // The stock runtime leaks its 8 GiB reservation per instance (see
+  // 1.0.32's stock runtime leaks its 8 GiB reservation per instance (see
   // integrations/wasm2c/NOTES.md): stay far below the ~16k the address
-  // space allows.
+  // space allows (1.0.39's unmaps it, the same cap keeps runs comparable).
   const n = Math.min(opt.iterations, 5000);
   const r = spawnSync(exe, [String(n)], { encoding: 'utf8' });
   if (r.status !== 0) return { error: 'harness failed: ' + r.stderr.trim() };
@@ -219,9 +280,9 @@ function wasm2cBench(file, rt) {
 // wasm2c-generated code of demo.wasm, stripped, with its memory from a
 // cowmem pool, against the stock runtime: the like-for-like row for whole
 // instances. Its "instantiate+free" lines are read from its report.
-function w2cIntegration(file) {
-  const exe = opt.w2cDemo ||
-    path.join(path.dirname(opt.cowmem), '..', 'integrations', 'wasm2c', 'cowmem_wasm2c_demo');
+function w2cIntegration(file, sfx = '') {
+  const exe = (opt.w2cDemo && opt.w2cDemo + sfx) ||
+    path.join(path.dirname(opt.cowmem), '..', 'integrations', 'wasm2c', 'cowmem_wasm2c_demo' + sfx);
   if (path.basename(file) !== 'demo.wasm' || !fs.existsSync(exe)) return null;
   const n = String(Math.min(opt.iterations, 5000));
   const r = spawnSync(exe, ['--iters', n, '--stock-iters', n], { encoding: 'utf8' });
@@ -243,6 +304,7 @@ function v8Bench(file) {
 const us = (ns) => (ns / 1000).toFixed(ns < 10000 ? 3 : 1);
 const results = [];
 const rt = findRuntime();
+const rt39 = findRuntime39();
 for (const file of opt.modules) {
   if (file && !fs.existsSync(file)) { console.error(`peers.js: ${file}: no such file`); process.exitCode = 1; continue; }
   const cw = cowmemBench(file);
@@ -251,8 +313,10 @@ for (const file of opt.modules) {
   log(`\n== ${path.basename(mod)} (${fs.statSync(mod).size} bytes): memory ${cw.memory} ${cw.initial_bytes} bytes initial, ` +
       `image ${cw.image_bytes} bytes, ${cw.active_segments} active segments (${cw.copy_bytes} bytes)`);
   const w2c = wasm2cBench(mod, rt);
+  const w2c39 = wasm2cBench(mod, rt39);
   const v8 = v8Bench(mod);
   const integ = w2cIntegration(mod);
+  const integ39 = w2cIntegration(mod, '39');
   const row = (n) => cw.rows.find((r) => r.name === n);
   const slot = row('slot'), pool = row('pool-madvise'), fresh = row('copy-fresh');
   const base = slot.instantiate_ns.median;
@@ -269,12 +333,20 @@ for (const file of opt.modules) {
       ['wasm2c+cowmem inst+free', integ.cowmem, 'like-for-like whole instance: the same wasm2c code, stripped, memory from a cowmem pool; free resets the 11 pages a request wrote (integrations/wasm2c)'],
       ['  same run: stock', integ.stock, 'its stock-runtime baseline in the same process (instantiate + free)'],
     ] : []),
+    ['w2c 1.0.39 memory part', w2c39.memory, 'like-for-like: the memory part of wasm2c 1.0.39\'s instantiate (8 GiB reserve + mprotect + segment copies), timed in its harness'],
+    ['w2c 1.0.39 memory+free', w2c39.memory_cycle, 'as above + its free (munmap of the whole reservation)'],
+    ['w2c 1.0.39 instantiate', w2c39.instantiate, 'whole instance with the stock 1.0.39 runtime: globals, tables, memory'],
+    ['w2c 1.0.39 inst+free', w2c39.cycle, 'as above + free'],
+    ...(integ39 && !integ39.error ? [
+      ['w2c 1.0.39+cowmem i+f', integ39.cowmem, 'like-for-like whole instance with wasm2c 1.0.39: the same code, stripped, memory from a cowmem pool'],
+      ['  same run: stock 1.0.39', integ39.stock, 'its stock 1.0.39 baseline in the same process (instantiate + free)'],
+    ] : []),
     ['V8 new Instance', v8.error ? undefined : v8, 'whole instance: memory + segments, tables, globals, JS export objects (compile excluded)'],
   ];
   if (!opt.json) {
     console.log(`${'row'.padEnd(26)} ${'median us'.padStart(11)} ${'p99 us'.padStart(10)} ${'/ cowmem'.padStart(10)}  covers`);
     for (const [n, q, covers] of rows) {
-      if (!q) { console.log(`${n.padEnd(26)} ${'n/a'.padStart(11)} ${''.padStart(10)} ${''.padStart(10)}  ${(n.startsWith('V8') ? v8.error : w2c.error) || ''}`); continue; }
+      if (!q) { console.log(`${n.padEnd(26)} ${'n/a'.padStart(11)} ${''.padStart(10)} ${''.padStart(10)}  ${(n.startsWith('V8') ? v8.error : n.startsWith('w2c 1.0.39') ? w2c39.error : w2c.error) || ''}`); continue; }
       console.log(`${n.padEnd(26)} ${us(q.median).padStart(11)} ${us(q.p99).padStart(10)} ${(q.median / base).toFixed(1).padStart(9)}x  ${covers}`);
     }
     console.log(`opening the precompiled .cwimg: median ${us(cw.open_cwimg_ns.median)} us, p99 ${us(cw.open_cwimg_ns.p99)} us`);
@@ -287,10 +359,13 @@ for (const file of opt.modules) {
                  wasm2c_stock: w2c.error ? { error: w2c.error } : w2c,
                  v8: v8.error ? { error: v8.error } : v8,
                  wasm2c_integration: integ,
+                 wasm2c39_stock: w2c39.error ? { error: w2c39.error } : w2c39,
+                 wasm2c39_integration: integ39,
+                 ratio_wasm2c39_stock: ratio(w2c39.instantiate), ratio_wasm2c39_memory_part: ratio(w2c39.memory),
                  ratio_wasm2c_stock: ratio(w2c.instantiate), ratio_wasm2c_memory_part: ratio(fresh.instantiate_ns),
                  ratio_v8: ratio(v8.error ? null : v8) });
 }
-if (opt.json) { console.log(JSON.stringify({ runtime: rt.version || null, results }, null, 1)); process.exit(process.exitCode || 0); }
+if (opt.json) { console.log(JSON.stringify({ runtime: rt.version || null, runtime39: rt39.version || null, results }, null, 1)); process.exit(process.exitCode || 0); }
 
 console.log('\nTargets (instantiate with the same image vs the peers; open of a .cwimg):');
 for (const r of results) {
@@ -302,6 +377,13 @@ for (const r of results) {
     console.log(`  ${''.padEnd(16)} wasm2c with cowmem's memory (integration), instantiate+free: ` +
                 `${us(r.wasm2c_integration.cowmem.median)} us vs stock ${us(r.wasm2c_integration.stock.median)} us = ` +
                 `${(r.wasm2c_integration.stock.median / r.wasm2c_integration.cowmem.median).toFixed(0)}x`);
+  if (r.wasm2c39_integration && !r.wasm2c39_integration.error)
+    console.log(`  ${''.padEnd(16)} wasm2c 1.0.39 with cowmem's memory (integration), instantiate+free: ` +
+                `${us(r.wasm2c39_integration.cowmem.median)} us vs stock 1.0.39 ${us(r.wasm2c39_integration.stock.median)} us = ` +
+                `${(r.wasm2c39_integration.stock.median / r.wasm2c39_integration.cowmem.median).toFixed(0)}x`);
+  if (!r.wasm2c39_stock.error)
+    console.log(`  ${''.padEnd(16)} vs wasm2c 1.0.39 stock ${f(r.ratio_wasm2c39_stock, 50)}; memory part (like-for-like) ` +
+                `${r.ratio_wasm2c39_memory_part == null ? 'n/a' : r.ratio_wasm2c39_memory_part.toFixed(0) + 'x'}`);
   if (!r.wasm2c_stock.error)
     console.log(`  ${''.padEnd(16)} whole cycles: cowmem inst+reset ${us(r.cowmem_cycle_ns.median)} us vs wasm2c ` +
                 `inst+free ${us(r.wasm2c_stock.cycle.median)} us = ${(r.wasm2c_stock.cycle.median / r.cowmem_cycle_ns.median).toFixed(0)}x`);

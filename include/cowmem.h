@@ -181,7 +181,21 @@ COWMEM_API size_t cowmem_page_size(void);
  * Images are reference-counted. cowmem_image_retain adds a reference,
  * cowmem_image_free drops one; the last drop closes the memfd. A slot that
  * holds an image holds a reference, so the caller may free its own at once.
- * All image functions are thread-safe; an image is immutable once created.
+ *
+ * Thread safety: every image function may be called from any thread; an
+ * image is immutable once created. With images in use by slots and pools:
+ *   - A caller may call any function on an image, or pass it to a slot or a
+ *     pool, only while it holds a reference of its own to it.
+ *   - cowmem_image_free may run at any time, on any thread, while slots in
+ *     use, idle pool slots or a BATCHED reset queue still hold the image: each
+ *     holds its own reference, and the image lives until the last one goes.
+ *   - Replacing a module's image under load (take a reference under the
+ *     caller's own lock before each acquire, swap the pointer, free the old
+ *     one) is safe beside acquires, releases, cowmem_pool_trim,
+ *     cowmem_pool_flush and the metrics calls on any threads. Instances
+ *     already running keep the old image; idle slots that still map it are
+ *     decommitted at the pool's next acquire or release (an orphan, see
+ *     Pools), so its memory goes without a trim.
  * ---------------------------------------------------------------------- */
 
 typedef struct cowmem_image_s cowmem_image_t;

@@ -12,6 +12,12 @@
 
 static _Atomic uint64_t image_next_id = 1;
 
+/* The fields of cowmem_image_s.refs. */
+#define REF_ONE ((uint64_t)1 << 32)
+#define ORPHAN_BIT ((uint64_t)1 << 31)
+#define IDLE_MASK (ORPHAN_BIT - 1)
+
+
 /* The input bytes as seen through pages: page p of the image covers memory
  * [p, p + ps); only the first and the last page may be partly outside the
  * caller's bytes, and those parts are zero. */
@@ -50,7 +56,7 @@ static bool page_is_zero(const uint8_t* p, size_t n) {
 static cowmem_image_t* image_alloc(void) {
   cowmem_image_t* img = calloc(1, sizeof *img);
   if (img == NULL) return NULL;
-  atomic_init(&img->refs, 1);
+  atomic_init(&img->refs, REF_ONE);
   img->fd = -1;
   img->id = atomic_fetch_add(&image_next_id, 1);
   return img;
@@ -316,20 +322,32 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
 }
 
 cowmem_image_t* cowmem_image_retain(cowmem_image_t* image) {
-  if (image != NULL) atomic_fetch_add_explicit(&image->refs, 1, memory_order_relaxed);
+  if (image != NULL) atomic_fetch_add_explicit(&image->refs, REF_ONE, memory_order_relaxed);
   return image;
 }
 
-/* seq_cst on both sides (here and in the pool's idle count): of a free
- * and a release racing, at least one sees the other's update. `extra` is
- * a reference about to be dropped by the caller. */
-static void image_orphan_check(cowmem_image_t* image, uint32_t extra) {
-  uint32_t idle = atomic_load(&image->idle_refs);
-  if (idle == 0 || atomic_load(&image->refs) != idle + extra) return;
-  if (!atomic_exchange(&image->orphaned, true)) atomic_fetch_add(&cowmem__orphan_epoch, 1);
+static void orphan_announce(void) {
+  atomic_fetch_add(&cowmem__orphan_epoch, 1);
 }
 
-void cowmem__image_check_orphan(cowmem_image_t* image) { image_orphan_check(image, 0); }
+void cowmem__image_idle_add(cowmem_image_t* image) {
+  uint64_t old = atomic_load(&image->refs), nw;
+  bool orphan;
+  do {
+    nw = old + 1;
+    orphan = !(old & ORPHAN_BIT) && (nw >> 32) == (nw & IDLE_MASK);
+    if (orphan) nw |= ORPHAN_BIT;
+  } while (!atomic_compare_exchange_weak(&image->refs, &old, nw));
+  if (orphan) orphan_announce();
+}
+
+void cowmem__image_idle_sub(cowmem_image_t* image) {
+  atomic_fetch_sub(&image->refs, 1);
+}
+
+bool cowmem__image_orphaned(const cowmem_image_t* image) {
+  return (atomic_load(&image->refs) & ORPHAN_BIT) != 0;
+}
 
 const uint8_t* cowmem__image_view(cowmem_image_t* image) {
   uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
@@ -351,9 +369,20 @@ const uint8_t* cowmem__image_view(cowmem_image_t* image) {
 
 void cowmem_image_free(cowmem_image_t* image) {
   if (image == NULL) return;
-  /* Checked before the decrement: after it, another holder may free it. */
-  image_orphan_check(image, 1);
-  if (atomic_fetch_sub_explicit(&image->refs, 1, memory_order_acq_rel) != 1) return;
+  /* The orphan flag is set by the decrement itself: after it, the idle
+   * slots holding the other references may drop them at any time. */
+  uint64_t old = atomic_load_explicit(&image->refs, memory_order_relaxed), nw;
+  bool orphan;
+  do {
+    nw = old - REF_ONE;
+    uint64_t idle = nw & IDLE_MASK;
+    orphan = !(old & ORPHAN_BIT) && idle > 0 && (nw >> 32) == idle;
+    if (orphan) nw |= ORPHAN_BIT;
+  } while (!atomic_compare_exchange_weak_explicit(&image->refs, &old, nw,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed));
+  if (orphan) orphan_announce();
+  if ((nw >> 32) != 0) return;
   COWMEM__STAT_DEC(cowmem__stat_images_live);
   image_destroy(image);
 }

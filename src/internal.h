@@ -35,7 +35,14 @@ typedef struct {
 } cowmem__run_t;
 
 struct cowmem_image_s {
-  _Atomic uint32_t refs;
+  /* References (bits 32-63), the orphan flag (bit 31) and the references
+   * held by idle pool slots (bits 0-30) in one word. When idle slots hold
+   * every reference, nobody can instantiate the image again: it is an
+   * orphan, and pools decommit its idle slots so that its memory is freed.
+   * One word, so that the update that makes the image an orphan (a free, or
+   * a slot becoming idle) sees it in its own read-modify-write: with two
+   * counters, a free and a release racing could each miss the other's. */
+  _Atomic uint64_t refs;
   cowmem_image_kind_t kind;
   uint64_t mem_offset;
   uint64_t len;
@@ -53,18 +60,20 @@ struct cowmem_image_s {
   size_t nmaps;
   uint64_t id;       /* unique for the process's life (pools key on it) */
   _Atomic(uint8_t*) view; /* cowmem__image_view's mapping, or NULL */
-  /* References held by idle pool slots. When they are all the references
-   * left, nobody can instantiate the image again: it is an orphan, and
-   * pools decommit its idle slots so that its memory is freed. */
-  _Atomic uint32_t idle_refs;
-  _Atomic bool orphaned;
 };
 
 /* Bumped whenever an image becomes an orphan; pools compare it with the
  * epoch they last swept at. */
 extern _Atomic uint64_t cowmem__orphan_epoch;
-/* Mark the image orphaned if idle pool slots hold every reference. */
-void cowmem__image_check_orphan(cowmem_image_t* image);
+/* A pool slot holding the image became idle (add) or was taken out of the
+ * idle lists (sub). The caller holds the slot's reference throughout, and
+ * calls both under the lock of the list that keeps the slot: once that lock
+ * is released, another thread may take the slot and drop the reference,
+ * the image's last one. add marks the image orphaned when idle slots now
+ * hold every reference. */
+void cowmem__image_idle_add(cowmem_image_t* image);
+void cowmem__image_idle_sub(cowmem_image_t* image);
+bool cowmem__image_orphaned(const cowmem_image_t* image);
 
 /* A slot (see the state invariants in slot.c). Pools embed slots in their
  * own entries; `pool` is then non-NULL and the slot is not freed alone. */

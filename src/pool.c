@@ -152,7 +152,7 @@ static void warm_take_locked(cowmem_pool_t* pool, list_t* l, entry_t* e) {
   list_unlink(l, e);
   SHARD_ADD(pool, warm, -1);
   if (pool->warm_capped) atomic_fetch_sub(&pool->warm_total, 1);
-  if (e->slot.image != NULL) atomic_fetch_sub(&e->slot.image->idle_refs, 1);
+  if (e->slot.image != NULL) cowmem__image_idle_sub(e->slot.image);
   atomic_store(&e->state, ENTRY_IN_USE);
 }
 
@@ -192,9 +192,11 @@ static void make_idle(cowmem_pool_t* pool, entry_t* e) {
   list_t* l = &pool->buckets[(size_t)my_shard() * BUCKETS + bucket_of(e->image_id)];
   pthread_mutex_lock(&l->lock);
   list_push_head(l, e);
-  if (img != NULL) atomic_fetch_add(&img->idle_refs, 1);
+  /* Checked under the list's lock: once it is released, a trim, a sweep or
+   * another thread's acquire may take the slot and drop its reference, the
+   * image's last one. */
+  if (img != NULL) cowmem__image_idle_add(img);
   pthread_mutex_unlock(&l->lock);
-  if (img != NULL) cowmem__image_check_orphan(img);
 }
 
 /* An idle slot of the same image: this thread's shard first, then the
@@ -285,7 +287,7 @@ static void sweep_orphans(cowmem_pool_t* pool) {
     pthread_mutex_lock(&l->lock);
     for (entry_t *e = l->head, *next; e != NULL; e = next) {
       next = e->next;
-      if (e->slot.image != NULL && atomic_load(&e->slot.image->orphaned)) {
+      if (e->slot.image != NULL && cowmem__image_orphaned(e->slot.image)) {
         warm_take_locked(pool, l, e);
         e->next = found;
         found = e;
@@ -415,7 +417,7 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
   cowmem_pool_flush(pool);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
     cowmem_slot_t* s = &pool->entries[i].slot;
-    if (s->image != NULL) atomic_fetch_sub(&s->image->idle_refs, 1);
+    if (s->image != NULL) cowmem__image_idle_sub(s->image);
     cowmem_image_free(s->image);
     s->image = NULL;
   }

@@ -14,6 +14,10 @@
 //               npm's wabt@1.0.39 (installed into --work); its harness
 //               also times the memory part (wrapped wasm_rt_allocate_memory
 //               to the end of instantiate, and wasm_rt_free_memory);
+//   WAMR        for the bundled demo, the WAMR integration's demo
+//               (integrations/wamr/cowmem_wamr_demo beside the cowmem
+//               command's build, or --wamr-demo EXE): WAMR 2.4.5 with and
+//               without cowmem's memory in one process;
 //   V8          Node: new WebAssembly.Instance with stub imports (the
 //               module compiled once, outside the timing).
 // Without modules: the bundled demo (what `cowmem bench` uses by default).
@@ -72,6 +76,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--npm') opt.npm = args[++i];
   else if (a === '--json') opt.json = true;
   else if (a === '--w2c-demo') opt.w2cDemo = args[++i];
+  else if (a === '--wamr-demo') opt.wamrDemo = args[++i];
   else if (a === '--wabt39') opt.wabt39 = args[++i];
   else if (a.startsWith('-')) { console.error(`peers.js: unknown option ${a}`); process.exit(2); }
   else opt.modules.push(a);
@@ -293,6 +298,22 @@ function w2cIntegration(file, sfx = '') {
   return { cowmem: cow, stock };
 }
 
+// The WAMR integration's demo (integrations/wamr): WAMR's fast interpreter
+// with the stripped demo.wasm and its memory from a cowmem pool, against
+// stock WAMR in the same process. Its instantiate + deinstantiate lines.
+function wamrIntegration(file) {
+  const exe = opt.wamrDemo ||
+    path.join(path.dirname(opt.cowmem), '..', 'integrations', 'wamr', 'cowmem_wamr_demo');
+  if (path.basename(file) !== 'demo.wasm' || !fs.existsSync(exe)) return null;
+  const n = String(Math.min(opt.iterations, 5000));
+  const r = spawnSync(exe, ['--iters', n, '--stock-iters', n], { encoding: 'utf8' });
+  if (r.status !== 0) return { error: 'cowmem_wamr_demo failed: ' + r.stderr.trim().split('\n')[0] };
+  const num = (re) => { const m = re.exec(r.stdout); return m ? { median: Number(m[1]) * 1000, p99: Number(m[2]) * 1000 } : null; };
+  const cow = num(/^\s*cowmem WAMR\s+([\d.]+) \(([\d.]+)\)/m), stock = num(/^\s*stock WAMR\s+([\d.]+) \(([\d.]+)\)/m);
+  if (!cow || !stock) return { error: 'cowmem_wamr_demo: report not understood' };
+  return { cowmem: cow, stock };
+}
+
 function v8Bench(file) {
   const r = spawnSync(process.execPath, [__filename, '--v8-worker', file, String(opt.iterations)],
                       { encoding: 'utf8', maxBuffer: 1 << 24 });
@@ -317,6 +338,7 @@ for (const file of opt.modules) {
   const v8 = v8Bench(mod);
   const integ = w2cIntegration(mod);
   const integ39 = w2cIntegration(mod, '39');
+  const wamr = wamrIntegration(mod);
   const row = (n) => cw.rows.find((r) => r.name === n);
   const slot = row('slot'), pool = row('pool-madvise'), fresh = row('copy-fresh');
   const base = slot.instantiate_ns.median;
@@ -341,6 +363,10 @@ for (const file of opt.modules) {
       ['w2c 1.0.39+cowmem i+f', integ39.cowmem, 'like-for-like whole instance with wasm2c 1.0.39: the same code, stripped, memory from a cowmem pool'],
       ['  same run: stock 1.0.39', integ39.stock, 'its stock 1.0.39 baseline in the same process (instantiate + free)'],
     ] : []),
+    ...(wamr && !wamr.error ? [
+      ['WAMR+cowmem inst+deinst', wamr.cowmem, 'like-for-like whole instance: WAMR 2.4.5 fast interpreter, the stripped module, memory from a cowmem pool, with an execution environment (integrations/wamr)'],
+      ['  same run: stock WAMR', wamr.stock, 'stock WAMR 2.4.5 in the same process: 8 GiB reserve, mprotect, segment copies'],
+    ] : []),
     ['V8 new Instance', v8.error ? undefined : v8, 'whole instance: memory + segments, tables, globals, JS export objects (compile excluded)'],
   ];
   if (!opt.json) {
@@ -361,6 +387,7 @@ for (const file of opt.modules) {
                  wasm2c_integration: integ,
                  wasm2c39_stock: w2c39.error ? { error: w2c39.error } : w2c39,
                  wasm2c39_integration: integ39,
+                 wamr_integration: wamr,
                  ratio_wasm2c39_stock: ratio(w2c39.instantiate), ratio_wasm2c39_memory_part: ratio(w2c39.memory),
                  ratio_wasm2c_stock: ratio(w2c.instantiate), ratio_wasm2c_memory_part: ratio(fresh.instantiate_ns),
                  ratio_v8: ratio(v8.error ? null : v8) });
@@ -381,6 +408,10 @@ for (const r of results) {
     console.log(`  ${''.padEnd(16)} wasm2c 1.0.39 with cowmem's memory (integration), instantiate+free: ` +
                 `${us(r.wasm2c39_integration.cowmem.median)} us vs stock 1.0.39 ${us(r.wasm2c39_integration.stock.median)} us = ` +
                 `${(r.wasm2c39_integration.stock.median / r.wasm2c39_integration.cowmem.median).toFixed(0)}x`);
+  if (r.wamr_integration && !r.wamr_integration.error)
+    console.log(`  ${''.padEnd(16)} WAMR with cowmem's memory (integration), instantiate+deinstantiate: ` +
+                `${us(r.wamr_integration.cowmem.median)} us vs stock WAMR ${us(r.wamr_integration.stock.median)} us = ` +
+                `${(r.wamr_integration.stock.median / r.wamr_integration.cowmem.median).toFixed(0)}x (target >= 20x)`);
   if (!r.wasm2c39_stock.error)
     console.log(`  ${''.padEnd(16)} vs wasm2c 1.0.39 stock ${f(r.ratio_wasm2c39_stock, 50)}; memory part (like-for-like) ` +
                 `${r.ratio_wasm2c39_memory_part == null ? 'n/a' : r.ratio_wasm2c39_memory_part.toFixed(0) + 'x'}`);

@@ -58,22 +58,26 @@ void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg) {
 }
 
 /* Under g_lock. */
-static int init_locked(const cowmem_wamr_config_t* c, const char** why) {
+static int init_locked(const cowmem_wamr_config_t* c, cowmem_diag_t* diag) {
   cowmem_pool_config_t pc;
   cowmem_pool_config_init(&pc);
   pc.max_slots = c->max_memories;
-  pc.slot_size = COWMEM_WAMR_SLOT_SIZE;
+  pc.slot_reserve = COWMEM_WAMR_SLOT_SIZE;
   pc.guard_size = COWMEM_WAMR_GUARD_SIZE;
   pc.reset = c->reset;
   pc.keep_resident = c->keep_resident;
   pc.resident_budget = c->resident_budget;
   if (c->max_memories == 0 || c->max_memories > ((size_t)1 << 20)) {
-    if (why) *why = "max_memories: 1 to 2^20";
+    if (diag) {
+      memset(diag, 0, sizeof *diag);
+      diag->code = COWMEM_EINVAL;
+      snprintf(diag->reason, sizeof diag->reason, "max_memories: 1 to 2^20");
+    }
     return COWMEM_EINVAL;
   }
   state_t* s = calloc(1, sizeof *s + c->max_memories * sizeof s->slots[0]);
   if (!s) return COWMEM_ENOMEM;
-  int r = cowmem_pool_new(&pc, &s->pool, why);
+  int r = cowmem_pool_new(&pc, &s->pool, diag);
   if (r != 0) {
     free(s);
     return r;
@@ -83,10 +87,10 @@ static int init_locked(const cowmem_wamr_config_t* c, const char** why) {
   return 0;
 }
 
-int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, const char** why) {
+int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, cowmem_diag_t* diag) {
   if (!cfg || cfg->version != COWMEM_WAMR_CONFIG_VERSION) return COWMEM_EINVAL;
   pthread_mutex_lock(&g_lock);
-  int r = atomic_load(&g_state) ? COWMEM_ESTATE : init_locked(cfg, why);
+  int r = atomic_load(&g_state) ? COWMEM_ESTATE : init_locked(cfg, diag);
   pthread_mutex_unlock(&g_lock);
   return r;
 }
@@ -114,11 +118,11 @@ static state_t* state(void) {
   pthread_mutex_lock(&g_lock);
   cowmem_wamr_config_t cfg;
   cowmem_wamr_config_init(&cfg);
-  const char* why = "";
-  int r = (s = atomic_load(&g_state)) ? 0 : init_locked(&cfg, &why);
+  cowmem_diag_t diag = {0};
+  int r = (s = atomic_load(&g_state)) ? 0 : init_locked(&cfg, &diag);
   if (r != 0)
     fprintf(stderr, "cowmem_wamr: cannot create the pool: %s (%s)\n", cowmem_strerror(r),
-            why ? why : "");
+            diag.reason);
   else
     s = atomic_load(&g_state);
   pthread_mutex_unlock(&g_lock);

@@ -104,8 +104,8 @@ bool cowmem_wamr_runtime_init(const RuntimeInitArgs* args);
 
 /* Create the process's pool. Optional: the first linear memory creates it
  * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
- * cowmem_pool_new (*why, if not NULL, says which field or why). */
-int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, const char** why);
+ * cowmem_pool_new (*diag, if not NULL, says which field or why). */
+int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, cowmem_diag_t* diag);
 /* Free the pool. Errors: EBUSY while a linear memory is alive (nothing is
  * freed). Afterwards init may be called again. */
 int cowmem_wamr_shutdown(void);
@@ -133,7 +133,7 @@ int cowmem_wamr_module_open(const char* wasm_path, cowmem_wamr_module_t** out,
  * module_hash (SHA-256 of the original module) is checked against the
  * image file's when not NULL. The stripped module's memory must have the
  * image file's limits (EMISMATCH otherwise: files of two modules).
- * Errors: those of cowmem_imgfile_open_hash and of reading and parsing the
+ * Errors: those of cowmem_imgfile_open and of reading and parsing the
  * stripped module (with *diag), EUNSUPPORTED, EMISMATCH, EINVALID (WAMR). */
 int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_path,
                                    const uint8_t module_hash[32],

@@ -85,7 +85,7 @@ static int read_file(const char* path, uint8_t** out, size_t* out_len) {
 static int load(cowmem_wamr_module_t* m, uint8_t* bytes, size_t len,
                 cowmem_diag_t* diag) {
   if (len > UINT32_MAX) {
-    cowmem_free_buffer(bytes);
+    free(bytes);
     return fail(diag, COWMEM_EUNSUPPORTED, "module of %zu bytes: WAMR loads < 4 GiB",
                 len);
   }
@@ -130,14 +130,13 @@ int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** 
     r = memory_desc(mod, &d);
   if (r == 0) r = check_memories(m->count, &d, diag);
   if (r == 0) m->min_pages = d.min_pages;
-  cowmem_image_t* image = NULL;
-  if (r == 0 && m->count == 1 &&
-      (r = cowmem_module_memory_image(mod, 0, &image, NULL)) == 0)
-    r = set_image(m, image);
+  /* The module's image is borrowed: the set keeps its own reference. */
+  cowmem_image_t* image =
+      r == 0 && m->count == 1 ? cowmem_module_image(mod, 0, NULL) : NULL;
+  if (image) r = set_image(m, cowmem_image_retain(image));
   uint8_t* stripped = NULL;
   size_t stripped_len = 0;
   if (r == 0) r = cowmem_module_strip(mod, &stripped, &stripped_len, NULL);
-  /* The image holds its own reference; the parse is not needed after. */
   cowmem_module_free(mod);
   if (r == 0) r = load(m, stripped, stripped_len, diag);
   if (r != 0) {
@@ -171,7 +170,7 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
   int fd = open(cwimg_path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   cowmem_imgfile_t* f;
-  int r = cowmem_imgfile_open_hash(fd, module_hash, 0, &f, diag);
+  int r = cowmem_imgfile_open(fd, module_hash, 0, &f, diag);
   close(fd); /* each image holds its own dup */
   if (r != 0) return r;
   cowmem_wamr_module_t* m = calloc(1, sizeof *m);
@@ -222,8 +221,8 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
 void cowmem_wamr_module_free(cowmem_wamr_module_t* m) {
   if (!m) return;
   if (m->wamr) wasm_runtime_unload(m->wamr);
-  cowmem_free_buffer(m->bytes);
-  cowmem_image_free(m->image);
+  free(m->bytes);
+  cowmem_image_release(m->image);
   free(m);
 }
 

@@ -127,13 +127,12 @@ static int setup(const cowmem_wamr_config_t* cfg, const char** images) {
     fprintf(stderr, "WAMR runtime init failed\n");
     return 1;
   }
-  const char* why = NULL;
-  int r = cowmem_wamr_init(cfg, &why);
+  cowmem_diag_t diag = {0};
+  int r = cowmem_wamr_init(cfg, &diag);
   if (r != 0) {
-    fprintf(stderr, "cowmem_wamr_init: %s (%s)\n", cowmem_strerror(r), why ? why : "");
+    fprintf(stderr, "cowmem_wamr_init: %s (%s)\n", cowmem_strerror(r), diag.reason);
     return 1;
   }
-  cowmem_diag_t diag;
 #ifdef COWMEM_WAMR_IMAGES_demo /* `cowmem compile`'s image file */
   *images = COWMEM_WAMR_IMAGES_demo;
   r = cowmem_wamr_module_open_images(*images, COWMEM_WAMR_STRIPPED_demo, NULL, &g_mod,

@@ -222,7 +222,17 @@ static void* linear_alloc(uint64_t bytes) {
     return NULL;
   }
   void* base = cowmem_slot_base(slot);
-  atomic_store_explicit(entry_of(s, base), slot, memory_order_release);
+  cowmem_slot_t* none = NULL;
+  if (!atomic_compare_exchange_strong_explicit(
+          entry_of(s, base), &none, slot, memory_order_release, memory_order_relaxed)) {
+    /* Two live slots on one entry: the pool's stride is not 8 GiB. */
+    fprintf(stderr, "cowmem_wamr: slot %p shares its table entry with %p\n", base,
+            cowmem_slot_base(none));
+    (void)cowmem_pool_release(s->pool, slot);
+    if (m) t_failed = true;
+    COUNT(C_REFUSED, 1);
+    return NULL;
+  }
   COUNT(m ? C_IMAGE : C_PLAIN, 1);
   COUNT(C_LIVE, 1);
   return base;

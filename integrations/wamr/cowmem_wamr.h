@@ -66,7 +66,9 @@
  * Thread safety: runtime_init, init and shutdown once, from one thread.
  * begin/end act on the calling thread only; the callbacks are thread-safe.
  * A thread that runs wasm calls wasm_runtime_init_thread_env first (WAMR's
- * rule: its signal handler and alternate stack are per thread).
+ * rule: its signal handler and alternate stack are per thread), one thread
+ * at a time (WAMR 2.4.5 saves the previous signal actions in process-wide
+ * variables there: TSan reports two threads initializing at once).
  */
 #ifndef COWMEM_WAMR_H
 #define COWMEM_WAMR_H

@@ -621,9 +621,16 @@ TEST_IMPL(begin_end) {
 
 /* Two threads instantiate, serve and deinstantiate at once. Every report is
  * a fresh instance's. */
+/* WAMR 2.4.5's thread init writes process-wide globals (the signal actions
+ * it chains to): one thread at a time (TSan saw the race). */
+static pthread_mutex_t g_thread_env_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void* thread_loop(void* arg) {
   const char* expect = arg;
-  if (!wasm_runtime_init_thread_env()) return (void*)1;
+  pthread_mutex_lock(&g_thread_env_lock);
+  bool ok = wasm_runtime_init_thread_env();
+  pthread_mutex_unlock(&g_thread_env_lock);
+  if (!ok) return (void*)1;
   uint32_t len = (uint32_t)strlen(wamr_default_request);
   void* r = NULL;
   for (int i = 0; i < 2000 && !r; i++) {
@@ -639,7 +646,9 @@ static void* thread_loop(void* arg) {
       if (strcmp(out, expect) != 0) r = (void*)1;
     }
   }
+  pthread_mutex_lock(&g_thread_env_lock);
   wasm_runtime_destroy_thread_env();
+  pthread_mutex_unlock(&g_thread_env_lock);
   return r;
 }
 

@@ -16,6 +16,20 @@ int cowmem_w2c_abi(void) {
   return COWMEM_W2C_ABI;
 }
 
+/* The feature test in cowmem_wasm2c.h, double-checked: redeclaring the
+ * runtime's functions with the signatures this file assumes is an error
+ * if the header declares others (a wabt between 1.0.32 and 1.0.37 that
+ * the test would take for either), and so is a struct of another shape. */
+#if COWMEM_W2C_ABI >= 1037
+void wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool, uint32_t);
+uint64_t wasm_rt_grow_memory(wasm_rt_memory_t*, uint64_t);
+_Static_assert(sizeof(((wasm_rt_memory_t*)0)->pages) == 8, "wasm_rt_memory_t");
+#else
+void wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
+uint32_t wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
+_Static_assert(sizeof(((wasm_rt_memory_t*)0)->pages) == 4, "wasm_rt_memory_t");
+#endif
+
 #if COWMEM_W2C_ABI >= 1037
 
 /* Every kind of memory the front end reads is served: 32-bit ones in their

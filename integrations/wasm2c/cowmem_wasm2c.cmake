@@ -88,7 +88,8 @@ function(cowmem_wasm2c_provider target)
   endforeach()
   target_link_options(${target} INTERFACE ${wraps})
   set_target_properties(${target} PROPERTIES COWMEM_W2C_WASM2C "${A_WASM2C}"
-                        COWMEM_W2C_GENERATED_FLAGS "${A_GENERATED_FLAGS}")
+                        COWMEM_W2C_GENERATED_FLAGS "${A_GENERATED_FLAGS}"
+                        COWMEM_W2C_RUNTIME "${rt}")
 endfunction()
 
 function(cowmem_wasm2c_module target wasm)

@@ -1,9 +1,11 @@
 /* stock.c: the "stock runtime" baseline for the wasm2c integration.
  *
- * demo.wasm compiled by wasm2c (wabt 1.0.32) and linked with Debian's
- * libwasm-rt-impl.a, which reserves 8 GiB per memory and copies the data
- * segments at every instantiation. The program instantiates, serves one
- * request, and frees, in a loop, and prints the median and p99 of each step.
+ * demo.wasm compiled by wasm2c and linked with the stock runtime of the same
+ * wabt (Debian's 1.0.32 libwasm-rt-impl.a; or 1.0.39's, built from
+ * ../shared: cowmem_w2c39_*), which reserves 8 GiB per memory and copies
+ * the data segments at every instantiation (1.0.32 unmaps only the
+ * accessible part on free, 1.0.39 the whole reservation). The program instantiates,
+ * serves one request, and frees, in a loop, and prints the median and p99 of each step.
  *
  * Built twice (see CMakeLists.txt):
  *   cowmem_w2c_stock    the runtime as shipped;
@@ -12,7 +14,9 @@
  *                       wrappers below count the calls (proving that --wrap
  *                       reaches every call the generated code makes) and,
  *                       with --unmap-all, unmap the whole 8 GiB reservation
- *                       on free instead of only the accessible part.
+ *                       on free instead of only the accessible part (what
+ *                       1.0.39's runtime does itself; there it changes
+ *                       nothing).
  *
  * Usage: cowmem_w2c_stock [--iters N] [--warmup N] [--vmsize N] [--unmap-all]
  *   --vmsize N   only run N instantiate/free cycles and print VmSize and the
@@ -27,6 +31,7 @@
 #include <sys/mman.h>
 
 #include "demo_w.h"
+#include "w2c_util.h" /* the generated names of either wabt */
 #include "wasm-rt-impl.h"
 
 #define STOCK_RESERVE 0x200000000ull /* what wasm_rt_allocate_memory maps */
@@ -37,18 +42,34 @@ static const char k_request[] =
     "instance of the same image needs no system call at all.";
 
 #ifdef STOCK_WRAPPED
-void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
-uint32_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
-void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
-void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
-uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
-void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
-
 static unsigned long g_allocs, g_grows, g_frees;
 static int g_unmap_all;
 
-void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* m, uint32_t initial,
-                                    uint32_t max) {
+#if COWMEM_W2C_ABI >= 1037
+void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool,
+                                    uint32_t);
+uint64_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint64_t);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool,
+                                    uint32_t);
+uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint64_t);
+
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* m, uint64_t initial, uint64_t max,
+                                    bool is64, uint32_t page_size) {
+  g_allocs++;
+  __real_wasm_rt_allocate_memory(m, initial, max, is64, page_size);
+}
+
+uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* m, uint64_t delta) {
+  g_grows++;
+  return __real_wasm_rt_grow_memory(m, delta);
+}
+#else
+void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
+uint32_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
+uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
+
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* m, uint32_t initial, uint32_t max) {
   g_allocs++;
   __real_wasm_rt_allocate_memory(m, initial, max);
 }
@@ -57,10 +78,13 @@ uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* m, uint32_t delta) {
   g_grows++;
   return __real_wasm_rt_grow_memory(m, delta);
 }
+#endif
+void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
+void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
 
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* m) {
   g_frees++;
-  if (g_unmap_all)
+  if (g_unmap_all && COWMEM_W2C_ABI == 1032)
     munmap(m->data, STOCK_RESERVE); /* the fix: the whole reservation */
   else
     __real_wasm_rt_free_memory(m);
@@ -104,39 +128,39 @@ static void vm_status(unsigned long* vmsize_kb, unsigned long* maps) {
 }
 
 /* One request: copy it into the instance's input buffer and run it. */
-static uint32_t serve(Z_demo_instance_t* inst, const char* req, uint32_t len) {
-  wasm_rt_memory_t* mem = Z_demoZ_memory(inst);
-  uint32_t in = Z_demoZ_input_ptr(inst);
+static uint32_t serve(W2C_T(demo) * inst, const char* req, uint32_t len) {
+  wasm_rt_memory_t* mem = W2C_X(demo, memory)(inst);
+  uint32_t in = W2C_X(demo, input_ptr)(inst);
   memcpy(mem->data + in, req, len);
-  return Z_demoZ_run(inst, in, len);
+  return W2C_X(demo, run)(inst, in, len);
 }
 
 static int check_behaviour(void) {
-  Z_demo_instance_t inst;
-  Z_demo_instantiate(&inst);
+  W2C_T(demo) inst;
+  W2C_FN(demo, instantiate)(&inst);
   uint32_t n = serve(&inst, k_request, sizeof k_request - 1);
-  wasm_rt_memory_t* mem = Z_demoZ_memory(&inst);
-  printf("report: %.*s", (int)n, (const char*)mem->data + Z_demoZ_result_ptr(&inst));
-  Z_demoZ_write_secret(&inst, 0x5ec2e7u);
-  uint32_t secret = Z_demoZ_read_secret(&inst);
-  uint32_t pages0 = Z_demoZ_pages(&inst);
-  uint32_t old = Z_demoZ_grow(&inst, 3);
-  printf("memory: %u pages, grow(3) -> %u, now %u pages; secret %#x\n",
-         pages0, old, Z_demoZ_pages(&inst), secret);
+  wasm_rt_memory_t* mem = W2C_X(demo, memory)(&inst);
+  printf("report: %.*s", (int)n, (const char*)mem->data + W2C_X(demo, result_ptr)(&inst));
+  W2C_X(demo, write_secret)(&inst, 0x5ec2e7u);
+  uint32_t secret = W2C_X(demo, read_secret)(&inst);
+  uint32_t pages0 = W2C_X(demo, pages)(&inst);
+  uint32_t old = W2C_X(demo, grow)(&inst, 3);
+  printf("memory: %u pages, grow(3) -> %u, now %u pages; secret %#x\n", pages0, old,
+         W2C_X(demo, pages)(&inst), secret);
   wasm_rt_trap_t trap = (wasm_rt_trap_t)wasm_rt_impl_try();
   if (trap == WASM_RT_TRAP_NONE) {
-    Z_demoZ_trap_oob(&inst);
+    W2C_X(demo, trap_oob)(&inst);
     printf("trap_oob returned: no trap?\n");
-    Z_demo_free(&inst);
+    W2C_FN(demo, free)(&inst);
     return 1;
   }
   printf("trap_oob: trap %d (%s)\n", trap, wasm_rt_strerror(trap));
-  Z_demo_free(&inst);
+  W2C_FN(demo, free)(&inst);
 
-  Z_demo_instantiate(&inst);
-  secret = Z_demoZ_read_secret(&inst);
+  W2C_FN(demo, instantiate)(&inst);
+  secret = W2C_X(demo, read_secret)(&inst);
   printf("fresh instance: read_secret %#x (0 expected)\n", secret);
-  Z_demo_free(&inst);
+  W2C_FN(demo, free)(&inst);
   return secret != 0;
 }
 
@@ -154,26 +178,28 @@ int main(int argc, char** argv) {
       g_unmap_all = 1;
 #endif
     else {
-      fprintf(stderr, "usage: %s [--iters N] [--warmup N] [--vmsize N]"
+      fprintf(stderr,
+              "usage: %s [--iters N] [--warmup N] [--vmsize N]"
 #ifdef STOCK_WRAPPED
-                      " [--unmap-all]"
+              " [--unmap-all]"
 #endif
-                      "\n", argv[0]);
+              "\n",
+              argv[0]);
       return 2;
     }
   }
   if (iters == 0) iters = 1;
 
   wasm_rt_init();
-  Z_demo_init_module();
+  COWMEM_W2C_INIT_MODULE(demo);
 
   if (vm_cycles) {
     unsigned long vm0, maps0, vm1, maps1;
-    Z_demo_instance_t inst;
+    W2C_T(demo) inst;
     vm_status(&vm0, &maps0);
     for (size_t i = 0; i < vm_cycles; i++) {
-      Z_demo_instantiate(&inst);
-      Z_demo_free(&inst);
+      W2C_FN(demo, instantiate)(&inst);
+      W2C_FN(demo, free)(&inst);
     }
     vm_status(&vm1, &maps1);
     printf("%zu instantiate/free cycles: VmSize %lu -> %lu KiB (+%.3f GiB, "
@@ -193,18 +219,17 @@ int main(int argc, char** argv) {
   if (!inst_ns || !run_ns || !free_ns || !cycle_ns) return 1;
   uint32_t expect = 0;
   for (size_t i = 0; i < warmup + iters; i++) {
-    Z_demo_instance_t inst;
+    W2C_T(demo) inst;
     uint64_t t0 = now_ns();
-    Z_demo_instantiate(&inst);
+    W2C_FN(demo, instantiate)(&inst);
     uint64_t t1 = now_ns();
     uint32_t n = serve(&inst, k_request, sizeof k_request - 1);
     uint64_t t2 = now_ns();
-    Z_demo_free(&inst);
+    W2C_FN(demo, free)(&inst);
     uint64_t t3 = now_ns();
     if (i == 0) expect = n;
     if (n != expect) {
-      fprintf(stderr, "iteration %zu: report length %u, expected %u\n", i, n,
-              expect);
+      fprintf(stderr, "iteration %zu: report length %u, expected %u\n", i, n, expect);
       return 1;
     }
     if (i >= warmup) {
@@ -221,8 +246,7 @@ int main(int argc, char** argv) {
   print_stat("free", free_ns, iters);
   print_stat("instantiate+free", cycle_ns, iters);
 #ifdef STOCK_WRAPPED
-  printf("wrapped calls: allocate %lu, grow %lu, free %lu\n", g_allocs,
-         g_grows, g_frees);
+  printf("wrapped calls: allocate %lu, grow %lu, free %lu\n", g_allocs, g_grows, g_frees);
 #endif
   free(inst_ns);
   free(run_ns);

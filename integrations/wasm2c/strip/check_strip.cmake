@@ -1,6 +1,7 @@
 # cmake -DWAT2WASM=... -DWASM2C=... -DSRC=<dir> -DOUT=<dir> -P check_strip.cmake
 # Checks what NOTES.md states: wasm2c copies active segments in
 # init_memories (LOAD_DATA) and copies nothing for empty passive ones.
+file(MAKE_DIRECTORY ${OUT})
 foreach(m active stripped)
   execute_process(COMMAND ${WAT2WASM} ${SRC}/${m}.wat -o ${OUT}/${m}.wasm
                   RESULT_VARIABLE rc)

@@ -207,7 +207,9 @@ int main(int argc, char** argv) {
   cowmem_image_info_t ii = {0};
   cowmem_image_t* image = cowmem_wamr_module_image(g_mod, 0);
   if (image) cowmem_image_info(image, &ii);
-  printf("WAMR %s demo (fast interpreter): %s\nimages: %s\n", "2.4",
+  uint32_t major, minor, patch;
+  wasm_runtime_get_version(&major, &minor, &patch);
+  printf("WAMR %u.%u.%u demo (fast interpreter): %s\nimages: %s\n", major, minor, patch,
          COWMEM_WAMR_WASM_demo, images);
   printf("memory %llu KiB, image %llu KiB (%s), reset %s\n",
          (unsigned long long)pages * 64, (unsigned long long)ii.len >> 10,
@@ -252,6 +254,17 @@ int main(int argc, char** argv) {
          wamr_quantile_us(s.cycle_ns, stock_iters, 0.99, 1));
   printf("ratio stock / cowmem: %.1fx (target >= 20x: %s)\n", si / ci,
          si >= 20 * ci ? "met" : "MISSED");
+
+  /* What the pool's adaptive reset saw: the pages a request writes, which
+   * each reset restores by copy. */
+  cowmem_pool_image_metrics_t im = {0};
+  if (cfg.reset == COWMEM_RESET_ADAPTIVE && image &&
+      cowmem_pool_image_metrics(cowmem_wamr_pool(), image, &im) == 0 && im.samples)
+    printf("adaptive reset: %.1f pages written per instance (%llu sampled "
+           "resets), hot set %llu pages, %llu resets\n",
+           (double)im.sampled_dirty_pages / (double)im.samples,
+           (unsigned long long)im.samples, (unsigned long long)im.hot_pages,
+           (unsigned long long)im.resets);
 
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);

@@ -61,7 +61,9 @@
  * module loaded with plain wasm_runtime_load runs as before, with WAMR
  * copying its segments. A STRIPPED module instantiated without its module
  * set would start from zeros: always instantiate it through
- * cowmem_wamr_instantiate or COWMEM_WAMR_INSTANTIATE.
+ * cowmem_wamr_instantiate or COWMEM_WAMR_INSTANTIATE. Without a module set
+ * a size of 0 is read as an empty memory: a memory of 65536 initial pages
+ * (which also arrives as 0) needs its module set.
  *
  * Thread safety: runtime_init, init and shutdown once, from one thread.
  * begin/end act on the calling thread only; the callbacks are thread-safe.

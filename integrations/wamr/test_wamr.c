@@ -221,6 +221,7 @@ TEST_IMPL(isolation) {
   CHECK(isolation_with(COWMEM_RESET_ADAPTIVE));
   CHECK(isolation_with(COWMEM_RESET_MADVISE));
   CHECK(isolation_with(COWMEM_RESET_KEEP_RESIDENT));
+  CHECK(isolation_with(COWMEM_RESET_BATCHED)); /* the acquire flushes */
   return 0;
 }
 

@@ -2,7 +2,9 @@
  * each from a slot of the pool with its image: memory64 (bounds-checked by
  * the generated code, grown within the slot), shared memories (atomics and
  * grow from two threads on one instance), and a custom page size, which is
- * refused when the module is loaded. Registered as wasm2c39_<name>; in the
+ * refused when the module is loaded. memory64 and shared memories are
+ * compared byte for byte with the stock runtime's (the same modules
+ * unstripped, <m>ref). Registered as wasm2c39_<name>; in the
  * wabt 1.0.32 build they skip (that runtime refuses these kinds: see
  * wasm2c_unsupported). */
 #include <pthread.h>
@@ -13,7 +15,9 @@
 #include "wasm-rt-impl.h"
 #ifdef HAVE_W2C_KINDS
 #include "mem64.h"
+#include "mem64ref.h" /* the same modules unstripped, for the stock runtime */
 #include "shared.h"
+#include "sharedref.h"
 #endif
 
 #define PAGE COWMEM_W2C_WASM_PAGE
@@ -54,6 +58,41 @@ DEFINE_TRY(m64_load_big, mem64, load_big, uint64_t)
 DEFINE_TRY(sh_load, shared, load, uint32_t)
 DEFINE_TRY(sh_load_far, shared, load_far, uint32_t)
 
+/* Every byte, size and limit of two memories equal (a cowmem one and the
+ * stock runtime's). */
+#define SAME_MEMORY(a, b)                                                                \
+  do {                                                                                   \
+    ASSERT_UEQ((a)->size, (b)->size);                                                    \
+    ASSERT_UEQ((a)->pages, (b)->pages);                                                  \
+    ASSERT_UEQ((a)->max_pages, (b)->max_pages);                                          \
+    ASSERT_EQ((a)->is64, (b)->is64);                                                     \
+    ASSERT_EQ((a)->page_size, (b)->page_size);                                           \
+    ASSERT_EQ(memcmp((const void*)(a)->data, (const void*)(b)->data, (a)->size), 0);     \
+  } while (0)
+
+/* A cowmem instance and a stock one of the same module, the same writes
+ * and grows: the same memories throughout. */
+static int m64_against_stock(cowmem_w2c_module_t* m) {
+  W2C_T(mem64) c;
+  W2C_T(mem64ref) s;
+  ASSERT_OK(COWMEM_W2C_NEW(m, mem64, &c));
+  W2C_FN(mem64ref, instantiate)(&s);
+  SAME_MEMORY(W2C_X(mem64, mem)(&c), W2C_X(mem64ref, mem)(&s));
+  SAME_MEMORY(W2C_X(mem64, big)(&c), W2C_X(mem64ref, big)(&s));
+  W2C_X(mem64, store)(&c, 70001, 'Y');
+  W2C_X(mem64ref, store)(&s, 70001, 'Y');
+  ASSERT_UEQ(W2C_X(mem64, grow)(&c, 3), W2C_X(mem64ref, grow)(&s, 3));
+  ASSERT_UEQ(W2C_X(mem64, grow)(&c, 6), W2C_X(mem64ref, grow)(&s, 6)); /* fails */
+  W2C_X(mem64, store)(&c, 5 * PAGE - 1, 0x77);
+  W2C_X(mem64ref, store)(&s, 5 * PAGE - 1, 0x77);
+  SAME_MEMORY(W2C_X(mem64, mem)(&c), W2C_X(mem64ref, mem)(&s));
+  ASSERT_UEQ(W2C_X(mem64, grow_big)(&c, 2), W2C_X(mem64ref, grow_big)(&s, 2));
+  SAME_MEMORY(W2C_X(mem64, big)(&c), W2C_X(mem64ref, big)(&s));
+  W2C_FN(mem64, free)(&c);
+  W2C_FN(mem64ref, free)(&s);
+  return 0;
+}
+
 static int m64_fresh(W2C_T(mem64) * inst) {
   static const char a[] = "hello memory64", b[] = "second page";
   for (uint64_t i = 0; i < sizeof a - 1; i++)
@@ -88,6 +127,7 @@ TEST_IMPL(memory64) {
   ASSERT_NOT_NULL(m);
   ASSERT_EQ(cowmem_w2c_module_memories(m), 2);
   ASSERT_NOT_NULL(cowmem_w2c_module_image(m, 0));
+  CHECK(m64_against_stock(m));
   uint8_t* first = NULL;
   for (int round = 0; round < 3; round++) {
     W2C_T(mem64) inst;
@@ -134,7 +174,8 @@ TEST_IMPL(memory64) {
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);
   ASSERT_EQ(n.live, 0);
-  ASSERT_EQ(n.stock_allocs, 0);
+  ASSERT_EQ(n.stock_allocs, 2); /* the reference instance's */
+  ASSERT_EQ(n.stock_frees, 2);
   cowmem_w2c_module_free(m);
   ASSERT_OK(cowmem_w2c_shutdown());
   return 0;
@@ -174,6 +215,18 @@ TEST_IMPL(shared_memory) {
 #endif
   ASSERT_NOT_NULL(m);
   static const char want[] = "shared data";
+  {
+    W2C_T(sharedref) s;
+    ASSERT_OK(COWMEM_W2C_NEW(m, shared, &g_sh));
+    W2C_FN(sharedref, instantiate)(&s);
+    SAME_MEMORY(W2C_X(shared, mem)(&g_sh), W2C_X(sharedref, mem)(&s));
+    ASSERT_EQ(W2C_X(shared, add)(&g_sh, 64, 5), W2C_X(sharedref, add)(&s, 64, 5));
+    ASSERT_EQ(W2C_X(shared, grow)(&g_sh, 2), W2C_X(sharedref, grow)(&s, 2));
+    ASSERT_EQ(W2C_X(shared, grow)(&g_sh, 2), W2C_X(sharedref, grow)(&s, 2)); /* fails */
+    SAME_MEMORY(W2C_X(shared, mem)(&g_sh), W2C_X(sharedref, mem)(&s));
+    W2C_FN(shared, free)(&g_sh);
+    W2C_FN(sharedref, free)(&s);
+  }
   for (int round = 0; round < 2; round++) {
     ASSERT_OK(COWMEM_W2C_NEW(m, shared, &g_sh));
     wasm_rt_shared_memory_t* mem = W2C_X(shared, mem)(&g_sh);
@@ -203,8 +256,8 @@ TEST_IMPL(shared_memory) {
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);
   ASSERT_EQ(n.live, 0);
-  ASSERT_EQ(n.cowmem_allocs, 2);
-  ASSERT_EQ(n.stock_allocs, 0);
+  ASSERT_EQ(n.cowmem_allocs, 3);
+  ASSERT_EQ(n.stock_allocs, 1); /* the reference instance's */
   cowmem_w2c_module_free(m);
   ASSERT_OK(cowmem_w2c_shutdown());
   return 0;

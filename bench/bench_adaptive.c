@@ -300,14 +300,14 @@ int main(void) {
       uint64_t t0 = bench_now_ns();
       if (cowmem_snapshot(sl, &snap) != 0) return 1;
       bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
-      cowmem_image_free(snap);
+      cowmem_image_release(snap);
     }
     row(mode ? "cowmem_snapshot (no scan: mincore)" : "cowmem_snapshot (PAGEMAP_SCAN)",
         &s, 0);
     cowmem_slot_free(sl);
   }
 out:
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(image_bytes);
   bench_free(&s);
   return 0;

@@ -123,8 +123,8 @@ int main(int argc, char** argv) {
     printf("%4zu %-3s %-22s %10.2f %10.2f %9.2f %12.1f %8.0fx\n", shown, label,
            "image switch, 0 dirty", f.med, f.p99, sys, base.med, base.med / f.med);
     cowmem_slot_free(slot);
-    cowmem_image_free(a);
-    cowmem_image_free(b);
+    cowmem_image_release(a);
+    cowmem_image_release(b);
     free(da);
     free(db);
   }

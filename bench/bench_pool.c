@@ -153,8 +153,8 @@ int main(void) {
   }
   printf("\nbatched: a release that fills the queue pays for the whole flush "
          "(one process_madvise where the kernel has it): see its p99.\n");
-  cowmem_image_free(img);
-  cowmem_image_free(other);
+  cowmem_image_release(img);
+  cowmem_image_release(other);
   free(image_bytes);
   bench_free(&s);
   return 0;

@@ -102,11 +102,11 @@ static void bench_module(const char* name, const uint8_t* bytes, size_t len) {
   for (uint32_t k = 0; k < cowmem_module_memory_count(m); k++) {
     cowmem_image_t* img;
     cowmem_image_info_t ii;
-    if (cowmem_module_memory_image(m, k, &img, NULL) == 0 && img) {
+    if ((img = cowmem_image_retain(cowmem_module_image(m, k, NULL)), 0) == 0 && img) {
       cowmem_image_info(img, &ii);
       img_len += ii.len;
       img_pages += ii.data_pages;
-      cowmem_image_free(img);
+      cowmem_image_release(img);
     }
   }
   cowmem_module_free(m);

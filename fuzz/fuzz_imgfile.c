@@ -64,7 +64,7 @@ static void open_once(const uint8_t* data, size_t size, unsigned flags) {
   }
   cowmem_imgfile_t* f = NULL;
   cowmem_diag_t d;
-  int r = cowmem_imgfile_open_hash(fd, NULL, flags, &f, &d);
+  int r = cowmem_imgfile_open(fd, NULL, flags, &f, &d);
   if (r == 0) {
     exercise(f, size);
     cowmem_imgfile_free(f);

@@ -41,11 +41,11 @@ static void exercise(cowmem_module_t* m) {
   for (uint32_t k = 0; k < nmem; k++) {
     cowmem_memory_info_t mi;
     cowmem_image_t* img;
-    cowmem_noimage_t why;
+    cowmem_diag_t why;
     cowmem_module_memory_info(m, k, &mi);
-    if (cowmem_module_memory_image(m, k, &img, &why) != 0) __builtin_trap();
-    if (img && why != COWMEM_NOIMAGE_NONE) __builtin_trap();
-    cowmem_image_free(img);
+    if ((img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0) != 0) __builtin_trap();
+    if (img && why.noimage != COWMEM_NOIMAGE_NONE) __builtin_trap();
+    cowmem_image_release(img);
     md[k].pages = mi.min_pages, md[k].max_pages = mi.max_pages;
     md[k].has_max = mi.has_max, md[k].memory64 = mi.memory64;
     md[k].shared = mi.shared;
@@ -55,7 +55,7 @@ static void exercise(cowmem_module_t* m) {
   cowmem_diag_t d;
   int r = cowmem_module_instantiate_check(m, md, im, g, ig, &d);
   if (r != 0 && r != COWMEM_EOOB && r != COWMEM_EUNLINKABLE) __builtin_trap();
-  r = cowmem_module_apply_all(m, v, nmem, g, ig, false, &d);
+  r = cowmem_module_apply(m, 0, v, nmem, g, ig, 0, &d);
   if (r != 0 && r != COWMEM_EOOB) __builtin_trap();
 }
 

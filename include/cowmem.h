@@ -12,13 +12,23 @@
  *     madvise, so the next instance of the same image needs no system call;
  *   - a POOL (below) is one reservation holding many slots.
  *
+ * The header reads top-down: the core first (errors, options, statistics,
+ * images, slots, pools, snapshots), which knows nothing of WebAssembly;
+ * then the WebAssembly front end (modules, strip, image files), which turns
+ * a module's data segments into images and stores them in files.
+ *
  * Conventions for every function:
  *   - an int result is 0 on success or a negative COWMEM_E* code; output
  *     parameters are written only on success;
  *   - sizes and offsets documented as "page multiples" are multiples of
  *     cowmem_page_size() (the host page, not the 64 KiB WebAssembly page);
  *     anything else is COWMEM_EINVAL;
- *   - NULL where an object is required is COWMEM_EINVAL, never a crash.
+ *   - NULL where an object is required is COWMEM_EINVAL, never a crash;
+ *   - why something failed, beyond its code, is told one way: a
+ *     cowmem_diag_t the caller may pass (NULL: not wanted);
+ *   - flags are enums of bits, OR-ed into an `unsigned flags` argument;
+ *   - _free ends an object the caller owns; objects shared by reference
+ *     (images) have _retain and _release instead.
  */
 #ifndef COWMEM_H
 #define COWMEM_H
@@ -43,7 +53,7 @@ extern "C" {
 #endif
 
 #define COWMEM_VERSION_MAJOR 0
-#define COWMEM_VERSION_MINOR 1
+#define COWMEM_VERSION_MINOR 2
 #define COWMEM_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------
@@ -102,6 +112,33 @@ COWMEM_API const char* cowmem_strerror(int err);
 /* The code's name without the prefix ("EINVAL", "ESTATE"); "UNKNOWN" for
  * values not in the table. Thread-safe. */
 COWMEM_API const char* cowmem_err_name(int err);
+
+/* Why a memory has no image (see the front end). Here because a
+ * cowmem_diag_t carries it. */
+typedef enum {
+  COWMEM_NOIMAGE_NONE = 0,          /* it has one (or is all zeros) */
+  COWMEM_NOIMAGE_IMPORTED = 1,      /* the memory is imported */
+  COWMEM_NOIMAGE_GLOBAL_OFFSET = 2, /* a segment offset is an import */
+  COWMEM_NOIMAGE_OUT_OF_BOUNDS = 3, /* a segment ends beyond min_pages:
+                                       instantiation traps */
+  COWMEM_NOIMAGE_TOO_SPARSE = 4,    /* span > COWMEM_MODULE_IMAGE_SPAN_MAX */
+  COWMEM_NOIMAGE_NOT_BUILT = 5      /* parsed with COWMEM_MODULE_NO_IMAGES */
+} cowmem_noimage_t;
+
+/* Why: filled by the functions that take one, on failure (code != 0) and,
+ * for the image queries, when there is no image (noimage != NONE). It is
+ * zeroed when there is nothing to tell. offset is a byte offset in the
+ * input the function read (a module's binary, an image file), where that
+ * means something, else 0. reason is a sentence: the spec's wording where
+ * the spec test suite has one ("unexpected end", "unknown memory 1", ...),
+ * the field and rule for a bad configuration ("max_slots: must be at least
+ * 1"), the segment at fault for a memory without an image. */
+typedef struct cowmem_diag_s {
+  int code;                 /* the error returned (0: none) */
+  cowmem_noimage_t noimage; /* image queries: why there is none */
+  uint64_t offset;
+  char reason[128];
+} cowmem_diag_t;
 
 /* ------------------------------------------------------------------------
  * Options (mimalloc's model): each has a default, read once from the
@@ -179,14 +216,14 @@ COWMEM_API size_t cowmem_page_size(void);
  * all-zero image has len 0 and maps nothing).
  *
  * Images are reference-counted. cowmem_image_retain adds a reference,
- * cowmem_image_free drops one; the last drop closes the memfd. A slot that
+ * cowmem_image_release drops one; the last drop closes the memfd. A slot that
  * holds an image holds a reference, so the caller may free its own at once.
  *
  * Thread safety: every image function may be called from any thread; an
  * image is immutable once created. With images in use by slots and pools:
  *   - A caller may call any function on an image, or pass it to a slot or a
  *     pool, only while it holds a reference of its own to it.
- *   - cowmem_image_free may run at any time, on any thread, while slots in
+ *   - cowmem_image_release may run at any time, on any thread, while slots in
  *     use, idle pool slots or a BATCHED reset queue still hold the image: each
  *     holds its own reference, and the image lives until the last one goes.
  *   - Replacing a module's image under load (take a reference under the
@@ -230,7 +267,9 @@ COWMEM_API int cowmem_image_new_from_bytes(const void* bytes, size_t len,
                                            cowmem_image_t** out);
 
 /* Flags for cowmem_image_new_from_file. */
-#define COWMEM_IMAGE_FILE_IMMUTABLE 0x1u
+typedef enum {
+  COWMEM_IMAGE_FILE_IMMUTABLE = 0x1 /* the file never changes (see below) */
+} cowmem_image_flag_t;
 
 /* Build an image from the range [file_offset, file_offset + len) of the open
  * file fd, placed at mem_offset in linear memory. file_offset and mem_offset
@@ -254,14 +293,16 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
                                           unsigned flags,
                                           cowmem_image_t** out);
 
+/* Add a reference; returns image. NULL is ignored. */
 COWMEM_API cowmem_image_t* cowmem_image_retain(cowmem_image_t* image);
-/* Drop one reference; NULL is ignored. */
-COWMEM_API void cowmem_image_free(cowmem_image_t* image);
+/* Drop one reference; the last one frees the image. NULL is ignored. */
+COWMEM_API void cowmem_image_release(cowmem_image_t* image);
 /* Errors: EINVAL for NULL arguments. */
 COWMEM_API int cowmem_image_info(const cowmem_image_t* image,
                                  cowmem_image_info_t* out);
 /* Copy the image's bytes at [offset, offset + len) of linear memory into
- * dst (zeros outside the image). For tests and tools; slow. */
+ * dst (zeros outside the image). For tests and tools; slow. On error dst
+ * is unchanged. Errors: EINVAL, and the errors of pread. */
 COWMEM_API int cowmem_image_read(const cowmem_image_t* image, uint64_t offset,
                                  void* dst, size_t len);
 
@@ -305,7 +346,7 @@ COWMEM_API int cowmem_slot_new(size_t reserve, cowmem_slot_t** out);
 COWMEM_API int cowmem_slot_new_at(void* base, size_t reserve,
                                   cowmem_slot_t** out);
 
-/* Release the slot (see cowmem_slot_release), then free it; a slot made by
+/* Release the slot (see cowmem_slot_decommit), then free it; a slot made by
  * cowmem_slot_new is unmapped. Pointers into the slot become invalid. NULL is
  * ignored. Returns 0 or the release's error (the slot is freed anyway). */
 COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
@@ -341,15 +382,13 @@ COWMEM_API int cowmem_slot_reset(cowmem_slot_t* slot);
  * the whole slot (never unmapping a hole in the reservation) and drop the
  * image reference. Valid in every state; the slot becomes EMPTY. Errors: the
  * errors of mmap, after which the slot is BROKEN (try again). */
-COWMEM_API int cowmem_slot_release(cowmem_slot_t* slot);
+COWMEM_API int cowmem_slot_decommit(cowmem_slot_t* slot);
 
 COWMEM_API cowmem_slot_state_t cowmem_slot_state(const cowmem_slot_t* slot);
-COWMEM_API bool cowmem_slot_dirty(const cowmem_slot_t* slot);
-COWMEM_API bool cowmem_slot_has_image(const cowmem_slot_t* slot);
 /* The image the slot holds (borrowed, valid while the slot holds it). */
 COWMEM_API cowmem_image_t* cowmem_slot_image(const cowmem_slot_t* slot);
 /* Bytes [0, n) accessible now. */
-COWMEM_API size_t cowmem_slot_size(const cowmem_slot_t* slot);
+COWMEM_API size_t cowmem_slot_accessible(const cowmem_slot_t* slot);
 COWMEM_API size_t cowmem_slot_reserve(const cowmem_slot_t* slot);
 /* The slot's first byte; stable for the slot's life. */
 COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
@@ -358,7 +397,7 @@ COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
  * Pools
  *
  * A pool is one reservation (PROT_NONE, no commit charge) holding
- * max_slots slots of slot_size bytes, each followed by guard_size bytes
+ * max_slots slots of slot_reserve bytes, each followed by guard_size bytes
  * that stay inaccessible, with a guard before the first slot:
  *
  *   [guard][slot 0][guard][slot 1][guard] ... [slot n-1][guard]
@@ -417,7 +456,7 @@ typedef enum {
 typedef struct cowmem_pool_config_s {
   uint32_t version;       /* set by cowmem_pool_config_init */
   size_t max_slots;       /* default 1000 */
-  size_t slot_size;       /* largest memory, default 4 GiB (32-bit wasm) */
+  size_t slot_reserve;       /* largest memory, default 4 GiB (32-bit wasm) */
   size_t guard_size;      /* after each slot, default 2 GiB: with 4 GiB slots,
                              a 32-bit index plus a 32-bit offset never leaves
                              the slot and its guard, so bounds checks can go */
@@ -427,7 +466,7 @@ typedef struct cowmem_pool_config_s {
   size_t batch_size;      /* BATCHED: slots per flush, default 32 */
   size_t resident_budget; /* ADAPTIVE: most bytes of a slot kept resident
                              and restored by copy (a page multiple, at most
-                             slot_size), default 1 MiB */
+                             slot_reserve), default 1 MiB */
   size_t sample_every;    /* ADAPTIVE: learn from one reset in this many
                              (>= 1), default 64 */
 } cowmem_pool_config_t;
@@ -437,14 +476,14 @@ typedef struct cowmem_pool_config_s {
  * reads none here. */
 COWMEM_API void cowmem_pool_config_init(cowmem_pool_config_t* cfg);
 
-/* Create a pool. slot_size and guard_size are page multiples, slot_size > 0,
- * max_slots > 0, and max_slots x (slot_size + guard_size) + guard_size must
+/* Create a pool. slot_reserve and guard_size are page multiples, slot_reserve > 0,
+ * max_slots > 0, and max_slots x (slot_reserve + guard_size) + guard_size must
  * fit the address space the process may reserve.
- * Errors: EINVAL (a field is wrong: *why, if not NULL, names it and says
- * why, and stays valid for the program's life), ENOMEM (the reservation
- * failed: *why says so). */
+ * Errors: EINVAL (a field is wrong: diag->reason names it and says why),
+ * ENOMEM (the bookkeeping or the reservation failed: diag->reason says
+ * which). */
 COWMEM_API int cowmem_pool_new(const cowmem_pool_config_t* cfg,
-                               cowmem_pool_t** out, const char** why);
+                               cowmem_pool_t** out, cowmem_diag_t* diag);
 
 /* Free the pool and its reservation. Errors: EBUSY if a slot is still
  * acquired (the pool is left as it was). NULL is ignored. */
@@ -452,7 +491,7 @@ COWMEM_API int cowmem_pool_free(cowmem_pool_t* pool);
 
 /* Acquire a slot instantiated with image (NULL: zeros) at initial_size;
  * cowmem_slot_grow on it stops at max_size. Both are page multiples,
- * initial_size <= max_size <= slot_size, and the image ends at or below
+ * initial_size <= max_size <= slot_reserve, and the image ends at or below
  * initial_size. The slot is DIRTY, the caller's until cowmem_pool_release.
  * Do not cowmem_slot_free it (that returns EINVAL).
  * Errors: EINVAL, EEXHAUSTED (every slot is acquired or, with BATCHED,
@@ -551,7 +590,7 @@ COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
  * ---------------------------------------------------------------------- */
 
 /* Make a new image (sealed, sparse memfd; COPY where memfd is missing) of
- * the slot's bytes [0, cowmem_slot_size(slot)), trimmed of leading and
+ * the slot's bytes [0, cowmem_slot_accessible(slot)), trimmed of leading and
  * trailing zero pages as cowmem_image_new_from_bytes does: its mem_offset
  * is the first non-zero page. Zero pages stay holes of the memfd. Only
  * pages that can hold non-zero bytes are read (those the instance wrote,
@@ -563,22 +602,6 @@ COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
  * errors of cowmem_image_new_from_bytes. *out is a new reference. */
 COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
 
-struct cowmem_imgfile_memory_s;
-/* Snapshot the slot (as cowmem_snapshot) and write it to fd as an image
- * file of one memory (see Image files: cowmem_imgfile_write), which
- * cowmem_imgfile_open later maps, so a process can start instances from an
- * initialized memory written by another. desc gives the memory's index,
- * flags and limits (its image, why and the fields the opener fills are
- * ignored); NULL: index 0, min_pages the slot's size in 64 KiB pages
- * rounded up, no maximum. The snapshot must end within desc->min_pages.
- * module_hash is recorded (NULL: the file belongs to no module and opens
- * with cowmem_imgfile_open_hash(fd, NULL, ...)). Errors: those of
- * cowmem_snapshot and cowmem_imgfile_write. */
-COWMEM_API int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
-                                     const struct cowmem_imgfile_memory_s* desc,
-                                     const uint8_t module_hash[32]);
-
-/* ---- wasm front end: declarations go here (owned by the wasm work) ---- */
 
 /* ------------------------------------------------------------------------
  * WebAssembly front end
@@ -607,33 +630,27 @@ COWMEM_API int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
 
 typedef struct cowmem_module_s cowmem_module_t;
 
-/* Where and why parsing or instantiating failed. offset is a byte offset in
- * the module binary; reason is the spec's wording where the spec test suite
- * has one ("unexpected end", "integer too large", "unknown memory 1", ...). */
-typedef struct cowmem_diag_s {
-  int code;        /* the error returned (0: none) */
-  uint64_t offset; /* byte offset in the module */
-  char reason[128];
-} cowmem_diag_t;
 
 /* Flags for cowmem_module_parse. The default is the current spec with the
  * memory64 and multi-memory proposals; the NO_* flags restore older rules
  * (what the spec tests of that era assert). */
-#define COWMEM_MODULE_BORROW 0x01u  /* keep a pointer to the caller's bytes
-                                       instead of a copy (see below) */
-#define COWMEM_MODULE_NO_IMAGES 0x02u /* parse only; no memory images */
-#define COWMEM_MODULE_NO_MULTI_MEMORY 0x04u /* > 1 memory is invalid */
-#define COWMEM_MODULE_NO_MEMORY64 0x08u     /* memory64 limits malformed */
-/* Constant expressions may read only imported globals (the rule before the
- * GC proposal relaxed it to any earlier immutable global). */
-#define COWMEM_MODULE_NO_DEFINED_GLOBAL_GET 0x10u
-#define COWMEM_MODULE_NO_THREADS 0x20u /* shared memories malformed */
-/* Walk the code section's function bodies to check that their sizes add up
- * to the section's (by default only their count is checked: a third of the
- * parse time of a large module goes to touching every body). */
-#define COWMEM_MODULE_CHECK_BODIES 0x40u
-/* Tags (exception handling: section 13, import/export kind 4) malformed. */
-#define COWMEM_MODULE_NO_EXCEPTIONS 0x80u
+typedef enum {
+  COWMEM_MODULE_BORROW = 0x01,    /* keep a pointer to the caller's bytes
+                                     instead of a copy (see below) */
+  COWMEM_MODULE_NO_IMAGES = 0x02, /* parse only; no memory images */
+  COWMEM_MODULE_NO_MULTI_MEMORY = 0x04, /* > 1 memory is invalid */
+  COWMEM_MODULE_NO_MEMORY64 = 0x08,     /* memory64 limits malformed */
+  /* Constant expressions may read only imported globals (the rule before
+   * the GC proposal relaxed it to any earlier immutable global). */
+  COWMEM_MODULE_NO_DEFINED_GLOBAL_GET = 0x10,
+  COWMEM_MODULE_NO_THREADS = 0x20, /* shared memories malformed */
+  /* Walk the code section's function bodies to check that their sizes add
+   * up to the section's (by default only their count is checked: a third
+   * of the parse time of a large module goes to touching every body). */
+  COWMEM_MODULE_CHECK_BODIES = 0x40,
+  /* Tags (exception handling: section 13, import/export kind 4) malformed. */
+  COWMEM_MODULE_NO_EXCEPTIONS = 0x80
+} cowmem_module_flag_t;
 
 /* Largest span (first to last non-empty segment byte) an image is built for;
  * beyond it the memory uses the segmented fallback. */
@@ -697,31 +714,18 @@ COWMEM_API int cowmem_module_memory_info(const cowmem_module_t* m,
                                          uint32_t index,
                                          cowmem_memory_info_t* out);
 
-/* Why a memory has no image. */
-typedef enum {
-  COWMEM_NOIMAGE_NONE = 0,          /* it has one (or is all zeros) */
-  COWMEM_NOIMAGE_IMPORTED = 1,      /* the memory is imported */
-  COWMEM_NOIMAGE_GLOBAL_OFFSET = 2, /* a segment offset is an import */
-  COWMEM_NOIMAGE_OUT_OF_BOUNDS = 3, /* a segment ends beyond min_pages:
-                                       instantiation traps */
-  COWMEM_NOIMAGE_TOO_SPARSE = 4,    /* span > COWMEM_MODULE_IMAGE_SPAN_MAX */
-  COWMEM_NOIMAGE_NOT_BUILT = 5      /* parsed with COWMEM_MODULE_NO_IMAGES */
-} cowmem_noimage_t;
 
-/* The image of memory `index`: *image is a new reference (release it with
- * cowmem_image_free) or NULL when the memory has no image or its initial
- * contents are all zeros; *why (if not NULL) says which. The image holds
- * the memory's initial bytes exactly when *why is COWMEM_NOIMAGE_NONE.
- * Errors: EINVAL. */
-COWMEM_API int cowmem_module_memory_image(const cowmem_module_t* m,
-                                          uint32_t index,
-                                          cowmem_image_t** image,
-                                          cowmem_noimage_t* why);
-/* A sentence saying why memory `index` has no image, with the segment at
- * fault ("" if it has one); valid until cowmem_module_free. NULL for a bad
- * index. */
-COWMEM_API const char* cowmem_module_memory_why(const cowmem_module_t* m,
-                                                uint32_t index);
+/* The image of memory `index`, borrowed: valid until cowmem_module_free
+ * (cowmem_image_retain it to keep it longer). NULL when the memory has no
+ * image or its initial contents are all zeros; *why (if not NULL) then
+ * says which: why->noimage is NONE for zeros, else the reason, with a
+ * sentence naming the segment at fault in why->reason and its offset in the
+ * module in why->offset. The image holds the memory's initial bytes exactly
+ * when why->noimage is NONE. A bad index returns NULL with why->code
+ * EINVAL. */
+COWMEM_API cowmem_image_t* cowmem_module_image(const cowmem_module_t* m,
+                                               uint32_t index,
+                                               cowmem_diag_t* why);
 
 /* Value types, by their binary encoding. */
 #define COWMEM_TYPE_I32 0x7f
@@ -858,34 +862,35 @@ typedef struct cowmem_memory_view_s {
   uint64_t size; /* accessible bytes */
 } cowmem_memory_view_t;
 
+/* Flags for cowmem_module_apply. */
+typedef enum {
+  /* Segments covered by an image are bounds-checked but not written. */
+  COWMEM_APPLY_SKIP_COVERED = 0x1
+} cowmem_apply_flag_t;
+
 /* The segmented fallback: write active segments into memories at
- * instantiation with the spec's semantics. Segments are applied in module
- * order; a segment that does not fit [0, size) writes nothing and stops
- * the process with EOOB, "out of bounds memory access" (bulk-memory
- * semantics: earlier segments' writes remain, later ones are not applied).
- *   apply_all: every active segment; views[i] is memory i of the index
- *     space (nviews == cowmem_module_memory_count); a view with base NULL
- *     is skipped for writing but its size still bounds-checks (pass the
- *     image-backed memories that way, or call with skip_covered).
- *   apply_segments: only memory mem_idx's segments.
- * With skip_covered, segments covered by an image are bounds-checked but
- * not written. globals[i] is imported global i (nglobals >= their count;
- * only the values of i32/i64 globals are read, as offsets).
- * Errors: EINVAL (NULL, counts), EOOB. The caller must not run these
+ * instantiation with the spec's semantics. views[i] is memory first + i of
+ * the index space (first + nviews <= cowmem_module_memory_count); only the
+ * segments of those memories are applied, in module order. A segment that
+ * does not fit [0, size) of its view writes nothing and stops the process
+ * with EOOB, "out of bounds memory access" (bulk-memory semantics: earlier
+ * segments' writes remain, later ones are not applied). A view with base
+ * NULL is not written but its size still bounds-checks. A runtime that
+ * creates all memories before applying passes first 0 and every memory (the
+ * trap point is then the spec's across memories); one that applies memory
+ * by memory passes one view. globals[i] is imported global i (nglobals >=
+ * their count; only the values of i32/i64 globals are read, as offsets).
+ * Errors: EINVAL (NULL, counts, flags), EOOB. The caller must not run this
  * concurrently on the same memory bytes. */
-COWMEM_API int cowmem_module_apply_all(const cowmem_module_t* m,
-                                       const cowmem_memory_view_t* views,
-                                       size_t nviews,
-                                       const cowmem_global_value_t* globals,
-                                       size_t nglobals, bool skip_covered,
-                                       cowmem_diag_t* diag);
-COWMEM_API int cowmem_module_apply_segments(
-    const cowmem_module_t* m, uint32_t mem_idx, void* base, uint64_t size,
-    const cowmem_global_value_t* globals, size_t nglobals, bool skip_covered,
-    cowmem_diag_t* diag);
+COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
+                                   const cowmem_memory_view_t* views,
+                                   size_t nviews,
+                                   const cowmem_global_value_t* globals,
+                                   size_t nglobals, unsigned flags,
+                                   cowmem_diag_t* diag);
 
 /* ------------------------------------------------------------------------
- * Strip (the cowmem command's `strip`; owned by the image-file work)
+ * Strip (the cowmem command's `strip`)
  *
  * A runtime that takes a memory from cowmem needs no data initialization
  * for the segments the memory's image already holds. Strip rewrites the
@@ -904,18 +909,15 @@ COWMEM_API int cowmem_module_apply_segments(
  * zeros where the data was. Thread-safe (reads the module only).
  * ---------------------------------------------------------------------- */
 
-/* Write the stripped module into a new buffer: *out (release it with
- * cowmem_free_buffer), *out_len bytes; *nstripped (if not NULL) is the
+/* Write the stripped module into a new buffer: *out (malloc'd: release it
+ * with free()), *out_len bytes; *nstripped (if not NULL) is the
  * number of segments stripped. A module with nothing to strip is returned
  * unchanged. Errors: EINVAL (NULL), ENOMEM. */
 COWMEM_API int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
                                    size_t* out_len, uint32_t* nstripped);
-/* Free a buffer cowmem allocated for the caller (it is malloc'd: free()
- * works too). NULL is ignored. */
-COWMEM_API void cowmem_free_buffer(void* p);
 
 /* ------------------------------------------------------------------------
- * Image files (.cwimg; owned by the image-file work)
+ * Image files (.cwimg)
  *
  * Compile once, start many times, share pages across processes: an image
  * file holds each memory's image at page-aligned offsets, so that opening
@@ -956,8 +958,10 @@ COWMEM_API void cowmem_free_buffer(void* p);
 #define COWMEM_IMGFILE_VERSION 1
 
 /* Flags for opening. */
-#define COWMEM_IMGFILE_COPY 0x1u /* copy images into sealed memfds instead of
-                                    mapping the file (see above) */
+typedef enum {
+  COWMEM_IMGFILE_COPY = 0x1 /* copy images into sealed memfds instead of
+                               mapping the file (see above) */
+} cowmem_imgfile_flag_t;
 
 /* One memory of an image file. The writer reads the fields marked "in";
  * the opener fills all of them. */
@@ -970,7 +974,7 @@ typedef struct cowmem_imgfile_memory_s {
   cowmem_image_t* image;   /* in: the image, or NULL (no image, or zeros).
                               Opener: borrowed, valid until the file is
                               freed (retain it to keep it longer) */
-  cowmem_noimage_t why;    /* in: why there is no image (NONE if there is) */
+  cowmem_noimage_t noimage; /* in: why there is no image (NONE if there is) */
   uint32_t segments_left;  /* in: active segments an instance must still
                               apply (those no image covers) */
   uint64_t mem_offset, mem_len;   /* the image in linear memory */
@@ -992,7 +996,7 @@ COWMEM_API int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]);
  * holes. module_hash may be NULL (a file that belongs to no module, e.g. a
  * snapshot: it opens only without a module or with the zero hash). Image
  * end must lie within min_pages. Errors: EINVAL (NULL, n, order, an image
- * beyond its memory's initial size, an image and why != NONE, an imported
+ * beyond its memory's initial size, an image and noimage != NONE, an imported
  * memory with an image), ENOMEM, and the errors of write/ftruncate (the
  * file is then incomplete: remove it). */
 COWMEM_API int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
@@ -1004,29 +1008,35 @@ COWMEM_API int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
  * COWMEM_MODULE_NO_IMAGES. */
 COWMEM_API int cowmem_module_compile(const cowmem_module_t* m, int fd);
 
+/* Snapshot the slot (as cowmem_snapshot) and write it to fd as an image
+ * file of one memory (as cowmem_imgfile_write), which cowmem_imgfile_open
+ * later maps, so a process can start instances from an initialized memory
+ * written by another. desc gives the memory's index, flags and limits (its
+ * image, noimage and the fields the opener fills are ignored); NULL: index 0,
+ * min_pages the slot's accessible size in 64 KiB pages rounded up, no
+ * maximum. The snapshot must end within desc->min_pages. module_hash is
+ * recorded (NULL: the file belongs to no module and opens only with a NULL
+ * hash). Errors: those of cowmem_snapshot and cowmem_imgfile_write. */
+COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
+                                             const cowmem_imgfile_memory_t* desc,
+                                             const uint8_t module_hash[32]);
+
 /* Open an image file. The header is validated: size, magic, version
  * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
  * hash, descriptor table within the header, every image range
  * page-aligned, inside the file, in order and not overlapping, every
  * image inside its memory's initial size (EBADIMG for all of these,
- * truncated files included). With a module, the file must have been
- * compiled from exactly those bytes and have its memories (EMISMATCH);
- * this hashes the module (cowmem_imgfile_open_hash skips that cost when
- * the caller keeps the hash). fd is dup'ed per image: the caller keeps
- * and closes its own. On error *diag (if not NULL) says why, diag->offset
- * being a byte offset in the file; it is zeroed on success.
- * Errors: EINVAL (NULL out, bad fd or flags), the codes above, ENOMEM and
- * the errors of fstat/pread/dup (and, with COWMEM_IMGFILE_COPY, of the
- * copy). */
-COWMEM_API int cowmem_imgfile_open(int fd, const cowmem_module_t* module,
+ * truncated files included). With module_hash (cowmem_module_hash of the
+ * module the caller will instantiate; NULL: no check), the file must have
+ * been compiled from exactly those bytes (EMISMATCH). fd is dup'ed per
+ * image: the caller keeps and closes its own. On error *diag (if not NULL)
+ * says why, diag->offset being a byte offset in the file; it is zeroed on
+ * success. Errors: EINVAL (NULL out, bad fd or flags), the codes above,
+ * ENOMEM and the errors of fstat/pread/dup (and, with COWMEM_IMGFILE_COPY,
+ * of the copy). */
+COWMEM_API int cowmem_imgfile_open(int fd, const uint8_t module_hash[32],
                                    unsigned flags, cowmem_imgfile_t** out,
                                    cowmem_diag_t* diag);
-/* As cowmem_imgfile_open, checking the recorded module hash against
- * module_hash (NULL: no check). */
-COWMEM_API int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32],
-                                        unsigned flags,
-                                        cowmem_imgfile_t** out,
-                                        cowmem_diag_t* diag);
 /* Free the file object and drop its image references (slots holding an
  * image keep it). NULL is ignored. */
 COWMEM_API void cowmem_imgfile_free(cowmem_imgfile_t* f);
@@ -1034,13 +1044,13 @@ COWMEM_API uint32_t cowmem_imgfile_memory_count(const cowmem_imgfile_t* f);
 /* Memory i (in file order, which is index order). Errors: EINVAL. */
 COWMEM_API int cowmem_imgfile_memory(const cowmem_imgfile_t* f, uint32_t i,
                                      cowmem_imgfile_memory_t* out);
-/* The image of the memory with module index `index`: *image is a new
- * reference, or NULL when that memory has no image (all zeros or a
- * fallback memory; *why says which). Errors: EINVAL (NULL, no such
- * memory). */
-COWMEM_API int cowmem_imgfile_image(const cowmem_imgfile_t* f, uint32_t index,
-                                    cowmem_image_t** image,
-                                    cowmem_noimage_t* why);
+/* The image of the memory with module index `index`, borrowed as from
+ * cowmem_module_image: valid until cowmem_imgfile_free, NULL when that
+ * memory has no image (all zeros, or a fallback memory: why->noimage says
+ * which; no such memory: why->code EINVAL). */
+COWMEM_API cowmem_image_t* cowmem_imgfile_image(const cowmem_imgfile_t* f,
+                                                uint32_t index,
+                                                cowmem_diag_t* why);
 /* The module hash the file records (zeros: none), its format version and
  * its size in bytes. */
 COWMEM_API void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f,

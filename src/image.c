@@ -4,11 +4,48 @@
  * sized with ftruncate, so zero runs inside the image stay file holes and are
  * never resident; then the memfd is sealed. Where memfd cannot be had, the
  * same pages go into an anonymous mapping (COPY) that instantiation copies.
- * Both keep the list of non-zero page runs: copies touch only those. */
+ * Both keep the list of non-zero page runs: copies touch only those.
+ *
+ * This file alone knows an image's layout; the others use image.h. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "image.h"
+
+/* A run of pages of an image that hold non-zero bytes, relative to the
+ * image's mem_offset. Copies restore only these; holes stay untouched. */
+typedef struct {
+  uint64_t off;
+  uint64_t len;
+} cowmem__run_t;
+
+struct cowmem_image_s {
+  /* References (bits 32-63), the orphan flag (bit 31) and the references
+   * held by idle pool slots (bits 0-30) in one word. When idle slots hold
+   * every reference, nobody can instantiate the image again: it is an
+   * orphan, and pools decommit its idle slots so that its memory is freed.
+   * One word, so that the update that makes the image an orphan (a free, or
+   * a slot becoming idle) sees it in its own read-modify-write: with two
+   * counters, a free and a release racing could each miss the other's. */
+  _Atomic uint64_t refs;
+  cowmem_image_kind_t kind;
+  uint64_t mem_offset;
+  uint64_t len;
+  uint64_t source_offset;
+  uint64_t data_pages;
+  int fd;              /* MEMFD and FILE; -1 for COPY */
+  uint8_t* bytes;      /* COPY: an anonymous mapping of len bytes (sparse) */
+  cowmem__run_t* runs; /* non-zero page runs, in order */
+  size_t nruns;
+  /* MEMFD/FILE: the ranges mapped from the fd, runs joined across small
+   * holes (see image_plan_maps); the large holes between them stay
+   * anonymous memory in a slot, because a read fault on a hole of a private
+   * shmem mapping allocates a page in the memfd. */
+  cowmem__run_t* maps;
+  size_t nmaps;
+  uint64_t id;            /* unique for the process's life (pools key on it) */
+  _Atomic(uint8_t*) view; /* image_view's mapping, or NULL */
+};
 
 static _Atomic uint64_t image_next_id = 1;
 
@@ -16,7 +53,6 @@ static _Atomic uint64_t image_next_id = 1;
 #define REF_ONE ((uint64_t)1 << 32)
 #define ORPHAN_BIT ((uint64_t)1 << 31)
 #define IDLE_MASK (ORPHAN_BIT - 1)
-
 
 /* The input bytes as seen through pages: page p of the image covers memory
  * [p, p + ps); only the first and the last page may be partly outside the
@@ -39,14 +75,16 @@ static const uint8_t* source_page(const source_t* s, uint64_t pa, size_t ps,
   return tmp;
 }
 
-static bool page_is_zero(const uint8_t* p, size_t n) {
+bool cowmem__is_zero(const void* ptr, size_t n) {
   /* OR 64 bytes at a time: this scan bounds image building, which should cost
    * about as much as copying the data once. */
+  const uint8_t* p = ptr;
   const uint8_t* end = p + n;
   while (p < end) {
     uint64_t acc = 0, w[8];
     memcpy(w, p, sizeof w);
-    for (int i = 0; i < 8; i++) acc |= w[i];
+    for (int i = 0; i < 8; i++)
+      acc |= w[i];
     if (acc != 0) return false;
     p += sizeof w;
   }
@@ -75,13 +113,13 @@ static void image_destroy(cowmem_image_t* img) {
 }
 
 /* Find the non-zero page runs of the source over [first, last) pages. */
-static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo,
-                        uint64_t hi, size_t ps, uint8_t* tmp) {
+static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo, uint64_t hi,
+                        size_t ps, uint8_t* tmp) {
   size_t cap = 0;
   uint64_t run_start = 0;
   bool in_run = false;
   for (uint64_t pa = lo; pa <= hi; pa += ps) {
-    bool nz = pa < hi && !page_is_zero(source_page(s, pa, ps, tmp), ps);
+    bool nz = pa < hi && !cowmem__is_zero(source_page(s, pa, ps, tmp), ps);
     if (nz && !in_run) {
       run_start = pa;
       in_run = true;
@@ -106,8 +144,8 @@ static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo,
 
 /* Write the runs into dst: an fd (pwrite) or memory. Runs are in memory
  * offsets here; they become image-relative after. */
-static int write_runs(cowmem_image_t* img, const source_t* s, uint8_t* mem,
-                      size_t ps, uint8_t* tmp) {
+static int write_runs(cowmem_image_t* img, const source_t* s, uint8_t* mem, size_t ps,
+                      uint8_t* tmp) {
   for (size_t i = 0; i < img->nruns; i++) {
     uint64_t pa = img->runs[i].off, end = pa + img->runs[i].len;
     while (pa < end) {
@@ -149,7 +187,8 @@ static int image_plan_maps(cowmem_image_t* img, size_t ps) {
   long max_maps = cowmem_option_get(COWMEM_OPTION_MAX_MAPS);
   size_t n = 0;
   for (size_t i = 0; i < img->nruns; i++) {
-    if (n > 0 && img->runs[i].off - (img->maps[n - 1].off + img->maps[n - 1].len) < min_hole)
+    if (n > 0 &&
+        img->runs[i].off - (img->maps[n - 1].off + img->maps[n - 1].len) < min_hole)
       img->maps[n - 1].len = img->runs[i].off + img->runs[i].len - img->maps[n - 1].off;
     else
       img->maps[n++] = img->runs[i];
@@ -164,7 +203,8 @@ static int image_plan_maps(cowmem_image_t* img, size_t ps) {
         best = i;
       }
     }
-    img->maps[best - 1].len = img->maps[best].off + img->maps[best].len - img->maps[best - 1].off;
+    img->maps[best - 1].len =
+        img->maps[best].off + img->maps[best].len - img->maps[best - 1].off;
     memmove(&img->maps[best], &img->maps[best + 1], (n - best - 1) * sizeof *img->maps);
     n--;
   }
@@ -173,24 +213,27 @@ static int image_plan_maps(cowmem_image_t* img, size_t ps) {
 }
 
 static bool memfd_fallback_errno(int e) {
-  return e == ENOSYS || e == EMFILE || e == ENFILE || e == ENOMEM ||
-         e == EPERM || e == EINVAL;
+  return e == ENOSYS || e == EMFILE || e == ENFILE || e == ENOMEM || e == EPERM ||
+         e == EINVAL;
 }
 
-/* Put the runs into a sealed memfd; a positive errno where the fallback
- * should be taken instead, a negative code for a hard failure. */
+/* Put the runs into a sealed memfd. On failure *fallback says whether the
+ * COPY image should be made instead (memfd or sealing missing or out of
+ * descriptors: copies are the safe path there). */
 static int image_fill_memfd(cowmem_image_t* img, const source_t* s, size_t ps,
-                            uint8_t* tmp) {
+                            uint8_t* tmp, bool* fallback) {
   int fd = -1;
   int e = cowmem__os_memfd_new("cowmem-image", &fd);
-  if (e) return memfd_fallback_errno(e) ? e : cowmem__err_from_os(e);
+  if (e) {
+    *fallback = memfd_fallback_errno(e);
+    return cowmem__err_from_os(e);
+  }
   img->fd = fd;
   int r = cowmem__err_from_os(cowmem__os_ftruncate(fd, img->len));
   if (r == 0) r = write_runs(img, s, NULL, ps, tmp);
-  if (r == 0) {
-    e = cowmem__os_seal(fd);
-    /* A kernel without sealing is a kernel where copies are the safe path. */
-    if (e) r = memfd_fallback_errno(e) ? e : cowmem__err_from_os(e);
+  if (r == 0 && (e = cowmem__os_seal(fd)) != 0) {
+    *fallback = memfd_fallback_errno(e);
+    r = cowmem__err_from_os(e);
   }
   if (r != 0) {
     cowmem__os_close(fd);
@@ -214,8 +257,30 @@ static int image_fill_copy(cowmem_image_t* img, const source_t* s, size_t ps,
   return r;
 }
 
-int cowmem_image_new_from_bytes(const void* bytes, size_t len,
-                                uint64_t mem_offset, cowmem_image_t** out) {
+/* Choose the image's backing and fill it: a sealed memfd, or ordinary
+ * memory where memfd cannot be had or copies are forced. */
+static int image_back(cowmem_image_t* img, const source_t* s, size_t ps, uint8_t* tmp) {
+  bool copy = cowmem_option_get(COWMEM_OPTION_FORCE_COPY) != 0 || !cowmem__os_has_memfd();
+  if (img->nruns == 0) { /* all zeros: nothing to back */
+    img->kind = copy ? COWMEM_IMAGE_COPY : COWMEM_IMAGE_MEMFD;
+    return 0;
+  }
+  img->mem_offset = img->runs[0].off;
+  const cowmem__run_t* last = &img->runs[img->nruns - 1];
+  img->len = last->off + last->len - img->mem_offset;
+  if (!copy) {
+    bool fallback = false;
+    img->kind = COWMEM_IMAGE_MEMFD;
+    int r = image_fill_memfd(img, s, ps, tmp, &fallback);
+    if (r == 0 || !fallback) return r;
+    cowmem__verbose("memfd unavailable (%s): copying", cowmem_err_name(r));
+  }
+  img->kind = COWMEM_IMAGE_COPY;
+  return image_fill_copy(img, s, ps, tmp);
+}
+
+int cowmem_image_new_from_bytes(const void* bytes, size_t len, uint64_t mem_offset,
+                                cowmem_image_t** out) {
   if (out == NULL || (bytes == NULL && len > 0)) return COWMEM_EINVAL;
   if (mem_offset > UINT64_MAX - len) return COWMEM_EINVAL;
   size_t ps = cowmem__os_page_size();
@@ -227,33 +292,14 @@ int cowmem_image_new_from_bytes(const void* bytes, size_t len,
   uint8_t* tmp = malloc(ps);
   int r = (img == NULL || tmp == NULL) ? COWMEM_ENOMEM : 0;
   if (r == 0) r = collect_runs(img, &s, lo, hi, ps, tmp);
-  if (r == 0 && img->nruns > 0) {
-    img->mem_offset = img->runs[0].off;
-    const cowmem__run_t* last = &img->runs[img->nruns - 1];
-    img->len = last->off + last->len - img->mem_offset;
-    r = 1; /* pick a backing below */
-  }
-  if (r == 1) {
-    r = ENOSYS;
-    if (cowmem_option_get(COWMEM_OPTION_FORCE_COPY) == 0) {
-      img->kind = COWMEM_IMAGE_MEMFD;
-      r = image_fill_memfd(img, &s, ps, tmp);
-      if (r > 0) cowmem__verbose("memfd unavailable (errno %d): copying", r);
-    }
-    if (r > 0) {
-      img->kind = COWMEM_IMAGE_COPY;
-      r = image_fill_copy(img, &s, ps, tmp);
-    }
-  } else if (r == 0) {
-    img->kind = cowmem_option_get(COWMEM_OPTION_FORCE_COPY) || !cowmem__os_has_memfd()
-                    ? COWMEM_IMAGE_COPY : COWMEM_IMAGE_MEMFD;
-  }
+  if (r == 0) r = image_back(img, &s, ps, tmp);
   free(tmp);
   if (r != 0) {
     if (img != NULL) image_destroy(img);
     return r;
   }
-  for (size_t i = 0; i < img->nruns; i++) img->runs[i].off -= img->mem_offset;
+  for (size_t i = 0; i < img->nruns; i++)
+    img->runs[i].off -= img->mem_offset;
   if (img->kind == COWMEM_IMAGE_MEMFD && image_plan_maps(img, ps) != 0) {
     image_destroy(img);
     return COWMEM_ENOMEM;
@@ -268,8 +314,7 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
                                cowmem_image_t** out) {
   if (out == NULL || fd < 0 || len == 0) return COWMEM_EINVAL;
   if ((flags & ~COWMEM_IMAGE_FILE_IMMUTABLE) != 0) return COWMEM_EINVAL;
-  if (!cowmem__is_page_multiple(file_offset) ||
-      !cowmem__is_page_multiple(mem_offset))
+  if (!cowmem__is_page_multiple(file_offset) || !cowmem__is_page_multiple(mem_offset))
     return COWMEM_EINVAL;
   uint64_t rounded;
   if (file_offset > UINT64_MAX - len || !cowmem__page_ceil(len, &rounded) ||
@@ -322,7 +367,8 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
 }
 
 cowmem_image_t* cowmem_image_retain(cowmem_image_t* image) {
-  if (image != NULL) atomic_fetch_add_explicit(&image->refs, REF_ONE, memory_order_relaxed);
+  if (image != NULL)
+    atomic_fetch_add_explicit(&image->refs, REF_ONE, memory_order_relaxed);
   return image;
 }
 
@@ -349,25 +395,7 @@ bool cowmem__image_orphaned(const cowmem_image_t* image) {
   return (atomic_load(&image->refs) & ORPHAN_BIT) != 0;
 }
 
-const uint8_t* cowmem__image_view(cowmem_image_t* image) {
-  uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
-  if (v != NULL || image->len == 0) return v;
-  if (image->kind == COWMEM_IMAGE_COPY) return image->bytes;
-  /* A shared read-only mapping of the sealed memfd (or immutable file):
-   * reads of data pages come from the page cache, copy-free. Callers read
-   * only the non-zero runs, so no hole of the memfd is ever allocated. */
-  void* m = NULL;
-  if (cowmem__os_map_shared_ro(image->fd, image->source_offset, image->len, &m) != 0)
-    return NULL;
-  uint8_t* expected = NULL;
-  if (!atomic_compare_exchange_strong(&image->view, &expected, (uint8_t*)m)) {
-    cowmem__os_unmap(m, image->len);
-    return expected;
-  }
-  return m;
-}
-
-void cowmem_image_free(cowmem_image_t* image) {
+void cowmem_image_release(cowmem_image_t* image) {
   if (image == NULL) return;
   /* The orphan flag is set by the decrement itself: after it, the idle
    * slots holding the other references may drop them at any time. */
@@ -378,9 +406,8 @@ void cowmem_image_free(cowmem_image_t* image) {
     uint64_t idle = nw & IDLE_MASK;
     orphan = !(old & ORPHAN_BIT) && idle > 0 && (nw >> 32) == idle;
     if (orphan) nw |= ORPHAN_BIT;
-  } while (!atomic_compare_exchange_weak_explicit(&image->refs, &old, nw,
-                                                  memory_order_acq_rel,
-                                                  memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(
+      &image->refs, &old, nw, memory_order_acq_rel, memory_order_relaxed));
   if (orphan) orphan_announce();
   if ((nw >> 32) != 0) return;
   COWMEM__STAT_DEC(cowmem__stat_images_live);
@@ -398,34 +425,166 @@ int cowmem_image_info(const cowmem_image_t* image, cowmem_image_info_t* out) {
   return 0;
 }
 
-void cowmem__image_copy_into(const cowmem_image_t* image, uint8_t* dst) {
-  for (size_t i = 0; i < image->nruns; i++)
-    memcpy(dst + image->runs[i].off, image->bytes + image->runs[i].off,
-           image->runs[i].len);
-}
-
 int cowmem_image_read(const cowmem_image_t* image, uint64_t offset, void* dst,
                       size_t len) {
   if (image == NULL || (dst == NULL && len > 0)) return COWMEM_EINVAL;
   if (offset > UINT64_MAX - len) return COWMEM_EINVAL;
-  memset(dst, 0, len);
   uint64_t lo = offset > image->mem_offset ? offset : image->mem_offset;
   uint64_t img_end = image->mem_offset + image->len;
   uint64_t hi = offset + len < img_end ? offset + len : img_end;
-  if (lo >= hi) return 0;
-  uint8_t* d = (uint8_t*)dst + (lo - offset);
-  if (image->kind == COWMEM_IMAGE_COPY) {
-    memcpy(d, image->bytes + (lo - image->mem_offset), hi - lo);
+  if (lo >= hi || image->kind == COWMEM_IMAGE_COPY) {
+    memset(dst, 0, len);
+    if (lo < hi)
+      memcpy((uint8_t*)dst + (lo - offset), image->bytes + (lo - image->mem_offset),
+             hi - lo);
     return 0;
   }
+  /* From the fd, through a buffer: dst is written only once nothing can
+   * fail any more. A FILE image's last page may run past EOF: that part
+   * reads as zeros. */
   uint64_t src = image->source_offset + (lo - image->mem_offset);
   uint64_t fsize = 0;
   bool sealed = false;
   int e = cowmem__os_fstat(image->fd, &fsize, &sealed);
   if (e) return cowmem__err_from_os(e);
-  /* A FILE image's last page may run past EOF: that part reads as zeros. */
-  uint64_t n = hi - lo;
-  if (src >= fsize) return 0;
-  if (src + n > fsize) n = fsize - src;
-  return cowmem__err_from_os(cowmem__os_pread_all(image->fd, d, (size_t)n, src));
+  uint64_t n = src >= fsize ? 0 : hi - lo;
+  if (n > 0 && src + n > fsize) n = fsize - src;
+  uint8_t* buf = n > 0 ? malloc((size_t)n) : NULL;
+  if (n > 0 && buf == NULL) return COWMEM_ENOMEM;
+  e = n > 0 ? cowmem__os_pread_all(image->fd, buf, (size_t)n, src) : 0;
+  if (e == 0) {
+    memset(dst, 0, len);
+    if (n > 0) memcpy((uint8_t*)dst + (lo - offset), buf, (size_t)n);
+  }
+  free(buf);
+  return cowmem__err_from_os(e);
+}
+
+/* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
+ * mapped on first use; NULL if it cannot be mapped. */
+static const uint8_t* image_view(cowmem_image_t* image) {
+  uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
+  if (v != NULL || image->len == 0) return v;
+  if (image->kind == COWMEM_IMAGE_COPY) return image->bytes;
+  /* A shared read-only mapping of the sealed memfd (or immutable file):
+   * reads of data pages come from the page cache, copy-free. Callers read
+   * only the non-zero runs, so no hole of the memfd is ever allocated. */
+  void* m = NULL;
+  if (cowmem__os_map_shared_ro(image->fd, image->source_offset, image->len, &m) != 0)
+    return NULL;
+  uint8_t* expected = NULL;
+  if (!atomic_compare_exchange_strong(&image->view, &expected, (uint8_t*)m)) {
+    cowmem__os_unmap(m, image->len);
+    return expected;
+  }
+  return m;
+}
+
+/* ---- the internal interface (image.h) ---- */
+
+uint64_t cowmem__image_key(const cowmem_image_t* image) {
+  return image == NULL || image->len == 0 ? 0 : image->id;
+}
+
+uint64_t cowmem__image_end(const cowmem_image_t* image) {
+  return image == NULL ? 0 : image->mem_offset + image->len;
+}
+
+static bool image_mapped(const cowmem_image_t* img) {
+  return img != NULL && img->len > 0 && img->kind != COWMEM_IMAGE_COPY;
+}
+
+static void copy_runs(const cowmem_image_t* img, uint8_t* base) {
+  uint8_t* dst = base + img->mem_offset;
+  for (size_t i = 0; i < img->nruns; i++)
+    memcpy(dst + img->runs[i].off, img->bytes + img->runs[i].off, img->runs[i].len);
+  COWMEM__STAT_INC(cowmem__stat_image_copies);
+}
+
+int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
+  if (img == NULL || img->len == 0) return 0;
+  if (!image_mapped(img)) {
+    copy_runs(img, base);
+    return 0;
+  }
+  for (size_t i = 0; i < img->nmaps; i++) {
+    int e = cowmem__os_map_file(base + img->mem_offset + img->maps[i].off,
+                                img->maps[i].len, img->fd,
+                                img->source_offset + img->maps[i].off, COWMEM__PROT_RW);
+    if (e) return e;
+  }
+  return 0;
+}
+
+int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {
+  if (img == NULL || img->len == 0) return 0;
+  if (image_mapped(img))
+    return cowmem__os_map_anon(base + img->mem_offset, img->len, COWMEM__PROT_RW);
+  return cowmem__os_discard(base + img->mem_offset, img->len);
+}
+
+void cowmem__image_after_discard(const cowmem_image_t* img, uint8_t* base) {
+  if (img != NULL && img->len > 0 && !image_mapped(img)) copy_runs(img, base);
+}
+
+/* The bytes at mem_offset, once cowmem__image_readable said yes. */
+static const uint8_t* image_src(const cowmem_image_t* img) {
+  if (img->kind == COWMEM_IMAGE_COPY) return img->bytes;
+  return atomic_load_explicit(&((cowmem_image_t*)img)->view, memory_order_acquire);
+}
+
+bool cowmem__image_readable(cowmem_image_t* img) {
+  return img == NULL || img->len == 0 || image_view(img) != NULL;
+}
+
+/* The index of the first run ending after rel (image-relative). */
+static size_t run_at(const cowmem_image_t* img, uint64_t rel) {
+  size_t lo = 0, hi = img->nruns;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (img->runs[mid].off + img->runs[mid].len <= rel)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+const uint8_t* cowmem__image_page(const cowmem_image_t* img, uint64_t off) {
+  if (img == NULL || off < img->mem_offset || off - img->mem_offset >= img->len)
+    return NULL;
+  /* Runs are page-granular: a page is all in a run or all zeros. */
+  uint64_t rel = off - img->mem_offset;
+  size_t i = run_at(img, rel);
+  if (i == img->nruns || img->runs[i].off > rel) return NULL;
+  return image_src(img) + rel;
+}
+
+void cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
+                           uint64_t hi) {
+  uint64_t at = lo;
+  if (img != NULL && img->len > 0) {
+    const uint8_t* src = image_src(img);
+    uint64_t rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
+    for (size_t i = run_at(img, rel_lo); i < img->nruns; i++) {
+      uint64_t a = img->mem_offset + img->runs[i].off, b = a + img->runs[i].len;
+      if (a >= hi) break;
+      if (a < at) a = at;
+      if (b > hi) b = hi;
+      if (a > at) memset(base + at, 0, a - at);
+      memcpy(base + a, src + (a - img->mem_offset), b - a);
+      at = b;
+    }
+  }
+  if (at < hi) memset(base + at, 0, hi - at);
+}
+
+int cowmem__image_each_run(const cowmem_image_t* img,
+                           int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
+  if (img == NULL) return 0;
+  for (size_t i = 0; i < img->nruns; i++) {
+    int r = fn(arg, img->mem_offset + img->runs[i].off, img->runs[i].len);
+    if (r != 0) return r;
+  }
+  return 0;
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "dirty.h"
-#include "internal.h"
+#include "image.h"
 
 typedef struct {
   uint8_t* base;
@@ -31,6 +31,21 @@ static void mark_range(void* arg, uint8_t* addr, size_t len) {
   memset(c->marks + lo, 1, n);
 }
 
+/* The slot image's data pages below the accessible size. */
+typedef struct {
+  snap_ctx_t* c;
+  uint64_t accessible;
+} run_ctx_t;
+
+static int mark_run(void* arg, uint64_t lo, uint64_t len) {
+  run_ctx_t* rc = arg;
+  uint64_t hi = lo + len;
+  if (lo >= rc->accessible) return 1; /* runs are in order: done */
+  if (hi > rc->accessible) hi = rc->accessible;
+  memset(rc->c->marks + lo / rc->c->ps, 1, (size_t)(hi - lo) / rc->c->ps);
+  return 0;
+}
+
 int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
   if (slot == NULL || out == NULL) return COWMEM_EINVAL;
   if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
@@ -42,15 +57,8 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
   if (c.marks == NULL) return COWMEM_ENOMEM;
   if (cowmem__dirty_candidates(slot->base, slot->accessible, mark_range, &c) != 0)
     memset(c.marks, 1, pages); /* nothing known: read everything */
-  const cowmem_image_t* img = slot->image;
-  if (img != NULL) {
-    for (size_t i = 0; i < img->nruns; i++) {
-      uint64_t lo = img->mem_offset + img->runs[i].off, hi = lo + img->runs[i].len;
-      if (lo >= slot->accessible) break;
-      if (hi > slot->accessible) hi = slot->accessible;
-      memset(c.marks + lo / ps, 1, (size_t)(hi - lo) / ps);
-    }
-  }
+  run_ctx_t rc = {&c, slot->accessible};
+  cowmem__image_each_run(slot->image, mark_run, &rc);
   size_t first = 0, last = pages;
   while (first < pages && !c.marks[first])
     first++;
@@ -94,28 +102,5 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
   free(c.marks);
   int r = cowmem_image_new_from_bytes(b, span, (uint64_t)first * ps, out);
   cowmem__os_unmap(buf, span);
-  return r;
-}
-
-/* A snapshot as an image file: cowmem_imgfile_write with one memory. */
-int cowmem_snapshot_write(cowmem_slot_t* slot, int fd,
-                          const cowmem_imgfile_memory_t* desc,
-                          const uint8_t module_hash[32]) {
-  if (slot == NULL || fd < 0) return COWMEM_EINVAL;
-  cowmem_imgfile_memory_t mem;
-  if (desc != NULL) {
-    mem = *desc;
-  } else {
-    memset(&mem, 0, sizeof mem);
-    uint64_t wasm_page = 65536;
-    mem.min_pages = (slot->accessible + wasm_page - 1) / wasm_page;
-  }
-  cowmem_image_t* snap = NULL;
-  int r = cowmem_snapshot(slot, &snap);
-  if (r != 0) return r;
-  mem.image = snap->len > 0 ? snap : NULL;
-  mem.why = COWMEM_NOIMAGE_NONE;
-  r = cowmem_imgfile_write(fd, &mem, 1, module_hash);
-  cowmem_image_free(snap);
   return r;
 }

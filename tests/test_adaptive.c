@@ -67,7 +67,7 @@ static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots,
   cowmem_pool_config_t cfg;
   cowmem_pool_config_init(&cfg);
   cfg.max_slots = slots;
-  cfg.slot_size = slot_pages * PS;
+  cfg.slot_reserve = slot_pages * PS;
   cfg.guard_size = 16 * PS;
   cfg.reset = reset;
   cfg.keep_resident = 8 * PS;
@@ -75,9 +75,9 @@ static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots,
   cfg.resident_budget = budget_pages * PS;
   cfg.sample_every = every;
   cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
+  cowmem_diag_t why;
   int r = cowmem_pool_new(&cfg, &pool, &why);
-  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why);
+  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why.reason);
   return pool;
 }
 
@@ -168,7 +168,7 @@ TEST_IMPL(scan_sees_writes_and_discards) {
   ASSERT_EQ(seen.seen[12], 1);
   (void)sink;
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -266,7 +266,7 @@ static void write_page(uint8_t* m, size_t page, uint8_t v) {
  * the bytes already there (a page "written" with its own contents). */
 static void scribble(cowmem_slot_t* s, const size_t* hot, size_t nhot) {
   uint8_t* m = cowmem_slot_base(s);
-  size_t pages = cowmem_slot_size(s) / PS;
+  size_t pages = cowmem_slot_accessible(s) / PS;
   switch (rnd_below(8)) {
   case 0:
   case 1:
@@ -351,7 +351,7 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
         fprintf(stderr, "op %zu: acquire: %s\n", op, cowmem_err_name(r));
         return 1;
       }
-      ASSERT_UEQ(cowmem_slot_size(s), initial * PS);
+      ASSERT_UEQ(cowmem_slot_accessible(s), initial * PS);
       char what_s[64];
       snprintf(what_s, sizeof what_s, "op %zu image %zu", op, k);
       CHECK(same_bytes(cowmem_slot_base(s), want[k], initial * PS, what_s));
@@ -389,7 +389,7 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
   }
   ASSERT_OK(cowmem_pool_free(pool));
   for (int i = 0; i < 3; i++) {
-    cowmem_image_free(imgs[i]);
+    cowmem_image_release(imgs[i]);
     free(want[i]);
   }
   return 0;
@@ -471,7 +471,7 @@ static int follows(bool no_scan) {
   free(want);
   ASSERT_OK(cowmem_pool_release(pool, s));
   ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -535,7 +535,7 @@ TEST_IMPL(hot_set_keeps_rewritten_pages) {
     ASSERT_OK(cowmem_pool_free(pool));
   }
   free(want);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -604,7 +604,7 @@ TEST_IMPL(fork_child_resets) {
   ASSERT_OK(cowmem_pool_release(pool, s));
   CHECK(fork_cycles(pool, img, want, 50));
   ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(want);
   return 0;
 }
@@ -656,7 +656,7 @@ static int threads_case(bool no_scan) {
   for (int i = 0; i < 2; i++)
     ASSERT_EQ(args[i].failed, 0);
   ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(want);
   return 0;
 }
@@ -703,7 +703,7 @@ TEST_IMPL(adaptive_failures) {
     cowmem__os_inject_clear();
   }
   ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(want);
   return 0;
 }
@@ -746,7 +746,7 @@ TEST_IMPL(many_ranges) {
   ASSERT_LE(im.hot_pages, 8);
   ASSERT_GT(im.discarded_pages, 8 * 400);
   ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(want);
   return 0;
 }
@@ -758,17 +758,17 @@ TEST_IMPL(adaptive_config) {
   ASSERT_UEQ(cfg.resident_budget, 1u << 20);
   ASSERT_UEQ(cfg.sample_every, 64);
   cfg.max_slots = 1;
-  cfg.slot_size = 16 * PS;
+  cfg.slot_reserve = 16 * PS;
   cfg.reset = COWMEM_RESET_ADAPTIVE;
   cfg.resident_budget = PS + 1;
   cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
+  cowmem_diag_t why;
   ASSERT_ERR(cowmem_pool_new(&cfg, &pool, &why), COWMEM_EINVAL);
-  ASSERT_TRUE(strstr(why, "resident_budget") != NULL);
+  ASSERT_TRUE(strstr(why.reason, "resident_budget") != NULL);
   cfg.resident_budget = 4 * PS;
   cfg.sample_every = 0;
   ASSERT_ERR(cowmem_pool_new(&cfg, &pool, &why), COWMEM_EINVAL);
-  ASSERT_TRUE(strstr(why, "sample_every") != NULL);
+  ASSERT_TRUE(strstr(why.reason, "sample_every") != NULL);
   cfg.sample_every = 1;
   ASSERT_OK(cowmem_pool_new(&cfg, &pool, &why));
   cowmem_pool_image_metrics_t im;
@@ -888,13 +888,13 @@ TEST_IMPL(snapshot_equals_slot) {
   ASSERT_OK(cowmem_image_read(snap2, 0, got2, n * PS));
   CHECK(same_bytes(got2, got, n * PS, "snapshot of a snapshot"));
   ASSERT_OK(cowmem_slot_reset(t));
-  ASSERT_OK(cowmem_slot_release(t));
+  ASSERT_OK(cowmem_slot_decommit(t));
   ASSERT_OK(cowmem_slot_instantiate(t, 8 * PS, NULL));
   cowmem_image_t* zero = NULL;
   ASSERT_OK(cowmem_snapshot(t, &zero));
   ASSERT_OK(cowmem_image_info(zero, &info));
   ASSERT_UEQ(info.len, 0);
-  cowmem_image_free(zero);
+  cowmem_image_release(zero);
   /* No gap between the first and the last written page: read in place. */
   memset((uint8_t*)cowmem_slot_base(t) + 2 * PS, 0x3c, 3 * PS);
   ASSERT_OK(cowmem_snapshot(t, &zero));
@@ -903,14 +903,14 @@ TEST_IMPL(snapshot_equals_slot) {
   ASSERT_UEQ(info.len, 3 * PS);
   ASSERT_OK(cowmem_image_read(zero, 0, got2, 8 * PS));
   CHECK(same_bytes(got2, cowmem_slot_base(t), 8 * PS, "gapless snapshot"));
-  cowmem_image_free(zero);
-  cowmem_image_free(snap2);
+  cowmem_image_release(zero);
+  cowmem_image_release(snap2);
   free(got2);
   ASSERT_OK(cowmem_slot_free(t));
-  cowmem_image_free(snap);
+  cowmem_image_release(snap);
   free(got);
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -929,22 +929,22 @@ TEST_IMPL(snapshot_to_file) {
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   unlink(path);
-  ASSERT_ERR(cowmem_snapshot_write(NULL, fd, NULL, NULL), COWMEM_EINVAL);
-  int w = cowmem_snapshot_write(s, fd, NULL, NULL);
+  ASSERT_ERR(cowmem_imgfile_write_snapshot(NULL, fd, NULL, NULL), COWMEM_EINVAL);
+  int w = cowmem_imgfile_write_snapshot(s, fd, NULL, NULL);
   if (w == COWMEM_ENOSYS) { /* the posix backend writes no image files */
     close(fd);
     ASSERT_OK(cowmem_slot_free(s));
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     TEST_SKIP("the posix backend writes no image files (ENOSYS)");
   }
   ASSERT_OK(w);
   cowmem_imgfile_t* f = NULL;
   cowmem_diag_t diag;
-  ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &f, &diag));
+  ASSERT_OK(cowmem_imgfile_open(fd, NULL, 0, &f, &diag));
   ASSERT_EQ(cowmem_imgfile_memory_count(f), 1);
   cowmem_image_t* snap = NULL;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_imgfile_image(f, 0, &snap, &why));
+  cowmem_diag_t why;
+  ASSERT_OK((snap = cowmem_image_retain(cowmem_imgfile_image(f, 0, &why)), 0));
   ASSERT_NOT_NULL(snap);
   cowmem_slot_t* t = NULL;
   ASSERT_OK(cowmem_slot_new(64 * PS, &t));
@@ -961,20 +961,20 @@ TEST_IMPL(snapshot_to_file) {
   desc.min_pages = 2;
   desc.has_max = true;
   desc.max_pages = 10;
-  ASSERT_OK(cowmem_snapshot_write(s, fd, &desc, NULL));
+  ASSERT_OK(cowmem_imgfile_write_snapshot(s, fd, &desc, NULL));
   cowmem_imgfile_t* g = NULL;
-  ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &g, &diag));
+  ASSERT_OK(cowmem_imgfile_open(fd, NULL, 0, &g, &diag));
   cowmem_imgfile_memory_t got;
   ASSERT_OK(cowmem_imgfile_memory(g, 0, &got));
   ASSERT_EQ(got.index, 3);
   ASSERT_EQ(got.max_pages, 10);
   cowmem_imgfile_free(g);
   ASSERT_OK(cowmem_slot_free(t));
-  cowmem_image_free(snap);
+  cowmem_image_release(snap);
   cowmem_imgfile_free(f);
   close(fd);
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 

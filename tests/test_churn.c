@@ -91,7 +91,7 @@ static void* worker(void* p) {
       if (cowmem_pool_release(c->pool, s) != 0) atomic_store(&c->failed, 1);
       atomic_fetch_add(&c->cycles, 1);
     }
-    cowmem_image_free(img);
+    cowmem_image_release(img);
   }
   return NULL;
 }
@@ -114,7 +114,7 @@ static void* control(void* p) {
     pthread_mutex_unlock(&c->lock);
     cowmem_pool_image_metrics_t im;
     if (cowmem_pool_image_metrics(c->pool, cur, &im) != 0) atomic_store(&c->failed, 1);
-    cowmem_image_free(cur);
+    cowmem_image_release(cur);
     if (round % 4 == 1) {
       uint8_t salt = (uint8_t)(c->next_salt += 37);
       cowmem_image_t* fresh = make_image(k, salt);
@@ -127,7 +127,7 @@ static void* control(void* p) {
       c->img[k] = fresh;
       c->salt[k] = salt;
       pthread_mutex_unlock(&c->lock);
-      cowmem_image_free(old); /* slots may still use it */
+      cowmem_image_release(old); /* slots may still use it */
       atomic_fetch_add(&c->replaced, 1);
     }
     struct timespec nap = {0, 200 * 1000};
@@ -142,7 +142,7 @@ static int churn(cowmem_reset_strategy_t reset, double seconds) {
   cowmem_pool_config_t cfg;
   cowmem_pool_config_init(&cfg);
   cfg.max_slots = SLOTS;
-  cfg.slot_size = 64 * PS;
+  cfg.slot_reserve = 64 * PS;
   cfg.guard_size = 16 * PS;
   cfg.reset = reset;
   cfg.keep_resident = 8 * PS;
@@ -181,7 +181,7 @@ static int churn(cowmem_reset_strategy_t reset, double seconds) {
   ASSERT_OK(cowmem_pool_free(c.pool));
   cowmem_stats_get(&st);
   ASSERT_UEQ(st.images_live, MODULES);
-  for (int k = 0; k < MODULES; k++) cowmem_image_free(c.img[k]);
+  for (int k = 0; k < MODULES; k++) cowmem_image_release(c.img[k]);
   cowmem_stats_get(&st);
   ASSERT_UEQ(st.images_live, 0);
   pthread_mutex_destroy(&c.lock);

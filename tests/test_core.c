@@ -8,6 +8,7 @@
 #include <dirent.h>
 
 #include "cowmem.h"
+#include "image.h"
 #include "internal.h"
 #include "test.h"
 
@@ -34,7 +35,7 @@ static int expect_bytes(const cowmem_slot_t* s, size_t off, size_t len, uint8_t 
 
 /* The slot's accessible memory equals the image, and zeros elsewhere. */
 static int expect_image(const cowmem_slot_t* s, const cowmem_image_t* img) {
-  size_t n = cowmem_slot_size(s);
+  size_t n = cowmem_slot_accessible(s);
   uint8_t* want = malloc(n ? n : 1);
   if (want == NULL) return 1;
   memset(want, 0, n);
@@ -96,9 +97,9 @@ TEST_IMPL(slot_no_image) {
   ASSERT_OK(cowmem_slot_new(1 * MiB, &s));
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_EMPTY);
   ASSERT_OK(cowmem_slot_instantiate(s, 64 * KiB, NULL));
-  ASSERT_TRUE(cowmem_slot_dirty(s));
-  ASSERT_FALSE(cowmem_slot_has_image(s));
-  ASSERT_UEQ(cowmem_slot_size(s), 64 * KiB);
+  ASSERT_TRUE((cowmem_slot_state(s) == COWMEM_SLOT_DIRTY));
+  ASSERT_FALSE((cowmem_slot_image(s) != NULL));
+  ASSERT_UEQ(cowmem_slot_accessible(s), 64 * KiB);
   CHECK(expect_bytes(s, 0, 64 * KiB, 0));
   uint8_t* p = cowmem_slot_base(s);
   p[0] = 1;
@@ -108,7 +109,7 @@ TEST_IMPL(slot_no_image) {
   p[128 * KiB - 1] = 3;
   ASSERT_OK(cowmem_slot_reset(s));
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_READY);
-  ASSERT_UEQ(cowmem_slot_size(s), 64 * KiB);
+  ASSERT_UEQ(cowmem_slot_accessible(s), 64 * KiB);
   CHECK(expect_bytes(s, 0, 64 * KiB, 0));
   ASSERT_OK(cowmem_slot_instantiate(s, 64 * KiB, NULL));
   CHECK(expect_bytes(s, 0, 64 * KiB, 0));
@@ -129,7 +130,7 @@ TEST_IMPL(slot_images) {
   cowmem_slot_t* s = NULL;
   ASSERT_OK(cowmem_slot_new(64 * PS, &s));
   ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, a));
-  ASSERT_TRUE(cowmem_slot_has_image(s));
+  ASSERT_TRUE((cowmem_slot_image(s) != NULL));
   CHECK(expect_bytes(s, 0, PS, 0));
   CHECK(expect_bytes(s, PS, PS, 0xaa));
   CHECK(expect_bytes(s, 2 * PS, 2 * PS, 0));
@@ -148,7 +149,7 @@ TEST_IMPL(slot_images) {
 
   /* Switch to no image. */
   ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, NULL));
-  ASSERT_FALSE(cowmem_slot_has_image(s));
+  ASSERT_FALSE((cowmem_slot_image(s) != NULL));
   CHECK(expect_bytes(s, 0, 4 * PS, 0));
   ASSERT_OK(cowmem_slot_reset(s));
 
@@ -167,8 +168,8 @@ TEST_IMPL(slot_images) {
   CHECK(expect_bytes(s, 2 * PS, 6 * PS, 0)); /* no trace of b */
   ASSERT_OK(cowmem_slot_reset(s));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(a);
-  cowmem_image_free(b);
+  cowmem_image_release(a);
+  cowmem_image_release(b);
   return 0;
 }
 
@@ -192,7 +193,7 @@ TEST_IMPL(reset_restores_every_page) {
     CHECK(expect_image(s, img));
   }
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -216,7 +217,7 @@ TEST_IMPL(image_bytes_layout) {
   ASSERT_EQ(got[1], 9);
   ASSERT_OK(cowmem_image_read(img, 8 * PS, got, 1));
   ASSERT_EQ(got[0], 8);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   /* All zeros: an empty image that instantiates as no image. */
   memset(data, 0, n);
   ASSERT_OK(cowmem_image_new_from_bytes(data, n, 0, &img));
@@ -227,7 +228,7 @@ TEST_IMPL(image_bytes_layout) {
   ASSERT_OK(cowmem_slot_instantiate(s, PS, img));
   CHECK(expect_bytes(s, 0, PS, 0));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(data);
   return 0;
 }
@@ -246,9 +247,13 @@ TEST_IMPL(image_holes_not_resident) {
     /* The fallback keeps the image in anonymous memory: only the three data
      * pages were ever written, so only they are resident. */
     size_t resident = 0;
-    ASSERT_EQ(cowmem__os_resident(img->bytes, img->len, &resident), 0);
+    cowmem_image_info_t info;
+    ASSERT_OK(cowmem_image_info(img, &info));
+    ASSERT_TRUE(cowmem__image_readable(img));
+    uint8_t* bytes = (uint8_t*)cowmem__image_page(img, 0); /* COPY: its memory */
+    ASSERT_EQ(cowmem__os_resident(bytes, info.len, &resident), 0);
     ASSERT_UEQ(resident, 3 * PS);
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     return 0;
   }
   cowmem_image_info_t info;
@@ -268,7 +273,7 @@ TEST_IMPL(image_holes_not_resident) {
   ASSERT_EQ(fstat(info.fd, &st), 0);
   ASSERT_EQ((int64_t)st.st_blocks * 512, (int64_t)(3 * PS));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -277,7 +282,7 @@ TEST_IMPL(image_sealed) {
   cowmem_image_t* img = make_image(0, PS, 0x5a);
   ASSERT_NOT_NULL(img);
   if (is_copy(img)) {
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     TEST_SKIP("fallback build: no memfd to seal; COPY images are read-only memory");
   }
   cowmem_image_info_t info;
@@ -293,7 +298,7 @@ TEST_IMPL(image_sealed) {
   ASSERT_EQ(errno, EPERM);
   ASSERT_EQ(fcntl(info.fd, F_ADD_SEALS, 0), -1); /* F_SEAL_SEAL */
   ASSERT_EQ(errno, EPERM);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -341,7 +346,7 @@ TEST_IMPL(file_image_shared_between_processes) {
   ASSERT_OK(cowmem_image_new_from_file(fd, 0, n, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &img));
   close(fd);
   if (is_copy(img)) {
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     free(data);
     TEST_SKIP("fallback build: file images are copies, not shared mappings");
   }
@@ -382,7 +387,7 @@ TEST_IMPL(file_image_shared_between_processes) {
   ASSERT_EQ(((uint8_t*)cowmem_slot_base(s))[0], data[0]); /* not the child's 0xee */
   close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(data);
   return 0;
 }
@@ -411,7 +416,7 @@ TEST_IMPL(file_image_mutable_is_copied) {
   CHECK(expect_bytes(s, 0, 4 * PS, 0x42));
   CHECK(expect_bytes(s, 4 * PS, 4 * PS, 0));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   close(fd);
   free(data);
   return 0;
@@ -445,7 +450,7 @@ TEST_IMPL(file_image_errors) {
   CHECK(expect_bytes(s, 0, 100, 1));
   CHECK(expect_bytes(s, 100, PS - 100, 0));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   close(fd);
   free(data);
   return 0;
@@ -477,7 +482,7 @@ TEST_IMPL(guard_pages_fault) {
   ASSERT_OK(cowmem_slot_reset(guard_slot));
   guard_off = 4 * PS;
   ASSERT_EQ(test_run_in_child(touch_guard, NULL), SIGSEGV);
-  ASSERT_OK(cowmem_slot_release(guard_slot));
+  ASSERT_OK(cowmem_slot_decommit(guard_slot));
   guard_off = 0;
   ASSERT_EQ(test_run_in_child(touch_guard, NULL), SIGSEGV);
   ASSERT_OK(cowmem_slot_free(guard_slot));
@@ -516,16 +521,16 @@ TEST_IMPL(misuse) {
   ASSERT_OK(cowmem_slot_grow(s, 4 * PS)); /* no-op */
   /* None of it disturbed the instance. */
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_DIRTY);
-  ASSERT_UEQ(cowmem_slot_size(s), 4 * PS);
+  ASSERT_UEQ(cowmem_slot_accessible(s), 4 * PS);
   CHECK(expect_image(s, img));
   ASSERT_OK(cowmem_slot_reset(s));
   ASSERT_ERR(cowmem_slot_reset(s), COWMEM_ESTATE);
-  ASSERT_OK(cowmem_slot_release(s));
-  ASSERT_OK(cowmem_slot_release(s)); /* releasing an empty slot is fine */
+  ASSERT_OK(cowmem_slot_decommit(s));
+  ASSERT_OK(cowmem_slot_decommit(s)); /* releasing an empty slot is fine */
   ASSERT_OK(cowmem_slot_free(s));
   ASSERT_OK(cowmem_slot_free(NULL));
-  cowmem_image_free(img);
-  cowmem_image_free(NULL);
+  cowmem_image_release(img);
+  cowmem_image_release(NULL);
   return 0;
 }
 
@@ -546,7 +551,7 @@ TEST_IMPL(slot_in_caller_reservation) {
   ASSERT_EQ(mprotect(r, len, PROT_READ), 0);
   ASSERT_EQ(r[8 * PS], 0);
   ASSERT_EQ(munmap(r, len), 0);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return 0;
 }
 
@@ -585,7 +590,7 @@ TEST_IMPL(injected_failures) {
   cowmem__os_inject_fail(COWMEM__OS_mprotect, 0, ENOMEM);
   ASSERT_ERR(cowmem_slot_grow(s, 16 * PS), COWMEM_ENOMEM);
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_DIRTY);
-  ASSERT_UEQ(cowmem_slot_size(s), 8 * PS);
+  ASSERT_UEQ(cowmem_slot_accessible(s), 8 * PS);
   ASSERT_OK(cowmem_slot_grow(s, 16 * PS));
   ASSERT_OK(cowmem_slot_reset(s));
   /* Reset failing and then the release failing too: BROKEN, then a retry
@@ -597,7 +602,7 @@ TEST_IMPL(injected_failures) {
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_BROKEN);
   ASSERT_ERR(cowmem_slot_instantiate(s, 8 * PS, b), COWMEM_EBROKEN);
   ASSERT_ERR(cowmem_slot_reset(s), COWMEM_EBROKEN);
-  ASSERT_OK(cowmem_slot_release(s));
+  ASSERT_OK(cowmem_slot_decommit(s));
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_EMPTY);
   ASSERT_OK(cowmem_slot_instantiate(s, 8 * PS, b));
   CHECK(expect_image(s, b));
@@ -608,8 +613,8 @@ TEST_IMPL(injected_failures) {
   cowmem__os_inject_fail(COWMEM__OS_mmap, 0, ENOMEM);
   ASSERT_ERR(cowmem_slot_new(64 * PS, &s), COWMEM_ENOMEM);
   ASSERT_NULL(s);
-  cowmem_image_free(a);
-  cowmem_image_free(b);
+  cowmem_image_release(a);
+  cowmem_image_release(b);
   cowmem__os_inject_clear();
   ASSERT_EQ(count_fds(), fds_before);
   return 0;
@@ -635,7 +640,7 @@ TEST_IMPL(injected_image_failures) {
   ASSERT_OK(cowmem_slot_reset(s));
   CHECK(expect_bytes(s, 0, sizeof data, 7));
   ASSERT_OK(cowmem_slot_free(s));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   img = NULL;
   if (cowmem__os_has_memfd()) {
     /* A write or seal failing for another reason is an error, without a
@@ -671,14 +676,14 @@ TEST_IMPL(image_refcount) {
   cowmem_slot_t* s = NULL;
   ASSERT_OK(cowmem_slot_new(8 * PS, &s));
   ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, img));
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_stats_get(&st);
   ASSERT_UEQ(st.images_live, live0 + 1);
   ASSERT_OK(cowmem_slot_reset(s));
   ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, cowmem_slot_image(s)));
   CHECK(expect_bytes(s, 0, 2 * PS, 0x61));
   ASSERT_OK(cowmem_slot_reset(s));
-  ASSERT_OK(cowmem_slot_release(s));
+  ASSERT_OK(cowmem_slot_decommit(s));
   cowmem_stats_get(&st);
   ASSERT_UEQ(st.images_live, live0);
   ASSERT_OK(cowmem_slot_free(s));

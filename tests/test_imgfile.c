@@ -88,7 +88,9 @@ static int roundtrip(const uint8_t* bytes, size_t len, bool expect_holes) {
   for (unsigned flags = 0; flags <= COWMEM_IMGFILE_COPY; flags++) {
     cowmem_imgfile_t* f = NULL;
     cowmem_diag_t d;
-    ASSERT_OK(cowmem_imgfile_open(fd, m, flags, &f, &d));
+    uint8_t mh[32];
+    ASSERT_OK(cowmem_module_hash(m, mh));
+    ASSERT_OK(cowmem_imgfile_open(fd, mh, flags, &f, &d));
     ASSERT_EQ(d.code, 0);
     ASSERT_EQ(cowmem_imgfile_memory_count(f), cowmem_module_memory_count(m));
     ASSERT_EQ(cowmem_imgfile_version(f), COWMEM_IMGFILE_VERSION);
@@ -100,10 +102,10 @@ static int roundtrip(const uint8_t* bytes, size_t len, bool expect_holes) {
       cowmem_memory_info_t mi;
       ASSERT_OK(cowmem_module_memory_info(m, i, &mi));
       cowmem_image_t *mod_img = NULL, *file_img = NULL;
-      cowmem_noimage_t w1, w2;
-      ASSERT_OK(cowmem_module_memory_image(m, i, &mod_img, &w1));
-      ASSERT_OK(cowmem_imgfile_image(f, i, &file_img, &w2));
-      ASSERT_EQ(w1, w2);
+      cowmem_diag_t w1, w2;
+      ASSERT_OK((mod_img = cowmem_image_retain(cowmem_module_image(m, i, &w1)), 0));
+      ASSERT_OK((file_img = cowmem_image_retain(cowmem_imgfile_image(f, i, &w2)), 0));
+      ASSERT_EQ(w1.noimage, w2.noimage);
       ASSERT_EQ(mod_img == NULL, file_img == NULL);
       if (file_img) {
         cowmem_image_info_t ii;
@@ -118,8 +120,8 @@ static int roundtrip(const uint8_t* bytes, size_t len, bool expect_holes) {
         if (expect_holes) ASSERT_LT(fm.data_pages * cowmem_page_size(), fm.mem_len);
         CHECK(same_memory(mod_img, file_img, (size_t)mi.min_pages * 65536));
       }
-      cowmem_image_free(mod_img);
-      cowmem_image_free(file_img);
+      cowmem_image_release(mod_img);
+      cowmem_image_release(file_img);
     }
     cowmem_imgfile_free(f);
   }
@@ -184,7 +186,9 @@ static int open_bytes(const uint8_t* b, size_t n, const cowmem_module_t* m,
   if (fd < 0) return -9999;
   if (n && write(fd, b, n) != (ssize_t)n) return -9998;
   cowmem_imgfile_t* f = NULL;
-  int r = cowmem_imgfile_open(fd, m, 0, &f, d);
+  uint8_t mh[32];
+  if (m != NULL) cowmem_module_hash(m, mh);
+  int r = cowmem_imgfile_open(fd, m != NULL ? mh : NULL, 0, &f, d);
   if (r == 0) {
     /* Whatever opened must be usable. */
     for (uint32_t i = 0; i < cowmem_imgfile_memory_count(f); i++) {
@@ -304,13 +308,13 @@ TEST_IMPL(write_from_images) {
   mems[1].has_max = true;
   mems[1].max_pages = 2;
   mems[1].segments_left = 5;
-  mems[1].why = COWMEM_NOIMAGE_GLOBAL_OFFSET;
+  mems[1].noimage = COWMEM_NOIMAGE_GLOBAL_OFFSET;
   char path[256];
   int fd = tmp_file(path, sizeof path);
   ASSERT_GE(fd, 0);
   ASSERT_OK(cowmem_imgfile_write(fd, mems, 2, NULL));
   cowmem_imgfile_t* f = NULL;
-  ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &f, NULL));
+  ASSERT_OK(cowmem_imgfile_open(fd, NULL, 0, &f, NULL));
   ASSERT_EQ(cowmem_imgfile_memory_count(f), 2);
   cowmem_imgfile_memory_t fm;
   ASSERT_OK(cowmem_imgfile_memory(f, 0, &fm));
@@ -322,34 +326,35 @@ TEST_IMPL(write_from_images) {
   ASSERT_OK(cowmem_imgfile_memory(f, 1, &fm));
   ASSERT_EQ(fm.index, 3);
   ASSERT_EQ(fm.segments_left, 5);
-  ASSERT_EQ(fm.why, COWMEM_NOIMAGE_GLOBAL_OFFSET);
+  ASSERT_EQ(fm.noimage, COWMEM_NOIMAGE_GLOBAL_OFFSET);
   ASSERT_TRUE(fm.has_max);
   ASSERT_NULL(fm.image);
-  cowmem_image_t* none = (cowmem_image_t*)1;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_imgfile_image(f, 3, &none, &why));
-  ASSERT_NULL(none);
-  ASSERT_ERR(cowmem_imgfile_image(f, 1, &none, &why), COWMEM_EINVAL);
+  cowmem_diag_t why;
+  ASSERT_NULL(cowmem_imgfile_image(f, 3, &why));
+  ASSERT_EQ(why.code, 0);
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_GLOBAL_OFFSET);
+  ASSERT_NULL(cowmem_imgfile_image(f, 1, &why)); /* no memory 1 */
+  ASSERT_EQ(why.code, COWMEM_EINVAL);
   cowmem_imgfile_free(f);
   /* The zero hash is not this module's. */
   uint8_t h[32];
   memset(h, 1, sizeof h);
   cowmem_diag_t d;
-  ASSERT_ERR(cowmem_imgfile_open_hash(fd, h, 0, &f, &d), COWMEM_EMISMATCH);
+  ASSERT_ERR(cowmem_imgfile_open(fd, h, 0, &f, &d), COWMEM_EMISMATCH);
   /* Bad input writes nothing useful and is refused. */
   mems[1].index = 0;
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
   mems[1].index = 3;
-  mems[1].why = (cowmem_noimage_t)99;
+  mems[1].noimage = (cowmem_noimage_t)99;
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
-  mems[1].why = COWMEM_NOIMAGE_NONE;
+  mems[1].noimage = COWMEM_NOIMAGE_NONE;
   mems[1].max_pages = 70000; /* beyond a 32-bit memory's limit */
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
   mems[1].max_pages = 2;
   mems[0].min_pages = 0; /* the image ends beyond the initial size */
   ASSERT_ERR(cowmem_imgfile_write(fd, mems, 2, NULL), COWMEM_EINVAL);
   close(fd);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   free(data);
   return 0;
 }
@@ -374,7 +379,7 @@ TEST_IMPL(open_time) {
     int fd = tmp_file(path, sizeof path);
     ASSERT_GE(fd, 0);
     ASSERT_OK(cowmem_imgfile_write(fd, &mem, 1, NULL));
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     /* At most 200 opens or about a second: the posix backend copies every
      * image at open (64 MiB x 200 took 2 minutes), the Linux one maps it. */
     double best = 1e9, spent = 0;
@@ -383,7 +388,7 @@ TEST_IMPL(open_time) {
       struct timespec a, b;
       cowmem_imgfile_t* f = NULL;
       clock_gettime(CLOCK_MONOTONIC, &a);
-      ASSERT_OK(cowmem_imgfile_open_hash(fd, NULL, 0, &f, NULL));
+      ASSERT_OK(cowmem_imgfile_open(fd, NULL, 0, &f, NULL));
       clock_gettime(CLOCK_MONOTONIC, &b);
       cowmem_imgfile_free(f);
       double us = (double)(b.tv_sec - a.tv_sec) * 1e6 +

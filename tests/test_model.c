@@ -66,7 +66,7 @@ static int run_model(void) {
     const uint8_t* base = cowmem_slot_base(s);
     if (!dirty) {
       if (what < 10 && cowmem_slot_state(s) != COWMEM_SLOT_EMPTY) {
-        ASSERT_OK(cowmem_slot_release(s));
+        ASSERT_OK(cowmem_slot_decommit(s));
         ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_EMPTY);
         continue;
       }
@@ -110,11 +110,11 @@ static int run_model(void) {
       size = initial;
       memset(model, 0, reserve);
       if (cur >= 0) memcpy(model, contents[cur], initial);
-      ASSERT_EQ(cowmem_slot_size(s), initial);
+      ASSERT_EQ(cowmem_slot_accessible(s), initial);
       ASSERT_EQ(memcmp(base, model, size), 0);
       checks++;
     } else {
-      ASSERT_OK(cowmem_slot_release(s));
+      ASSERT_OK(cowmem_slot_decommit(s));
       dirty = false;
       cur = -1;
     }
@@ -122,7 +122,7 @@ static int run_model(void) {
   printf("model: %llu full comparisons passed\n", (unsigned long long)checks);
   ASSERT_OK(cowmem_slot_free(s));
   for (int i = 0; i < NIMG; i++) {
-    cowmem_image_free(imgs[i]);
+    cowmem_image_release(imgs[i]);
     free(contents[i]);
   }
   free(model);

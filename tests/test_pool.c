@@ -30,16 +30,16 @@ static cowmem_pool_t* small_pool(cowmem_reset_strategy_t reset, size_t slots, si
   cowmem_pool_config_t cfg;
   cowmem_pool_config_init(&cfg);
   cfg.max_slots = slots;
-  cfg.slot_size = 64 * PS;
+  cfg.slot_reserve = 64 * PS;
   cfg.guard_size = 16 * PS;
   cfg.max_warm_slots = warm;
   cfg.reset = reset;
   cfg.keep_resident = 8 * PS;
   cfg.batch_size = 2;
   cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
+  cowmem_diag_t why;
   int r = cowmem_pool_new(&cfg, &pool, &why);
-  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why);
+  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why.reason);
   return pool;
 }
 
@@ -54,7 +54,7 @@ static cowmem_image_t* pattern_image(size_t off, size_t len, uint8_t salt) {
 }
 
 static int expect_exact(cowmem_slot_t* s, cowmem_image_t* img) {
-  size_t n = cowmem_slot_size(s);
+  size_t n = cowmem_slot_accessible(s);
   uint8_t* want = calloc(1, n);
   if (img != NULL) cowmem_image_read(img, 0, want, n);
   const uint8_t* p = cowmem_slot_base(s);
@@ -100,8 +100,8 @@ static int leak_scenario(cowmem_reset_strategy_t reset) {
     CHECK(expect_exact(s, NULL));
     ASSERT_OK(cowmem_pool_release(pool, s));
   }
-  cowmem_image_free(a);
-  cowmem_image_free(b);
+  cowmem_image_release(a);
+  cowmem_image_release(b);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -211,9 +211,9 @@ TEST_IMPL(affinity_and_warm_cap) {
   ASSERT_UEQ(m.warm, 0);
   ASSERT_UEQ(m.cold, 3);
   ASSERT_UEQ(m.idle_resident_bytes, 0);
-  cowmem_image_free(a);
-  cowmem_image_free(b);
-  cowmem_image_free(c);
+  cowmem_image_release(a);
+  cowmem_image_release(b);
+  cowmem_image_release(c);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -233,8 +233,8 @@ TEST_IMPL(orphaned_image_leaves_idle_slots) {
   ASSERT_OK(cowmem_pool_acquire(pool, a, 8 * PS, 8 * PS, &s2));
   ASSERT_OK(cowmem_pool_acquire(pool, b, 8 * PS, 8 * PS, &s3));
   ASSERT_OK(cowmem_pool_release(pool, s1));
-  cowmem_image_free(a); /* s2 still runs a */
-  cowmem_image_free(b); /* s3 still runs b */
+  cowmem_image_release(a); /* s2 still runs a */
+  cowmem_image_release(b); /* s3 still runs b */
   cowmem_stats_get(&st);
   ASSERT_UEQ(st.images_live, live0 + 2);
   CHECK(expect_exact(s2, cowmem_slot_image(s2)));
@@ -305,7 +305,7 @@ TEST_IMPL(exhaustion_and_recovery) {
   CHECK(expect_exact(s2, a));
   ASSERT_OK(cowmem_pool_release(pool, s1));
   ASSERT_OK(cowmem_pool_release(pool, s2));
-  cowmem_image_free(a);
+  cowmem_image_release(a);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -326,14 +326,14 @@ TEST_IMPL(address_space_limit) {
     cowmem_pool_config_init(&cfg);
     cfg.max_slots = 4; /* 4 x 6 GiB */
     cowmem_pool_t* pool = NULL;
-    const char* why = NULL;
+    cowmem_diag_t why;
     int r = cowmem_pool_new(&cfg, &pool, &why);
     if (r != COWMEM_ENOMEM) {
       fprintf(stderr, "pool_new under RLIMIT_AS: %s\n", cowmem_err_name(r));
       _exit(11);
     }
-    if (strstr(why, "max_slots") == NULL) _exit(12);
-    cfg.slot_size = 16 * PS;
+    if (strstr(why.reason, "max_slots") == NULL) _exit(12);
+    cfg.slot_reserve = 16 * PS;
     cfg.guard_size = 16 * PS;
     if (cowmem_pool_new(&cfg, &pool, &why) != 0) _exit(13);
     cowmem_slot_t* s;
@@ -351,14 +351,14 @@ TEST_IMPL(address_space_limit) {
 static const char* config_case(int i, cowmem_pool_config_t* c) {
   switch (i) {
     case 0: c->max_slots = 0; return "max_slots";
-    case 1: c->slot_size = 0; return "slot_size";
-    case 2: c->slot_size = PS + 1; return "slot_size";
+    case 1: c->slot_reserve = 0; return "slot_reserve";
+    case 2: c->slot_reserve = PS + 1; return "slot_reserve";
     case 3: c->guard_size = 100; return "guard_size";
     case 4: c->max_slots = 0; c->max_warm_slots = 0; return "max_slots";
     case 5: c->reset = (cowmem_reset_strategy_t)9; return "reset";
     case 6: c->reset = COWMEM_RESET_KEEP_RESIDENT; c->keep_resident = 7; return "keep_resident";
     case 7: c->reset = COWMEM_RESET_BATCHED; c->batch_size = 0; return "batch_size";
-    case 8: c->slot_size = (size_t)1 << 62; c->max_slots = 8; c->max_warm_slots = 0; return "max_slots x";
+    case 8: c->slot_reserve = (size_t)1 << 62; c->max_slots = 8; c->max_warm_slots = 0; return "max_slots x";
     case 9: c->version = 99; return "cfg";
     default: return NULL;
   }
@@ -370,11 +370,11 @@ TEST_IMPL(config_errors) {
   cowmem_pool_config_t cfg;
   for (int i = 0; cowmem_pool_config_init(&cfg), (field = config_case(i, &cfg)) != NULL; i++) {
     cowmem_pool_t* pool = NULL;
-    const char* why = NULL;
+    cowmem_diag_t why;
     ASSERT_ERR(cowmem_pool_new(&cfg, &pool, &why), COWMEM_EINVAL);
     ASSERT_NULL(pool);
-    fprintf(stderr, "%s\n", why);
-    ASSERT_EQ(strncmp(why, field, strlen(field)), 0);
+    fprintf(stderr, "%s\n", why.reason);
+    ASSERT_EQ(strncmp(why.reason, field, strlen(field)), 0);
   }
   return 0;
 }
@@ -406,12 +406,12 @@ TEST_IMPL(misuse) {
   ASSERT_OK(cowmem_pool_release(p1, s));
   ASSERT_OK(cowmem_pool_acquire(p1, big, 8 * PS, 8 * PS, &s));
   CHECK(expect_exact(s, big));
-  ASSERT_OK(cowmem_slot_release(s));
+  ASSERT_OK(cowmem_slot_decommit(s));
   ASSERT_OK(cowmem_pool_release(p1, s));
   ASSERT_OK(cowmem_pool_acquire(p1, big, 8 * PS, 8 * PS, &s));
   CHECK(expect_exact(s, big));
   ASSERT_OK(cowmem_pool_release(p1, s));
-  cowmem_image_free(big);
+  cowmem_image_release(big);
   ASSERT_OK(cowmem_pool_free(p1));
   ASSERT_OK(cowmem_pool_free(p2));
   ASSERT_OK(cowmem_pool_free(NULL));
@@ -427,9 +427,9 @@ TEST_IMPL(ten_thousand_default_slots) {
   cfg.max_slots = 10000;
   cfg.max_warm_slots = 10000;
   cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
+  cowmem_diag_t why;
   int r = cowmem_pool_new(&cfg, &pool, &why);
-  if (r != 0) fprintf(stderr, "%s\n", why);
+  if (r != 0) fprintf(stderr, "%s\n", why.reason);
   ASSERT_OK(r);
   cowmem_slot_t* s[3];
   for (int i = 0; i < 3; i++) {
@@ -521,7 +521,7 @@ static int stress(cowmem_reset_strategy_t reset, double seconds) {
   ASSERT_UEQ(m.in_use, 0);
   ASSERT_OK(cowmem_pool_free(pool));
   for (int i = 0; i < 3; i++) {
-    cowmem_image_free(imgs[i]);
+    cowmem_image_release(imgs[i]);
     free(want[i]);
   }
   free(want[3]);

@@ -66,9 +66,9 @@ TEST_IMPL(inserts_data_count) {
   ASSERT_EQ(stripped, 0);
   ASSERT_EQ(again_len, len);
   ASSERT_EQ(memcmp(again, out, len), 0);
-  cowmem_free_buffer(again);
+  free(again);
   cowmem_module_free(m);
-  cowmem_free_buffer(out);
+  free(out);
   return 0;
 }
 
@@ -111,7 +111,7 @@ TEST_IMPL(no_data_count_without_code) {
   ASSERT_OK(strip_bytes(in, sizeof in, &out, &len, NULL));
   ASSERT_EQ(len, sizeof want);
   ASSERT_EQ(memcmp(out, want, len), 0);
-  cowmem_free_buffer(out);
+  free(out);
   return 0;
 }
 
@@ -127,10 +127,11 @@ TEST_IMPL(memory_without_image_kept) {
       0x00, 0x41, 0x20, 0x0b, 0x01, 'z'};
   cowmem_module_t* m = NULL;
   ASSERT_OK(cowmem_module_parse(in, sizeof in, 0, &m, NULL));
-  cowmem_noimage_t why;
+  cowmem_diag_t why;
   cowmem_image_t* img = NULL;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
-  ASSERT_EQ(why, COWMEM_NOIMAGE_GLOBAL_OFFSET);
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  ASSERT_NULL(img);
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_GLOBAL_OFFSET);
   uint8_t* out = NULL;
   size_t len = 0;
   uint32_t stripped = 1;
@@ -138,7 +139,7 @@ TEST_IMPL(memory_without_image_kept) {
   ASSERT_EQ(stripped, 0);
   ASSERT_EQ(len, sizeof in);
   ASSERT_EQ(memcmp(out, in, len), 0);
-  cowmem_free_buffer(out);
+  free(out);
   cowmem_module_free(m);
   ASSERT_ERR(cowmem_module_strip(NULL, &out, &len, NULL), COWMEM_EINVAL);
   return 0;
@@ -167,12 +168,12 @@ TEST_IMPL(demo_module) {
             1); /* the data count section was added */
   /* The stripped module's memory starts empty: the image is what fills it. */
   cowmem_image_t* img = NULL;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(s, 0, &img, &why));
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(s, 0, &why)), 0));
   ASSERT_NULL(img);
   cowmem_module_free(s);
   cowmem_module_free(m);
-  cowmem_free_buffer(out);
+  free(out);
   return 0;
 #endif
 }

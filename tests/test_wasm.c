@@ -140,11 +140,11 @@ TEST_IMPL(leb_errors) {
   cowmem_segment_info_t s;
   ASSERT_OK(cowmem_module_segment_info(m, 0, &s));
   ASSERT_UEQ(s.offset, 0xffffffffu);
-  cowmem_noimage_t why;
+  cowmem_diag_t why;
   cowmem_image_t* img;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
   ASSERT_NULL(img);
-  ASSERT_EQ(why, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
   cowmem_module_free(m);
   /* Truncated inside a LEB. */
   header(&B);
@@ -320,9 +320,9 @@ TEST_IMPL(overlapping_segments) {
   cowmem_module_t* m;
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
-  ASSERT_EQ(why, COWMEM_NOIMAGE_NONE);
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NONE);
   ASSERT_NOT_NULL(img);
   uint8_t mem[65536], want[65536];
   memset(want, 0, sizeof want);
@@ -332,8 +332,7 @@ TEST_IMPL(overlapping_segments) {
   ASSERT_TRUE(memcmp(mem, want, sizeof mem) == 0);
   /* The fallback gives the same bytes. */
   memset(mem, 0, sizeof mem);
-  ASSERT_OK(cowmem_module_apply_segments(m, 0, mem, sizeof mem, NULL, 0,
-                                         false, NULL));
+  ASSERT_OK(cowmem_module_apply(m, 0, &(cowmem_memory_view_t){mem, sizeof mem}, 1, NULL, 0, 0, NULL));
   ASSERT_TRUE(memcmp(mem, want, sizeof mem) == 0);
   /* Byte ranges for tools. */
   cowmem_segment_info_t s;
@@ -352,7 +351,7 @@ TEST_IMPL(overlapping_segments) {
   ASSERT_OK(cowmem_module_memory_info(m, 0, &mi));
   ASSERT_EQ(mi.export_count, 1);
   ASSERT_EQ(mi.active_segments, 3);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_module_free(m);
   return 0;
 }
@@ -392,12 +391,12 @@ TEST_IMPL(per_memory_decisions) {
                                    COWMEM_NOIMAGE_OUT_OF_BOUNDS};
   for (uint32_t k = 0; k < 4; k++) {
     cowmem_image_t* img;
-    cowmem_noimage_t why;
-    ASSERT_OK(cowmem_module_memory_image(m, k, &img, &why));
-    ASSERT_EQ(why, want[k]);
+    cowmem_diag_t why;
+    ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0));
+    ASSERT_EQ(why.noimage, want[k]);
     ASSERT_EQ(img != NULL, k == 1);
-    ASSERT_EQ(cowmem_module_memory_why(m, k)[0] != 0, k != 1);
-    cowmem_image_free(img);
+    ASSERT_EQ(why.reason[0] != 0, k != 1);
+    cowmem_image_release(img);
   }
   cowmem_memory_info_t mi;
   ASSERT_OK(cowmem_module_memory_info(m, 0, &mi));
@@ -436,7 +435,7 @@ TEST_IMPL(per_memory_decisions) {
   memset(mem, 0, sizeof mem);
   cowmem_memory_view_t v[4] = {{mem[0], 65536}, {mem[1], 65536},
                                {mem[2], 65536}, {mem[3], 65536}};
-  ASSERT_ERR(cowmem_module_apply_all(m, v, 4, &g, 1, false, &d), COWMEM_EOOB);
+  ASSERT_ERR(cowmem_module_apply(m, 0, v, 4, &g, 1, 0, &d), COWMEM_EOOB);
   ASSERT_TRUE(memcmp(mem[1] + 5, "xy", 2) == 0);
   ASSERT_EQ(mem[1][9], 0);
   ASSERT_EQ(mem[2][100], 'g');
@@ -444,16 +443,15 @@ TEST_IMPL(per_memory_decisions) {
   ASSERT_EQ(mem[3][65535], 0);
   /* Per memory: memory 1 alone succeeds; skip_covered writes nothing. */
   memset(mem, 0, sizeof mem);
-  ASSERT_OK(cowmem_module_apply_segments(m, 1, mem[1], 65536, &g, 1, true, &d));
+  ASSERT_OK(cowmem_module_apply(m, 1, &(cowmem_memory_view_t){mem[1], 65536}, 1, &g, 1, COWMEM_APPLY_SKIP_COVERED, &d));
   ASSERT_EQ(mem[1][5], 0);
-  ASSERT_OK(cowmem_module_apply_segments(m, 1, mem[1], 65536, &g, 1, false, &d));
+  ASSERT_OK(cowmem_module_apply(m, 1, &(cowmem_memory_view_t){mem[1], 65536}, 1, &g, 1, 0, &d));
   ASSERT_EQ(mem[1][9], 'w');
-  ASSERT_OK(cowmem_module_apply_segments(m, 0, mem[0], 65536, &g, 1, false, &d));
+  ASSERT_OK(cowmem_module_apply(m, 0, &(cowmem_memory_view_t){mem[0], 65536}, 1, &g, 1, 0, &d));
   ASSERT_EQ(mem[0][7], 'i');
   /* The global's value puts memory 2's segment out of bounds. */
   g.bits = 65536;
-  ASSERT_ERR(cowmem_module_apply_segments(m, 2, mem[2], 65536, &g, 1, false,
-                                          &d), COWMEM_EOOB);
+  ASSERT_ERR(cowmem_module_apply(m, 2, &(cowmem_memory_view_t){mem[2], 65536}, 1, &g, 1, 0, &d), COWMEM_EOOB);
   cowmem_module_free(m);
   return 0;
 }
@@ -475,8 +473,8 @@ TEST_IMPL(memory64) {
   ASSERT_TRUE(mi.memory64);
   ASSERT_UEQ(mi.min_pages, 0x20001);
   cowmem_image_t* img;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
   ASSERT_NOT_NULL(img);
   cowmem_image_info_t ii;
   ASSERT_OK(cowmem_image_info(img, &ii));
@@ -484,7 +482,7 @@ TEST_IMPL(memory64) {
   char two[2];
   ASSERT_OK(cowmem_image_read(img, (uint64_t)1 << 33, two, 2));
   ASSERT_TRUE(memcmp(two, "hi", 2) == 0);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_module_free(m);
   /* i32.const offset for a 64-bit memory: type mismatch; memory64 off:
    * the flag is malformed. */
@@ -520,11 +518,11 @@ TEST_IMPL(defined_global_offset) {
   ASSERT_EQ(s.offset_kind, COWMEM_OFFSET_CONST);
   ASSERT_EQ(s.offset, 32);
   cowmem_image_t* img;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, NULL));
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, NULL)), 0));
   char c;
   ASSERT_OK(cowmem_image_read(img, 32, &c, 1));
   ASSERT_EQ(c, 'a');
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_module_free(m);
   CHECK(expect_error(&B, COWMEM_MODULE_NO_DEFINED_GLOBAL_GET, COWMEM_EINVALID,
                      "unknown global 0"));
@@ -543,10 +541,10 @@ TEST_IMPL(borrow_and_no_images) {
   ASSERT_TRUE(s.data >= B.b && s.data < B.b + B.n);
   ASSERT_FALSE(s.covered_by_image);
   cowmem_image_t* img;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
   ASSERT_NULL(img);
-  ASSERT_EQ(why, COWMEM_NOIMAGE_NOT_BUILT);
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NOT_BUILT);
   cowmem_module_free(m);
   /* Copied by default: the caller's buffer may change afterwards. */
   ASSERT_OK(parse(&B, 0, &m, NULL));
@@ -571,12 +569,12 @@ TEST_IMPL(many_unsorted_segments) {
   cowmem_module_t* m;
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, NULL));
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, NULL)), 0));
   static uint8_t got[131072];
   ASSERT_OK(cowmem_image_read(img, 0, got, sizeof got));
   for (int i = 0; i < 131072; i++)
     ASSERT_EQ(got[i], (i % 20 == 0 && i / 20 < 5000) ? 1 + (i / 20) % 250 : 0);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_module_free(m);
   return 0;
 }
@@ -598,14 +596,14 @@ TEST_IMPL(passive_and_empty) {
   ASSERT_EQ(s.mode, COWMEM_SEGMENT_PASSIVE);
   ASSERT_FALSE(s.covered_by_image);
   cowmem_image_t* img;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
-  ASSERT_EQ(why, COWMEM_NOIMAGE_NONE);
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NONE);
   if (img) {
     cowmem_image_info_t ii;
     ASSERT_OK(cowmem_image_info(img, &ii));
     ASSERT_EQ(ii.data_pages, 0);
-    cowmem_image_free(img);
+    cowmem_image_release(img);
   }
   cowmem_module_free(m);
   /* Empty segment one past the end traps. */
@@ -616,8 +614,8 @@ TEST_IMPL(passive_and_empty) {
   seg_const(&P, 0, false, 65537, "", 0);
   section(&B, 11, &P);
   ASSERT_OK(parse(&B, 0, &m, NULL));
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
-  ASSERT_EQ(why, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
   ASSERT_ERR(cowmem_module_instantiate_check(m, NULL, 0, NULL, 0, NULL),
              COWMEM_EOOB);
   cowmem_module_free(m);
@@ -675,11 +673,11 @@ TEST_IMPL(too_sparse) {
   cowmem_module_t* m;
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
-  cowmem_noimage_t why;
-  ASSERT_OK(cowmem_module_memory_image(m, 0, &img, &why));
+  cowmem_diag_t why;
+  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
   ASSERT_NULL(img);
-  ASSERT_EQ(why, COWMEM_NOIMAGE_TOO_SPARSE);
-  ASSERT_STR_EQ(cowmem_module_memory_why(m, 0),
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_TOO_SPARSE);
+  ASSERT_STR_EQ(why.reason,
                 "data spans 4026531841 bytes, more than 1073741824");
   cowmem_segment_info_t s;
   ASSERT_OK(cowmem_module_segment_info(m, 1, &s));

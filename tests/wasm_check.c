@@ -193,10 +193,10 @@ int main(int argc, char** argv) {
       cowmem_memory_view_t* views = calloc(nmem ? nmem : 1, sizeof *views);
       for (uint32_t k = 0; views && k < nmem; k++) {
         cowmem_memory_info_t mi;
-        cowmem_noimage_t why;
+        cowmem_diag_t why;
         cowmem_image_t* img;
         cowmem_module_memory_info(m, k, &mi);
-        cowmem_module_memory_image(m, k, &img, &why);
+        (img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0);
         size[k] = k < im ? mdesc[k].pages * 65536 : mi.min_pages * 65536;
         views[k].size = size[k];
         if (k < im && init[k] && size[k] <= DUMP_MAX) {
@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
         }
         if (k >= im && size[k] <= DUMP_MAX) {
           mem[k] = calloc(1, size[k] ? (size_t)size[k] : 1);
-          if (why != COWMEM_NOIMAGE_NONE) views[k].base = mem[k];
+          if (why.noimage != COWMEM_NOIMAGE_NONE) views[k].base = mem[k];
           else if (img) {
             cowmem_image_info_t ii;
             cowmem_image_info(img, &ii);
@@ -220,9 +220,9 @@ int main(int argc, char** argv) {
                                 (size_t)(end - ii.mem_offset));
           }
         }
-        cowmem_image_free(img);
+        cowmem_image_release(img);
       }
-      err = views ? cowmem_module_apply_all(m, views, nmem, gv, ig, true, &d)
+      err = views ? cowmem_module_apply(m, 0, views, nmem, gv, ig, COWMEM_APPLY_SKIP_COVERED, &d)
                   : COWMEM_ENOMEM;
       free(views);
     }
@@ -233,16 +233,16 @@ int main(int argc, char** argv) {
   printf(",\"memories\":[");
   for (uint32_t k = 0; k < nmem; k++) {
     cowmem_memory_info_t mi;
-    cowmem_noimage_t why;
+    cowmem_diag_t why;
     cowmem_image_t* img;
     cowmem_module_memory_info(m, k, &mi);
-    cowmem_module_memory_image(m, k, &img, &why);
-    const char* text = cowmem_module_memory_why(m, k);
+    (img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0);
+    const char* text = why.reason;
     printf("%s{\"imported\":%s,\"min\":%" PRIu64 ",\"max\":%" PRId64
            ",\"mem64\":%s,\"why\":%d,\"image\":%s,\"module\":",
            k ? "," : "", mi.imported ? "true" : "false", mi.min_pages,
            mi.has_max ? (int64_t)mi.max_pages : (int64_t)-1,
-           mi.memory64 ? "true" : "false", (int)why, img ? "true" : "false");
+           mi.memory64 ? "true" : "false", (int)why.noimage, img ? "true" : "false");
     json_str(mi.import_module ? mi.import_module : "", mi.import_module_len);
     printf(",\"name\":");
     json_str(mi.import_name ? mi.import_name : "", mi.import_name_len);
@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
       printf(",\"dump\":\"%s/mem%u.bin\",\"dumplen\":%" PRIu64
              ",\"size\":%" PRIu64, dir, k, dumped, size[k]);
     printf("}");
-    cowmem_image_free(img);
+    cowmem_image_release(img);
   }
   printf("]}\n");
   for (uint32_t k = 0; k < nmem; k++) free(mem[k]);

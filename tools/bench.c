@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "measure.h"
 #include "tools.h"
 
 static void help(FILE* f) {
@@ -139,8 +139,7 @@ static int run_copy_reuse(const ctx_t* c, row_t* r) {
 
 static int apply_left(const ctx_t* c, uint8_t* base, cowmem_image_t* img) {
   if (!c->apply_left) return 0;
-  return cowmem_module_apply_segments(c->m, c->mem, base, c->size, NULL, 0, img != NULL,
-                                      NULL);
+  return cowmem_module_apply(c->m, c->mem, &(cowmem_memory_view_t){base, c->size}, 1, NULL, 0, img != NULL ? COWMEM_APPLY_SKIP_COVERED : 0, NULL);
 }
 
 static int run_slot(const ctx_t* c, cowmem_image_t* img, row_t* r) {
@@ -167,9 +166,9 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
   cfg.reset = strat;
   cfg.max_slots = 64;
   cfg.batch_size = 16;
-  if (cfg.slot_size < c->size) cfg.slot_size = c->size;
+  if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
   cowmem_pool_t* pool = NULL;
-  const char* why = NULL;
+  cowmem_diag_t why;
   int e = cowmem_pool_new(&cfg, &pool, &why);
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
     cowmem_slot_t* s = NULL;
@@ -218,9 +217,9 @@ static int open_cwimg(ctx_t* c, const char* path) {
   for (size_t it = 0; it < 20 + c->iters / 4 && e == 0; it++) {
     cowmem_imgfile_t* f = NULL;
     uint64_t t0 = bench_now_ns();
-    e = cowmem_imgfile_open_hash(fd, hash, 0, &f, NULL);
+    e = cowmem_imgfile_open(fd, hash, 0, &f, NULL);
     uint64_t t1 = bench_now_ns();
-    if (e == 0 && it == 0) cowmem_imgfile_image(f, c->mem, &c->file_image, NULL);
+    if (e == 0 && it == 0) (c->file_image = cowmem_image_retain(cowmem_imgfile_image(f, c->mem, NULL)), 0);
     cowmem_imgfile_free(f);
     if (it >= 20) bench_add(&c->open_ns, (double)(t1 - t0));
   }
@@ -253,8 +252,8 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
                      "bench handles (1 GiB)",
                      (unsigned long long)mi.min_pages);
   c->size = (size_t)mi.min_pages * 65536;
-  cowmem_noimage_t why;
-  cowmem_module_memory_image(c->m, c->mem, &c->image, &why);
+  cowmem_diag_t why;
+  (c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why)), 0);
   uint32_t nseg = cowmem_module_segment_count(c->m);
   c->segs = calloc(nseg ? nseg : 1, sizeof *c->segs);
   if (!c->segs) return tool_fail(path, "out of memory");
@@ -502,8 +501,8 @@ int cmd_bench(int argc, char** argv) {
     bench_free(&rows[i].cycle);
   }
   bench_free(&c.open_ns);
-  cowmem_image_free(c.image);
-  cowmem_image_free(c.file_image);
+  cowmem_image_release(c.image);
+  cowmem_image_release(c.file_image);
   cowmem_module_free(c.m);
   free(c.segs);
   return rc;

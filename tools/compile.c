@@ -53,12 +53,12 @@ int cmd_compile(int argc, char** argv) {
   for (uint32_t i = 0; i < cowmem_module_memory_count(m); i++) {
     cowmem_image_t* img = NULL;
     cowmem_image_info_t ii;
-    if (cowmem_module_memory_image(m, i, &img, NULL) == 0 && img &&
+    if ((img = cowmem_image_retain(cowmem_module_image(m, i, NULL)), 0) == 0 && img &&
         cowmem_image_info(img, &ii) == 0) {
       image_bytes += ii.len;
       images++;
     }
-    cowmem_image_free(img);
+    cowmem_image_release(img);
   }
   printf("%s: %u memories, %u images, %llu image bytes, %lld bytes "
          "(%lld allocated)\n",

@@ -250,9 +250,9 @@ int cmd_dump(int argc, char** argv) {
                      (unsigned long long)memidx, fm.segments_left);
     min_pages = fm.min_pages;
     left = fm.segments_left;
-    if (rc == EXIT_OK) cowmem_imgfile_image(f, (uint32_t)memidx, &img, NULL);
+    if (rc == EXIT_OK) (img = cowmem_image_retain(cowmem_imgfile_image(f, (uint32_t)memidx, NULL)), 0);
   } else if (rc == EXIT_OK && m) {
-    cowmem_module_memory_image(m, (uint32_t)memidx, &img, NULL);
+    (img = cowmem_image_retain(cowmem_module_image(m, (uint32_t)memidx, NULL)), 0);
     left = 1; /* apply_segments decides */
   }
   uint64_t size = min_pages * 65536;
@@ -268,8 +268,7 @@ int cmd_dump(int argc, char** argv) {
   }
   if (rc == EXIT_OK && m && left > 0) {
     cowmem_diag_t d;
-    int r = cowmem_module_apply_segments(m, (uint32_t)memidx, cowmem_slot_base(slot),
-                                         size, gv, ngv, img != NULL, &d);
+    int r = cowmem_module_apply(m, (uint32_t)memidx, &(cowmem_memory_view_t){cowmem_slot_base(slot), size}, 1, gv, ngv, (img != NULL) ? COWMEM_APPLY_SKIP_COVERED : 0, &d);
     if (r != 0)
       rc = tool_fail(in,
                      "instantiation fails: %s (at byte %llu of the "
@@ -279,7 +278,7 @@ int cmd_dump(int argc, char** argv) {
   if (rc == EXIT_OK)
     rc = write_sparse(out, size ? cowmem_slot_base(slot) : (const uint8_t*)"", size);
   cowmem_slot_free(slot);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   cowmem_imgfile_free(f);
   cowmem_module_free(m);
   free(gv);

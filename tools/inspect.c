@@ -173,16 +173,16 @@ static int inspect_module(const char* path, const opts_t* op) {
           si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i && si.covered_by_image;
     }
     cowmem_image_t* img = NULL;
-    cowmem_noimage_t why = COWMEM_NOIMAGE_NONE;
-    cowmem_module_memory_image(m, i, &img, &why);
+    cowmem_diag_t why;
+    (img = cowmem_image_retain(cowmem_module_image(m, i, &why)), 0);
     layout_t l;
     int r = image_layout(img, &l);
-    cowmem_image_free(img);
+    cowmem_image_release(img);
     if (r != 0) {
       rc = tool_fail(path, "cannot read memory %u's image: %s", i, cowmem_strerror(r));
       break;
     }
-    const char* whyt = cowmem_module_memory_why(m, i);
+    const char* whyt = why.reason;
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
       print_limits(o, true, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
@@ -191,10 +191,10 @@ static int inspect_module(const char* path, const opts_t* op) {
               ", \"exports\": %u, \"active_segments\": %u, "
               "\"segments_in_image\": %u, \"segments_left\": %u, ",
               mi.export_count, mi.active_segments, covered, mi.active_segments - covered);
-      if (why == COWMEM_NOIMAGE_NONE) {
+      if (why.noimage == COWMEM_NOIMAGE_NONE) {
         print_layout(o, true, &l, NULL);
       } else {
-        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ", why_name(why));
+        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ", why_name(why.noimage));
         tool_json_str(o, whyt, strlen(whyt));
       }
       fprintf(o, "}");
@@ -210,8 +210,8 @@ static int inspect_module(const char* path, const opts_t* op) {
             "\n  segments: %u active, %u in the image, %u left for "
             "instantiation\n",
             mi.active_segments, covered, mi.active_segments - covered);
-    if (why != COWMEM_NOIMAGE_NONE)
-      fprintf(o, "  no image: %s\n", whyt && *whyt ? whyt : why_text(why));
+    if (why.noimage != COWMEM_NOIMAGE_NONE)
+      fprintf(o, "  no image: %s\n", whyt && *whyt ? whyt : why_text(why.noimage));
     else if (l.len == 0)
       fprintf(o, "  image: empty (the initial contents are all zeros)\n");
     else
@@ -298,11 +298,11 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
                    fm.min_pages, fm.max_pages);
       fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ", fm.segments_left,
               (unsigned long long)fm.data_pages);
-      if (fm.why == COWMEM_NOIMAGE_NONE) {
+      if (fm.noimage == COWMEM_NOIMAGE_NONE) {
         print_layout(o, true, &l, &fm);
       } else {
         fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": \"%s\"",
-                why_name(fm.why), why_text(fm.why));
+                why_name(fm.noimage), why_text(fm.noimage));
       }
       fprintf(o, "}");
       continue;
@@ -310,8 +310,8 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
     print_limits(o, false, fm.index, fm.imported, fm.memory64, fm.shared, fm.has_max,
                  fm.min_pages, fm.max_pages);
     fprintf(o, "\n  segments left for instantiation: %u\n", fm.segments_left);
-    if (fm.why != COWMEM_NOIMAGE_NONE)
-      fprintf(o, "  no image: %s\n", why_text(fm.why));
+    if (fm.noimage != COWMEM_NOIMAGE_NONE)
+      fprintf(o, "  no image: %s\n", why_text(fm.noimage));
     else if (l.len == 0)
       fprintf(o, "  image: empty (the initial contents are all zeros)\n");
     else

@@ -1,5 +1,6 @@
 /* cowmem strip module.wasm -o out.wasm */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tools.h"
@@ -42,7 +43,7 @@ int cmd_strip(int argc, char** argv) {
     printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", out, stripped,
            cowmem_module_segment_count(m), in_len, len);
   }
-  cowmem_free_buffer(bytes);
+  free(bytes);
   cowmem_module_free(m);
   return rc;
 }

@@ -113,7 +113,9 @@ cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* mod
   }
   cowmem_imgfile_t* f = NULL;
   cowmem_diag_t d;
-  int r = cowmem_imgfile_open(fd, module, 0, &f, &d);
+  uint8_t mh[32];
+  if (module != NULL) cowmem_module_hash(module, mh);
+  int r = cowmem_imgfile_open(fd, module != NULL ? mh : NULL, 0, &f, &d);
   close(fd);
   if (r != 0) {
     tool_fail(path, "%s (%s, at byte %llu)", d.reason, cowmem_err_name(r),

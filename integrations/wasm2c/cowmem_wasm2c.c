@@ -83,11 +83,11 @@ void cowmem_w2c_config_init(cowmem_w2c_config_t* cfg) {
   cfg->resident_budget = 1 << 20;
 }
 
-static int init_locked(const cowmem_w2c_config_t* c, const char** why) {
+static int init_locked(const cowmem_w2c_config_t* c, cowmem_diag_t* diag) {
   cowmem_pool_config_t pc;
   cowmem_pool_config_init(&pc);
   pc.max_slots = c->max_memories;
-  pc.slot_size = COWMEM_W2C_SLOT_SIZE;
+  pc.slot_reserve = COWMEM_W2C_SLOT_SIZE;
   pc.guard_size = COWMEM_W2C_GUARD_SIZE;
   pc.reset = c->reset;
   pc.keep_resident = c->keep_resident;
@@ -98,7 +98,7 @@ static int init_locked(const cowmem_w2c_config_t* c, const char** why) {
   struct entry* table = calloc(cap, sizeof *table);
   if (!table) return COWMEM_ENOMEM;
   cowmem_pool_t* pool;
-  int r = cowmem_pool_new(&pc, &pool, why);
+  int r = cowmem_pool_new(&pc, &pool, diag);
   if (r != 0) {
     free(table);
     return r;
@@ -109,10 +109,10 @@ static int init_locked(const cowmem_w2c_config_t* c, const char** why) {
   return 0;
 }
 
-int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, const char** why) {
+int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, cowmem_diag_t* diag) {
   if (!cfg || cfg->version != COWMEM_W2C_CONFIG_VERSION) return COWMEM_EINVAL;
   pthread_mutex_lock(&g_lock);
-  int r = g_pool ? COWMEM_ESTATE : init_locked(cfg, why);
+  int r = g_pool ? COWMEM_ESTATE : init_locked(cfg, diag);
   pthread_mutex_unlock(&g_lock);
   return r;
 }
@@ -238,7 +238,7 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
     w2c_memory_t* w = &m->mem[m->count];
     r = describe(w, i, mi.memory64, mi.shared, mi.min_pages, mi.has_max, mi.max_pages,
                  diag);
-    if (r == 0) r = cowmem_module_memory_image(mod, i, &w->image, NULL);
+    if (r == 0) w->image = cowmem_image_retain(cowmem_module_image(mod, i, NULL));
     if (r == 0) m->count++;
   }
   /* The images hold their own references; the parse is not needed after. */
@@ -285,7 +285,7 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   cowmem_imgfile_t* f;
-  int r = cowmem_imgfile_open_hash(fd, module_hash, 0, &f, diag);
+  int r = cowmem_imgfile_open(fd, module_hash, 0, &f, diag);
   close(fd); /* each image holds its own dup */
   if (r != 0) return r;
   uint32_t n = cowmem_imgfile_memory_count(f);
@@ -315,7 +315,7 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m) {
   if (!m) return;
   for (uint32_t i = 0; i < m->count; i++)
-    cowmem_image_free(m->mem[i].image);
+    cowmem_image_release(m->mem[i].image);
   free(m);
 }
 
@@ -389,10 +389,10 @@ uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w) {
   pthread_mutex_lock(&g_lock);
   cowmem_w2c_config_t cfg;
   cowmem_w2c_config_init(&cfg);
-  const char* why = "";
+  cowmem_diag_t why = {0};
   int r = g_pool ? 0 : init_locked(&cfg, &why);
   pthread_mutex_unlock(&g_lock);
-  if (r != 0) die(r, "cannot create the pool (%s)", why ? why : "");
+  if (r != 0) die(r, "cannot create the pool (%s)", why.reason);
   cowmem_slot_t* slot;
   r = cowmem_pool_acquire(g_pool, w->image, round_up(w->min_pages * w->page_size),
                           round_up(max_bytes(w)), &slot);

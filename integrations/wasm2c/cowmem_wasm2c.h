@@ -132,8 +132,8 @@ void cowmem_w2c_config_init(cowmem_w2c_config_t* cfg);
 
 /* Create the process's pool. Optional: the first cowmem memory creates it
  * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
- * cowmem_pool_new (*why, if not NULL, says which field or why). */
-int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, const char** why);
+ * cowmem_pool_new (diag, if not NULL, says which field or why). */
+int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, cowmem_diag_t* diag);
 /* Free the pool. Errors: EBUSY while a cowmem memory is alive (nothing is
  * freed). Afterwards init may be called again. */
 int cowmem_w2c_shutdown(void);

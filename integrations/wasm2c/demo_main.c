@@ -195,10 +195,10 @@ int main(int argc, char** argv) {
   }
   g_req_len = (uint32_t)strlen(g_req);
 
-  const char* why = NULL;
+  cowmem_diag_t why;
   int r = cowmem_w2c_init(&cfg, &why);
   if (r != 0) {
-    fprintf(stderr, "cowmem_w2c_init: %s (%s)\n", cowmem_strerror(r), why ? why : "");
+    fprintf(stderr, "cowmem_w2c_init: %s (%s)\n", cowmem_strerror(r), why.reason);
     return 1;
   }
   cowmem_w2c_module_t* m;

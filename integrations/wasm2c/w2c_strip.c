@@ -69,6 +69,6 @@ int main(int argc, char** argv) {
            cowmem_module_segment_count(m), len, out_len);
   cowmem_module_free(m);
   free(bytes);
-  cowmem_free_buffer(out);
+  free(out);
   return fail;
 }

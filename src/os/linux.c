@@ -2,6 +2,7 @@
  * mappings for copy-on-write, MADV_DONTNEED to discard, process_madvise to
  * discard many ranges in one call. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -54,7 +55,7 @@ int cowmem__os_discard(void* addr, size_t len) {
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
 #endif
-static _Atomic int pm_state;  /* 0 unknown, 1 works, -1 unsupported */
+static _Atomic int pm_state; /* 0 unknown, 1 works, -1 unsupported */
 static _Atomic int pm_pidfd = -1;
 static _Atomic pid_t pm_pid;
 
@@ -100,8 +101,7 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
       long r = syscall(SYS_process_madvise, pidfd, iov, k, MADV_DONTNEED, 0);
       if (r < 0) {
         int e = errno;
-        if (done == 0 && (e == EINVAL || e == ENOSYS || e == EPERM ||
-                          e == EOPNOTSUPP)) {
+        if (done == 0 && (e == EINVAL || e == ENOSYS || e == EPERM || e == EOPNOTSUPP)) {
           atomic_store(&pm_state, -1); /* old kernel: per-range from now on */
           break;
         }
@@ -113,7 +113,10 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
         size_t left = (size_t)r;
         for (size_t i = 0; i < k; i++) {
           const cowmem__os_range_t* rg = &ranges[done + i];
-          if (left >= rg->len) { left -= rg->len; continue; }
+          if (left >= rg->len) {
+            left -= rg->len;
+            continue;
+          }
           int e = cowmem__os_discard((char*)rg->addr + left, rg->len - left);
           if (e) return e;
           left = 0;
@@ -126,7 +129,25 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
   return os_discard_each(ranges, n);
 }
 
-bool cowmem__os_has_memfd(void) { return true; }
+/* Probed once, with raw system calls (not counted in the statistics, not
+ * subject to fault injection): can this kernel make a memfd and seal it?
+ * 0 not probed yet, 1 yes, 2 no. */
+static _Atomic int memfd_probe;
+
+bool cowmem__os_has_memfd(void) {
+  int v = atomic_load_explicit(&memfd_probe, memory_order_relaxed);
+  if (v == 0) {
+    int fd =
+        (int)syscall(SYS_memfd_create, "cowmem-probe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    v = 2;
+    if (fd >= 0) {
+      if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) == 0) v = 1;
+      close(fd);
+    }
+    atomic_store_explicit(&memfd_probe, v, memory_order_relaxed);
+  }
+  return v == 1;
+}
 
 int cowmem__os_memfd_new(const char* name, int* fd) {
   COWMEM__OS_INJECT(COWMEM__OS_memfd_create);
@@ -203,8 +224,8 @@ static int os_pagemap_fd(void) {
   return -1;
 }
 
-static long os_pagemap_scan(int fd, uint64_t start, uint64_t end,
-                            struct page_region* vec, size_t n, uint64_t* walk_end) {
+static long os_pagemap_scan(int fd, uint64_t start, uint64_t end, struct page_region* vec,
+                            size_t n, uint64_t* walk_end) {
   struct pm_scan_arg arg;
   memset(&arg, 0, sizeof arg);
   arg.size = sizeof arg;
@@ -231,7 +252,8 @@ bool cowmem__os_has_pagemap_scan(void) {
   if (fd >= 0) {
     /* Scan one page of our own stack: any answer >= 0 means it works. */
     static _Thread_local uint8_t probe_page[8];
-    uint64_t a = (uint64_t)(uintptr_t)probe_page & ~(uint64_t)(cowmem__os_page_size() - 1);
+    uint64_t a =
+        (uint64_t)(uintptr_t)probe_page & ~(uint64_t)(cowmem__os_page_size() - 1);
     struct page_region v[1];
     uint64_t we = 0;
     if (os_pagemap_scan(fd, a, a + cowmem__os_page_size(), v, 1, &we) >= 0) st = 1;
@@ -240,8 +262,7 @@ bool cowmem__os_has_pagemap_scan(void) {
   return st > 0;
 }
 
-int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
-                              void* arg) {
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   COWMEM__OS_INJECT(COWMEM__OS_other);
   if (!cowmem__os_has_pagemap_scan()) return ENOSYS;
   int fd = os_pagemap_fd();

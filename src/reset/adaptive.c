@@ -47,8 +47,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adaptive.h"
 #include "dirty.h"
-#include "reset.h"
+#include "image.h"
 
 #define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
@@ -87,6 +88,8 @@ static stripe_t* my_stripe(image_state_t* st) {
 }
 
 struct cowmem__adaptive_s {
+  size_t budget;        /* pages a hot set may hold */
+  size_t sample_every;  /* >= 1 */
   pthread_mutex_t lock; /* inserts */
   _Atomic(image_state_t*) table[TABLE_CAP];
 };
@@ -94,9 +97,12 @@ struct cowmem__adaptive_s {
 #define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
 #define LOAD(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
-cowmem__adaptive_t* cowmem__adaptive_new(void) {
+cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_every) {
   cowmem__adaptive_t* a = calloc(1, sizeof *a);
-  if (a != NULL) pthread_mutex_init(&a->lock, NULL);
+  if (a == NULL) return NULL;
+  a->budget = resident_budget / cowmem__os_page_size();
+  a->sample_every = sample_every ? sample_every : 1;
+  pthread_mutex_init(&a->lock, NULL);
   return a;
 }
 
@@ -187,8 +193,7 @@ static bool is_hot(const image_state_t* st, size_t page) {
 typedef struct {
   cowmem_slot_t* slot;
   image_state_t* st;
-  const cowmem_image_t* img;
-  const uint8_t* src; /* the image's bytes at img->mem_offset */
+  const cowmem_image_t* img; /* readable (cowmem__image_readable) */
   size_t ps;
   size_t limit; /* pages below it may be hot: [0, initial) and tracked */
   /* the scan's ranges, merged, in order */
@@ -226,45 +231,10 @@ static void collect(void* arg, uint8_t* addr, size_t len) {
   c->n++;
 }
 
-/* The image's bytes for memory [off, off + ps), or NULL for zeros. Runs are
- * page-granular, so a page is all in a run or all zeros. */
-static const uint8_t* expected_page(const reset_ctx_t* c, size_t off) {
-  const cowmem_image_t* img = c->img;
-  if (img == NULL || off < img->mem_offset || off >= img->mem_offset + img->len)
-    return NULL;
-  uint64_t rel = off - img->mem_offset;
-  size_t lo = 0, hi = img->nruns;
-  while (lo < hi) { /* first run ending after rel */
-    size_t mid = lo + (hi - lo) / 2;
-    if (img->runs[mid].off + img->runs[mid].len <= rel)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  if (lo < img->nruns && img->runs[lo].off <= rel) return c->src + rel;
-  return NULL;
-}
-
-static bool page_is_zero(const uint8_t* p, size_t n) {
-  uint64_t acc = 0;
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    acc |= w;
-  }
-  return acc == 0;
-}
-
 /* Copy image and zeros over pages [lo, hi) of the slot. */
 static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t* base = c->slot->base;
-  for (size_t p = lo; p < hi; p++) {
-    const uint8_t* want = expected_page(c, p * c->ps);
-    if (want != NULL)
-      memcpy(base + p * c->ps, want, c->ps);
-    else
-      memset(base + p * c->ps, 0, c->ps);
-  }
+  cowmem__image_restore(c->img, c->slot->base, (uint64_t)lo * c->ps,
+                        (uint64_t)hi * c->ps);
   c->copied += hi - lo;
 }
 
@@ -349,10 +319,10 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
   if (hi > s->limit) hi = s->limit;
   for (size_t p = lo; p < hi; p++) {
     const uint8_t* have = c->slot->base + p * c->ps;
-    const uint8_t* want = expected_page(c, p * c->ps);
+    const uint8_t* want = cowmem__image_page(c->img, (uint64_t)p * c->ps);
     bool faulted = s->exact && !is_hot(c->st, p);
     bool changed =
-        want != NULL ? memcmp(have, want, c->ps) != 0 : !page_is_zero(have, c->ps);
+        want != NULL ? memcmp(have, want, c->ps) != 0 : !cowmem__is_zero(have, c->ps);
     if (!changed && !faulted) continue;
     if (s->nw == s->cap) {
       size_t ncap = s->cap ? s->cap * 2 : 256;
@@ -436,8 +406,8 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
 }
 
 /* Learn from this instance: compare the candidate pages with the image. */
-static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit,
-                   bool exact, stripe_t* sp, uint64_t n) {
+static void sample(reset_ctx_t* c, size_t budget, size_t limit, bool exact, stripe_t* sp,
+                   uint64_t n) {
   image_state_t* st = c->st;
   if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
   sample_ctx_t s = {c, limit, exact, NULL, 0, 0, false};
@@ -449,7 +419,7 @@ static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit
     r = cowmem__dirty_candidates(c->slot->base, limit * c->ps, sample_range, &s);
   }
   if (r == 0 && !s.oom) {
-    learn(st, s.written, s.nw, cfg->resident_budget / c->ps);
+    learn(st, s.written, s.nw, budget);
     ADD(st->samples, 1);
     ADD(st->sampled_dirty, s.nw);
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
@@ -458,34 +428,23 @@ static void sample(reset_ctx_t* c, const cowmem_pool_config_t* cfg, size_t limit
   free(s.written);
 }
 
-static bool sample_due(stripe_t* sp, const cowmem_pool_config_t* cfg, uint64_t n,
-                       uint64_t misses) {
+static bool sample_due(stripe_t* sp, size_t every, uint64_t n, uint64_t misses) {
   uint64_t since = n - LOAD(sp->last_sample);
-  size_t every = cfg->sample_every ? cfg->sample_every : 1;
   if (n < WARMUP_SAMPLES || since >= every) return true;
   return misses > 0 && since >= (every / 16 ? every / 16 : 1);
 }
 
-int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cfg,
-                           cowmem_slot_t* slot) {
-  if (slot == NULL) return COWMEM_EINVAL;
-  if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
-  if (slot->state != COWMEM_SLOT_DIRTY) return COWMEM_ESTATE;
-  if (a == NULL || slot->accessible == 0) return cowmem_slot_reset(slot);
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   cowmem_image_t* img = slot->image;
-  const uint8_t* src = NULL;
-  if (img != NULL) {
-    src = img->kind == COWMEM_IMAGE_COPY ? img->bytes : cowmem__image_view(img);
-    if (src == NULL) return cowmem_slot_reset(slot); /* nothing to copy from */
-  }
-  image_state_t* st = state_get(a, img == NULL ? 0 : img->id, slot->initial);
-  if (st == NULL) return cowmem_slot_reset(slot);
+  if (slot->accessible == 0 || !cowmem__image_readable(img))
+    return COWMEM__ADAPTIVE_DECLINED; /* nothing to keep, or nothing to copy from */
+  image_state_t* st = state_get(a, cowmem__image_key(img), slot->initial);
+  if (st == NULL) return COWMEM__ADAPTIVE_DECLINED;
 
   reset_ctx_t c;
   c.slot = slot;
   c.st = st;
   c.img = img;
-  c.src = src;
   c.ps = cowmem__os_page_size();
   c.r = c.local;
   c.n = 0;
@@ -506,7 +465,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cf
     if (r != 0 || c.oom) {
       /* Nothing changed yet: a whole-range madvise is still right. */
       if (c.r != c.local) free(c.r);
-      return cowmem_slot_reset(slot);
+      return COWMEM__ADAPTIVE_DECLINED;
     }
     ADD(sp->scans, 1);
     uint64_t misses = 0;
@@ -517,14 +476,15 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cf
         misses += !is_hot(st, p);
     }
     if (misses) ADD(sp->missed, misses);
-    if (sample_due(sp, cfg, n, misses)) sample(&c, cfg, limit, true, sp, n);
+    if (sample_due(sp, a->sample_every, n, misses))
+      sample(&c, a->budget, limit, true, sp, n);
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
       settle(&c, lo, lo + c.r[i].len / c.ps);
     }
     if (c.r != c.local) free(c.r);
   } else {
-    if (sample_due(sp, cfg, n, 0)) sample(&c, cfg, limit, false, sp, n);
+    if (sample_due(sp, a->sample_every, n, 0)) sample(&c, a->budget, limit, false, sp, n);
     settle(&c, 0, pages);
   }
   discard_flush(&c);
@@ -541,7 +501,7 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
                                     cowmem_pool_image_metrics_t* out) {
   memset(out, 0, sizeof *out);
   out->version = COWMEM_POOL_IMAGE_METRICS_VERSION;
-  image_state_t* st = a == NULL ? NULL : state_find(a, image == NULL ? 0 : image->id);
+  image_state_t* st = a == NULL ? NULL : state_find(a, cowmem__image_key(image));
   if (st == NULL) return;
   out->hot_pages = LOAD(st->hot_pages);
   out->samples = LOAD(st->samples);

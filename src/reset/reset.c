@@ -1,54 +1,113 @@
-/* Reset strategies. madvise and keep-resident are in the slot (slot.c);
- * here is the choice between them and the BATCHED queue. */
+/* The reset module: every strategy's reset of a pooled slot, and its state.
+ * The slot (slot.c) keeps its own state transitions: a strategy checks the
+ * slot is resettable, brings every page of [0, accessible) back to the
+ * image and zeros (by discarding it, or by copying), and lets the slot
+ * finish. */
+#include <pthread.h>
 #include <stdlib.h>
 
+#include "adaptive.h"
+#include "image.h"
 #include "reset.h"
 
-int cowmem__reset_queue_init(cowmem__reset_queue_t* q, size_t batch) {
-  pthread_mutex_init(&q->lock, NULL);
-  q->n = 0;
-  q->cap = batch;
-  q->items = NULL;
-  atomic_init(&q->adaptive, NULL);
-  if (batch == 0) return 0;
-  q->items = malloc(batch * sizeof *q->items);
-  if (q->items == NULL) {
-    pthread_mutex_destroy(&q->lock);
-    return COWMEM_ENOMEM;
+/* BATCHED: slots waiting for one discard of all their ranges. */
+typedef struct {
+  pthread_mutex_t lock;
+  cowmem_slot_t** items;
+  size_t n;
+  size_t cap; /* the batch size */
+} batch_t;
+
+struct cowmem__reset_s {
+  cowmem_reset_strategy_t strategy;
+  size_t keep_resident;
+  batch_t batch;                /* BATCHED */
+  cowmem__adaptive_t* adaptive; /* ADAPTIVE */
+};
+
+int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out) {
+  cowmem__reset_t* r = calloc(1, sizeof *r);
+  if (r == NULL) return COWMEM_ENOMEM;
+  r->strategy = cfg->reset;
+  r->keep_resident = cfg->keep_resident;
+  pthread_mutex_init(&r->batch.lock, NULL);
+  int err = 0;
+  if (cfg->reset == COWMEM_RESET_BATCHED) {
+    r->batch.cap = cfg->batch_size;
+    r->batch.items = malloc(cfg->batch_size * sizeof *r->batch.items);
+    if (r->batch.items == NULL) err = COWMEM_ENOMEM;
   }
+  if (cfg->reset == COWMEM_RESET_ADAPTIVE) {
+    r->adaptive = cowmem__adaptive_new(cfg->resident_budget, cfg->sample_every);
+    if (r->adaptive == NULL) err = COWMEM_ENOMEM;
+  }
+  if (err != 0) {
+    cowmem__reset_free(r);
+    return err;
+  }
+  *out = r;
   return 0;
 }
 
-void cowmem__reset_queue_destroy(cowmem__reset_queue_t* q) {
-  cowmem__adaptive_free(atomic_load(&q->adaptive));
-  pthread_mutex_destroy(&q->lock);
-  free(q->items);
+void cowmem__reset_free(cowmem__reset_t* r) {
+  if (r == NULL) return;
+  cowmem__adaptive_free(r->adaptive);
+  pthread_mutex_destroy(&r->batch.lock);
+  free(r->batch.items);
+  free(r);
 }
 
-size_t cowmem__reset_queue_length(cowmem__reset_queue_t* q) {
-  pthread_mutex_lock(&q->lock);
-  size_t n = q->n;
-  pthread_mutex_unlock(&q->lock);
-  return n;
+/* KEEP_RESIDENT: [0, keep) is restored by copying, so those pages stay
+ * resident; the rest is discarded. A mapped image needs its read-only view
+ * to copy from: without one, everything is discarded. */
+static int reset_keep(cowmem_slot_t* slot, size_t keep) {
+  int r = cowmem__slot_resettable(slot);
+  if (r != 0) return r;
+  keep = cowmem__page_floor(keep < slot->initial ? keep : slot->initial);
+  if (!cowmem__image_readable(slot->image)) keep = 0;
+  if (keep > 0) cowmem__image_restore(slot->image, slot->base, 0, keep);
+  int e = slot->accessible > keep
+              ? cowmem__os_discard(slot->base + keep, slot->accessible - keep)
+              : 0;
+  if (e) return cowmem__slot_fail(slot, e);
+  return cowmem__slot_finish_reset(slot);
 }
 
-/* Queue a slot; true when the queue is full. The queue never overflows: a
- * push onto a full queue happens only if a flush is already running, and
- * then this slot is reset at once instead (returned as not queued, n). */
-static int queue_push(cowmem__reset_queue_t* q, cowmem_slot_t* slot) {
+/* BATCHED: queue the slot; -1 when it could not be queued (a push onto a
+ * full queue happens only while a flush runs): it is reset at once then. */
+static int batch_push(batch_t* q, cowmem_slot_t* slot) {
   pthread_mutex_lock(&q->lock);
   int r = -1;
   if (q->n < q->cap) {
     q->items[q->n++] = slot;
-    r = q->n == q->cap;
+    r = q->n == q->cap ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
   }
   pthread_mutex_unlock(&q->lock);
   return r;
 }
 
-int cowmem__reset_queue_flush(cowmem__reset_queue_t* q,
-                              void (*done)(void* arg, cowmem_slot_t* slot, int r),
-                              void* arg) {
+int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot) {
+  int res = cowmem__slot_resettable(slot);
+  if (res != 0) return res;
+  switch (r->strategy) {
+  case COWMEM_RESET_KEEP_RESIDENT: return reset_keep(slot, r->keep_resident);
+  case COWMEM_RESET_BATCHED:
+    res = batch_push(&r->batch, slot);
+    if (res >= 0) return res;
+    break;
+  case COWMEM_RESET_ADAPTIVE:
+    res = cowmem__adaptive_reset(r->adaptive, slot);
+    if (res != COWMEM__ADAPTIVE_DECLINED) return res;
+    break;
+  default: break;
+  }
+  return cowmem_slot_reset(slot); /* MADVISE, and every fallback */
+}
+
+int cowmem__reset_flush(cowmem__reset_t* r,
+                        void (*done)(void* arg, cowmem_slot_t* slot, int result),
+                        void* arg) {
+  batch_t* q = &r->batch;
   if (q->cap == 0) return 0;
   pthread_mutex_lock(&q->lock);
   size_t n = q->n;
@@ -58,7 +117,8 @@ int cowmem__reset_queue_flush(cowmem__reset_queue_t* q,
     items = malloc(n * sizeof *items);
     ranges = malloc(n * sizeof *ranges);
     if (items != NULL && ranges != NULL) {
-      for (size_t i = 0; i < n; i++) items[i] = q->items[i];
+      for (size_t i = 0; i < n; i++)
+        items[i] = q->items[i];
       q->n = 0;
     }
   }
@@ -79,38 +139,22 @@ int cowmem__reset_queue_flush(cowmem__reset_queue_t* q,
     }
   int e = cowmem__os_discard_many(ranges, nr);
   for (size_t i = 0; i < n; i++) {
-    int r = e ? cowmem__slot_fail(items[i], e) : cowmem__slot_finish_reset(items[i]);
-    done(arg, items[i], r);
+    int res = e ? cowmem__slot_fail(items[i], e) : cowmem__slot_finish_reset(items[i]);
+    done(arg, items[i], res);
   }
   free(items);
   free(ranges);
   return (int)n;
 }
 
-int cowmem__reset_slot(const cowmem_pool_config_t* cfg, cowmem__reset_queue_t* q,
-                       cowmem_slot_t* slot) {
-  switch (cfg->reset) {
-    case COWMEM_RESET_KEEP_RESIDENT:
-      return cowmem__slot_reset_keep(slot, cfg->keep_resident);
-    case COWMEM_RESET_ADAPTIVE: {
-      /* The hot sets are made on the first ADAPTIVE reset; without memory
-       * for them the reset is a plain madvise one. */
-      cowmem__adaptive_t* a = atomic_load_explicit(&q->adaptive, memory_order_acquire);
-      if (a == NULL) {
-        cowmem__adaptive_t* fresh = cowmem__adaptive_new();
-        if (fresh != NULL && !atomic_compare_exchange_strong(&q->adaptive, &a, fresh))
-          cowmem__adaptive_free(fresh);
-        else
-          a = fresh;
-      }
-      return cowmem__adaptive_reset(a, cfg, slot);
-    }
-    case COWMEM_RESET_BATCHED: {
-      int full = queue_push(q, slot);
-      if (full >= 0) return full ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
-      return cowmem_slot_reset(slot);
-    }
-    default:
-      return cowmem_slot_reset(slot);
-  }
+void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out) {
+  pthread_mutex_lock(&r->batch.lock);
+  out->pending = r->batch.n;
+  pthread_mutex_unlock(&r->batch.lock);
+  cowmem__adaptive_totals(r->adaptive, &out->copied_pages, &out->discarded_pages);
+}
+
+void cowmem__reset_image_metrics(cowmem__reset_t* r, const cowmem_image_t* image,
+                                 cowmem_pool_image_metrics_t* out) {
+  cowmem__adaptive_image_metrics(r->adaptive, image, out);
 }

@@ -1,59 +1,40 @@
-/* Reset strategies for pooled slots (see cowmem_reset_strategy_t). The pool
- * hands a DIRTY slot to cowmem__reset_slot and learns whether it is clean
- * now or queued; a new strategy is one more case there (and its state, if
- * any, beside the queue), without reshaping the pool. */
+/* Resetting pooled slots: the reset module's interface to the pool. It owns
+ * every strategy (see cowmem_reset_strategy_t) and its state: MADVISE and
+ * KEEP_RESIDENT and the BATCHED queue in reset.c, ADAPTIVE's hot sets
+ * behind adaptive.h. The pool hands it DIRTY slots and learns
+ * whether each is clean now or queued; it never sees a strategy's state. A
+ * new strategy is a case in reset.c and, if it keeps state, a file here. */
 #ifndef COWMEM_RESET_H
 #define COWMEM_RESET_H
 
-#include <pthread.h>
-
 #include "internal.h"
 
-/* ADAPTIVE: per-image hot sets of one pool (adaptive.c). */
-typedef struct cowmem__adaptive_s cowmem__adaptive_t;
+typedef struct cowmem__reset_s cowmem__reset_t;
 
-/* BATCHED: slots waiting for one discard of all their ranges. */
-typedef struct {
-  pthread_mutex_t lock;
-  cowmem_slot_t** items;
-  size_t n;
-  size_t cap; /* the batch size; 0 when the strategy is not BATCHED */
-  _Atomic(cowmem__adaptive_t*) adaptive; /* ADAPTIVE: made on first use */
-} cowmem__reset_queue_t;
-
-int cowmem__reset_queue_init(cowmem__reset_queue_t* q, size_t batch);
-void cowmem__reset_queue_destroy(cowmem__reset_queue_t* q);
-size_t cowmem__reset_queue_length(cowmem__reset_queue_t* q);
-/* Discard every queued slot's accessible range in one call (where the OS
- * can), finish each reset, and report each slot to done(arg, slot, result).
- * Returns how many slots were flushed. */
-int cowmem__reset_queue_flush(cowmem__reset_queue_t* q,
-                              void (*done)(void* arg, cowmem_slot_t* slot, int r),
-                              void* arg);
+/* For the pool's configuration (checked by the pool). ENOMEM. */
+int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out);
+/* Queued slots must have been flushed. */
+void cowmem__reset_free(cowmem__reset_t* r);
 
 enum { COWMEM__RESET_DONE = 0, COWMEM__RESET_QUEUED = 1, COWMEM__RESET_FLUSH = 2 };
 
-/* Reset a DIRTY slot the pool's way. Returns DONE (the slot is READY),
- * QUEUED (BATCHED: it waits), FLUSH (queued, and the queue is full: the
- * caller flushes), or a negative error (the slot was released to EMPTY or
- * is BROKEN). */
-int cowmem__reset_slot(const cowmem_pool_config_t* cfg, cowmem__reset_queue_t* q,
-                       cowmem_slot_t* slot);
+/* Reset a DIRTY slot. Returns DONE (the slot is READY), QUEUED (BATCHED: it
+ * waits for a flush), FLUSH (queued, and the queue is full: the caller
+ * flushes), or a negative error (the slot was released to EMPTY or is
+ * BROKEN). */
+int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot);
 
-/* ---- ADAPTIVE (adaptive.c) ---- */
+/* Finish every queued reset and report each slot to done(arg, slot, result)
+ * (result as cowmem__reset's DONE or error). Returns how many. */
+int cowmem__reset_flush(cowmem__reset_t* r,
+                        void (*done)(void* arg, cowmem_slot_t* slot, int result),
+                        void* arg);
 
-cowmem__adaptive_t* cowmem__adaptive_new(void);
-void cowmem__adaptive_free(cowmem__adaptive_t* a);
-/* Reset a DIRTY slot: exactly image and zeros afterwards, with the image's
- * hot pages resident. 0 (READY) or a negative error (released to EMPTY or
- * BROKEN, as cowmem_slot_reset). a == NULL: a plain cowmem_slot_reset. */
-int cowmem__adaptive_reset(cowmem__adaptive_t* a, const cowmem_pool_config_t* cfg,
-                           cowmem_slot_t* slot);
-/* Per-image metrics (zeros for an image never reset here). */
-void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t* image,
-                                    cowmem_pool_image_metrics_t* out);
-/* Sums over images of copied and discarded pages. */
-void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
-                             uint64_t* discarded);
+/* The pool metrics this module keeps: pending, copied_pages,
+ * discarded_pages (other fields untouched). */
+void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out);
+/* What a strategy learned about one image (zeros: nothing). */
+void cowmem__reset_image_metrics(cowmem__reset_t* r, const cowmem_image_t* image,
+                                 cowmem_pool_image_metrics_t* out);
 
 #endif

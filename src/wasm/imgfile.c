@@ -1,6 +1,16 @@
 /* Image files (.cwimg): the writer and the opener. Layout and contract in
  * cowmem.h ("Image files").
  *
+ * Why the front end and not the core: a file describes a WebAssembly
+ * module's memories, index by index, with their limits in 64 KiB pages,
+ * the memory64 and shared flags, the segments left to apply and why a
+ * memory has no image, keyed by the module's hash. Stripped of all that it
+ * would be a list of (offset, image) pairs, which the core already has in
+ * cowmem_image_new_from_file; keeping the format in the core would mean
+ * either wasm meaning there or an opaque descriptor every reader decodes
+ * again. So the core offers images from file ranges and the image's
+ * internal interface; this file adds the WebAssembly meaning.
+ *
  * The opener treats the file as untrusted bytes: one bounded read of the
  * header into a buffer, fields decoded with explicit little-endian loads,
  * every count capped before anything is allocated, and every range checked
@@ -10,8 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "sha256.h"
+#include "image.h"
+#include "wasm/module.h"
+#include "wasm/sha256.h"
 
 static const uint8_t k_magic[8] = {0x89, 'C', 'W', 'I', 'M', 'G', '\r', '\n'};
 
@@ -34,8 +45,6 @@ enum {
 #define F_SHARED 0x4u
 #define F_HAS_MAX 0x8u
 #define F_KNOWN 0xfu
-
-#define WASM_PAGE ((uint64_t)65536)
 
 struct cowmem_imgfile_s {
   uint32_t n;
@@ -84,66 +93,73 @@ static void header_hash(const uint8_t* hdr, size_t len, uint8_t out[32]) {
   cowmem__sha256_final(&s, out);
 }
 
-static uint64_t pages_to_bytes(uint64_t pages) {
-  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * WASM_PAGE;
-}
-
 /* ---- writer ---------------------------------------------------------- */
 
-static bool all_zero(const uint8_t* p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i]) return false;
-  return true;
+typedef struct {
+  int fd;
+  const cowmem_image_t* img;
+  uint64_t base; /* file offset of the image's first byte */
+  uint64_t mem_offset;
+  uint8_t* buf;
+  size_t buf_len;
+  uint64_t written;
+} write_ctx_t;
+
+/* Write one run's non-zero pages; zero pages stay holes. The run is read
+ * through a bounded buffer and scanned page by page, since a FILE image's
+ * run is its whole range. */
+static int write_run(void* arg, uint64_t off, uint64_t len) {
+  write_ctx_t* w = arg;
+  size_t page = cowmem__os_page_size();
+  uint64_t end = off + len;
+  while (off < end) {
+    size_t n = end - off < w->buf_len ? (size_t)(end - off) : w->buf_len;
+    int err = cowmem_image_read(w->img, off, w->buf, n);
+    if (err != 0) return err;
+    size_t p = 0;
+    while (p < n) {
+      if (cowmem__is_zero(w->buf + p, page)) {
+        p += page;
+        continue;
+      }
+      size_t q = p + page;
+      while (q < n && !cowmem__is_zero(w->buf + q, page))
+        q += page;
+      int e = cowmem__os_pwrite_all(w->fd, w->buf + p, q - p,
+                                    w->base + (off - w->mem_offset) + p);
+      if (e) return cowmem__err_from_os(e);
+      w->written += (q - p) / page;
+      p = q;
+    }
+    off += n;
+  }
+  return 0;
 }
 
-/* Write the image's non-zero pages at file_offset; zero pages stay holes.
- * Only the image's non-zero runs are read (through a bounded buffer), and
- * each run is scanned page by page since a FILE image's run is its whole
- * range. *data_pages counts the pages written. */
-static int write_image(int fd, cowmem_image_t* img, uint64_t file_offset, uint8_t* buf,
-                       size_t buf_len, uint64_t* data_pages) {
-  size_t page = cowmem__os_page_size();
-  uint64_t written = 0;
-  for (size_t r = 0; r < img->nruns; r++) {
-    uint64_t off = img->runs[r].off, end = off + img->runs[r].len;
-    while (off < end) {
-      size_t n = end - off < buf_len ? (size_t)(end - off) : buf_len;
-      int err = cowmem_image_read(img, img->mem_offset + off, buf, n);
-      if (err != 0) return err;
-      size_t p = 0;
-      while (p < n) {
-        if (all_zero(buf + p, page)) {
-          p += page;
-          continue;
-        }
-        size_t q = p + page;
-        while (q < n && !all_zero(buf + q, page))
-          q += page;
-        int e = cowmem__os_pwrite_all(fd, buf + p, q - p, file_offset + off + p);
-        if (e) return cowmem__err_from_os(e);
-        written += (q - p) / page;
-        p = q;
-      }
-      off += n;
-    }
-  }
-  *data_pages = written;
-  return 0;
+/* Write the image's non-zero pages at file_offset. *data_pages counts the
+ * pages written. */
+static int write_image(int fd, const cowmem_image_t* img, uint64_t mem_offset,
+                       uint64_t file_offset, uint8_t* buf, size_t buf_len,
+                       uint64_t* data_pages) {
+  write_ctx_t w = {fd, img, file_offset, mem_offset, buf, buf_len, 0};
+  int err = cowmem__image_each_run(img, write_run, &w);
+  *data_pages = w.written;
+  return err;
 }
 
 static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool first,
                         cowmem_image_info_t* info) {
   memset(info, 0, sizeof *info);
   if (!first && m->index <= prev) return COWMEM_EINVAL;
-  if ((unsigned)m->why > COWMEM_NOIMAGE_NOT_BUILT) return COWMEM_EINVAL;
+  if ((unsigned)m->noimage > COWMEM_NOIMAGE_NOT_BUILT) return COWMEM_EINVAL;
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
   uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap)) return COWMEM_EINVAL;
   if (!m->image) return 0;
-  if (m->imported || m->why != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
+  if (m->imported || m->noimage != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
   if (err != 0) return err;
-  uint64_t size = pages_to_bytes(m->min_pages);
+  uint64_t size = cowmem__wasm_bytes(m->min_pages);
   if (info->mem_offset > size || info->len > size - info->mem_offset)
     return COWMEM_EINVAL;
   return 0;
@@ -178,7 +194,8 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems, uint32_t n
     const cowmem_imgfile_memory_t* m = &mems[i];
     uint64_t data_pages = 0;
     if (infos[i].len > 0)
-      err = write_image(fd, m->image, file_off[i], buf, buf_len, &data_pages);
+      err = write_image(fd, m->image, infos[i].mem_offset, file_off[i], buf, buf_len,
+                        &data_pages);
     uint8_t* d = hdr + HDR_FIXED + (size_t)i * DESC_SIZE;
     uint32_t flags = (m->imported ? F_IMPORTED : 0) | (m->memory64 ? F_MEMORY64 : 0) |
                      (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0);
@@ -192,7 +209,7 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems, uint32_t n
     st64(d + 48, infos[i].len);
     st64(d + 56, data_pages);
     st32(d + 64, m->segments_left);
-    st32(d + 68, (uint32_t)m->why);
+    st32(d + 68, (uint32_t)m->noimage);
   }
   if (err == 0) {
     memcpy(hdr, k_magic, sizeof k_magic);
@@ -236,7 +253,7 @@ static int fail(cowmem_diag_t* d, int code, uint64_t offset, const char* fmt, ..
 void cowmem_imgfile_free(cowmem_imgfile_t* f) {
   if (!f) return;
   for (uint32_t i = 0; i < f->n; i++)
-    cowmem_image_free(f->mems[i].image);
+    cowmem_image_release(f->mems[i].image);
   free(f->mems);
   free(f);
 }
@@ -262,7 +279,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   m->data_pages = ld64(d + 56);
   m->segments_left = ld32(d + 64);
   uint32_t why = ld32(d + 68);
-  m->why = (cowmem_noimage_t)why;
+  m->noimage = (cowmem_noimage_t)why;
   if (flags & ~F_KNOWN)
     return fail(diag, COWMEM_EBADIMG, at + 4, "memory %u: unknown flags 0x%x", i, flags);
   if (why > COWMEM_NOIMAGE_NOT_BUILT)
@@ -284,7 +301,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
     return 0;
   }
   uint64_t page = cowmem__os_page_size();
-  if (m->imported || m->why != COWMEM_NOIMAGE_NONE)
+  if (m->imported || m->noimage != COWMEM_NOIMAGE_NONE)
     return fail(diag, COWMEM_EBADIMG, at + 4,
                 "memory %u: an image for a memory that cannot have one", i);
   if (!cowmem__is_page_multiple(m->mem_offset) || !cowmem__is_page_multiple(m->mem_len) ||
@@ -295,7 +312,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
     return fail(diag, COWMEM_EBADIMG, at + 48,
                 "memory %u: file length %llu differs from memory length %llu", i,
                 (unsigned long long)m->file_len, (unsigned long long)m->mem_len);
-  uint64_t mem_size = pages_to_bytes(m->min_pages);
+  uint64_t mem_size = cowmem__wasm_bytes(m->min_pages);
   if (m->mem_offset > mem_size || m->mem_len > mem_size - m->mem_offset)
     return fail(diag, COWMEM_EBADIMG, at + 24,
                 "memory %u: image ends beyond the initial size", i);
@@ -369,8 +386,8 @@ static int open_images(int fd, cowmem_imgfile_t* f, unsigned flags) {
   return 0;
 }
 
-int cowmem_imgfile_open_hash(int fd, const uint8_t module_hash[32], unsigned flags,
-                             cowmem_imgfile_t** out, cowmem_diag_t* diag) {
+int cowmem_imgfile_open(int fd, const uint8_t module_hash[32], unsigned flags,
+                        cowmem_imgfile_t** out, cowmem_diag_t* diag) {
   cowmem_diag_t local;
   if (!diag) diag = &local;
   memset(diag, 0, sizeof *diag);
@@ -475,16 +492,48 @@ int cowmem_imgfile_memory(const cowmem_imgfile_t* f, uint32_t i,
   return 0;
 }
 
-int cowmem_imgfile_image(const cowmem_imgfile_t* f, uint32_t index,
-                         cowmem_image_t** image, cowmem_noimage_t* why) {
-  if (!f || !image) return COWMEM_EINVAL;
-  for (uint32_t i = 0; i < f->n; i++) {
+cowmem_image_t* cowmem_imgfile_image(const cowmem_imgfile_t* f, uint32_t index,
+                                     cowmem_diag_t* why) {
+  if (why) memset(why, 0, sizeof *why);
+  for (uint32_t i = 0; f && i < f->n; i++) {
     if (f->mems[i].index != index) continue;
-    *image = cowmem_image_retain(f->mems[i].image);
-    if (why) *why = f->mems[i].why;
-    return 0;
+    if (why && f->mems[i].noimage != COWMEM_NOIMAGE_NONE) {
+      static const char* const reasons[] = {"",
+                                            "the memory is imported",
+                                            "a segment offset is an imported global",
+                                            "a segment ends beyond the initial size",
+                                            "the data is too sparse",
+                                            "compiled without images"};
+      why->noimage = f->mems[i].noimage;
+      snprintf(why->reason, sizeof why->reason, "%s", reasons[f->mems[i].noimage]);
+    }
+    return f->mems[i].image;
   }
-  return COWMEM_EINVAL;
+  if (why) fail(why, COWMEM_EINVAL, 0, "no such memory");
+  return NULL;
+}
+
+/* A snapshot as an image file: cowmem_imgfile_write with one memory. */
+int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
+                                  const cowmem_imgfile_memory_t* desc,
+                                  const uint8_t module_hash[32]) {
+  if (slot == NULL || fd < 0) return COWMEM_EINVAL;
+  cowmem_imgfile_memory_t mem;
+  if (desc != NULL) {
+    mem = *desc;
+  } else {
+    memset(&mem, 0, sizeof mem);
+    uint64_t size = cowmem_slot_accessible(slot);
+    mem.min_pages = (size + COWMEM__WASM_PAGE - 1) / COWMEM__WASM_PAGE;
+  }
+  cowmem_image_t* snap = NULL;
+  int r = cowmem_snapshot(slot, &snap);
+  if (r != 0) return r;
+  mem.image = cowmem__image_key(snap) != 0 ? snap : NULL;
+  mem.noimage = COWMEM_NOIMAGE_NONE;
+  r = cowmem_imgfile_write(fd, &mem, 1, module_hash);
+  cowmem_image_release(snap);
+  return r;
 }
 
 void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f, uint8_t out[32]) {

@@ -7,18 +7,7 @@
 
 #include "wasm/module.h"
 
-#define WASM_PAGE ((uint64_t)65536)
-
-/* Initial size of a memory in bytes; 2^48 pages (the memory64 cap) is
- * 2^64 bytes, one past what a uint64_t holds: saturate. (So a segment
- * ending exactly at byte 2^64 counts as out of bounds; no host can map
- * such a memory anyway.) */
-static uint64_t pages_to_bytes(uint64_t pages) {
-  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * WASM_PAGE;
-}
-
-static void set_diag(cowmem_diag_t* d, int code, uint64_t offset,
-                     const char* reason) {
+static void set_diag(cowmem_diag_t* d, int code, uint64_t offset, const char* reason) {
   if (!d) return;
   d->code = code;
   d->offset = offset;
@@ -71,7 +60,7 @@ nomem:
 
 void cowmem__module_clear(cowmem_module_t* m) {
   for (uint32_t i = 0; i < m->nmemories; i++)
-    cowmem_image_free(m->memories[i].image);
+    cowmem_image_release(m->memories[i].image);
   free(m->sections);
   free(m->memories);
   free(m->globals);
@@ -87,13 +76,15 @@ void cowmem_module_free(cowmem_module_t* m) {
 }
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
+__attribute__((format(printf, 4, 5)))
 #endif
-static void no_image(cowmem__memory_t* mem, cowmem_noimage_t why,
-                     const char* fmt, ...) {
+static void
+no_image(cowmem__memory_t* mem, cowmem_noimage_t why, uint64_t offset, const char* fmt,
+         ...) {
   va_list ap;
   va_start(ap, fmt);
   mem->why = why;
+  mem->why_offset = offset;
   vsnprintf(mem->why_text, sizeof mem->why_text, fmt, ap);
   va_end(ap);
 }
@@ -116,21 +107,20 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
   for (uint32_t k = 0; k < n; k++) {
     lo[k] = UINT64_MAX;
     if (m->memories[k].info.imported)
-      no_image(&m->memories[k], COWMEM_NOIMAGE_IMPORTED,
-               "the memory is imported");
+      no_image(&m->memories[k], COWMEM_NOIMAGE_IMPORTED, 0, "the memory is imported");
   }
   for (uint32_t i = 0; i < m->nsegments; i++) {
     const cowmem__segment_t* s = &m->segments[i];
     if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
     cowmem__memory_t* mem = &m->memories[s->memory];
     if (mem->why != COWMEM_NOIMAGE_NONE) continue;
-    uint64_t size = pages_to_bytes(mem->info.min_pages);
+    uint64_t size = cowmem__wasm_bytes(mem->info.min_pages);
     if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
-      no_image(mem, COWMEM_NOIMAGE_GLOBAL_OFFSET,
+      no_image(mem, COWMEM_NOIMAGE_GLOBAL_OFFSET, s->data_offset - s->header_len,
                "segment %u: offset is imported global %llu", i,
                (unsigned long long)s->offset);
     } else if (s->offset > size || s->data_len > size - s->offset) {
-      no_image(mem, COWMEM_NOIMAGE_OUT_OF_BOUNDS,
+      no_image(mem, COWMEM_NOIMAGE_OUT_OF_BOUNDS, s->data_offset - s->header_len,
                "segment %u at %llu ends beyond the initial size %llu", i,
                (unsigned long long)s->offset, (unsigned long long)size);
     } else if (s->data_len > 0) {
@@ -143,10 +133,8 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     cowmem__memory_t* mem = &m->memories[k];
     if (mem->why != COWMEM_NOIMAGE_NONE || hi[k] == 0) continue;
     if (hi[k] - lo[k] > span_max || hi[k] - lo[k] > SIZE_MAX) {
-      no_image(mem, COWMEM_NOIMAGE_TOO_SPARSE,
-               "data spans %llu bytes, more than %llu",
-               (unsigned long long)(hi[k] - lo[k]),
-               (unsigned long long)span_max);
+      no_image(mem, COWMEM_NOIMAGE_TOO_SPARSE, 0, "data spans %llu bytes, more than %llu",
+               (unsigned long long)(hi[k] - lo[k]), (unsigned long long)span_max);
       continue;
     }
     /* calloc: a large span comes from fresh zero pages, so the holes
@@ -163,8 +151,7 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     if (m->memories[s->memory].why != COWMEM_NOIMAGE_NONE) continue;
     s->covered_by_image = true;
     if (s->data_len > 0)
-      memcpy(buf[s->memory] + (s->offset - lo[s->memory]),
-             m->bytes + s->data_offset,
+      memcpy(buf[s->memory] + (s->offset - lo[s->memory]), m->bytes + s->data_offset,
              (size_t)s->data_len);
   }
   for (uint32_t k = 0; k < n; k++) {
@@ -175,7 +162,8 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
   }
 out:
   if (buf)
-    for (uint32_t k = 0; k < n; k++) free(buf[k]);
+    for (uint32_t k = 0; k < n; k++)
+      free(buf[k]);
   free(buf);
   free(lo);
   free(hi);
@@ -188,25 +176,20 @@ const uint8_t* cowmem_module_bytes(const cowmem_module_t* m, size_t* len) {
   return m->bytes;
 }
 
-#define COUNT_AND_INFO(what, field, count, type, expr)                         \
-  uint32_t cowmem_module_##what##_count(const cowmem_module_t* m) {            \
-    return m ? m->count : 0;                                                   \
-  }                                                                            \
-  int cowmem_module_##what##_info(const cowmem_module_t* m, uint32_t index,    \
-                                  type* out) {                                 \
-    if (!m || !out || index >= m->count) return COWMEM_EINVAL;                 \
-    *out = expr;                                                               \
-    return 0;                                                                  \
+#define COUNT_AND_INFO(what, field, count, type, expr)                                   \
+  uint32_t cowmem_module_##what##_count(const cowmem_module_t* m) {                      \
+    return m ? m->count : 0;                                                             \
+  }                                                                                      \
+  int cowmem_module_##what##_info(const cowmem_module_t* m, uint32_t index, type* out) { \
+    if (!m || !out || index >= m->count) return COWMEM_EINVAL;                           \
+    *out = expr;                                                                         \
+    return 0;                                                                            \
   }
 
-COUNT_AND_INFO(section, sections, nsections, cowmem_section_info_t,
-               m->sections[index])
-COUNT_AND_INFO(memory, memories, nmemories, cowmem_memory_info_t,
-               m->memories[index].info)
-COUNT_AND_INFO(global, globals, nglobals, cowmem_global_info_t,
-               m->globals[index])
-COUNT_AND_INFO(export, exports, nexports, cowmem_export_info_t,
-               m->exports[index])
+COUNT_AND_INFO(section, sections, nsections, cowmem_section_info_t, m->sections[index])
+COUNT_AND_INFO(memory, memories, nmemories, cowmem_memory_info_t, m->memories[index].info)
+COUNT_AND_INFO(global, globals, nglobals, cowmem_global_info_t, m->globals[index])
+COUNT_AND_INFO(export, exports, nexports, cowmem_export_info_t, m->exports[index])
 
 uint32_t cowmem_module_segment_count(const cowmem_module_t* m) {
   return m ? m->nsegments : 0;
@@ -229,19 +212,20 @@ int cowmem_module_segment_info(const cowmem_module_t* m, uint32_t index,
   return 0;
 }
 
-int cowmem_module_memory_image(const cowmem_module_t* m, uint32_t index,
-                               cowmem_image_t** image, cowmem_noimage_t* why) {
-  if (!m || !image || index >= m->nmemories) return COWMEM_EINVAL;
+cowmem_image_t* cowmem_module_image(const cowmem_module_t* m, uint32_t index,
+                                    cowmem_diag_t* why) {
+  if (why) memset(why, 0, sizeof *why);
+  if (!m || index >= m->nmemories) {
+    set_diag(why, COWMEM_EINVAL, 0, "no such memory");
+    return NULL;
+  }
   const cowmem__memory_t* mem = &m->memories[index];
-  *image = mem->image ? cowmem_image_retain(mem->image) : NULL;
-  if (why) *why = mem->why;
-  return 0;
-}
-
-const char* cowmem_module_memory_why(const cowmem_module_t* m,
-                                     uint32_t index) {
-  if (!m || index >= m->nmemories) return NULL;
-  return m->memories[index].why_text;
+  if (why && mem->why != COWMEM_NOIMAGE_NONE) {
+    why->noimage = mem->why;
+    why->offset = mem->why_offset;
+    snprintf(why->reason, sizeof why->reason, "%s", mem->why_text);
+  }
+  return mem->image;
 }
 
 bool cowmem_module_start(const cowmem_module_t* m, uint32_t* func) {
@@ -250,23 +234,22 @@ bool cowmem_module_start(const cowmem_module_t* m, uint32_t* func) {
   return true;
 }
 
-uint32_t cowmem_module_import_count(const cowmem_module_t* m,
-                                    cowmem_extern_kind_t kind) {
+uint32_t cowmem_module_import_count(const cowmem_module_t* m, cowmem_extern_kind_t kind) {
   if (!m || (unsigned)kind > COWMEM_EXTERN_TAG) return 0;
   return m->imports[kind];
 }
 
-/* Apply (bases != NULL) or only check the active segments in module order
- * against memories of the given sizes. */
-static int run_segments(const cowmem_module_t* m, int only_mem,
+/* Apply (bases != NULL) or only check the active segments of memories
+ * [first, first + n) in module order; views[k] is memory first + k. */
+static int run_segments(const cowmem_module_t* m, uint32_t first, size_t n,
                         const cowmem_memory_view_t* views,
                         const cowmem_global_value_t* globals, size_t nglobals,
                         bool skip_covered, cowmem_diag_t* diag) {
   for (uint32_t i = 0; i < m->nsegments; i++) {
     const cowmem__segment_t* s = &m->segments[i];
     if (s->mode != COWMEM_SEGMENT_ACTIVE) continue;
-    if (only_mem >= 0 && s->memory != (uint32_t)only_mem) continue;
-    const cowmem_memory_view_t* v = &views[only_mem >= 0 ? 0 : s->memory];
+    if (s->memory < first || s->memory - first >= n) continue;
+    const cowmem_memory_view_t* v = &views[s->memory - first];
     uint64_t off = s->offset;
     if (s->offset_kind == COWMEM_OFFSET_GLOBAL) {
       if (s->offset >= nglobals) {
@@ -289,35 +272,25 @@ static int run_segments(const cowmem_module_t* m, int only_mem,
   return 0;
 }
 
-int cowmem_module_apply_all(const cowmem_module_t* m,
-                            const cowmem_memory_view_t* views, size_t nviews,
-                            const cowmem_global_value_t* globals,
-                            size_t nglobals, bool skip_covered,
-                            cowmem_diag_t* diag) {
-  if (!m || (!views && nviews) || nviews != m->nmemories ||
-      (!globals && nglobals) || nglobals < m->imports[COWMEM_EXTERN_GLOBAL])
+int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
+                        const cowmem_memory_view_t* views, size_t nviews,
+                        const cowmem_global_value_t* globals, size_t nglobals,
+                        unsigned flags, cowmem_diag_t* diag) {
+  if (!m || (!views && nviews) || first > m->nmemories || nviews > m->nmemories - first ||
+      (!globals && nglobals) || nglobals < m->imports[COWMEM_EXTERN_GLOBAL] ||
+      (flags & ~(unsigned)COWMEM_APPLY_SKIP_COVERED)) {
+    set_diag(diag, COWMEM_EINVAL, 0, "invalid argument");
     return COWMEM_EINVAL;
-  return run_segments(m, -1, views, globals, nglobals, skip_covered, diag);
-}
-
-int cowmem_module_apply_segments(const cowmem_module_t* m, uint32_t mem_idx,
-                                 void* base, uint64_t size,
-                                 const cowmem_global_value_t* globals,
-                                 size_t nglobals, bool skip_covered,
-                                 cowmem_diag_t* diag) {
-  if (!m || mem_idx >= m->nmemories || (!base && size) ||
-      (!globals && nglobals) || nglobals < m->imports[COWMEM_EXTERN_GLOBAL])
-    return COWMEM_EINVAL;
-  cowmem_memory_view_t v = {base, size};
-  return run_segments(m, (int)mem_idx, &v, globals, nglobals, skip_covered,
-                      diag);
+  }
+  return run_segments(m, first, nviews, views, globals, nglobals,
+                      (flags & COWMEM_APPLY_SKIP_COVERED) != 0, diag);
 }
 
 int cowmem_module_instantiate_check(const cowmem_module_t* m,
                                     const cowmem_memory_desc_t* memories,
                                     size_t nmemories,
-                                    const cowmem_global_value_t* globals,
-                                    size_t nglobals, cowmem_diag_t* diag) {
+                                    const cowmem_global_value_t* globals, size_t nglobals,
+                                    cowmem_diag_t* diag) {
   if (!m || (!memories && nmemories) || (!globals && nglobals) ||
       nmemories != m->imports[COWMEM_EXTERN_MEMORY] ||
       nglobals != m->imports[COWMEM_EXTERN_GLOBAL])
@@ -334,19 +307,17 @@ int cowmem_module_instantiate_check(const cowmem_module_t* m,
     const cowmem_memory_desc_t* have = &memories[i];
     if (have->memory64 != want->memory64 || have->shared != want->shared ||
         have->pages < want->min_pages ||
-        (want->has_max &&
-         (!have->has_max || have->max_pages > want->max_pages))) {
+        (want->has_max && (!have->has_max || have->max_pages > want->max_pages))) {
       set_diag(diag, COWMEM_EUNLINKABLE, 0, "incompatible import type");
       return COWMEM_EUNLINKABLE;
     }
   }
-  cowmem_memory_view_t* views =
-      calloc(m->nmemories ? m->nmemories : 1, sizeof *views);
+  cowmem_memory_view_t* views = calloc(m->nmemories ? m->nmemories : 1, sizeof *views);
   if (!views) return COWMEM_ENOMEM;
   for (uint32_t k = 0; k < m->nmemories; k++)
-    views[k].size = pages_to_bytes(k < nmemories ? memories[k].pages
-                                                 : m->memories[k].info.min_pages);
-  int err = run_segments(m, -1, views, globals, nglobals, false, diag);
+    views[k].size = cowmem__wasm_bytes(k < nmemories ? memories[k].pages
+                                                     : m->memories[k].info.min_pages);
+  int err = run_segments(m, 0, m->nmemories, views, globals, nglobals, false, diag);
   free(views);
   return err;
 }

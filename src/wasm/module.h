@@ -5,10 +5,23 @@
 
 #include "cowmem.h"
 
+/* The WebAssembly page, the unit of memory limits (the front end's; the
+ * core knows only host pages). */
+#define COWMEM__WASM_PAGE ((uint64_t)65536)
+
+/* Initial size of a memory in bytes; 2^48 pages (the memory64 cap) is
+ * 2^64 bytes, one past what a uint64_t holds: saturate. (So a segment
+ * ending exactly at byte 2^64 counts as out of bounds; no host can map
+ * such a memory anyway.) */
+static inline uint64_t cowmem__wasm_bytes(uint64_t pages) {
+  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * COWMEM__WASM_PAGE;
+}
+
 typedef struct {
   cowmem_memory_info_t info;
   cowmem_noimage_t why;
   cowmem_image_t* image; /* NULL: no image or all zeros */
+  uint64_t why_offset;   /* of the segment at fault, in the module */
   char why_text[112];
 } cowmem__memory_t;
 
@@ -42,7 +55,7 @@ struct cowmem_module_s {
   cowmem__segment_t* segments;
   uint32_t nsegments;
 
-  uint32_t imports[5]; /* by cowmem_extern_kind_t */
+  uint32_t imports[5];                     /* by cowmem_extern_kind_t */
   uint32_t ntypes, nfuncs, ntables, ntags; /* index spaces incl. imports */
   bool has_start;
   uint32_t start;

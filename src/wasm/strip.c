@@ -155,7 +155,3 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
   if (nstripped) *nstripped = stripped;
   return 0;
 }
-
-void cowmem_free_buffer(void* p) {
-  free(p);
-}

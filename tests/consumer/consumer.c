@@ -19,6 +19,6 @@ int main(void) {
   int ok = strcmp(mem + ps, msg) == 0 && mem[0] == 0;
   printf("consumer: %s\n", ok ? "ok" : "WRONG CONTENTS");
   cowmem_slot_free(slot);
-  cowmem_image_free(img);
+  cowmem_image_release(img);
   return ok ? 0 : 1;
 }

@@ -1,0 +1,65 @@
+/* The image's internal interface. Only image.c knows how an image is laid
+ * out (its non-zero runs, its bytes, its fd and the ranges a slot maps) and
+ * how MEMFD, FILE and COPY images differ; slots, resets, snapshots and the
+ * image-file writer ask through these functions.
+ *
+ * Offsets are linear-memory offsets (byte 0 of the memory, not of the
+ * image); `base` is the address of the memory's byte 0 in a slot. */
+#ifndef COWMEM_IMAGE_H
+#define COWMEM_IMAGE_H
+
+#include "internal.h"
+
+/* The key pools group idle slots by: unique for the process's life, 0 for
+ * NULL and for an all-zeros image (which maps nothing). */
+uint64_t cowmem__image_key(const cowmem_image_t* image);
+/* One past the image's last byte in memory; 0 for NULL. */
+uint64_t cowmem__image_end(const cowmem_image_t* image);
+
+/* Put the image into memory whose [0, end) is read-write and holds zeros:
+ * map its ranges copy-on-write (MEMFD, FILE) or copy its bytes (COPY).
+ * 0 or an errno value. */
+int cowmem__image_place(const cowmem_image_t* image, uint8_t* base);
+/* Take the image out again: its range becomes read-write zero pages.
+ * 0 or an errno value. */
+int cowmem__image_remove(const cowmem_image_t* image, uint8_t* base);
+/* After the memory was discarded (MADV_DONTNEED): a mapped image reads as
+ * its bytes again by itself; a COPY image's bytes are copied back. */
+void cowmem__image_after_discard(const cowmem_image_t* image, uint8_t* base);
+
+/* Make the image's bytes readable through cowmem__image_page and
+ * cowmem__image_restore (a mapped image's read-only view is mapped on first
+ * use). false if that cannot be done; NULL is readable (all zeros). */
+bool cowmem__image_readable(cowmem_image_t* image);
+/* The image's bytes of the page at memory offset off (page-aligned), or
+ * NULL where the page is zeros. Requires cowmem__image_readable. */
+const uint8_t* cowmem__image_page(const cowmem_image_t* image, uint64_t off);
+/* Copy the image's bytes and zeros over memory [lo, hi) (page multiples),
+ * so that range holds exactly what instantiation gives. Requires
+ * cowmem__image_readable. */
+void cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t lo,
+                           uint64_t hi);
+
+/* Call fn(arg, off, len) for each run of pages holding non-zero bytes, in
+ * order, in memory offsets; stops at the first non-zero return and returns
+ * it. (A FILE image is one run: its zero pages are not known.) */
+int cowmem__image_each_run(const cowmem_image_t* image,
+                           int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
+
+/* Is every byte of p[0, n) zero? n is a multiple of 64. */
+bool cowmem__is_zero(const void* p, size_t n);
+
+/* Orphans: a pool slot holding the image became idle (add) or was taken
+ * out of the idle lists (sub). The caller holds the slot's reference
+ * throughout, and calls both under the lock of the list that keeps the
+ * slot: once that lock is released, another thread may take the slot and
+ * drop the reference, the image's last one. add marks the image an orphan
+ * when idle slots now hold every reference (nobody can instantiate it
+ * again) and bumps cowmem__orphan_epoch, which pools compare with the epoch
+ * they last swept at. */
+void cowmem__image_idle_add(cowmem_image_t* image);
+void cowmem__image_idle_sub(cowmem_image_t* image);
+bool cowmem__image_orphaned(const cowmem_image_t* image);
+extern _Atomic uint64_t cowmem__orphan_epoch;
+
+#endif

@@ -1,0 +1,334 @@
+/* The idle-slot store (idle.h). Warm slots are kept in buckets that are
+ * also shards: SHARDS per-thread groups x BUCKETS by image, each a list
+ * with its own lock, newest first (the tail is the least recently used). A
+ * thread puts a slot into its own shard and looks there first, then in the
+ * other shards' bucket of the same image. The slow paths (cold list, never
+ * used slots, stealing, the orphan sweep) take their own locks or none. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "idle.h"
+#include "image.h"
+
+#define BUCKETS 16
+#define LISTS (COWMEM__SHARDS * BUCKETS)
+
+typedef cowmem__entry_t entry_t;
+
+typedef struct {
+  pthread_mutex_t lock;
+  entry_t* head;
+  entry_t* tail;
+  _Atomic size_t n;
+} list_t;
+
+/* Counters, one set per shard on cache lines of its own, summed when read
+ * (see COWMEM__SHARDS). */
+typedef struct {
+  _Alignas(64) _Atomic uint64_t hits, misses, steals, decommits, failures;
+  _Atomic int64_t warm; /* slots made warm minus taken, in this shard */
+} idle_stats_t;
+
+struct cowmem__idle_s {
+  idle_stats_t stats[COWMEM__SHARDS];
+  entry_t* entries;
+  size_t n;
+  size_t max_warm;
+  bool warm_capped; /* max_warm < n: keep warm_total */
+  _Atomic size_t warm_total;
+  _Atomic size_t next_fresh;
+  list_t buckets[LISTS];
+  list_t cold;
+  _Atomic uint64_t swept_epoch;
+  pthread_mutex_t sweep_lock;
+};
+
+#define STAT_ADD(idle, field, v)                                                         \
+  atomic_fetch_add_explicit(&(idle)->stats[cowmem__shard()].field, (v),                  \
+                            memory_order_relaxed)
+
+static _Thread_local int tl_shard = -1;
+static _Atomic int next_shard;
+
+int cowmem__shard(void) {
+  if (tl_shard < 0) tl_shard = atomic_fetch_add(&next_shard, 1) % COWMEM__SHARDS;
+  return tl_shard;
+}
+
+static size_t bucket_of(uint64_t key) {
+  return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 60) % BUCKETS;
+}
+
+/* ---- lists ---- */
+
+static void list_init(list_t* l) {
+  pthread_mutex_init(&l->lock, NULL);
+  l->head = l->tail = NULL;
+  atomic_init(&l->n, 0);
+}
+
+static void list_push_head(list_t* l, entry_t* e) {
+  e->prev = NULL;
+  e->next = l->head;
+  if (l->head)
+    l->head->prev = e;
+  else
+    l->tail = e;
+  l->head = e;
+  atomic_fetch_add_explicit(&l->n, 1, memory_order_relaxed);
+}
+
+static void list_unlink(list_t* l, entry_t* e) {
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    l->head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    l->tail = e->prev;
+  e->prev = e->next = NULL;
+  atomic_fetch_sub_explicit(&l->n, 1, memory_order_relaxed);
+}
+
+static bool list_empty(list_t* l) {
+  return atomic_load_explicit(&l->n, memory_order_relaxed) == 0;
+}
+
+/* ---- the store ---- */
+
+int cowmem__idle_new(entry_t* entries, size_t n, size_t max_warm, cowmem__idle_t** out) {
+  /* Aligned: the per-shard counters sit on cache lines of their own. */
+  size_t size = (sizeof(cowmem__idle_t) + 63) & ~(size_t)63;
+  cowmem__idle_t* idle = aligned_alloc(64, size);
+  if (idle == NULL) return COWMEM_ENOMEM;
+  memset(idle, 0, size);
+  idle->entries = entries;
+  idle->n = n;
+  idle->max_warm = max_warm;
+  idle->warm_capped = max_warm < n;
+  for (size_t i = 0; i < LISTS; i++)
+    list_init(&idle->buckets[i]);
+  list_init(&idle->cold);
+  pthread_mutex_init(&idle->sweep_lock, NULL);
+  atomic_init(&idle->swept_epoch, atomic_load(&cowmem__orphan_epoch));
+  *out = idle;
+  return 0;
+}
+
+void cowmem__idle_free(cowmem__idle_t* idle) {
+  if (idle == NULL) return;
+  for (size_t i = 0; i < idle->n; i++) {
+    entry_t* e = &idle->entries[i];
+    if (atomic_load(&e->state) == COWMEM__ENTRY_WARM && e->slot.image != NULL)
+      cowmem__image_idle_sub(e->slot.image);
+  }
+  for (size_t i = 0; i < LISTS; i++)
+    pthread_mutex_destroy(&idle->buckets[i].lock);
+  pthread_mutex_destroy(&idle->cold.lock);
+  pthread_mutex_destroy(&idle->sweep_lock);
+  free(idle);
+}
+
+/* Take a WARM entry out of its list: the caller holds the list's lock. */
+static void warm_take_locked(cowmem__idle_t* idle, list_t* l, entry_t* e) {
+  list_unlink(l, e);
+  STAT_ADD(idle, warm, -1);
+  if (idle->warm_capped) atomic_fetch_sub(&idle->warm_total, 1);
+  if (e->slot.image != NULL) cowmem__image_idle_sub(e->slot.image);
+  atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+}
+
+void cowmem__idle_put_cold(cowmem__idle_t* idle, entry_t* e) {
+  if (cowmem_slot_state(&e->slot) != COWMEM_SLOT_EMPTY) {
+    STAT_ADD(idle, decommits, 1);
+    if (cowmem_slot_decommit(&e->slot) != 0) STAT_ADD(idle, failures, 1);
+  }
+  atomic_store(&e->state, COWMEM__ENTRY_COLD);
+  pthread_mutex_lock(&idle->cold.lock);
+  list_push_head(&idle->cold, e);
+  pthread_mutex_unlock(&idle->cold.lock);
+}
+
+void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
+  if (idle->warm_capped && atomic_fetch_add(&idle->warm_total, 1) >= idle->max_warm) {
+    atomic_fetch_sub(&idle->warm_total, 1);
+    cowmem__idle_put_cold(idle, e);
+    return;
+  }
+  STAT_ADD(idle, warm, 1);
+  cowmem_image_t* img = e->slot.image;
+  e->key = cowmem__image_key(img);
+  /* The LRU order comes from the clock, not a shared counter. */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  e->tick = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  atomic_store(&e->state, COWMEM__ENTRY_WARM);
+  list_t* l = &idle->buckets[(size_t)cowmem__shard() * BUCKETS + bucket_of(e->key)];
+  pthread_mutex_lock(&l->lock);
+  list_push_head(l, e);
+  /* Under the list's lock (see image.h): once it is released, a trim, a
+   * sweep or another thread's acquire may take the slot and drop its
+   * reference, the image's last one. */
+  if (img != NULL) cowmem__image_idle_add(img);
+  pthread_mutex_unlock(&l->lock);
+}
+
+static entry_t* take_affine(cowmem__idle_t* idle, uint64_t key) {
+  size_t b = bucket_of(key), me = (size_t)cowmem__shard();
+  for (size_t k = 0; k < COWMEM__SHARDS; k++) {
+    list_t* l = &idle->buckets[((me + k) % COWMEM__SHARDS) * BUCKETS + b];
+    if (list_empty(l)) continue;
+    pthread_mutex_lock(&l->lock);
+    for (entry_t* e = l->head; e != NULL; e = e->next) {
+      if (e->key == key) {
+        warm_take_locked(idle, l, e);
+        pthread_mutex_unlock(&l->lock);
+        return e;
+      }
+    }
+    pthread_mutex_unlock(&l->lock);
+  }
+  return NULL;
+}
+
+static entry_t* take_fresh(cowmem__idle_t* idle) {
+  size_t i = atomic_load_explicit(&idle->next_fresh, memory_order_relaxed);
+  while (i < idle->n) {
+    if (atomic_compare_exchange_weak(&idle->next_fresh, &i, i + 1)) {
+      entry_t* e = &idle->entries[i];
+      atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+      return e;
+    }
+  }
+  return NULL;
+}
+
+static entry_t* take_cold(cowmem__idle_t* idle) {
+  if (list_empty(&idle->cold)) return NULL;
+  pthread_mutex_lock(&idle->cold.lock);
+  entry_t* e = idle->cold.head;
+  if (e != NULL) {
+    list_unlink(&idle->cold, e);
+    atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+  }
+  pthread_mutex_unlock(&idle->cold.lock);
+  return e;
+}
+
+entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count) {
+  entry_t* e = take_affine(idle, key);
+  if (count) {
+    if (e != NULL)
+      STAT_ADD(idle, hits, 1);
+    else
+      STAT_ADD(idle, misses, 1);
+  }
+  if (e == NULL && (e = take_fresh(idle)) == NULL) e = take_cold(idle);
+  return e;
+}
+
+/* The tails are compared one lock at a time, so under contention this is
+ * nearly, not exactly, the oldest; a tail that moved meanwhile makes us
+ * look again. */
+entry_t* cowmem__idle_steal(cowmem__idle_t* idle) {
+  for (int attempt = 0; attempt < 4; attempt++) {
+    list_t* best = NULL;
+    uint64_t best_tick = UINT64_MAX;
+    for (size_t i = 0; i < LISTS; i++) {
+      list_t* l = &idle->buckets[i];
+      if (list_empty(l)) continue;
+      pthread_mutex_lock(&l->lock);
+      if (l->tail != NULL && l->tail->tick < best_tick) {
+        best_tick = l->tail->tick;
+        best = l;
+      }
+      pthread_mutex_unlock(&l->lock);
+    }
+    if (best == NULL) return NULL;
+    pthread_mutex_lock(&best->lock);
+    entry_t* e = best->tail;
+    if (e != NULL && e->tick == best_tick) {
+      warm_take_locked(idle, best, e);
+      pthread_mutex_unlock(&best->lock);
+      STAT_ADD(idle, steals, 1);
+      return e;
+    }
+    pthread_mutex_unlock(&best->lock);
+  }
+  return NULL;
+}
+
+void cowmem__idle_sweep(cowmem__idle_t* idle) {
+  uint64_t epoch = atomic_load_explicit(&cowmem__orphan_epoch, memory_order_relaxed);
+  if (atomic_load_explicit(&idle->swept_epoch, memory_order_relaxed) == epoch) return;
+  if (pthread_mutex_trylock(&idle->sweep_lock) != 0) return;
+  atomic_store(&idle->swept_epoch, epoch);
+  for (size_t i = 0; i < LISTS; i++) {
+    list_t* l = &idle->buckets[i];
+    if (list_empty(l)) continue;
+    entry_t* found = NULL;
+    pthread_mutex_lock(&l->lock);
+    for (entry_t *e = l->head, *next; e != NULL; e = next) {
+      next = e->next;
+      if (e->slot.image != NULL && cowmem__image_orphaned(e->slot.image)) {
+        warm_take_locked(idle, l, e);
+        e->next = found;
+        found = e;
+      }
+    }
+    pthread_mutex_unlock(&l->lock);
+    while (found != NULL) { /* the slots hold their references until here */
+      entry_t* e = found;
+      found = e->next;
+      e->next = NULL;
+      cowmem__idle_put_cold(idle, e);
+    }
+  }
+  pthread_mutex_unlock(&idle->sweep_lock);
+}
+
+void cowmem__idle_trim(cowmem__idle_t* idle) {
+  for (size_t i = 0; i < LISTS; i++) {
+    list_t* l = &idle->buckets[i];
+    for (;;) {
+      pthread_mutex_lock(&l->lock);
+      entry_t* e = l->tail;
+      if (e != NULL) warm_take_locked(idle, l, e);
+      pthread_mutex_unlock(&l->lock);
+      if (e == NULL) break;
+      cowmem__idle_put_cold(idle, e);
+    }
+  }
+}
+
+void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out) {
+  int64_t warm = 0;
+  for (int i = 0; i < COWMEM__SHARDS; i++) {
+    idle_stats_t* st = &idle->stats[i];
+    warm += atomic_load(&st->warm);
+    out->affinity_hits += atomic_load(&st->hits);
+    out->affinity_misses += atomic_load(&st->misses);
+    out->steals += atomic_load(&st->steals);
+    out->decommits += atomic_load(&st->decommits);
+    out->failures += atomic_load(&st->failures);
+  }
+  out->warm = warm > 0 ? (uint64_t)warm : 0;
+  out->cold = atomic_load(&idle->cold.n);
+  size_t fresh = atomic_load(&idle->next_fresh);
+  out->never_used = idle->n - (fresh < idle->n ? fresh : idle->n);
+  for (size_t i = 0; i < LISTS; i++) {
+    list_t* l = &idle->buckets[i];
+    if (list_empty(l)) continue;
+    pthread_mutex_lock(&l->lock);
+    for (entry_t* e = l->head; e != NULL; e = e->next) {
+      size_t bytes = 0;
+      if (e->slot.accessible > 0 &&
+          cowmem__os_resident(e->slot.base, e->slot.accessible, &bytes) == 0)
+        out->idle_resident_bytes += bytes;
+    }
+    pthread_mutex_unlock(&l->lock);
+  }
+}

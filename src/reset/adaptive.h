@@ -1,0 +1,33 @@
+/* The ADAPTIVE strategy's interface to the reset module (reset.c): per
+ * image hot sets, learned from the pages instances write. Nothing else
+ * includes this. */
+#ifndef COWMEM_ADAPTIVE_H
+#define COWMEM_ADAPTIVE_H
+
+#include "internal.h"
+
+typedef struct cowmem__adaptive_s cowmem__adaptive_t;
+
+/* resident_budget: bytes a hot set may keep; one reset in sample_every
+ * learns. NULL when out of memory. */
+cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_every);
+void cowmem__adaptive_free(cowmem__adaptive_t* a);
+
+/* Returned when this reset cannot be adaptive (nothing accessible, no view
+ * of the image to copy from, no room for its hot set, the scan failed): the
+ * slot is unchanged and the caller resets it another way. */
+#define COWMEM__ADAPTIVE_DECLINED 1
+
+/* Reset a slot the caller checked is DIRTY: exactly image and zeros
+ * afterwards, with the image's hot pages resident. 0 (READY), DECLINED,
+ * or a negative error (the slot was released to EMPTY or is BROKEN). */
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot);
+
+/* Per-image metrics (zeros for an image never reset here). */
+void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t* image,
+                                    cowmem_pool_image_metrics_t* out);
+/* Sums over images of copied and discarded pages. */
+void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
+                             uint64_t* discarded);
+
+#endif

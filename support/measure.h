@@ -1,0 +1,61 @@
+/* Measurement helpers for the programs that time things (bench/ and the
+ * cowmem command's `bench`): a monotonic clock, sample sets, quantiles and
+ * an iteration scale. Header-only; not part of the library. */
+#ifndef COWMEM_MEASURE_H
+#define COWMEM_MEASURE_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static inline uint64_t bench_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+typedef struct {
+  double* v;
+  size_t n, cap;
+} bench_samples_t;
+
+static inline void bench_add(bench_samples_t* s, double x) {
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 1024;
+    s->v = realloc(s->v, s->cap * sizeof *s->v);
+    if (s->v == NULL) abort();
+  }
+  s->v[s->n++] = x;
+}
+
+static int bench_cmp_(const void* a, const void* b) {
+  double x = *(const double*)a, y = *(const double*)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Quantile q in [0,1] (sorts the samples). */
+static inline double bench_quantile(bench_samples_t* s, double q) {
+  if (s->n == 0) return 0;
+  qsort(s->v, s->n, sizeof *s->v, bench_cmp_);
+  size_t i = (size_t)(q * (double)(s->n - 1) + 0.5);
+  return s->v[i];
+}
+
+static inline void bench_reset(bench_samples_t* s) {
+  s->n = 0;
+}
+static inline void bench_free(bench_samples_t* s) {
+  free(s->v);
+  memset(s, 0, sizeof *s);
+}
+
+/* Iterations from the environment (COWMEM_BENCH_SCALE multiplies them). */
+static inline size_t bench_iters(size_t n) {
+  const char* e = getenv("COWMEM_BENCH_SCALE");
+  double k = e ? atof(e) : 1.0;
+  size_t r = (size_t)((double)n * (k > 0 ? k : 1.0));
+  return r ? r : 1;
+}
+
+#endif

@@ -102,7 +102,7 @@ static void bench_module(const char* name, const uint8_t* bytes, size_t len) {
   for (uint32_t k = 0; k < cowmem_module_memory_count(m); k++) {
     cowmem_image_t* img;
     cowmem_image_info_t ii;
-    if ((img = cowmem_image_retain(cowmem_module_image(m, k, NULL)), 0) == 0 && img) {
+    if ((img = cowmem_image_retain(cowmem_module_image(m, k, NULL))) != NULL) {
       cowmem_image_info(img, &ii);
       img_len += ii.len;
       img_pages += ii.data_pages;

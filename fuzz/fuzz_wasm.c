@@ -43,7 +43,7 @@ static void exercise(cowmem_module_t* m) {
     cowmem_image_t* img;
     cowmem_diag_t why;
     cowmem_module_memory_info(m, k, &mi);
-    if ((img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0) != 0) __builtin_trap();
+    img = cowmem_image_retain(cowmem_module_image(m, k, &why));
     if (img && why.noimage != COWMEM_NOIMAGE_NONE) __builtin_trap();
     cowmem_image_release(img);
     md[k].pages = mi.min_pages, md[k].max_pages = mi.max_pages;

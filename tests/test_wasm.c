@@ -142,7 +142,7 @@ TEST_IMPL(leb_errors) {
   ASSERT_UEQ(s.offset, 0xffffffffu);
   cowmem_diag_t why;
   cowmem_image_t* img;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_NULL(img);
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
   cowmem_module_free(m);
@@ -321,7 +321,7 @@ TEST_IMPL(overlapping_segments) {
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
   cowmem_diag_t why;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NONE);
   ASSERT_NOT_NULL(img);
   uint8_t mem[65536], want[65536];
@@ -392,7 +392,7 @@ TEST_IMPL(per_memory_decisions) {
   for (uint32_t k = 0; k < 4; k++) {
     cowmem_image_t* img;
     cowmem_diag_t why;
-    ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0));
+    img = cowmem_image_retain(cowmem_module_image(m, k, &why));
     ASSERT_EQ(why.noimage, want[k]);
     ASSERT_EQ(img != NULL, k == 1);
     ASSERT_EQ(why.reason[0] != 0, k != 1);
@@ -474,7 +474,7 @@ TEST_IMPL(memory64) {
   ASSERT_UEQ(mi.min_pages, 0x20001);
   cowmem_image_t* img;
   cowmem_diag_t why;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_NOT_NULL(img);
   cowmem_image_info_t ii;
   ASSERT_OK(cowmem_image_info(img, &ii));
@@ -518,7 +518,7 @@ TEST_IMPL(defined_global_offset) {
   ASSERT_EQ(s.offset_kind, COWMEM_OFFSET_CONST);
   ASSERT_EQ(s.offset, 32);
   cowmem_image_t* img;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, NULL)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, NULL));
   char c;
   ASSERT_OK(cowmem_image_read(img, 32, &c, 1));
   ASSERT_EQ(c, 'a');
@@ -542,7 +542,7 @@ TEST_IMPL(borrow_and_no_images) {
   ASSERT_FALSE(s.covered_by_image);
   cowmem_image_t* img;
   cowmem_diag_t why;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_NULL(img);
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NOT_BUILT);
   cowmem_module_free(m);
@@ -569,7 +569,7 @@ TEST_IMPL(many_unsorted_segments) {
   cowmem_module_t* m;
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, NULL)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, NULL));
   static uint8_t got[131072];
   ASSERT_OK(cowmem_image_read(img, 0, got, sizeof got));
   for (int i = 0; i < 131072; i++)
@@ -597,7 +597,7 @@ TEST_IMPL(passive_and_empty) {
   ASSERT_FALSE(s.covered_by_image);
   cowmem_image_t* img;
   cowmem_diag_t why;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NONE);
   if (img) {
     cowmem_image_info_t ii;
@@ -614,7 +614,7 @@ TEST_IMPL(passive_and_empty) {
   seg_const(&P, 0, false, 65537, "", 0);
   section(&B, 11, &P);
   ASSERT_OK(parse(&B, 0, &m, NULL));
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_OUT_OF_BOUNDS);
   ASSERT_ERR(cowmem_module_instantiate_check(m, NULL, 0, NULL, 0, NULL),
              COWMEM_EOOB);
@@ -674,7 +674,7 @@ TEST_IMPL(too_sparse) {
   ASSERT_OK(parse(&B, 0, &m, NULL));
   cowmem_image_t* img;
   cowmem_diag_t why;
-  ASSERT_OK((img = cowmem_image_retain(cowmem_module_image(m, 0, &why)), 0));
+  img = cowmem_image_retain(cowmem_module_image(m, 0, &why));
   ASSERT_NULL(img);
   ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_TOO_SPARSE);
   ASSERT_STR_EQ(why.reason,

@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
         cowmem_diag_t why;
         cowmem_image_t* img;
         cowmem_module_memory_info(m, k, &mi);
-        (img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0);
+        img = cowmem_image_retain(cowmem_module_image(m, k, &why));
         size[k] = k < im ? mdesc[k].pages * 65536 : mi.min_pages * 65536;
         views[k].size = size[k];
         if (k < im && init[k] && size[k] <= DUMP_MAX) {
@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     cowmem_diag_t why;
     cowmem_image_t* img;
     cowmem_module_memory_info(m, k, &mi);
-    (img = cowmem_image_retain(cowmem_module_image(m, k, &why)), 0);
+    img = cowmem_image_retain(cowmem_module_image(m, k, &why));
     const char* text = why.reason;
     printf("%s{\"imported\":%s,\"min\":%" PRIu64 ",\"max\":%" PRId64
            ",\"mem64\":%s,\"why\":%d,\"image\":%s,\"module\":",

@@ -219,7 +219,7 @@ static int open_cwimg(ctx_t* c, const char* path) {
     uint64_t t0 = bench_now_ns();
     e = cowmem_imgfile_open(fd, hash, 0, &f, NULL);
     uint64_t t1 = bench_now_ns();
-    if (e == 0 && it == 0) (c->file_image = cowmem_image_retain(cowmem_imgfile_image(f, c->mem, NULL)), 0);
+    if (e == 0 && it == 0) c->file_image = cowmem_image_retain(cowmem_imgfile_image(f, c->mem, NULL));
     cowmem_imgfile_free(f);
     if (it >= 20) bench_add(&c->open_ns, (double)(t1 - t0));
   }
@@ -230,7 +230,7 @@ static int open_cwimg(ctx_t* c, const char* path) {
 }
 
 static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
-  c->m = tool_load_module(path);
+  c->m = tool_load_module(path, 0);
   if (!c->m) return EXIT_RUNTIME;
   uint32_t n = cowmem_module_memory_count(c->m);
   cowmem_memory_info_t mi;
@@ -253,7 +253,7 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
                      (unsigned long long)mi.min_pages);
   c->size = (size_t)mi.min_pages * 65536;
   cowmem_diag_t why;
-  (c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why)), 0);
+  c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why));
   uint32_t nseg = cowmem_module_segment_count(c->m);
   c->segs = calloc(nseg ? nseg : 1, sizeof *c->segs);
   if (!c->segs) return tool_fail(path, "out of memory");

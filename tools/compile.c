@@ -21,15 +21,19 @@ static void help(FILE* f) {
              "file that processes have open is never changed under them.\n"
              "\n"
              "Options:\n"
-             "  -o FILE   output image file (required)\n"
-             "  --help    this text\n");
+             "  -o FILE          output image file (required)\n"
+             TOOL_FRESH_HELP
+             "                   (the file marks them fresh; strip with the same\n"
+             "                   option)\n"
+             "  --help           this text\n");
 }
 
 int cmd_compile(int argc, char** argv) {
   const char *in, *out;
-  int args = tool_args_in_out(argc, argv, help, &in, &out);
+  unsigned flags;
+  int args = tool_args_in_out(argc, argv, help, &in, &out, &flags);
   if (args >= 0) return args;
-  cowmem_module_t* m = tool_load_module(in);
+  cowmem_module_t* m = tool_load_module(in, flags);
   if (!m) return EXIT_RUNTIME;
   char tmp[PATH_MAX];
   int rc = EXIT_OK;
@@ -53,7 +57,7 @@ int cmd_compile(int argc, char** argv) {
   for (uint32_t i = 0; i < cowmem_module_memory_count(m); i++) {
     cowmem_image_t* img = NULL;
     cowmem_image_info_t ii;
-    if ((img = cowmem_image_retain(cowmem_module_image(m, i, NULL)), 0) == 0 && img &&
+    if ((img = cowmem_image_retain(cowmem_module_image(m, i, NULL))) != NULL &&
         cowmem_image_info(img, &ii) == 0) {
       image_bytes += ii.len;
       images++;

@@ -30,6 +30,11 @@ static void help(FILE* f) {
              "                      0x hex, floats for f32/f64. Imported globals\n"
              "                      not given are 0.\n"
              "  --module M.wasm     the module an image file was compiled from\n"
+             "  --fresh-imports     an imported memory is a fresh one of its\n"
+             "                      declared minimum, all zeros, before the\n"
+             "                      module's segments (a new WebAssembly.Memory\n"
+             "                      per instance); without it imported memories\n"
+             "                      are refused. Image files record it.\n"
              "  -o FILE             output (required)\n"
              "  --help              this text\n");
 }
@@ -146,6 +151,7 @@ static int write_sparse(const char* path, const uint8_t* mem, uint64_t size) {
 int cmd_dump(int argc, char** argv) {
   const char *in = NULL, *out = NULL, *modpath = NULL;
   uint64_t memidx = 0;
+  unsigned flags = 0;
   gopt_t* globals = calloc((size_t)argc, sizeof *globals);
   int ng = 0, rc = EXIT_OK;
   if (!globals) return tool_fail("cowmem", "out of memory");
@@ -173,6 +179,8 @@ int cmd_dump(int argc, char** argv) {
         globals[ng].name = strndup(v, (size_t)(eq - v));
         globals[ng++].value = eq + 1;
       }
+    } else if (strcmp(argv[i], TOOL_FRESH_OPT) == 0) {
+      flags |= COWMEM_MODULE_FRESH_IMPORTS;
     } else if (argv[i][0] == '-' && argv[i][1] != 0) {
       rc = tool_usage("unknown option '%s'", argv[i]);
     } else if (in) {
@@ -203,7 +211,7 @@ int cmd_dump(int argc, char** argv) {
   if (rc == EXIT_OK && kind == FILE_WASM && modpath)
     rc = tool_usage("--module is for image files");
   if (rc == EXIT_OK && (kind == FILE_WASM || modpath)) {
-    m = tool_load_module(kind == FILE_WASM ? in : modpath);
+    m = tool_load_module(kind == FILE_WASM ? in : modpath, flags);
     if (!m) rc = EXIT_RUNTIME;
   }
   if (rc == EXIT_OK && kind == FILE_CWIMG) {
@@ -219,10 +227,11 @@ int cmd_dump(int argc, char** argv) {
     if (cowmem_module_memory_info(m, (uint32_t)memidx, &mi) != 0)
       rc = tool_fail(in, "no memory %llu (the module has %u)", (unsigned long long)memidx,
                      cowmem_module_memory_count(m));
-    else if (mi.imported)
+    else if (mi.imported && !mi.fresh)
       rc = tool_fail(in,
                      "memory %llu is imported: its contents are the "
-                     "importer's",
+                     "importer's (--fresh-imports: a fresh memory of the "
+                     "declared limits)",
                      (unsigned long long)memidx);
     min_pages = mi.min_pages;
   }
@@ -238,10 +247,10 @@ int cmd_dump(int argc, char** argv) {
     }
     if (!found)
       rc = tool_fail(in, "no memory %llu in the image file", (unsigned long long)memidx);
-    else if (fm.imported)
+    else if (fm.imported && !fm.fresh)
       rc = tool_fail(in,
                      "memory %llu is imported: its contents are the "
-                     "importer's",
+                     "importer's (compile with --fresh-imports for its image)",
                      (unsigned long long)memidx);
     else if (fm.segments_left > 0 && !m)
       rc = tool_fail(in,
@@ -250,9 +259,9 @@ int cmd_dump(int argc, char** argv) {
                      (unsigned long long)memidx, fm.segments_left);
     min_pages = fm.min_pages;
     left = fm.segments_left;
-    if (rc == EXIT_OK) (img = cowmem_image_retain(cowmem_imgfile_image(f, (uint32_t)memidx, NULL)), 0);
+    if (rc == EXIT_OK) img = cowmem_image_retain(cowmem_imgfile_image(f, (uint32_t)memidx, NULL));
   } else if (rc == EXIT_OK && m) {
-    (img = cowmem_image_retain(cowmem_module_image(m, (uint32_t)memidx, NULL)), 0);
+    img = cowmem_image_retain(cowmem_module_image(m, (uint32_t)memidx, NULL));
     left = 1; /* apply_segments decides */
   }
   uint64_t size = min_pages * 65536;

@@ -21,6 +21,8 @@ static void help(FILE* f) {
              "  --segments  list every segment (default: the first 16)\n"
              "  --module M  (image files) check that the file was compiled from\n"
              "              module M: exit 1 if not\n"
+             "  --fresh-imports  (modules) as `cowmem compile --fresh-imports`:\n"
+             "              imported memories get images like defined ones\n"
              "  --help      this text\n");
 }
 
@@ -83,16 +85,18 @@ static const char* why_name(cowmem_noimage_t why) {
 typedef struct {
   bool json, all_segments;
   const char* module;
+  unsigned flags; /* module parse flags: --fresh-imports */
 } opts_t;
 
-static void print_limits(FILE* o, bool json, uint32_t idx, bool imported, bool m64,
+/* imported: 0 defined, 1 imported, 2 imported fresh (--fresh-imports). */
+static void print_limits(FILE* o, bool json, uint32_t idx, int imported, bool m64,
                          bool shared, bool has_max, uint64_t min, uint64_t max) {
   if (json) {
     fprintf(o,
-            "\"index\": %u, \"imported\": %s, \"memory64\": %s, \"shared\": "
-            "%s, \"min_pages\": %llu, \"max_pages\": ",
-            idx, imported ? "true" : "false", m64 ? "true" : "false",
-            shared ? "true" : "false", (unsigned long long)min);
+            "\"index\": %u, \"imported\": %s, \"fresh\": %s, \"memory64\": %s, "
+            "\"shared\": %s, \"min_pages\": %llu, \"max_pages\": ",
+            idx, imported ? "true" : "false", imported == 2 ? "true" : "false",
+            m64 ? "true" : "false", shared ? "true" : "false", (unsigned long long)min);
     if (has_max)
       fprintf(o, "%llu", (unsigned long long)max);
     else
@@ -100,7 +104,7 @@ static void print_limits(FILE* o, bool json, uint32_t idx, bool imported, bool m
     return;
   }
   fprintf(o, "memory %u: %s%s%s, %llu pages initial, ", idx,
-          imported ? "imported" : "defined", m64 ? ", memory64" : "",
+          imported == 2 ? "imported fresh" : imported ? "imported" : "defined", m64 ? ", memory64" : "",
           shared ? ", shared" : "", (unsigned long long)min);
   if (has_max)
     fprintf(o, "%llu max", (unsigned long long)max);
@@ -136,7 +140,7 @@ static void print_layout(FILE* o, bool json, const layout_t* l,
 }
 
 static int inspect_module(const char* path, const opts_t* op) {
-  cowmem_module_t* m = tool_load_module(path);
+  cowmem_module_t* m = tool_load_module(path, op->flags);
   if (!m) return EXIT_RUNTIME;
   FILE* o = stdout;
   size_t len = 0;
@@ -174,7 +178,7 @@ static int inspect_module(const char* path, const opts_t* op) {
     }
     cowmem_image_t* img = NULL;
     cowmem_diag_t why;
-    (img = cowmem_image_retain(cowmem_module_image(m, i, &why)), 0);
+    img = cowmem_image_retain(cowmem_module_image(m, i, &why));
     layout_t l;
     int r = image_layout(img, &l);
     cowmem_image_release(img);
@@ -185,7 +189,7 @@ static int inspect_module(const char* path, const opts_t* op) {
     const char* whyt = why.reason;
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
-      print_limits(o, true, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
+      print_limits(o, true, i, mi.imported + mi.fresh, mi.memory64, mi.shared, mi.has_max,
                    mi.min_pages, mi.max_pages);
       fprintf(o,
               ", \"exports\": %u, \"active_segments\": %u, "
@@ -200,7 +204,7 @@ static int inspect_module(const char* path, const opts_t* op) {
       fprintf(o, "}");
       continue;
     }
-    print_limits(o, false, i, mi.imported, mi.memory64, mi.shared, mi.has_max,
+    print_limits(o, false, i, mi.imported + mi.fresh, mi.memory64, mi.shared, mi.has_max,
                  mi.min_pages, mi.max_pages);
     if (mi.imported)
       fprintf(o, ", from \"%.*s\" \"%.*s\"", (int)mi.import_module_len, mi.import_module,
@@ -253,7 +257,7 @@ static int inspect_module(const char* path, const opts_t* op) {
 
 static int inspect_imgfile(const char* path, const opts_t* op) {
   cowmem_module_t* m = NULL;
-  if (op->module && !(m = tool_load_module(op->module))) return EXIT_RUNTIME;
+  if (op->module && !(m = tool_load_module(op->module, op->flags))) return EXIT_RUNTIME;
   cowmem_imgfile_t* f = tool_open_imgfile(path, m);
   cowmem_module_free(m);
   if (!f) return EXIT_RUNTIME;
@@ -294,7 +298,7 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
     }
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
-      print_limits(o, true, fm.index, fm.imported, fm.memory64, fm.shared, fm.has_max,
+      print_limits(o, true, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared, fm.has_max,
                    fm.min_pages, fm.max_pages);
       fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ", fm.segments_left,
               (unsigned long long)fm.data_pages);
@@ -307,7 +311,7 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
       fprintf(o, "}");
       continue;
     }
-    print_limits(o, false, fm.index, fm.imported, fm.memory64, fm.shared, fm.has_max,
+    print_limits(o, false, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared, fm.has_max,
                  fm.min_pages, fm.max_pages);
     fprintf(o, "\n  segments left for instantiation: %u\n", fm.segments_left);
     if (fm.noimage != COWMEM_NOIMAGE_NONE)
@@ -335,6 +339,8 @@ int cmd_inspect(int argc, char** argv) {
       if (!op.module) return tool_usage("--module needs a file name");
     } else if (strcmp(argv[i], "--segments") == 0) {
       op.all_segments = true;
+    } else if (strcmp(argv[i], TOOL_FRESH_OPT) == 0) {
+      op.flags |= COWMEM_MODULE_FRESH_IMPORTS;
     } else if (argv[i][0] == '-' && argv[i][1] != 0) {
       return tool_usage("unknown option '%s'", argv[i]);
     } else if (in) {

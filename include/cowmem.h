@@ -620,8 +620,9 @@ COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
  * with constant offsets applied in module order onto zeros. A memory gets
  * no image when a segment's offset comes from an imported global, a segment
  * ends beyond the memory's initial size (instantiation traps), the memory
- * is imported, or its data spans more than COWMEM_MODULE_IMAGE_SPAN_MAX
- * bytes. Such memories use the segmented fallback: cowmem_module_apply_*.
+ * is imported (unless COWMEM_MODULE_FRESH_IMPORTS: see there), or its data
+ * spans more than COWMEM_MODULE_IMAGE_SPAN_MAX bytes. Such memories use
+ * the segmented fallback: cowmem_module_apply_*.
  *
  * A module is immutable once parsed: every function below may be called
  * from any thread at once on the same module; cowmem_module_free must not
@@ -649,7 +650,21 @@ typedef enum {
    * of the parse time of a large module goes to touching every body). */
   COWMEM_MODULE_CHECK_BODIES = 0x40,
   /* Tags (exception handling: section 13, import/export kind 4) malformed. */
-  COWMEM_MODULE_NO_EXCEPTIONS = 0x80
+  COWMEM_MODULE_NO_EXCEPTIONS = 0x80,
+  /* The host promises that every instance imports, for each imported
+   * memory, a FRESH memory: created for that instance, all zeros, exactly
+   * min_pages long, of the declared kind (what emscripten's
+   * -sIMPORTED_MEMORY output and pthread builds expect of their loader).
+   * Its initial contents are then as static as a defined memory's, so it
+   * gets an image by the same rules (constant offsets; a segment offset
+   * from an imported global still means no image) and its segments are
+   * covered_by_image (strip drops them). Without the flag an imported
+   * memory has no image (COWMEM_NOIMAGE_IMPORTED): its contents are the
+   * importer's. A host that breaks the promise (a memory shared between
+   * instances, or one larger or already written) and runs a stripped
+   * module gets wrong contents, as with any stripped module on memory not
+   * from cowmem. */
+  COWMEM_MODULE_FRESH_IMPORTS = 0x100
 } cowmem_module_flag_t;
 
 /* Largest span (first to last non-empty segment byte) an image is built for;
@@ -755,6 +770,9 @@ typedef struct cowmem_global_info_s {
   size_t import_module_len;
   const char* import_name;
   size_t import_name_len;
+  bool fresh; /* imported, and parsed with COWMEM_MODULE_FRESH_IMPORTS: the
+                 host gives each instance a fresh zeroed memory of
+                 min_pages, so it has an image like a defined memory */
 } cowmem_global_info_t;
 
 COWMEM_API uint32_t cowmem_module_global_count(const cowmem_module_t* m);
@@ -997,15 +1015,17 @@ COWMEM_API int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]);
  * snapshot: it opens only without a module or with the zero hash). Image
  * end must lie within min_pages. Errors: EINVAL (NULL, n, order, an image
  * beyond its memory's initial size, an image and noimage != NONE, an imported
- * memory with an image), ENOMEM, and the errors of write/ftruncate (the
- * file is then incomplete: remove it). */
+ * memory with an image unless `fresh`, `fresh` on a defined memory),
+ * ENOMEM, and the errors of write/ftruncate (the file is then incomplete:
+ * remove it). */
 COWMEM_API int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems,
                                     uint32_t n, const uint8_t module_hash[32]);
 
 /* Write the image file of a parsed module: every memory in index order,
- * with its image (cowmem_module_memory_image) and the module's hash.
- * Errors: as cowmem_imgfile_write; EINVAL if the module was parsed with
- * COWMEM_MODULE_NO_IMAGES. */
+ * with its image (cowmem_module_memory_image) and the module's hash;
+ * imported memories are marked fresh when the module was parsed with
+ * COWMEM_MODULE_FRESH_IMPORTS. Errors: as cowmem_imgfile_write; EINVAL if
+ * the module was parsed with COWMEM_MODULE_NO_IMAGES. */
 COWMEM_API int cowmem_module_compile(const cowmem_module_t* m, int fd);
 
 /* Snapshot the slot (as cowmem_snapshot) and write it to fd as an image
@@ -1017,6 +1037,11 @@ COWMEM_API int cowmem_module_compile(const cowmem_module_t* m, int fd);
  * maximum. The snapshot must end within desc->min_pages. module_hash is
  * recorded (NULL: the file belongs to no module and opens only with a NULL
  * hash). Errors: those of cowmem_snapshot and cowmem_imgfile_write. */
+  bool fresh; /* in: imported, and the module was compiled with
+                 COWMEM_MODULE_FRESH_IMPORTS (the host gives each instance a
+                 fresh zeroed memory of min_pages): only such an imported
+                 memory may have an image. Descriptor flag 0x10; files
+                 without it read as before. */
 COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
                                              const cowmem_imgfile_memory_t* desc,
                                              const uint8_t module_hash[32]);
@@ -1025,9 +1050,11 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
  * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
  * hash, descriptor table within the header, every image range
  * page-aligned, inside the file, in order and not overlapping, every
- * image inside its memory's initial size (EBADIMG for all of these,
- * truncated files included). With module_hash (cowmem_module_hash of the
- * module the caller will instantiate; NULL: no check), the file must have
+ * image inside its memory's initial size, an image for an imported memory
+ * only if it is marked fresh, fresh only on an imported memory (EBADIMG
+ * for all of these, truncated files included). With module_hash
+ * (cowmem_module_hash of the module the caller will instantiate; NULL: no
+ * check), the file must have
  * been compiled from exactly those bytes (EMISMATCH). fd is dup'ed per
  * image: the caller keeps and closes its own. On error *diag (if not NULL)
  * says why, diag->offset being a byte offset in the file; it is zeroed on

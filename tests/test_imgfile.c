@@ -359,6 +359,108 @@ TEST_IMPL(write_from_images) {
   return 0;
 }
 
+/* An imported memory compiled with COWMEM_MODULE_FRESH_IMPORTS: its image
+ * goes into the file, marked fresh; the writer refuses an imported image
+ * without the mark and the mark on a defined memory, and so does the
+ * opener for a header that says so (hash recomputed, so only the rule
+ * rejects it). */
+static size_t fresh_module(uint8_t* b) {
+  static const uint8_t mod[] = {
+      0, 'a', 's', 'm', 1, 0, 0, 0,
+      /* import "e" "m" (memory 2) */
+      2, 8, 1, 1, 'e', 1, 'm', 2, 0, 2,
+      /* data: i32.const 70000 "hi" */
+      11, 10, 1, 0, 0x41, 0xf0, 0xa2, 0x04, 0x0b, 2, 'h', 'i'};
+  memcpy(b, mod, sizeof mod);
+  return sizeof mod;
+}
+
+static void rehash(uint8_t* b, size_t hdr_len) {
+  memset(b + 64, 0, 32);
+  uint8_t h[32];
+  cowmem_sha256(b, hdr_len, h);
+  memcpy(b + 64, h, 32);
+}
+
+TEST_IMPL(fresh_import) {
+  uint8_t wasm[64];
+  size_t wn = fresh_module(wasm);
+  cowmem_module_t *m = NULL, *plain = NULL;
+  ASSERT_OK(cowmem_module_parse(wasm, wn, COWMEM_MODULE_FRESH_IMPORTS, &m, NULL));
+  ASSERT_OK(cowmem_module_parse(wasm, wn, 0, &plain, NULL));
+  char path[256];
+  int fd = tmp_file(path, sizeof path);
+  ASSERT_GE(fd, 0);
+  ASSERT_OK(cowmem_module_compile(m, fd));
+  uint8_t mh[32];
+  ASSERT_OK(cowmem_module_hash(m, mh));
+  cowmem_imgfile_t* f = NULL;
+  cowmem_diag_t d;
+  ASSERT_OK(cowmem_imgfile_open(fd, mh, 0, &f, &d));
+  cowmem_imgfile_memory_t fm;
+  ASSERT_OK(cowmem_imgfile_memory(f, 0, &fm));
+  ASSERT_TRUE(fm.imported);
+  ASSERT_TRUE(fm.fresh);
+  ASSERT_EQ(fm.segments_left, 0);
+  ASSERT_NOT_NULL(fm.image);
+  CHECK(same_memory(cowmem_module_image(m, 0, NULL), fm.image, 2 * 65536));
+  uint8_t hi[2];
+  ASSERT_OK(cowmem_image_read(fm.image, 70000, hi, 2));
+  ASSERT_EQ(memcmp(hi, "hi", 2), 0);
+  cowmem_imgfile_free(f);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  size_t n = (size_t)st.st_size;
+  uint8_t* b = malloc(n);
+  ASSERT_NOT_NULL(b);
+  ASSERT_EQ(pread(fd, b, n, 0), (ssize_t)n);
+  close(fd);
+  /* Without the flag: no image, not fresh, the segment left. */
+  fd = tmp_file(path, sizeof path);
+  ASSERT_GE(fd, 0);
+  ASSERT_OK(cowmem_module_compile(plain, fd));
+  ASSERT_OK(cowmem_imgfile_open(fd, mh, 0, &f, &d));
+  ASSERT_OK(cowmem_imgfile_memory(f, 0, &fm));
+  ASSERT_FALSE(fm.fresh);
+  ASSERT_NULL(fm.image);
+  ASSERT_EQ(fm.noimage, COWMEM_NOIMAGE_IMPORTED);
+  ASSERT_EQ(fm.segments_left, 1);
+  cowmem_imgfile_free(f);
+  /* The writer's rules. */
+  cowmem_imgfile_memory_t w = {0};
+  w.index = 0;
+  w.imported = true;
+  w.min_pages = 2;
+  w.image = cowmem_module_image(m, 0, NULL);
+  ASSERT_ERR(cowmem_imgfile_write(fd, &w, 1, NULL), COWMEM_EINVAL);
+  w.imported = false;
+  w.fresh = true;
+  ASSERT_ERR(cowmem_imgfile_write(fd, &w, 1, NULL), COWMEM_EINVAL);
+  w.image = NULL;
+  ASSERT_ERR(cowmem_imgfile_write(fd, &w, 1, NULL), COWMEM_EINVAL);
+  w.imported = true;
+  ASSERT_OK(cowmem_imgfile_write(fd, &w, 1, NULL));
+  close(fd);
+  /* The opener's: descriptor 0's flags at byte 96 + 4. */
+  size_t hdr = 96 + 80;
+  ASSERT_OK(open_bytes(b, n, m, &d));
+  b[100] &= (uint8_t)~0x10; /* image, imported, not fresh */
+  rehash(b, hdr);
+  ASSERT_EQ(open_bytes(b, n, m, &d), COWMEM_EBADIMG);
+  ASSERT_TRUE(strstr(d.reason, "cannot have one") != NULL);
+  b[100] = (b[100] & (uint8_t)~0x01) | 0x10; /* fresh, not imported */
+  rehash(b, hdr);
+  ASSERT_EQ(open_bytes(b, n, m, &d), COWMEM_EBADIMG);
+  ASSERT_TRUE(strstr(d.reason, "fresh but not imported") != NULL);
+  b[100] |= 0x20; /* a bit nobody defines */
+  rehash(b, hdr);
+  ASSERT_EQ(open_bytes(b, n, m, &d), COWMEM_EBADIMG);
+  free(b);
+  cowmem_module_free(plain);
+  cowmem_module_free(m);
+  return 0;
+}
+
 /* Opening costs the same for any image size: it reads the header only.
  * Printed, not asserted (timing varies with the machine's load). */
 TEST_IMPL(open_time) {
@@ -406,4 +508,4 @@ TEST_MAIN(TEST_ENTRY(sha256_vectors) TEST_ENTRY(roundtrip_sparse)
               TEST_ENTRY(roundtrip_demo) TEST_ENTRY(truncated_every_length)
                   TEST_ENTRY(corrupt_every_header_byte)
                       TEST_ENTRY(version_pagesize_module)
-                          TEST_ENTRY(write_from_images) TEST_ENTRY(open_time))
+                          TEST_ENTRY(write_from_images) TEST_ENTRY(fresh_import) TEST_ENTRY(open_time))

@@ -456,6 +456,90 @@ TEST_IMPL(per_memory_decisions) {
   return 0;
 }
 
+/* COWMEM_MODULE_FRESH_IMPORTS: the imported memory 0 of decisions_module
+ * gets an image like a defined one (its segment covered), the other
+ * memories decide as before; strip then drops its segment too. */
+TEST_IMPL(fresh_imports) {
+  decisions_module(&B);
+  cowmem_module_t* m;
+  cowmem_diag_t d;
+  ASSERT_OK(parse(&B, COWMEM_MODULE_FRESH_IMPORTS, &m, &d));
+  const cowmem_noimage_t want[] = {COWMEM_NOIMAGE_NONE, COWMEM_NOIMAGE_NONE,
+                                   COWMEM_NOIMAGE_GLOBAL_OFFSET,
+                                   COWMEM_NOIMAGE_OUT_OF_BOUNDS};
+  for (uint32_t k = 0; k < 4; k++) {
+    cowmem_diag_t why;
+    cowmem_image_t* img = cowmem_module_image(m, k, &why);
+    ASSERT_EQ(why.noimage, want[k]);
+    ASSERT_EQ(img != NULL, k <= 1);
+    cowmem_memory_info_t mi;
+    ASSERT_OK(cowmem_module_memory_info(m, k, &mi));
+    ASSERT_EQ(mi.fresh, k == 0);
+  }
+  uint8_t byte = 0;
+  ASSERT_OK(cowmem_image_read(cowmem_module_image(m, 0, NULL), 7, &byte, 1));
+  ASSERT_EQ(byte, 'i');
+  cowmem_segment_info_t s;
+  ASSERT_OK(cowmem_module_segment_info(m, 3, &s));
+  ASSERT_TRUE(s.covered_by_image);
+  ASSERT_OK(cowmem_module_segment_info(m, 1, &s));
+  ASSERT_FALSE(s.covered_by_image);
+  /* Skipping covered segments writes nothing into the imported memory. */
+  static uint8_t mem0[65536];
+  memset(mem0, 0, sizeof mem0);
+  cowmem_global_value_t g = {COWMEM_TYPE_I32, false, 100};
+  ASSERT_OK(cowmem_module_apply(m, 0, &(cowmem_memory_view_t){mem0, 65536}, 1, &g, 1,
+                                COWMEM_APPLY_SKIP_COVERED, &d));
+  ASSERT_EQ(mem0[7], 0);
+  /* Strip: segments 0, 3 and 4 (memories 0 and 1) become empty passive. */
+  uint8_t* out = NULL;
+  size_t out_len = 0;
+  uint32_t nstripped = 0;
+  ASSERT_OK(cowmem_module_strip(m, &out, &out_len, &nstripped));
+  ASSERT_EQ(nstripped, 3);
+  cowmem_module_t* sm;
+  ASSERT_OK(cowmem_module_parse(out, out_len, COWMEM_MODULE_FRESH_IMPORTS, &sm, &d));
+  cowmem_memory_info_t mi;
+  ASSERT_OK(cowmem_module_memory_info(sm, 0, &mi));
+  ASSERT_EQ(mi.active_segments, 0);
+  ASSERT_NULL(cowmem_module_image(sm, 0, NULL));
+  cowmem_module_free(sm);
+  free(out);
+  cowmem_module_free(m);
+  /* Without the flag, unchanged; with NO_IMAGES, not built for it either. */
+  ASSERT_OK(parse(&B, 0, &m, &d));
+  ASSERT_OK(cowmem_module_memory_info(m, 0, &mi));
+  ASSERT_FALSE(mi.fresh);
+  cowmem_diag_t why;
+  ASSERT_NULL(cowmem_module_image(m, 0, &why));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_IMPORTED);
+  cowmem_module_free(m);
+  ASSERT_OK(parse(&B, COWMEM_MODULE_FRESH_IMPORTS | COWMEM_MODULE_NO_IMAGES, &m, &d));
+  ASSERT_NULL(cowmem_module_image(m, 0, &why));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NOT_BUILT);
+  cowmem_module_free(m);
+  /* An imported memory whose segment's offset is an imported global: no
+   * image even when fresh. Imports: memory "a" "m" (min 1), global "a" "g"
+   * i32; one segment at global.get 0. */
+  header(&B);
+  P.n = 0;
+  eu(&P, 2);
+  eraw(&P, "\x01\x61\x01\x6d\x02\x00\x01", 7);
+  eraw(&P, "\x01\x61\x01\x67\x03\x7f\x00", 7);
+  section(&B, 2, &P);
+  P.n = 0;
+  eu(&P, 1);
+  eraw(&P, "\x00\x23\x00\x0b\x01\x67", 6);
+  section(&B, 11, &P);
+  ASSERT_OK(parse(&B, COWMEM_MODULE_FRESH_IMPORTS, &m, &d));
+  ASSERT_NULL(cowmem_module_image(m, 0, &why));
+  ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_GLOBAL_OFFSET);
+  ASSERT_OK(cowmem_module_segment_info(m, 0, &s));
+  ASSERT_FALSE(s.covered_by_image);
+  cowmem_module_free(m);
+  return 0;
+}
+
 TEST_IMPL(memory64) {
   /* memory64 with min 0x20001 pages (8 GiB + 64 KiB) and a segment at
    * 8 GiB: the image sits at its offset, small. */
@@ -719,7 +803,7 @@ TEST_MAIN(TEST_ENTRY(header_errors) TEST_ENTRY(leb_errors)
               TEST_ENTRY(section_errors) TEST_ENTRY(validation_errors)
                   TEST_ENTRY(truncation_every_byte)
                       TEST_ENTRY(overlapping_segments)
-                          TEST_ENTRY(per_memory_decisions)
+                          TEST_ENTRY(per_memory_decisions) TEST_ENTRY(fresh_imports)
                               TEST_ENTRY(memory64)
                                   TEST_ENTRY(defined_global_offset)
                                       TEST_ENTRY(borrow_and_no_images)

@@ -21,11 +21,12 @@ static void help(FILE* f) {
              "file that processes have open is never changed under them.\n"
              "\n"
              "Options:\n"
-             "  -o FILE          output image file (required)\n"
-             TOOL_FRESH_HELP
-             "                   (the file marks them fresh; strip with the same\n"
-             "                   option)\n"
-             "  --help           this text\n");
+             "  -o FILE          output image file (required)\n");
+  fputs(TOOL_FRESH_HELP
+        "                   (the file marks them fresh; strip with the same\n"
+        "                   option)\n"
+        "  --help           this text\n",
+        f);
 }
 
 int cmd_compile(int argc, char** argv) {

@@ -36,6 +36,9 @@ static void help(FILE* f) {
     fprintf(f, "  %-8s %s\n", k_cmds[i].name, k_cmds[i].what);
   fprintf(f, "\n"
              "'cowmem <command> --help' describes a command.\n"
+             "A module that imports its memory: --fresh-imports (inspect, compile,\n"
+             "strip, dump) when the host gives each instance a fresh zeroed memory\n"
+             "of the declared minimum; imported memories then get images.\n"
              "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
 }
 

@@ -259,7 +259,8 @@ int cmd_dump(int argc, char** argv) {
                      (unsigned long long)memidx, fm.segments_left);
     min_pages = fm.min_pages;
     left = fm.segments_left;
-    if (rc == EXIT_OK) img = cowmem_image_retain(cowmem_imgfile_image(f, (uint32_t)memidx, NULL));
+    if (rc == EXIT_OK)
+      img = cowmem_image_retain(cowmem_imgfile_image(f, (uint32_t)memidx, NULL));
   } else if (rc == EXIT_OK && m) {
     img = cowmem_image_retain(cowmem_module_image(m, (uint32_t)memidx, NULL));
     left = 1; /* apply_segments decides */
@@ -277,7 +278,9 @@ int cmd_dump(int argc, char** argv) {
   }
   if (rc == EXIT_OK && m && left > 0) {
     cowmem_diag_t d;
-    int r = cowmem_module_apply(m, (uint32_t)memidx, &(cowmem_memory_view_t){cowmem_slot_base(slot), size}, 1, gv, ngv, (img != NULL) ? COWMEM_APPLY_SKIP_COVERED : 0, &d);
+    int r = cowmem_module_apply(
+        m, (uint32_t)memidx, &(cowmem_memory_view_t){cowmem_slot_base(slot), size}, 1, gv,
+        ngv, (img != NULL) ? COWMEM_APPLY_SKIP_COVERED : 0, &d);
     if (r != 0)
       rc = tool_fail(in,
                      "instantiation fails: %s (at byte %llu of the "

@@ -104,8 +104,10 @@ static void print_limits(FILE* o, bool json, uint32_t idx, int imported, bool m6
     return;
   }
   fprintf(o, "memory %u: %s%s%s, %llu pages initial, ", idx,
-          imported == 2 ? "imported fresh" : imported ? "imported" : "defined", m64 ? ", memory64" : "",
-          shared ? ", shared" : "", (unsigned long long)min);
+          imported == 2 ? "imported fresh"
+          : imported    ? "imported"
+                        : "defined",
+          m64 ? ", memory64" : "", shared ? ", shared" : "", (unsigned long long)min);
   if (has_max)
     fprintf(o, "%llu max", (unsigned long long)max);
   else
@@ -198,7 +200,8 @@ static int inspect_module(const char* path, const opts_t* op) {
       if (why.noimage == COWMEM_NOIMAGE_NONE) {
         print_layout(o, true, &l, NULL);
       } else {
-        fprintf(o, "\"image\": null, \"no_image\": \"%s\", \"why\": ", why_name(why.noimage));
+        fprintf(
+            o, "\"image\": null, \"no_image\": \"%s\", \"why\": ", why_name(why.noimage));
         tool_json_str(o, whyt, strlen(whyt));
       }
       fprintf(o, "}");
@@ -298,8 +301,8 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
     }
     if (op->json) {
       fprintf(o, "%s{", i ? ", " : "");
-      print_limits(o, true, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared, fm.has_max,
-                   fm.min_pages, fm.max_pages);
+      print_limits(o, true, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared,
+                   fm.has_max, fm.min_pages, fm.max_pages);
       fprintf(o, ", \"segments_left\": %u, \"data_pages\": %llu, ", fm.segments_left,
               (unsigned long long)fm.data_pages);
       if (fm.noimage == COWMEM_NOIMAGE_NONE) {
@@ -311,8 +314,8 @@ static int inspect_imgfile(const char* path, const opts_t* op) {
       fprintf(o, "}");
       continue;
     }
-    print_limits(o, false, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared, fm.has_max,
-                 fm.min_pages, fm.max_pages);
+    print_limits(o, false, fm.index, fm.imported + fm.fresh, fm.memory64, fm.shared,
+                 fm.has_max, fm.min_pages, fm.max_pages);
     fprintf(o, "\n  segments left for instantiation: %u\n", fm.segments_left);
     if (fm.noimage != COWMEM_NOIMAGE_NONE)
       fprintf(o, "  no image: %s\n", why_text(fm.noimage));

@@ -16,18 +16,21 @@ static void help(FILE* f) {
              "memory from cowmem skips data initialization.\n"
              "\n"
              "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
-             "lacks the stripped data.\n"
+             "lacks the stripped data. Segments of imported memories are kept\n"
+             "unless --fresh-imports (then the host must give each instance\n"
+             "its imported memory from the image, e.g. cowmem_w2c_import_memory).\n"
              "\n"
              "Options:\n"
-             "  -o FILE   output module (required; written atomically)\n"
-             "  --help    this text\n");
+             "  -o FILE          output module (required; written atomically)\n");
+  fputs(TOOL_FRESH_HELP "  --help           this text\n", f);
 }
 
 int cmd_strip(int argc, char** argv) {
   const char *in, *out;
-  int args = tool_args_in_out(argc, argv, help, &in, &out);
+  unsigned flags;
+  int args = tool_args_in_out(argc, argv, help, &in, &out, &flags);
   if (args >= 0) return args;
-  cowmem_module_t* m = tool_load_module(in);
+  cowmem_module_t* m = tool_load_module(in, flags);
   if (!m) return EXIT_RUNTIME;
   uint8_t* bytes = NULL;
   size_t len = 0, in_len = 0;

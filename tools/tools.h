@@ -45,8 +45,18 @@ typedef enum { FILE_WASM, FILE_CWIMG, FILE_OTHER } tool_kind_t;
 /* By the first bytes; FILE_OTHER with errno set if unreadable. */
 tool_kind_t tool_file_kind(const char* path);
 
-/* Parse a module file; on failure prints the reason and returns NULL. */
-cowmem_module_t* tool_load_module(const char* path);
+/* Parse a module file with cowmem_module_parse flags (0, or
+ * COWMEM_MODULE_FRESH_IMPORTS for --fresh-imports); on failure prints the
+ * reason and returns NULL. */
+cowmem_module_t* tool_load_module(const char* path, unsigned flags);
+
+/* The option every subcommand that reads a module takes, and its help. */
+#define TOOL_FRESH_OPT "--fresh-imports"
+#define TOOL_FRESH_HELP                                                                  \
+  "  --fresh-imports  the host gives each instance a fresh zeroed memory of\n"           \
+  "                   the declared minimum for every imported memory\n"                  \
+  "                   (emscripten's -sIMPORTED_MEMORY): imported memories\n"             \
+  "                   get images like defined ones\n"
 /* Open an image file (module: check it belongs to it); prints on failure. */
 cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* module);
 
@@ -67,9 +77,10 @@ bool tool_opt_value(int argc, char** argv, int* i, const char* name, const char*
 bool tool_parse_u64(const char* s, uint64_t* out);
 /* The arguments of a subcommand of the form `SUB INPUT -o OUTPUT` (compile,
  * strip): -1 when *in and *out are set, else the exit code to return (after
- * --help, or a usage error already printed). */
+ * --help, or a usage error already printed). *flags gets the module parse
+ * flags the options ask for (--fresh-imports). */
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
-                     const char** out);
+                     const char** out, unsigned* flags);
 
 void tool_hex(const uint8_t* h, size_t n, char* out);
 /* A JSON string literal of s (n bytes). */

@@ -86,7 +86,7 @@ tool_kind_t tool_file_kind(const char* path) {
   return FILE_OTHER;
 }
 
-cowmem_module_t* tool_load_module(const char* path) {
+cowmem_module_t* tool_load_module(const char* path, unsigned flags) {
   size_t len = 0;
   uint8_t* bytes = tool_read_file(path, &len);
   if (!bytes) {
@@ -95,7 +95,7 @@ cowmem_module_t* tool_load_module(const char* path) {
   }
   cowmem_module_t* m = NULL;
   cowmem_diag_t d;
-  int r = cowmem_module_parse(bytes, len, 0, &m, &d);
+  int r = cowmem_module_parse(bytes, len, flags, &m, &d);
   free(bytes);
   if (r != 0) {
     tool_fail(path, "%s at byte %llu: %s", cowmem_strerror(r),
@@ -229,8 +229,9 @@ void tool_json_str(FILE* f, const char* s, size_t n) {
 }
 
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
-                     const char** out) {
+                     const char** out, unsigned* flags) {
   *in = *out = NULL;
+  *flags = 0;
   for (int i = 1; i < argc; i++) {
     const char* v;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -240,6 +241,8 @@ int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in
                tool_opt_value(argc, argv, &i, "--output", &v)) {
       if (!v) return tool_usage("-o needs a file name");
       *out = v;
+    } else if (strcmp(argv[i], TOOL_FRESH_OPT) == 0) {
+      *flags |= COWMEM_MODULE_FRESH_IMPORTS;
     } else if (argv[i][0] == '-' && argv[i][1] != 0) {
       return tool_usage("unknown option '%s'", argv[i]);
     } else if (*in) {

@@ -26,6 +26,7 @@ static int describe(const cowmem_module_t* m, uint32_t i, cowmem_imgfile_memory_
   d->memory64 = mi.memory64;
   d->shared = mi.shared;
   d->has_max = mi.has_max;
+  d->fresh = mi.fresh;
   d->min_pages = mi.min_pages;
   d->max_pages = mi.has_max ? mi.max_pages : 0;
   cowmem_diag_t why;

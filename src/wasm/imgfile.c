@@ -44,7 +44,13 @@ enum {
 #define F_MEMORY64 0x2u
 #define F_SHARED 0x4u
 #define F_HAS_MAX 0x8u
-#define F_KNOWN 0xfu
+/* An imported memory the module was compiled to get fresh from its host
+ * (COWMEM_MODULE_FRESH_IMPORTS): only then may an imported memory have an
+ * image. A new bit rather than a new version: files written before it never
+ * set it and read exactly as they did, and an older reader refuses a file
+ * that has it (unknown flags), so nothing is misread either way. */
+#define F_FRESH 0x10u
+#define F_KNOWN 0x1fu
 
 struct cowmem_imgfile_s {
   uint32_t n;
@@ -155,8 +161,10 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool fi
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
   uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap)) return COWMEM_EINVAL;
+  if (m->fresh && !m->imported) return COWMEM_EINVAL;
   if (!m->image) return 0;
-  if (m->imported || m->noimage != COWMEM_NOIMAGE_NONE) return COWMEM_EINVAL;
+  if ((m->imported && !m->fresh) || m->noimage != COWMEM_NOIMAGE_NONE)
+    return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
   if (err != 0) return err;
   uint64_t size = cowmem__wasm_bytes(m->min_pages);
@@ -198,7 +206,8 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems, uint32_t n
                         &data_pages);
     uint8_t* d = hdr + HDR_FIXED + (size_t)i * DESC_SIZE;
     uint32_t flags = (m->imported ? F_IMPORTED : 0) | (m->memory64 ? F_MEMORY64 : 0) |
-                     (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0);
+                     (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0) |
+                     (m->fresh ? F_FRESH : 0);
     st32(d + 0, m->index);
     st32(d + 4, flags);
     st64(d + 8, m->min_pages);
@@ -270,6 +279,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   m->memory64 = flags & F_MEMORY64;
   m->shared = flags & F_SHARED;
   m->has_max = flags & F_HAS_MAX;
+  m->fresh = flags & F_FRESH;
   m->min_pages = ld64(d + 8);
   m->max_pages = ld64(d + 16);
   m->mem_offset = ld64(d + 24);
@@ -285,6 +295,8 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   if (why > COWMEM_NOIMAGE_NOT_BUILT)
     return fail(diag, COWMEM_EBADIMG, at + 68, "memory %u: unknown no-image reason %u", i,
                 why);
+  if (m->fresh && !m->imported)
+    return fail(diag, COWMEM_EBADIMG, at + 4, "memory %u: fresh but not imported", i);
   if (ld64(d + 72) != 0)
     return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set", i);
   /* The spec's limits: 2^16 pages for 32-bit memories, 2^48 for 64-bit. */
@@ -301,7 +313,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
     return 0;
   }
   uint64_t page = cowmem__os_page_size();
-  if (m->imported || m->noimage != COWMEM_NOIMAGE_NONE)
+  if ((m->imported && !m->fresh) || m->noimage != COWMEM_NOIMAGE_NONE)
     return fail(diag, COWMEM_EBADIMG, at + 4,
                 "memory %u: an image for a memory that cannot have one", i);
   if (!cowmem__is_page_multiple(m->mem_offset) || !cowmem__is_page_multiple(m->mem_len) ||

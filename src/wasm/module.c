@@ -38,9 +38,12 @@ int cowmem_module_parse(const void* bytes, size_t len, unsigned flags,
   int err = cowmem__module_decode(m, diag);
   if (err == 0 && !(flags & COWMEM_MODULE_NO_IMAGES))
     err = cowmem__module_build_images(m, COWMEM_MODULE_IMAGE_SPAN_MAX);
+  if (err == 0 && (flags & COWMEM_MODULE_FRESH_IMPORTS))
+    for (uint32_t i = 0; i < m->nmemories; i++)
+      m->memories[i].info.fresh = m->memories[i].info.imported;
   if (err == 0 && (flags & COWMEM_MODULE_NO_IMAGES))
     for (uint32_t i = 0; i < m->nmemories; i++)
-      if (!m->memories[i].info.imported) {
+      if (!m->memories[i].info.imported || (flags & COWMEM_MODULE_FRESH_IMPORTS)) {
         m->memories[i].why = COWMEM_NOIMAGE_NOT_BUILT;
         snprintf(m->memories[i].why_text, sizeof m->memories[i].why_text,
                  "parsed with COWMEM_MODULE_NO_IMAGES");
@@ -104,9 +107,13 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max) {
     err = COWMEM_ENOMEM;
     goto out;
   }
+  /* A fresh import (COWMEM_MODULE_FRESH_IMPORTS) starts as zeros of exactly
+   * min_pages, like a defined memory, so the same rules decide its image;
+   * any other import holds whatever the importer put there. */
+  bool fresh = (m->flags & COWMEM_MODULE_FRESH_IMPORTS) != 0;
   for (uint32_t k = 0; k < n; k++) {
     lo[k] = UINT64_MAX;
-    if (m->memories[k].info.imported)
+    if (m->memories[k].info.imported && !fresh)
       no_image(&m->memories[k], COWMEM_NOIMAGE_IMPORTED, 0, "the memory is imported");
   }
   for (uint32_t i = 0; i < m->nsegments; i++) {

@@ -87,6 +87,9 @@ extern "C" {
   XX(ESTATE, -4001, "operation not valid in the object's current state")       \
   XX(EBROKEN, -4002, "slot is broken after a failed system call; release it")  \
   XX(EEXHAUSTED, -4003, "no free slot in the pool")                            \
+  XX(EMAPLIMIT, -4004,                                                         \
+     "the process has as many memory mappings as vm.max_map_count allows "     \
+     "(raise it: sysctl -w vm.max_map_count=N; or use fewer slots)")           \
   XX(EMALFORMED, -4010, "malformed module")                                    \
   XX(EINVALID, -4011, "invalid module")                                        \
   XX(EUNSUPPORTED, -4012, "unsupported module feature")                        \
@@ -95,7 +98,9 @@ extern "C" {
   XX(EBADIMG, -4020, "corrupt image file")                                     \
   XX(EVERSION, -4021, "unsupported image file version")                        \
   XX(EPAGESIZE, -4022, "image file was built for another page size")           \
-  XX(EMISMATCH, -4023, "image file does not belong to this module")
+  XX(EMISMATCH, -4023, "image file does not belong to this module")          \
+  XX(ECHANGED, -4024,                                                          \
+     "the file an image maps was truncated or rewritten after it was opened")
 
 #define COWMEM_ERRORS(XX) COWMEM__SYS_ERRORS(XX) COWMEM__OWN_ERRORS(XX)
 
@@ -293,6 +298,21 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
                                           unsigned flags,
                                           cowmem_image_t** out);
 
+/* Is the file a FILE image maps still the one it was made from? 0 if so,
+ * and always for MEMFD and COPY images; COWMEM_ECHANGED if it was truncated
+ * or written in place since (its size or mtime differ: see Image files for
+ * the rule). Once changed, an image is never instantiated again: every
+ * cowmem_slot_instantiate and cowmem_pool_acquire with it fails with
+ * ECHANGED (nothing mapped, the slot EMPTY), and pools decommit their idle
+ * slots that hold it, as for an orphan. Instances already running keep
+ * their mapping: pages they have not written read the file as it is now,
+ * and past a truncated end fault with SIGBUS (the kernel offers no way to
+ * keep a private file mapping's unwritten pages). The same check (one
+ * fstat) runs whenever a FILE image is mapped into a slot or read for a
+ * restoring reset, so a change is caught there at the latest.
+ * Errors: EINVAL (NULL), ECHANGED, and the errors of fstat. Thread-safe. */
+COWMEM_API int cowmem_image_check(const cowmem_image_t* image);
+
 /* Add a reference; returns image. NULL is ignored. */
 COWMEM_API cowmem_image_t* cowmem_image_retain(cowmem_image_t* image);
 /* Drop one reference; the last one frees the image. NULL is ignored. */
@@ -446,13 +466,23 @@ typedef enum {
    * resets and the rest of the memory is madvised in as few calls as its
    * ranges allow. Learning samples one reset in sample_every (and sooner
    * while instances write pages outside the hot set). A pool learns for up
-   * to 1024 images (freed ones included; later ones get plain madvise
-   * resets) and keeps only pages of a memory's first 1 GiB. */
+   * to 1024 live images at once (what it learned about an image is dropped
+   * once the image is freed and no slot holds it; past 1024 live ones,
+   * later images get plain madvise resets) and keeps only pages of a
+   * memory's first 1 GiB. */
   COWMEM_RESET_ADAPTIVE = 3,
   COWMEM_RESET_COUNT_
 } cowmem_reset_strategy_t;
 
-#define COWMEM_POOL_CONFIG_VERSION 1
+/* Flags of cowmem_pool_config_t.flags. */
+typedef enum {
+  /* Refuse (COWMEM_EMAPLIMIT) a pool whose slots, all in use, could need
+   * more mappings than vm.max_map_count leaves the process; without it the
+   * pool is made and cowmem_pool_new says so in diag->reason (code 0). */
+  COWMEM_POOL_STRICT_LIMITS = 0x1
+} cowmem_pool_flag_t;
+
+#define COWMEM_POOL_CONFIG_VERSION 2
 typedef struct cowmem_pool_config_s {
   uint32_t version;       /* set by cowmem_pool_config_init */
   size_t max_slots;       /* default 1000 */
@@ -469,6 +499,7 @@ typedef struct cowmem_pool_config_s {
                              slot_reserve), default 1 MiB */
   size_t sample_every;    /* ADAPTIVE: learn from one reset in this many
                              (>= 1), default 64 */
+  unsigned flags;         /* cowmem_pool_flag_t, default 0 */
 } cowmem_pool_config_t;
 
 /* Fill *cfg with the defaults. Fields may be overridden by COWMEM_POOL_*
@@ -479,9 +510,20 @@ COWMEM_API void cowmem_pool_config_init(cowmem_pool_config_t* cfg);
 /* Create a pool. slot_reserve and guard_size are page multiples, slot_reserve > 0,
  * max_slots > 0, and max_slots x (slot_reserve + guard_size) + guard_size must
  * fit the address space the process may reserve.
+ *
+ * Mappings: each slot in use adds up to 2 x COWMEM_MAX_MAPS + 2 mappings
+ * (VMAs) to the process (the image's map ranges, the holes between them,
+ * the zeros before and after, and the split of the reservation; 4 for an
+ * image from a .cwimg, 2 for zeros), and Linux refuses a process more than
+ * vm.max_map_count of them (65,530 by default). When the mappings the
+ * process has now plus max_slots times that could exceed the limit, the
+ * pool is still made, diag->reason says so with the figures (diag->code
+ * stays 0), and a full pool may fail acquires with EMAPLIMIT; with
+ * COWMEM_POOL_STRICT_LIMITS it is refused instead. The metrics report the
+ * limit and the mappings in use.
  * Errors: EINVAL (a field is wrong: diag->reason names it and says why),
  * ENOMEM (the bookkeeping or the reservation failed: diag->reason says
- * which). */
+ * which), EMAPLIMIT (strict, see above). */
 COWMEM_API int cowmem_pool_new(const cowmem_pool_config_t* cfg,
                                cowmem_pool_t** out, cowmem_diag_t* diag);
 
@@ -521,7 +563,7 @@ COWMEM_API int cowmem_pool_flush(cowmem_pool_t* pool);
 /* Decommit every idle slot (warm ones included): RSS of idle slots to 0. */
 COWMEM_API int cowmem_pool_trim(cowmem_pool_t* pool);
 
-#define COWMEM_POOL_METRICS_VERSION 1
+#define COWMEM_POOL_METRICS_VERSION 2
 typedef struct cowmem_pool_metrics_s {
   uint32_t version;
   uint64_t slots;            /* max_slots */
@@ -545,11 +587,19 @@ typedef struct cowmem_pool_metrics_s {
   /* ADAPTIVE, summed over images (see cowmem_pool_image_metrics): */
   uint64_t copied_pages;     /* pages restored by copy (kept resident) */
   uint64_t discarded_pages;  /* pages decommitted by resets */
+  /* Mappings (VMAs), see cowmem_pool_new. Version 2. */
+  uint64_t map_limit;        /* vm.max_map_count now (0: unknown) */
+  uint64_t maps_process;     /* mappings the process has now (0: unknown) */
+  uint64_t maps_in_use;      /* of those, the pool's: its reservation and
+                                what its slots add (in use and idle) */
+  uint64_t maps_per_slot_max; /* the most one slot can add */
+  uint64_t maps_full;        /* the pool's with every slot at that most */
 } cowmem_pool_metrics_t;
 
 /* Fill *out. Counters are read without stopping other threads: each is
  * exact, their sum only approximately consistent. idle_resident_bytes costs
- * a mincore per idle slot. Errors: EINVAL. */
+ * a mincore per idle slot, maps_process a read of /proc/self/maps (about
+ * 1 us per 100 mappings). Errors: EINVAL. */
 COWMEM_API int cowmem_pool_metrics(cowmem_pool_t* pool,
                                    cowmem_pool_metrics_t* out);
 
@@ -722,6 +772,9 @@ typedef struct cowmem_memory_info_s {
   size_t import_name_len;
   uint32_t export_count;    /* exports naming this memory */
   uint32_t active_segments; /* active data segments targeting it */
+  bool fresh; /* imported, and parsed with COWMEM_MODULE_FRESH_IMPORTS: the
+                 host gives each instance a fresh zeroed memory of
+                 min_pages, so it has an image like a defined memory */
 } cowmem_memory_info_t;
 
 COWMEM_API uint32_t cowmem_module_memory_count(const cowmem_module_t* m);
@@ -770,9 +823,6 @@ typedef struct cowmem_global_info_s {
   size_t import_module_len;
   const char* import_name;
   size_t import_name_len;
-  bool fresh; /* imported, and parsed with COWMEM_MODULE_FRESH_IMPORTS: the
-                 host gives each instance a fresh zeroed memory of
-                 min_pages, so it has an image like a defined memory */
 } cowmem_global_info_t;
 
 COWMEM_API uint32_t cowmem_module_global_count(const cowmem_module_t* m);
@@ -987,6 +1037,11 @@ typedef struct cowmem_imgfile_memory_s {
   uint32_t index; /* in: the memory's index in its module; strictly
                      increasing from one memory to the next */
   bool imported, memory64, shared, has_max; /* in */
+  bool fresh; /* in: imported, and the module was compiled with
+                 COWMEM_MODULE_FRESH_IMPORTS (the host gives each instance a
+                 fresh zeroed memory of min_pages): only such an imported
+                 memory may have an image. Descriptor flag 0x10; files
+                 without it read as before. */
   uint64_t min_pages;      /* in: 64 KiB pages */
   uint64_t max_pages;      /* in: valid if has_max */
   cowmem_image_t* image;   /* in: the image, or NULL (no image, or zeros).
@@ -1037,11 +1092,6 @@ COWMEM_API int cowmem_module_compile(const cowmem_module_t* m, int fd);
  * maximum. The snapshot must end within desc->min_pages. module_hash is
  * recorded (NULL: the file belongs to no module and opens only with a NULL
  * hash). Errors: those of cowmem_snapshot and cowmem_imgfile_write. */
-  bool fresh; /* in: imported, and the module was compiled with
-                 COWMEM_MODULE_FRESH_IMPORTS (the host gives each instance a
-                 fresh zeroed memory of min_pages): only such an imported
-                 memory may have an image. Descriptor flag 0x10; files
-                 without it read as before. */
 COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
                                              const cowmem_imgfile_memory_t* desc,
                                              const uint8_t module_hash[32]);

@@ -45,6 +45,18 @@ struct cowmem_image_s {
   size_t nmaps;
   uint64_t id;            /* unique for the process's life (pools key on it) */
   _Atomic(uint8_t*) view; /* image_view's mapping, or NULL */
+  /* FILE: the file as it was when the image was made (size, inode, mtime),
+   * compared whenever the image is mapped again; changed once it differed:
+   * from then on the image is never instantiated again. */
+  cowmem__os_file_id_t file_id;
+  _Atomic bool changed;
+  _Atomic(cowmem__image_weak_t*) weak; /* made on first request */
+};
+
+/* A weak reference: says whether the image is gone, without keeping it. */
+struct cowmem__image_weak_s {
+  _Atomic uint32_t refs;
+  _Atomic bool dead;
 };
 
 static _Atomic uint64_t image_next_id = 1;
@@ -103,6 +115,11 @@ static cowmem_image_t* image_alloc(void) {
 _Atomic uint64_t cowmem__orphan_epoch;
 
 static void image_destroy(cowmem_image_t* img) {
+  cowmem__image_weak_t* w = atomic_load(&img->weak);
+  if (w != NULL) {
+    atomic_store(&w->dead, true);
+    cowmem__image_weak_release(w);
+  }
   uint8_t* view = atomic_load(&img->view);
   if (view != NULL) cowmem__os_unmap(view, img->len);
   if (img->fd >= 0) cowmem__os_close(img->fd);
@@ -347,6 +364,7 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
   img->runs = malloc(sizeof *img->runs);
   img->maps = malloc(sizeof *img->maps);
   e = img->runs == NULL || img->maps == NULL ? ENOMEM : cowmem__os_dup(fd, &img->fd);
+  if (e == 0) e = cowmem__os_file_id(img->fd, &img->file_id);
   if (e) {
     image_destroy(img);
     return cowmem__err_from_os(e);
@@ -392,7 +410,66 @@ void cowmem__image_idle_sub(cowmem_image_t* image) {
 }
 
 bool cowmem__image_orphaned(const cowmem_image_t* image) {
-  return (atomic_load(&image->refs) & ORPHAN_BIT) != 0;
+  return (atomic_load(&image->refs) & ORPHAN_BIT) != 0 ||
+         atomic_load_explicit(&image->changed, memory_order_relaxed);
+}
+
+bool cowmem__image_changed(const cowmem_image_t* image) {
+  return image != NULL && atomic_load_explicit(&image->changed, memory_order_relaxed);
+}
+
+/* FILE: is the file still what it was? A truncation changes its size (and
+ * would make the next fault past the new end a SIGBUS), a write in place
+ * its mtime (with the clock's granularity: two writes within one tick of
+ * the open may look the same). The inode's ctime is not compared: renaming
+ * a new file over the old one, the supported way to install, changes the
+ * old inode's ctime but none of its bytes. */
+static int image_file_check(const cowmem_image_t* img) {
+  if (img->kind != COWMEM_IMAGE_FILE) return 0;
+  if (atomic_load_explicit(&img->changed, memory_order_relaxed)) return COWMEM__IMAGE_CHANGED;
+  cowmem__os_file_id_t now;
+  int e = cowmem__os_file_id(img->fd, &now);
+  if (e) return e;
+  const cowmem__os_file_id_t* was = &img->file_id;
+  if (now.size == was->size && now.mtime_ns == was->mtime_ns && now.ino == was->ino &&
+      now.dev == was->dev)
+    return 0;
+  bool expected = false;
+  if (atomic_compare_exchange_strong(&((cowmem_image_t*)img)->changed, &expected, true)) {
+    cowmem__verbose("image file changed underneath (size %llu -> %llu)",
+                    (unsigned long long)was->size, (unsigned long long)now.size);
+    orphan_announce(); /* pools drop its idle slots */
+  }
+  return COWMEM__IMAGE_CHANGED;
+}
+
+int cowmem_image_check(const cowmem_image_t* image) {
+  if (image == NULL) return COWMEM_EINVAL;
+  return cowmem__err_from_os(image_file_check(image));
+}
+
+cowmem__image_weak_t* cowmem__image_weak(cowmem_image_t* image) {
+  cowmem__image_weak_t* w = atomic_load(&image->weak);
+  if (w == NULL) {
+    cowmem__image_weak_t* nw = malloc(sizeof *nw);
+    if (nw == NULL) return NULL;
+    atomic_init(&nw->refs, 1); /* the image's */
+    atomic_init(&nw->dead, false);
+    if (atomic_compare_exchange_strong(&image->weak, &w, nw))
+      w = nw;
+    else
+      free(nw);
+  }
+  atomic_fetch_add(&w->refs, 1);
+  return w;
+}
+
+bool cowmem__image_weak_dead(const cowmem__image_weak_t* w) {
+  return atomic_load(&((cowmem__image_weak_t*)w)->dead);
+}
+
+void cowmem__image_weak_release(cowmem__image_weak_t* w) {
+  if (w != NULL && atomic_fetch_sub(&w->refs, 1) == 1) free(w);
 }
 
 void cowmem_image_release(cowmem_image_t* image) {
@@ -466,6 +543,7 @@ static const uint8_t* image_view(cowmem_image_t* image) {
   uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
   if (v != NULL || image->len == 0) return v;
   if (image->kind == COWMEM_IMAGE_COPY) return image->bytes;
+  if (image_file_check(image) != 0) return NULL;
   /* A shared read-only mapping of the sealed memfd (or immutable file):
    * reads of data pages come from the page cache, copy-free. Callers read
    * only the non-zero runs, so no hole of the memfd is ever allocated. */
@@ -494,6 +572,20 @@ static bool image_mapped(const cowmem_image_t* img) {
   return img != NULL && img->len > 0 && img->kind != COWMEM_IMAGE_COPY;
 }
 
+size_t cowmem__image_maps(const cowmem_image_t* img, uint64_t size) {
+  if (size == 0) return 0;
+  if (!image_mapped(img)) return 1;
+  size_t n = 2 * img->nmaps - 1;
+  if (img->mem_offset > 0) n++;
+  if (img->mem_offset + img->len < size) n++;
+  return n;
+}
+
+size_t cowmem__image_maps_max(void) {
+  long m = cowmem_option_get(COWMEM_OPTION_MAX_MAPS);
+  return 2 * (size_t)(m > 1 ? m : 1) + 1;
+}
+
 static void copy_runs(const cowmem_image_t* img, uint8_t* base) {
   uint8_t* dst = base + img->mem_offset;
   for (size_t i = 0; i < img->nruns; i++)
@@ -507,6 +599,10 @@ int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
     copy_runs(img, base);
     return 0;
   }
+  /* One fstat beside the mmaps of a FILE image: a file truncated since
+   * would fault the instance with SIGBUS; refuse it instead. */
+  int c = image_file_check(img);
+  if (c) return c;
   for (size_t i = 0; i < img->nmaps; i++) {
     int e = cowmem__os_map_file(base + img->mem_offset + img->maps[i].off,
                                 img->maps[i].len, img->fd,

@@ -18,7 +18,9 @@ uint64_t cowmem__image_end(const cowmem_image_t* image);
 
 /* Put the image into memory whose [0, end) is read-write and holds zeros:
  * map its ranges copy-on-write (MEMFD, FILE) or copy its bytes (COPY).
- * 0 or an errno value. */
+ * 0, an errno value, or COWMEM__IMAGE_CHANGED (a FILE image whose file
+ * was truncated or rewritten: nothing was mapped). */
+#define COWMEM__IMAGE_CHANGED 4024 /* cowmem__err_from_os: COWMEM_ECHANGED */
 int cowmem__image_place(const cowmem_image_t* image, uint8_t* base);
 /* Take the image out again: its range becomes read-write zero pages.
  * 0 or an errno value. */
@@ -45,6 +47,25 @@ void cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t 
  * it. (A FILE image is one run: its zero pages are not known.) */
 int cowmem__image_each_run(const cowmem_image_t* image,
                            int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
+
+/* Mappings (VMAs) that [0, size) of a slot takes, read-write with the image
+ * placed: its map ranges, the anonymous holes between them, and the zeros
+ * before and after it. */
+size_t cowmem__image_maps(const cowmem_image_t* image, uint64_t size);
+/* The most any image takes (cowmem__image_maps at COWMEM_MAX_MAPS). */
+size_t cowmem__image_maps_max(void);
+/* A FILE image found changed (cowmem_image_check): never instantiated
+ * again, and an orphan for the pools' sweeps. */
+bool cowmem__image_changed(const cowmem_image_t* image);
+
+/* Weak references: whether the image is gone, without keeping it alive
+ * (the ADAPTIVE reset drops what it learned about a dead image). weak
+ * returns a new reference (NULL when out of memory); the caller holds a
+ * reference to the image while it asks. */
+typedef struct cowmem__image_weak_s cowmem__image_weak_t;
+cowmem__image_weak_t* cowmem__image_weak(cowmem_image_t* image);
+bool cowmem__image_weak_dead(const cowmem__image_weak_t* w);
+void cowmem__image_weak_release(cowmem__image_weak_t* w);
 
 /* Is every byte of p[0, n) zero? n is a multiple of 64. */
 bool cowmem__is_zero(const void* p, size_t n);

@@ -39,7 +39,14 @@ struct cowmem_slot_s {
   size_t initial;
   cowmem_image_t* image;
   struct cowmem_pool_s* pool;
+  /* Mappings (VMAs) the slot adds to the process now: its read-write pieces
+   * (cowmem__image_maps) and the split of the PROT_NONE run it sits in.
+   * Written by the slot's owner, read by pool metrics from any thread. */
+  _Atomic uint32_t maps;
 };
+
+/* The most mappings a slot can add (see cowmem_slot_s.maps). */
+size_t cowmem__slot_maps_max(void);
 
 /* Initialize an embedded slot over [base, base + reserve). */
 void cowmem__slot_init(cowmem_slot_t* slot, void* base, size_t reserve);

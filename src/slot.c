@@ -72,6 +72,16 @@ int cowmem_slot_new_at(void* base, size_t reserve, cowmem_slot_t** out) {
   return slot_init(base, reserve, false, out);
 }
 
+/* Keep slot->maps: what the read-write range and the split around it
+ * take now (0 when nothing is accessible: the slot is one PROT_NONE run
+ * with its neighbours). */
+static void slot_count_maps(cowmem_slot_t* slot) {
+  size_t n = slot->accessible ? cowmem__image_maps(slot->image, slot->accessible) + 1 : 0;
+  atomic_store_explicit(&slot->maps, (uint32_t)n, memory_order_relaxed);
+}
+
+size_t cowmem__slot_maps_max(void) { return cowmem__image_maps_max() + 1; }
+
 int cowmem_slot_decommit(cowmem_slot_t* slot) {
   if (slot == NULL) return COWMEM_EINVAL;
   if (slot->state == COWMEM_SLOT_EMPTY) return 0;
@@ -85,6 +95,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;
+  slot_count_maps(slot);
   return 0;
 }
 
@@ -131,6 +142,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     return COWMEM_EINVAL;
   if (cowmem__image_end(image) > initial_size) return COWMEM_EINVAL;
   if (cowmem__image_key(image) == 0) image = NULL; /* all zeros */
+  if (cowmem__image_changed(image)) return COWMEM_ECHANGED;
   slot_check(slot);
 
   int e = 0;
@@ -152,6 +164,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;
+  slot_count_maps(slot);
   return 0;
 }
 
@@ -173,6 +186,7 @@ int cowmem_slot_grow(cowmem_slot_t* slot, size_t new_size) {
     return cowmem__err_from_os(e);
   }
   slot->accessible = new_size;
+  slot_count_maps(slot);
   return 0;
 }
 
@@ -189,6 +203,7 @@ int cowmem__slot_finish_reset(cowmem_slot_t* slot) {
   if (e) return cowmem__slot_fail(slot, e);
   cowmem__image_after_discard(slot->image, slot->base);
   slot->state = COWMEM_SLOT_READY;
+  slot_count_maps(slot);
   return 0;
 }
 

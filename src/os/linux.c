@@ -2,7 +2,10 @@
  * mappings for copy-on-write, MADV_DONTNEED to discard, process_madvise to
  * discard many ranges in one call. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -28,16 +31,70 @@ int cowmem__os_map_file(void* addr, size_t len, int fd, uint64_t off,
   COWMEM__OS_INJECT(COWMEM__OS_mmap);
   cowmem__os_count(COWMEM__OS_mmap);
   void* p = mmap(addr, len, os_prot(prot), MAP_PRIVATE | MAP_FIXED, fd, (off_t)off);
-  return p == MAP_FAILED ? errno : 0;
+  return p == MAP_FAILED ? os_nomem(errno) : 0;
 }
 
 int cowmem__os_map_shared_ro(int fd, uint64_t off, size_t len, void** out) {
   COWMEM__OS_INJECT(COWMEM__OS_mmap);
   cowmem__os_count(COWMEM__OS_mmap);
   void* p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
-  if (p == MAP_FAILED) return errno;
+  if (p == MAP_FAILED) return os_nomem(errno);
   *out = p;
   return 0;
+}
+
+/* ---- kernel limits ---- */
+
+/* Read a small /proc file into buf (NUL-terminated); bytes read or -1. */
+static ssize_t os_read_small(const char* path, char* buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  if (n >= 0) buf[n] = 0;
+  return n;
+}
+
+int cowmem__os_map_limit(uint64_t* out) {
+  char buf[32];
+  cowmem__os_count(COWMEM__OS_other);
+  if (os_read_small("/proc/sys/vm/max_map_count", buf, sizeof buf) <= 0) return ENOSYS;
+  char* end = NULL;
+  unsigned long long v = strtoull(buf, &end, 10);
+  if (end == buf) return ENOSYS;
+  *out = v;
+  return 0;
+}
+
+int cowmem__os_map_count(uint64_t* out) {
+  cowmem__os_count(COWMEM__OS_other);
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ENOSYS;
+  char buf[16384];
+  uint64_t lines = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (const char* p = buf; (p = memchr(p, '\n', (size_t)(buf + n - p))) != NULL; p++)
+      lines++;
+  }
+  close(fd);
+  *out = lines;
+  return 0;
+}
+
+/* The kernel refuses a mapping, or a split of one, when the process has
+ * vm.max_map_count of them (ENOMEM, like a memory shortage); a call that
+ * splits a mapping in three needs two more. So within 3 of the limit, that
+ * was the cause. */
+static bool os_at_map_limit(void) {
+  int saved = errno;
+  uint64_t limit = 0, count = 0;
+  bool at = cowmem__os_map_limit(&limit) == 0 && cowmem__os_map_count(&count) == 0 &&
+            count + 3 > limit;
+  errno = saved;
+  return at;
 }
 
 int cowmem__os_discard(void* addr, size_t len) {
@@ -59,10 +116,20 @@ static _Atomic int pm_state; /* 0 unknown, 1 works, -1 unsupported */
 static _Atomic int pm_pidfd = -1;
 static _Atomic pid_t pm_pid;
 
+/* After fork the child closes the pidfd and pagemap fd it inherited (they
+ * name the parent): a fork handler, which runs while the child has one
+ * thread, so no other thread can be using them. A child made without the
+ * handlers (a raw clone) still sees the pid change below and opens its own,
+ * leaving the inherited ones open. */
+static void os_atfork_child(void);
+static pthread_once_t os_atfork_once = PTHREAD_ONCE_INIT;
+static void os_atfork_register(void) { pthread_atfork(NULL, NULL, os_atfork_child); }
+
 static int os_self_pidfd(void) {
   pid_t me = getpid();
   int fd = atomic_load(&pm_pidfd);
   if (fd >= 0 && atomic_load(&pm_pid) == me) return fd;
+  pthread_once(&os_atfork_once, os_atfork_register);
   cowmem__os_count(COWMEM__OS_other);
   int nfd = (int)syscall(SYS_pidfd_open, me, 0);
   if (nfd < 0) return -1;
@@ -143,6 +210,11 @@ bool cowmem__os_has_memfd(void) {
     if (fd >= 0) {
       if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) == 0) v = 1;
       close(fd);
+    } else if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) {
+      /* Out of descriptors or memory for now, not a kernel without memfd:
+       * answer no this time and probe again next time (cached, this would
+       * make every image a copy for the rest of the process's life). */
+      return false;
     }
     atomic_store_explicit(&memfd_probe, v, memory_order_relaxed);
   }
@@ -210,6 +282,7 @@ static int os_pagemap_fd(void) {
   pid_t me = getpid();
   uint64_t cur = atomic_load(&pagemap_fd_pid);
   if (cur != 0 && (pid_t)(cur >> 32) == me) return (int)(cur & 0xffffffffu) - 1;
+  pthread_once(&os_atfork_once, os_atfork_register);
   cowmem__os_count(COWMEM__OS_other);
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
@@ -222,6 +295,13 @@ static int os_pagemap_fd(void) {
   close(fd);
   if (cur != 0 && (pid_t)(cur >> 32) == me) return (int)(cur & 0xffffffffu) - 1;
   return -1;
+}
+
+static void os_atfork_child(void) {
+  int fd = atomic_exchange(&pm_pidfd, -1);
+  if (fd >= 0) close(fd);
+  uint64_t cur = atomic_exchange(&pagemap_fd_pid, 0);
+  if (cur != 0) close((int)(cur & 0xffffffffu) - 1);
 }
 
 static long os_pagemap_scan(int fd, uint64_t start, uint64_t end, struct page_region* vec,
@@ -249,6 +329,8 @@ bool cowmem__os_has_pagemap_scan(void) {
   if (st != 0) return st > 0;
   int fd = os_pagemap_fd();
   st = -1;
+  /* Out of descriptors is not a missing feature: ask again later. */
+  if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM)) return false;
   if (fd >= 0) {
     /* Scan one page of our own stack: any answer >= 0 means it works. */
     static _Thread_local uint8_t probe_page[8];

@@ -89,8 +89,30 @@ int cowmem__os_seal(int fd);
 /* File size and whether F_SEAL_WRITE is set on it. */
 int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed);
 int cowmem__os_dup(int fd, int* out);
+/* A file's identity and version as fstat tells them: an image mapped from
+ * a file compares them before it maps it again (see image.c). */
+typedef struct {
+  uint64_t size, dev, ino;
+  int64_t mtime_ns, ctime_ns;
+} cowmem__os_file_id_t;
+int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out);
 /* Close; errors are counted but not reported (close always frees the fd). */
 void cowmem__os_close(int fd);
+
+/* ---- Kernel limits ----
+ * A mapping primitive (reserve, map_anon, map_file, map_shared_ro,
+ * protect) that fails with ENOMEM because the process holds as many
+ * mappings as vm.max_map_count allows returns COWMEM__OS_EMAPLIMIT
+ * instead (not an errno: cowmem__err_from_os makes it COWMEM_EMAPLIMIT).
+ * Telling the two apart costs a read of /proc/self/maps, on the failure
+ * path only. posix: never (no such limit is known there). */
+#define COWMEM__OS_EMAPLIMIT 4004
+/* The most mappings a process may have (vm.max_map_count); ENOSYS where
+ * unknown. Read each time (an operator may raise it while we run). */
+int cowmem__os_map_limit(uint64_t* out);
+/* Mappings the process has now (lines of /proc/self/maps); ENOSYS where
+ * unknown. Costs about 1 us per 100 mappings. */
+int cowmem__os_map_count(uint64_t* out);
 
 /* Count one system call of this kind (also used by the core for calls it
  * makes through a primitive with a different name). */

@@ -20,6 +20,18 @@ int cowmem__os_map_shared_ro(int fd, uint64_t off, size_t len, void** out) {
   return ENOSYS;
 }
 
+static bool os_at_map_limit(void) { return false; }
+
+int cowmem__os_map_limit(uint64_t* out) {
+  (void)out;
+  return ENOSYS;
+}
+
+int cowmem__os_map_count(uint64_t* out) {
+  (void)out;
+  return ENOSYS;
+}
+
 int cowmem__os_discard(void* addr, size_t len) {
   COWMEM__OS_INJECT(COWMEM__OS_madvise);
   cowmem__os_count(COWMEM__OS_mmap);

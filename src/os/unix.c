@@ -13,6 +13,14 @@
 #define MAP_NORESERVE 0
 #endif
 
+/* Backend: is the process at its mapping limit (after an ENOMEM)? */
+static bool os_at_map_limit(void);
+
+/* ENOMEM from a mapping call: the map limit, or memory. */
+static int os_nomem(int e) {
+  return e == ENOMEM && os_at_map_limit() ? COWMEM__OS_EMAPLIMIT : e;
+}
+
 static int os_prot(cowmem__prot_t p) {
   switch (p) {
     case COWMEM__PROT_RW: return PROT_READ | PROT_WRITE;
@@ -39,7 +47,7 @@ int cowmem__os_reserve(size_t len, void** out) {
   cowmem__os_count(COWMEM__OS_mmap);
   void* p = mmap(NULL, len, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return errno;
+  if (p == MAP_FAILED) return os_nomem(errno);
   *out = p;
   return 0;
 }
@@ -57,14 +65,14 @@ int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot) {
   cowmem__os_count(COWMEM__OS_mmap);
   void* p = mmap(addr, len, os_prot(prot),
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? errno : 0;
+  return p == MAP_FAILED ? os_nomem(errno) : 0;
 }
 
 
 int cowmem__os_protect(void* addr, size_t len, cowmem__prot_t prot) {
   COWMEM__OS_INJECT(COWMEM__OS_mprotect);
   cowmem__os_count(COWMEM__OS_mprotect);
-  return mprotect(addr, len, os_prot(prot)) == 0 ? 0 : errno;
+  return mprotect(addr, len, os_prot(prot)) == 0 ? 0 : os_nomem(errno);
 }
 
 
@@ -93,6 +101,25 @@ int cowmem__os_dup(int fd, int* out) {
   int r = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (r < 0) return errno;
   *out = r;
+  return 0;
+}
+
+
+int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out) {
+  COWMEM__OS_INJECT(COWMEM__OS_fstat);
+  cowmem__os_count(COWMEM__OS_fstat);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return errno;
+  out->size = (uint64_t)st.st_size;
+  out->dev = (uint64_t)st.st_dev;
+  out->ino = (uint64_t)st.st_ino;
+#if defined(__APPLE__)
+  out->mtime_ns = (int64_t)st.st_mtimespec.tv_sec * 1000000000 + st.st_mtimespec.tv_nsec;
+  out->ctime_ns = (int64_t)st.st_ctimespec.tv_sec * 1000000000 + st.st_ctimespec.tv_nsec;
+#else
+  out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  out->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+#endif
   return 0;
 }
 

@@ -77,6 +77,7 @@ typedef struct {
   uint8_t* score;        /* a byte per page, rounded up to 64; under lock */
   pthread_mutex_t lock;  /* samples */
   _Atomic uint64_t samples, hot_pages, sampled_dirty;
+  cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
 } image_state_t;
 
 static _Thread_local int tl_stripe = -1;
@@ -87,10 +88,19 @@ static stripe_t* my_stripe(image_state_t* st) {
   return &st->stripe[tl_stripe];
 }
 
+/* The table: open addressing over keys[] (key + 1; 0 empty, TOMB a state
+ * removed), so that a lookup never reads a state that may be freed. A
+ * state is freed (under lock, when a new image needs room) once its image
+ * is dead: no slot holds the image then, so no reset or metrics call can
+ * be looking at it. Without that, a pool serving replaced images for
+ * weeks would fill the table and reset every later image with madvise. */
+#define TOMB UINT64_MAX
 struct cowmem__adaptive_s {
   size_t budget;        /* pages a hot set may hold */
   size_t sample_every;  /* >= 1 */
-  pthread_mutex_t lock; /* inserts */
+  pthread_mutex_t lock; /* inserts, removals, totals */
+  uint64_t gone_copied, gone_discarded; /* removed states' totals; lock */
+  _Atomic uint64_t keys[TABLE_CAP];
   _Atomic(image_state_t*) table[TABLE_CAP];
 };
 
@@ -106,15 +116,19 @@ cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_e
   return a;
 }
 
+static void state_free(image_state_t* st) {
+  pthread_mutex_destroy(&st->lock);
+  cowmem__image_weak_release(st->weak);
+  free((void*)st->hot);
+  free(st->score);
+  free(st);
+}
+
 void cowmem__adaptive_free(cowmem__adaptive_t* a) {
   if (a == NULL) return;
   for (size_t i = 0; i < TABLE_CAP; i++) {
     image_state_t* st = atomic_load(&a->table[i]);
-    if (st == NULL) continue;
-    pthread_mutex_destroy(&st->lock);
-    free((void*)st->hot);
-    free(st->score);
-    free(st);
+    if (st != NULL) state_free(st);
   }
   pthread_mutex_destroy(&a->lock);
   free(a);
@@ -124,37 +138,58 @@ static size_t table_home(uint64_t key) {
   return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & (TABLE_CAP - 1);
 }
 
-/* The state of an image, or NULL. Lock-free: entries are only ever added. */
+/* The state of an image (whose reference the caller holds), or NULL.
+ * Lock-free: it reads keys[] until the key or an empty entry. */
 static image_state_t* state_find(cowmem__adaptive_t* a, uint64_t key) {
   size_t h = table_home(key);
   for (size_t k = 0; k < TABLE_CAP; k++) {
-    image_state_t* st =
-        atomic_load_explicit(&a->table[(h + k) & (TABLE_CAP - 1)], memory_order_acquire);
-    if (st == NULL || st->key == key) return st;
+    size_t i = (h + k) & (TABLE_CAP - 1);
+    uint64_t have = atomic_load_explicit(&a->keys[i], memory_order_acquire);
+    if (have == 0) return NULL;
+    if (have == key + 1) return atomic_load_explicit(&a->table[i], memory_order_acquire);
   }
   return NULL;
 }
 
-/* Find or make the state; NULL when out of memory or the table is full
- * (that image is then reset with plain madvise). States of freed images
- * stay until the pool is freed: at most TABLE_CAP per pool. */
-static image_state_t* state_get(cowmem__adaptive_t* a, uint64_t key, size_t initial) {
+/* Remove the states of dead images. Caller holds a->lock. */
+static void state_sweep(cowmem__adaptive_t* a) {
+  for (size_t i = 0; i < TABLE_CAP; i++) {
+    image_state_t* st = atomic_load(&a->table[i]);
+    if (st == NULL || st->weak == NULL || !cowmem__image_weak_dead(st->weak)) continue;
+    atomic_store(&a->keys[i], TOMB);
+    atomic_store(&a->table[i], NULL);
+    for (int k = 0; k < STRIPES; k++) {
+      a->gone_copied += LOAD(st->stripe[k].copied);
+      a->gone_discarded += LOAD(st->stripe[k].discarded);
+    }
+    state_free(st);
+  }
+}
+
+/* Find or make the state; NULL when out of memory or TABLE_CAP live images
+ * have one (that image is then reset with plain madvise). Making one first
+ * removes the states of dead images (a scan of the table, once per new
+ * image). */
+static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
+                                size_t initial) {
+  uint64_t key = cowmem__image_key(img);
   image_state_t* st = state_find(a, key);
   if (st != NULL) return st;
   pthread_mutex_lock(&a->lock);
+  state_sweep(a);
   size_t h = table_home(key), slot = TABLE_CAP;
   for (size_t k = 0; k < TABLE_CAP; k++) {
     size_t i = (h + k) & (TABLE_CAP - 1);
-    image_state_t* e = atomic_load(&a->table[i]);
-    if (e == NULL) {
-      slot = i;
-      break;
-    }
-    if (e->key == key) {
+    uint64_t have = atomic_load(&a->keys[i]);
+    if (have == key + 1) {
       pthread_mutex_unlock(&a->lock);
-      return e;
+      return atomic_load(&a->table[i]);
     }
+    if ((have == 0 || have == TOMB) && slot == TABLE_CAP) slot = i;
+    if (have == 0) break;
   }
+  cowmem__image_weak_t* weak = key != 0 ? cowmem__image_weak(img) : NULL;
+  if (key != 0 && weak == NULL) slot = TABLE_CAP;
   if (slot < TABLE_CAP) {
     size_t ps = cowmem__os_page_size();
     size_t npages = (initial < TRACK_MAX ? initial : TRACK_MAX) / ps;
@@ -173,11 +208,15 @@ static image_state_t* state_get(cowmem__adaptive_t* a, uint64_t key, size_t init
         st = NULL;
       } else {
         pthread_mutex_init(&st->lock, NULL);
+        st->weak = weak;
+        weak = NULL;
         atomic_store_explicit(&a->table[slot], st, memory_order_release);
+        atomic_store_explicit(&a->keys[slot], key + 1, memory_order_release);
       }
     }
   }
   pthread_mutex_unlock(&a->lock);
+  cowmem__image_weak_release(weak);
   return st;
 }
 
@@ -438,7 +477,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
     return COWMEM__ADAPTIVE_DECLINED; /* nothing to keep, or nothing to copy from */
-  image_state_t* st = state_get(a, cowmem__image_key(img), slot->initial);
+  image_state_t* st = state_get(a, img, slot->initial);
   if (st == NULL) return COWMEM__ADAPTIVE_DECLINED;
 
   reset_ctx_t c;
@@ -521,6 +560,9 @@ void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
                              uint64_t* discarded) {
   *copied = *discarded = 0;
   if (a == NULL) return;
+  pthread_mutex_lock(&a->lock); /* states are freed under it */
+  *copied = a->gone_copied;
+  *discarded = a->gone_discarded;
   for (size_t i = 0; i < TABLE_CAP; i++) {
     image_state_t* st = atomic_load_explicit(&a->table[i], memory_order_acquire);
     if (st == NULL) continue;
@@ -529,4 +571,5 @@ void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
       *discarded += LOAD(st->stripe[k].discarded);
     }
   }
+  pthread_mutex_unlock(&a->lock);
 }

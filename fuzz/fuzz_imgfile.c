@@ -27,6 +27,9 @@ static void exercise(cowmem_imgfile_t* f, uint64_t size) {
   for (uint32_t i = 0; i < cowmem_imgfile_memory_count(f); i++) {
     cowmem_imgfile_memory_t m;
     if (cowmem_imgfile_memory(f, i, &m) != 0) __builtin_trap();
+    /* Fresh only on imports; an imported image only when fresh. */
+    if (m.fresh && !m.imported) __builtin_trap();
+    if (m.image && m.imported && !m.fresh) __builtin_trap();
     if (!m.image) {
       if (m.mem_len != 0) __builtin_trap();
       continue;

@@ -45,6 +45,10 @@ static void exercise(cowmem_module_t* m) {
     cowmem_module_memory_info(m, k, &mi);
     img = cowmem_image_retain(cowmem_module_image(m, k, &why));
     if (img && why.noimage != COWMEM_NOIMAGE_NONE) __builtin_trap();
+    /* An imported memory has an image only when promised fresh. */
+    if (mi.imported && !(m->flags & COWMEM_MODULE_FRESH_IMPORTS) &&
+        (img || why.noimage != COWMEM_NOIMAGE_IMPORTED))
+      __builtin_trap();
     cowmem_image_release(img);
     md[k].pages = mi.min_pages, md[k].max_pages = mi.max_pages;
     md[k].has_max = mi.has_max, md[k].memory64 = mi.memory64;
@@ -111,6 +115,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             COWMEM_MODULE_NO_MULTI_MEMORY |
                             COWMEM_MODULE_CHECK_BODIES
                       : 0);
+  /* Fresh imports on another bit (of the last byte, so that the same
+   * module is tried both ways as the fuzzer mutates its tail): imported
+   * memories then get images and strip drops their segments. */
+  if (size > 0 && (data[size - 1] & 0x80)) m.flags |= COWMEM_MODULE_FRESH_IMPORTS;
   int r = cowmem__module_decode(&m, &d);
   if (r != 0) {
     if (d.code != r || d.offset > size || d.reason[0] == 0) __builtin_trap();

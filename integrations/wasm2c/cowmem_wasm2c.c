@@ -28,8 +28,12 @@
 
 typedef cowmem_w2c__memory_t w2c_memory_t;
 
+/* Every memory of the module in index order: the imported ones first
+ * (imports come first in the index space), then the `count` defined ones
+ * the generated code allocates. */
 struct cowmem_w2c_module_s {
-  uint32_t count;
+  uint32_t count;    /* defined memories */
+  uint32_t nimports; /* imported memories: mem[0, nimports) */
   w2c_memory_t mem[];
 };
 
@@ -191,10 +195,12 @@ static int module_fail(cowmem_diag_t* diag, int code, const char* fmt, uint32_t 
 }
 #pragma GCC diagnostic pop
 
-/* Describe defined memory (index idx of the module) into w, or refuse it. */
-static int describe(w2c_memory_t* w, uint32_t idx, bool is64, bool shared, uint64_t min,
-                    bool has_max, uint64_t max, cowmem_diag_t* diag) {
-  const char* why = cowmem_w2c__refusal(is64, shared, min);
+/* Describe memory idx of the module into w, or refuse it. An imported
+ * memory is not refused here: the embedder may never ask cowmem for it
+ * (cowmem_w2c_import_memory checks it then). */
+static int describe(w2c_memory_t* w, uint32_t idx, bool imported, bool is64, bool shared,
+                    uint64_t min, bool has_max, uint64_t max, cowmem_diag_t* diag) {
+  const char* why = imported ? NULL : cowmem_w2c__refusal(is64, shared, min);
   if (why) return module_fail(diag, COWMEM_EUNSUPPORTED, why, idx);
   w->min_pages = min;
   w->page_size = COWMEM_W2C_WASM_PAGE; /* the front end reads no other */
@@ -226,7 +232,13 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
                           cowmem_diag_t* diag) {
   if (!out) return COWMEM_EINVAL;
   cowmem_module_t* mod;
-  int r = cowmem_module_parse(wasm, len, COWMEM_MODULE_BORROW, &mod, diag);
+  /* Fresh imports always: an imported memory's image is used only when
+   * the host takes that memory from cowmem_w2c_import_memory, which gives a
+   * fresh memory per instance (the flag's promise). A module stripped
+   * without --fresh-imports still applies those segments itself, over the
+   * image: the same bytes again, the same result. */
+  int r = cowmem_module_parse(
+      wasm, len, COWMEM_MODULE_BORROW | COWMEM_MODULE_FRESH_IMPORTS, &mod, diag);
   if (r != 0) return parse_failed(wasm, len, r, diag);
   uint32_t n = cowmem_module_memory_count(mod);
   cowmem_w2c_module_t* m = calloc(1, sizeof *m + n * sizeof m->mem[0]);
@@ -234,12 +246,15 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_memory_info_t mi;
     if ((r = cowmem_module_memory_info(mod, i, &mi)) != 0) break;
-    if (mi.imported) continue; /* imports are the embedder's */
-    w2c_memory_t* w = &m->mem[m->count];
-    r = describe(w, i, mi.memory64, mi.shared, mi.min_pages, mi.has_max, mi.max_pages,
-                 diag);
-    if (r == 0) w->image = cowmem_image_retain(cowmem_module_image(mod, i, NULL));
-    if (r == 0) m->count++;
+    w2c_memory_t* w = &m->mem[i];
+    r = describe(w, i, mi.imported, mi.memory64, mi.shared, mi.min_pages, mi.has_max,
+                 mi.max_pages, diag);
+    if (r != 0) break;
+    w->image = cowmem_image_retain(cowmem_module_image(mod, i, NULL));
+    if (mi.imported)
+      m->nimports++;
+    else
+      m->count++;
   }
   /* The images hold their own references; the parse is not needed after. */
   cowmem_module_free(mod);
@@ -294,13 +309,24 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_imgfile_memory_t d;
     if ((r = cowmem_imgfile_memory(f, i, &d)) != 0) break;
-    if (d.imported) continue;
-    w2c_memory_t* w = &m->mem[m->count];
-    r = describe(w, d.index, d.memory64, d.shared, d.min_pages, d.has_max, d.max_pages,
-                 diag);
+    /* `cowmem compile` writes every memory, imports first: an import after
+     * a defined memory means the file is not a module's. */
+    if (d.imported && m->count > 0) {
+      r = module_fail(diag, COWMEM_EBADIMG, "memory %u: imported after a defined one",
+                      d.index);
+      break;
+    }
+    w2c_memory_t* w = &m->mem[i];
+    r = describe(w, d.index, d.imported, d.memory64, d.shared, d.min_pages, d.has_max,
+                 d.max_pages, diag);
     if (r != 0) break;
+    /* An imported memory compiled without --fresh-imports has no image:
+     * it starts as zeros and the module applies its segments itself. */
     w->image = d.image ? cowmem_image_retain(d.image) : NULL;
-    m->count++;
+    if (d.imported)
+      m->nimports++;
+    else
+      m->count++;
   }
   cowmem_imgfile_free(f);
   if (r != 0) {
@@ -314,7 +340,7 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
 
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m) {
   if (!m) return;
-  for (uint32_t i = 0; i < m->count; i++)
+  for (uint32_t i = 0; i < m->nimports + m->count; i++)
     cowmem_image_release(m->mem[i].image);
   free(m);
 }
@@ -324,7 +350,30 @@ uint32_t cowmem_w2c_module_memories(const cowmem_w2c_module_t* m) {
 }
 
 cowmem_image_t* cowmem_w2c_module_image(const cowmem_w2c_module_t* m, uint32_t i) {
-  return m && i < m->count ? m->mem[i].image : NULL;
+  return m && i < m->count ? m->mem[m->nimports + i].image : NULL;
+}
+
+uint32_t cowmem_w2c_module_imports(const cowmem_w2c_module_t* m) {
+  return m ? m->nimports : 0;
+}
+
+cowmem_image_t* cowmem_w2c_module_import_image(const cowmem_w2c_module_t* m, uint32_t i) {
+  return m && i < m->nimports ? m->mem[i].image : NULL;
+}
+
+const cowmem_w2c__memory_t* cowmem_w2c__import(const cowmem_w2c_module_t* m, uint32_t i,
+                                               bool shared, int* err) {
+  *err = 0;
+  if (!m || i >= m->nimports || m->mem[i].shared != shared) {
+    *err = COWMEM_EINVAL;
+    return NULL;
+  }
+  const w2c_memory_t* w = &m->mem[i];
+  if (cowmem_w2c__refusal(w->is64, w->shared, w->min_pages)) {
+    *err = COWMEM_EUNSUPPORTED;
+    return NULL;
+  }
+  return w;
 }
 
 void cowmem_w2c_begin(const cowmem_w2c_module_t* m) {
@@ -359,7 +408,7 @@ const cowmem_w2c__memory_t* cowmem_w2c__next(uint64_t initial, uint64_t max, boo
         "memory %u allocated, but the module set with cowmem_w2c_begin "
         "defines %u",
         k, m->count);
-  const w2c_memory_t* w = &m->mem[k];
+  const w2c_memory_t* w = &m->mem[m->nimports + k];
   if (initial != w->min_pages || max != w->max_pages || is64 != w->is64 ||
       page_size != w->page_size || shared != w->shared)
     die(0,
@@ -385,25 +434,37 @@ static uint64_t max_bytes(const w2c_memory_t* w) {
   return (w->max_pages < cap ? w->max_pages : cap) * w->page_size;
 }
 
-uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w) {
+int cowmem_w2c__try_acquire(const w2c_memory_t* w, uint8_t** out, cowmem_diag_t* why) {
   pthread_mutex_lock(&g_lock);
   cowmem_w2c_config_t cfg;
   cowmem_w2c_config_init(&cfg);
-  cowmem_diag_t why = {0};
-  int r = g_pool ? 0 : init_locked(&cfg, &why);
+  int r = g_pool ? 0 : init_locked(&cfg, why);
   pthread_mutex_unlock(&g_lock);
-  if (r != 0) die(r, "cannot create the pool (%s)", why.reason);
+  if (r != 0) return r;
   cowmem_slot_t* slot;
   r = cowmem_pool_acquire(g_pool, w->image, round_up(w->min_pages * w->page_size),
                           round_up(max_bytes(w)), &slot);
-  if (r != 0)
-    die(r, "no slot for a memory of %llu pages", (unsigned long long)w->min_pages);
+  if (r != 0) {
+    if (why)
+      snprintf(why->reason, sizeof why->reason, "no slot for a memory of %llu pages",
+               (unsigned long long)w->min_pages);
+    return r;
+  }
   uint8_t* data = cowmem_slot_base(slot);
   pthread_mutex_lock(&g_lock);
   table_put(data, slot);
   pthread_mutex_unlock(&g_lock);
   cowmem_w2c__count(COWMEM_W2C__ALLOC, 1);
   cowmem_w2c__count(COWMEM_W2C__LIVE, 1);
+  *out = data;
+  return 0;
+}
+
+uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w) {
+  cowmem_diag_t why = {0};
+  uint8_t* data = NULL;
+  int r = cowmem_w2c__try_acquire(w, &data, &why);
+  if (r != 0) die(r, "%s", why.reason[0] ? why.reason : "cannot create the pool");
   return data;
 }
 

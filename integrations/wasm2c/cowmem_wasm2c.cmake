@@ -48,6 +48,9 @@
 #
 #   DEPENDS names targets that produce <file.wasm>. WASM2C_FLAGS go to
 #   wasm2c (--enable-multi-memory, --enable-memory64, --enable-threads).
+#   FRESH_IMPORTS: strip and compile with --fresh-imports, for a host that
+#   gives each instance its imported memories from cowmem_w2c_import_memory
+#   (the stripped module then applies nothing to them either).
 #   Needs the cowmem command (cowmem_tool; cowmem_w2c_strip without it).
 set(COWMEM_W2C_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
@@ -93,7 +96,11 @@ function(cowmem_wasm2c_provider target)
 endfunction()
 
 function(cowmem_wasm2c_module target wasm)
-  cmake_parse_arguments(A "" "NAME;PROVIDER" "DEPENDS;WASM2C_FLAGS" ${ARGN})
+  cmake_parse_arguments(A "FRESH_IMPORTS" "NAME;PROVIDER" "DEPENDS;WASM2C_FLAGS" ${ARGN})
+  set(fresh)
+  if(A_FRESH_IMPORTS)
+    set(fresh --fresh-imports)
+  endif()
   if(NOT A_NAME)
     set(A_NAME ${target})
   endif()
@@ -111,12 +118,12 @@ function(cowmem_wasm2c_module target wasm)
     # The cowmem command (target cowmem_tool, defined later in the tree:
     # target names in COMMAND and DEPENDS resolve at generation time).
     add_custom_command(OUTPUT ${stripped}
-      COMMAND cowmem_tool strip ${wasm} -o ${stripped}
+      COMMAND cowmem_tool strip ${fresh} ${wasm} -o ${stripped}
       DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
       COMMENT "cowmem strip ${wasm}"
       VERBATIM)
     add_custom_command(OUTPUT ${images}
-      COMMAND cowmem_tool compile ${wasm} -o ${images}
+      COMMAND cowmem_tool compile ${fresh} ${wasm} -o ${images}
       DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
       COMMENT "cowmem compile ${wasm}"
       VERBATIM)
@@ -124,7 +131,7 @@ function(cowmem_wasm2c_module target wasm)
     # Without the command: strip with the library (a small helper), and the
     # program builds the images from the original module at run time.
     add_custom_command(OUTPUT ${stripped}
-      COMMAND cowmem_w2c_strip ${wasm} ${stripped}
+      COMMAND cowmem_w2c_strip ${wasm} ${stripped} ${fresh}
       DEPENDS ${wasm} cowmem_w2c_strip ${A_DEPENDS}
       COMMENT "cowmem strip ${wasm}"
       VERBATIM)

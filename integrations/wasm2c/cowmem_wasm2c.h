@@ -166,9 +166,52 @@ void cowmem_w2c_module_free(cowmem_w2c_module_t* m);
 uint32_t cowmem_w2c_module_memories(const cowmem_w2c_module_t* m);
 /* The image of defined memory i (borrowed; NULL: zeros or none). */
 cowmem_image_t* cowmem_w2c_module_image(const cowmem_w2c_module_t* m, uint32_t i);
+/* Imported memories, and the image of imported memory i (borrowed; NULL:
+ * zeros, or the image file was compiled without --fresh-imports). */
+uint32_t cowmem_w2c_module_imports(const cowmem_w2c_module_t* m);
+cowmem_image_t* cowmem_w2c_module_import_image(const cowmem_w2c_module_t* m, uint32_t i);
+
+/* Imported memories (emscripten's -sIMPORTED_MEMORY, pthread builds): the
+ * generated code asks the host for each imported memory (1.0.32:
+ * Z_<module>Z_<name>(instance) returning a wasm_rt_memory_t*; later:
+ * w2c_<module>_<name>(instance)) and applies the module's active segments
+ * to it at instantiation. A host that gives every instance a FRESH memory
+ * of the declared limits (what emscripten's loader does) can take it from
+ * the pool instead, with the module's image for it already mapped:
+ *
+ *   cowmem_w2c_import_memory(m, 0, &env.memory);   // before instantiate
+ *   COWMEM_W2C_NEW(m, mymod, &inst, &env);         // env hands &env.memory
+ *   ...
+ *   COWMEM_W2C_FN(mymod, free)(&inst);
+ *   wasm_rt_free_memory(&env.memory);              // the slot goes back
+ *
+ * Build the module with cowmem_wasm2c_module(... FRESH_IMPORTS) (`cowmem
+ * strip --fresh-imports` and `cowmem compile --fresh-imports`): the
+ * stripped module then applies nothing to the imported memory, whose
+ * bytes the image already holds. (Stripped without it, the module applies
+ * its segments over the image: the same bytes, written again.)
+ *
+ * Fill *out with imported memory `import` (0: the module's first imported
+ * memory) in a slot of the pool: its declared minimum, the image mapped,
+ * its maximum (or what wasm2c passes without one) for grow. The stock
+ * wasm_rt_free_memory (the wrapper) gives it back; wasm_rt_grow_memory
+ * grows it in its slot. Errors: EINVAL (NULL, no such import, or a shared
+ * memory: use cowmem_w2c_import_memory_shared), EUNSUPPORTED (a kind this
+ * runtime ABI cannot hold: see the top of this file), EEXHAUSTED (every
+ * slot taken), and the errors of creating the pool; *out is unchanged on
+ * error. Thread-safe. */
+int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t import,
+                             wasm_rt_memory_t* out);
+#if COWMEM_W2C_ABI >= 1037 && defined(WASM_RT_C11_AVAILABLE)
+/* The same for an imported shared memory (pthread builds); freed by
+ * wasm_rt_free_memory_shared. EINVAL for an unshared one. */
+int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t import,
+                                    wasm_rt_shared_memory_t* out);
+#endif
 
 /* Map m's images into the memories the calling thread allocates until
- * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k.
+ * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k
+ * (imported memories are the host's: see cowmem_w2c_import_memory).
  * Its limits must be the module's (else the process aborts with a message:
  * the wrong module was set). m must stay valid until cowmem_w2c_end.
  * An instantiation can trap (a data segment that cowmem left in the

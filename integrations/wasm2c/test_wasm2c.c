@@ -588,10 +588,14 @@ TEST_IMPL(instantiate_trap) {
 TEST_IMPL(memory64);
 TEST_IMPL(shared_memory);
 TEST_IMPL(custom_page_size);
+/* test_w2c_import.c */
+TEST_IMPL(imported_memory);
+TEST_IMPL(imported_memory_wasm);
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
                   TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads)
                       TEST_ENTRY(image_file) TEST_ENTRY(instantiate_trap)
                           TEST_ENTRY(memory64) TEST_ENTRY(shared_memory)
-                              TEST_ENTRY(custom_page_size))
+                              TEST_ENTRY(custom_page_size) TEST_ENTRY(imported_memory)
+                                  TEST_ENTRY(imported_memory_wasm))

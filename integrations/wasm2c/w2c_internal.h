@@ -11,10 +11,12 @@
 
 #include <cowmem.h>
 
+typedef struct cowmem_w2c_module_s cowmem_w2c_module_t;
+
 /* One memory of a module, as the generated code allocates it: the limits
  * it passes (no maximum: what wasm2c passes instead) and the image. An
- * imported memory allocated from the pool would be described the same way
- * by whoever creates it (it is no defined memory of the module set). */
+ * imported memory the host takes from the pool (cowmem_w2c_import_memory)
+ * is described the same way: the memory the module declares. */
 typedef struct cowmem_w2c__memory_s {
   uint64_t min_pages, max_pages;
   uint32_t page_size; /* bytes: 65536 unless custom-page-sizes */
@@ -41,6 +43,15 @@ const cowmem_w2c__memory_t* cowmem_w2c__next(uint64_t initial, uint64_t max, boo
                                              uint32_t page_size, bool shared);
 /* A slot for w at its initial size; its base. Aborts when none is left. */
 uint8_t* cowmem_w2c__acquire(const cowmem_w2c__memory_t* w);
+/* The same, returning the error (no slot, no pool) instead of aborting;
+ * why (if not NULL) says what failed. */
+int cowmem_w2c__try_acquire(const cowmem_w2c__memory_t* w, uint8_t** out,
+                            cowmem_diag_t* why);
+/* Imported memory i of m, if it is `shared` and this ABI can serve it;
+ * else NULL with *err EINVAL (no such import, or the other sharedness) or
+ * EUNSUPPORTED (see cowmem_w2c__refusal). */
+const cowmem_w2c__memory_t* cowmem_w2c__import(const cowmem_w2c_module_t* m, uint32_t i,
+                                               bool shared, int* err);
 /* The slot whose base is data (NULL: a stock memory). */
 cowmem_slot_t* cowmem_w2c__find(const void* data);
 /* Give the slot at data back to the pool; false if data is no slot's. */

@@ -88,6 +88,18 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint64_t initial, uin
   FILL(mem, data, w);
 }
 
+int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t import,
+                             wasm_rt_memory_t* mem) {
+  int r = 0;
+  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, false, &r) : NULL;
+  if (!mem) return COWMEM_EINVAL;
+  uint8_t* data = NULL;
+  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
+  if (r != 0) return r;
+  FILL(mem, data, w);
+  return 0;
+}
+
 uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint64_t delta) {
   cowmem_slot_t* slot = cowmem_w2c__find(mem->data);
   if (!slot) {
@@ -139,6 +151,21 @@ void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t* mem, uint64_
 #if WASM_RT_USE_PTHREADS
   if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
 #endif
+}
+
+int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t import,
+                                    wasm_rt_shared_memory_t* mem) {
+  int r = 0;
+  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, true, &r) : NULL;
+  if (!mem) return COWMEM_EINVAL;
+  uint8_t* data = NULL;
+  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
+  if (r != 0) return r;
+  FILL(mem, data, w);
+#if WASM_RT_USE_PTHREADS
+  if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
+#endif
+  return 0;
 }
 
 uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t delta) {
@@ -219,6 +246,21 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
   mem->max_pages = max;
   mem->size = initial * COWMEM_W2C_WASM_PAGE; /* wraps for 65536 pages, as
                                                  the stock runtime's does */
+}
+
+int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t import,
+                             wasm_rt_memory_t* mem) {
+  int r = 0;
+  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, false, &r) : NULL;
+  if (!mem) return COWMEM_EINVAL;
+  uint8_t* data = NULL;
+  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
+  if (r != 0) return r;
+  mem->data = data;
+  mem->pages = (uint32_t)w->min_pages;
+  mem->max_pages = (uint32_t)w->max_pages;
+  mem->size = (uint32_t)(w->min_pages * COWMEM_W2C_WASM_PAGE); /* wraps as above */
+  return 0;
 }
 
 uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {

@@ -30,8 +30,10 @@ static uint8_t* read_file(const char* path, size_t* len) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s in.wasm out.wasm\n", argv[0]);
+  /* --fresh-imports: as `cowmem strip --fresh-imports`. */
+  bool fresh = argc == 4 && strcmp(argv[3], "--fresh-imports") == 0;
+  if (argc != 3 && !fresh) {
+    fprintf(stderr, "usage: %s in.wasm out.wasm [--fresh-imports]\n", argv[0]);
     return 2;
   }
   size_t len = 0;
@@ -42,7 +44,9 @@ int main(int argc, char** argv) {
   }
   cowmem_module_t* m = NULL;
   cowmem_diag_t diag;
-  int r = cowmem_module_parse(bytes, len, COWMEM_MODULE_BORROW, &m, &diag);
+  int r = cowmem_module_parse(
+      bytes, len, COWMEM_MODULE_BORROW | (fresh ? COWMEM_MODULE_FRESH_IMPORTS : 0), &m,
+      &diag);
   if (r != 0) {
     fprintf(stderr, "%s: %s at byte %llu: %s\n", argv[1], cowmem_strerror(r),
             (unsigned long long)diag.offset, diag.reason);

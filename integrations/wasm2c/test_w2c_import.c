@@ -1,0 +1,191 @@
+/* test_w2c_import.c: a module that imports its memory (import.wat, built
+ * with FRESH_IMPORTS: stripped and compiled with --fresh-imports), its
+ * memory taken from the pool with cowmem_w2c_import_memory and given back
+ * by the stock wasm_rt_free_memory. Compared byte for byte with the stock
+ * runtime running the same module unstripped (importref) on a memory the
+ * stock wasm_rt_allocate_memory made; isolation after reuse; the image
+ * file against the module; refusals. Registered as wasm2c[39]_<name>. */
+#include "cowmem_wasm2c.h"
+#include "test.h"
+#include "w2c_util.h"
+#include "wasm-rt-impl.h"
+#ifdef HAVE_W2C_IMPORT
+#include "import.h"
+#include "importref.h"
+#endif
+
+#define PAGE COWMEM_W2C_WASM_PAGE
+
+#ifdef HAVE_W2C_IMPORT
+/* What the generated code calls for the import "env" "memory": the host's
+ * environment instance hands out its memory. One definition serves both
+ * modules (stripped and unstripped import the same name). */
+#if COWMEM_W2C_ABI >= 1037
+struct w2c_env {
+  wasm_rt_memory_t memory;
+};
+typedef struct w2c_env env_t;
+wasm_rt_memory_t* w2c_env_memory(struct w2c_env* env) {
+  return &env->memory;
+}
+#else
+struct Z_env_instance_t {
+  wasm_rt_memory_t memory;
+};
+typedef struct Z_env_instance_t env_t;
+wasm_rt_memory_t* Z_envZ_memory(struct Z_env_instance_t* env) {
+  return &env->memory;
+}
+#endif
+
+static cowmem_w2c_module_t* g_imp;
+
+static int setup(size_t slots, bool from_wasm) {
+  cowmem_w2c_config_t cfg;
+  cowmem_w2c_config_init(&cfg);
+  cfg.max_memories = slots;
+  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
+  cowmem_diag_t diag;
+#ifdef COWMEM_W2C_IMAGES_import
+  if (!from_wasm)
+    ASSERT_OK(
+        cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_import, NULL, &g_imp, &diag));
+  else
+#endif
+    ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_import, &g_imp, &diag));
+  ASSERT_EQ(cowmem_w2c_module_memories(g_imp), 0);
+  ASSERT_EQ(cowmem_w2c_module_imports(g_imp), 1);
+  ASSERT_NOT_NULL(cowmem_w2c_module_import_image(g_imp, 0));
+  static bool once;
+  if (!once) {
+    wasm_rt_init();
+    COWMEM_W2C_INIT_MODULE(import);
+    COWMEM_W2C_INIT_MODULE(importref);
+    once = true;
+  }
+  return 0;
+}
+
+static int teardown(void) {
+  cowmem_w2c_module_free(g_imp);
+  g_imp = NULL;
+  ASSERT_OK(cowmem_w2c_shutdown());
+  return 0;
+}
+
+/* The stock runtime's memory after instantiating the unstripped module:
+ * what every cowmem instance must start from. */
+static uint8_t g_ref[2 * PAGE];
+static int stock_reference(void) {
+  env_t env;
+  memset(&env, 0, sizeof env);
+  cowmem_w2c_counters_t before, after;
+  cowmem_w2c_counters(&before);
+  wasm_rt_allocate_memory(&env.memory, 2, 4
+#if COWMEM_W2C_ABI >= 1037
+                          ,
+                          false, PAGE
+#endif
+  );
+  W2C_T(importref) ref;
+  W2C_FN(importref, instantiate)(&ref, &env);
+  ASSERT_EQ(env.memory.size, 2 * PAGE);
+  memcpy(g_ref, env.memory.data, sizeof g_ref);
+  W2C_FN(importref, free)(&ref);
+  wasm_rt_free_memory(&env.memory);
+  cowmem_w2c_counters(&after);
+  ASSERT_EQ(after.stock_allocs - before.stock_allocs, 1);
+  ASSERT_EQ(after.stock_frees - before.stock_frees, 1);
+  ASSERT_TRUE(memcmp(g_ref + 16, "imported", 8) == 0);
+  ASSERT_TRUE(memcmp(g_ref + 24, "MEMORY", 6) == 0);
+  ASSERT_TRUE(memcmp(g_ref + 70000, "second page", 11) == 0);
+  return 0;
+}
+
+/* One instance on a memory from the pool: the stock bytes, then writes and
+ * a grow; the memory goes back through the stock free. */
+static int one_instance(int round) {
+  env_t env;
+  memset(&env, 0, sizeof env);
+  ASSERT_OK(cowmem_w2c_import_memory(g_imp, 0, &env.memory));
+  ASSERT_EQ(env.memory.pages, 2);
+  ASSERT_EQ(env.memory.max_pages, 4);
+  ASSERT_EQ(env.memory.size, 2 * PAGE);
+  W2C_T(import) inst;
+  ASSERT_OK(COWMEM_W2C_NEW(g_imp, import, &inst, &env));
+  /* The stripped module applied nothing: these bytes are the image's. */
+  ASSERT_TRUE(memcmp(env.memory.data, g_ref, sizeof g_ref) == 0);
+  ASSERT_EQ(W2C_X(import, load)(&inst, 24), 'M');
+  ASSERT_EQ(W2C_X(import, size)(&inst), 2);
+  /* Dirty it: the next instance in this slot must not see any of it. */
+  W2C_X(import, store)(&inst, 16, 'X' + round);
+  W2C_X(import, store)(&inst, 70000, 'Y');
+  W2C_X(import, store)(&inst, 3 * PAGE / 2, 'Z');
+  ASSERT_EQ(W2C_X(import, grow)(&inst, 2), 2);
+  ASSERT_EQ(W2C_X(import, grow)(&inst, 1), (uint32_t)-1); /* max 4 */
+  W2C_X(import, store)(&inst, 4 * PAGE - 1, 0xee);
+  ASSERT_EQ(W2C_X(import, load)(&inst, 4 * PAGE - 1), 0xee);
+  ASSERT_EQ(env.memory.pages, 4);
+  W2C_FN(import, free)(&inst);
+  wasm_rt_free_memory(&env.memory); /* the wrapper: back to the pool */
+  ASSERT_NULL(env.memory.data);
+  return 0;
+}
+
+static int run_rounds(void) {
+  CHECK(stock_reference());
+  cowmem_w2c_counters_t before, after;
+  cowmem_w2c_counters(&before);
+  for (int round = 0; round < 5; round++)
+    CHECK(one_instance(round));
+  cowmem_w2c_counters(&after);
+  ASSERT_EQ(after.cowmem_allocs - before.cowmem_allocs, 5);
+  ASSERT_EQ(after.cowmem_frees - before.cowmem_frees, 5);
+  ASSERT_EQ(after.stock_allocs, before.stock_allocs);
+  ASSERT_EQ(after.live, 0);
+  return 0;
+}
+#endif
+
+/* One slot: every instance reuses it after the previous one dirtied and
+ * grew it, and still starts from exactly the stock runtime's bytes. */
+TEST_IMPL(imported_memory) {
+#ifndef HAVE_W2C_IMPORT
+  TEST_SKIP("wat2wasm not found: import.wat not built");
+#else
+  CHECK(setup(1, false));
+  CHECK(run_rounds());
+  /* The one slot is back: a second memory at once is refused, not fatal. */
+  env_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  ASSERT_OK(cowmem_w2c_import_memory(g_imp, 0, &a.memory));
+  ASSERT_ERR(cowmem_w2c_import_memory(g_imp, 0, &b.memory), COWMEM_EEXHAUSTED);
+  ASSERT_NULL(b.memory.data);
+  wasm_rt_free_memory(&a.memory);
+  return teardown();
+#endif
+}
+
+/* The same from the .wasm at run time (cowmem_w2c_module_open: the module
+ * parsed with fresh imports), several slots; and the refusals. */
+TEST_IMPL(imported_memory_wasm) {
+#ifndef HAVE_W2C_IMPORT
+  TEST_SKIP("wat2wasm not found: import.wat not built");
+#else
+  CHECK(setup(4, true));
+  CHECK(run_rounds());
+  env_t env;
+  memset(&env, 0, sizeof env);
+  ASSERT_ERR(cowmem_w2c_import_memory(g_imp, 1, &env.memory), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_w2c_import_memory(NULL, 0, &env.memory), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_w2c_import_memory(g_imp, 0, NULL), COWMEM_EINVAL);
+#if COWMEM_W2C_ABI >= 1037 && defined(WASM_RT_C11_AVAILABLE)
+  wasm_rt_shared_memory_t sm;
+  memset(&sm, 0, sizeof sm);
+  ASSERT_ERR(cowmem_w2c_import_memory_shared(g_imp, 0, &sm), COWMEM_EINVAL);
+#endif
+  ASSERT_NULL(env.memory.data);
+  return teardown();
+#endif
+}

@@ -21,7 +21,8 @@
 # cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
 #   `cowmem strip`s the module (covered data segments become empty passive
 #   ones, so WAMR's instantiation copies nothing) and `cowmem compile`s the
-#   original into <name>.cwimg. <target> is an interface library whose
+#   original into <name>.cwimg, both with --fresh-imports (without
+#   multi-module WAMR creates an imported memory fresh for each instance). <target> is an interface library whose
 #   consumers get the definitions
 #     COWMEM_WAMR_WASM_<name>="<the original .wasm>"
 #     COWMEM_WAMR_STRIPPED_<name>="<name>.stripped.wasm"
@@ -126,11 +127,11 @@ function(cowmem_wamr_module target wasm)
     # The cowmem command (target cowmem_tool, defined later in the tree:
     # target names in COMMAND and DEPENDS resolve at generation time).
     add_custom_command(OUTPUT ${stripped}
-      COMMAND cowmem_tool strip ${wasm} -o ${stripped}
+      COMMAND cowmem_tool strip --fresh-imports ${wasm} -o ${stripped}
       DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
       COMMENT "cowmem strip ${wasm}" VERBATIM)
     add_custom_command(OUTPUT ${images}
-      COMMAND cowmem_tool compile ${wasm} -o ${images}
+      COMMAND cowmem_tool compile --fresh-imports ${wasm} -o ${images}
       DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
       COMMENT "cowmem compile ${wasm}" VERBATIM)
     add_custom_target(${target}_files ALL DEPENDS ${stripped} ${images})

@@ -35,6 +35,11 @@
  * its offset whatever the size, as long as it ends within it (else the
  * allocation fails and so does the instantiation, with WAMR's error).
  *
+ * An imported memory is allocated like a defined one: without multi-module
+ * WAMR creates it fresh and zeroed for every instance, so its data comes
+ * from an image too (modules are parsed, stripped and compiled with
+ * COWMEM_MODULE_FRESH_IMPORTS / --fresh-imports).
+ *
  * Memories: slots of COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE bytes
  * (4 GiB + 4 GiB). With hardware bounds checks (WAMR's default on 64-bit
  * Linux) the interpreter and AOT code form memory_data + u32 address + u32
@@ -136,7 +141,9 @@ int cowmem_wamr_module_open(const char* wasm_path, cowmem_wamr_module_t** out,
  * its header read) and the module `cowmem strip` wrote, loaded into WAMR.
  * module_hash (SHA-256 of the original module) is checked against the
  * image file's when not NULL. The stripped module's memory must have the
- * image file's limits (EMISMATCH otherwise: files of two modules).
+ * image file's limits and still hold exactly the active segments the file
+ * leaves to instantiation (EMISMATCH otherwise: files of two modules, or
+ * stripped and compiled with different --fresh-imports).
  * Errors: those of cowmem_imgfile_open and of reading and parsing the
  * stripped module (with *diag), EUNSUPPORTED, EMISMATCH, EINVALID (WAMR). */
 int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_path,

@@ -11,11 +11,19 @@
 
 #include "wamr_internal.h"
 
+/* Without multi-module, WAMR creates an imported memory itself for every
+ * instance, zeroed, of the declared size (memories_instantiate): the
+ * promise COWMEM_MODULE_FRESH_IMPORTS asks for, so an imported memory's
+ * data comes from an image too (cowmem_wamr_module() strips and compiles
+ * with --fresh-imports to match). */
+#define PARSE_FLAGS (COWMEM_MODULE_BORROW | COWMEM_MODULE_FRESH_IMPORTS)
+
 /* What a module set needs to know of one memory, from a parse of the
  * module or from an image file's descriptor. */
 typedef struct {
   bool imported, memory64, shared, has_max;
   uint64_t min_pages, max_pages;
+  uint32_t segments; /* active segments an instantiation still applies */
 } mem_desc_t;
 
 static int fail(cowmem_diag_t* diag, int code, const char* fmt, ...)
@@ -52,7 +60,8 @@ static int check_memories(uint32_t n, const mem_desc_t* d, cowmem_diag_t* diag) 
 static bool same(const mem_desc_t* a, const mem_desc_t* b) {
   return a->imported == b->imported && a->memory64 == b->memory64 &&
          a->shared == b->shared && a->has_max == b->has_max &&
-         a->min_pages == b->min_pages && (!a->has_max || a->max_pages == b->max_pages);
+         a->min_pages == b->min_pages && (!a->has_max || a->max_pages == b->max_pages) &&
+         a->segments == b->segments;
 }
 
 static int read_file(const char* path, uint8_t** out, size_t* out_len) {
@@ -111,8 +120,8 @@ static int memory_desc(const cowmem_module_t* mod, mem_desc_t* d) {
   cowmem_memory_info_t mi;
   int r = cowmem_module_memory_info(mod, 0, &mi);
   if (r != 0) return r;
-  *d = (mem_desc_t){mi.imported, mi.memory64,  mi.shared,
-                    mi.has_max,  mi.min_pages, mi.max_pages};
+  *d = (mem_desc_t){mi.imported,  mi.memory64,  mi.shared,         mi.has_max,
+                    mi.min_pages, mi.max_pages, mi.active_segments};
   return 0;
 }
 
@@ -120,7 +129,7 @@ int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** 
                            cowmem_diag_t* diag) {
   if (!out) return COWMEM_EINVAL;
   cowmem_module_t* mod;
-  int r = cowmem_module_parse(wasm, len, COWMEM_MODULE_BORROW, &mod, diag);
+  int r = cowmem_module_parse(wasm, len, PARSE_FLAGS, &mod, diag);
   if (r != 0) return r;
   cowmem_wamr_module_t* m = calloc(1, sizeof *m);
   mem_desc_t d = {0};
@@ -180,22 +189,23 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
     r = COWMEM_ENOMEM;
   else if ((m->count = cowmem_imgfile_memory_count(f)) > 0 &&
            (r = cowmem_imgfile_memory(f, 0, &fm)) == 0)
-    d = (mem_desc_t){fm.imported, fm.memory64,  fm.shared,
-                     fm.has_max,  fm.min_pages, fm.max_pages};
+    d = (mem_desc_t){fm.imported,  fm.memory64,  fm.shared,       fm.has_max,
+                     fm.min_pages, fm.max_pages, fm.segments_left};
   if (r == 0) r = check_memories(m->count, &d, diag);
   if (r == 0 && fm.image) r = set_image(m, cowmem_image_retain(fm.image));
   if (r == 0) m->min_pages = d.min_pages;
   cowmem_imgfile_free(f);
 
-  /* The stripped module must be the image file's module: same memories,
-   * same limits (a stripped module keeps every section but the data). */
+  /* The stripped module must be the image file's module, stripped as the
+   * file was compiled: same memories, same limits (a stripped module keeps
+   * every section but the data), and exactly the active segments the file
+   * says an instance still applies (the others are in the image). */
   uint8_t* bytes = NULL;
   size_t len = 0;
   cowmem_module_t* sm = NULL;
   if (r == 0) r = read_file(stripped_path, &bytes, &len);
   if (r == 0)
-    r = cowmem_module_parse(bytes, len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
-                            &sm, diag);
+    r = cowmem_module_parse(bytes, len, PARSE_FLAGS | COWMEM_MODULE_NO_IMAGES, &sm, diag);
   mem_desc_t sd = {0};
   if (r == 0 && cowmem_module_memory_count(sm) != m->count)
     r = fail(diag, COWMEM_EMISMATCH, "%s has %u memories, %s %u", stripped_path,

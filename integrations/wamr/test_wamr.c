@@ -515,6 +515,48 @@ TEST_IMPL(rewrites_at_load) {
   return teardown();
 }
 
+/* An imported memory: WAMR (no multi-module) creates it fresh for every
+ * instance, so its data comes from the image and the stripped module has
+ * no segment left; contents, traps and isolation as with stock WAMR. */
+TEST_IMPL(imported_memory) {
+  CHECK(setup(1));
+  cowmem_wamr_module_t* im;
+  CHECK(OPEN_SET(imported, &im));
+  ASSERT_NOT_NULL(cowmem_wamr_module_image(im, 0));
+  uint8_t* bytes;
+  uint32_t len;
+  CHECK(read_all(COWMEM_WAMR_WASM_imported, &bytes, &len));
+  char err[128] = "";
+  wasm_module_t stock = wamr_api_stock.load(bytes, len, err, sizeof err);
+  if (!stock) TEST_FAIL_("stock load: %s", err);
+  static const char data[] = "imported memory data";
+  for (int round = 0; round < 2; round++) {
+    wamr_inst_t c, s;
+    CHECK(cow_heap(&c, im, 0));
+    ASSERT_EQ(
+        wamr_inst_wrap(&s, &wamr_api_stock,
+                       wamr_api_stock.instantiate(stock, WAMR_STACK, 0, err, sizeof err)),
+        0);
+    for (uint32_t i = 0; i < sizeof data - 1; i++)
+      ASSERT_EQ(wamr_call1(&c, "peek", 1, 16 + i, 0), (uint8_t)data[i]);
+    static const uint32_t probes[] = {0, 15, 36, PAGE - 1, PAGE, 2 * PAGE};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+      ASSERT_EQ(wamr_call1(&c, "peek", 1, probes[i], 0),
+                wamr_call1(&s, "peek", 1, probes[i], 0));
+      ASSERT_EQ(wamr_oob(&c), wamr_oob(&s));
+    }
+    wamr_call1(&c, "poke", 2, 16, 'X'); /* gone in the next round */
+    ASSERT_EQ(wamr_call1(&c, "grow", 1, 1, 0), 1);
+    ASSERT_EQ(wamr_call1(&c, "grow", 1, 1, 0), NEG1); /* max 2 */
+    wamr_inst_free(&c);
+    wamr_inst_free(&s);
+  }
+  wamr_api_stock.unload(stock);
+  free(bytes);
+  cowmem_wamr_module_free(im);
+  return teardown();
+}
+
 /* What cannot be mapped exactly is refused at load, with the reason. */
 TEST_IMPL(unsupported) {
   CHECK(setup(1));
@@ -678,6 +720,6 @@ TEST_IMPL(threads) {
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(far_traps) TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak)
                   TEST_ENTRY(several_live) TEST_ENTRY(instantiate_fails)
-                      TEST_ENTRY(rewrites_at_load) TEST_ENTRY(unsupported)
-                          TEST_ENTRY(image_file) TEST_ENTRY(begin_end)
-                              TEST_ENTRY(threads))
+                      TEST_ENTRY(rewrites_at_load) TEST_ENTRY(imported_memory)
+                          TEST_ENTRY(unsupported) TEST_ENTRY(image_file)
+                              TEST_ENTRY(begin_end) TEST_ENTRY(threads))

@@ -10,6 +10,8 @@
  * -m   the current size (and maximum) of imported memory i
  * -d   dump each exported defined memory's initial bytes, up to its last
  *      non-zero byte, to dir/mem<index>.bin
+ * -f 256 (COWMEM_MODULE_FRESH_IMPORTS): imported memories without -i start
+ *      as zeros of the -m size with their image, and are dumped
  * -i   k:path, the current bytes of imported memory k: the fallback writes
  *      into a copy of them, which is dumped too (also when instantiation
  *      traps: the writes made before the trap remain)
@@ -207,7 +209,9 @@ int main(int argc, char** argv) {
           views[k].base = mem[k];
           free(b);
         }
-        if (k >= im && size[k] <= DUMP_MAX) {
+        /* A defined memory, or an imported one parsed with fresh imports
+         * (-f 256) and no -i: zeros of the size given, then its image. */
+        if ((k >= im || (mi.fresh && !init[k])) && size[k] <= DUMP_MAX) {
           mem[k] = calloc(1, size[k] ? (size_t)size[k] : 1);
           if (why.noimage != COWMEM_NOIMAGE_NONE) views[k].base = mem[k];
           else if (img) {
@@ -238,9 +242,10 @@ int main(int argc, char** argv) {
     cowmem_module_memory_info(m, k, &mi);
     img = cowmem_image_retain(cowmem_module_image(m, k, &why));
     const char* text = why.reason;
-    printf("%s{\"imported\":%s,\"min\":%" PRIu64 ",\"max\":%" PRId64
+    printf("%s{\"imported\":%s,\"fresh\":%s,\"min\":%" PRIu64 ",\"max\":%" PRId64
            ",\"mem64\":%s,\"why\":%d,\"image\":%s,\"module\":",
-           k ? "," : "", mi.imported ? "true" : "false", mi.min_pages,
+           k ? "," : "", mi.imported ? "true" : "false", mi.fresh ? "true" : "false",
+           mi.min_pages,
            mi.has_max ? (int64_t)mi.max_pages : (int64_t)-1,
            mi.memory64 ? "true" : "false", (int)why.noimage, img ? "true" : "false");
     json_str(mi.import_module ? mi.import_module : "", mi.import_module_len);
@@ -261,7 +266,7 @@ int main(int argc, char** argv) {
     printf("]");
     uint64_t dumped = 0;
     if (dir && have_imports && mem[k] &&
-        ((err == 0 && mi.export_count) || (k < im && init[k])) &&
+        ((err == 0 && (mi.export_count || mi.fresh)) || (k < im && init[k])) &&
         dump(dir, k, mem[k], size[k], &dumped) == 0)
       printf(",\"dump\":\"%s/mem%u.bin\",\"dumplen\":%" PRIu64
              ",\"size\":%" PRIu64, dir, k, dumped, size[k]);

@@ -16,15 +16,16 @@
  *                         [--reset madvise|keep_resident|adaptive]
  */
 #include "cowmem_wamr.h"
+#include "measure.h"
 #include "wamr_util.h"
 
 #define REPORT_CAP 256
 #define ROUNDS 10
 
 typedef struct {
-  uint64_t elapsed_ns;         /* wall time of the recorded requests */
-  size_t done;                 /* recorded requests */
-  uint64_t *req_ns, *cycle_ns; /* per request: all of it; instantiate+free */
+  uint64_t elapsed_ns;        /* wall time of the recorded requests */
+  bench_samples_t req, cycle; /* per request, ns: all of it; instantiate +
+                                 deinstantiate */
 } loop_t;
 
 static const char* g_req = wamr_default_request;
@@ -46,28 +47,28 @@ static int loop(const wamr_api_t* api, size_t warmup, size_t iters, const char* 
   char report[REPORT_CAP];
   uint64_t start = 0;
   for (size_t i = 0; i < warmup + iters; i++) {
-    if (i == warmup) start = wamr_now_ns();
+    if (i == warmup) start = bench_now_ns();
     wamr_inst_t x;
-    uint64_t t0 = wamr_now_ns();
+    uint64_t t0 = bench_now_ns();
     if (wamr_inst_wrap(&x, api, instantiate(api)) != 0) {
       fprintf(stderr, "%s: instantiation %zu failed\n", api->name, i);
       return 1;
     }
-    uint64_t t1 = wamr_now_ns();
+    uint64_t t1 = bench_now_ns();
     wamr_serve(&x, g_req, g_req_len, report, sizeof report);
-    uint64_t t2 = wamr_now_ns();
+    uint64_t t2 = bench_now_ns();
     wamr_inst_free(&x);
-    uint64_t t3 = wamr_now_ns();
+    uint64_t t3 = bench_now_ns();
     if (strcmp(report, expect) != 0) {
       fprintf(stderr, "%s request %zu: %s", api->name, i, report);
       return 1;
     }
     if (i >= warmup) {
-      out->req_ns[out->done] = t3 - t0;
-      out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);
+      bench_add(&out->req, (double)(t3 - t0));
+      bench_add(&out->cycle, (double)((t1 - t0) + (t3 - t2)));
     }
   }
-  if (iters) out->elapsed_ns += wamr_now_ns() - start;
+  if (iters) out->elapsed_ns += bench_now_ns() - start;
   return 0;
 }
 
@@ -99,13 +100,14 @@ static int check_same(void) {
   return 0;
 }
 
-static double print_row(const char* name, loop_t* l, size_t n) {
-  double rps = (double)n * 1e9 / (double)l->elapsed_ns;
-  double p50 = wamr_quantile_us(l->req_ns, n, 0.50, 0); /* sorts */
-  double p90 = wamr_quantile_us(l->req_ns, n, 0.90, 1);
-  double p99 = wamr_quantile_us(l->req_ns, n, 0.99, 1);
-  double p999 = wamr_quantile_us(l->req_ns, n, 0.999, 1);
-  printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, p50, p90, p99, p999);
+static double us(bench_samples_t* v, double q) {
+  return bench_quantile(v, q) / 1e3;
+}
+
+static double print_row(const char* name, loop_t* l) {
+  double rps = (double)l->req.n * 1e9 / (double)l->elapsed_ns;
+  printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, us(&l->req, 0.5),
+         us(&l->req, 0.9), us(&l->req, 0.99), us(&l->req, 0.999));
   return rps;
 }
 
@@ -222,9 +224,7 @@ int main(int argc, char** argv) {
          (size_t)WAMR_NREQUESTS);
   printf("request (%u bytes) -> %s", g_req_len, expect);
 
-  loop_t c = {0, 0, calloc(iters, 8), calloc(iters, 8)};
-  loop_t s = {0, 0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
-  if (!c.req_ns || !c.cycle_ns || !s.req_ns || !s.cycle_ns) return 1;
+  loop_t c = {0}, s = {0};
   /* The two loops alternate in ROUNDS blocks, so that whatever else the
    * machine does (other processes, frequency changes) weighs on both. */
   if (loop(&wamr_api_cowmem, warmup, 0, expect, &c) != 0) return 1;
@@ -239,19 +239,16 @@ int main(int argc, char** argv) {
   printf("\nrequest loop (instantiate, run, read result, deinstantiate), "
          "latency in us\n");
   printf("%-14s %12s %9s %9s %9s %9s\n", "", "requests/s", "p50", "p90", "p99", "p99.9");
-  double rc = print_row("cowmem WAMR", &c, iters);
-  double rs = print_row("stock WAMR", &s, stock_iters);
+  double rc = print_row("cowmem WAMR", &c);
+  double rs = print_row("stock WAMR", &s);
   printf("ratio cowmem / stock: %.1fx requests per second (target >= 3x: %s)\n", rc / rs,
          rc >= 3 * rs ? "met" : "MISSED");
 
-  double ci = wamr_quantile_us(c.cycle_ns, iters, 0.5, 0);
-  double si = wamr_quantile_us(s.cycle_ns, stock_iters, 0.5, 0);
+  double ci = us(&c.cycle, 0.5), si = us(&s.cycle, 0.5);
   printf("\ninstantiate + deinstantiate (with an execution environment), "
          "median (p99) in us\n");
-  printf("  cowmem WAMR  %8.2f (%.2f)\n", ci,
-         wamr_quantile_us(c.cycle_ns, iters, 0.99, 1));
-  printf("  stock WAMR   %8.2f (%.2f)\n", si,
-         wamr_quantile_us(s.cycle_ns, stock_iters, 0.99, 1));
+  printf("  cowmem WAMR  %8.2f (%.2f)\n", ci, us(&c.cycle, 0.99));
+  printf("  stock WAMR   %8.2f (%.2f)\n", si, us(&s.cycle, 0.99));
   printf("ratio stock / cowmem: %.1fx (target >= 20x: %s)\n", si / ci,
          si >= 20 * ci ? "met" : "MISSED");
 
@@ -272,10 +269,10 @@ int main(int argc, char** argv) {
          "freed\n",
          (unsigned long long)n.image_allocs, (unsigned long long)n.plain_allocs,
          (unsigned long long)n.refused_allocs, (unsigned long long)n.frees);
-  free(c.req_ns);
-  free(c.cycle_ns);
-  free(s.req_ns);
-  free(s.cycle_ns);
+  bench_free(&c.req);
+  bench_free(&c.cycle);
+  bench_free(&s.req);
+  bench_free(&s.cycle);
   cowmem_wamr_module_free(g_mod);
   wamr_api_stock.unload(g_stock);
   int r = cowmem_wamr_shutdown();

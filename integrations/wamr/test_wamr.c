@@ -34,6 +34,17 @@ static int read_all(const char* path, uint8_t** out, uint32_t* len) {
   return 0;
 }
 
+/* The unstripped module in the stock runtime; *bytes (WAMR keeps pointers
+ * into them) are freed after wamr_api_stock.unload. */
+static int stock_load(const char* path, uint8_t** bytes, wasm_module_t* out) {
+  uint32_t len;
+  CHECK(read_all(path, bytes, &len));
+  char err[128] = "";
+  *out = wamr_api_stock.load(*bytes, len, err, sizeof err);
+  if (!*out) TEST_FAIL_("stock load %s: %s", path, err);
+  return 0;
+}
+
 /* A module set of the demo or a test module: from its image file and
  * stripped module when the cowmem command built them. */
 #define OPEN_SET(name, out)                                                              \
@@ -73,11 +84,7 @@ static int setup_reset(size_t slots, cowmem_reset_strategy_t reset) {
   CHECK(OPEN_SET(demo, &g_mod));
   ASSERT_EQ(cowmem_wamr_module_memories(g_mod), 1);
   ASSERT_NOT_NULL(cowmem_wamr_module_image(g_mod, 0));
-  uint32_t len;
-  CHECK(read_all(COWMEM_WAMR_WASM_demo, &g_stock_bytes, &len));
-  char err[128] = "";
-  g_stock = wamr_api_stock.load(g_stock_bytes, len, err, sizeof err);
-  if (!g_stock) TEST_FAIL_("stock load: %s", err);
+  CHECK(stock_load(COWMEM_WAMR_WASM_demo, &g_stock_bytes, &g_stock));
   return 0;
 }
 
@@ -449,11 +456,9 @@ TEST_IMPL(rewrites_at_load) {
   cowmem_wamr_module_t* sm;
   CHECK(OPEN_SET(shrink, &sm));
   uint8_t* bytes;
-  uint32_t len;
-  CHECK(read_all(COWMEM_WAMR_WASM_shrink, &bytes, &len));
+  wasm_module_t stock;
+  CHECK(stock_load(COWMEM_WAMR_WASM_shrink, &bytes, &stock));
   char err[128] = "";
-  wasm_module_t stock = wamr_api_stock.load(bytes, len, err, sizeof err);
-  ASSERT_NOT_NULL(stock);
   for (int round = 0; round < 2; round++) {
     wamr_inst_t c, s;
     CHECK(cow_heap(&c, sm, 0));
@@ -524,11 +529,9 @@ TEST_IMPL(imported_memory) {
   CHECK(OPEN_SET(imported, &im));
   ASSERT_NOT_NULL(cowmem_wamr_module_image(im, 0));
   uint8_t* bytes;
-  uint32_t len;
-  CHECK(read_all(COWMEM_WAMR_WASM_imported, &bytes, &len));
+  wasm_module_t stock;
+  CHECK(stock_load(COWMEM_WAMR_WASM_imported, &bytes, &stock));
   char err[128] = "";
-  wasm_module_t stock = wamr_api_stock.load(bytes, len, err, sizeof err);
-  if (!stock) TEST_FAIL_("stock load: %s", err);
   static const char data[] = "imported memory data";
   for (int round = 0; round < 2; round++) {
     wamr_inst_t c, s;

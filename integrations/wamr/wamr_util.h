@@ -1,9 +1,9 @@
-/* wamr_util.h: helpers shared by the WAMR demo and its tests: the clock,
- * percentiles, /proc/self/status, the request inputs, an instance with its
- * execution environment, calls of the demo's exports and one request
- * served. (The wasm2c integration has the same few helpers in w2c_util.h,
- * but that header needs wabt's wasm-rt.h; this one must build without
- * wabt.) */
+/* wamr_util.h: helpers shared by the WAMR demo and its tests:
+ * /proc/self/status, the request inputs, an instance with its execution
+ * environment, calls of the demo's exports and one request served. (The
+ * wasm2c integration has the inputs in w2c_util.h, but that header needs
+ * wabt's wasm-rt.h; this one must build without wabt. The clock and the
+ * quantiles are support/measure.h's.) */
 #ifndef COWMEM_WAMR_UTIL_H
 #define COWMEM_WAMR_UTIL_H
 
@@ -13,28 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <time.h>
-
 #include "wamr_api.h"
-
-static inline uint64_t wamr_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline int wamr_cmp_u64(const void* a, const void* b) {
-  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
-  return x < y ? -1 : x > y;
-}
-
-/* The value at quantile q (0..1) of v[0..n), in us; sorts v unless sorted. */
-static inline double wamr_quantile_us(uint64_t* v, size_t n, double q, int sorted) {
-  if (!sorted) qsort(v, n, sizeof *v, wamr_cmp_u64);
-  size_t i = (size_t)(q * (double)n);
-  if (i >= n) i = n - 1;
-  return (double)v[i] / 1e3;
-}
 
 /* A field of /proc/self/status in KiB ("VmSize:", "VmRSS:"), or 0. */
 static inline unsigned long wamr_status_kb(const char* field) {

@@ -17,6 +17,16 @@
 //     must equal V8's memory of the original; otherwise the stripped
 //     module's own segments must give V8's memory of the original;
 //   - `cowmem dump` of the original module equals V8's memory too;
+//   - fresh imports: every module of the core and memory64 suites that
+//     imports a memory (and no start function; globals and tables from
+//     spectest) is instantiated by V8 with a NEW WebAssembly.Memory of the
+//     declared limits for each imported memory, as a host keeping the
+//     promise of COWMEM_MODULE_FRESH_IMPORTS does. `cowmem dump
+//     --fresh-imports` must equal V8's memory byte for byte (or fail where
+//     V8's instantiation traps); `cowmem strip --fresh-imports` must leave
+//     a fresh memory all zeros when the image covers its segments (else
+//     the stripped module writes what the original does); and the image
+//     file (`compile --fresh-imports`, `dump`) must equal V8's memory;
 //   - the wast's assertions (assert_return, assert_trap, actions) that
 //     follow the module pass on the STRIPPED module given cowmem's memory:
 //     the stripped binary gets one extra export of its memory (so that
@@ -249,6 +259,115 @@ for (const wast of files) {
     }
   }
 }
+// ---- fresh imports --------------------------------------------------------
+const fresh = { modules: 0, compared: 0, withImage: 0, traps: 0, skipped: 0, failed: 0 };
+function freshFail(where, msg) { fresh.failed++; stats.failed++; failures.push(`${where} (fresh imports): ${msg}`); }
+// Imports for mod: spectest's functions, globals and table; stubs for other
+// functions; a new memory of the declared limits for each imported memory
+// (mems: inspect's descriptions). null when something cannot be supplied.
+function freshEnv(mod, mems) {
+  const st = spectest(), imports = {}, memories = [];
+  for (const imp of WebAssembly.Module.imports(mod)) {
+    let v;
+    if (imp.kind === 'memory') {
+      const d = mems[memories.length];
+      const desc = { initial: d.min_pages };
+      if (d.max_pages !== null) desc.maximum = d.max_pages;
+      if (d.shared) desc.shared = true;
+      if (d.memory64) desc.index = 'i64';
+      try { v = new WebAssembly.Memory(desc); } catch (e) { return null; }
+      memories.push(v);
+    } else if (imp.module === 'spectest' && imp.name in st) v = st[imp.name];
+    else if (imp.kind === 'function') v = () => 0;
+    else return null;
+    (imports[imp.module] ||= {})[imp.name] = v;
+  }
+  return { imports, memories };
+}
+function freshInstantiate(bytes, mems) {
+  let mod;
+  try { mod = new WebAssembly.Module(bytes); } catch (e) { return { skip: 'V8 cannot compile it' }; }
+  const env = freshEnv(mod, mems);
+  if (!env) return { skip: 'an import V8 cannot be given here' };
+  try { new WebAssembly.Instance(mod, env.imports); } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) return { trap: e, env };
+    return { skip: 'V8: ' + e };
+  }
+  return { env };
+}
+const sameBytes = (file, mem) => {
+  const got = fs.readFileSync(file), b = Buffer.from(mem.buffer);
+  return got.length === b.length && Buffer.compare(got, b) === 0;
+};
+for (const suite of ['core', 'memory64']) {
+  const sdir = path.join(specDir, suite);
+  if (!fs.existsSync(sdir)) continue;
+  const wabt = suite === 'memory64' ? ['--enable-memory64'] : [];
+  for (const wast of fs.readdirSync(sdir).filter((f) => f.endsWith('.wast')).sort()) {
+    const text = fs.readFileSync(path.join(sdir, wast), 'utf8');
+    if (!/\(memory/.test(text) || !/\(import/.test(text)) continue;
+    const dir = path.join(tmp, 'fresh', suite, wast.replace(/\.wast$/, ''));
+    fs.mkdirSync(dir, { recursive: true });
+    const json = path.join(dir, 'x.json');
+    if (spawnSync('wast2json', [...wabt, path.join(sdir, wast), '-o', json]).status !== 0) continue;
+    for (const cmd of JSON.parse(fs.readFileSync(json, 'utf8')).commands) {
+      if (cmd.type !== 'module' || !cmd.filename.endsWith('.wasm')) continue;
+      const file = path.join(dir, cmd.filename), where = `${suite}/${wast}:${cmd.line}`;
+      const bytes = fs.readFileSync(file);
+      let mod;
+      try { mod = new WebAssembly.Module(bytes); } catch (e) { continue; }
+      if (!WebAssembly.Module.imports(mod).some((i) => i.kind === 'memory')) continue;
+      const ins = run(['inspect', '--json', '--fresh-imports', file]);
+      if (ins.status !== 0) { fresh.skipped++; continue; }
+      const info = JSON.parse(ins.stdout);
+      const mems = info.memories.filter((m) => m.imported);
+      if (info.start || info.memories.length !== 1) { fresh.skipped++; continue; }
+      const orig = freshInstantiate(bytes, mems);
+      if (orig.skip) { fresh.skipped++; continue; }
+      fresh.modules++;
+      const m = info.memories[0];
+      if (!m.fresh) { freshFail(where, 'inspect --fresh-imports does not call the import fresh'); continue; }
+      const gargs = [];
+      for (const imp of WebAssembly.Module.imports(mod))
+        if (imp.kind === 'global') gargs.push('--global', `${imp.module}.${imp.name}=${GLOBAL_ARGS[imp.name] || 0}`);
+      const d1 = path.join(dir, 'fresh.bin');
+      const d = run(['dump', '--fresh-imports', file, ...gargs, '-o', d1]);
+      if (orig.trap) {
+        if (d.status === 0 || !/instantiation fails: out of bounds/.test(d.stderr))
+          freshFail(where, `V8 traps (${orig.trap.message}), cowmem dump: ${d.status} ${d.stderr.trim()}`);
+        else fresh.traps++;
+        continue;
+      }
+      const A = orig.env.memories[0];
+      if (d.status !== 0) { freshFail(where, 'dump: ' + d.stderr.trim()); continue; }
+      if (!sameBytes(d1, A)) { freshFail(where, 'cowmem dump --fresh-imports differs from V8'); continue; }
+      fresh.compared++;
+      const stripped = file.replace(/\.wasm$/, '.fresh.wasm');
+      const s = run(['strip', '--fresh-imports', file, '-o', stripped]);
+      if (s.status !== 0) { freshFail(where, 'strip: ' + s.stderr); continue; }
+      if (spawnSync('wasm-validate', [...wabt, stripped]).status !== 0) { freshFail(where, 'stripped module invalid'); continue; }
+      const st = freshInstantiate(fs.readFileSync(stripped), mems);
+      if (!st.env || st.trap) { freshFail(where, 'stripped module: ' + (st.skip || st.trap)); continue; }
+      const B = Buffer.from(st.env.memories[0].buffer);
+      if (m.segments_in_image > 0) {
+        fresh.withImage++;
+        if (B.some((x) => x !== 0)) { freshFail(where, 'the stripped module still writes its imported memory'); continue; }
+      } else if (Buffer.compare(B, Buffer.from(A.buffer)) !== 0) {
+        freshFail(where, 'stripped module (no image) differs from the original'); continue;
+      }
+      const cw = file.replace(/\.wasm$/, '.fresh.cwimg'), d2 = path.join(dir, 'fresh-img.bin');
+      if (run(['compile', '--fresh-imports', file, '-o', cw]).status !== 0) { freshFail(where, 'compile'); continue; }
+      const more = m.segments_left > 0 ? ['--module', file, '--fresh-imports', ...gargs] : [];
+      const dd = run(['dump', cw, ...more, '-o', d2]);
+      if (dd.status !== 0) { freshFail(where, 'dump .cwimg: ' + dd.stderr.trim()); continue; }
+      if (!sameBytes(d2, A)) freshFail(where, 'image file differs from V8');
+    }
+  }
+}
+console.log(`fresh imports on spec modules importing a memory: ${fresh.modules} instantiated by V8 with a new ` +
+            `memory of the declared limits, ${fresh.compared} memories equal byte for byte (${fresh.withImage} ` +
+            `with an image the stripped module no longer writes), ${fresh.traps} traps agreed, ${fresh.skipped} ` +
+            `skipped (start function, other imports, more than one memory), ${fresh.failed} failed`);
 console.log(`strip on spec modules: ${stats.modules} stripped and validated, ${stats.compared} memories compared ` +
             `(${stats.withImage} from an image), ${stats.skipped} skipped (imports not from spectest, start function, ` +
             `rejected), ${stats.failed} failed`);

@@ -402,7 +402,10 @@ void cowmem__image_idle_add(cowmem_image_t* image) {
     orphan = !(old & ORPHAN_BIT) && (nw >> 32) == (nw & IDLE_MASK);
     if (orphan) nw |= ORPHAN_BIT;
   } while (!atomic_compare_exchange_weak(&image->refs, &old, nw));
-  if (orphan) orphan_announce();
+  /* A changed image's slot becoming idle: the sweep that announced the
+   * change may have run already. */
+  if (orphan || atomic_load_explicit(&image->changed, memory_order_relaxed))
+    orphan_announce();
 }
 
 void cowmem__image_idle_sub(cowmem_image_t* image) {
@@ -426,7 +429,8 @@ bool cowmem__image_changed(const cowmem_image_t* image) {
  * old inode's ctime but none of its bytes. */
 static int image_file_check(const cowmem_image_t* img) {
   if (img->kind != COWMEM_IMAGE_FILE) return 0;
-  if (atomic_load_explicit(&img->changed, memory_order_relaxed)) return COWMEM__IMAGE_CHANGED;
+  if (atomic_load_explicit(&img->changed, memory_order_relaxed))
+    return COWMEM__IMAGE_CHANGED;
   cowmem__os_file_id_t now;
   int e = cowmem__os_file_id(img->fd, &now);
   if (e) return e;

@@ -80,7 +80,9 @@ static void slot_count_maps(cowmem_slot_t* slot) {
   atomic_store_explicit(&slot->maps, (uint32_t)n, memory_order_relaxed);
 }
 
-size_t cowmem__slot_maps_max(void) { return cowmem__image_maps_max() + 1; }
+size_t cowmem__slot_maps_max(void) {
+  return cowmem__image_maps_max() + 1;
+}
 
 int cowmem_slot_decommit(cowmem_slot_t* slot) {
   if (slot == NULL) return COWMEM_EINVAL;

@@ -123,7 +123,9 @@ static _Atomic pid_t pm_pid;
  * leaving the inherited ones open. */
 static void os_atfork_child(void);
 static pthread_once_t os_atfork_once = PTHREAD_ONCE_INIT;
-static void os_atfork_register(void) { pthread_atfork(NULL, NULL, os_atfork_child); }
+static void os_atfork_register(void) {
+  pthread_atfork(NULL, NULL, os_atfork_child);
+}
 
 static int os_self_pidfd(void) {
   pid_t me = getpid();

@@ -106,7 +106,8 @@ static const char* pool_config_check(const cowmem_pool_config_t* c, size_t* tota
   if (c->reset == COWMEM_RESET_ADAPTIVE &&
       (c->sample_every == 0 || c->sample_every > 1 << 30))
     return "sample_every: must be between 1 and 2^30";
-  if ((c->flags & ~(unsigned)COWMEM_POOL_STRICT_LIMITS) != 0) return "flags: unknown bits";
+  if ((c->flags & ~(unsigned)COWMEM_POOL_STRICT_LIMITS) != 0)
+    return "flags: unknown bits";
   size_t stride = c->slot_reserve + c->guard_size;
   if (stride < c->slot_reserve || stride > (SIZE_MAX - c->guard_size) / c->max_slots)
     return "max_slots x (slot_reserve + guard_size): overflows the address space";
@@ -405,7 +406,8 @@ int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
   if (cowmem__os_map_count(&out->maps_process) != 0) out->maps_process = 0;
   out->maps_in_use = 1; /* the reservation */
   for (size_t i = 0; i < pool->cfg.max_slots; i++)
-    out->maps_in_use += atomic_load_explicit(&pool->entries[i].slot.maps, memory_order_relaxed);
+    out->maps_in_use +=
+        atomic_load_explicit(&pool->entries[i].slot.maps, memory_order_relaxed);
   out->maps_per_slot_max = cowmem__slot_maps_max();
   out->maps_full = out->maps_per_slot_max * pool->cfg.max_slots + 1;
   return 0;

@@ -96,9 +96,9 @@ static stripe_t* my_stripe(image_state_t* st) {
  * weeks would fill the table and reset every later image with madvise. */
 #define TOMB UINT64_MAX
 struct cowmem__adaptive_s {
-  size_t budget;        /* pages a hot set may hold */
-  size_t sample_every;  /* >= 1 */
-  pthread_mutex_t lock; /* inserts, removals, totals */
+  size_t budget;                        /* pages a hot set may hold */
+  size_t sample_every;                  /* >= 1 */
+  pthread_mutex_t lock;                 /* inserts, removals, totals */
   uint64_t gone_copied, gone_discarded; /* removed states' totals; lock */
   _Atomic uint64_t keys[TABLE_CAP];
   _Atomic(image_state_t*) table[TABLE_CAP];

@@ -1,0 +1,783 @@
+/* What a host meets after weeks in production (issue #14): the kernel's
+ * mapping limit (vm.max_map_count, reached for real in a child that fills
+ * it with its own mappings), running out of file descriptors while images
+ * are made, fork with a live pool of every reset strategy, image files
+ * truncated or rewritten underneath, and the ADAPTIVE reset over more
+ * images than its table holds. */
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cowmem.h"
+#include "internal.h"
+#include "test.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
+static size_t PS;
+
+static cowmem_pool_t* make_pool(cowmem_reset_strategy_t reset, size_t slots,
+                                size_t reserve_pages, unsigned flags,
+                                cowmem_diag_t* why) {
+  PS = cowmem_page_size();
+  cowmem_pool_config_t cfg;
+  cowmem_pool_config_init(&cfg);
+  cfg.max_slots = slots;
+  cfg.slot_reserve = reserve_pages * PS;
+  cfg.guard_size = 16 * PS;
+  cfg.reset = reset;
+  cfg.keep_resident = 8 * PS;
+  cfg.batch_size = 8;
+  cfg.resident_budget = 16 * PS;
+  cfg.sample_every = 4;
+  cfg.flags = flags;
+  cowmem_pool_t* pool = NULL;
+  cowmem_diag_t local;
+  if (why == NULL) why = &local;
+  int r = cowmem_pool_new(&cfg, &pool, why);
+  if (r != 0) fprintf(stderr, "pool: %s: %s\n", cowmem_err_name(r), why->reason);
+  return pool;
+}
+
+/* An image of [off, off + pages) with distinct non-zero bytes on every page
+ * but a hole of hole_pages (>= HOLE_PAGES: left unmapped) in the middle. */
+static cowmem_image_t* holed_image(size_t off_pages, size_t pages, size_t hole_pages,
+                                   uint8_t salt) {
+  size_t len = pages * PS;
+  uint8_t* b = malloc(len);
+  for (size_t i = 0; i < len; i++)
+    b[i] = (uint8_t)((i / 7) + salt) | 1;
+  size_t h = (pages - hole_pages) / 2;
+  if (hole_pages) memset(b + h * PS, 0, hole_pages * PS);
+  cowmem_image_t* img = NULL;
+  if (cowmem_image_new_from_bytes(b, len, off_pages * PS, &img) != 0) img = NULL;
+  free(b);
+  return img;
+}
+
+/* The memory an instance of img at size bytes must see. */
+static uint8_t* expected(cowmem_image_t* img, size_t size) {
+  uint8_t* want = calloc(1, size);
+  if (want != NULL && img != NULL && cowmem_image_read(img, 0, want, size) != 0) {
+    free(want);
+    return NULL;
+  }
+  return want;
+}
+
+static int same(const uint8_t* have, const uint8_t* want, size_t n, const char* what) {
+  for (size_t i = 0; i < n; i++)
+    if (have[i] != want[i]) {
+      fprintf(stderr, "%s: byte %zu is 0x%02x, expected 0x%02x\n", what, i, have[i],
+              want[i]);
+      return 1;
+    }
+  return 0;
+}
+
+static uint64_t map_count(void) {
+  uint64_t n = 0;
+  return cowmem__os_map_count(&n) == 0 ? n : 0;
+}
+
+static int fd_count(void) {
+  int n = 0;
+  for (int fd = 0; fd < 4096; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) n++;
+  return n;
+}
+
+static int child_status(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+/* ---- vm.max_map_count ---- */
+
+/* Alternate protections page by page in a region of our own until the
+ * process has `target` mappings. Returns the region (unmap it to undo). */
+static void* fill_maps(uint64_t target, size_t* len_out) {
+  uint64_t now = map_count();
+  size_t k = now < target ? (size_t)(target - now) / 2 : 0;
+  size_t len = (2 * k + 2) * PS;
+  uint8_t* r =
+      mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED) return NULL;
+  for (size_t i = 0; i < k; i++)
+    if (mprotect(r + (2 * i + 1) * PS, PS, PROT_READ) != 0) break;
+  *len_out = len;
+  return r;
+}
+
+/* In a child: fill the map count to within `room` of the limit, then
+ * acquire until the pool says EMAPLIMIT. Every instance acquired is exact;
+ * nothing leaks; once slots are released and trimmed, acquires work again
+ * and stop at the same place. */
+static int map_limit_child(void) {
+  uint64_t limit = 0;
+  if (cowmem__os_map_limit(&limit) != 0) return 70;
+  void* volatile heap_made = malloc(64); /* the heap's own mapping */
+  free(heap_made);
+  uint64_t start_maps = map_count();
+  int start_fds = fd_count();
+  if (getenv("HOST_DEBUG")) {
+    char cmd[80];
+    snprintf(cmd, sizeof cmd, "cat /proc/%d/maps > /tmp/hx/start.maps", (int)getpid());
+    if (system(cmd) != 0) return 92;
+  }
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, 64, 64, 0, NULL);
+  cowmem_image_t* img = holed_image(2, 40, 20, 0x21);
+  cowmem_image_t* other = holed_image(1, 30, 0, 0x52);
+  uint8_t* want = expected(img, 48 * PS);
+  uint8_t* want_other = expected(other, 48 * PS);
+  if (pool == NULL || img == NULL || other == NULL || want == NULL || want_other == NULL)
+    return 71;
+  cowmem_slot_t* slots[64];
+  size_t filler_len = 0;
+  void* filler = fill_maps(limit - 60, &filler_len);
+  if (filler == NULL) return 72;
+  for (int round = 0; round < 2; round++) {
+    size_t n = 0;
+    int r = 0;
+    while (n < 64 &&
+           (r = cowmem_pool_acquire(pool, img, 48 * PS, 64 * PS, &slots[n])) == 0) {
+      if (same(cowmem_slot_base(slots[n]), want, 48 * PS, "near the limit")) return 73;
+      n++;
+    }
+    if (r != COWMEM_EMAPLIMIT) {
+      fprintf(stderr, "round %d: acquire %zu: %s, expected EMAPLIMIT\n", round, n,
+              cowmem_err_name(r));
+      return 74;
+    }
+    if (strstr(cowmem_strerror(r), "vm.max_map_count") == NULL) return 75;
+    /* 60 mappings of room, 6 a slot (zeros, image, hole, image, zeros,
+     * and the split of the reservation): about 10 slots, never 64. */
+    if (n < 3 || n >= 64) return 76;
+    cowmem_pool_metrics_t m;
+    if (cowmem_pool_metrics(pool, &m) != 0 || m.in_use != n || m.failures == 0) return 77;
+    if (m.map_limit != limit || m.maps_in_use != 1 + 6 * n) {
+      fprintf(stderr, "metrics: limit %llu, in use %llu for %zu slots\n",
+              (unsigned long long)m.map_limit, (unsigned long long)m.maps_in_use, n);
+      return 78;
+    }
+    /* Releasing two: warm, they keep their mappings and serve the same
+     * image again with no system call. */
+    if (cowmem_pool_release(pool, slots[n - 1]) ||
+        cowmem_pool_release(pool, slots[n - 2]))
+      return 79;
+    if (cowmem_pool_acquire(pool, img, 48 * PS, 64 * PS, &slots[n - 2]) != 0) return 80;
+    if (same(cowmem_slot_base(slots[n - 2]), want, 48 * PS, "warm")) return 81;
+    /* Another image needs new mappings: only after a trim. */
+    if (cowmem_pool_release(pool, slots[n - 2])) return 82;
+    if (cowmem_pool_trim(pool) != 0) return 83;
+    cowmem_slot_t* s = NULL;
+    if (cowmem_pool_acquire(pool, other, 48 * PS, 64 * PS, &s) != 0) return 84;
+    if (same(cowmem_slot_base(s), want_other, 48 * PS, "after trim")) return 85;
+    if (cowmem_pool_release(pool, s)) return 86;
+    for (size_t i = 0; i + 2 < n; i++)
+      if (cowmem_pool_release(pool, slots[i])) return 87;
+    if (cowmem_pool_trim(pool) != 0) return 88;
+    if (cowmem_pool_metrics(pool, &m) != 0 || m.in_use != 0 || m.maps_in_use != 1)
+      return 89;
+  }
+  munmap(filler, filler_len);
+  if (cowmem_pool_free(pool) != 0) return 90;
+  cowmem_image_release(img);
+  cowmem_image_release(other);
+  free(want);
+  free(want_other);
+  if (getenv("HOST_DEBUG")) {
+    char cmd[80];
+    snprintf(cmd, sizeof cmd, "cat /proc/%d/maps > /tmp/hx/end.maps", (int)getpid());
+    if (system(cmd) != 0) return 92;
+  }
+  if (map_count() > start_maps || fd_count() != start_fds) {
+    fprintf(stderr, "leak: maps %llu -> %llu, fds %d -> %d\n",
+            (unsigned long long)start_maps, (unsigned long long)map_count(), start_fds,
+            fd_count());
+    return 91;
+  }
+  return 0;
+}
+
+TEST_IMPL(map_limit_named) {
+  PS = cowmem_page_size();
+  uint64_t limit = 0;
+  if (cowmem__os_map_limit(&limit) != 0)
+    TEST_SKIP("no mapping limit known (no /proc/sys/vm/max_map_count, or the portable "
+              "backend)");
+  if (limit > 1000000) TEST_SKIP("vm.max_map_count above 10^6: too many to fill here");
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) _exit(map_limit_child());
+  ASSERT_EQ(child_status(pid), 0);
+  return 0;
+}
+
+/* A pool that, full, could pass the limit: said at creation (code 0),
+ * refused when strict; its metrics give the figures. */
+TEST_IMPL(map_limit_at_pool_new) {
+  PS = cowmem_page_size();
+  uint64_t limit = 0;
+  if (cowmem__os_map_limit(&limit) != 0)
+    TEST_SKIP("no mapping limit known (no /proc/sys/vm/max_map_count, or the portable "
+              "backend)");
+  size_t per = 2 * (size_t)cowmem_option_get(COWMEM_OPTION_MAX_MAPS) + 2;
+  size_t slots = (size_t)(limit / per) + 100;
+  if (slots > 200000) TEST_SKIP("vm.max_map_count too high for a pool of 128 KiB slots");
+  cowmem_diag_t why;
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, slots, 64, 0, &why);
+  ASSERT_NOT_NULL(pool);
+  ASSERT_EQ(why.code, 0);
+  ASSERT_NOT_NULL(strstr(why.reason, "vm.max_map_count"));
+  ASSERT_NOT_NULL(strstr(why.reason, "max_slots"));
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.map_limit, limit);
+  ASSERT_UEQ(m.maps_per_slot_max, per);
+  ASSERT_UEQ(m.maps_full, per * slots + 1);
+  ASSERT_UEQ(m.maps_in_use, 1);
+  ASSERT_GT(m.maps_process, 1);
+  /* The mappings counted are the ones the kernel sees: 1, 2, 3 slots of an
+   * image with a hole take 6 each. */
+  cowmem_image_t* img = holed_image(2, 40, 20, 0x33);
+  cowmem_slot_t* s[3];
+  uint64_t before = map_count();
+  for (int i = 0; i < 3; i++)
+    ASSERT_OK(cowmem_pool_acquire(pool, img, 48 * PS, 64 * PS, &s[i]));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.maps_in_use, 1 + 3 * 6);
+  ASSERT_UEQ(map_count() - before, 3 * 6);
+  /* Grown to the whole slot: the zeros after the image reach the guard. */
+  ASSERT_OK(cowmem_slot_grow(s[0], 64 * PS));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.maps_in_use, 1 + 3 * 6);
+  ASSERT_UEQ(map_count() - before, 3 * 6);
+  for (int i = 0; i < 3; i++)
+    ASSERT_OK(cowmem_pool_release(pool, s[i]));
+  ASSERT_OK(cowmem_pool_trim(pool));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.maps_in_use, 1);
+  ASSERT_UEQ(map_count(), before);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  /* Strict: refused, with the same reason. */
+  cowmem_pool_t* strict =
+      make_pool(COWMEM_RESET_MADVISE, slots, 64, COWMEM_POOL_STRICT_LIMITS, &why);
+  ASSERT_NULL(strict);
+  ASSERT_EQ(why.code, COWMEM_EMAPLIMIT);
+  ASSERT_NOT_NULL(strstr(why.reason, "vm.max_map_count"));
+  /* Within the limit: nothing said. */
+  cowmem_pool_t* fine =
+      make_pool(COWMEM_RESET_MADVISE, 16, 16, COWMEM_POOL_STRICT_LIMITS, &why);
+  ASSERT_NOT_NULL(fine);
+  ASSERT_EQ(why.reason[0], 0);
+  ASSERT_OK(cowmem_pool_free(fine));
+  ASSERT_STR_EQ(cowmem_err_name(COWMEM_EMAPLIMIT), "EMAPLIMIT");
+  return 0;
+}
+
+/* ---- file descriptors ---- */
+
+static void set_nofile(rlim_t n) {
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = n;
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* Use up every descriptor: RLIMIT_NOFILE just above the highest open one,
+ * the gaps below it filled with /dev/null (fds_close gives them back). */
+static int gap_fds[4096];
+static int ngap_fds;
+static void fds_exhaust(void) {
+  int top = 0;
+  for (int fd = 0; fd < 4096; fd++)
+    if (fcntl(fd, F_GETFD) >= 0) top = fd + 1;
+  set_nofile((rlim_t)top);
+  ngap_fds = 0;
+  int fd;
+  while (ngap_fds < 4096 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+    gap_fds[ngap_fds++] = fd;
+}
+static void fds_close(void) {
+  while (ngap_fds > 0)
+    close(gap_fds[--ngap_fds]);
+}
+
+/* In a child, before cowmem has made any image: out of descriptors, an
+ * image is a copy (memfd fails) and a file image fails with EMFILE; both
+ * leave nothing behind. With descriptors again, images are memfds again:
+ * the first failure must not be taken for a kernel without memfd. */
+static int fd_limit_child(bool probed_first) {
+  char path[] = "/tmp/cowmem-host-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 60;
+  unlink(path);
+  uint8_t* page = malloc(PS);
+  memset(page, 0x5a, PS);
+  if (write(fd, page, PS) != (ssize_t)PS) return 61;
+  struct rlimit saved;
+  getrlimit(RLIMIT_NOFILE, &saved);
+  int fds = fd_count();
+  if (probed_first && !cowmem__os_has_memfd()) return 59;
+  fds_exhaust();
+  cowmem_image_t* img = NULL;
+  if (cowmem_image_new_from_bytes(page, PS, PS, &img) != 0) return 62;
+  cowmem_image_info_t info;
+  if (cowmem_image_info(img, &info) != 0 || info.kind != COWMEM_IMAGE_COPY) {
+    fprintf(stderr, "out of fds: image kind %d, %d gaps filled\n", (int)info.kind,
+            ngap_fds);
+    return 63;
+  }
+  cowmem_slot_t* s = NULL;
+  if (cowmem_slot_new(8 * PS, &s) != 0 || cowmem_slot_instantiate(s, 4 * PS, img) != 0)
+    return 64;
+  if (same((uint8_t*)cowmem_slot_base(s) + PS, page, PS, "copy image")) return 65;
+  /* A file image needs a dup of the fd: EMFILE, named. (Before memfd was
+   * ever probed, the file is copied into a COPY image instead.) */
+  cowmem_image_t* fimg = NULL;
+  int r = cowmem_image_new_from_file(fd, 0, PS, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &fimg);
+  if (!probed_first && r == 0) {
+    if (cowmem_image_info(fimg, &info) != 0 || info.kind != COWMEM_IMAGE_COPY) return 66;
+    cowmem_image_release(fimg);
+  } else {
+    if (r != COWMEM_EMFILE) {
+      fprintf(stderr, "file image out of fds: %s\n", cowmem_err_name(r));
+      return 66;
+    }
+    if (strstr(cowmem_strerror(r), "open files") == NULL) return 67;
+  }
+  fds_close();
+  if (fd_count() != fds) return 68;
+  setrlimit(RLIMIT_NOFILE, &saved);
+  cowmem_image_t* img2 = NULL;
+  if (cowmem_image_new_from_bytes(page, PS, PS, &img2) != 0) return 69;
+  if (cowmem_image_info(img2, &info) != 0 || info.kind != COWMEM_IMAGE_MEMFD) {
+    fprintf(stderr, "with descriptors again, images are still copies\n");
+    return 70;
+  }
+  if (cowmem_slot_instantiate(s, 4 * PS, img2) != COWMEM_ESTATE) return 71; /* DIRTY */
+  if (cowmem_slot_reset(s) != 0 || cowmem_slot_decommit(s) != 0) return 72;
+  if (cowmem_slot_instantiate(s, 4 * PS, img2) != 0) return 73;
+  if (same((uint8_t*)cowmem_slot_base(s) + PS, page, PS, "memfd image")) return 74;
+  if (cowmem_image_new_from_file(fd, 0, PS, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &fimg) != 0)
+    return 75;
+  cowmem_image_release(fimg);
+  cowmem_slot_free(s);
+  cowmem_image_release(img);
+  cowmem_image_release(img2);
+  close(fd);
+  free(page);
+  return fd_count() == fds - 1 ? 0 : 76;
+}
+
+static int probe_memfd_child(void) {
+  return cowmem__os_has_memfd() ? 0 : 1;
+}
+
+TEST_IMPL(fd_limit_images) {
+  PS = cowmem_page_size();
+  /* Probed in a child of its own: this process must not have asked yet. */
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) _exit(probe_memfd_child());
+  if (child_status(pid) != 0) TEST_SKIP("no memfd (or the portable backend)");
+  for (int probed_first = 0; probed_first < 2; probed_first++) {
+    pid = fork();
+    if (pid == 0) _exit(fd_limit_child(probed_first));
+    ASSERT_EQ(child_status(pid), 0);
+  }
+  return 0;
+}
+
+/* The same for PAGEMAP_SCAN's /proc/self/pagemap descriptor: the first
+ * ADAPTIVE reset runs out of descriptors (and still resets exactly); later
+ * ones scan. */
+static int fd_limit_scan_child(void) {
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 0, NULL);
+  cowmem_image_t* img = holed_image(0, 16, 0, 0x44);
+  uint8_t* want = expected(img, 32 * PS);
+  if (pool == NULL || img == NULL || want == NULL) return 60;
+  struct rlimit saved;
+  getrlimit(RLIMIT_NOFILE, &saved);
+  for (int phase = 0; phase < 2; phase++) {
+    if (phase == 0) fds_exhaust();
+    if (phase == 1) {
+      fds_close();
+      setrlimit(RLIMIT_NOFILE, &saved);
+    }
+    for (int i = 0; i < 8; i++) {
+      cowmem_slot_t* s = NULL;
+      if (cowmem_pool_acquire(pool, img, 32 * PS, 32 * PS, &s) != 0) return 61;
+      if (same(cowmem_slot_base(s), want, 32 * PS, "adaptive")) return 62;
+      memset((uint8_t*)cowmem_slot_base(s) + (size_t)i * PS, 0xcc, PS);
+      if (cowmem_pool_release(pool, s) != 0) return 63;
+    }
+  }
+  cowmem_pool_image_metrics_t im;
+  if (cowmem_pool_image_metrics(pool, img, &im) != 0) return 64;
+  if (im.scans == 0) {
+    fprintf(stderr, "PAGEMAP_SCAN never used after descriptors came back\n");
+    return 65;
+  }
+  cowmem_pool_free(pool);
+  cowmem_image_release(img);
+  free(want);
+  return 0;
+}
+
+static int probe_scan_child(void) {
+  return cowmem__os_has_pagemap_scan() ? 0 : 1;
+}
+
+TEST_IMPL(fd_limit_scan) {
+  PS = cowmem_page_size();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) _exit(probe_scan_child());
+  if (child_status(pid) != 0)
+    TEST_SKIP("no PAGEMAP_SCAN (Linux < 6.7, or the portable backend)");
+  pid = fork();
+  if (pid == 0) _exit(fd_limit_scan_child());
+  ASSERT_EQ(child_status(pid), 0);
+  return 0;
+}
+
+/* ---- fork ---- */
+
+#define FORK_LIVE 3
+#define FORK_CYCLES 200
+
+/* Acquire, check, write a mark of our own, release: n times, two images. */
+static int fork_cycles(cowmem_pool_t* pool, cowmem_image_t** imgs, uint8_t** wants,
+                       uint8_t mark, int n) {
+  for (int i = 0; i < n; i++) {
+    int k = i % 2;
+    cowmem_slot_t* s = NULL;
+    int r = cowmem_pool_acquire(pool, imgs[k], 32 * PS, 64 * PS, &s);
+    if (r != 0) {
+      fprintf(stderr, "cycle %d: %s\n", i, cowmem_err_name(r));
+      return 1;
+    }
+    if (same(cowmem_slot_base(s), wants[k], 32 * PS, "after fork")) return 1;
+    uint8_t* m = cowmem_slot_base(s);
+    if (i % 5 == 0 && cowmem_slot_grow(s, 40 * PS) != 0) return 1;
+    for (int p = 0; p < 6; p++)
+      m[((size_t)(i * 5 + p * 3) % 32) * PS + (size_t)p] = mark;
+    if (cowmem_pool_release(pool, s) != 0) return 1;
+  }
+  return 0;
+}
+
+/* Write our mark into the slots that were live at the fork, wait for the
+ * other process to write its own, and find only ours. */
+static int fork_marks(cowmem_slot_t** live, uint8_t mark, int rd, int wr) {
+  for (int i = 0; i < FORK_LIVE; i++)
+    memset(cowmem_slot_base(live[i]), mark, 2 * PS);
+  char c = 'x';
+  if (write(wr, &c, 1) != 1 || read(rd, &c, 1) != 1) return 1;
+  for (int i = 0; i < FORK_LIVE; i++) {
+    const uint8_t* p = cowmem_slot_base(live[i]);
+    for (size_t b = 0; b < 2 * PS; b++)
+      if (p[b] != mark) {
+        fprintf(stderr, "slot %d byte %zu: 0x%02x, ours is 0x%02x\n", i, b, p[b], mark);
+        return 1;
+      }
+  }
+  return 0;
+}
+
+static int fork_side(cowmem_pool_t* pool, cowmem_slot_t** live, cowmem_image_t** imgs,
+                     uint8_t** wants, uint8_t mark, int rd, int wr) {
+  if (fork_marks(live, mark, rd, wr)) return 1;
+  if (cowmem_pool_flush(pool) != 0) return 1;
+  if (fork_cycles(pool, imgs, wants, mark, FORK_CYCLES)) return 1;
+  for (int i = 0; i < FORK_LIVE; i++)
+    if (cowmem_pool_release(pool, live[i]) != 0) return 1;
+  if (fork_cycles(pool, imgs, wants, mark, FORK_CYCLES)) return 1;
+  cowmem_pool_metrics_t m;
+  if (cowmem_pool_metrics(pool, &m) != 0 || m.in_use != 0) return 1;
+  return 0;
+}
+
+static int fork_live_pool(cowmem_reset_strategy_t reset) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(reset, 16, 64, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* imgs[2] = {holed_image(1, 24, 0, 0x61), holed_image(0, 30, 16, 0x17)};
+  uint8_t* wants[2] = {expected(imgs[0], 32 * PS), expected(imgs[1], 32 * PS)};
+  ASSERT_NOT_NULL(wants[0]);
+  ASSERT_NOT_NULL(wants[1]);
+  /* Learned hot sets (ADAPTIVE), warm idle slots of both images, a BATCHED
+   * queue with slots waiting, and slots in use, all at the fork. */
+  CHECK(fork_cycles(pool, imgs, wants, 0x0f, 40));
+  cowmem_slot_t* live[FORK_LIVE];
+  for (int i = 0; i < FORK_LIVE; i++)
+    ASSERT_OK(cowmem_pool_acquire(pool, imgs[i % 2], 32 * PS, 64 * PS, &live[i]));
+  cowmem_slot_t* queued[3];
+  for (int i = 0; i < 3; i++)
+    ASSERT_OK(cowmem_pool_acquire(pool, imgs[0], 32 * PS, 64 * PS, &queued[i]));
+  for (int i = 0; i < 3; i++) {
+    memset(cowmem_slot_base(queued[i]), 0x77, PS);
+    ASSERT_OK(cowmem_pool_release(pool, queued[i]));
+  }
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  if (reset == COWMEM_RESET_BATCHED) ASSERT_UEQ(m.pending, 3);
+  ASSERT_GT(m.warm + m.pending, 0);
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  int fds_parent = fd_count();
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int r = fork_side(pool, live, imgs, wants, 0xc1, to_child[0], to_parent[1]);
+    /* The inherited pidfd and pagemap fd were closed at the fork; the
+     * child's own may be open now: never more than the parent had. */
+    if (r == 0 && fd_count() > fds_parent) r = 2;
+    if (r == 0 && cowmem_pool_free(pool) != 0) r = 3;
+    _exit(r);
+  }
+  int r = fork_side(pool, live, imgs, wants, 0xa7, to_parent[0], to_child[1]);
+  ASSERT_EQ(child_status(pid), 0);
+  ASSERT_EQ(r, 0);
+  /* And the parent goes on alone. */
+  CHECK(fork_cycles(pool, imgs, wants, 0xa8, 50));
+  ASSERT_OK(cowmem_pool_free(pool));
+  for (int i = 0; i < 2; i++) {
+    cowmem_image_release(imgs[i]);
+    free(wants[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    close(to_child[i]);
+    close(to_parent[i]);
+  }
+  return 0;
+}
+
+TEST_IMPL(fork_live_madvise) {
+  return fork_live_pool(COWMEM_RESET_MADVISE);
+}
+TEST_IMPL(fork_live_keep_resident) {
+  return fork_live_pool(COWMEM_RESET_KEEP_RESIDENT);
+}
+TEST_IMPL(fork_live_batched) {
+  return fork_live_pool(COWMEM_RESET_BATCHED);
+}
+TEST_IMPL(fork_live_adaptive) {
+  return fork_live_pool(COWMEM_RESET_ADAPTIVE);
+}
+
+/* ---- image files changed underneath ---- */
+
+typedef struct {
+  char path[64];
+  int fd;
+  cowmem_imgfile_t* file;
+  cowmem_image_t* img; /* borrowed from file */
+  uint8_t* want;       /* 32 pages */
+} cwimg_t;
+
+static int cwimg_make(cwimg_t* c) {
+  cowmem_image_t* src = holed_image(2, 12, 0, 0x3c);
+  if (src == NULL) return 1;
+  cowmem_imgfile_memory_t mem;
+  memset(&mem, 0, sizeof mem);
+  mem.min_pages = 1;
+  mem.image = src;
+  snprintf(c->path, sizeof c->path, "/tmp/cowmem-host-XXXXXX");
+  c->fd = mkstemp(c->path);
+  if (c->fd < 0) return 1;
+  int r = cowmem_imgfile_write(c->fd, &mem, 1, NULL);
+  cowmem_image_release(src);
+  if (r == 0) r = cowmem_imgfile_open(c->fd, NULL, 0, &c->file, NULL);
+  if (r != 0) return 1;
+  c->img = cowmem_imgfile_image(c->file, 0, NULL);
+  c->want = expected(c->img, 32 * PS);
+  cowmem_image_info_t info;
+  if (c->img == NULL || c->want == NULL || cowmem_image_info(c->img, &info) != 0)
+    return 1;
+  return info.kind == COWMEM_IMAGE_FILE ? 0 : TEST_SKIP_CODE;
+}
+
+#define CWIMG_MAKE(c)                                                                    \
+  do {                                                                                   \
+    int m_ = cwimg_make(c);                                                              \
+    if (m_ == TEST_SKIP_CODE) TEST_SKIP("images are copies here: no file is mapped");    \
+    CHECK(m_);                                                                           \
+  } while (0)
+
+static void cwimg_free(cwimg_t* c) {
+  cowmem_imgfile_free(c->file);
+  close(c->fd);
+  unlink(c->path);
+  free(c->want);
+}
+
+/* Rewritten in place: the check says so, the pool stops handing the image
+ * out (the warm slot that maps it too), and nothing is left mapped. */
+TEST_IMPL(image_file_rewritten) {
+  PS = cowmem_page_size();
+  cwimg_t c;
+  CWIMG_MAKE(&c);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, 4, 64, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  cowmem_slot_t *s1, *s2;
+  ASSERT_OK(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s1));
+  ASSERT_OK(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s2));
+  CHECK(same(cowmem_slot_base(s1), c.want, 32 * PS, "before"));
+  ASSERT_OK(cowmem_pool_release(pool, s1)); /* warm, maps the file */
+  ASSERT_OK(cowmem_image_check(c.img));
+  /* mtime moves with the clock's tick: let one pass. */
+  struct timespec tick = {0, 30 * 1000 * 1000};
+  nanosleep(&tick, NULL);
+  cowmem_imgfile_memory_t fm;
+  ASSERT_OK(cowmem_imgfile_memory(c.file, 0, &fm));
+  uint8_t junk[64];
+  memset(junk, 0xee, sizeof junk);
+  ASSERT_EQ(pwrite(c.fd, junk, sizeof junk, (off_t)fm.file_offset), (ssize_t)sizeof junk);
+  ASSERT_ERR(cowmem_image_check(c.img), COWMEM_ECHANGED);
+  cowmem_slot_t* s3 = NULL;
+  ASSERT_ERR(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s3), COWMEM_ECHANGED);
+  ASSERT_NULL(s3);
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.warm, 0); /* the warm slot of the changed image was dropped */
+  ASSERT_UEQ(m.in_use, 1);
+  /* The running instance goes on and is released; its slot is dropped too. */
+  ASSERT_OK(cowmem_pool_release(pool, s2));
+  cowmem_image_t* fresh = holed_image(0, 8, 0, 0x19);
+  ASSERT_OK(cowmem_pool_acquire(pool, fresh, 32 * PS, 32 * PS, &s3));
+  ASSERT_OK(cowmem_pool_release(pool, s3));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.maps_in_use, 1 + 3); /* only the fresh image's warm slot */
+  /* A plain slot refuses it the same way and stays EMPTY. */
+  cowmem_slot_t* plain = NULL;
+  ASSERT_OK(cowmem_slot_new(32 * PS, &plain));
+  ASSERT_ERR(cowmem_slot_instantiate(plain, 32 * PS, c.img), COWMEM_ECHANGED);
+  ASSERT_EQ(cowmem_slot_state(plain), COWMEM_SLOT_EMPTY);
+  ASSERT_OK(cowmem_slot_free(plain));
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(fresh);
+  cwimg_free(&c);
+  return 0;
+}
+
+static void touch_after_truncate(void* arg) {
+  cowmem_slot_t* s = arg;
+  volatile uint8_t* p = cowmem_slot_base(s);
+  (void)p[5 * PS]; /* an image page the instance never wrote */
+}
+
+/* Truncated: the next mapping is refused (ECHANGED) where the old code
+ * mapped it and the instance died of SIGBUS; an instance already running
+ * faults on pages it did not write (the kernel's rule, which copying with
+ * COWMEM_IMGFILE_COPY avoids), and cowmem_image_check tells beforehand. */
+TEST_IMPL(image_file_truncated) {
+  PS = cowmem_page_size();
+  cwimg_t c;
+  CWIMG_MAKE(&c);
+  cowmem_slot_t *running = NULL, *later = NULL;
+  ASSERT_OK(cowmem_slot_new(32 * PS, &running));
+  ASSERT_OK(cowmem_slot_new(32 * PS, &later));
+  ASSERT_OK(cowmem_slot_instantiate(running, 32 * PS, c.img));
+  ASSERT_EQ(ftruncate(c.fd, (off_t)PS), 0);
+  ASSERT_ERR(cowmem_image_check(c.img), COWMEM_ECHANGED);
+  ASSERT_ERR(cowmem_slot_instantiate(later, 32 * PS, c.img), COWMEM_ECHANGED);
+  ASSERT_EQ(cowmem_slot_state(later), COWMEM_SLOT_EMPTY);
+  ASSERT_EQ(test_run_in_child(touch_after_truncate, running), SIGBUS);
+  ASSERT_OK(cowmem_slot_free(running));
+  ASSERT_OK(cowmem_slot_free(later));
+  cwimg_free(&c);
+  return 0;
+}
+
+/* Renaming a new file over an installed one (the supported way) does not
+ * count as a change of the old one. */
+TEST_IMPL(image_file_renamed_over) {
+  PS = cowmem_page_size();
+  cwimg_t c, d;
+  CWIMG_MAKE(&c);
+  CWIMG_MAKE(&d);
+  struct timespec tick = {0, 30 * 1000 * 1000};
+  nanosleep(&tick, NULL);
+  ASSERT_EQ(rename(d.path, c.path), 0);
+  ASSERT_OK(cowmem_image_check(c.img));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(32 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 32 * PS, c.img));
+  CHECK(same(cowmem_slot_base(s), c.want, 32 * PS, "renamed over"));
+  ASSERT_OK(cowmem_slot_free(s));
+  cwimg_free(&c);
+  cwimg_free(&d);
+  return 0;
+}
+
+/* ---- ADAPTIVE over weeks of image replacement ---- */
+
+/* More images than the table's 1024, each freed after use: what was
+ * learned about the dead ones goes, and the last image still gets an
+ * ADAPTIVE reset (the old table filled and gave every later image plain
+ * madvise resets). */
+TEST_IMPL(adaptive_forgets_dead_images) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 16, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  uint8_t page[4096 * 4];
+  ASSERT_LE(PS, sizeof page);
+  uint64_t copied_before = 0;
+  for (int i = 0; i < 1300; i++) {
+    memset(page, (i % 250) + 1, PS);
+    page[0] = (uint8_t)i;
+    cowmem_image_t* img = NULL;
+    ASSERT_OK(cowmem_image_new_from_bytes(page, PS, 0, &img));
+    for (int k = 0; k < 2; k++) {
+      cowmem_slot_t* s = NULL;
+      ASSERT_OK(cowmem_pool_acquire(pool, img, 8 * PS, 8 * PS, &s));
+      uint8_t* m = cowmem_slot_base(s);
+      ASSERT_EQ(m[0], (uint8_t)i);
+      m[PS] = 1;
+      ASSERT_OK(cowmem_pool_release(pool, s));
+    }
+    if (i == 1299) {
+      cowmem_pool_image_metrics_t im;
+      ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+      ASSERT_UEQ(im.resets, 2);
+    }
+    cowmem_image_release(img);
+    if (i == 10) {
+      cowmem_pool_metrics_t m;
+      ASSERT_OK(cowmem_pool_metrics(pool, &m));
+      copied_before = m.copied_pages + m.discarded_pages;
+    }
+  }
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_GT(m.copied_pages + m.discarded_pages, copied_before); /* totals kept */
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_stats_t st;
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, 0);
+  return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
+              TEST_ENTRY(fd_limit_images) TEST_ENTRY(fd_limit_scan)
+                  TEST_ENTRY(fork_live_madvise) TEST_ENTRY(fork_live_keep_resident)
+                      TEST_ENTRY(fork_live_batched) TEST_ENTRY(fork_live_adaptive)
+                          TEST_ENTRY(image_file_rewritten)
+                              TEST_ENTRY(image_file_truncated)
+                                  TEST_ENTRY(image_file_renamed_over)
+                                      TEST_ENTRY(adaptive_forgets_dead_images))

@@ -229,5 +229,41 @@ else
   echo "note: $DEMO absent; demo checks skipped"
 fi
 
+# ---- a module that imports its memory (--fresh-imports) -------------------
+# import "env" "memory" (2 pages, max 4); "hello" at 16, "world" at 70000.
+printf '\000asm\001\000\000\000\002\020\001\003env\006memory\002\001\002\004' > imp.wasm
+printf '\013\027\002\000\101\020\013\005hello\000\101\360\242\004\013\005world' >> imp.wasm
+# V8's memory after instantiating FILE with a new memory of the declared
+# limits, to OUT (what an emscripten loader with -sIMPORTED_MEMORY does).
+v8_fresh() {
+  node -e 'const fs = require("fs");
+           const mem = new WebAssembly.Memory({ initial: 2, maximum: 4 });
+           new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(process.argv[1])),
+                                    { env: { memory: mem } });
+           fs.writeFileSync(process.argv[2], new Uint8Array(mem.buffer));' "$1" "$2"
+}
+expect 0 "inspect: imported, no image" -- "$COWMEM" inspect --json imp.wasm
+cp out.txt imp0.json
+check_json imp0.json 'j.memories[0].imported && !j.memories[0].fresh && j.memories[0].no_image === "imported"' "no image without --fresh-imports"
+expect 0 "inspect --fresh-imports" -- "$COWMEM" inspect --json --fresh-imports imp.wasm
+cp out.txt imp1.json
+check_json imp1.json 'j.memories[0].fresh && j.memories[0].segments_in_image === 2 && j.memories[0].image.length > 0' "fresh import: image"
+expect 1 "dump: imported memory refused" -- "$COWMEM" dump imp.wasm -o x.bin
+expect_err imp.wasm "imported" "dump names the import"
+expect 0 "dump --fresh-imports" -- "$COWMEM" dump --fresh-imports imp.wasm -o fresh.bin
+v8_fresh imp.wasm v8.bin && cmp -s fresh.bin v8.bin && ok "dump --fresh-imports equals V8" || fail "dump --fresh-imports differs from V8"
+expect 0 "strip --fresh-imports" -- "$COWMEM" strip --fresh-imports imp.wasm -o imp.s.wasm
+grep -q "2 of 2 data segments stripped" out.txt || fail "strip --fresh-imports: $(cat out.txt)"
+v8_fresh imp.s.wasm v8s.bin && node -e 'process.exit(require("fs").readFileSync("v8s.bin").every((b) => b === 0) ? 0 : 1)' \
+  && ok "stripped module copies nothing" || fail "stripped module still writes its imported memory"
+expect 0 "strip without --fresh-imports" -- "$COWMEM" strip imp.wasm -o imp.k.wasm
+grep -q "0 of 2 data segments stripped" out.txt || fail "strip kept segments: $(cat out.txt)"
+expect 0 "compile --fresh-imports" -- "$COWMEM" compile --fresh-imports imp.wasm -o imp.cwimg
+expect 0 "dump image file" -- "$COWMEM" dump imp.cwimg -o fresh2.bin
+cmp -s fresh2.bin v8.bin && ok "image file equals V8" || fail "image file differs from V8"
+expect 0 "compile without --fresh-imports" -- "$COWMEM" compile imp.wasm -o imp0.cwimg
+expect 1 "dump: image file without fresh imports" -- "$COWMEM" dump imp0.cwimg -o x.bin
+expect_err imp0.cwimg "--fresh-imports" "dump says how"
+
 echo "$failures failures"
 [ "$failures" -eq 0 ]

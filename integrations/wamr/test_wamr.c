@@ -560,6 +560,37 @@ TEST_IMPL(imported_memory) {
   return teardown();
 }
 
+/* 65536 pages (4 GiB) arrive in the callbacks as size 0: a memory that
+ * grows to it and one that starts there get the whole slot, image mapped,
+ * the last byte writable. */
+TEST_IMPL(four_gib) {
+  CHECK(setup(2));
+  cowmem_wamr_module_t *grows, *starts;
+  CHECK(OPEN_SET(big, &grows));
+  CHECK(OPEN_SET(big4g, &starts));
+  wamr_inst_t x, y;
+  CHECK(cow_heap(&x, grows, 0));
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 16, 0), 'b');
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 0xffffffffu, 0), WAMR_TRAP);
+  ASSERT_TRUE(wamr_oob(&x));
+  ASSERT_EQ(wamr_call1(&x, "grow", 1, 1, 0), 65535);
+  wamr_call1(&x, "poke", 2, 0xffffffffu, 7);
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 0xffffffffu, 0), 7);
+  ASSERT_EQ(wamr_call1(&x, "grow", 1, 1, 0), NEG1);
+  CHECK(cow_heap(&y, starts, 0));
+  uint64_t pages;
+  wamr_memory(&y, &pages);
+  ASSERT_EQ(pages, 65536);
+  ASSERT_EQ(wamr_call1(&y, "peek", 1, 16, 0), 'b');
+  wamr_call1(&y, "poke", 2, 0xffffffffu, 9);
+  ASSERT_EQ(wamr_call1(&y, "peek", 1, 0xffffffffu, 0), 9);
+  wamr_inst_free(&x);
+  wamr_inst_free(&y);
+  cowmem_wamr_module_free(grows);
+  cowmem_wamr_module_free(starts);
+  return teardown();
+}
+
 /* What cannot be mapped exactly is refused at load, with the reason. */
 TEST_IMPL(unsupported) {
   CHECK(setup(1));
@@ -724,5 +755,6 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(far_traps) TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak)
                   TEST_ENTRY(several_live) TEST_ENTRY(instantiate_fails)
                       TEST_ENTRY(rewrites_at_load) TEST_ENTRY(imported_memory)
-                          TEST_ENTRY(unsupported) TEST_ENTRY(image_file)
-                              TEST_ENTRY(begin_end) TEST_ENTRY(threads))
+                          TEST_ENTRY(four_gib) TEST_ENTRY(unsupported)
+                              TEST_ENTRY(image_file) TEST_ENTRY(begin_end)
+                                  TEST_ENTRY(threads))

@@ -584,6 +584,69 @@ TEST_IMPL(instantiate_trap) {
 #endif
 }
 
+/* Issue #14: the process forks with live instances, warm slots and hot
+ * sets learned; parent and child both keep serving requests with the
+ * stock runtime's answers, and neither sees the other's secret. */
+static int fork_requests(W2C_T(cowdemo) * live, uint32_t heap, uint32_t secret) {
+  for (int i = 0; i < 200; i++) {
+    const char* req = w2c_requests[i % W2C_NREQUESTS];
+    uint32_t len = (uint32_t)strlen(req);
+    char a[256], b[256];
+    W2C_T(demo) s;
+    W2C_T(cowdemo) c;
+    W2C_FN(demo, instantiate)(&s);
+    CHECK(instantiate(&c));
+    ASSERT_EQ(W2C_X(cowdemo, read_secret)(&c), 0);
+    uint32_t na = w2c_serve_demo(&s, req, len, a, sizeof a);
+    uint32_t nb = w2c_serve_cowdemo(&c, req, len, b, sizeof b);
+    ASSERT_EQ(na, nb);
+    ASSERT_STR_EQ(a, b);
+    W2C_FN(demo, free)(&s);
+    W2C_FN(cowdemo, free)(&c);
+  }
+  ASSERT_EQ(W2C_X(cowdemo, peek)(live, heap), secret);
+  return 0;
+}
+
+TEST_IMPL(fork_child) {
+  CHECK(setup(false));
+  W2C_T(cowdemo) warm;
+  for (int i = 0; i < 100; i++) { /* the hot set is learned */
+    CHECK(instantiate(&warm));
+    w2c_serve_cowdemo(&warm, w2c_default_request, (uint32_t)strlen(w2c_default_request),
+                      NULL, 0);
+    W2C_FN(cowdemo, free)(&warm);
+  }
+  W2C_T(cowdemo) live;
+  CHECK(instantiate(&live));
+  uint32_t heap = W2C_X(cowdemo, write_secret)(&live, 0x11111u);
+  ASSERT_NE(heap, 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    uint8_t* data = W2C_X(cowdemo, memory)(&live)->data;
+    uint32_t v = 0x22222u;
+    memcpy(data + heap, &v, 4);
+    int r = W2C_X(cowdemo, peek)(&live, heap) == v ? 0 : 2;
+    if (r == 0) r = fork_requests(&live, heap, v);
+    W2C_FN(cowdemo, free)(&live);
+    cowmem_w2c_counters_t n;
+    cowmem_w2c_counters(&n);
+    if (r == 0 && n.live != 0) r = 3;
+    _exit(r);
+  }
+  CHECK(fork_requests(&live, heap, 0x11111u));
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  /* The child's writes never reached the parent. */
+  ASSERT_EQ(W2C_X(cowdemo, peek)(&live, heap), 0x11111u);
+  W2C_FN(cowdemo, free)(&live);
+  return teardown();
+}
+
 /* test_w2c_kinds.c */
 TEST_IMPL(memory64);
 TEST_IMPL(shared_memory);
@@ -595,7 +658,8 @@ TEST_IMPL(imported_memory_wasm);
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
                   TEST_ENTRY(begin_end) TEST_ENTRY(multi_memory) TEST_ENTRY(threads)
-                      TEST_ENTRY(image_file) TEST_ENTRY(instantiate_trap)
-                          TEST_ENTRY(memory64) TEST_ENTRY(shared_memory)
-                              TEST_ENTRY(custom_page_size) TEST_ENTRY(imported_memory)
-                                  TEST_ENTRY(imported_memory_wasm))
+                      TEST_ENTRY(fork_child) TEST_ENTRY(image_file)
+                          TEST_ENTRY(instantiate_trap) TEST_ENTRY(memory64)
+                              TEST_ENTRY(shared_memory) TEST_ENTRY(custom_page_size)
+                                  TEST_ENTRY(imported_memory)
+                                      TEST_ENTRY(imported_memory_wasm))

@@ -13,6 +13,10 @@
 #include "import.h"
 #include "importref.h"
 #endif
+#ifdef HAVE_W2C_SHARED_IMPORT
+#include "shimport.h"
+#include "shimportref.h"
+#endif
 
 #define PAGE COWMEM_W2C_WASM_PAGE
 
@@ -187,5 +191,75 @@ TEST_IMPL(imported_memory_wasm) {
 #endif
   ASSERT_NULL(env.memory.data);
   return teardown();
+#endif
+}
+
+#ifdef HAVE_W2C_SHARED_IMPORT
+/* The environment of shared_import.wat: "penv" "memory", shared. */
+struct w2c_penv {
+  wasm_rt_shared_memory_t memory;
+};
+wasm_rt_shared_memory_t* w2c_penv_memory(struct w2c_penv* env) {
+  return &env->memory;
+}
+#endif
+
+/* A shared imported memory (pthread builds; wabt >= 1.0.37): from the pool
+ * with cowmem_w2c_import_memory_shared, equal to the stock runtime's after
+ * the unstripped module, atomics, grow under its lock to the maximum, and
+ * freed by the stock wasm_rt_free_memory_shared; one slot reused. */
+TEST_IMPL(imported_shared_memory) {
+#ifndef HAVE_W2C_SHARED_IMPORT
+  TEST_SKIP("no shared memories in this wabt (1.0.32), or wat2wasm not found");
+#else
+  cowmem_w2c_config_t cfg;
+  cowmem_w2c_config_init(&cfg);
+  cfg.max_memories = 1;
+  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
+  cowmem_w2c_module_t* m = NULL;
+  cowmem_diag_t diag;
+  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_shimport, NULL, &m, &diag));
+  ASSERT_EQ(cowmem_w2c_module_imports(m), 1);
+  ASSERT_NOT_NULL(cowmem_w2c_module_import_image(m, 0));
+  wasm_rt_init();
+  struct w2c_penv env;
+  memset(&env, 0, sizeof env);
+  /* The stock runtime: its own shared memory, the unstripped module. */
+  wasm_rt_allocate_memory_shared(&env.memory, 1, 2, false, PAGE);
+  w2c_shimportref ref;
+  wasm2c_shimportref_instantiate(&ref, &env);
+  static uint8_t want[PAGE];
+  memcpy(want, (const uint8_t*)env.memory.data, PAGE);
+  ASSERT_TRUE(memcmp(want + 32, "shared import", 13) == 0);
+  wasm2c_shimportref_free(&ref);
+  wasm_rt_free_memory_shared(&env.memory);
+  /* Unshared entry point: refused. */
+  wasm_rt_memory_t plain;
+  memset(&plain, 0, sizeof plain);
+  ASSERT_ERR(cowmem_w2c_import_memory(m, 0, &plain), COWMEM_EINVAL);
+  for (int round = 0; round < 3; round++) {
+    memset(&env, 0, sizeof env);
+    ASSERT_OK(cowmem_w2c_import_memory_shared(m, 0, &env.memory));
+    ASSERT_EQ(env.memory.pages, 1);
+    ASSERT_EQ(env.memory.max_pages, 2);
+    w2c_shimport inst;
+    ASSERT_OK(COWMEM_W2C_NEW(m, shimport, &inst, &env));
+    ASSERT_TRUE(memcmp((const uint8_t*)env.memory.data, want, PAGE) == 0);
+    ASSERT_EQ(w2c_shimport_load(&inst, 32), 's');
+    ASSERT_EQ(w2c_shimport_add(&inst, 32, 1), 0x72616873); /* "shar" */
+    ASSERT_EQ(w2c_shimport_load(&inst, 32), 't');
+    ASSERT_EQ(w2c_shimport_grow(&inst, 1), 1);
+    ASSERT_EQ(w2c_shimport_grow(&inst, 1), (uint32_t)-1); /* max 2 */
+    ASSERT_EQ(w2c_shimport_add(&inst, 2 * PAGE - 4, 7), 0);
+    wasm2c_shimport_free(&inst);
+    wasm_rt_free_memory_shared(&env.memory); /* the wrapper: back to the pool */
+    ASSERT_NULL((const void*)env.memory.data);
+  }
+  cowmem_w2c_counters_t n;
+  cowmem_w2c_counters(&n);
+  ASSERT_EQ(n.live, 0);
+  cowmem_w2c_module_free(m);
+  ASSERT_OK(cowmem_w2c_shutdown());
+  return 0;
 #endif
 }

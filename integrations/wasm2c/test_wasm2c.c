@@ -654,6 +654,7 @@ TEST_IMPL(custom_page_size);
 /* test_w2c_import.c */
 TEST_IMPL(imported_memory);
 TEST_IMPL(imported_memory_wasm);
+TEST_IMPL(imported_shared_memory);
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
@@ -662,4 +663,5 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                           TEST_ENTRY(instantiate_trap) TEST_ENTRY(memory64)
                               TEST_ENTRY(shared_memory) TEST_ENTRY(custom_page_size)
                                   TEST_ENTRY(imported_memory)
-                                      TEST_ENTRY(imported_memory_wasm))
+                                      TEST_ENTRY(imported_memory_wasm)
+                                      TEST_ENTRY(imported_shared_memory))

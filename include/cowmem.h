@@ -563,6 +563,14 @@ COWMEM_API int cowmem_pool_flush(cowmem_pool_t* pool);
 /* Decommit every idle slot (warm ones included): RSS of idle slots to 0. */
 COWMEM_API int cowmem_pool_trim(cowmem_pool_t* pool);
 
+/* The slot of this pool whose reservation (its base up to the end of the
+ * guard after it) holds addr, if that slot is handed out; NULL otherwise
+ * (outside the pool, or the slot is idle). For runtimes whose free and grow
+ * hooks get only the memory's address: no table of their own is needed.
+ * O(1). Thread-safe; a slot another thread is acquiring or releasing at that
+ * moment may be reported either way. */
+COWMEM_API cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr);
+
 #define COWMEM_POOL_METRICS_VERSION 2
 typedef struct cowmem_pool_metrics_s {
   uint32_t version;

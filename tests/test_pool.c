@@ -379,6 +379,31 @@ TEST_IMPL(config_errors) {
   return 0;
 }
 
+/* slot_of finds a handed-out slot from any address of its reservation and
+ * nothing else: not an idle slot, not an address outside the pool. */
+TEST_IMPL(slot_of) {
+  cowmem_pool_t* pool = small_pool(COWMEM_RESET_MADVISE, 3, 3);
+  ASSERT_NOT_NULL(pool);
+  cowmem_slot_t *a = NULL, *b = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 4 * PS, 8 * PS, &a));
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 4 * PS, 8 * PS, &b));
+  uint8_t* base = cowmem_slot_base(b);
+  ASSERT_PTR_EQ(cowmem_pool_slot_of(pool, base), b);
+  ASSERT_PTR_EQ(cowmem_pool_slot_of(pool, base + 64 * PS - 1), b);      /* end of slot */
+  ASSERT_PTR_EQ(cowmem_pool_slot_of(pool, base + 80 * PS - 1), b);      /* its guard */
+  ASSERT_PTR_EQ(cowmem_pool_slot_of(pool, (uint8_t*)cowmem_slot_base(a)), a);
+  ASSERT_NULL(cowmem_pool_slot_of(pool, (uint8_t*)cowmem_slot_base(a) - 1)); /* first guard */
+  ASSERT_NULL(cowmem_pool_slot_of(pool, base + 80 * PS)); /* slot 2: never used */
+  ASSERT_NULL(cowmem_pool_slot_of(pool, base + 2 * 80 * PS)); /* past the pool */
+  ASSERT_NULL(cowmem_pool_slot_of(pool, &pool));               /* not the pool's */
+  ASSERT_NULL(cowmem_pool_slot_of(NULL, base));
+  ASSERT_OK(cowmem_pool_release(pool, b));
+  ASSERT_NULL(cowmem_pool_slot_of(pool, base)); /* idle now */
+  ASSERT_OK(cowmem_pool_release(pool, a));
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
 TEST_IMPL(misuse) {
   cowmem_pool_t* p1 = small_pool(COWMEM_RESET_MADVISE, 2, 2);
   cowmem_pool_t* p2 = small_pool(COWMEM_RESET_MADVISE, 2, 2);
@@ -589,6 +614,6 @@ TEST_MAIN(TEST_ENTRY(no_leak_madvise) TEST_ENTRY(no_leak_keep_resident)
           TEST_ENTRY(oob_on_reuse_keep_resident) TEST_ENTRY(oob_on_reuse_batched)
           TEST_ENTRY(affinity_and_warm_cap) TEST_ENTRY(orphaned_image_leaves_idle_slots)
           TEST_ENTRY(exhaustion_and_recovery) TEST_ENTRY(address_space_limit)
-          TEST_ENTRY(config_errors) TEST_ENTRY(misuse) TEST_ENTRY(ten_thousand_default_slots)
+          TEST_ENTRY(config_errors) TEST_ENTRY(slot_of) TEST_ENTRY(misuse) TEST_ENTRY(ten_thousand_default_slots)
           TEST_ENTRY(threads_stress_madvise) TEST_ENTRY(threads_stress_keep_resident)
           TEST_ENTRY(threads_stress_batched) TEST_ENTRY(wait_flushes_batched))

@@ -15,22 +15,12 @@
 
 #include "wamr_internal.h"
 
-/* ---- the pool and the slot table ----
- * Slots are COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE = 8 GiB apart in
- * one reservation ([guard][slot 0][guard][slot 1]..., cowmem.h), so
- * base >> 33 takes consecutive values over the pool's slots and
- * (base >> 33) % max_slots is a different index for each: a direct-mapped
- * table with no collisions, written by the thread that acquired the slot
- * and read by whoever grows or frees that memory (WAMR hands the instance
- * from thread to thread, if at all, with its own synchronization). */
-#define SLOT_SHIFT 33
-_Static_assert(COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE == (size_t)1 << SLOT_SHIFT,
-               "the slot table's index assumes 8 GiB strides");
-
+/* ---- the pool ----
+ * Grow and free get only the memory's base: cowmem_pool_slot_of finds the
+ * handed-out slot from it (and nothing for a double free or a foreign
+ * pointer). */
 typedef struct {
   cowmem_pool_t* pool;
-  size_t nslots;
-  _Atomic(cowmem_slot_t*) slots[];
 } state_t;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* init/shutdown */
@@ -75,14 +65,13 @@ static int init_locked(const cowmem_wamr_config_t* c, cowmem_diag_t* diag) {
     }
     return COWMEM_EINVAL;
   }
-  state_t* s = calloc(1, sizeof *s + c->max_memories * sizeof s->slots[0]);
+  state_t* s = calloc(1, sizeof *s);
   if (!s) return COWMEM_ENOMEM;
   int r = cowmem_pool_new(&pc, &s->pool, diag);
   if (r != 0) {
     free(s);
     return r;
   }
-  s->nslots = c->max_memories;
   atomic_store_explicit(&g_state, s, memory_order_release);
   return 0;
 }
@@ -129,14 +118,10 @@ static state_t* state(void) {
   return s;
 }
 
-static _Atomic(cowmem_slot_t*)* entry_of(state_t* s, const void* base) {
-  return &s->slots[((uintptr_t)base >> SLOT_SHIFT) % s->nslots];
-}
-
 /* The slot whose base is ptr, or NULL (not a linear memory of ours). */
 static cowmem_slot_t* slot_of(state_t* s, const void* ptr) {
   if (!s || !ptr) return NULL;
-  cowmem_slot_t* slot = atomic_load_explicit(entry_of(s, ptr), memory_order_acquire);
+  cowmem_slot_t* slot = cowmem_pool_slot_of(s->pool, ptr);
   return slot && cowmem_slot_base(slot) == ptr ? slot : NULL;
 }
 
@@ -222,17 +207,6 @@ static void* linear_alloc(uint64_t bytes) {
     return NULL;
   }
   void* base = cowmem_slot_base(slot);
-  cowmem_slot_t* none = NULL;
-  if (!atomic_compare_exchange_strong_explicit(
-          entry_of(s, base), &none, slot, memory_order_release, memory_order_relaxed)) {
-    /* Two live slots on one entry: the pool's stride is not 8 GiB. */
-    fprintf(stderr, "cowmem_wamr: slot %p shares its table entry with %p\n", base,
-            cowmem_slot_base(none));
-    (void)cowmem_pool_release(s->pool, slot);
-    if (m) t_failed = true;
-    COUNT(C_REFUSED, 1);
-    return NULL;
-  }
   COUNT(m ? C_IMAGE : C_PLAIN, 1);
   COUNT(C_LIVE, 1);
   return base;
@@ -286,7 +260,6 @@ static void cb_free(mem_alloc_usage_t usage, void* ptr) {
     fprintf(stderr, "cowmem_wamr: free of %p, not a linear memory of the pool\n", ptr);
     abort();
   }
-  atomic_store_explicit(entry_of(s, ptr), NULL, memory_order_relaxed);
   /* An error here has already decommitted the slot and put it back (see
    * cowmem_pool_release): the next instance still sees only its image. */
   (void)cowmem_pool_release(s->pool, slot);

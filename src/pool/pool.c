@@ -384,6 +384,19 @@ int cowmem_pool_trim(cowmem_pool_t* pool) {
   return 0;
 }
 
+cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr) {
+  if (pool == NULL || addr == NULL) return NULL;
+  /* Slots sit at a fixed stride after the first guard: one division. */
+  uintptr_t a = (uintptr_t)addr, first = (uintptr_t)pool->base + pool->cfg.guard_size;
+  if (a < first) return NULL;
+  size_t i = (size_t)((a - first) / pool->stride);
+  if (i >= pool->cfg.max_slots) return NULL;
+  entry_t* e = &pool->entries[i];
+  if (atomic_load_explicit(&e->state, memory_order_acquire) != COWMEM__ENTRY_IN_USE)
+    return NULL;
+  return &e->slot;
+}
+
 int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
   if (pool == NULL || out == NULL) return COWMEM_EINVAL;
   memset(out, 0, sizeof *out);

@@ -308,8 +308,9 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * their mapping: pages they have not written read the file as it is now,
  * and past a truncated end fault with SIGBUS (the kernel offers no way to
  * keep a private file mapping's unwritten pages). The same check (one
- * fstat) runs whenever a FILE image is mapped into a slot or read for a
- * restoring reset, so a change is caught there at the latest.
+ * fstat) runs whenever a FILE image is mapped into a slot, and when its
+ * read-only view is first mapped for restoring resets (KEEP_RESIDENT,
+ * ADAPTIVE), so a change is caught there at the latest.
  * Errors: EINVAL (NULL), ECHANGED, and the errors of fstat. Thread-safe. */
 COWMEM_API int cowmem_image_check(const cowmem_image_t* image);
 

@@ -750,6 +750,13 @@ COWMEM_API void cowmem_module_free(cowmem_module_t* module);
 /* The module's bytes (the copy, or the caller's with BORROW). */
 COWMEM_API const uint8_t* cowmem_module_bytes(const cowmem_module_t* module,
                                               size_t* len);
+/* Read all of fd, a regular file open for reading (a module's .wasm), from
+ * offset 0 into a buffer from malloc, which the caller frees with free():
+ * the bytes a runtime integration hands to cowmem_module_parse and, for a
+ * stripped module, to its runtime. fd stays the caller's. Errors: EINVAL
+ * (NULL, not a regular file), ENOMEM, EIO (the file shrank while read) and
+ * the errors of fstat/pread; *bytes and *len are left unchanged. */
+COWMEM_API int cowmem_module_read(int fd, uint8_t** bytes, size_t* len);
 
 /* Sections, in file order, custom sections included. For tools that
  * rewrite the binary (strip, compile). */

@@ -504,8 +504,43 @@ TEST_IMPL(open_time) {
   return 0;
 }
 
+/* cowmem_module_read: a file's bytes exactly, empty files, and refusals
+ * that leave the outputs alone. */
+TEST_IMPL(module_read) {
+  char path[256];
+  int fd = tmp_file(path, sizeof path);
+  ASSERT_GE(fd, 0);
+  uint8_t* bytes = (uint8_t*)1;
+  size_t len = 7;
+  ASSERT_EQ(cowmem_module_read(fd, &bytes, &len), 0); /* empty */
+  ASSERT_EQ(len, 0);
+  free(bytes);
+  static uint8_t want[100000];
+  for (size_t i = 0; i < sizeof want; i++) want[i] = (uint8_t)(i * 7 + i / 251);
+  ASSERT_EQ(write(fd, want, sizeof want), (ssize_t)sizeof want);
+  ASSERT_EQ(cowmem_module_read(fd, &bytes, &len), 0); /* from 0, not from fd's offset */
+  ASSERT_EQ(len, sizeof want);
+  ASSERT_EQ(memcmp(bytes, want, len), 0);
+  free(bytes);
+  close(fd);
+
+  bytes = NULL;
+  len = 7;
+  ASSERT_EQ(cowmem_module_read(-1, &bytes, &len), COWMEM_EINVAL);
+  ASSERT_EQ(cowmem_module_read(0, NULL, &len), COWMEM_EINVAL);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(cowmem_module_read(p[0], &bytes, &len), COWMEM_EINVAL); /* not a file */
+  ASSERT_EQ(cowmem_module_read(p[1] + 100, &bytes, &len), -EBADF);
+  ASSERT_TRUE(bytes == NULL && len == 7);
+  close(p[0]);
+  close(p[1]);
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(sha256_vectors) TEST_ENTRY(roundtrip_sparse)
               TEST_ENTRY(roundtrip_demo) TEST_ENTRY(truncated_every_length)
                   TEST_ENTRY(corrupt_every_header_byte)
                       TEST_ENTRY(version_pagesize_module)
-                          TEST_ENTRY(write_from_images) TEST_ENTRY(fresh_import) TEST_ENTRY(open_time))
+                          TEST_ENTRY(write_from_images) TEST_ENTRY(fresh_import) TEST_ENTRY(open_time)
+                              TEST_ENTRY(module_read))

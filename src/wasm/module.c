@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "wasm/module.h"
 
 static void set_diag(cowmem_diag_t* d, int code, uint64_t offset, const char* reason) {
@@ -181,6 +182,29 @@ const uint8_t* cowmem_module_bytes(const cowmem_module_t* m, size_t* len) {
   if (!m) return NULL;
   if (len) *len = m->len;
   return m->bytes;
+}
+
+/* In the front end, not in each runtime integration: every one of them
+ * reads a .wasm before cowmem_module_parse (and WAMR again for the stripped
+ * module it loads), and this way through the OS layer, whose failure
+ * injection reaches it. */
+int cowmem_module_read(int fd, uint8_t** bytes, size_t* len) {
+  if (fd < 0 || !bytes || !len) return COWMEM_EINVAL;
+  uint64_t size;
+  bool sealed;
+  int e = cowmem__os_fstat(fd, &size, &sealed);
+  if (e != 0) return cowmem__err_from_os(e);
+  if (size > SIZE_MAX - 1) return COWMEM_ENOMEM;
+  uint8_t* p = malloc(size ? (size_t)size : 1); /* malloc(0) may be NULL */
+  if (!p) return COWMEM_ENOMEM;
+  e = size ? cowmem__os_pread_all(fd, p, (size_t)size, 0) : 0;
+  if (e != 0) {
+    free(p);
+    return cowmem__err_from_os(e);
+  }
+  *bytes = p;
+  *len = (size_t)size;
+  return 0;
 }
 
 #define COUNT_AND_INFO(what, field, count, type, expr)                                   \

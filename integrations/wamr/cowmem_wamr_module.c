@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "wamr_internal.h"
@@ -67,27 +66,9 @@ static bool same(const mem_desc_t* a, const mem_desc_t* b) {
 static int read_file(const char* path, uint8_t** out, size_t* out_len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
-  struct stat st;
-  int r = fstat(fd, &st) == 0 ? 0 : -errno;
-  uint8_t* bytes = NULL;
-  size_t len = r == 0 ? (size_t)st.st_size : 0;
-  if (r == 0 && !(bytes = malloc(len ? len : 1))) r = COWMEM_ENOMEM;
-  for (size_t got = 0; r == 0 && got < len;) {
-    ssize_t k = read(fd, bytes + got, len - got);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0)
-      r = k < 0 ? -errno : COWMEM_EIO;
-    else
-      got += (size_t)k;
-  }
+  int r = cowmem_module_read(fd, out, out_len);
   close(fd);
-  if (r != 0) {
-    free(bytes);
-    return r;
-  }
-  *out = bytes;
-  *out_len = len;
-  return 0;
+  return r;
 }
 
 /* Load the stripped bytes into WAMR; the set takes them (freed on error). */

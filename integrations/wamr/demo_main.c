@@ -15,8 +15,12 @@
  * Usage: cowmem_wamr_demo [--iters N] [--stock-iters N] [--warmup N]
  *                         [--reset madvise|keep_resident|adaptive]
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "cowmem_wamr.h"
-#include "measure.h"
+#include "demo.h"
 #include "wamr_util.h"
 
 #define REPORT_CAP 256
@@ -28,7 +32,7 @@ typedef struct {
                                  deinstantiate */
 } loop_t;
 
-static const char* g_req = wamr_default_request;
+static const char* g_req = demo_default_request;
 static uint32_t g_req_len;
 static cowmem_wamr_module_t* g_mod; /* the cowmem side */
 static wasm_module_t g_stock;       /* the stock side */
@@ -75,15 +79,15 @@ static int loop(const wamr_api_t* api, size_t warmup, size_t iters, const char* 
 /* Every input through both runtimes, on fresh instances: same reports and
  * the same memory afterwards. */
 static int check_same(void) {
-  for (size_t i = 0; i < WAMR_NREQUESTS; i++) {
+  for (size_t i = 0; i < DEMO_NREQUESTS; i++) {
     char a[REPORT_CAP], b[REPORT_CAP];
-    uint32_t len = (uint32_t)strlen(wamr_requests[i]);
+    uint32_t len = (uint32_t)strlen(demo_requests[i]);
     wamr_inst_t s, c;
     if (wamr_inst_wrap(&s, &wamr_api_stock, instantiate(&wamr_api_stock)) != 0 ||
         wamr_inst_wrap(&c, &wamr_api_cowmem, instantiate(&wamr_api_cowmem)) != 0)
       return 1;
-    wamr_serve(&s, wamr_requests[i], len, a, sizeof a);
-    wamr_serve(&c, wamr_requests[i], len, b, sizeof b);
+    wamr_serve(&s, demo_requests[i], len, a, sizeof a);
+    wamr_serve(&c, demo_requests[i], len, b, sizeof b);
     uint64_t ps, pc;
     wamr_memory(&s, &ps);
     wamr_memory(&c, &pc);
@@ -109,16 +113,6 @@ static double print_row(const char* name, loop_t* l) {
   printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, us(&l->req, 0.5),
          us(&l->req, 0.9), us(&l->req, 0.99), us(&l->req, 0.999));
   return rps;
-}
-
-static int parse_reset(const char* s, cowmem_reset_strategy_t* r) {
-  static const char* names[] = {"madvise", "keep_resident", "batched", "adaptive"};
-  for (int i = 0; i < COWMEM_RESET_COUNT_; i++)
-    if (strcmp(s, names[i]) == 0 && i != COWMEM_RESET_BATCHED) {
-      *r = (cowmem_reset_strategy_t)i;
-      return 0;
-    }
-  return -1;
 }
 
 static int setup(const cowmem_wamr_config_t* cfg, const char** images) {
@@ -150,15 +144,12 @@ static int setup(const cowmem_wamr_config_t* cfg, const char** images) {
   /* The stock runtime loads the original module; WAMR keeps (and may
    * write) the buffer until unload, so it lives as long as the process. */
   static uint8_t* bytes;
-  FILE* f = fopen(COWMEM_WAMR_WASM_demo, "rb");
-  long len = -1;
-  if (f && fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-  if (len > 0 && fseek(f, 0, SEEK_SET) == 0 && (bytes = malloc((size_t)len)) &&
-      fread(bytes, 1, (size_t)len, f) != (size_t)len)
-    len = -1;
-  if (f) fclose(f);
+  size_t len = 0;
+  int fd = open(COWMEM_WAMR_WASM_demo, O_RDONLY | O_CLOEXEC);
+  r = fd < 0 ? -errno : cowmem_module_read(fd, &bytes, &len);
+  if (fd >= 0) close(fd);
   char err[128] = "";
-  if (len <= 0 || !bytes ||
+  if (r != 0 || len == 0 || len > UINT32_MAX ||
       !(g_stock = wamr_api_stock.load(bytes, (uint32_t)len, err, sizeof err))) {
     fprintf(stderr, "%s: stock WAMR cannot load it: %s\n", COWMEM_WAMR_WASM_demo, err);
     return 1;
@@ -167,32 +158,11 @@ static int setup(const cowmem_wamr_config_t* cfg, const char** images) {
 }
 
 int main(int argc, char** argv) {
-  size_t iters = 20000, stock_iters = 2000, warmup = 200;
   cowmem_wamr_config_t cfg;
   cowmem_wamr_config_init(&cfg);
   cfg.max_memories = 16;
-  const char* reset_name = "adaptive"; /* the integration's default */
-  for (int i = 1; i < argc; i++) {
-    const char* a = argv[i];
-    if (strcmp(a, "--iters") == 0 && i + 1 < argc)
-      iters = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--stock-iters") == 0 && i + 1 < argc)
-      stock_iters = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--warmup") == 0 && i + 1 < argc)
-      warmup = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--reset") == 0 && i + 1 < argc &&
-             parse_reset(argv[i + 1], &cfg.reset) == 0)
-      reset_name = argv[++i];
-    else {
-      fprintf(stderr,
-              "usage: %s [--iters N] [--stock-iters N] [--warmup N] "
-              "[--reset madvise|keep_resident|adaptive]\n",
-              argv[0]);
-      return 2;
-    }
-  }
-  if (iters == 0) iters = 1;
-  if (stock_iters == 0) stock_iters = 1;
+  demo_options_t o;
+  if (demo_parse_args(argc, argv, "", &cfg.reset, &o) != 0) return 2;
   g_req_len = (uint32_t)strlen(g_req);
   const char* images;
   if (setup(&cfg, &images) != 0) return 1;
@@ -215,25 +185,23 @@ int main(int argc, char** argv) {
          COWMEM_WAMR_WASM_demo, images);
   printf("memory %llu KiB, image %llu KiB (%s), reset %s\n",
          (unsigned long long)pages * 64, (unsigned long long)ii.len >> 10,
-         ii.kind == COWMEM_IMAGE_MEMFD  ? "memfd"
-         : ii.kind == COWMEM_IMAGE_COPY ? "copy"
-                                        : "file",
-         reset_name);
+         demo_image_kind(&ii), o.reset_name);
   printf("check: %zu inputs, stock and cowmem reports and memory checksums "
          "identical\n",
-         (size_t)WAMR_NREQUESTS);
+         (size_t)DEMO_NREQUESTS);
   printf("request (%u bytes) -> %s", g_req_len, expect);
 
   loop_t c = {0}, s = {0};
   /* The two loops alternate in ROUNDS blocks, so that whatever else the
    * machine does (other processes, frequency changes) weighs on both. */
-  if (loop(&wamr_api_cowmem, warmup, 0, expect, &c) != 0) return 1;
-  if (loop(&wamr_api_stock, warmup, 0, expect, &s) != 0) return 1;
+  if (loop(&wamr_api_cowmem, o.warmup, 0, expect, &c) != 0) return 1;
+  if (loop(&wamr_api_stock, o.warmup, 0, expect, &s) != 0) return 1;
   for (size_t round = 0; round < ROUNDS; round++) {
-    size_t nc = iters * (round + 1) / ROUNDS - iters * round / ROUNDS;
-    size_t ns = stock_iters * (round + 1) / ROUNDS - stock_iters * round / ROUNDS;
-    if (loop(&wamr_api_cowmem, 0, nc, expect, &c) != 0) return 1;
-    if (loop(&wamr_api_stock, 0, ns, expect, &s) != 0) return 1;
+    if (loop(&wamr_api_cowmem, 0, demo_block(o.iters, round, ROUNDS), expect, &c) != 0)
+      return 1;
+    if (loop(&wamr_api_stock, 0, demo_block(o.stock_iters, round, ROUNDS), expect, &s) !=
+        0)
+      return 1;
   }
 
   printf("\nrequest loop (instantiate, run, read result, deinstantiate), "
@@ -252,16 +220,7 @@ int main(int argc, char** argv) {
   printf("ratio stock / cowmem: %.1fx (target >= 20x: %s)\n", si / ci,
          si >= 20 * ci ? "met" : "MISSED");
 
-  /* What the pool's adaptive reset saw: the pages a request writes, which
-   * each reset restores by copy. */
-  cowmem_pool_image_metrics_t im = {0};
-  if (cfg.reset == COWMEM_RESET_ADAPTIVE && image &&
-      cowmem_pool_image_metrics(cowmem_wamr_pool(), image, &im) == 0 && im.samples)
-    printf("adaptive reset: %.1f pages written per instance (%llu sampled "
-           "resets), hot set %llu pages, %llu resets\n",
-           (double)im.sampled_dirty_pages / (double)im.samples,
-           (unsigned long long)im.samples, (unsigned long long)im.hot_pages,
-           (unsigned long long)im.resets);
+  demo_print_adaptive(cowmem_wamr_pool(), image, cfg.reset);
 
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);

@@ -4,6 +4,7 @@
  * wamr_swbounds_<name> (the same file linked with the other runtimes).
  *   stock   demo.wasm as it is, stock WAMR (the reference)
  *   cowmem  the stripped demo.wasm, its memory from the cowmem pool */
+#include <fcntl.h>
 #include <pthread.h>
 
 #include "cowmem_wamr.h"
@@ -20,16 +21,14 @@ static wasm_module_t g_stock;       /* demo, stock side */
 static uint8_t* g_stock_bytes;      /* WAMR keeps them until unload */
 
 static int read_all(const char* path, uint8_t** out, uint32_t* len) {
-  FILE* f = fopen(path, "rb");
-  ASSERT_NOT_NULL(f);
-  ASSERT_EQ(fseek(f, 0, SEEK_END), 0);
-  long n = ftell(f);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  size_t n = 0;
+  int r = cowmem_module_read(fd, out, &n);
+  close(fd);
+  ASSERT_OK(r);
   ASSERT_GT(n, 0);
-  ASSERT_EQ(fseek(f, 0, SEEK_SET), 0);
-  *out = malloc((size_t)n);
-  ASSERT_NOT_NULL(*out);
-  ASSERT_EQ(fread(*out, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
+  ASSERT_LE(n, UINT32_MAX);
   *len = (uint32_t)n;
   return 0;
 }
@@ -66,6 +65,17 @@ static int open_set(const char* wasm, const char* images, const char* stripped,
   return 0;
 }
 
+/* cowmem_wamr_init with `slots` memories and the given reset (as
+ * test_w2c.h's for the wasm2c integration). */
+static int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
+  cowmem_wamr_config_t cfg;
+  cowmem_wamr_config_init(&cfg);
+  cfg.max_memories = slots;
+  cfg.reset = reset;
+  ASSERT_OK(cowmem_wamr_init(&cfg, NULL));
+  return 0;
+}
+
 static int setup_reset(size_t slots, cowmem_reset_strategy_t reset) {
   static bool once; /* WAMR's runtimes: once per process */
   if (!once) {
@@ -76,11 +86,7 @@ static int setup_reset(size_t slots, cowmem_reset_strategy_t reset) {
     ASSERT_TRUE(cowmem_wamr_runtime_init(NULL));
     once = true;
   }
-  cowmem_wamr_config_t cfg;
-  cowmem_wamr_config_init(&cfg);
-  cfg.max_memories = slots;
-  cfg.reset = reset;
-  ASSERT_OK(cowmem_wamr_init(&cfg, NULL));
+  CHECK(init_pool(slots, reset));
   CHECK(OPEN_SET(demo, &g_mod));
   ASSERT_EQ(cowmem_wamr_module_memories(g_mod), 1);
   ASSERT_NOT_NULL(cowmem_wamr_module_image(g_mod, 0));
@@ -102,6 +108,17 @@ static int teardown(void) {
   cowmem_wamr_counters(&n);
   ASSERT_EQ(n.live, 0);
   ASSERT_OK(cowmem_wamr_shutdown());
+  return 0;
+}
+
+/* The default request through a stock instance and a cowmem one: the same
+ * report. */
+static int same_report(wamr_inst_t* s, wamr_inst_t* c) {
+  char a[256], b[256];
+  uint32_t len = (uint32_t)strlen(demo_default_request);
+  wamr_serve(s, demo_default_request, len, a, sizeof a);
+  wamr_serve(c, demo_default_request, len, b, sizeof b);
+  ASSERT_STR_EQ(a, b);
   return 0;
 }
 
@@ -150,9 +167,9 @@ TEST_IMPL(same_outputs) {
   uint32_t big_len = 60000;
   char* big = big_request(big_len);
   ASSERT_NOT_NULL(big);
-  for (size_t i = 0; i <= WAMR_NREQUESTS; i++) {
-    const char* req = i < WAMR_NREQUESTS ? wamr_requests[i] : big;
-    uint32_t len = i < WAMR_NREQUESTS ? (uint32_t)strlen(req) : big_len;
+  for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
+    const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
+    uint32_t len = i < DEMO_NREQUESTS ? (uint32_t)strlen(req) : big_len;
     wamr_inst_t s, c;
     STOCK(&s);
     COW(&c);
@@ -167,7 +184,7 @@ TEST_IMPL(same_outputs) {
     wamr_memory(&s, &ps);
     wamr_memory(&c, &pc);
     ASSERT_EQ(ps, pc);
-    if (i == WAMR_NREQUESTS) ASSERT_GT(pc, DEMO_PAGES); /* it grew */
+    if (i == DEMO_NREQUESTS) ASSERT_GT(pc, DEMO_PAGES); /* it grew */
     ASSERT_EQ(mem_checksum(&s), mem_checksum(&c));
     wamr_inst_free(&s);
     wamr_inst_free(&c);
@@ -175,7 +192,7 @@ TEST_IMPL(same_outputs) {
   free(big);
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);
-  ASSERT_EQ(n.image_allocs, WAMR_NREQUESTS + 1);
+  ASSERT_EQ(n.image_allocs, DEMO_NREQUESTS + 1);
   ASSERT_EQ(n.plain_allocs, 0);
   return teardown();
 }
@@ -266,11 +283,7 @@ TEST_IMPL(oob_traps) {
     }
   }
   /* The instance is intact after traps. */
-  char a[256], b[256];
-  uint32_t len = (uint32_t)strlen(wamr_default_request);
-  wamr_serve(&s, wamr_default_request, len, a, sizeof a);
-  wamr_serve(&c, wamr_default_request, len, b, sizeof b);
-  ASSERT_STR_EQ(a, b);
+  CHECK(same_report(&s, &c));
   wamr_inst_free(&c);
   wamr_inst_free(&s);
   return teardown();
@@ -344,12 +357,12 @@ TEST_IMPL(grow_to_max) {
  * tenth) leave VmSize where it was and RSS flat: nothing leaks. */
 /* Two live instances (two slots in turn), a request, a grow every tenth. */
 static int leak_cycles(int n) {
-  uint32_t len = (uint32_t)strlen(wamr_default_request);
+  uint32_t len = (uint32_t)strlen(demo_default_request);
   for (int i = 0; i < n; i++) {
     wamr_inst_t x, y;
     COW(&x);
     COW(&y);
-    wamr_serve(&x, wamr_default_request, len, NULL, 0);
+    wamr_serve(&x, demo_default_request, len, NULL, 0);
     if (i % 10 == 0) ASSERT_EQ(wamr_call1(&y, "grow", 1, 2, 0), DEMO_PAGES);
     wamr_inst_free(&x);
     wamr_inst_free(&y);
@@ -360,10 +373,10 @@ static int leak_cycles(int n) {
 TEST_IMPL(no_leak) {
   CHECK(setup(8));
   CHECK(leak_cycles(100)); /* warm slots, caches and malloc's arenas */
-  unsigned long vm0 = wamr_status_kb("VmSize:"), rss0 = wamr_status_kb("VmRSS:");
+  unsigned long vm0 = demo_status_kb("VmSize"), rss0 = demo_status_kb("VmRSS");
   ASSERT_GT(vm0, 0);
   CHECK(leak_cycles(5000));
-  unsigned long vm1 = wamr_status_kb("VmSize:"), rss1 = wamr_status_kb("VmRSS:");
+  unsigned long vm1 = demo_status_kb("VmSize"), rss1 = demo_status_kb("VmRSS");
   printf("10000 cycles: VmSize %lu -> %lu KiB, VmRSS %lu -> %lu KiB\n", vm0, vm1, rss0,
          rss1);
   ASSERT_EQ(vm1, vm0);
@@ -507,11 +520,7 @@ TEST_IMPL(rewrites_at_load) {
     ASSERT_EQ(oc, os);
     memset(nc, 0x77, 100);
     memset(ns, 0x77, 100);
-    char a[256], b[256];
-    uint32_t rl = (uint32_t)strlen(wamr_default_request);
-    wamr_serve(&s, wamr_default_request, rl, a, sizeof a);
-    wamr_serve(&c, wamr_default_request, rl, b, sizeof b);
-    ASSERT_STR_EQ(a, b);
+    CHECK(same_report(&s, &c));
     ASSERT_EQ(wamr_call1(&c, "checksum", 2, 0, DEMO_PAGES * PAGE),
               wamr_call1(&s, "checksum", 2, 0, DEMO_PAGES * PAGE));
     wamr_inst_free(&c);
@@ -708,7 +717,7 @@ static void* thread_loop(void* arg) {
   bool ok = wasm_runtime_init_thread_env();
   pthread_mutex_unlock(&g_thread_env_lock);
   if (!ok) return (void*)1;
-  uint32_t len = (uint32_t)strlen(wamr_default_request);
+  uint32_t len = (uint32_t)strlen(demo_default_request);
   void* r = NULL;
   for (int i = 0; i < 2000 && !r; i++) {
     wamr_inst_t c;
@@ -717,7 +726,7 @@ static void* thread_loop(void* arg) {
                        cowmem_wamr_instantiate(g_mod, WAMR_STACK, 0, NULL, 0)) != 0)
       r = (void*)1;
     else {
-      wamr_serve(&c, wamr_default_request, len, out, sizeof out);
+      wamr_serve(&c, demo_default_request, len, out, sizeof out);
       if (i % 16 == 0 && wamr_call1(&c, "grow", 1, 1, 0) != DEMO_PAGES) r = (void*)1;
       wamr_inst_free(&c);
       if (strcmp(out, expect) != 0) r = (void*)1;
@@ -734,7 +743,7 @@ TEST_IMPL(threads) {
   char expect[256];
   wamr_inst_t s;
   STOCK(&s);
-  wamr_serve(&s, wamr_default_request, (uint32_t)strlen(wamr_default_request), expect,
+  wamr_serve(&s, demo_default_request, (uint32_t)strlen(demo_default_request), expect,
              sizeof expect);
   wamr_inst_free(&s);
   pthread_t t[2];

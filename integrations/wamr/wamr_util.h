@@ -1,9 +1,8 @@
-/* wamr_util.h: helpers shared by the WAMR demo and its tests:
- * /proc/self/status, the request inputs, an instance with its execution
- * environment, calls of the demo's exports and one request served. (The
- * wasm2c integration has the inputs in w2c_util.h, but that header needs
- * wabt's wasm-rt.h; this one must build without wabt. The clock and the
- * quantiles are support/measure.h's.) */
+/* wamr_util.h: helpers shared by the WAMR demo and its tests: an instance
+ * with its execution environment, calls of the demo's exports and one
+ * request served. The clock, the quantiles, the request inputs and
+ * /proc/self/status are support/demo.h's, shared with the wasm2c
+ * integration. */
 #ifndef COWMEM_WAMR_UTIL_H
 #define COWMEM_WAMR_UTIL_H
 
@@ -13,36 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "demo.h"
 #include "wamr_api.h"
-
-/* A field of /proc/self/status in KiB ("VmSize:", "VmRSS:"), or 0. */
-static inline unsigned long wamr_status_kb(const char* field) {
-  char line[256];
-  unsigned long kb = 0;
-  size_t n = strlen(field);
-  FILE* f = fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, field, n) == 0) kb = strtoul(line + n, 0, 10);
-  fclose(f);
-  return kb;
-}
-
-/* The requests: the same default one as the wasm2c demo's first. */
-static const char wamr_default_request[] =
-    "The quick brown fox jumps over the lazy dog. Copy on write maps the "
-    "image of each instance; the slot is reset with one madvise, so the next "
-    "instance of the same image needs no system call at all.";
-
-static const char* const wamr_requests[] = {
-    wamr_default_request,
-    "",
-    "The quick brown fox jumps over the lazy dog.",
-    "the the the of of and to a in is it you that he was for on are with",
-    "\x01\x02\xff\xfe binary \x80\x81 bytes, and UPPER lower MiXeD words",
-    "Where there is a will there is a way; every good boy does fine.",
-};
-#define WAMR_NREQUESTS (sizeof wamr_requests / sizeof wamr_requests[0])
 
 #define WAMR_STACK (64u << 10) /* operand stack of an instance */
 #define WAMR_TRAP 0xdeadbeefu  /* what wamr_call1 returns after a trap */

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "w2c_internal.h"
@@ -272,19 +271,9 @@ int cowmem_w2c_module_open(const char* path, cowmem_w2c_module_t** out,
   if (!path || !out) return COWMEM_EINVAL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
-  struct stat st;
-  int r = fstat(fd, &st) == 0 ? 0 : -errno;
   uint8_t* bytes = NULL;
-  size_t len = r == 0 ? (size_t)st.st_size : 0;
-  if (r == 0 && !(bytes = malloc(len ? len : 1))) r = COWMEM_ENOMEM;
-  for (size_t got = 0; r == 0 && got < len;) {
-    ssize_t k = read(fd, bytes + got, len - got);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0)
-      r = k < 0 ? -errno : COWMEM_EIO;
-    else
-      got += (size_t)k;
-  }
+  size_t len = 0;
+  int r = cowmem_module_read(fd, &bytes, &len);
   close(fd);
   if (r == 0) r = cowmem_w2c_module_new(bytes, len, out, diag);
   free(bytes);

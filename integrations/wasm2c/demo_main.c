@@ -24,6 +24,7 @@
 
 #include "cowdemo.h"
 #include "cowmem_wasm2c.h"
+#include "demo.h"
 #include "demo_w.h"
 #include "w2c_util.h"
 #include "wasm-rt-impl.h"
@@ -42,7 +43,7 @@ typedef struct {
   uint64_t *req_ns, *cycle_ns; /* per request: all of it; instantiate+free */
 } loop_t;
 
-static const char* g_req = w2c_default_request;
+static const char* g_req = demo_default_request;
 static uint32_t g_req_len;
 
 /* Defines loop_<mod>(m, warmup, iters, expect, out): the request loop over
@@ -56,15 +57,15 @@ static uint32_t g_req_len;
     char report[REPORT_CAP];                                                             \
     uint64_t start = 0;                                                                  \
     for (size_t i = 0; i < warmup + iters; i++) {                                        \
-      if (i == warmup) start = w2c_now_ns();                                             \
+      if (i == warmup) start = bench_now_ns();                                           \
       W2C_T(mod) inst;                                                                   \
-      uint64_t t0 = w2c_now_ns();                                                        \
+      uint64_t t0 = bench_now_ns();                                                      \
       if ((instantiate) != 0) return 1;                                                  \
-      uint64_t t1 = w2c_now_ns();                                                        \
+      uint64_t t1 = bench_now_ns();                                                      \
       w2c_serve_##mod(&inst, g_req, g_req_len, report, sizeof report);                   \
-      uint64_t t2 = w2c_now_ns();                                                        \
+      uint64_t t2 = bench_now_ns();                                                      \
       W2C_FN(mod, free)(&inst);                                                          \
-      uint64_t t3 = w2c_now_ns();                                                        \
+      uint64_t t3 = bench_now_ns();                                                      \
       if (strcmp(report, expect) != 0) {                                                 \
         fprintf(stderr, label " request %zu: %s", i, report);                            \
         return 1;                                                                        \
@@ -74,7 +75,7 @@ static uint32_t g_req_len;
         out->cycle_ns[out->done++] = (t1 - t0) + (t3 - t2);                              \
       }                                                                                  \
     }                                                                                    \
-    if (iters) out->elapsed_ns += w2c_now_ns() - start;                                  \
+    if (iters) out->elapsed_ns += bench_now_ns() - start;                                \
     return 0;                                                                            \
   }
 
@@ -84,16 +85,16 @@ DEFINE_LOOP(demo, "stock", (W2C_FN(demo, instantiate)(&inst), 0))
 
 /* Every input through both runtimes, on fresh instances: same reports. */
 static int check_same(const cowmem_w2c_module_t* m) {
-  for (size_t i = 0; i < W2C_NREQUESTS; i++) {
+  for (size_t i = 0; i < DEMO_NREQUESTS; i++) {
     char a[REPORT_CAP], b[REPORT_CAP];
-    uint32_t len = (uint32_t)strlen(w2c_requests[i]);
+    uint32_t len = (uint32_t)strlen(demo_requests[i]);
     W2C_T(demo) s;
     W2C_T(cowdemo) c;
     W2C_FN(demo, instantiate)(&s);
-    w2c_serve_demo(&s, w2c_requests[i], len, a, sizeof a);
+    w2c_serve_demo(&s, demo_requests[i], len, a, sizeof a);
     W2C_FN(demo, free)(&s);
     if (COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &c) != 0) return 1;
-    w2c_serve_cowdemo(&c, w2c_requests[i], len, b, sizeof b);
+    w2c_serve_cowdemo(&c, demo_requests[i], len, b, sizeof b);
     W2C_FN(cowdemo, free)(&c);
     if (strcmp(a, b) != 0) {
       fprintf(stderr, "input %zu: stock %scowmem %s", i, a, b);
@@ -129,15 +130,15 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
   cowmem_pool_t* pool = cowmem_w2c_pool();
   for (size_t i = 0; i < warmup + iters; i++) {
     cowmem_slot_t* slot;
-    uint64_t t0 = w2c_now_ns();
+    uint64_t t0 = bench_now_ns();
     if (cowmem_pool_acquire(pool, image, initial, max, &slot) != 0) abort();
-    uint64_t t1 = w2c_now_ns();
+    uint64_t t1 = bench_now_ns();
     volatile uint8_t* p = cowmem_slot_base(slot);
     for (size_t j = 0; j < k; j++)
       p[pages[j]] = (uint8_t)(p[pages[j]] + 1);
-    uint64_t t2 = w2c_now_ns();
+    uint64_t t2 = bench_now_ns();
     cowmem_pool_release(pool, slot);
-    uint64_t t3 = w2c_now_ns();
+    uint64_t t3 = bench_now_ns();
     if (i >= warmup) ns[i - warmup] = (t1 - t0) + (t3 - t2);
   }
 }
@@ -151,43 +152,13 @@ static void print_row(const char* name, loop_t* l, size_t n) {
   printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, p50, p90, p99, p999);
 }
 
-static int parse_reset(const char* s, cowmem_reset_strategy_t* r) {
-  static const char* names[] = {"madvise", "keep_resident", "batched", "adaptive"};
-  for (int i = 0; i < COWMEM_RESET_COUNT_; i++)
-    if (strcmp(s, names[i]) == 0 && i != COWMEM_RESET_BATCHED) {
-      *r = (cowmem_reset_strategy_t)i;
-      return 0;
-    }
-  return -1;
-}
-
 int main(int argc, char** argv) {
-  size_t iters = 20000, stock_iters = 2000, warmup = 200;
   cowmem_w2c_config_t cfg;
   cowmem_w2c_config_init(&cfg);
   cfg.max_memories = 16;
-  const char* reset_name = "adaptive"; /* the integration's default */
-  for (int i = 1; i < argc; i++) {
-    const char* a = argv[i];
-    if (strcmp(a, "--iters") == 0 && i + 1 < argc)
-      iters = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--stock-iters") == 0 && i + 1 < argc)
-      stock_iters = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--warmup") == 0 && i + 1 < argc)
-      warmup = strtoul(argv[++i], 0, 10);
-    else if (strcmp(a, "--reset") == 0 && i + 1 < argc &&
-             parse_reset(argv[i + 1], &cfg.reset) == 0)
-      reset_name = argv[++i];
-    else {
-      fprintf(stderr,
-              "usage: %s [--iters N] [--stock-iters N (<= 10000)] "
-              "[--warmup N] [--reset madvise|keep_resident|adaptive]\n",
-              argv[0]);
-      return 2;
-    }
-  }
-  if (iters == 0) iters = 1;
-  if (stock_iters == 0) stock_iters = 1;
+  demo_options_t o;
+  if (demo_parse_args(argc, argv, " (<= 10000)", &cfg.reset, &o) != 0) return 2;
+  size_t iters = o.iters, stock_iters = o.stock_iters, warmup = o.warmup;
   if (COWMEM_W2C_ABI == 1032 && stock_iters + warmup > 10000) {
     fprintf(stderr, "--stock-iters + --warmup: at most 10000 (the stock "
                     "runtime leaks 8 GiB of address space per instance)\n");
@@ -240,13 +211,9 @@ int main(int argc, char** argv) {
          COWMEM_W2C_ABI == 1032 ? "1.0.32" : ">= 1.0.37", COWMEM_W2C_WASM_cowdemo,
          images);
   printf("memory %zu KiB (max %zu MiB), image %llu KiB (%s), reset %s\n", initial >> 10,
-         max >> 20, (unsigned long long)ii.len >> 10,
-         ii.kind == COWMEM_IMAGE_MEMFD  ? "memfd"
-         : ii.kind == COWMEM_IMAGE_COPY ? "copy"
-                                        : "file",
-         reset_name);
+         max >> 20, (unsigned long long)ii.len >> 10, demo_image_kind(&ii), o.reset_name);
   printf("check: %zu inputs, stock and cowmem reports identical\n",
-         (size_t)W2C_NREQUESTS);
+         (size_t)DEMO_NREQUESTS);
   printf("request (%u bytes) -> %s", g_req_len, expect);
   printf("pages a request dirties: %zu of %zu (%zu KiB)\n", k,
          initial / (size_t)sysconf(_SC_PAGESIZE), k * 4);
@@ -269,16 +236,16 @@ int main(int argc, char** argv) {
   if (loop_cowdemo(m, warmup, 0, expect, &c) != 0) return 1;
   if (loop_demo(m, warmup, 0, expect, &s) != 0) return 1;
   for (size_t round = 0; round < ROUNDS; round++) {
-    size_t nc = iters * (round + 1) / ROUNDS - iters * round / ROUNDS;
-    size_t ns = stock_iters * (round + 1) / ROUNDS - stock_iters * round / ROUNDS;
-    long vm0 = (long)w2c_vmsize_kb(), rss0 = (long)w2c_status_kb("VmRSS");
+    size_t nc = demo_block(iters, round, ROUNDS),
+           ns = demo_block(stock_iters, round, ROUNDS);
+    long vm0 = (long)demo_status_kb("VmSize"), rss0 = (long)demo_status_kb("VmRSS");
     if (loop_cowdemo(m, 0, nc, expect, &c) != 0) return 1;
-    long vm1 = (long)w2c_vmsize_kb(), rss1 = (long)w2c_status_kb("VmRSS");
+    long vm1 = (long)demo_status_kb("VmSize"), rss1 = (long)demo_status_kb("VmRSS");
     if (loop_demo(m, 0, ns, expect, &s) != 0) return 1;
     c.vm_kb += vm1 - vm0;
-    s.vm_kb += (long)w2c_vmsize_kb() - vm1;
+    s.vm_kb += (long)demo_status_kb("VmSize") - vm1;
     c.rss_kb += rss1 - rss0;
-    s.rss_kb += (long)w2c_status_kb("VmRSS") - rss1;
+    s.rss_kb += (long)demo_status_kb("VmRSS") - rss1;
   }
   bare_cycle(image, initial, max, pages, k, warmup, iters, bare);
 
@@ -316,14 +283,7 @@ int main(int argc, char** argv) {
 
   /* What the pool's adaptive reset saw, as a cross-check of the pagemap
    * count above (the bare cycle's resets are included: same pages). */
-  cowmem_pool_image_metrics_t im = {0};
-  if (cfg.reset == COWMEM_RESET_ADAPTIVE &&
-      cowmem_pool_image_metrics(cowmem_w2c_pool(), image, &im) == 0 && im.samples)
-    printf("adaptive reset: %.1f pages written per instance (%llu sampled "
-           "resets), hot set %llu pages, %llu resets\n",
-           (double)im.sampled_dirty_pages / (double)im.samples,
-           (unsigned long long)im.samples, (unsigned long long)im.hot_pages,
-           (unsigned long long)im.resets);
+  demo_print_adaptive(cowmem_w2c_pool(), image, cfg.reset);
 
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);

@@ -5,10 +5,7 @@
  * runtime running the same module unstripped (importref) on a memory the
  * stock wasm_rt_allocate_memory made; isolation after reuse; the image
  * file against the module; refusals. Registered as wasm2c[39]_<name>. */
-#include "cowmem_wasm2c.h"
-#include "test.h"
-#include "w2c_util.h"
-#include "wasm-rt-impl.h"
+#include "test_w2c.h"
 #ifdef HAVE_W2C_IMPORT
 #include "import.h"
 #include "importref.h"
@@ -25,38 +22,25 @@
  * environment instance hands out its memory. One definition serves both
  * modules (stripped and unstripped import the same name). */
 #if COWMEM_W2C_ABI >= 1037
-struct w2c_env {
-  wasm_rt_memory_t memory;
-};
-typedef struct w2c_env env_t;
-wasm_rt_memory_t* w2c_env_memory(struct w2c_env* env) {
-  return &env->memory;
-}
+#define ENV struct w2c_env
+#define ENV_MEMORY w2c_env_memory
 #else
-struct Z_env_instance_t {
+#define ENV struct Z_env_instance_t
+#define ENV_MEMORY Z_envZ_memory
+#endif
+ENV {
   wasm_rt_memory_t memory;
 };
-typedef struct Z_env_instance_t env_t;
-wasm_rt_memory_t* Z_envZ_memory(struct Z_env_instance_t* env) {
+typedef ENV env_t;
+wasm_rt_memory_t* ENV_MEMORY(env_t* env) {
   return &env->memory;
 }
-#endif
 
 static cowmem_w2c_module_t* g_imp;
 
 static int setup(size_t slots, bool from_wasm) {
-  cowmem_w2c_config_t cfg;
-  cowmem_w2c_config_init(&cfg);
-  cfg.max_memories = slots;
-  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
-  cowmem_diag_t diag;
-#ifdef COWMEM_W2C_IMAGES_import
-  if (!from_wasm)
-    ASSERT_OK(
-        cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_import, NULL, &g_imp, &diag));
-  else
-#endif
-    ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_import, &g_imp, &diag));
+  CHECK(init_pool(slots, COWMEM_RESET_ADAPTIVE));
+  CHECK(open_set(COWMEM_W2C_WASM_import, from_wasm ? NULL : IMAGES_OF(import), &g_imp));
   ASSERT_EQ(cowmem_w2c_module_memories(g_imp), 0);
   ASSERT_EQ(cowmem_w2c_module_imports(g_imp), 1);
   ASSERT_NOT_NULL(cowmem_w2c_module_import_image(g_imp, 0));
@@ -212,13 +196,9 @@ TEST_IMPL(imported_shared_memory) {
 #ifndef HAVE_W2C_SHARED_IMPORT
   TEST_SKIP("no shared memories in this wabt (1.0.32), or wat2wasm not found");
 #else
-  cowmem_w2c_config_t cfg;
-  cowmem_w2c_config_init(&cfg);
-  cfg.max_memories = 1;
-  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
+  CHECK(init_pool(1, COWMEM_RESET_ADAPTIVE));
   cowmem_w2c_module_t* m = NULL;
-  cowmem_diag_t diag;
-  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_shimport, NULL, &m, &diag));
+  CHECK(open_set(COWMEM_W2C_WASM_shimport, COWMEM_W2C_IMAGES_shimport, &m));
   ASSERT_EQ(cowmem_w2c_module_imports(m), 1);
   ASSERT_NOT_NULL(cowmem_w2c_module_import_image(m, 0));
   wasm_rt_init();

@@ -9,10 +9,7 @@
  * wasm2c_unsupported). */
 #include <pthread.h>
 
-#include "cowmem_wasm2c.h"
-#include "test.h"
-#include "w2c_util.h"
-#include "wasm-rt-impl.h"
+#include "test_w2c.h"
 #ifdef HAVE_W2C_KINDS
 #include "mem64.h"
 #include "mem64ref.h" /* the same modules unstripped, for the stock runtime */
@@ -23,40 +20,18 @@
 #define PAGE COWMEM_W2C_WASM_PAGE
 
 #ifdef HAVE_W2C_KINDS
-static cowmem_w2c_module_t* open_module(const char* images, const char* wasm) {
-  cowmem_w2c_module_t* m = NULL;
-  cowmem_diag_t diag;
-  int r = images ? cowmem_w2c_module_open_images(images, NULL, &m, &diag)
-                 : cowmem_w2c_module_open(wasm, &m, &diag);
-  if (r != 0)
-    fprintf(stderr, "%s: %s: %s\n", images ? images : wasm, cowmem_err_name(r),
-            diag.reason);
-  return m;
-}
-
 static int setup(void) {
-  cowmem_w2c_config_t cfg;
-  cowmem_w2c_config_init(&cfg);
-  cfg.max_memories = 8;
-  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
+  CHECK(init_pool(8, COWMEM_RESET_ADAPTIVE));
   wasm_rt_init();
   return 0;
 }
 
-/* Trap code of fn(inst, addr) (0: none; *v the value). */
-#define DEFINE_TRY(name, mod, fn, T)                                                     \
-  static int name(W2C_T(mod) * inst, T addr, uint64_t * v) {                             \
-    wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();                               \
-    if (t != WASM_RT_TRAP_NONE) return (int)t;                                           \
-    *v = (uint64_t)W2C_X(mod, fn)(inst, addr);                                           \
-    return 0;                                                                            \
-  }
-DEFINE_TRY(m64_load, mem64, load, uint64_t)
-DEFINE_TRY(m64_load64, mem64, load64, uint64_t)
-DEFINE_TRY(m64_load_far, mem64, load_far, uint64_t)
-DEFINE_TRY(m64_load_big, mem64, load_big, uint64_t)
-DEFINE_TRY(sh_load, shared, load, uint32_t)
-DEFINE_TRY(sh_load_far, shared, load_far, uint32_t)
+W2C_DEFINE_TRY(m64_load, mem64, load, uint64_t, uint64_t)
+W2C_DEFINE_TRY(m64_load64, mem64, load64, uint64_t, uint64_t)
+W2C_DEFINE_TRY(m64_load_far, mem64, load_far, uint64_t, uint64_t)
+W2C_DEFINE_TRY(m64_load_big, mem64, load_big, uint64_t, uint64_t)
+W2C_DEFINE_TRY(sh_load, shared, load, uint32_t, uint64_t)
+W2C_DEFINE_TRY(sh_load_far, shared, load_far, uint32_t, uint64_t)
 
 /* Every byte, size and limit of two memories equal (a cowmem one and the
  * stock runtime's). */
@@ -119,12 +94,8 @@ TEST_IMPL(memory64) {
   TEST_SKIP("wabt 1.0.32 refuses memory64 (see wasm2c_unsupported)");
 #else
   CHECK(setup());
-#ifdef COWMEM_W2C_IMAGES_mem64
-  cowmem_w2c_module_t* m = open_module(COWMEM_W2C_IMAGES_mem64, NULL);
-#else
-  cowmem_w2c_module_t* m = open_module(NULL, COWMEM_W2C_WASM_mem64);
-#endif
-  ASSERT_NOT_NULL(m);
+  cowmem_w2c_module_t* m;
+  CHECK(OPEN_SET(mem64, &m));
   ASSERT_EQ(cowmem_w2c_module_memories(m), 2);
   ASSERT_NOT_NULL(cowmem_w2c_module_image(m, 0));
   CHECK(m64_against_stock(m));
@@ -208,12 +179,8 @@ TEST_IMPL(shared_memory) {
   TEST_SKIP("wabt 1.0.32 refuses shared memories (see wasm2c_unsupported)");
 #else
   CHECK(setup());
-#ifdef COWMEM_W2C_IMAGES_shared
-  cowmem_w2c_module_t* m = open_module(COWMEM_W2C_IMAGES_shared, NULL);
-#else
-  cowmem_w2c_module_t* m = open_module(NULL, COWMEM_W2C_WASM_shared);
-#endif
-  ASSERT_NOT_NULL(m);
+  cowmem_w2c_module_t* m;
+  CHECK(OPEN_SET(shared, &m));
   static const char want[] = "shared data";
   {
     W2C_T(sharedref) s;

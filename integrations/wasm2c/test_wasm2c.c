@@ -8,11 +8,8 @@
 #include <pthread.h>
 
 #include "cowdemo.h"
-#include "cowmem_wasm2c.h"
 #include "demo_w.h"
-#include "test.h"
-#include "w2c_util.h"
-#include "wasm-rt-impl.h"
+#include "test_w2c.h"
 #ifdef HAVE_W2C_MULTI
 #include "multi.h"
 #include "trap.h"
@@ -30,18 +27,8 @@ static cowmem_w2c_module_t* g_mod;
 
 /* One slot when `one_slot`: every instance then runs in the same slot. */
 static int setup_reset(bool one_slot, cowmem_reset_strategy_t reset) {
-  cowmem_w2c_config_t cfg;
-  cowmem_w2c_config_init(&cfg);
-  cfg.max_memories = one_slot ? 1 : 8;
-  cfg.reset = reset;
-  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
-  cowmem_diag_t diag;
-#ifdef COWMEM_W2C_IMAGES_cowdemo /* the recipe's image file */
-  ASSERT_OK(
-      cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_cowdemo, NULL, &g_mod, &diag));
-#else
-  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &g_mod, &diag));
-#endif
+  CHECK(init_pool(one_slot ? 1 : 8, reset));
+  CHECK(OPEN_SET(cowdemo, &g_mod)); /* the recipe's image file, if built */
   ASSERT_EQ(cowmem_w2c_module_memories(g_mod), 1);
   ASSERT_NOT_NULL(cowmem_w2c_module_image(g_mod, 0));
   /* Once per process: wasm_rt_free does not let wasm_rt_init run again
@@ -72,20 +59,9 @@ static int instantiate(W2C_T(cowdemo) * inst) {
   return 0;
 }
 
-/* peek(addr) in a trap frame: the trap code, 0 if none (*out the value). */
-static int cow_peek(W2C_T(cowdemo) * inst, uint32_t addr, uint32_t* out) {
-  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
-  if (t != WASM_RT_TRAP_NONE) return (int)t;
-  *out = W2C_X(cowdemo, peek)(inst, addr);
-  return 0;
-}
-
-static int stock_peek(W2C_T(demo) * inst, uint32_t addr, uint32_t* out) {
-  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
-  if (t != WASM_RT_TRAP_NONE) return (int)t;
-  *out = W2C_X(demo, peek)(inst, addr);
-  return 0;
-}
+/* peek(addr) in a trap frame: the trap code, 0 if none (*v the value). */
+W2C_DEFINE_TRY(cow_peek, cowdemo, peek, uint32_t, uint32_t)
+W2C_DEFINE_TRY(stock_peek, demo, peek, uint32_t, uint32_t)
 
 /* A large request (most of the input buffer): grows memory past 9 pages. */
 static char* big_request(uint32_t len) {
@@ -107,9 +83,9 @@ TEST_IMPL(same_outputs) {
   uint32_t big_len = 60000;
   char* big = big_request(big_len);
   ASSERT_NOT_NULL(big);
-  for (size_t i = 0; i <= W2C_NREQUESTS; i++) {
-    const char* req = i < W2C_NREQUESTS ? w2c_requests[i] : big;
-    uint32_t len = i < W2C_NREQUESTS ? (uint32_t)strlen(req) : big_len;
+  for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
+    const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
+    uint32_t len = i < DEMO_NREQUESTS ? (uint32_t)strlen(req) : big_len;
     char a[256], b[256];
     W2C_T(demo) s;
     W2C_T(cowdemo) c;
@@ -124,7 +100,7 @@ TEST_IMPL(same_outputs) {
     }
     uint32_t pages = W2C_X(demo, pages)(&s);
     ASSERT_EQ(pages, W2C_X(cowdemo, pages)(&c));
-    if (i == W2C_NREQUESTS) ASSERT_GT(pages, DEMO_PAGES); /* it grew */
+    if (i == DEMO_NREQUESTS) ASSERT_GT(pages, DEMO_PAGES); /* it grew */
     ASSERT_EQ(W2C_X(demo, checksum)(&s, 0, pages * PAGE),
               W2C_X(cowdemo, checksum)(&c, 0, pages * PAGE));
     W2C_FN(demo, free)(&s);
@@ -134,8 +110,8 @@ TEST_IMPL(same_outputs) {
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);
   ASSERT_EQ(n.live, 0);
-  ASSERT_EQ(n.cowmem_allocs, W2C_NREQUESTS + 1);
-  ASSERT_EQ(n.stock_allocs, W2C_NREQUESTS + 1);
+  ASSERT_EQ(n.cowmem_allocs, DEMO_NREQUESTS + 1);
+  ASSERT_EQ(n.stock_allocs, DEMO_NREQUESTS + 1);
   return teardown();
 }
 
@@ -224,9 +200,9 @@ TEST_IMPL(oob_traps) {
   }
   /* The instance is intact after traps. */
   char a[256], b[256];
-  w2c_serve_demo(&s, w2c_default_request, (uint32_t)strlen(w2c_default_request), a,
+  w2c_serve_demo(&s, demo_default_request, (uint32_t)strlen(demo_default_request), a,
                  sizeof a);
-  w2c_serve_cowdemo(&c, w2c_default_request, (uint32_t)strlen(w2c_default_request), b,
+  w2c_serve_cowdemo(&c, demo_default_request, (uint32_t)strlen(demo_default_request), b,
                     sizeof b);
   ASSERT_STR_EQ(a, b);
   W2C_FN(cowdemo, free)(&c);
@@ -274,19 +250,19 @@ TEST_IMPL(no_leak) {
     CHECK(instantiate(&c[i])); /* warm 3 slots */
   for (int i = 0; i < 3; i++)
     W2C_FN(cowdemo, free)(&c[i]);
-  unsigned long before = w2c_vmsize_kb();
+  unsigned long before = demo_status_kb("VmSize");
   ASSERT_GT(before, 0);
   for (int i = 0; i < 5000; i++) {
     W2C_T(cowdemo) x, y;
     CHECK(instantiate(&x));
     CHECK(instantiate(&y)); /* two live: two slots in turn */
-    w2c_serve_cowdemo(&x, w2c_default_request, (uint32_t)strlen(w2c_default_request),
+    w2c_serve_cowdemo(&x, demo_default_request, (uint32_t)strlen(demo_default_request),
                       NULL, 0);
     if (i % 10 == 0) ASSERT_EQ(W2C_X(cowdemo, grow)(&y, 2), DEMO_PAGES);
     W2C_FN(cowdemo, free)(&x);
     W2C_FN(cowdemo, free)(&y);
   }
-  unsigned long after = w2c_vmsize_kb();
+  unsigned long after = demo_status_kb("VmSize");
   printf("10000 instantiate/free cycles: VmSize %lu -> %lu KiB\n", before, after);
   ASSERT_EQ(after, before);
   cowmem_w2c_counters_t n;
@@ -395,8 +371,8 @@ static void* thread_run(const char* expect) {
     char out[256];
     if (COWMEM_W2C_INSTANTIATE(g_mod, W2C_FN(cowdemo, instantiate), &c) != 0)
       return (void*)1;
-    w2c_serve_cowdemo(&c, w2c_default_request, (uint32_t)strlen(w2c_default_request), out,
-                      sizeof out);
+    w2c_serve_cowdemo(&c, demo_default_request, (uint32_t)strlen(demo_default_request),
+                      out, sizeof out);
     if (i % 16 == 0 && W2C_X(cowdemo, grow)(&c, 1) != DEMO_PAGES) return (void*)1;
     W2C_FN(cowdemo, free)(&c);
     if (strcmp(out, expect) != 0) return (void*)1;
@@ -416,7 +392,7 @@ TEST_IMPL(threads) {
   char expect[256];
   W2C_T(demo) s;
   W2C_FN(demo, instantiate)(&s);
-  w2c_serve_demo(&s, w2c_default_request, (uint32_t)strlen(w2c_default_request), expect,
+  w2c_serve_demo(&s, demo_default_request, (uint32_t)strlen(demo_default_request), expect,
                  sizeof expect);
   W2C_FN(demo, free)(&s);
   pthread_t t[2];
@@ -438,12 +414,7 @@ TEST_IMPL(threads) {
  * own memory's image; a write and a grow in one instance are gone in the
  * next; out-of-bounds in the second memory traps. */
 #ifdef HAVE_W2C_MULTI
-static int multi_peek1(W2C_T(multi) * inst, uint32_t addr, uint32_t* v) {
-  wasm_rt_trap_t t = (wasm_rt_trap_t)wasm_rt_impl_try();
-  if (t != WASM_RT_TRAP_NONE) return (int)t;
-  *v = W2C_X(multi, load1)(inst, addr);
-  return 0;
-}
+W2C_DEFINE_TRY(multi_peek1, multi, load1, uint32_t, uint32_t)
 
 /* Trap code of load_far / load64_far(addr) (0: no trap). */
 static int multi_far(W2C_T(multi) * inst, uint32_t addr, int wide) {
@@ -476,12 +447,7 @@ TEST_IMPL(multi_memory) {
 #else
   CHECK(setup(false));
   cowmem_w2c_module_t* mm;
-  cowmem_diag_t diag;
-#ifdef COWMEM_W2C_IMAGES_multi
-  ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_multi, NULL, &mm, &diag));
-#else
-  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_multi, &mm, &diag));
-#endif
+  CHECK(OPEN_SET(multi, &mm));
   ASSERT_EQ(cowmem_w2c_module_memories(mm), 2);
   static bool once;
   if (!once) COWMEM_W2C_INIT_MODULE(multi);
@@ -557,8 +523,7 @@ TEST_IMPL(instantiate_trap) {
 #else
   CHECK(setup_reset(true, COWMEM_RESET_ADAPTIVE));
   cowmem_w2c_module_t* tm;
-  cowmem_diag_t diag;
-  ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_trap, &tm, &diag));
+  CHECK(open_set(COWMEM_W2C_WASM_trap, NULL, &tm));
   ASSERT_NULL(cowmem_w2c_module_image(tm, 0)); /* out of bounds: no image */
   COWMEM_W2C_INIT_MODULE(trap);
   for (int round = 0; round < 3; round++) {
@@ -589,7 +554,7 @@ TEST_IMPL(instantiate_trap) {
  * stock runtime's answers, and neither sees the other's secret. */
 static int fork_requests(W2C_T(cowdemo) * live, uint32_t heap, uint32_t secret) {
   for (int i = 0; i < 200; i++) {
-    const char* req = w2c_requests[i % W2C_NREQUESTS];
+    const char* req = demo_requests[i % DEMO_NREQUESTS];
     uint32_t len = (uint32_t)strlen(req);
     char a[256], b[256];
     W2C_T(demo) s;
@@ -613,7 +578,7 @@ TEST_IMPL(fork_child) {
   W2C_T(cowdemo) warm;
   for (int i = 0; i < 100; i++) { /* the hot set is learned */
     CHECK(instantiate(&warm));
-    w2c_serve_cowdemo(&warm, w2c_default_request, (uint32_t)strlen(w2c_default_request),
+    w2c_serve_cowdemo(&warm, demo_default_request, (uint32_t)strlen(demo_default_request),
                       NULL, 0);
     W2C_FN(cowdemo, free)(&warm);
   }
@@ -664,4 +629,4 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                               TEST_ENTRY(shared_memory) TEST_ENTRY(custom_page_size)
                                   TEST_ENTRY(imported_memory)
                                       TEST_ENTRY(imported_memory_wasm)
-                                      TEST_ENTRY(imported_shared_memory))
+                                          TEST_ENTRY(imported_shared_memory))

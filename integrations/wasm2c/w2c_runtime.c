@@ -30,6 +30,63 @@ uint32_t wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
 _Static_assert(sizeof(((wasm_rt_memory_t*)0)->pages) == 4, "wasm_rt_memory_t");
 #endif
 
+/* What every wrapper below does whatever the ABI and the kind (shared or
+ * not) of the memory struct it is given; the wrappers differ only in the
+ * struct's fields they fill, which the ABI and the kind decide. */
+
+/* The memory the calling thread's module defines next, acquired into
+ * *data; NULL (counted) if no module is set: the stock runtime's then. */
+static const cowmem_w2c__memory_t* allocate(uint64_t initial, uint64_t max, bool is64,
+                                            uint32_t page_size, bool shared,
+                                            uint8_t** data) {
+  const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, shared);
+  if (!w) {
+    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
+    return NULL;
+  }
+  *data = cowmem_w2c__acquire(w);
+  return w;
+}
+
+/* Imported memory i of m acquired into *data and described by *w:
+ * 0, or an error (EINVAL for a NULL mem). */
+static int import(const cowmem_w2c_module_t* m, uint32_t i, bool shared, const void* mem,
+                  const cowmem_w2c__memory_t** w, uint8_t** data) {
+  int r = 0;
+  *w = mem ? cowmem_w2c__import(m, i, shared, &r) : NULL;
+  if (!mem) return COWMEM_EINVAL;
+  *data = NULL;
+  if (*w) r = cowmem_w2c__try_acquire(*w, data, NULL);
+  return r;
+}
+
+/* The slot of a memory at data; NULL (counted) for the stock runtime's. */
+static cowmem_slot_t* find(const void* data) {
+  cowmem_slot_t* slot = cowmem_w2c__find(data);
+  if (!slot) cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
+  return slot;
+}
+
+/* Grow the memory in slot by delta pages, updating its page count and
+ * size: the old page count, or UINT64_MAX (nothing changed). */
+static uint64_t grow(cowmem_slot_t* slot, uint64_t* pages, uint64_t* size,
+                     uint64_t max_pages, uint32_t page_size, uint64_t delta) {
+  uint64_t old = cowmem_w2c__grow(slot, *pages, delta, max_pages, page_size);
+  if (old != UINT64_MAX) {
+    *pages = old + delta;
+    *size = *pages * page_size;
+  }
+  return old;
+}
+
+/* Release the memory at data to the pool: false (counted) if it is the
+ * stock runtime's. */
+static bool release(const void* data) {
+  if (cowmem_w2c__release(data)) return true;
+  cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+  return false;
+}
+
 #if COWMEM_W2C_ABI >= 1037
 
 /* Every kind of memory the front end reads is served: 32-bit ones in their
@@ -78,46 +135,32 @@ void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
 
 void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint64_t initial, uint64_t max,
                                     bool is64, uint32_t page_size) {
-  const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, false);
+  uint8_t* data;
+  const cowmem_w2c__memory_t* w = allocate(initial, max, is64, page_size, false, &data);
   if (!w) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
     __real_wasm_rt_allocate_memory(mem, initial, max, is64, page_size);
     return;
   }
-  uint8_t* data = cowmem_w2c__acquire(w);
   FILL(mem, data, w);
 }
 
-int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t import,
+int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
                              wasm_rt_memory_t* mem) {
-  int r = 0;
-  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, false, &r) : NULL;
-  if (!mem) return COWMEM_EINVAL;
-  uint8_t* data = NULL;
-  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
-  if (r != 0) return r;
-  FILL(mem, data, w);
-  return 0;
+  const cowmem_w2c__memory_t* w;
+  uint8_t* data;
+  int r = import(m, i, false, mem, &w, &data);
+  if (r == 0) FILL(mem, data, w);
+  return r;
 }
 
 uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint64_t delta) {
-  cowmem_slot_t* slot = cowmem_w2c__find(mem->data);
-  if (!slot) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
-    return __real_wasm_rt_grow_memory(mem, delta);
-  }
-  uint64_t old =
-      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, mem->page_size);
-  if (old != UINT64_MAX) {
-    mem->pages = old + delta;
-    mem->size = mem->pages * mem->page_size;
-  }
-  return old;
+  cowmem_slot_t* slot = find(mem->data);
+  if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
+  return grow(slot, &mem->pages, &mem->size, mem->max_pages, mem->page_size, delta);
 }
 
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
-  if (!cowmem_w2c__release(mem->data)) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+  if (!release(mem->data)) {
     __real_wasm_rt_free_memory(mem);
     return;
   }
@@ -138,51 +181,43 @@ void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t*, uint64_t, u
 uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t*, uint64_t);
 void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t*);
 
+/* FILL and the lock a shared memory's grow takes. */
+static void fill_shared(wasm_rt_shared_memory_t* mem, uint8_t* data,
+                        const cowmem_w2c__memory_t* w) {
+  FILL(mem, data, w);
+#if WASM_RT_USE_PTHREADS
+  if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
+#endif
+}
+
 void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t initial,
                                            uint64_t max, bool is64, uint32_t page_size) {
-  const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, true);
+  uint8_t* data;
+  const cowmem_w2c__memory_t* w = allocate(initial, max, is64, page_size, true, &data);
   if (!w) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
     __real_wasm_rt_allocate_memory_shared(mem, initial, max, is64, page_size);
     return;
   }
-  uint8_t* data = cowmem_w2c__acquire(w);
-  FILL(mem, data, w);
-#if WASM_RT_USE_PTHREADS
-  if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
-#endif
+  fill_shared(mem, data, w);
 }
 
-int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t import,
+int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t i,
                                     wasm_rt_shared_memory_t* mem) {
-  int r = 0;
-  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, true, &r) : NULL;
-  if (!mem) return COWMEM_EINVAL;
-  uint8_t* data = NULL;
-  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
-  if (r != 0) return r;
-  FILL(mem, data, w);
-#if WASM_RT_USE_PTHREADS
-  if (pthread_mutex_init(&mem->mem_lock, NULL) != 0) abort();
-#endif
-  return 0;
+  const cowmem_w2c__memory_t* w;
+  uint8_t* data;
+  int r = import(m, i, true, mem, &w, &data);
+  if (r == 0) fill_shared(mem, data, w);
+  return r;
 }
 
 uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t delta) {
-  cowmem_slot_t* slot = cowmem_w2c__find((const uint8_t*)mem->data);
-  if (!slot) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
-    return __real_wasm_rt_grow_memory_shared(mem, delta);
-  }
+  cowmem_slot_t* slot = find((const uint8_t*)mem->data);
+  if (!slot) return __real_wasm_rt_grow_memory_shared(mem, delta);
 #if WASM_RT_USE_PTHREADS
   pthread_mutex_lock(&mem->mem_lock);
 #endif
   uint64_t old =
-      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, mem->page_size);
-  if (old != UINT64_MAX) {
-    mem->pages = old + delta;
-    mem->size = mem->pages * mem->page_size;
-  }
+      grow(slot, &mem->pages, &mem->size, mem->max_pages, mem->page_size, delta);
 #if WASM_RT_USE_PTHREADS
   pthread_mutex_unlock(&mem->mem_lock);
 #endif
@@ -190,8 +225,7 @@ uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_
 }
 
 void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t* mem) {
-  if (!cowmem_w2c__release((const uint8_t*)mem->data)) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+  if (!release((const uint8_t*)mem->data)) {
     __real_wasm_rt_free_memory_shared(mem);
     return;
   }
@@ -232,54 +266,51 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
 uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
 
-void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
-                                    uint32_t max) {
-  const cowmem_w2c__memory_t* w =
-      cowmem_w2c__next(initial, max, false, COWMEM_W2C_WASM_PAGE, false);
-  if (!w) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
-    __real_wasm_rt_allocate_memory(mem, initial, max);
-    return;
-  }
-  mem->data = cowmem_w2c__acquire(w);
-  mem->pages = initial;
-  mem->max_pages = max;
-  mem->size = initial * COWMEM_W2C_WASM_PAGE; /* wraps for 65536 pages, as
-                                                 the stock runtime's does */
-}
-
-int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t import,
-                             wasm_rt_memory_t* mem) {
-  int r = 0;
-  const cowmem_w2c__memory_t* w = mem ? cowmem_w2c__import(m, import, false, &r) : NULL;
-  if (!mem) return COWMEM_EINVAL;
-  uint8_t* data = NULL;
-  if (w) r = cowmem_w2c__try_acquire(w, &data, NULL);
-  if (r != 0) return r;
+/* 1.0.32's struct: 32-bit counts, the size wrapping to 0 for 65536
+ * pages as the stock runtime's does. */
+static void fill(wasm_rt_memory_t* mem, uint8_t* data, const cowmem_w2c__memory_t* w) {
   mem->data = data;
   mem->pages = (uint32_t)w->min_pages;
   mem->max_pages = (uint32_t)w->max_pages;
-  mem->size = (uint32_t)(w->min_pages * COWMEM_W2C_WASM_PAGE); /* wraps as above */
-  return 0;
+  mem->size = (uint32_t)(w->min_pages * COWMEM_W2C_WASM_PAGE);
 }
 
-uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
-  cowmem_slot_t* slot = cowmem_w2c__find(mem->data);
-  if (!slot) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
-    return __real_wasm_rt_grow_memory(mem, delta);
+void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
+                                    uint32_t max) {
+  uint8_t* data;
+  const cowmem_w2c__memory_t* w =
+      allocate(initial, max, false, COWMEM_W2C_WASM_PAGE, false, &data);
+  if (!w) {
+    __real_wasm_rt_allocate_memory(mem, initial, max);
+    return;
   }
-  uint64_t old =
-      cowmem_w2c__grow(slot, mem->pages, delta, mem->max_pages, COWMEM_W2C_WASM_PAGE);
+  fill(mem, data, w); /* cowmem_w2c__next checked initial and max against w */
+}
+
+int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
+                             wasm_rt_memory_t* mem) {
+  const cowmem_w2c__memory_t* w;
+  uint8_t* data;
+  int r = import(m, i, false, mem, &w, &data);
+  if (r == 0) fill(mem, data, w);
+  return r;
+}
+
+/* 32-bit page counts and size, through grow()'s 64-bit ones (the size
+ * wraps to 0 at 65536 pages as above). */
+uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
+  cowmem_slot_t* slot = find(mem->data);
+  if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
+  uint64_t pages = mem->pages, size = mem->size;
+  uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_W2C_WASM_PAGE, delta);
   if (old == UINT64_MAX) return (uint32_t)-1;
-  mem->pages = (uint32_t)(old + delta);
-  mem->size = mem->pages * COWMEM_W2C_WASM_PAGE;
+  mem->pages = (uint32_t)pages;
+  mem->size = (uint32_t)size;
   return (uint32_t)old;
 }
 
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
-  if (!cowmem_w2c__release(mem->data)) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+  if (!release(mem->data)) {
     __real_wasm_rt_free_memory(mem);
     return;
   }

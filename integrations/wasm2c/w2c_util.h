@@ -1,8 +1,9 @@
-/* w2c_util.h: helpers shared by the wasm2c demo and its tests: the clock,
- * percentiles, /proc/self/status, the request inputs and a "serve one
- * request" function generated per wasm2c module (the stock module is demo,
- * the stripped one mapped by cowmem cowdemo), and short names for the
- * generated names of either wabt (cowmem_wasm2c.h). */
+/* w2c_util.h: helpers shared by the wasm2c demo and its tests: percentiles
+ * of per-request arrays, a "serve one request" function generated per
+ * wasm2c module (the stock module is demo, the stripped one mapped by
+ * cowmem cowdemo), and short names for the generated names of either wabt
+ * (cowmem_wasm2c.h). The clock, the request inputs and /proc/self/status
+ * are support/demo.h's, shared with the WAMR integration. */
 #ifndef COWMEM_W2C_UTIL_H
 #define COWMEM_W2C_UTIL_H
 
@@ -10,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cowmem_wasm2c.h"
+#include "demo.h"
 #if COWMEM_W2C_ABI >= 1037
 #include "wasm-rt-exceptions.h" /* wasm_rt_impl_try sets its unwind target */
 #endif
@@ -20,12 +21,6 @@
 #define W2C_T(mod) COWMEM_W2C_INSTANCE(mod)
 #define W2C_X(mod, name) COWMEM_W2C_EXPORT(mod, name)
 #define W2C_FN(mod, what) COWMEM_W2C_FN(mod, what)
-
-static inline uint64_t w2c_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int w2c_cmp_u64(const void* a, const void* b) {
   uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
@@ -39,39 +34,6 @@ static inline double w2c_quantile_us(uint64_t* v, size_t n, double q, int sorted
   if (i >= n) i = n - 1;
   return (double)v[i] / 1e3;
 }
-
-/* A "Key:" line of /proc/self/status in KiB (VmSize, VmRSS), or 0. */
-static inline unsigned long w2c_status_kb(const char* key) {
-  char line[256];
-  unsigned long kb = 0;
-  size_t n = strlen(key);
-  FILE* f = fopen("/proc/self/status", "r");
-  if (!f) return 0;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, key, n) == 0 && line[n] == ':') kb = strtoul(line + n + 1, 0, 10);
-  fclose(f);
-  return kb;
-}
-
-static inline unsigned long w2c_vmsize_kb(void) {
-  return w2c_status_kb("VmSize");
-}
-
-/* The requests: the demo's default one first. */
-static const char w2c_default_request[] =
-    "The quick brown fox jumps over the lazy dog. Copy on write maps the "
-    "image of each instance; the slot is reset with one madvise, so the next "
-    "instance of the same image needs no system call at all.";
-
-static const char* const w2c_requests[] = {
-    w2c_default_request,
-    "",
-    "The quick brown fox jumps over the lazy dog.",
-    "the the the of of and to a in is it you that he was for on are with",
-    "\x01\x02\xff\xfe binary \x80\x81 bytes, and UPPER lower MiXeD words",
-    "Where there is a will there is a way; every good boy does fine.",
-};
-#define W2C_NREQUESTS (sizeof w2c_requests / sizeof w2c_requests[0])
 
 /* Defines w2c_serve_<mod>(inst, req, len, out, cap): write the request into
  * the instance's input buffer, run it, copy the report into out (NUL-

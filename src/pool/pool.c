@@ -49,6 +49,8 @@ struct cowmem_pool_s {
   pthread_cond_t wait_cond;
   _Atomic int waiters;
   _Atomic uint64_t release_seq;
+  _Atomic uint64_t flushed_epoch; /* BATCHED: cowmem__orphan_epoch at the
+                                     last flush for orphans */
 };
 
 #define SHARD_ADD(pool, field, v)                                                        \
@@ -203,6 +205,20 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
 
 static int flush_queue(cowmem_pool_t* pool);
 
+/* Decommit idle slots of orphaned images. Under BATCHED a queued slot may
+ * hold an orphan too, keeping its memfd until the queue fills: flush it
+ * first when images became orphans since the last time (rare: an image
+ * replaced), so that the sweep finds them idle. */
+static void pool_sweep(cowmem_pool_t* pool) {
+  if (pool->cfg.reset == COWMEM_RESET_BATCHED) {
+    uint64_t ep = atomic_load_explicit(&cowmem__orphan_epoch, memory_order_relaxed);
+    if (atomic_load_explicit(&pool->flushed_epoch, memory_order_relaxed) != ep &&
+        atomic_exchange(&pool->flushed_epoch, ep) != ep)
+      flush_queue(pool);
+  }
+  cowmem__idle_sweep(pool->idle);
+}
+
 int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
   if (shard_sum_in_use(pool) != 0) return COWMEM_EBUSY;
@@ -242,7 +258,7 @@ int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image, size_t initi
       initial_size > max_size || max_size > pool->cfg.slot_reserve)
     return COWMEM_EINVAL;
   if (cowmem__image_end(image) > initial_size) return COWMEM_EINVAL;
-  cowmem__idle_sweep(pool->idle);
+  pool_sweep(pool);
   METRIC_INC(pool, acquires);
   entry_t* e = find_slot(pool, cowmem__image_key(image));
   if (e == NULL) {
@@ -351,7 +367,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
     return COWMEM_ESTATE;
   SHARD_ADD(pool, in_use, -1);
   METRIC_INC(pool, releases);
-  cowmem__idle_sweep(pool->idle);
+  pool_sweep(pool);
   int r = 0;
   cowmem_slot_state_t st = cowmem_slot_state(slot);
   if (st == COWMEM_SLOT_DIRTY) {

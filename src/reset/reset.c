@@ -74,11 +74,15 @@ static int reset_keep(cowmem_slot_t* slot, size_t keep) {
 }
 
 /* BATCHED: queue the slot; -1 when it could not be queued (a push onto a
- * full queue happens only while a flush runs): it is reset at once then. */
+ * full queue happens only while a flush runs): it is reset at once then.
+ * A queued slot's image reference counts as an idle one (image.h), under
+ * the queue's lock: an image whose other references all go while its slots
+ * wait here becomes an orphan, which the pool's next sweep flushes out. */
 static int batch_push(batch_t* q, cowmem_slot_t* slot) {
   pthread_mutex_lock(&q->lock);
   int r = -1;
   if (q->n < q->cap) {
+    if (slot->image != NULL) cowmem__image_idle_add(slot->image);
     q->items[q->n++] = slot;
     r = q->n == q->cap ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
   }
@@ -117,8 +121,10 @@ int cowmem__reset_flush(cowmem__reset_t* r,
     items = malloc(n * sizeof *items);
     ranges = malloc(n * sizeof *ranges);
     if (items != NULL && ranges != NULL) {
-      for (size_t i = 0; i < n; i++)
+      for (size_t i = 0; i < n; i++) {
         items[i] = q->items[i];
+        if (items[i]->image != NULL) cowmem__image_idle_sub(items[i]->image);
+      }
       q->n = 0;
     }
   }

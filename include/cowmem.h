@@ -357,7 +357,7 @@ typedef enum {
 
 /* Reserve `reserve` bytes (a page multiple > 0) of inaccessible address space
  * (PROT_NONE, MAP_NORESERVE) and make a slot of it. cowmem_slot_free unmaps
- * it. Errors: EINVAL, ENOMEM (address space or rlimit). */
+ * it. Errors: EINVAL, ENOMEM (address space or rlimit), EMAPLIMIT. */
 COWMEM_API int cowmem_slot_new(size_t reserve, cowmem_slot_t** out);
 
 /* Make a slot of a range the caller reserved: base page-aligned, reserve a
@@ -379,9 +379,11 @@ COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
  * size: one mprotect. Another image: the old image's range is replaced and the
  * new one mapped (the slot keeps a reference to it). A COPY image is copied.
  * Errors: ESTATE (slot DIRTY), EBROKEN, EINVAL (initial_size not a page
- * multiple, larger than reserve, or smaller than the image's end), and the
- * errors of mmap/mprotect. On a system call failure the slot is released to
- * EMPTY (or left BROKEN if even that fails). */
+ * multiple, larger than reserve, or smaller than the image's end), ECHANGED
+ * (a FILE image whose file changed: see cowmem_image_check), EMAPLIMIT (the
+ * process is at vm.max_map_count), and the errors of mmap/mprotect. On a
+ * system call failure the slot is released to EMPTY (or left BROKEN if even
+ * that fails). */
 COWMEM_API int cowmem_slot_instantiate(cowmem_slot_t* slot,
                                        size_t initial_size,
                                        cowmem_image_t* image);
@@ -539,7 +541,8 @@ COWMEM_API int cowmem_pool_free(cowmem_pool_t* pool);
  * Do not cowmem_slot_free it (that returns EINVAL).
  * Errors: EINVAL, EEXHAUSTED (every slot is acquired or, with BATCHED,
  * nothing could be flushed), and the errors of cowmem_slot_instantiate
- * (the slot then goes back to the pool, decommitted). */
+ * (ECHANGED, EMAPLIMIT, ...; the slot then goes back to the pool,
+ * decommitted). */
 COWMEM_API int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image,
                                    size_t initial_size, size_t max_size,
                                    cowmem_slot_t** out);

@@ -30,6 +30,23 @@ static const char* const demo_requests[] = {
 };
 #define DEMO_NREQUESTS (sizeof demo_requests / sizeof demo_requests[0])
 
+/* A large request of len bytes (malloc'd; NULL if out of memory): words in
+ * a fixed pseudo-random order, enough of them to grow the demo's memory
+ * past its 9 initial pages. */
+static inline char* demo_big_request(uint32_t len) {
+  char* p = malloc(len);
+  static const char* words[] = {"copy ", "on ",   "write ", "the ",    "image ",
+                                "slot ", "Pool ", "of ",    "memory, "};
+  uint32_t x = 12345;
+  for (uint32_t i = 0; p && i < len;) {
+    x = x * 1103515245u + 12345u;
+    const char* w = words[(x >> 16) % 9];
+    while (*w && i < len)
+      p[i++] = *w++;
+  }
+  return p;
+}
+
 /* A "Key:" line of /proc/self/status in KiB (key without the colon:
  * "VmSize", "VmRSS"), or 0. */
 static inline unsigned long demo_status_kb(const char* key) {

@@ -9,6 +9,7 @@
 
 #include "cowmem_wamr.h"
 #include "test.h"
+#include "test_images.h"
 #include "wamr_util.h"
 
 #define PAGE COWMEM_WAMR_WASM_PAGE
@@ -147,25 +148,10 @@ static uint32_t mem_checksum(wamr_inst_t* x) {
   return wamr_call1(x, "checksum", 2, 0, (uint32_t)pages * PAGE);
 }
 
-/* A large request (most of the input buffer): grows memory past 9 pages. */
-static char* big_request(uint32_t len) {
-  char* p = malloc(len);
-  static const char* words[] = {"copy ", "on ",   "write ", "the ",    "image ",
-                                "slot ", "Pool ", "of ",    "memory, "};
-  uint32_t x = 12345;
-  for (uint32_t i = 0; p && i < len;) {
-    x = x * 1103515245u + 12345u;
-    const char* w = words[(x >> 16) % 9];
-    while (*w && i < len)
-      p[i++] = *w++;
-  }
-  return p;
-}
-
 TEST_IMPL(same_outputs) {
   CHECK(setup(8));
   uint32_t big_len = 60000;
-  char* big = big_request(big_len);
+  char* big = demo_big_request(big_len);
   ASSERT_NOT_NULL(big);
   for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
     const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
@@ -643,21 +629,8 @@ TEST_IMPL(image_file) {
   cowmem_wamr_module_t *w, *x = NULL;
   cowmem_diag_t diag;
   ASSERT_OK(cowmem_wamr_module_open(COWMEM_WAMR_WASM_demo, &w, &diag));
-  cowmem_image_info_t fi, wi;
-  ASSERT_OK(cowmem_image_info(cowmem_wamr_module_image(g_mod, 0), &fi));
-  ASSERT_OK(cowmem_image_info(cowmem_wamr_module_image(w, 0), &wi));
-  ASSERT_EQ(fi.kind, COWMEM_IMAGE_FILE);
-  ASSERT_UEQ(fi.mem_offset, wi.mem_offset);
-  ASSERT_UEQ(fi.len, wi.len);
-  size_t len = DEMO_PAGES * PAGE;
-  uint8_t* a = malloc(len);
-  uint8_t* b = malloc(len);
-  ASSERT_TRUE(a && b);
-  ASSERT_OK(cowmem_image_read(cowmem_wamr_module_image(g_mod, 0), 0, a, len));
-  ASSERT_OK(cowmem_image_read(cowmem_wamr_module_image(w, 0), 0, b, len));
-  ASSERT_EQ(memcmp(a, b, len), 0);
-  free(a);
-  free(b);
+  CHECK(test_same_image(cowmem_wamr_module_image(g_mod, 0),
+                        cowmem_wamr_module_image(w, 0), DEMO_PAGES * PAGE));
   uint8_t zero[32] = {0};
   ASSERT_ERR(cowmem_wamr_module_open_images(COWMEM_WAMR_IMAGES_demo,
                                             COWMEM_WAMR_STRIPPED_demo, zero, &x, &diag),

@@ -9,6 +9,7 @@
 
 #include "cowdemo.h"
 #include "demo_w.h"
+#include "test_images.h"
 #include "test_w2c.h"
 #ifdef HAVE_W2C_MULTI
 #include "multi.h"
@@ -63,25 +64,10 @@ static int instantiate(W2C_T(cowdemo) * inst) {
 W2C_DEFINE_TRY(cow_peek, cowdemo, peek, uint32_t, uint32_t)
 W2C_DEFINE_TRY(stock_peek, demo, peek, uint32_t, uint32_t)
 
-/* A large request (most of the input buffer): grows memory past 9 pages. */
-static char* big_request(uint32_t len) {
-  char* p = malloc(len);
-  static const char* words[] = {"copy ", "on ",   "write ", "the ",    "image ",
-                                "slot ", "Pool ", "of ",    "memory, "};
-  uint32_t x = 12345;
-  for (uint32_t i = 0; p && i < len;) {
-    x = x * 1103515245u + 12345u;
-    const char* w = words[(x >> 16) % 9];
-    while (*w && i < len)
-      p[i++] = *w++;
-  }
-  return p;
-}
-
 TEST_IMPL(same_outputs) {
   CHECK(setup(false));
   uint32_t big_len = 60000;
-  char* big = big_request(big_len);
+  char* big = demo_big_request(big_len);
   ASSERT_NOT_NULL(big);
   for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
     const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
@@ -313,21 +299,8 @@ TEST_IMPL(image_file) {
   ASSERT_OK(cowmem_w2c_module_open_images(COWMEM_W2C_IMAGES_cowdemo, NULL, &f, &diag));
   ASSERT_OK(cowmem_w2c_module_open(COWMEM_W2C_WASM_cowdemo, &w, &diag));
   ASSERT_EQ(cowmem_w2c_module_memories(f), cowmem_w2c_module_memories(w));
-  cowmem_image_info_t fi, wi;
-  ASSERT_OK(cowmem_image_info(cowmem_w2c_module_image(f, 0), &fi));
-  ASSERT_OK(cowmem_image_info(cowmem_w2c_module_image(w, 0), &wi));
-  ASSERT_EQ(fi.kind, COWMEM_IMAGE_FILE);
-  ASSERT_UEQ(fi.mem_offset, wi.mem_offset);
-  ASSERT_UEQ(fi.len, wi.len);
-  size_t len = DEMO_PAGES * PAGE;
-  uint8_t* a = malloc(len);
-  uint8_t* b = malloc(len);
-  ASSERT_TRUE(a && b);
-  ASSERT_OK(cowmem_image_read(cowmem_w2c_module_image(f, 0), 0, a, len));
-  ASSERT_OK(cowmem_image_read(cowmem_w2c_module_image(w, 0), 0, b, len));
-  ASSERT_EQ(memcmp(a, b, len), 0);
-  free(a);
-  free(b);
+  CHECK(test_same_image(cowmem_w2c_module_image(f, 0), cowmem_w2c_module_image(w, 0),
+                        DEMO_PAGES * PAGE));
   /* A wrong hash is refused. */
   uint8_t zero[32] = {0};
   cowmem_w2c_module_t* x = NULL;

@@ -106,6 +106,19 @@ static int memory_desc(const cowmem_module_t* mod, mem_desc_t* d) {
   return 0;
 }
 
+/* The constructors' one exit: the set to *out and diag cleared, or on
+ * error the set freed and *out untouched. */
+static int finish(cowmem_wamr_module_t* m, int r, cowmem_wamr_module_t** out,
+                  cowmem_diag_t* diag) {
+  if (r != 0) {
+    cowmem_wamr_module_free(m);
+    return r;
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  *out = m;
+  return 0;
+}
+
 int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** out,
                            cowmem_diag_t* diag) {
   if (!out) return COWMEM_EINVAL;
@@ -129,13 +142,7 @@ int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** 
   if (r == 0) r = cowmem_module_strip(mod, &stripped, &stripped_len, NULL);
   cowmem_module_free(mod);
   if (r == 0) r = load(m, stripped, stripped_len, diag);
-  if (r != 0) {
-    cowmem_wamr_module_free(m);
-    return r;
-  }
-  if (diag) memset(diag, 0, sizeof *diag);
-  *out = m;
-  return 0;
+  return finish(m, r, out, diag);
 }
 
 int cowmem_wamr_module_open(const char* path, cowmem_wamr_module_t** out,
@@ -200,13 +207,7 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
     bytes = NULL; /* the set's now */
   }
   free(bytes);
-  if (r != 0) {
-    cowmem_wamr_module_free(m);
-    return r;
-  }
-  if (diag) memset(diag, 0, sizeof *diag);
-  *out = m;
-  return 0;
+  return finish(m, r, out, diag);
 }
 
 void cowmem_wamr_module_free(cowmem_wamr_module_t* m) {

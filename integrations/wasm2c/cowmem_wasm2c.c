@@ -227,6 +227,19 @@ static int parse_failed(const uint8_t* wasm, size_t len, int r, cowmem_diag_t* d
   return r;
 }
 
+/* The constructors' one exit: the set to *out and diag cleared, or on
+ * error the set freed and *out untouched. */
+static int finish(cowmem_w2c_module_t* m, int r, cowmem_w2c_module_t** out,
+                  cowmem_diag_t* diag) {
+  if (r != 0) {
+    cowmem_w2c_module_free(m);
+    return r;
+  }
+  if (diag) memset(diag, 0, sizeof *diag);
+  *out = m;
+  return 0;
+}
+
 int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** out,
                           cowmem_diag_t* diag) {
   if (!out) return COWMEM_EINVAL;
@@ -257,13 +270,7 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
   }
   /* The images hold their own references; the parse is not needed after. */
   cowmem_module_free(mod);
-  if (r != 0) {
-    cowmem_w2c_module_free(m);
-    return r;
-  }
-  if (diag) memset(diag, 0, sizeof *diag);
-  *out = m;
-  return 0;
+  return finish(m, r, out, diag);
 }
 
 int cowmem_w2c_module_open(const char* path, cowmem_w2c_module_t** out,
@@ -318,13 +325,7 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
       m->count++;
   }
   cowmem_imgfile_free(f);
-  if (r != 0) {
-    cowmem_w2c_module_free(m);
-    return r;
-  }
-  if (diag) memset(diag, 0, sizeof *diag);
-  *out = m;
-  return 0;
+  return finish(m, r, out, diag);
 }
 
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m) {

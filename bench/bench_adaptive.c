@@ -7,10 +7,14 @@
  * (copying K pages with no fault), 1 vs 2 thread throughput, and the time
  * of a snapshot. Medians and p99 in microseconds; ratios from the same
  * run. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "adaptive.h" /* the per-phase profile (internal) */
 #include "bench.h"
 #include "cowmem.h"
 
@@ -82,6 +86,271 @@ static void row(const char* name, bench_samples_t* s, double base_med) {
   else
     printf("  %-40s %9.2f %9.2f\n", name, med, p99);
   bench_reset(s);
+}
+
+/* ---- Wasmtime's reset modes, at the system-call level ----
+ *
+ * The same layout (the image's bytes mapped private from a memfd at its
+ * offset, anonymous zeros around it), reset the three ways Wasmtime's
+ * pooling allocator does (crates/wasmtime/src/runtime/vm/cow.rs and its
+ * pagemap module):
+ *   default        madvise(MADV_DONTNEED) over the accessible memory;
+ *   keep_resident  copy image and zeros back over the first N bytes,
+ *                  madvise the rest;
+ *   pagemap_scan   one PAGEMAP_SCAN of the memory for present written
+ *                  pages, at most 32 regions; copy those regions back while
+ *                  they fit in keep_resident bytes, madvise the others and
+ *                  everything past where the scan stopped. */
+enum { WT_DEFAULT, WT_KEEP, WT_PAGEMAP, WT_MODES };
+static const char* const wt_names[WT_MODES] = {
+    "wasmtime default (madvise all)", "wasmtime keep_resident 64 KiB",
+    "wasmtime pagemap_scan, keep 1 MiB"};
+
+#ifndef PAGEMAP_SCAN
+struct page_region {
+  uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_FILE (1u << 2)
+#define PAGE_IS_PRESENT (1u << 3)
+#define PAGE_IS_PFNZERO (1u << 5)
+#endif
+
+typedef struct {
+  uint8_t* base;
+  size_t mem, img, at;
+  int pagemap;
+} wt_mem_t;
+
+static void wt_open(wt_mem_t* w, size_t mem, size_t img, size_t at) {
+  int fd = memfd_create("wt-image", MFD_CLOEXEC);
+  if (fd < 0 || write(fd, image_bytes, img) != (ssize_t)img) abort();
+  w->base = mmap(NULL, mem, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (w->base == MAP_FAILED ||
+      mmap(w->base + at, img, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+          MAP_FAILED)
+    abort();
+  close(fd);
+  w->mem = mem;
+  w->img = img;
+  w->at = at;
+  w->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+}
+
+static void wt_close(wt_mem_t* w) {
+  munmap(w->base, w->mem);
+  close(w->pagemap);
+}
+
+/* Copy image and zeros back over [lo, hi) of the memory. */
+static void wt_copy_back(const wt_mem_t* w, size_t lo, size_t hi) {
+  size_t ilo = w->at, ihi = w->at + w->img;
+  size_t a = lo > ilo ? lo : ilo, b = hi < ihi ? hi : ihi;
+  if (a < b) {
+    memcpy(w->base + a, image_bytes + (a - w->at), b - a);
+    if (lo < a) memset(w->base + lo, 0, a - lo);
+    if (b < hi) memset(w->base + b, 0, hi - b);
+  } else {
+    memset(w->base + lo, 0, hi - lo);
+  }
+}
+
+static void wt_reset(const wt_mem_t* w, int mode) {
+  size_t keep = 0;
+  switch (mode) {
+  case WT_DEFAULT: madvise(w->base, w->mem, MADV_DONTNEED); return;
+  case WT_KEEP:
+    keep = 64 * KiB;
+    wt_copy_back(w, 0, keep);
+    madvise(w->base + keep, w->mem - keep, MADV_DONTNEED);
+    return;
+  default: break;
+  }
+  keep = 1 * MiB;
+  struct page_region v[32];
+  struct pm_scan_arg a;
+  memset(&a, 0, sizeof a);
+  a.size = sizeof a;
+  a.start = (uint64_t)(uintptr_t)w->base;
+  a.end = a.start + w->mem;
+  a.vec = (uint64_t)(uintptr_t)v;
+  a.vec_len = 32;
+  a.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  a.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  a.category_anyof_mask = PAGE_IS_PRESENT;
+  a.return_mask = PAGE_IS_PRESENT;
+  long n = ioctl(w->pagemap, PAGEMAP_SCAN, &a);
+  if (n < 0) { /* no scan: the default */
+    madvise(w->base, w->mem, MADV_DONTNEED);
+    return;
+  }
+  size_t copied = 0;
+  for (long i = 0; i < n; i++) {
+    size_t lo = (size_t)(v[i].start - a.start), hi = (size_t)(v[i].end - a.start);
+    if (copied + (hi - lo) <= keep) {
+      wt_copy_back(w, lo, hi);
+      copied += hi - lo;
+    } else {
+      madvise(w->base + lo, hi - lo, MADV_DONTNEED);
+    }
+  }
+  if (a.walk_end < a.end)
+    madvise((uint8_t*)(uintptr_t)a.walk_end, (size_t)(a.end - a.walk_end),
+            MADV_DONTNEED);
+}
+
+/* Cycles (writes + reset) or resets alone of one mode, n measured. */
+static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* pages,
+                     size_t k, size_t n, bool reset_only, bench_samples_t* s) {
+  wt_mem_t w;
+  wt_open(&w, mem, img, at);
+  for (size_t i = 0; i < n / 10 + 300 + n; i++) {
+    uint64_t t0 = bench_now_ns();
+    dirty(w.base, pages, k);
+    uint64_t t1 = bench_now_ns();
+    wt_reset(&w, mode);
+    uint64_t t2 = bench_now_ns();
+    if (i >= n / 10 + 300) bench_add(s, (double)(t2 - (reset_only ? t1 : t0)) / 1000.0);
+  }
+  wt_close(&w);
+}
+
+/* ---- where a reset's time goes, by memory size ----
+ *
+ * Memories of 1 to 64 MiB, an image of mem/16 (at most 1 MiB) at 128 KiB,
+ * K pages written as layout() spreads them. For each: the floor (copy the
+ * K pages + one kernel call, what a reset that knew the written pages
+ * would still pay), the release (the reset) of MADVISE and ADAPTIVE, and
+ * ADAPTIVE's phases (mean ns of each, from the reset's own clock). */
+
+static size_t sw_img, sw_at;
+
+static size_t* layout_at(size_t k, size_t img, size_t at) {
+  size_t* p = malloc((k + 1) * sizeof *p);
+  size_t stack = k / 8 ? k / 8 : 1, globals = k / 4, i = 0;
+  if (k == 0) return p;
+  if (stack > at / PS) stack = at / PS;
+  if (globals > img / PS / 4) globals = img / PS / 4;
+  for (size_t s = 0; s < stack && i < k; s++)
+    p[i++] = at - (s + 1) * PS;
+  for (size_t g = 0; g < globals && i < k; g++)
+    p[i++] = at + (g * 4 + 1) * PS;
+  for (size_t h = 0; i < k; h++)
+    p[i++] = at + img + h * PS;
+  return p;
+}
+
+/* Release times of one strategy (acquire and writes untimed). With ph,
+ * also ADAPTIVE's phases and the release around them, a sample each. */
+static void release_times(const strategy_t* st, cowmem_image_t* img, size_t mem,
+                          const size_t* pages, size_t k, size_t n, bench_samples_t* s,
+                          bench_samples_t* ph) {
+  cowmem_pool_t* pool = make_pool(st, 4);
+  for (size_t i = 0; i < n / 10 + 300 + n; i++) {
+    cowmem_slot_t* sl;
+    if (cowmem_pool_acquire(pool, img, mem, mem, &sl) != 0) abort();
+    dirty(cowmem_slot_base(sl), pages, k);
+    uint64_t t0 = bench_now_ns();
+    if (cowmem_pool_release(pool, sl) != 0) abort();
+    uint64_t t = bench_now_ns() - t0;
+    if (i < n / 10 + 300) continue;
+    bench_add(s, (double)t / 1000.0);
+    uint64_t ns[COWMEM__PHASES];
+    if (ph && cowmem__adaptive_profile_last(ns)) {
+      uint64_t in = 0;
+      for (int j = 0; j < COWMEM__PHASES; j++) {
+        bench_add(&ph[j], (double)ns[j]);
+        in += ns[j];
+      }
+      bench_add(&ph[COWMEM__PHASES], (double)(t > in ? t - in : 0));
+    }
+  }
+  cowmem_pool_free(pool);
+}
+
+static void sweep(bench_samples_t* s, size_t iters) {
+  static const char* phase_names[COWMEM__PHASES + 1] = {
+      "lookup", "scan", "book", "sample", "copy", "decommit", "finish", "pool"};
+  size_t mems[] = {1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB}, ks[] = {0, 8, 64};
+  printf("\nreset (release) by memory size: image mem/16 (<= 1 MiB) at 128 KiB; "
+         "median, p99, ratio to the floor of the same size and K\n");
+  printf("  %-6s %-4s %-28s %9s %9s %8s %8s\n", "memory", "K", "row", "median", "p99",
+         "x floor", "p99/med");
+  uint8_t* probe = mmap(NULL, PS, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  for (size_t mi = 0; mi < sizeof mems / sizeof mems[0]; mi++) {
+    size_t mem = mems[mi];
+    sw_at = 128 * KiB;
+    sw_img = mem / 16 < IMG ? mem / 16 : IMG;
+    cowmem_image_t* img = NULL;
+    if (cowmem_image_new_from_bytes(image_bytes, sw_img, sw_at, &img)) abort();
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+      size_t k = ks[ki];
+      size_t* pages = layout_at(k, sw_img, sw_at);
+      size_t n = iters / 8;
+      /* The floor: copy the K pages from the image, one kernel call. */
+      uint8_t* dst = malloc((k ? k : 1) * PS);
+      memset(dst, 1, (k ? k : 1) * PS);
+      for (size_t i = 0; i < n; i++) {
+        uint64_t t0 = bench_now_ns();
+        for (size_t j = 0; j < k; j++)
+          memcpy(dst + j * PS, image_bytes + (j * PS) % sw_img, PS);
+        madvise(probe, PS, MADV_DONTNEED);
+        bench_add(s, (double)(bench_now_ns() - t0) / 1000.0);
+      }
+      free(dst);
+      double floor_med = bench_quantile(s, 0.5);
+      printf("  %3zu MiB %-4zu %-28s %9.2f %9.2f %8s %8.2f\n", mem / MiB, k,
+             "floor: copy K + 1 syscall", floor_med, bench_quantile(s, 0.99), "",
+             bench_quantile(s, 0.99) / floor_med);
+      bench_reset(s);
+      double adaptive_med = 0, wt_med[WT_MODES];
+      bench_samples_t phase[COWMEM__PHASES + 1];
+      memset(phase, 0, sizeof phase);
+      for (size_t st = 0; st < NSTRAT; st++) {
+        if (strategies[st].reset == COWMEM_RESET_BATCHED) continue;
+        bool exact_adaptive =
+            strategies[st].reset == COWMEM_RESET_ADAPTIVE && !strategies[st].no_scan;
+        cowmem__adaptive_profile(exact_adaptive);
+        release_times(&strategies[st], img, mem, pages, k, n, s,
+                      exact_adaptive ? phase : NULL);
+        cowmem__adaptive_profile(false);
+        double med = bench_quantile(s, 0.5), p99 = bench_quantile(s, 0.99);
+        printf("  %3zu MiB %-4zu %-28.28s %9.2f %9.2f %7.2fx %8.2f\n", mem / MiB, k,
+               strategies[st].name, med, p99, med / floor_med, p99 / med);
+        bench_reset(s);
+        if (exact_adaptive) adaptive_med = med;
+        if (exact_adaptive) {
+          printf("  %14s phases, median ns (p99):", "");
+          for (int j = 0; j <= COWMEM__PHASES; j++) {
+            printf(" %s %.0f (%.0f)", phase_names[j], bench_quantile(&phase[j], 0.5),
+                   bench_quantile(&phase[j], 0.99));
+            bench_free(&phase[j]);
+          }
+          printf("\n");
+        }
+      }
+      for (int m = 0; m < WT_MODES; m++) {
+        wt_times(m, mem, sw_img, sw_at, pages, k, n, true, s);
+        double med = bench_quantile(s, 0.5), p99 = bench_quantile(s, 0.99);
+        wt_med[m] = med;
+        printf("  %3zu MiB %-4zu %-28.28s %9.2f %9.2f %7.2fx %8.2f\n", mem / MiB, k,
+               wt_names[m], med, p99, med / floor_med, p99 / med);
+        bench_reset(s);
+      }
+      printf("  %14s adaptive's reset vs Wasmtime's: default %.2fx, keep_resident "
+             "%.2fx, pagemap_scan %.2fx (above 1: adaptive faster)\n",
+             "", wt_med[0] / adaptive_med, wt_med[1] / adaptive_med,
+             wt_med[2] / adaptive_med);
+      free(pages);
+    }
+    cowmem_image_release(img);
+  }
+  munmap(probe, PS);
 }
 
 /* ---- throughput ---- */
@@ -184,8 +453,13 @@ int main(void) {
   printf("cowmem adaptive reset benchmark: 16 MiB memory, 1 MiB image at 128 KiB;\n"
          "K pages written per instance (K/8 stack, K/4 globals, rest heap); "
          "microseconds.\n\n");
-  /* COWMEM_BENCH_THREADS_ONLY=1: only the throughput part (to repeat it). */
+  /* COWMEM_BENCH_THREADS_ONLY=1: only the throughput part (to repeat it);
+   * COWMEM_BENCH_SWEEP_ONLY=1: only the size sweep and its breakdown. */
   bool threads_only = getenv("COWMEM_BENCH_THREADS_ONLY") != NULL;
+  if (getenv("COWMEM_BENCH_SWEEP_ONLY") != NULL) {
+    sweep(&s, iters);
+    goto out;
+  }
   if (!threads_only)
     printf("%-42s %9s %9s %10s\n", "request loop", "median", "p99", "vs copy");
   /* 320: more pages than the default 1 MiB budget holds (256). */
@@ -194,6 +468,7 @@ int main(void) {
     size_t k = ks[ki];
     size_t* pages = layout(k);
     size_t n = k >= 256 ? iters / 5 : iters;
+    double adaptive_cycle = 1, wt_cycle[WT_MODES];
     /* Copy baseline: fresh memory, copy the image, write K pages, unmap. */
     size_t nb = bench_iters(k >= 256 ? 300 : 1000);
     for (size_t i = 0; i < nb; i++) {
@@ -233,6 +508,8 @@ int main(void) {
         bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
       }
       snprintf(name, sizeof name, "K=%zu %s", k, strategies[st].name);
+      if (strategies[st].reset == COWMEM_RESET_ADAPTIVE && !strategies[st].no_scan)
+        adaptive_cycle = bench_quantile(&s, 0.5);
       row(name, &s, base);
       if (strategies[st].reset == COWMEM_RESET_ADAPTIVE) {
         cowmem_pool_image_metrics_t im;
@@ -248,8 +525,20 @@ int main(void) {
       }
       cowmem_pool_free(pool);
     }
+    for (int m = 0; m < WT_MODES; m++) {
+      wt_times(m, MEM, IMG, IMG_AT, pages, k, n, false, &s);
+      wt_cycle[m] = bench_quantile(&s, 0.5);
+      snprintf(name, sizeof name, "K=%zu %s", k, wt_names[m]);
+      row(name, &s, base);
+    }
+    printf("      adaptive's cycle vs Wasmtime's: default %.2fx, keep_resident %.2fx, "
+           "pagemap_scan %.2fx (above 1: adaptive faster)\n",
+           wt_cycle[0] / adaptive_cycle, wt_cycle[1] / adaptive_cycle,
+           wt_cycle[2] / adaptive_cycle);
     free(pages);
   }
+
+  if (!threads_only) sweep(&s, iters);
 
   printf("\nthroughput, cycles/s (one pool, same image; best of 3 runs):\n");
   size_t tn = bench_iters(10000);

@@ -1,5 +1,5 @@
 /* cowmem bench [module.wasm] [--memory I] [--dirty K] [--iterations N]
- *              [--json] [--plot FILE]
+ *              [--threads N] [--processes N] [--json] [--plot FILE]
  *
  * One run, one module, every way of giving an instance its initial memory:
  * the copy baselines as C runtimes do it today, a cowmem slot (image from
@@ -11,9 +11,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "measure.h"
@@ -21,7 +23,8 @@
 
 static void help(FILE* f) {
   fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K]\n"
-             "                    [--iterations N] [--json] [--plot FILE]\n"
+             "                    [--iterations N] [--threads N] [--processes N]\n"
+             "                    [--json] [--plot FILE]\n"
              "\n"
              "Instantiation and reset of one memory, side by side, in one run:\n"
              "  copy-fresh      what C runtimes do today (wasm2c's stock\n"
@@ -43,6 +46,12 @@ static void help(FILE* f) {
              "  --memory I       memory index (default: the first defined one)\n"
              "  --dirty K        pages each instance writes (default 8)\n"
              "  --iterations N   measured iterations per row (default 2000)\n"
+             "  --threads N      also: pool cycles/s of N threads sharing one pool\n"
+             "                   against one thread, per strategy, beside two\n"
+             "                   controls of the same run (arithmetic; private\n"
+             "                   64 KiB copies) that show what the machine gives\n"
+             "  --processes N    the same with N processes, each its own pool over\n"
+             "                   the same .cwimg\n"
              "  --json           machine-readable output\n"
              "  --plot FILE      also draw latency by strategy with gnuplot\n"
              "                   (FILE.svg or FILE.png)\n"
@@ -187,6 +196,158 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
   }
   cowmem_pool_free(pool);
   return e;
+}
+
+static const char* strategy_name(int s);
+
+/* ---- scaling: N threads of one pool, N processes of their own ---- */
+
+typedef struct {
+  const ctx_t* c;
+  cowmem_pool_t* pool; /* threads share it; NULL: make one (a process) */
+  int strat;           /* -1, -2: the controls */
+  size_t iters;
+  double per_s;
+  int err;
+} scale_arg_t;
+
+static _Atomic uint64_t scale_sink;
+
+static void* scale_run(void* p) {
+  scale_arg_t* a = p;
+  const ctx_t* c = a->c;
+  a->err = 0;
+  if (a->strat < 0) {
+    /* Controls: arithmetic only; 64 KiB copies between private buffers. */
+    uint8_t* src = malloc(65536);
+    uint8_t* dst = malloc(65536);
+    if (!src || !dst) abort();
+    memset(src, 3, 65536);
+    uint64_t t0 = bench_now_ns(), x = 0;
+    size_t n = a->iters * 20;
+    for (size_t i = 0; i < n; i++) {
+      if (a->strat == -1) {
+        for (int j = 0; j < 200; j++)
+          x += (i + (uint64_t)j) * (i ^ (uint64_t)j);
+      } else {
+        memcpy(dst, src, 65536);
+        src[i & 63] = dst[(i * 7) & 63];
+      }
+    }
+    a->per_s = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
+    scale_sink += x + dst[5];
+    free(src);
+    free(dst);
+    return NULL;
+  }
+  cowmem_pool_t* pool = a->pool;
+  if (pool == NULL) {
+    cowmem_pool_config_t cfg;
+    cowmem_pool_config_init(&cfg);
+    cfg.reset = (cowmem_reset_strategy_t)a->strat;
+    cfg.max_slots = 8;
+    if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
+    cowmem_diag_t why;
+    a->err = cowmem_pool_new(&cfg, &pool, &why);
+    if (a->err) return NULL;
+  }
+  cowmem_image_t* img = c->file_image ? c->file_image : c->image;
+  uint64_t t0 = 0;
+  for (size_t it = 0; it < a->iters + a->iters / 10 && a->err == 0; it++) {
+    if (it == a->iters / 10) t0 = bench_now_ns();
+    cowmem_slot_t* sl = NULL;
+    a->err = cowmem_pool_acquire(pool, img, c->size, c->size, &sl);
+    if (a->err == 0) a->err = apply_left(c, cowmem_slot_base(sl), img);
+    if (a->err == 0) touch(cowmem_slot_base(sl), c->size, c->dirty);
+    if (sl) {
+      int e2 = cowmem_pool_release(pool, sl);
+      if (a->err == 0) a->err = e2;
+    }
+  }
+  a->per_s = (double)a->iters / ((double)(bench_now_ns() - t0) / 1e9);
+  if (a->pool == NULL) cowmem_pool_free(pool);
+  return NULL;
+}
+
+/* Total operations per second of n workers (threads, or processes that
+ * report through a pipe). */
+static double scale_total(const ctx_t* c, int strat, int n, bool procs, size_t iters) {
+  scale_arg_t a[64];
+  pthread_t th[64];
+  cowmem_pool_t* pool = NULL;
+  if (!procs && strat >= 0) {
+    cowmem_pool_config_t cfg;
+    cowmem_pool_config_init(&cfg);
+    cfg.reset = (cowmem_reset_strategy_t)strat;
+    cfg.max_slots = 8 * (size_t)n;
+    if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
+    cowmem_diag_t why;
+    if (cowmem_pool_new(&cfg, &pool, &why) != 0) return 0;
+  }
+  double total = 0;
+  if (procs) {
+    int fds[64][2];
+    pid_t pids[64];
+    for (int i = 0; i < n; i++) {
+      if (pipe(fds[i]) != 0) return 0;
+      pids[i] = fork();
+      if (pids[i] == 0) {
+        scale_arg_t me = {c, NULL, strat, iters, 0, 0};
+        scale_run(&me);
+        double v = me.err ? 0 : me.per_s;
+        ssize_t w = write(fds[i][1], &v, sizeof v);
+        _exit(w == sizeof v ? 0 : 1);
+      }
+      close(fds[i][1]);
+    }
+    for (int i = 0; i < n; i++) {
+      double v = 0;
+      if (read(fds[i][0], &v, sizeof v) == sizeof v) total += v;
+      close(fds[i][0]);
+      waitpid(pids[i], NULL, 0);
+    }
+    return total;
+  }
+  for (int i = 0; i < n; i++) {
+    a[i] = (scale_arg_t){c, pool, strat, iters, 0, 0};
+    pthread_create(&th[i], NULL, scale_run, &a[i]);
+  }
+  for (int i = 0; i < n; i++) {
+    pthread_join(th[i], NULL);
+    total += a[i].err ? 0 : a[i].per_s;
+  }
+  cowmem_pool_free(pool);
+  return total;
+}
+
+/* One line per strategy and control: 1 worker, n workers, the ratio; each
+ * the best of 3 (other load only ever slows a run down), all in one run. */
+static void print_scaling(const ctx_t* c, int n, bool procs) {
+  const char* what = procs ? "processes (each its own pool, the same .cwimg)"
+                           : "threads (one pool)";
+  printf("\nscaling, %d %s; cycles/s, best of 3; K=%zu:\n", n, what, c->dirty);
+  static const char* const names[] = {"control: arithmetic", "control: memcpy 64 KiB"};
+  for (int s = -1; s >= -2; s--) {
+    double one = 0, many = 0;
+    for (int rep = 0; rep < 3; rep++) {
+      double o = scale_total(c, s, 1, procs, c->iters), m = scale_total(c, s, n, procs, c->iters);
+      if (o > one) one = o;
+      if (m > many) many = m;
+    }
+    printf("  %-26s 1: %10.0f  %d: %10.0f  (%.2fx)\n", names[-s - 1], one, n, many,
+           one > 0 ? many / one : 0);
+  }
+  for (int s = 0; s < COWMEM_RESET_COUNT_; s++) {
+    if (s == COWMEM_RESET_BATCHED) continue;
+    double one = 0, many = 0;
+    for (int rep = 0; rep < 3; rep++) {
+      double o = scale_total(c, s, 1, procs, c->iters), m = scale_total(c, s, n, procs, c->iters);
+      if (o > one) one = o;
+      if (m > many) many = m;
+    }
+    printf("  pool-%-21s 1: %10.0f  %d: %10.0f  (%.2fx)\n", strategy_name(s), one, n, many,
+           one > 0 ? many / one : 0);
+  }
 }
 
 static const char* strategy_name(int s) {
@@ -406,7 +567,7 @@ static int plot(row_t* rows, size_t n, const char* out, const char* module) {
 
 int cmd_bench(int argc, char** argv) {
   const char *in = NULL, *plot_out = NULL;
-  uint64_t dirty = 8, iters = 2000, mem = 0;
+  uint64_t dirty = 8, iters = 2000, mem = 0, threads = 0, procs = 0;
   bool json = false, mem_given = false;
   for (int i = 1; i < argc; i++) {
     const char* v;
@@ -421,6 +582,12 @@ int cmd_bench(int argc, char** argv) {
     } else if (tool_opt_value(argc, argv, &i, "--iterations", &v)) {
       if (!tool_parse_u64(v, &iters) || iters == 0 || iters > 10000000)
         return tool_usage("--iterations needs a positive count");
+    } else if (tool_opt_value(argc, argv, &i, "--threads", &v)) {
+      if (!tool_parse_u64(v, &threads) || threads < 1 || threads > 64)
+        return tool_usage("--threads needs a count from 1 to 64");
+    } else if (tool_opt_value(argc, argv, &i, "--processes", &v)) {
+      if (!tool_parse_u64(v, &procs) || procs < 1 || procs > 64)
+        return tool_usage("--processes needs a count from 1 to 64");
     } else if (tool_opt_value(argc, argv, &i, "--memory", &v)) {
       if (!tool_parse_u64(v, &mem) || mem > UINT32_MAX)
         return tool_usage("--memory needs a memory index");
@@ -490,6 +657,13 @@ int cmd_bench(int argc, char** argv) {
       print_json(&c, rows, nrows, in);
     else
       print_table(&c, rows, nrows, in);
+    if (!json && !rows[0].failed) {
+      if (threads > 0) print_scaling(&c, (int)threads, false);
+      if (procs > 0) {
+        fflush(stdout);
+        print_scaling(&c, (int)procs, true);
+      }
+    }
     if (plot_out && !rows[0].failed) {
       int prc = plot(rows, nrows, plot_out, in);
       if (prc != EXIT_OK) rc = prc;

@@ -17,6 +17,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Built with ASan or TSan: they reserve shadow memory and grow the process,
+ * so tests that measure address space, RSS or mappings check less. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
 #define TEST_SKIP_CODE 77
 
 typedef int (*test_fn)(void);

@@ -14,14 +14,6 @@
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-
 static size_t PS;
 
 static cowmem_pool_t* small_pool(cowmem_reset_strategy_t reset, size_t slots, size_t warm) {

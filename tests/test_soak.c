@@ -19,14 +19,6 @@
 #include "internal.h"
 #include "test.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-
 /* Tolerances of the end check: allocator caches and the kernel's lazily
  * freed page tables may keep a little; a leak per cycle, image or pool
  * would be far beyond them (a byte per cycle is 1 MiB over 10^6 cycles).

@@ -17,6 +17,7 @@
 #include "adaptive.h" /* the per-phase profile (internal) */
 #include "bench.h"
 #include "cowmem.h"
+#include "os/pagemap_scan.h"
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -106,19 +107,6 @@ static const char* const wt_names[WT_MODES] = {
     "wasmtime default (madvise all)", "wasmtime keep_resident 64 KiB",
     "wasmtime pagemap_scan, keep 1 MiB"};
 
-#ifndef PAGEMAP_SCAN
-struct page_region {
-  uint64_t start, end, categories;
-};
-struct pm_scan_arg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_FILE (1u << 2)
-#define PAGE_IS_PRESENT (1u << 3)
-#define PAGE_IS_PFNZERO (1u << 5)
-#endif
 
 typedef struct {
   uint8_t* base;

@@ -282,27 +282,10 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
-/* ---- PAGEMAP_SCAN (Linux >= 6.7) ----
- * Debian bookworm's headers predate it: the uapi is defined here, checked
- * against 6.18 with a probe (a written page of a private file mapping comes
- * back PRESENT|WRITTEN without FILE; a read one as FILE; a read anonymous
- * one as PFNZERO). */
+/* ---- PAGEMAP_SCAN (Linux >= 6.7) ---- */
 #include <string.h>
-#include <sys/ioctl.h>
-#ifndef PAGEMAP_SCAN
-struct page_region {
-  uint64_t start, end, categories;
-};
-struct pm_scan_arg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_FILE (1u << 2)
-#define PAGE_IS_PRESENT (1u << 3)
-#define PAGE_IS_SWAPPED (1u << 4)
-#define PAGE_IS_PFNZERO (1u << 5)
-#endif
+
+#include "pagemap_scan.h"
 
 /* The pagemap fd and the pid that opened it, packed in one word so that a
  * thread never pairs a fresh pid with a stale fd: after fork the child must

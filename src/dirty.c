@@ -45,7 +45,7 @@ int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, voi
   uint8_t* run = NULL;
   for (size_t done = 0; done < pages;) {
     size_t n = pages - done < sizeof vec ? pages - done : sizeof vec;
-    int e = cowmem__os_resident_map(base + done * ps, n * ps, vec);
+    int e = cowmem__os_private_map(base + done * ps, n * ps, vec);
     if (e) return cowmem__err_from_os(e);
     for (size_t i = 0; i < n; i++) {
       uint8_t* p = base + (done + i) * ps;

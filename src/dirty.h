@@ -16,8 +16,10 @@ bool cowmem__dirty_exact(void);
 int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 
 /* Pages of [addr, addr+len) that may hold bytes other than zeros or the
- * file's: the written ranges where the scan works, else every page mincore
- * reports resident. fn as above. Returns 0 or an error (nothing known). */
+ * file's: the written ranges where the scan works, else the pages
+ * cowmem__os_private_map marks (anonymous pages of /proc/self/pagemap;
+ * mincore's resident pages where it cannot be read). fn as above.
+ * Returns 0 or an error (nothing known). */
 int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 
 #endif

@@ -1,8 +1,9 @@
 /* Snapshots: an image made from a slot's current memory.
  *
  * Only pages that can hold non-zero bytes are read from the slot: the pages
- * the instance wrote (PAGEMAP_SCAN; without it, the pages mincore reports
- * resident) and the slot image's data pages. Reading anything else would
+ * the instance wrote (PAGEMAP_SCAN; without it, the anonymous pages of
+ * /proc/self/pagemap, or mincore's resident ones) and the slot image's data
+ * pages. Reading anything else would
  * fault it in: a zero page mapped into anonymous memory, or worse, a page
  * allocated in the image's memfd where a small hole is mapped from it. The
  * candidates are copied into a private anonymous buffer whose other pages

@@ -13,6 +13,7 @@
 
 #include "cowmem.h"
 #include "dirty.h"
+#include "reset/adaptive.h"
 #include "internal.h"
 #include "test.h"
 
@@ -172,6 +173,46 @@ TEST_IMPL(scan_sees_writes_and_discards) {
   return 0;
 }
 
+/* Without PAGEMAP_SCAN, a sampled reset and a snapshot compare only the
+ * candidates: pages this process may have written. They come from
+ * /proc/self/pagemap (anonymous pages), not mincore, which over the image
+ * reports the page cache: with it, every cached image page was compared
+ * and read through the slot, faulting it in (bench_adaptive's no-scan p99
+ * was 400 us). Image pages only read must not be candidates. */
+TEST_IMPL(candidates_without_scan) {
+  PS = cowmem_page_size();
+  if (!cowmem__os_has_memfd() || access("/proc/self/pagemap", R_OK) != 0)
+    TEST_SKIP("the portable backend, or no /proc/self/pagemap: mincore's superset");
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, 1);
+  cowmem_image_t* img = holed_image(8, 16, 20, 20, 0x33);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(64 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 64 * PS, img));
+  volatile uint8_t* m = cowmem_slot_base(s);
+  uint8_t sink = 0;
+  for (size_t p = 8; p < 24; p++) sink += m[p * PS]; /* every image page read */
+  sink += m[1 * PS] + m[40 * PS];                    /* zeros read */
+  m[2 * PS] = 1;                                     /* anonymous */
+  m[12 * PS] = 1;                                    /* copy-on-write */
+  m[13 * PS] = m[13 * PS];
+  seen_t seen = {cowmem_slot_base(s), {0}};
+  ASSERT_OK(cowmem__dirty_candidates(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  for (size_t p = 0; p < 64; p++) {
+    if (p == 1 || p == 40) continue; /* the zero page: no file page, may show */
+    ASSERT_EQ(seen.seen[p], p == 2 || p == 12 || p == 13);
+  }
+  ASSERT_OK(cowmem_slot_reset(s));
+  memset(seen.seen, 0, sizeof seen.seen);
+  ASSERT_OK(cowmem__dirty_candidates(cowmem_slot_base(s), 64 * PS, note_range, &seen));
+  for (size_t p = 0; p < 64; p++)
+    ASSERT_EQ(seen.seen[p], 0);
+  (void)sink;
+  cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, 0);
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  return 0;
+}
+
 /* Why the adaptive reset does not use userfaultfd write-protection (see
  * dirty.c), measured: with UFFD_FEATURE_WP_ASYNC on an anonymous range,
  * PAGEMAP_SCAN's WP_MATCHING arms tracking and a write shows as WRITTEN;
@@ -311,10 +352,15 @@ static void scribble(cowmem_slot_t* s, const size_t* hot, size_t nhot) {
   }
 }
 
+/* ADAPTIVE's mode for the model (cowmem__adaptive_test_mode): 0 as a
+ * single thread gets it (blind, scanning to sample), 1 a scan per reset. */
+static int model_mode;
+
 static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
                  const char* name) {
   PS = cowmem_page_size();
   cowmem__os_inject_clear();
+  cowmem__adaptive_test_mode(model_mode);
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
   seed_init(name);
   ops = ops_from_env(ops);
@@ -384,9 +430,12 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
     ASSERT_GT(im.copied_pages, 0);
     if (no_scan || !cowmem__os_has_pagemap_scan())
       ASSERT_EQ(im.scans, 0);
-    else
+    else if (model_mode == 1)
       ASSERT_EQ(im.scans, im.resets);
+    else
+      ASSERT_EQ(im.scans, im.samples); /* blind: a scan only to sample */
   }
+  cowmem__adaptive_test_mode(0);
   ASSERT_OK(cowmem_pool_free(pool));
   for (int i = 0; i < 3; i++) {
     cowmem_image_release(imgs[i]);
@@ -397,6 +446,10 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
 
 TEST_IMPL(model_adaptive) {
   return model(COWMEM_RESET_ADAPTIVE, false, 100000, "model_adaptive");
+}
+TEST_IMPL(model_adaptive_scan_each) {
+  model_mode = 1;
+  return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive_scan_each");
 }
 TEST_IMPL(model_adaptive_no_scan) {
   return model(COWMEM_RESET_ADAPTIVE, true, 100000, "model_adaptive_no_scan");
@@ -716,6 +769,7 @@ TEST_IMPL(many_ranges) {
   PS = cowmem_page_size();
   cowmem__os_inject_clear();
   const size_t n = 1024;
+  cowmem__adaptive_test_mode(1); /* the scan's hundreds of ranges */
   cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, n, 8, 4);
   ASSERT_NOT_NULL(pool);
   cowmem_image_t* img = holed_image(100, 300, 50, 60, 0x44);
@@ -745,6 +799,7 @@ TEST_IMPL(many_ranges) {
   ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
   ASSERT_LE(im.hot_pages, 8);
   ASSERT_GT(im.discarded_pages, 8 * 400);
+  cowmem__adaptive_test_mode(0);
   ASSERT_OK(cowmem_pool_free(pool));
   cowmem_image_release(img);
   free(want);
@@ -781,14 +836,17 @@ TEST_IMPL(adaptive_config) {
   return 0;
 }
 
-TEST_IMPL(adaptive_metrics) {
+/* The metrics of 40 cycles writing 3 pages, in each ADAPTIVE mode. */
+static int metrics_in_mode(int mode) {
   PS = cowmem_page_size();
+  cowmem__adaptive_test_mode(mode);
   cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 4);
   ASSERT_NOT_NULL(pool);
   size_t pages[] = {3, 7, 40};
   uint8_t* base = NULL;
   for (int i = 0; i < 40; i++)
     CHECK(cycle_write(pool, NULL, 48 * PS, pages, 3, &base));
+  cowmem__adaptive_test_mode(0);
   cowmem_pool_image_metrics_t im;
   ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
   ASSERT_EQ(im.resets, 40);
@@ -801,11 +859,74 @@ TEST_IMPL(adaptive_metrics) {
   ASSERT_UEQ(pm.copied_pages, im.copied_pages);
   ASSERT_UEQ(pm.discarded_pages, im.discarded_pages);
   ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], 40);
-  if (cowmem__dirty_exact()) {
+  if (cowmem__dirty_exact() && mode == 1) {
     /* Only the hot pages were written: after learning, no decommit. */
     ASSERT_LE(im.discard_calls, 4);
     ASSERT_EQ(im.scans, 40);
+  } else {
+    /* Blind: one decommit of the rest per reset, a scan only to sample. */
+    ASSERT_EQ(im.discard_calls, 40);
+    ASSERT_EQ(im.scans, cowmem__dirty_exact() ? im.samples : 0);
   }
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+TEST_IMPL(adaptive_metrics) {
+  return metrics_in_mode(2);
+}
+TEST_IMPL(adaptive_metrics_scan_each) {
+  return metrics_in_mode(1);
+}
+
+/* A thread resets blind while it is the only one resetting and scans at
+ * every reset once another thread of the process has reset lately: two
+ * threads' madvise calls at once make the kernel flush TLBs on every CPU. */
+typedef struct {
+  cowmem_pool_t* pool;
+  int err;
+} cycles_arg_t;
+
+static void* sixteen_cycles(void* p) {
+  cycles_arg_t* a = p;
+  size_t pages[] = {3, 7};
+  uint8_t* base = NULL;
+  for (int i = 0; i < 16 && a->err == 0; i++)
+    a->err = cycle_write(a->pool, NULL, 48 * PS, pages, 2, &base);
+  return NULL;
+}
+
+static uint64_t unsampled_scans(cowmem_pool_t* pool) {
+  cowmem_pool_image_metrics_t im;
+  if (cowmem_pool_image_metrics(pool, NULL, &im) != 0) return UINT64_MAX;
+  return im.scans - im.samples;
+}
+
+TEST_IMPL(scan_when_threads_reset) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  cowmem__adaptive_test_mode(0);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 1000);
+  ASSERT_NOT_NULL(pool);
+  cycles_arg_t me = {pool, 0};
+  for (int i = 0; i < 6; i++) /* past any window of an earlier test */
+    sixteen_cycles(&me);
+  ASSERT_OK(me.err);
+  uint64_t u0 = unsampled_scans(pool);
+  sixteen_cycles(&me); /* alone: blind */
+  ASSERT_OK(me.err);
+  uint64_t u1 = unsampled_scans(pool);
+  ASSERT_UEQ(u1, u0);
+  pthread_t th;
+  cycles_arg_t other = {pool, 0};
+  ASSERT_EQ(pthread_create(&th, NULL, sixteen_cycles, &other), 0);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_OK(other.err);
+  uint64_t u2 = unsampled_scans(pool);
+  ASSERT_GE(u2 - u1, 12); /* 16, less the first 4 sampled */
+  sixteen_cycles(&me); /* another thread reset lately: this one scans too */
+  ASSERT_OK(me.err);
+  ASSERT_GE(unsampled_scans(pool) - u2, 8);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -984,8 +1105,8 @@ TEST_IMPL(snapshot_no_scan) {
 }
 
 TEST_MAIN(
-    TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(uffd_wp_vs_madvise) TEST_ENTRY(
-        model_adaptive) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise)
+    TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(candidates_without_scan) TEST_ENTRY(uffd_wp_vs_madvise) TEST_ENTRY(
+        model_adaptive) TEST_ENTRY(model_adaptive_scan_each) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise)
         TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident)
             TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched)
                 TEST_ENTRY(model_batched_no_scan) TEST_ENTRY(hot_set_follows_workload)
@@ -995,7 +1116,7 @@ TEST_MAIN(
                             TEST_ENTRY(threads_adaptive_no_scan)
                                 TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
                                     TEST_ENTRY(adaptive_config)
-                                        TEST_ENTRY(adaptive_metrics)
+                                        TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_when_threads_reset)
                                             TEST_ENTRY(snapshot_equals_slot)
                                                 TEST_ENTRY(snapshot_no_scan)
                                                     TEST_ENTRY(snapshot_to_file))

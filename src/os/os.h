@@ -154,9 +154,14 @@ typedef void (*cowmem__os_range_fn)(void* arg, uint8_t* addr, size_t len);
 bool cowmem__os_has_pagemap_scan(void);
 int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
                               void* arg);
-/* mincore: vec[i] (one byte per page of [addr, addr+len)) gets bit 0 set if
- * page i is resident. For a private file mapping this is the page cache's
- * residency, not whether the process wrote the page. */
-int cowmem__os_resident_map(void* addr, size_t len, uint8_t* vec);
+/* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
+ * addr+len), at most 512 pages) gets bit 0 set if page i may have been
+ * written by this process. Linux reads /proc/self/pagemap (every kernel
+ * since 2.6.25): present or swapped, and not a page of a file, which is
+ * exact for a slot up to the zero page of an anonymous read. Where that
+ * cannot be read, and on other systems, mincore's residency: a superset,
+ * since for a private file mapping it is the page cache's residency, not
+ * whether the process wrote the page. */
+int cowmem__os_private_map(void* addr, size_t len, uint8_t* vec);
 
 #endif

@@ -10,14 +10,16 @@
  * 0.16 us alone. So a page written by most instances is cheaper to copy back
  * than to fault again, and a reset that needs no madvise scales with threads.
  *
- * Two ways to reset, by what the kernel offers:
- *   exact (PAGEMAP_SCAN): each reset scans the slot for written pages; the
- *     hot ones are restored by copy, the others decommitted (one madvise per
- *     contiguous range, or one process_madvise for many). A workload that
- *     writes only hot pages makes no madvise at all.
- *   blind (no scan, or COWMEM_NO_PAGEMAP_SCAN): every hot page is restored
- *     by copy and the complement of the hot set is decommitted in as few
- *     calls as it has ranges. An empty hot set is a plain madvise reset.
+ * Two ways to reset:
+ *   blind: every hot page is restored by copy and the complement of the
+ *     hot set is decommitted in as few calls as it has ranges. An empty hot
+ *     set is a plain madvise reset. The way of a thread resetting alone,
+ *     and of every reset without PAGEMAP_SCAN (or COWMEM_NO_PAGEMAP_SCAN).
+ *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
+ *     the hot ones are restored by copy, the others decommitted (one madvise
+ *     per contiguous range, or one process_madvise for many). A workload
+ *     that writes only hot pages makes no madvise at all, which is what
+ *     threads resetting at once need (see others_resetting).
  * Either way every page of [0, accessible) is restored or decommitted, so
  * the slot holds exactly image and zeros whatever the hot set is; the hot
  * set only decides which of the two each page gets. So the hot set can be
@@ -25,8 +27,8 @@
  * read costs speed, never correctness.
  *
  * Learning. A sampled reset finds the pages the instance wrote by comparing
- * contents with the image (candidates: the scan's ranges, or mincore's
- * resident pages without it) - a kept page that still equals the image was
+ * contents with the image (candidates: the scan's ranges, or without it the
+ * anonymous pages /proc/self/pagemap shows) - a kept page that still equals the image was
  * not written, which a scan alone cannot tell. A page outside the hot set
  * that the scan reports counts whatever its contents: the last reset left
  * it absent, so this instance faulted it in, and the next will again unless
@@ -228,6 +230,50 @@ static bool is_hot(const image_state_t* st, size_t page) {
   uint64_t w =
       atomic_load_explicit((_Atomic uint64_t*)&st->hot[page / 64], memory_order_relaxed);
   return (w >> (page % 64)) & 1;
+}
+
+/* ---- who else resets ----
+ *
+ * The two ways to reset cost differently with threads. Alone, a blind
+ * reset (copy the hot set, one madvise of the rest) is the cheapest: the
+ * madvise of nothing costs 1.3 us on this VM against 1.7 us for a scan.
+ * But two threads of one process calling madvise at once make the kernel
+ * flush TLBs on every CPU the process runs on (it treats overlapping zaps
+ * as nested and flushes the whole range), and in bench_adaptive two
+ * threads then run 0.5-0.6x the cycles of one, while scans (no madvise at
+ * all when only hot pages were written) run 1.5-1.9x. So a thread resets
+ * blind while it is the only one resetting, and scans once another thread
+ * of the process has reset within its last WINDOW resets. The check costs
+ * a load of one word every 8th reset, and a store only when the last
+ * resetting thread changed. */
+#define WINDOW 64
+static _Atomic unsigned last_resetter; /* a thread id; 0: none yet */
+static _Atomic unsigned next_resetter;
+static _Thread_local unsigned tl_id;
+static _Thread_local uint64_t tl_resets, tl_shared_until;
+
+#ifdef COWMEM_TESTING
+static _Atomic int test_mode; /* cowmem__adaptive_test_mode */
+void cowmem__adaptive_test_mode(int mode) {
+  atomic_store(&test_mode, mode);
+}
+#endif
+
+static bool others_resetting(void) {
+#ifdef COWMEM_TESTING
+  int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
+  if (m != 0) return m == 1;
+#endif
+  if (tl_id == 0) tl_id = atomic_fetch_add(&next_resetter, 1) + 1;
+  uint64_t n = ++tl_resets;
+  if ((n & 7) == 1) {
+    unsigned last = atomic_load_explicit(&last_resetter, memory_order_relaxed);
+    if (last != tl_id) {
+      atomic_store_explicit(&last_resetter, tl_id, memory_order_relaxed);
+      if (last != 0) tl_shared_until = n + WINDOW;
+    }
+  }
+  return n < tl_shared_until;
 }
 
 /* ---- one reset ---- */
@@ -547,8 +593,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   uint64_t n = ADD(sp->resets, 1);
 
   bool exact = cowmem__dirty_exact();
+  bool scan_each = exact && others_resetting();
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
-  if (exact) {
+  if (scan_each) {
     int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {
@@ -575,9 +622,19 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     }
     if (c.r != c.local) free(c.r);
   } else {
+    /* Blind: every hot page copied, the rest discarded. A sample still
+     * learns from the scan where there is one (its candidates are exact). */
     bool due = sample_due(sp, a->sample_every, n, 0);
     prof_mark(prof, COWMEM__PHASE_BOOK);
-    if (due) sample(&c, a->budget, limit, false, sp, n);
+    if (due && exact) {
+      if (cowmem__dirty_scan(slot->base, slot->accessible, collect, &c) == 0 && !c.oom) {
+        ADD(sp->scans, 1);
+        sample(&c, a->budget, limit, true, sp, n);
+      }
+      if (c.r != c.local) free(c.r);
+    } else if (due) {
+      sample(&c, a->budget, limit, false, sp, n);
+    }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     settle(&c, 0, pages);
   }

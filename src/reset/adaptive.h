@@ -44,6 +44,12 @@ enum {
   COWMEM__PHASES
 };
 void cowmem__adaptive_profile(bool on);
+
+#ifdef COWMEM_TESTING
+/* Tests: 0 decides by who else resets (the default), 1 scans at every
+ * reset, 2 resets blind (scanning only to sample). */
+void cowmem__adaptive_test_mode(int mode);
+#endif
 /* The phases of this thread's last adaptive reset; false if it declined. */
 bool cowmem__adaptive_profile_last(uint64_t ns[COWMEM__PHASES]);
 

@@ -13,8 +13,9 @@
  * Two ways to reset:
  *   blind: every hot page is restored by copy and the complement of the
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
- *     set is a plain madvise reset. The way of a thread resetting alone,
- *     and of every reset without PAGEMAP_SCAN (or COWMEM_NO_PAGEMAP_SCAN).
+ *     set is a plain madvise reset. The way of a thread resetting alone
+ *     with a hot set of few runs, and of every reset without PAGEMAP_SCAN
+ *     (or with COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
  *     per contiguous range, or one process_madvise for many). A workload
@@ -81,6 +82,7 @@ typedef struct {
   size_t score_lo, score_hi; /* pages outside [lo, hi) score 0; under lock */
   pthread_mutex_t lock;  /* samples */
   _Atomic uint64_t samples, hot_pages, sampled_dirty;
+  _Atomic uint64_t hot_runs; /* runs of hot pages (blind: decommit calls) */
   cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
 } image_state_t;
 
@@ -242,11 +244,17 @@ static bool is_hot(const image_state_t* st, size_t page) {
  * as nested and flushes the whole range), and in bench_adaptive two
  * threads then run 0.5-0.6x the cycles of one, while scans (no madvise at
  * all when only hot pages were written) run 1.5-1.9x. So a thread resets
- * blind while it is the only one resetting, and scans once another thread
- * of the process has reset within its last WINDOW resets. The check costs
+ * blind while it is the only one resetting (and the hot set has few runs),
+ * and scans once another thread of the process has reset within its last
+ * WINDOW resets. The check costs
  * a load of one word every 8th reset, and a store only when the last
  * resetting thread changed. */
 #define WINDOW 64
+/* A blind reset decommits the gaps between hot runs, one range each (one
+ * process_madvise); past about 8 runs that costs more than a scan (the
+ * request loop of `cowmem bench` on a 576 KiB memory, 1-32 spread pages:
+ * blind 13% faster at 0 runs, even at 2-8, 15-25% slower at 16-32). */
+#define BLIND_RUNS 8
 static _Atomic unsigned last_resetter; /* a thread id; 0: none yet */
 static _Atomic unsigned next_resetter;
 static _Thread_local unsigned tl_id;
@@ -260,10 +268,6 @@ void cowmem__adaptive_test_mode(int mode) {
 #endif
 
 static bool others_resetting(void) {
-#ifdef COWMEM_TESTING
-  int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
-  if (m != 0) return m == 1;
-#endif
   if (tl_id == 0) tl_id = atomic_fetch_add(&next_resetter, 1) + 1;
   uint64_t n = ++tl_resets;
   if ((n & 7) == 1) {
@@ -274,6 +278,16 @@ static bool others_resetting(void) {
     }
   }
   return n < tl_shared_until;
+}
+
+/* Scan at this reset, or reset blind. */
+static bool scan_each(const image_state_t* st) {
+  bool others = others_resetting();
+#ifdef COWMEM_TESTING
+  int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
+  if (m != 0) return m == 1;
+#endif
+  return others || LOAD(st->hot_runs) > BLIND_RUNS;
 }
 
 /* ---- one reset ---- */
@@ -480,6 +494,7 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
     thr = t;
   }
   count += part_left;
+  uint64_t runs = 0, prev = 0; /* prev: the last word's top bit */
   for (size_t w = w_lo; w < w_hi; w++) { /* the hot bits outside are 0 */
     uint64_t bits = 0, any = 0;
     for (int k = 0; k < 8; k++) {
@@ -499,8 +514,11 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
       }
     if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits)
       atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
+    runs += (uint64_t)__builtin_popcountll(bits & ~((bits << 1) | prev));
+    prev = bits >> 63;
   }
   atomic_store_explicit(&st->hot_pages, count, memory_order_relaxed);
+  atomic_store_explicit(&st->hot_runs, runs, memory_order_relaxed);
 }
 
 /* Learn from this instance: compare the candidate pages with the image. */
@@ -593,9 +611,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   uint64_t n = ADD(sp->resets, 1);
 
   bool exact = cowmem__dirty_exact();
-  bool scan_each = exact && others_resetting();
+  bool scan = exact && scan_each(st);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
-  if (scan_each) {
+  if (scan) {
     int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {

@@ -17,7 +17,7 @@
 #include "adaptive.h" /* the per-phase profile (internal) */
 #include "bench.h"
 #include "cowmem.h"
-#include "os/pagemap_scan.h"
+#include "wasmtime.h"
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -89,113 +89,16 @@ static void row(const char* name, bench_samples_t* s, double base_med) {
   bench_reset(s);
 }
 
-/* ---- Wasmtime's reset modes, at the system-call level ----
- *
- * The same layout (the image's bytes mapped private from a memfd at its
- * offset, anonymous zeros around it), reset the three ways Wasmtime's
- * pooling allocator does (crates/wasmtime/src/runtime/vm/cow.rs and its
- * pagemap module):
- *   default        madvise(MADV_DONTNEED) over the accessible memory;
- *   keep_resident  copy image and zeros back over the first N bytes,
- *                  madvise the rest;
- *   pagemap_scan   one PAGEMAP_SCAN of the memory for present written
- *                  pages, at most 32 regions; copy those regions back while
- *                  they fit in keep_resident bytes, madvise the others and
- *                  everything past where the scan stopped. */
-enum { WT_DEFAULT, WT_KEEP, WT_PAGEMAP, WT_MODES };
+/* ---- Wasmtime's reset modes (support/wasmtime.h) ---- */
 static const char* const wt_names[WT_MODES] = {
     "wasmtime default (madvise all)", "wasmtime keep_resident 64 KiB",
     "wasmtime pagemap_scan, keep 1 MiB"};
-
-
-typedef struct {
-  uint8_t* base;
-  size_t mem, img, at;
-  int pagemap;
-} wt_mem_t;
-
-static void wt_open(wt_mem_t* w, size_t mem, size_t img, size_t at) {
-  int fd = memfd_create("wt-image", MFD_CLOEXEC);
-  if (fd < 0 || write(fd, image_bytes, img) != (ssize_t)img) abort();
-  w->base = mmap(NULL, mem, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (w->base == MAP_FAILED ||
-      mmap(w->base + at, img, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
-          MAP_FAILED)
-    abort();
-  close(fd);
-  w->mem = mem;
-  w->img = img;
-  w->at = at;
-  w->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-}
-
-static void wt_close(wt_mem_t* w) {
-  munmap(w->base, w->mem);
-  close(w->pagemap);
-}
-
-/* Copy image and zeros back over [lo, hi) of the memory. */
-static void wt_copy_back(const wt_mem_t* w, size_t lo, size_t hi) {
-  size_t ilo = w->at, ihi = w->at + w->img;
-  size_t a = lo > ilo ? lo : ilo, b = hi < ihi ? hi : ihi;
-  if (a < b) {
-    memcpy(w->base + a, image_bytes + (a - w->at), b - a);
-    if (lo < a) memset(w->base + lo, 0, a - lo);
-    if (b < hi) memset(w->base + b, 0, hi - b);
-  } else {
-    memset(w->base + lo, 0, hi - lo);
-  }
-}
-
-static void wt_reset(const wt_mem_t* w, int mode) {
-  size_t keep = 0;
-  switch (mode) {
-  case WT_DEFAULT: madvise(w->base, w->mem, MADV_DONTNEED); return;
-  case WT_KEEP:
-    keep = 64 * KiB;
-    wt_copy_back(w, 0, keep);
-    madvise(w->base + keep, w->mem - keep, MADV_DONTNEED);
-    return;
-  default: break;
-  }
-  keep = 1 * MiB;
-  struct page_region v[32];
-  struct pm_scan_arg a;
-  memset(&a, 0, sizeof a);
-  a.size = sizeof a;
-  a.start = (uint64_t)(uintptr_t)w->base;
-  a.end = a.start + w->mem;
-  a.vec = (uint64_t)(uintptr_t)v;
-  a.vec_len = 32;
-  a.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  a.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  a.category_anyof_mask = PAGE_IS_PRESENT;
-  a.return_mask = PAGE_IS_PRESENT;
-  long n = ioctl(w->pagemap, PAGEMAP_SCAN, &a);
-  if (n < 0) { /* no scan: the default */
-    madvise(w->base, w->mem, MADV_DONTNEED);
-    return;
-  }
-  size_t copied = 0;
-  for (long i = 0; i < n; i++) {
-    size_t lo = (size_t)(v[i].start - a.start), hi = (size_t)(v[i].end - a.start);
-    if (copied + (hi - lo) <= keep) {
-      wt_copy_back(w, lo, hi);
-      copied += hi - lo;
-    } else {
-      madvise(w->base + lo, hi - lo, MADV_DONTNEED);
-    }
-  }
-  if (a.walk_end < a.end)
-    madvise((uint8_t*)(uintptr_t)a.walk_end, (size_t)(a.end - a.walk_end),
-            MADV_DONTNEED);
-}
 
 /* Cycles (writes + reset) or resets alone of one mode, n measured. */
 static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* pages,
                      size_t k, size_t n, bool reset_only, bench_samples_t* s) {
   wt_mem_t w;
-  wt_open(&w, mem, img, at);
+  if (wt_open(&w, mem, image_bytes, img, at, 64 * KiB, 1 * MiB) != 0) abort();
   for (size_t i = 0; i < n / 10 + 300 + n; i++) {
     uint64_t t0 = bench_now_ns();
     dirty(w.base, pages, k);

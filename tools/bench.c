@@ -20,6 +20,7 @@
 
 #include "measure.h"
 #include "tools.h"
+#include "wasmtime.h"
 
 static void help(FILE* f) {
   fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K]\n"
@@ -37,6 +38,12 @@ static void help(FILE* f) {
              "  slot-cwimg      cowmem slot with the image mapped from the\n"
              "                  module's compiled .cwimg\n"
              "  pool-STRATEGY   cowmem pool acquire/release, per reset strategy\n"
+             "  wasmtime-MODE   Wasmtime's pooling allocator's three reset\n"
+             "                  modes redone at the system-call level on the\n"
+             "                  same layout (default: madvise all; keep64k:\n"
+             "                  copy back 64 KiB, madvise the rest; pagemap:\n"
+             "                  one scan of 32 regions, copy back up to 1 MiB),\n"
+             "                  and pool-adaptive's ratio to each\n"
              "Each instance writes K pages (spread over its memory) between\n"
              "instantiate and reset; 'cycle' times all three. Medians and p99\n"
              "after a warm-up, and the ratio of the copy-fresh median to each.\n"
@@ -195,6 +202,34 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
   cowmem_pool_free(pool);
+  return e;
+}
+
+/* Wasmtime's reset modes on the module's layout (support/wasmtime.h): the
+ * memory stays mapped between instances as in its pooling allocator, so an
+ * instance is the segments the image does not cover; reset per mode. */
+static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
+  cowmem_image_info_t ii = {0};
+  if (c->image) cowmem_image_info(c->image, &ii);
+  uint8_t* bytes = malloc(ii.len ? ii.len : 1);
+  if (bytes == NULL) return COWMEM_ENOMEM;
+  int e = ii.len ? cowmem_image_read(c->image, ii.mem_offset, bytes, ii.len) : 0;
+  wt_mem_t w = {.base = NULL, .pagemap = -1};
+  if (e == 0 && wt_open(&w, c->size ? c->size : cowmem_page_size(), bytes, ii.len,
+                        ii.mem_offset, (size_t)64 << 10, (size_t)1 << 20) != 0)
+    e = -errno;
+  for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
+    uint64_t t0 = bench_now_ns();
+    e = apply_left(c, w.base, c->image);
+    uint64_t t1 = bench_now_ns();
+    touch(w.base, c->size, c->dirty);
+    uint64_t t2 = bench_now_ns();
+    wt_reset(&w, mode);
+    uint64_t t3 = bench_now_ns();
+    record(r, it >= c->warm, t0, t1, t2, t3);
+  }
+  if (w.base != NULL) wt_close(&w);
+  free(bytes);
   return e;
 }
 
@@ -617,7 +652,7 @@ int cmd_bench(int argc, char** argv) {
   c.warm = c.iters / 10 + 10;
   int rc = setup(&c, in, mem_given, mem);
   enum { FIXED = 4 };
-  row_t rows[FIXED + COWMEM_RESET_COUNT_];
+  row_t rows[FIXED + COWMEM_RESET_COUNT_ + WT_MODES];
   memset(rows, 0, sizeof rows);
   size_t nrows = 0;
   if (rc == EXIT_OK) {
@@ -632,7 +667,7 @@ int cmd_bench(int argc, char** argv) {
       snprintf(rows[i].name, sizeof rows[i].name, "%s", names[i]);
       rows[i].covers = covers[i];
     }
-    int e[FIXED + COWMEM_RESET_COUNT_] = {0};
+    int e[FIXED + COWMEM_RESET_COUNT_ + WT_MODES] = {0};
     e[0] = run_copy_fresh(&c, &rows[0]);
     e[1] = run_copy_reuse(&c, &rows[1]);
     e[2] = run_slot(&c, c.image, &rows[2]);
@@ -643,6 +678,18 @@ int cmd_bench(int argc, char** argv) {
       rows[nrows].covers = "cowmem_pool_acquire (+ remaining segments); reset: "
                            "cowmem_pool_release with this strategy";
       e[nrows] = run_pool(&c, (cowmem_reset_strategy_t)s, &rows[nrows]);
+    }
+    static const char* wt_names[WT_MODES] = {"wasmtime-default", "wasmtime-keep64k",
+                                             "wasmtime-pagemap"};
+    static const char* wt_covers[WT_MODES] = {
+        "Wasmtime's default reset redone: madvise the whole memory",
+        "Wasmtime's keep_resident (64 KiB): copy back the first 64 KiB, madvise the rest",
+        ("Wasmtime's pagemap_scan mode: one scan (32 regions), copy back up to "
+         "1 MiB, madvise the rest")};
+    for (int m = 0; m < WT_MODES; m++, nrows++) {
+      snprintf(rows[nrows].name, sizeof rows[nrows].name, "%s", wt_names[m]);
+      rows[nrows].covers = wt_covers[m];
+      e[nrows] = run_wasmtime(&c, m, &rows[nrows]);
     }
     for (size_t i = 0; i < nrows; i++) {
       if (e[i] == 0) continue;
@@ -657,6 +704,15 @@ int cmd_bench(int argc, char** argv) {
       print_json(&c, rows, nrows, in);
     else
       print_table(&c, rows, nrows, in);
+    const row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
+    const row_t* wt = &rows[FIXED + COWMEM_RESET_COUNT_];
+    if (!json && !ad->failed && !wt[0].failed && !wt[1].failed && !wt[2].failed) {
+      double a = med((bench_samples_t*)&ad->cycle);
+      printf("pool-adaptive cycle against Wasmtime's modes (above 1: cowmem faster): "
+             "default %.2fx, keep_resident %.2fx, pagemap_scan %.2fx\n",
+             med((bench_samples_t*)&wt[0].cycle) / a, med((bench_samples_t*)&wt[1].cycle) / a,
+             med((bench_samples_t*)&wt[2].cycle) / a);
+    }
     if (!json && !rows[0].failed) {
       if (threads > 0) print_scaling(&c, (int)threads, false);
       if (procs > 0) {

@@ -214,11 +214,12 @@ if [ -f "$DEMO" ]; then
   fi
   cp out.txt bench.json
   check_json bench.json 'j.module.endsWith("demo.wasm") && j.iterations === 40 && j.dirty_pages === 2' "bench json: header"
-  check_json bench.json '["copy-fresh", "copy-reuse", "slot", "slot-cwimg", "pool-madvise", "pool-keep-resident", "pool-batched"].every((n) => j.rows.some((r) => r.name === n))' "bench json: rows"
+  check_json bench.json '["copy-fresh", "copy-reuse", "slot", "slot-cwimg", "pool-madvise", "pool-keep-resident", "pool-batched", "pool-adaptive", "wasmtime-default", "wasmtime-keep64k", "wasmtime-pagemap"].every((n) => j.rows.some((r) => r.name === n))' "bench json: rows"
   check_json bench.json 'j.rows.every((r) => r.instantiate_ns.median > 0 && r.instantiate_ns.p99 >= r.instantiate_ns.median && r.ratio_instantiate > 0 && r.covers.length > 0)' "bench json: figures"
   check_json bench.json 'j.rows[0].name === "copy-fresh" && j.rows[0].ratio_instantiate === 1' "bench json: baseline first"
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
+  grep -Eq "^pool-adaptive cycle against Wasmtime's modes .*default [0-9.]+x, keep_resident [0-9.]+x, pagemap_scan [0-9.]+x" out.txt && ok "bench: ratios to Wasmtime's modes" || fail "bench: Wasmtime ratios"
   if command -v gnuplot >/dev/null 2>&1; then
     expect 0 "bench --plot" -- "$COWMEM" bench "$DEMO" --iterations 20 --plot plot.svg
     grep -q "<svg" plot.svg && ok "plot is an svg" || fail "plot.svg"

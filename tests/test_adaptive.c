@@ -931,8 +931,8 @@ TEST_IMPL(scan_when_threads_reset) {
   return 0;
 }
 
-/* Alone, a hot set of more than 8 runs is reset by scan too: a blind reset
- * would decommit each gap between them. */
+/* Alone, a hot set of many runs for its pages is reset by scan too: a
+ * blind reset would decommit each gap between them (blind_cheaper). */
 TEST_IMPL(scan_when_hot_set_scattered) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");

@@ -14,7 +14,8 @@
  *   blind: every hot page is restored by copy and the complement of the
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
  *     set is a plain madvise reset. The way of a thread resetting alone
- *     with a hot set of few runs, and of every reset without PAGEMAP_SCAN
+ *     with a hot set of few runs for its pages, and of every reset without
+ *     PAGEMAP_SCAN
  *     (or with COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
@@ -244,17 +245,23 @@ static bool is_hot(const image_state_t* st, size_t page) {
  * as nested and flushes the whole range), and in bench_adaptive two
  * threads then run 0.5-0.6x the cycles of one, while scans (no madvise at
  * all when only hot pages were written) run 1.5-1.9x. So a thread resets
- * blind while it is the only one resetting (and the hot set has few runs),
+ * blind while it is the only one resetting (and blind_cheaper says so),
  * and scans once another thread of the process has reset within its last
  * WINDOW resets. The check costs
  * a load of one word every 8th reset, and a store only when the last
  * resetting thread changed. */
 #define WINDOW 64
-/* A blind reset decommits the gaps between hot runs, one range each (one
- * process_madvise); past about 8 runs that costs more than a scan (the
- * request loop of `cowmem bench` on a 576 KiB memory, 1-32 spread pages:
- * blind 13% faster at 0 runs, even at 2-8, 15-25% slower at 16-32). */
-#define BLIND_RUNS 8
+/* Alone, which way is cheaper depends on the hot set. A blind reset
+ * decommits each gap between hot runs (a range of one process_madvise,
+ * about 0.1 us each); a scan costs 0.4 us more than a madvise of nothing,
+ * and about 0.04 us for each present page it reports (the kernel looks at
+ * each). So scan when runs * 0.1 > 0.4 + hot * 0.04 (in tenths below).
+ * Measured: spread single pages in a 576 KiB memory, blind 13% faster at 0,
+ * even at 2-8, 15-25% slower at 16-32 pages; bench_adaptive's K=256 (256
+ * hot pages in 66 runs) blind 23 us against 28 us scanning. */
+static bool blind_cheaper(uint64_t runs, uint64_t hot) {
+  return runs * 10 <= 40 + hot * 4;
+}
 static _Atomic unsigned last_resetter; /* a thread id; 0: none yet */
 static _Atomic unsigned next_resetter;
 static _Thread_local unsigned tl_id;
@@ -287,7 +294,7 @@ static bool scan_each(const image_state_t* st) {
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 1;
 #endif
-  return others || LOAD(st->hot_runs) > BLIND_RUNS;
+  return others || !blind_cheaper(LOAD(st->hot_runs), LOAD(st->hot_pages));
 }
 
 /* ---- one reset ---- */

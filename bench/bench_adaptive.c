@@ -7,6 +7,7 @@
  * (copying K pages with no fault), 1 vs 2 thread throughput, and the time
  * of a snapshot. Medians and p99 in microseconds; ratios from the same
  * run. */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -72,12 +73,20 @@ static void dirty(uint8_t* m, const size_t* pages, size_t k) {
     m[pages[i] + 8] += 1;
 }
 
+/* A failed call ends the benchmark with what failed (stdout flushed). */
+static void must(int err, const char* what) {
+  if (err == 0) return;
+  fflush(stdout);
+  fprintf(stderr, "bench_adaptive: %s failed: %s\n", what, cowmem_strerror(err));
+  exit(1);
+}
+
 static void cycle(cowmem_pool_t* pool, cowmem_image_t* img, const size_t* pages,
                   size_t k) {
   cowmem_slot_t* s;
-  if (cowmem_pool_acquire(pool, img, MEM, MEM, &s) != 0) abort();
+  must(cowmem_pool_acquire(pool, img, MEM, MEM, &s), "acquire");
   dirty(cowmem_slot_base(s), pages, k);
-  if (cowmem_pool_release(pool, s) != 0) abort();
+  must(cowmem_pool_release(pool, s), "release");
 }
 
 static void row(const char* name, bench_samples_t* s, double base_med) {
@@ -98,7 +107,8 @@ static const char* const wt_names[WT_MODES] = {
 static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* pages,
                      size_t k, size_t n, bool reset_only, bench_samples_t* s) {
   wt_mem_t w;
-  if (wt_open(&w, mem, image_bytes, img, at, 64 * KiB, 1 * MiB) != 0) abort();
+  must(wt_open(&w, mem, image_bytes, img, at, 64 * KiB, 1 * MiB) != 0 ? -errno : 0,
+       "mapping Wasmtime's layout");
   for (size_t i = 0; i < n / 10 + 300 + n; i++) {
     uint64_t t0 = bench_now_ns();
     dirty(w.base, pages, k);
@@ -143,10 +153,10 @@ static void release_times(const strategy_t* st, cowmem_image_t* img, size_t mem,
   cowmem_pool_t* pool = make_pool(st, 4);
   for (size_t i = 0; i < n / 10 + 300 + n; i++) {
     cowmem_slot_t* sl;
-    if (cowmem_pool_acquire(pool, img, mem, mem, &sl) != 0) abort();
+    must(cowmem_pool_acquire(pool, img, mem, mem, &sl), "acquire");
     dirty(cowmem_slot_base(sl), pages, k);
     uint64_t t0 = bench_now_ns();
-    if (cowmem_pool_release(pool, sl) != 0) abort();
+    must(cowmem_pool_release(pool, sl), "release");
     uint64_t t = bench_now_ns() - t0;
     if (i < n / 10 + 300) continue;
     bench_add(s, (double)t / 1000.0);

@@ -661,7 +661,12 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       sample(&c, a->budget, limit, false, sp, n);
     }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
-    settle(&c, 0, pages);
+    /* No hot page: one discard of everything, without walking the bitmap
+     * (256 words at 64 MiB). Right whatever a concurrent sample writes. */
+    if (LOAD(st->hot_pages) == 0)
+      discard_pages(&c, 0, pages);
+    else
+      settle(&c, 0, pages);
   }
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);

@@ -15,8 +15,7 @@
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
  *     set is a plain madvise reset. The way of a thread resetting alone
  *     with a hot set of few runs for its pages, and of every reset without
- *     PAGEMAP_SCAN
- *     (or with COWMEM_NO_PAGEMAP_SCAN).
+ *     PAGEMAP_SCAN (or with COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
  *     per contiguous range, or one process_madvise for many). A workload
@@ -30,8 +29,8 @@
  *
  * Learning. A sampled reset finds the pages the instance wrote by comparing
  * contents with the image (candidates: the scan's ranges, or without it the
- * anonymous pages /proc/self/pagemap shows) - a kept page that still equals the image was
- * not written, which a scan alone cannot tell. A page outside the hot set
+ * anonymous pages /proc/self/pagemap shows) - a kept page that still equals
+ * the image was not written, which a scan alone cannot tell. A page outside the hot set
  * that the scan reports counts whatever its contents: the last reset left
  * it absent, so this instance faulted it in, and the next will again unless
  * it is kept (a write of the bytes already there; or, on kernels that give
@@ -247,9 +246,8 @@ static bool is_hot(const image_state_t* st, size_t page) {
  * all when only hot pages were written) run 1.5-1.9x. So a thread resets
  * blind while it is the only one resetting (and blind_cheaper says so),
  * and scans once another thread of the process has reset within its last
- * WINDOW resets. The check costs
- * a load of one word every 8th reset, and a store only when the last
- * resetting thread changed. */
+ * WINDOW resets. The check costs a load of one word every 8th reset, and a
+ * store only when the last resetting thread changed. */
 #define WINDOW 64
 /* Alone, which way is cheaper depends on the hot set. A blind reset
  * decommits each gap between hot runs (a range of one process_madvise,

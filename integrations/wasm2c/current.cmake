@@ -65,7 +65,7 @@ endif()
 if(w2c_missing)
   message(STATUS "cowmem: wasm2c >= 1.0.37 integration skipped: ${w2c_missing}")
   add_test(NAME wasm2c39_missing
-           COMMAND sh -c "echo 'SKIP: ${w2c_missing}'; exit 77")
+           COMMAND sh -c "echo \"SKIP: \$1\"; exit 77" skip "${w2c_missing}")
   set_tests_properties(wasm2c39_missing PROPERTIES SKIP_RETURN_CODE 77)
   return()
 endif()

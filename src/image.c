@@ -26,9 +26,12 @@ struct cowmem_image_s {
    * orphan, and pools decommit its idle slots so that its memory is freed.
    * One word, so that the update that makes the image an orphan (a free, or
    * a slot becoming idle) sees it in its own read-modify-write: with two
-   * counters, a free and a release racing could each miss the other's. */
-  _Atomic uint64_t refs;
-  cowmem_image_kind_t kind;
+   * counters, a free and a release racing could each miss the other's.
+   * On a cache line of its own: every acquire and release writes it, and
+   * the fields below are read by every reset on every thread (sharing the
+   * line cost two threads' K=16 cycle 0.3 us on the 2-core VM). */
+  _Alignas(64) _Atomic uint64_t refs;
+  _Alignas(64) cowmem_image_kind_t kind;
   uint64_t mem_offset;
   uint64_t len;
   uint64_t source_offset;
@@ -104,8 +107,10 @@ bool cowmem__is_zero(const void* ptr, size_t n) {
 }
 
 static cowmem_image_t* image_alloc(void) {
-  cowmem_image_t* img = calloc(1, sizeof *img);
+  size_t size = (sizeof(cowmem_image_t) + 63) & ~(size_t)63; /* aligned: see refs */
+  cowmem_image_t* img = aligned_alloc(64, size);
   if (img == NULL) return NULL;
+  memset(img, 0, size);
   atomic_init(&img->refs, REF_ONE);
   img->fd = -1;
   img->id = atomic_fetch_add(&image_next_id, 1);

@@ -1,6 +1,7 @@
-/* The image's internal interface. Only image.c knows how an image is laid
- * out (its non-zero runs, its bytes, its fd and the ranges a slot maps) and
- * how MEMFD, FILE and COPY images differ; slots, resets, snapshots and the
+/* The image's internal interface. Only the image files (src/image/: build.c
+ * makes images, image.c keeps and uses them) know how an image is laid out
+ * (its non-zero runs, its bytes, its fd and the ranges a slot maps) and how
+ * MEMFD, FILE and COPY images differ; slots, resets, snapshots and the
  * image-file writer ask through these functions.
  *
  * Offsets are linear-memory offsets (byte 0 of the memory, not of the

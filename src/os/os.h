@@ -90,7 +90,7 @@ int cowmem__os_seal(int fd);
 int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed);
 int cowmem__os_dup(int fd, int* out);
 /* A file's identity and version as fstat tells them: an image mapped from
- * a file compares them before it maps it again (see image.c). */
+ * a file compares them before it maps it again (see image/image.c). */
 typedef struct {
   uint64_t size, dev, ino;
   int64_t mtime_ns, ctime_ns;

@@ -1,0 +1,358 @@
+/* Images: a memory's initial contents, built once (build.c) and shared.
+ *
+ * This file is an image's lifetime and use: its references and the idle
+ * ones that make it an orphan, weak references, the check that a FILE
+ * image's file is unchanged, and what slots, resets, snapshots and the
+ * image-file writer ask of it through image.h (place it in a slot and take
+ * it out, restore it, its bytes page by page, its runs, its key and end).
+ * How an image is laid out is layout.h's; only build.c and this file know. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+
+/* A weak reference: says whether the image is gone, without keeping it. */
+struct cowmem__image_weak_s {
+  _Atomic uint32_t refs;
+  _Atomic bool dead;
+};
+
+static _Atomic uint64_t image_next_id = 1;
+
+/* The fields of cowmem_image_s.refs. */
+#define REF_ONE ((uint64_t)1 << 32)
+#define ORPHAN_BIT ((uint64_t)1 << 31)
+#define IDLE_MASK (ORPHAN_BIT - 1)
+
+cowmem_image_t* cowmem__image_alloc(void) {
+  size_t size = (sizeof(cowmem_image_t) + 63) & ~(size_t)63; /* aligned: see refs */
+  cowmem_image_t* img = aligned_alloc(64, size);
+  if (img == NULL) return NULL;
+  memset(img, 0, size);
+  atomic_init(&img->refs, REF_ONE);
+  img->fd = -1;
+  img->id = atomic_fetch_add(&image_next_id, 1);
+  return img;
+}
+
+_Atomic uint64_t cowmem__orphan_epoch;
+
+void cowmem__image_destroy(cowmem_image_t* img) {
+  cowmem__image_weak_t* w = atomic_load(&img->weak);
+  if (w != NULL) {
+    atomic_store(&w->dead, true);
+    cowmem__image_weak_release(w);
+  }
+  uint8_t* view = atomic_load(&img->view);
+  if (view != NULL) cowmem__os_unmap(view, img->len);
+  if (img->fd >= 0) cowmem__os_close(img->fd);
+  if (img->bytes != NULL) cowmem__os_unmap(img->bytes, img->len);
+  free(img->runs);
+  free(img->maps);
+  free(img);
+}
+
+cowmem_image_t* cowmem_image_retain(cowmem_image_t* image) {
+  if (image != NULL)
+    atomic_fetch_add_explicit(&image->refs, REF_ONE, memory_order_relaxed);
+  return image;
+}
+
+static void orphan_announce(void) {
+  atomic_fetch_add(&cowmem__orphan_epoch, 1);
+}
+
+void cowmem__image_idle_add(cowmem_image_t* image) {
+  uint64_t old = atomic_load(&image->refs), nw;
+  bool orphan;
+  do {
+    nw = old + 1;
+    orphan = !(old & ORPHAN_BIT) && (nw >> 32) == (nw & IDLE_MASK);
+    if (orphan) nw |= ORPHAN_BIT;
+  } while (!atomic_compare_exchange_weak(&image->refs, &old, nw));
+  /* A changed image's slot becoming idle: the sweep that announced the
+   * change may have run already. */
+  if (orphan || atomic_load_explicit(&image->changed, memory_order_relaxed))
+    orphan_announce();
+}
+
+void cowmem__image_idle_sub(cowmem_image_t* image) {
+  atomic_fetch_sub(&image->refs, 1);
+}
+
+bool cowmem__image_orphaned(const cowmem_image_t* image) {
+  return (atomic_load(&image->refs) & ORPHAN_BIT) != 0 ||
+         atomic_load_explicit(&image->changed, memory_order_relaxed);
+}
+
+bool cowmem__image_changed(const cowmem_image_t* image) {
+  return image != NULL && atomic_load_explicit(&image->changed, memory_order_relaxed);
+}
+
+/* FILE: is the file still what it was? A truncation changes its size (and
+ * would make the next fault past the new end a SIGBUS), a write in place
+ * its mtime (with the clock's granularity: two writes within one tick of
+ * the open may look the same). The inode's ctime is not compared: renaming
+ * a new file over the old one, the supported way to install, changes the
+ * old inode's ctime but none of its bytes. */
+static int image_file_check(const cowmem_image_t* img) {
+  if (img->kind != COWMEM_IMAGE_FILE) return 0;
+  if (atomic_load_explicit(&img->changed, memory_order_relaxed))
+    return COWMEM__IMAGE_CHANGED;
+  cowmem__os_file_id_t now;
+  int e = cowmem__os_file_id(img->fd, &now);
+  if (e) return e;
+  const cowmem__os_file_id_t* was = &img->file_id;
+  if (now.size == was->size && now.mtime_ns == was->mtime_ns && now.ino == was->ino &&
+      now.dev == was->dev)
+    return 0;
+  bool expected = false;
+  if (atomic_compare_exchange_strong(&((cowmem_image_t*)img)->changed, &expected, true)) {
+    cowmem__verbose("image file changed underneath (size %llu -> %llu)",
+                    (unsigned long long)was->size, (unsigned long long)now.size);
+    orphan_announce(); /* pools drop its idle slots */
+  }
+  return COWMEM__IMAGE_CHANGED;
+}
+
+int cowmem_image_check(const cowmem_image_t* image) {
+  if (image == NULL) return COWMEM_EINVAL;
+  return cowmem__err_from_os(image_file_check(image));
+}
+
+cowmem__image_weak_t* cowmem__image_weak(cowmem_image_t* image) {
+  cowmem__image_weak_t* w = atomic_load(&image->weak);
+  if (w == NULL) {
+    cowmem__image_weak_t* nw = malloc(sizeof *nw);
+    if (nw == NULL) return NULL;
+    atomic_init(&nw->refs, 1); /* the image's */
+    atomic_init(&nw->dead, false);
+    if (atomic_compare_exchange_strong(&image->weak, &w, nw))
+      w = nw;
+    else
+      free(nw);
+  }
+  atomic_fetch_add(&w->refs, 1);
+  return w;
+}
+
+bool cowmem__image_weak_dead(const cowmem__image_weak_t* w) {
+  return atomic_load(&((cowmem__image_weak_t*)w)->dead);
+}
+
+void cowmem__image_weak_release(cowmem__image_weak_t* w) {
+  if (w != NULL && atomic_fetch_sub(&w->refs, 1) == 1) free(w);
+}
+
+void cowmem_image_release(cowmem_image_t* image) {
+  if (image == NULL) return;
+  /* The orphan flag is set by the decrement itself: after it, the idle
+   * slots holding the other references may drop them at any time. */
+  uint64_t old = atomic_load_explicit(&image->refs, memory_order_relaxed), nw;
+  bool orphan;
+  do {
+    nw = old - REF_ONE;
+    uint64_t idle = nw & IDLE_MASK;
+    orphan = !(old & ORPHAN_BIT) && idle > 0 && (nw >> 32) == idle;
+    if (orphan) nw |= ORPHAN_BIT;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &image->refs, &old, nw, memory_order_acq_rel, memory_order_relaxed));
+  if (orphan) orphan_announce();
+  if ((nw >> 32) != 0) return;
+  COWMEM__STAT_DEC(cowmem__stat_images_live);
+  cowmem__image_destroy(image);
+}
+
+int cowmem_image_info(const cowmem_image_t* image, cowmem_image_info_t* out) {
+  if (image == NULL || out == NULL) return COWMEM_EINVAL;
+  out->kind = image->kind;
+  out->mem_offset = image->mem_offset;
+  out->len = image->len;
+  out->source_offset = image->source_offset;
+  out->data_pages = image->data_pages;
+  out->fd = image->fd;
+  return 0;
+}
+
+int cowmem_image_read(const cowmem_image_t* image, uint64_t offset, void* dst,
+                      size_t len) {
+  if (image == NULL || (dst == NULL && len > 0)) return COWMEM_EINVAL;
+  if (offset > UINT64_MAX - len) return COWMEM_EINVAL;
+  uint64_t lo = offset > image->mem_offset ? offset : image->mem_offset;
+  uint64_t img_end = image->mem_offset + image->len;
+  uint64_t hi = offset + len < img_end ? offset + len : img_end;
+  if (lo >= hi || image->kind == COWMEM_IMAGE_COPY) {
+    memset(dst, 0, len);
+    if (lo < hi)
+      memcpy((uint8_t*)dst + (lo - offset), image->bytes + (lo - image->mem_offset),
+             hi - lo);
+    return 0;
+  }
+  /* From the fd, through a buffer: dst is written only once nothing can
+   * fail any more. A FILE image's last page may run past EOF: that part
+   * reads as zeros. */
+  uint64_t src = image->source_offset + (lo - image->mem_offset);
+  uint64_t fsize = 0;
+  bool sealed = false;
+  int e = cowmem__os_fstat(image->fd, &fsize, &sealed);
+  if (e) return cowmem__err_from_os(e);
+  uint64_t n = src >= fsize ? 0 : hi - lo;
+  if (n > 0 && src + n > fsize) n = fsize - src;
+  uint8_t* buf = n > 0 ? malloc((size_t)n) : NULL;
+  if (n > 0 && buf == NULL) return COWMEM_ENOMEM;
+  e = n > 0 ? cowmem__os_pread_all(image->fd, buf, (size_t)n, src) : 0;
+  if (e == 0) {
+    memset(dst, 0, len);
+    if (n > 0) memcpy((uint8_t*)dst + (lo - offset), buf, (size_t)n);
+  }
+  free(buf);
+  return cowmem__err_from_os(e);
+}
+
+/* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
+ * mapped on first use; NULL if it cannot be mapped. */
+static const uint8_t* image_view(cowmem_image_t* image) {
+  uint8_t* v = atomic_load_explicit(&image->view, memory_order_acquire);
+  if (v != NULL || image->len == 0) return v;
+  if (image->kind == COWMEM_IMAGE_COPY) return image->bytes;
+  if (image_file_check(image) != 0) return NULL;
+  /* A shared read-only mapping of the sealed memfd (or immutable file):
+   * reads of data pages come from the page cache, copy-free. Callers read
+   * only the non-zero runs, so no hole of the memfd is ever allocated. */
+  void* m = NULL;
+  if (cowmem__os_map_shared_ro(image->fd, image->source_offset, image->len, &m) != 0)
+    return NULL;
+  uint8_t* expected = NULL;
+  if (!atomic_compare_exchange_strong(&image->view, &expected, (uint8_t*)m)) {
+    cowmem__os_unmap(m, image->len);
+    return expected;
+  }
+  return m;
+}
+
+/* ---- the internal interface (image.h) ---- */
+
+uint64_t cowmem__image_key(const cowmem_image_t* image) {
+  return image == NULL || image->len == 0 ? 0 : image->id;
+}
+
+uint64_t cowmem__image_end(const cowmem_image_t* image) {
+  return image == NULL ? 0 : image->mem_offset + image->len;
+}
+
+static bool image_mapped(const cowmem_image_t* img) {
+  return img != NULL && img->len > 0 && img->kind != COWMEM_IMAGE_COPY;
+}
+
+size_t cowmem__image_maps(const cowmem_image_t* img, uint64_t size) {
+  if (size == 0) return 0;
+  if (!image_mapped(img)) return 1;
+  size_t n = 2 * img->nmaps - 1;
+  if (img->mem_offset > 0) n++;
+  if (img->mem_offset + img->len < size) n++;
+  return n;
+}
+
+size_t cowmem__image_maps_max(void) {
+  long m = cowmem_option_get(COWMEM_OPTION_MAX_MAPS);
+  return 2 * (size_t)(m > 1 ? m : 1) + 1;
+}
+
+static void copy_runs(const cowmem_image_t* img, uint8_t* base) {
+  uint8_t* dst = base + img->mem_offset;
+  for (size_t i = 0; i < img->nruns; i++)
+    memcpy(dst + img->runs[i].off, img->bytes + img->runs[i].off, img->runs[i].len);
+  COWMEM__STAT_INC(cowmem__stat_image_copies);
+}
+
+int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
+  if (img == NULL || img->len == 0) return 0;
+  if (!image_mapped(img)) {
+    copy_runs(img, base);
+    return 0;
+  }
+  /* One fstat beside the mmaps of a FILE image: a file truncated since
+   * would fault the instance with SIGBUS; refuse it instead. */
+  int c = image_file_check(img);
+  if (c) return c;
+  for (size_t i = 0; i < img->nmaps; i++) {
+    int e = cowmem__os_map_file(base + img->mem_offset + img->maps[i].off,
+                                img->maps[i].len, img->fd,
+                                img->source_offset + img->maps[i].off, COWMEM__PROT_RW);
+    if (e) return e;
+  }
+  return 0;
+}
+
+int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {
+  if (img == NULL || img->len == 0) return 0;
+  if (image_mapped(img))
+    return cowmem__os_map_anon(base + img->mem_offset, img->len, COWMEM__PROT_RW);
+  return cowmem__os_discard(base + img->mem_offset, img->len);
+}
+
+void cowmem__image_after_discard(const cowmem_image_t* img, uint8_t* base) {
+  if (img != NULL && img->len > 0 && !image_mapped(img)) copy_runs(img, base);
+}
+
+/* The bytes at mem_offset, once cowmem__image_readable said yes. */
+static const uint8_t* image_src(const cowmem_image_t* img) {
+  if (img->kind == COWMEM_IMAGE_COPY) return img->bytes;
+  return atomic_load_explicit(&((cowmem_image_t*)img)->view, memory_order_acquire);
+}
+
+bool cowmem__image_readable(cowmem_image_t* img) {
+  return img == NULL || img->len == 0 || image_view(img) != NULL;
+}
+
+/* The index of the first run ending after rel (image-relative). */
+static size_t run_at(const cowmem_image_t* img, uint64_t rel) {
+  size_t lo = 0, hi = img->nruns;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (img->runs[mid].off + img->runs[mid].len <= rel)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+const uint8_t* cowmem__image_page(const cowmem_image_t* img, uint64_t off) {
+  if (img == NULL || off < img->mem_offset || off - img->mem_offset >= img->len)
+    return NULL;
+  /* Runs are page-granular: a page is all in a run or all zeros. */
+  uint64_t rel = off - img->mem_offset;
+  size_t i = run_at(img, rel);
+  if (i == img->nruns || img->runs[i].off > rel) return NULL;
+  return image_src(img) + rel;
+}
+
+void cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
+                           uint64_t hi) {
+  uint64_t at = lo;
+  if (img != NULL && img->len > 0) {
+    const uint8_t* src = image_src(img);
+    uint64_t rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
+    for (size_t i = run_at(img, rel_lo); i < img->nruns; i++) {
+      uint64_t a = img->mem_offset + img->runs[i].off, b = a + img->runs[i].len;
+      if (a >= hi) break;
+      if (a < at) a = at;
+      if (b > hi) b = hi;
+      if (a > at) memset(base + at, 0, a - at);
+      memcpy(base + a, src + (a - img->mem_offset), b - a);
+      at = b;
+    }
+  }
+  if (at < hi) memset(base + at, 0, hi - at);
+}
+
+int cowmem__image_each_run(const cowmem_image_t* img,
+                           int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
+  if (img == NULL) return 0;
+  for (size_t i = 0; i < img->nruns; i++) {
+    int r = fn(arg, img->mem_offset + img->runs[i].off, img->runs[i].len);
+    if (r != 0) return r;
+  }
+  return 0;
+}

@@ -468,7 +468,8 @@ typedef enum {
    * without it, the hot set is learned by comparing contents on sampled
    * resets and the rest of the memory is madvised in as few calls as its
    * ranges allow. Learning samples one reset in sample_every (and sooner
-   * while instances write pages outside the hot set). A pool learns for up
+   * while instances write pages outside the hot set; up to 4 times less
+   * often while they write exactly the hot set). A pool learns for up
    * to 1024 live images at once (what it learned about an image is dropped
    * once the image is freed and no slot holds it; past 1024 live ones,
    * later images get plain madvise resets) and keeps only pages of a
@@ -501,7 +502,8 @@ typedef struct cowmem_pool_config_s {
                              and restored by copy (a page multiple, at most
                              slot_reserve), default 1 MiB */
   size_t sample_every;    /* ADAPTIVE: learn from one reset in this many
-                             (>= 1), default 64 */
+                             (>= 1; up to 4x as many while the workload
+                             holds still), default 64 */
   unsigned flags;         /* cowmem_pool_flag_t, default 0 */
 } cowmem_pool_config_t;
 

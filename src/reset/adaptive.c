@@ -14,8 +14,9 @@
  *   blind: every hot page is restored by copy and the complement of the
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
  *     set is a plain madvise reset. The way of a thread resetting alone
- *     with a hot set of few runs for its pages, and of every reset without
- *     PAGEMAP_SCAN (or with COWMEM_NO_PAGEMAP_SCAN).
+ *     with a hot set of few runs for its pages (except at a sample, which
+ *     scans anyway), and of every reset without PAGEMAP_SCAN (or with
+ *     COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
  *     per contiguous range, or one process_madvise for many). A workload
@@ -45,7 +46,8 @@
  * sooner when new pages outscore it for the budget. One reset in
  * sample_every is sampled, the first 4 of an image too, and with a scan,
  * one in sample_every/16 while instances write pages outside the hot set
- * (the workload moved). */
+ * (the workload moved); while instances write exactly the hot set, the
+ * interval doubles up to 4 * sample_every (see sample_due). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,7 @@
 #define FAULT_ONLY 0x80000000u /* in a sample's page list: that kind */
 #define SCORE_HOT 32
 #define WARMUP_SAMPLES 4
+#define BACKOFF_MAX 4 /* a still hot set is sampled 1 in sample_every * 4 */
 
 /* Counters a reset updates, one cache line per group of threads: with one
  * shared line, two threads resetting slots of the same image spend more on
@@ -83,6 +86,7 @@ typedef struct {
   pthread_mutex_t lock;  /* samples */
   _Atomic uint64_t samples, hot_pages, sampled_dirty;
   _Atomic uint64_t hot_runs; /* runs of hot pages (blind: decommit calls) */
+  _Atomic uint64_t interval; /* resets between samples (see sample_due) */
   cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
 } image_state_t;
 
@@ -450,16 +454,17 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
  * Only the pages between the lowest and highest ever written are looked
  * at (64 at a time): walking the whole memory's scores made a sample of a
  * 64 MiB memory cost 2.7 us at p99 (bench_adaptive's sweep), one reset in
- * 64, so it was the p99 of every size above 16 MiB. */
+ * 64, so it was the p99 of every size above 16 MiB. Returns whether the
+ * hot set changed. */
 #define BYTES_0x3F 0x3f3f3f3f3f3f3f3full
-static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t budget) {
+static bool learn(image_state_t* st, const uint32_t* written, size_t nw, size_t budget) {
   uint8_t* sc = st->score;
   for (size_t i = 0; i < nw; i++) {
     size_t p = written[i] & ~FAULT_ONLY;
     if (p < st->score_lo) st->score_lo = p;
     if (p + 1 > st->score_hi) st->score_hi = p + 1;
   }
-  if (st->score_hi == 0) return; /* nothing ever written: no hot set */
+  if (st->score_hi == 0) return false; /* nothing ever written: no hot set */
   /* Whole 64-page words: the score array is rounded up to them. */
   size_t w_lo = st->score_lo / 64, w_hi = (st->score_hi + 63) / 64;
   size_t c_lo = w_lo * 8, chunks = w_hi * 8;
@@ -500,6 +505,7 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
   }
   count += part_left;
   uint64_t runs = 0, prev = 0; /* prev: the last word's top bit */
+  bool changed = false;
   for (size_t w = w_lo; w < w_hi; w++) { /* the hot bits outside are 0 */
     uint64_t bits = 0, any = 0;
     for (int k = 0; k < 8; k++) {
@@ -517,18 +523,25 @@ static void learn(image_state_t* st, const uint32_t* written, size_t nw, size_t 
           part_left--;
         }
       }
-    if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits)
+    if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits) {
       atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
+      changed = true;
+    }
     runs += (uint64_t)__builtin_popcountll(bits & ~((bits << 1) | prev));
     prev = bits >> 63;
   }
   atomic_store_explicit(&st->hot_pages, count, memory_order_relaxed);
   atomic_store_explicit(&st->hot_runs, runs, memory_order_relaxed);
+  return changed;
 }
 
-/* Learn from this instance: compare the candidate pages with the image. */
-static void sample(reset_ctx_t* c, size_t budget, size_t limit, bool exact, stripe_t* sp,
-                   uint64_t n) {
+/* Learn from this instance: compare the candidate pages with the image.
+ * An instance that wrote exactly the hot set (the workload holds still)
+ * doubles the interval to the next sample, up to BACKOFF_MAX *
+ * sample_every; any other returns it to sample_every, so that a hot page
+ * the workload left keeps being sampled until it drops out. */
+static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bool exact,
+                   stripe_t* sp, uint64_t n) {
   image_state_t* st = c->st;
   if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
   sample_ctx_t s = {c, limit, exact, NULL, 0, 0, false};
@@ -540,7 +553,16 @@ static void sample(reset_ctx_t* c, size_t budget, size_t limit, bool exact, stri
     r = cowmem__dirty_candidates(c->slot->base, limit * c->ps, sample_range, &s);
   }
   if (r == 0 && !s.oom) {
-    learn(st, s.written, s.nw, budget);
+    /* The written pages are distinct: as many as the hot set, all hot. */
+    uint64_t every = a->sample_every, iv = LOAD(st->interval);
+    bool still = s.nw == LOAD(st->hot_pages);
+    for (size_t i = 0; i < s.nw && still; i++)
+      still = is_hot(st, s.written[i] & ~FAULT_ONLY);
+    if (learn(st, s.written, s.nw, a->budget) || !still || iv < every)
+      iv = every;
+    else if (iv < every * BACKOFF_MAX)
+      iv *= 2;
+    atomic_store_explicit(&st->interval, iv, memory_order_relaxed);
     ADD(st->samples, 1);
     ADD(st->sampled_dirty, s.nw);
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
@@ -549,9 +571,16 @@ static void sample(reset_ctx_t* c, size_t budget, size_t limit, bool exact, stri
   free(s.written);
 }
 
-static bool sample_due(stripe_t* sp, size_t every, uint64_t n, uint64_t misses) {
-  uint64_t since = n - LOAD(sp->last_sample);
-  if (n < WARMUP_SAMPLES || since >= every) return true;
+/* A sample is due for the first resets of an image, once per interval
+ * (sample_every, more while the hot set holds still), and with a scan one
+ * in sample_every / 16 while instances write pages outside the hot set. So
+ * a workload that moved is learnt within a few samples, and once it holds
+ * still under 1% of resets pay for a sample (at 1 in 64 they were the p99
+ * of every K=0 cycle: a scan or a pagemap read beside a 0.4 us reset). */
+static bool sample_due(const image_state_t* st, const stripe_t* sp, size_t every,
+                       uint64_t n, uint64_t misses) {
+  uint64_t since = n - LOAD(sp->last_sample), iv = LOAD(st->interval);
+  if (n < WARMUP_SAMPLES || since >= (iv > every ? iv : every)) return true;
   return misses > 0 && since >= (every / 16 ? every / 16 : 1);
 }
 
@@ -615,10 +644,14 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   stripe_t* sp = my_stripe(st);
   uint64_t n = ADD(sp->resets, 1);
 
+  /* A sampled reset scans where it can, and then settles from the scan
+   * like any scanning reset: the scan is paid for already, and settling
+   * from it needs no madvise when only hot pages were written. */
   bool exact = cowmem__dirty_exact();
-  bool scan = exact && scan_each(st);
+  bool by_scan = scan_each(st);
+  bool due = sample_due(st, sp, a->sample_every, n, 0);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
-  if (scan) {
+  if (exact && (by_scan || due)) {
     int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {
@@ -635,9 +668,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
         misses += !is_hot(st, p);
     }
     if (misses) ADD(sp->missed, misses);
-    bool due = sample_due(sp, a->sample_every, n, misses);
+    due = due || sample_due(st, sp, a->sample_every, n, misses);
     prof_mark(prof, COWMEM__PHASE_BOOK);
-    if (due) sample(&c, a->budget, limit, true, sp, n);
+    if (due) sample(&c, a, limit, true, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
@@ -645,19 +678,10 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     }
     if (c.r != c.local) free(c.r);
   } else {
-    /* Blind: every hot page copied, the rest discarded. A sample still
-     * learns from the scan where there is one (its candidates are exact). */
-    bool due = sample_due(sp, a->sample_every, n, 0);
+    /* Blind: every hot page copied, the rest discarded. Without a scan a
+     * sample's candidates are the anonymous pages pagemap shows. */
     prof_mark(prof, COWMEM__PHASE_BOOK);
-    if (due && exact) {
-      if (cowmem__dirty_scan(slot->base, slot->accessible, collect, &c) == 0 && !c.oom) {
-        ADD(sp->scans, 1);
-        sample(&c, a->budget, limit, true, sp, n);
-      }
-      if (c.r != c.local) free(c.r);
-    } else if (due) {
-      sample(&c, a->budget, limit, false, sp, n);
-    }
+    if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     /* No hot page: one discard of everything, without walking the bitmap
      * (256 words at 64 MiB). Right whatever a concurrent sample writes. */

@@ -56,7 +56,10 @@ static void help(FILE* f) {
              "  --threads N      also: pool cycles/s of N threads sharing one pool\n"
              "                   against one thread, per strategy, beside two\n"
              "                   controls of the same run (arithmetic; private\n"
-             "                   64 KiB copies) that show what the machine gives\n"
+             "                   64 KiB copies) that show what the machine gives,\n"
+             "                   and Wasmtime's pagemap mode with a memory per\n"
+             "                   worker: what the kernel lets a reset that scans\n"
+             "                   every instance scale to\n"
              "  --processes N    the same with N processes, each its own pool over\n"
              "                   the same .cwimg\n"
              "  --json           machine-readable output\n"
@@ -208,16 +211,28 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
 /* Wasmtime's reset modes on the module's layout (support/wasmtime.h): the
  * memory stays mapped between instances as in its pooling allocator, so an
  * instance is the segments the image does not cover; reset per mode. */
-static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
+static int wt_setup(const ctx_t* c, wt_mem_t* w, uint8_t** bytes) {
   cowmem_image_info_t ii = {0};
   if (c->image) cowmem_image_info(c->image, &ii);
-  uint8_t* bytes = malloc(ii.len ? ii.len : 1);
-  if (bytes == NULL) return COWMEM_ENOMEM;
-  int e = ii.len ? cowmem_image_read(c->image, ii.mem_offset, bytes, ii.len) : 0;
-  wt_mem_t w = {.base = NULL, .pagemap = -1};
-  if (e == 0 && wt_open(&w, c->size ? c->size : cowmem_page_size(), bytes, ii.len,
+  *w = (wt_mem_t){.base = NULL, .pagemap = -1};
+  *bytes = malloc(ii.len ? ii.len : 1);
+  if (*bytes == NULL) return COWMEM_ENOMEM;
+  int e = ii.len ? cowmem_image_read(c->image, ii.mem_offset, *bytes, ii.len) : 0;
+  if (e == 0 && wt_open(w, c->size ? c->size : cowmem_page_size(), *bytes, ii.len,
                         ii.mem_offset, (size_t)64 << 10, (size_t)1 << 20) != 0)
     e = -errno;
+  return e;
+}
+
+static void wt_teardown(wt_mem_t* w, uint8_t* bytes) {
+  if (w->base != NULL) wt_close(w);
+  free(bytes);
+}
+
+static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
+  wt_mem_t w;
+  uint8_t* bytes;
+  int e = wt_setup(c, &w, &bytes);
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
     uint64_t t0 = bench_now_ns();
     e = apply_left(c, w.base, c->image);
@@ -228,8 +243,7 @@ static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
-  if (w.base != NULL) wt_close(&w);
-  free(bytes);
+  wt_teardown(&w, bytes);
   return e;
 }
 
@@ -240,7 +254,7 @@ static const char* strategy_name(int s);
 typedef struct {
   const ctx_t* c;
   cowmem_pool_t* pool; /* threads share it; NULL: make one (a process) */
-  int strat;           /* -1, -2: the controls */
+  int strat;           /* -1, -2: the controls; -3: Wasmtime's pagemap_scan */
   size_t iters;
   double per_s;
   int err;
@@ -252,6 +266,24 @@ static void* scale_run(void* p) {
   scale_arg_t* a = p;
   const ctx_t* c = a->c;
   a->err = 0;
+  if (a->strat == -3) {
+    /* Wasmtime's pagemap_scan mode on a memory of the worker's own: a scan
+     * per instance and no pool, so what the kernel lets such a reset scale
+     * to (its scans take locks of the whole process). */
+    wt_mem_t w;
+    uint8_t* bytes;
+    a->err = wt_setup(c, &w, &bytes);
+    uint64_t t0 = 0;
+    for (size_t it = 0; it < a->iters + a->iters / 10 && a->err == 0; it++) {
+      if (it == a->iters / 10) t0 = bench_now_ns();
+      a->err = apply_left(c, w.base, c->image);
+      touch(w.base, c->size, c->dirty);
+      wt_reset(&w, WT_PAGEMAP);
+    }
+    a->per_s = (double)a->iters / ((double)(bench_now_ns() - t0) / 1e9);
+    wt_teardown(&w, bytes);
+    return NULL;
+  }
   if (a->strat < 0) {
     /* Controls: arithmetic only; 64 KiB copies between private buffers. */
     uint8_t* src = malloc(65536);
@@ -356,31 +388,31 @@ static double scale_total(const ctx_t* c, int strat, int n, bool procs, size_t i
 }
 
 /* One line per strategy and control: 1 worker, n workers, the ratio; each
- * the best of 3 (other load only ever slows a run down), all in one run. */
+ * the best of 3 (other load only ever slows a run down), all in one run.
+ * The controls first (arithmetic; 64 KiB copies), Wasmtime's pagemap_scan
+ * mode last. */
 static void print_scaling(const ctx_t* c, int n, bool procs) {
   const char* what = procs ? "processes (each its own pool, the same .cwimg)"
                            : "threads (one pool)";
   printf("\nscaling, %d %s; cycles/s, best of 3; K=%zu:\n", n, what, c->dirty);
-  static const char* const names[] = {"control: arithmetic", "control: memcpy 64 KiB"};
-  for (int s = -1; s >= -2; s--) {
+  static const int order[] = {-1, -2, COWMEM_RESET_MADVISE, COWMEM_RESET_KEEP_RESIDENT,
+                              COWMEM_RESET_ADAPTIVE, -3};
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    int s = order[i];
     double one = 0, many = 0;
     for (int rep = 0; rep < 3; rep++) {
       double o = scale_total(c, s, 1, procs, c->iters), m = scale_total(c, s, n, procs, c->iters);
       if (o > one) one = o;
       if (m > many) many = m;
     }
-    printf("  %-26s 1: %10.0f  %d: %10.0f  (%.2fx)\n", names[-s - 1], one, n, many,
-           one > 0 ? many / one : 0);
-  }
-  for (int s = 0; s < COWMEM_RESET_COUNT_; s++) {
-    if (s == COWMEM_RESET_BATCHED) continue;
-    double one = 0, many = 0;
-    for (int rep = 0; rep < 3; rep++) {
-      double o = scale_total(c, s, 1, procs, c->iters), m = scale_total(c, s, n, procs, c->iters);
-      if (o > one) one = o;
-      if (m > many) many = m;
-    }
-    printf("  pool-%-21s 1: %10.0f  %d: %10.0f  (%.2fx)\n", strategy_name(s), one, n, many,
+    char name[40];
+    if (s == -1 || s == -2)
+      snprintf(name, sizeof name, "control: %s", s == -1 ? "arithmetic" : "memcpy 64 KiB");
+    else if (s == -3)
+      snprintf(name, sizeof name, "wasmtime-pagemap, own mem");
+    else
+      snprintf(name, sizeof name, "pool-%s", strategy_name(s));
+    printf("  %-26s 1: %10.0f  %d: %10.0f  (%.2fx)\n", name, one, n, many,
            one > 0 ? many / one : 0);
   }
 }

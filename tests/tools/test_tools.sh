@@ -220,6 +220,15 @@ if [ -f "$DEMO" ]; then
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
   grep -Eq "^pool-adaptive cycle against Wasmtime's modes .*default [0-9.]+x, keep_resident [0-9.]+x, pagemap_scan [0-9.]+x" out.txt && ok "bench: ratios to Wasmtime's modes" || fail "bench: Wasmtime ratios"
+  # scaling: every row, controls and Wasmtime's pagemap mode included, with a ratio
+  for how in threads processes; do
+    expect 0 "bench --$how 2" -- "$COWMEM" bench "$DEMO" --iterations 20 --$how 2
+    for row in "control: arithmetic" "control: memcpy 64 KiB" pool-madvise pool-keep-resident \
+               pool-adaptive "wasmtime-pagemap, own mem"; do
+      grep -Eq "^  $row +1: +[1-9][0-9]*  2: +[1-9][0-9]*  \([0-9.]+x\)" out.txt || fail "bench --$how: $row"
+    done
+    ok "bench --$how 2: scaling rows"
+  done
   if command -v gnuplot >/dev/null 2>&1; then
     expect 0 "bench --plot" -- "$COWMEM" bench "$DEMO" --iterations 20 --plot plot.svg
     grep -q "<svg" plot.svg && ok "plot is an svg" || fail "plot.svg"

@@ -770,6 +770,52 @@ TEST_IMPL(threads_adaptive_no_scan) {
   return threads_case(true);
 }
 
+/* Counts are exact whatever the number of threads: the first ones own a
+ * stripe of counters (plain adds), later ones share the rest (atomic). */
+typedef struct {
+  cowmem_pool_t* pool;
+  int err;
+} count_arg_t;
+
+static void* count_cycles(void* p) {
+  count_arg_t* a = p;
+  size_t pages[] = {3, 9};
+  uint8_t* base = NULL;
+  for (int i = 0; i < 100 && a->err == 0; i++)
+    a->err = cycle_write(a->pool, NULL, 16 * PS, pages, 2, &base);
+  return NULL;
+}
+
+TEST_IMPL(metrics_count_every_thread) {
+  PS = cowmem_page_size();
+  enum { N = 24 }; /* past the owned stripes */
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, N, 16, 8, 8);
+  ASSERT_NOT_NULL(pool);
+  pthread_t th[N];
+  count_arg_t args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (count_arg_t){pool, 0};
+    ASSERT_EQ(pthread_create(&th[i], NULL, count_cycles, &args[i]), 0);
+  }
+  for (int i = 0; i < N; i++) {
+    pthread_join(th[i], NULL);
+    ASSERT_EQ(args[i].err, 0);
+  }
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
+  ASSERT_EQ(im.resets, N * 100);
+  /* Each reset copies or decommits every page it finds written: the two
+   * pages at least, and with a scan exactly those. */
+  ASSERT_GE(im.copied_pages + im.discarded_pages, 2 * N * 100);
+  cowmem_pool_metrics_t pm;
+  ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+  ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], N * 100);
+  ASSERT_UEQ(pm.copied_pages, im.copied_pages);
+  ASSERT_UEQ(pm.discarded_pages, im.discarded_pages);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
 /* ---- failures, configuration, metrics ---- */
 
 TEST_IMPL(adaptive_failures) {
@@ -1196,7 +1242,7 @@ TEST_MAIN(
                     TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(
                         hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set)
                         TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive)
-                            TEST_ENTRY(threads_adaptive_no_scan)
+                            TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread)
                                 TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
                                     TEST_ENTRY(adaptive_config)
                                         TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_when_threads_reset) TEST_ENTRY(scan_when_hot_set_scattered)

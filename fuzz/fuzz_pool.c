@@ -6,22 +6,7 @@
  * from the model, an unexpected error, or a leak at the end traps.
  *
  * Input: byte 0 strategy and warm cap, byte 1 sample_every, then one
- * operation per 3 bytes (op, a, b).
- *
- * Pools outlive inputs: one is kept per configuration an input can pick
- * (strategy x warm cap; sample_every matters to ADAPTIVE only). What ran
- * before in the process (a libFuzzer run, replay.c over a corpus) must not
- * change what an input does, so every input, and a new pool before its first
- * input, ends with pool_settle: acquire every slot (all come and a fifth
- * does not, the check cowmem_pool_free's EBUSY made), release them in
- * address order, trim. An input then starts with every slot cold, in a cold
- * list ordered by the configuration alone, and no image held. Carried over:
- * the pool's counters, and the orphan sweep's epoch (a first sweep may walk
- * the empty lists). Never-used slots are seen by ADAPTIVE inputs only: their
- * pools are still made and freed per input, because the hot sets a pool
- * learns (of the static images and the zeros memory) cannot be forgotten
- * through the API. Everything is freed at exit (free_all), for the leak
- * checker. */
+ * operation per 3 bytes (op, a, b). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,26 +34,12 @@ typedef struct {
   size_t max;          /* grow limit, pages */
 } held_t;
 
-#define WARM_CAPS 6 /* max_warm_slots: 0 to 4, or SIZE_MAX */
-
 static size_t PS;
 static img_t statics[NSTATIC];
-static cowmem_pool_t* kept[COWMEM_RESET_COUNT_][WARM_CAPS]; /* ADAPTIVE: none */
-
-static void free_all(void) {
-  for (int r = 0; r < COWMEM_RESET_COUNT_; r++)
-    for (int w = 0; w < WARM_CAPS; w++)
-      if (cowmem_pool_free(kept[r][w]) != 0) __builtin_trap();
-  for (int i = 0; i < NSTATIC; i++) {
-    cowmem_image_release(statics[i].img);
-    free(statics[i].bytes);
-  }
-}
 
 static void init_once(void) {
   if (PS != 0) return;
   PS = cowmem_page_size();
-  atexit(free_all);
   for (int i = 0; i < NSTATIC; i++) {
     img_t* s = &statics[i];
     s->bytes = calloc(RESERVE, PS);
@@ -91,40 +62,6 @@ static void check(const held_t* h) {
   if (cowmem_slot_accessible(h->slot) != h->acc * PS) __builtin_trap();
 }
 
-/* Bring a pool with no slot acquired to its canonical state (see the head
- * comment). */
-static void pool_settle(cowmem_pool_t* pool) {
-  cowmem_slot_t* s[SLOTS];
-  cowmem_slot_t* extra = NULL;
-  for (int i = 0; i < SLOTS; i++)
-    if (cowmem_pool_acquire(pool, NULL, PS, PS, &s[i]) != 0) __builtin_trap();
-  if (cowmem_pool_acquire(pool, NULL, PS, PS, &extra) != COWMEM_EEXHAUSTED)
-    __builtin_trap();
-  for (int i = 1; i < SLOTS; i++) /* by address */
-    for (int j = i; j > 0 && cowmem_slot_base(s[j - 1]) > cowmem_slot_base(s[j]); j--) {
-      cowmem_slot_t* t = s[j];
-      s[j] = s[j - 1];
-      s[j - 1] = t;
-    }
-  for (int i = 0; i < SLOTS; i++)
-    if (cowmem_pool_release(pool, s[i]) != 0) __builtin_trap();
-  if (cowmem_pool_trim(pool) != 0) __builtin_trap();
-}
-
-/* The pool for cfg: a kept one, settled; ADAPTIVE: a new one. */
-static cowmem_pool_t* pool_get(const cowmem_pool_config_t* cfg, int warm) {
-  cowmem_pool_t** p =
-      cfg->reset == COWMEM_RESET_ADAPTIVE ? NULL : &kept[cfg->reset][warm];
-  if (p != NULL && *p != NULL) return *p;
-  cowmem_pool_t* pool = NULL;
-  if (cowmem_pool_new(cfg, &pool, NULL) != 0) __builtin_trap();
-  if (p != NULL) {
-    pool_settle(pool);
-    *p = pool;
-  }
-  return pool;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   init_once();
   if (size < 2) return 0;
@@ -136,13 +73,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.slot_reserve = RESERVE * PS;
   cfg.guard_size = 4 * PS;
   cfg.reset = (cowmem_reset_strategy_t)(data[0] % COWMEM_RESET_COUNT_);
-  int warm = (data[0] >> 2) % WARM_CAPS;
-  cfg.max_warm_slots = warm == WARM_CAPS - 1 ? SIZE_MAX : (size_t)warm;
+  cfg.max_warm_slots = (data[0] >> 2) % 6 == 5 ? SIZE_MAX : (data[0] >> 2) % 6;
   cfg.keep_resident = 2 * PS;
   cfg.batch_size = 2;
   cfg.resident_budget = 4 * PS;
   cfg.sample_every = 1 + data[1] % 4;
-  cowmem_pool_t* pool = pool_get(&cfg, warm);
+  cowmem_pool_t* pool = NULL;
+  if (cowmem_pool_new(&cfg, &pool, NULL) != 0) __builtin_trap();
   held_t held[SLOTS];
   img_t dyn[NDYN];
   memset(held, 0, sizeof held);
@@ -251,11 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     cowmem_image_release(dyn[i].img);
     free(dyn[i].bytes);
   }
-  if (cfg.reset == COWMEM_RESET_ADAPTIVE) {
-    if (cowmem_pool_free(pool) != 0) __builtin_trap();
-  } else {
-    pool_settle(pool);
-  }
+  if (cowmem_pool_free(pool) != 0) __builtin_trap();
   cowmem_stats_t st1;
   cowmem_stats_get(&st1);
   if (st1.images_live != st0.images_live) __builtin_trap(); /* nothing kept */

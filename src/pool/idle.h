@@ -23,8 +23,10 @@ enum {
   COWMEM__ENTRY_PENDING
 };
 
+/* Aligned to a cache line: two threads' slots side by side would otherwise
+ * share one, and every acquire and release writes its slot's entry. */
 typedef struct cowmem__entry_s {
-  cowmem_slot_t slot;
+  _Alignas(64) cowmem_slot_t slot;
   struct cowmem__entry_s* prev;
   struct cowmem__entry_s* next;
   uint64_t key;  /* while WARM: the image it holds (cowmem__image_key) */

@@ -161,7 +161,12 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
   size_t pool_size = (sizeof(cowmem_pool_t) + 63) & ~(size_t)63;
   cowmem_pool_t* pool = aligned_alloc(64, pool_size);
   if (pool != NULL) memset(pool, 0, pool_size);
-  entry_t* entries = pool ? calloc(cfg->max_slots, sizeof *entries) : NULL;
+  /* Aligned too: each slot's entry on lines of its own (see entry_t). */
+  entry_t* entries = NULL;
+  if (pool != NULL && cfg->max_slots <= SIZE_MAX / sizeof *entries) {
+    entries = aligned_alloc(64, cfg->max_slots * sizeof *entries);
+    if (entries != NULL) memset(entries, 0, cfg->max_slots * sizeof *entries);
+  }
   int r = entries == NULL ? COWMEM_ENOMEM : 0;
   if (r == 0)
     r = cowmem__idle_new(entries, cfg->max_slots, cfg->max_warm_slots, &pool->idle);

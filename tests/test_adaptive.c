@@ -976,9 +976,6 @@ TEST_IMPL(adaptive_metrics_scan_each) {
   return metrics_in_mode(1);
 }
 
-/* A thread resets blind while it is the only one resetting and scans at
- * every reset once another thread of the process has reset lately: two
- * threads' madvise calls at once make the kernel flush TLBs on every CPU. */
 typedef struct {
   cowmem_pool_t* pool;
   int err;
@@ -999,31 +996,105 @@ static uint64_t unsampled_scans(cowmem_pool_t* pool) {
   return im.scans - im.samples;
 }
 
-TEST_IMPL(scan_when_threads_reset) {
+/* Discards take turns in a process (two madvise calls at once make the
+ * kernel flush every CPU's TLBs), so a reset that finds another thread
+ * discarding scans instead of queueing: with only hot pages written it
+ * needs no discard at all. The other thread here holds the turn. */
+typedef struct {
+  pthread_mutex_t m;
+  pthread_cond_t c;
+  int state; /* 1: holding; 2: let go */
+} holder_t;
+
+static void* hold_discards(void* p) {
+  holder_t* h = p;
+  cowmem__os_discard_hold(true);
+  pthread_mutex_lock(&h->m);
+  h->state = 1;
+  pthread_cond_broadcast(&h->c);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10; /* a reset waiting for the turn fails the test, late */
+  while (h->state != 2)
+    if (pthread_cond_timedwait(&h->c, &h->m, &until) != 0) break;
+  pthread_mutex_unlock(&h->m);
+  cowmem__os_discard_hold(false);
+  return NULL;
+}
+
+TEST_IMPL(scan_while_another_discards) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
   cowmem__adaptive_test_mode(0);
   cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 1000);
   ASSERT_NOT_NULL(pool);
   cycles_arg_t me = {pool, 0};
-  for (int i = 0; i < 6; i++) /* past any window of an earlier test */
-    sixteen_cycles(&me);
+  sixteen_cycles(&me); /* learns pages 3 and 7 (warm-up samples) */
   ASSERT_OK(me.err);
   uint64_t u0 = unsampled_scans(pool);
-  sixteen_cycles(&me); /* alone: blind */
+  sixteen_cycles(&me); /* nobody else discards: blind */
   ASSERT_OK(me.err);
   uint64_t u1 = unsampled_scans(pool);
   ASSERT_UEQ(u1, u0);
+  holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   pthread_t th;
-  cycles_arg_t other = {pool, 0};
-  ASSERT_EQ(pthread_create(&th, NULL, sixteen_cycles, &other), 0);
+  ASSERT_EQ(pthread_create(&th, NULL, hold_discards, &h), 0);
+  pthread_mutex_lock(&h.m);
+  while (h.state != 1)
+    pthread_cond_wait(&h.c, &h.m);
+  pthread_mutex_unlock(&h.m);
+  sixteen_cycles(&me); /* the turn is taken: every reset scans */
+  pthread_mutex_lock(&h.m);
+  h.state = 2;
+  pthread_cond_broadcast(&h.c);
+  pthread_mutex_unlock(&h.m);
   ASSERT_EQ(pthread_join(th, NULL), 0);
-  ASSERT_OK(other.err);
-  uint64_t u2 = unsampled_scans(pool);
-  ASSERT_GE(u2 - u1, 12); /* 16, less the first 4 sampled */
-  sixteen_cycles(&me); /* another thread reset lately: this one scans too */
   ASSERT_OK(me.err);
-  ASSERT_GE(unsampled_scans(pool) - u2, 8);
+  uint64_t u2 = unsampled_scans(pool);
+  ASSERT_UEQ(u2 - u1, 16);
+  sixteen_cycles(&me); /* free again: blind */
+  ASSERT_OK(me.err);
+  ASSERT_UEQ(unsampled_scans(pool), u2);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+/* A child forked while another thread held the discard turn starts with it
+ * free (it is on a wipe-on-fork page, or freed by the fork handler): its
+ * resets must not wait for a thread it does not have. */
+TEST_IMPL(fork_while_another_discards) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, 2, 64, 8, 8);
+  ASSERT_NOT_NULL(pool);
+  cycles_arg_t me = {pool, 0};
+  sixteen_cycles(&me);
+  ASSERT_OK(me.err);
+  holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, hold_discards, &h), 0);
+  pthread_mutex_lock(&h.m);
+  while (h.state != 1)
+    pthread_cond_wait(&h.c, &h.m);
+  pthread_mutex_unlock(&h.m);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(5); /* a child stuck on the parent's turn dies of SIGALRM */
+    sixteen_cycles(&me);
+    _exit(me.err == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  pthread_mutex_lock(&h.m);
+  h.state = 2;
+  pthread_cond_broadcast(&h.c);
+  pthread_mutex_unlock(&h.m);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  sixteen_cycles(&me); /* and the parent's turn works after */
+  ASSERT_OK(me.err);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -1245,7 +1316,7 @@ TEST_MAIN(
                             TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread)
                                 TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges)
                                     TEST_ENTRY(adaptive_config)
-                                        TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_when_threads_reset) TEST_ENTRY(scan_when_hot_set_scattered)
+                                        TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered)
                                             TEST_ENTRY(snapshot_equals_slot)
                                                 TEST_ENTRY(snapshot_no_scan)
                                                     TEST_ENTRY(snapshot_to_file))

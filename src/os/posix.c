@@ -44,6 +44,12 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
   return os_discard_each(ranges, n);
 }
 
+bool cowmem__os_discard_busy(void) { return false; }
+
+#ifdef COWMEM_TESTING
+void cowmem__os_discard_hold(bool hold) { (void)hold; }
+#endif
+
 bool cowmem__os_has_memfd(void) { return false; }
 
 int cowmem__os_memfd_new(const char* name, int* fd) {

@@ -7,21 +7,22 @@
  * the image 0.07-0.12 us, one PAGEMAP_SCAN of a 16 MiB slot 0.4 us plus
  * about 0.75 us per 2 MiB of populated page table, and MADV_DONTNEED from
  * two threads of one process at once about 12 us (TLB-flush IPIs) against
- * 0.16 us alone. So a page written by most instances is cheaper to copy back
- * than to fault again, and a reset that needs no madvise scales with threads.
+ * 0.16 us alone (so discards take turns, in the OS layer). So a page
+ * written by most instances is cheaper to copy back than to fault again,
+ * and a reset that needs no madvise scales with threads.
  *
  * Two ways to reset:
  *   blind: every hot page is restored by copy and the complement of the
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
- *     set is a plain madvise reset. The way of a thread resetting alone
- *     with a hot set of few runs for its pages (except at a sample, which
- *     scans anyway), and of every reset without PAGEMAP_SCAN (or with
+ *     set is a plain madvise reset. The way of a hot set of few runs for
+ *     its pages while no other thread is discarding (except at a sample,
+ *     which scans anyway), and of every reset without PAGEMAP_SCAN (or with
  *     COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
  *     per contiguous range, or one process_madvise for many). A workload
  *     that writes only hot pages makes no madvise at all, which is what
- *     threads resetting at once need (see others_resetting).
+ *     threads resetting at once need (see scan_each).
  * Either way every page of [0, accessible) is restored or decommitted, so
  * the slot holds exactly image and zeros whatever the hot set is; the hot
  * set only decides which of the two each page gets. So the hot set can be
@@ -258,36 +259,27 @@ static bool is_hot(const image_state_t* st, size_t page) {
   return (w >> (page % 64)) & 1;
 }
 
-/* ---- who else resets ----
+/* ---- which way ----
  *
- * The two ways to reset cost differently with threads. Alone, a blind
- * reset (copy the hot set, one madvise of the rest) is the cheapest: the
- * madvise of nothing costs 1.3 us on this VM against 1.7 us for a scan.
- * But two threads of one process calling madvise at once make the kernel
- * flush TLBs on every CPU the process runs on (it treats overlapping zaps
- * as nested and flushes the whole range), and in bench_adaptive two
- * threads then run 0.5-0.6x the cycles of one, while scans (no madvise at
- * all when only hot pages were written) run 1.5-1.9x. So a thread resets
- * blind while it is the only one resetting (and blind_cheaper says so),
- * and scans once another thread of the process has reset within its last
- * WINDOW resets. The check costs a load of one word every 8th reset, and a
- * store only when the last resetting thread changed. */
-#define WINDOW 64
-/* Alone, which way is cheaper depends on the hot set. A blind reset
+ * Alone, which way is cheaper depends on the hot set. A blind reset
  * decommits each gap between hot runs (a range of one process_madvise,
  * about 0.1 us each); a scan costs 0.4 us more than a madvise of nothing,
  * and about 0.04 us for each present page it reports (the kernel looks at
  * each). So scan when runs * 0.1 > 0.4 + hot * 0.04 (in tenths below).
  * Measured: spread single pages in a 576 KiB memory, blind 13% faster at 0,
  * even at 2-8, 15-25% slower at 16-32 pages; bench_adaptive's K=256 (256
- * hot pages in 66 runs) blind 23 us against 28 us scanning. */
+ * hot pages in 66 runs) blind 23 us against 28 us scanning.
+ *
+ * With threads: the process's discards take turns (two madvise calls at
+ * once make the kernel flush every CPU's TLBs; see the OS layer), so a
+ * reset that finds another thread discarding scans instead of queueing:
+ * a scan needs no discard at all when only hot pages were written. On the
+ * 2-core VM, two threads at K=0 ran 1.0x one thread this way, 0.9x always
+ * blind, 0.8x always scanning (the scans share the process's mmap lock);
+ * at K=16, 1.58x, 1.65x and 1.53x. */
 static bool blind_cheaper(uint64_t runs, uint64_t hot) {
   return runs * 10 <= 40 + hot * 4;
 }
-static _Atomic unsigned last_resetter; /* a thread id; 0: none yet */
-static _Atomic unsigned next_resetter;
-static _Thread_local unsigned tl_id;
-static _Thread_local uint64_t tl_resets, tl_shared_until;
 
 #ifdef COWMEM_TESTING
 static _Atomic int test_mode; /* cowmem__adaptive_test_mode */
@@ -296,27 +288,14 @@ void cowmem__adaptive_test_mode(int mode) {
 }
 #endif
 
-static bool others_resetting(void) {
-  if (tl_id == 0) tl_id = atomic_fetch_add(&next_resetter, 1) + 1;
-  uint64_t n = ++tl_resets;
-  if ((n & 7) == 1) {
-    unsigned last = atomic_load_explicit(&last_resetter, memory_order_relaxed);
-    if (last != tl_id) {
-      atomic_store_explicit(&last_resetter, tl_id, memory_order_relaxed);
-      if (last != 0) tl_shared_until = n + WINDOW;
-    }
-  }
-  return n < tl_shared_until;
-}
-
 /* Scan at this reset, or reset blind. */
 static bool scan_each(const image_state_t* st) {
-  bool others = others_resetting();
 #ifdef COWMEM_TESTING
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 1;
 #endif
-  return others || !blind_cheaper(LOAD(st->hot_runs), LOAD(st->hot_pages));
+  return cowmem__os_discard_busy() ||
+         !blind_cheaper(LOAD(st->hot_runs), LOAD(st->hot_pages));
 }
 
 /* ---- one reset ---- */
@@ -668,10 +647,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
    * like any scanning reset: the scan is paid for already, and settling
    * from it needs no madvise when only hot pages were written. */
   bool exact = cowmem__dirty_exact();
-  bool by_scan = scan_each(st);
   bool due = sample_due(st, sp, a->sample_every, n, 0);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
-  if (exact && (by_scan || due)) {
+  if (exact && (due || scan_each(st))) {
     int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {

@@ -46,9 +46,9 @@ enum {
 void cowmem__adaptive_profile(bool on);
 
 #ifdef COWMEM_TESTING
-/* Tests: 0 decides by who else resets and the hot set's runs (the
- * default), 1 scans at every reset, 2 resets blind (scanning only to
- * sample). */
+/* Tests: 0 decides by the hot set's runs and whether another thread is
+ * discarding (the default), 1 scans at every reset, 2 resets blind
+ * (scanning only to sample). */
 void cowmem__adaptive_test_mode(int mode);
 #endif
 /* The phases of this thread's last adaptive reset; false if it declined. */

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
-#include <linux/futex.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MFD_CLOEXEC
@@ -127,8 +127,8 @@ static pthread_once_t os_atfork_once = PTHREAD_ONCE_INIT;
  * clone runs no fork handler): equal means no fork since, with no system
  * call. Without that page, getpid() as before. */
 static _Atomic pid_t* os_wipe_pid; /* on the wipe page; NULL: unsupported */
-static _Atomic uint32_t* os_wipe_lock; /* the discard lock, on the same page */
-static _Atomic uint32_t os_discard_word; /* the discard lock without it */
+static _Atomic uint32_t* os_wipe_lock; /* the discard turn, on the same page */
+static _Atomic uint32_t os_discard_word; /* the discard turn without it */
 static void os_atfork_register(void) {
   pthread_atfork(NULL, NULL, os_atfork_child);
   size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -155,19 +155,26 @@ static bool os_same_process(pid_t stored) {
   return true;
 }
 
-/* ---- one discard at a time ----
+/* ---- discards of nothing take turns ----
  *
  * Two threads of one process in MADV_DONTNEED at once make the kernel
  * treat the later zap as nested in the other and flush the TLBs of every
  * CPU the process runs on, by IPI, whether or not a page was freed. In a
  * pool of 16 MiB slots on the 2-core VM, two threads resetting with
- * madvise took 7 us a reset against 0.37 us alone (0.1x one thread's
- * cycles); taking turns, 0.84 us (0.9x), and ADAPTIVE resets writing 16
- * hot pages ran 1.71x one thread against 1.52x scanning. So the process's
- * discards take turns, on a lock: a futex word, spun on briefly (a discard
- * takes 0.2-1 us) before sleeping. The word sits on the wipe-on-fork page
- * where there is one, so a child, however made, starts with it free while
- * a parent thread held it; otherwise the fork handler frees it. */
+ * madvise at K=0 took 7 us a reset against 0.37 us alone (0.07x one
+ * thread's cycles). A discard expected to free nothing (ADAPTIVE's blind
+ * reset decommits the complement of the hot set) therefore first waits,
+ * briefly, for the turn: such a discard takes 0.2-0.4 us, and in turns
+ * two threads resetting blind ran 0.9x one. Discards that free pages
+ * flush other CPUs' TLBs whatever the others do, and making them take
+ * turns too cost more than it saved (two threads of 16-page MADVISE
+ * resets: 0.57-0.62x one against 0.73x), so they do not. The turn never
+ * blocks: after TURN_WAIT_NS the discard goes ahead without it (the
+ * holder is freeing pages after all), so no deadlock, and a child that
+ * inherits it taken waits at most that long; the word sits on the
+ * wipe-on-fork page where there is one, so it reads free in any child,
+ * and the fork handler frees it otherwise. */
+#define TURN_WAIT_NS 2000
 static _Atomic uint32_t* os_discard_lockword(void) {
   pthread_once(&os_atfork_once, os_atfork_register);
   return os_wipe_lock != NULL ? os_wipe_lock : &os_discard_word;
@@ -181,35 +188,42 @@ static void os_relax(void) {
 #endif
 }
 
-/* 0 free, 1 held, 2 held with sleepers. */
-static void os_discard_lock(_Atomic uint32_t* w) {
+static uint64_t os_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool os_turn_try(_Atomic uint32_t* w) {
   uint32_t c = 0;
-  for (int i = 0; i < 200; i++) {
-    c = 0;
-    if (atomic_compare_exchange_weak_explicit(w, &c, 1, memory_order_acquire,
-                                              memory_order_relaxed))
-      return;
+  return atomic_load_explicit(w, memory_order_relaxed) == 0 &&
+         atomic_compare_exchange_strong_explicit(w, &c, 1, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+
+/* Take the turn: false if another discard kept it past TURN_WAIT_NS;
+ * forever (the tests' hold) waits as long as it takes. */
+static bool os_turn_take(_Atomic uint32_t* w, bool forever) {
+  if (os_turn_try(w)) return true;
+  uint64_t t0 = os_now_ns();
+  for (unsigned i = 1;; i++) {
     os_relax();
-  }
-  c = atomic_exchange_explicit(w, 2, memory_order_acquire);
-  while (c != 0) {
-    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
-    c = atomic_exchange_explicit(w, 2, memory_order_acquire);
+    if (os_turn_try(w)) return true;
+    if (!forever && (i & 15) == 0 && os_now_ns() - t0 > TURN_WAIT_NS) return false;
   }
 }
 
-static void os_discard_unlock(_Atomic uint32_t* w) {
-  if (atomic_exchange_explicit(w, 0, memory_order_release) == 2)
-    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+static void os_turn_give(_Atomic uint32_t* w) {
+  atomic_store_explicit(w, 0, memory_order_release);
 }
 
 #ifdef COWMEM_TESTING
 void cowmem__os_discard_hold(bool hold) {
   _Atomic uint32_t* w = os_discard_lockword();
   if (hold)
-    os_discard_lock(w);
+    os_turn_take(w, true);
   else
-    os_discard_unlock(w);
+    os_turn_give(w);
 }
 #endif
 
@@ -220,11 +234,7 @@ bool cowmem__os_discard_busy(void) {
 int cowmem__os_discard(void* addr, size_t len) {
   COWMEM__OS_INJECT(COWMEM__OS_madvise);
   cowmem__os_count(COWMEM__OS_madvise);
-  _Atomic uint32_t* w = os_discard_lockword();
-  os_discard_lock(w);
-  int e = madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : errno;
-  os_discard_unlock(w);
-  return e;
+  return madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
 static int os_self_pidfd(void) {
@@ -267,10 +277,7 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
 #endif
       (void)inj;
       cowmem__os_count(COWMEM__OS_process_madvise);
-      _Atomic uint32_t* w = os_discard_lockword();
-      os_discard_lock(w);
       long r = syscall(SYS_process_madvise, pidfd, iov, k, MADV_DONTNEED, 0);
-      os_discard_unlock(w);
       if (r < 0) {
         int e = errno;
         if (done == 0 && (e == EINVAL || e == ENOSYS || e == EPERM || e == EOPNOTSUPP)) {
@@ -299,6 +306,15 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
     if (done == n) return 0;
   }
   return os_discard_each(ranges, n);
+}
+
+int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
+  _Atomic uint32_t* w = os_discard_lockword();
+  bool turn = os_turn_take(w, false);
+  int e = n == 1 ? cowmem__os_discard(ranges[0].addr, ranges[0].len)
+                 : cowmem__os_discard_many(ranges, n);
+  if (turn) os_turn_give(w);
+  return e;
 }
 
 /* Probed once, with raw system calls (not counted in the statistics, not

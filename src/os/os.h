@@ -71,9 +71,13 @@ typedef struct {
   size_t len;
 } cowmem__os_range_t;
 int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n);
-/* Is another thread of the process discarding right now? Discards take
- * turns (Linux: two at once make the kernel flush every CPU's TLBs), so a
- * caller with another way to do its work can take it. posix: false. */
+/* Discard ranges expected to hold no pages (a reset's decommit of what
+ * should be untouched). Such discards take turns in the process: two
+ * madvise calls at once make Linux flush every CPU's TLBs even when
+ * nothing was freed. posix: cowmem__os_discard_many. */
+int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n);
+/* Is another thread of the process in such a discard right now? A caller
+ * with another way to do its work can take it. posix: false. */
 bool cowmem__os_discard_busy(void);
 
 /* Bytes of [addr, addr+len) resident in memory (mincore). */
@@ -131,8 +135,8 @@ void cowmem__os_inject_fail(cowmem__os_op_t op, unsigned after, int err);
 void cowmem__os_inject_clear(void);
 /* Returns the errno to fail with (and consumes the injection), or 0. */
 int cowmem__os_inject_check(cowmem__os_op_t op);
-/* Take (hold) or give back the discard lock, as a discard in progress
- * would (Linux; posix: nothing). */
+/* Take (hold) or give back the turn of cowmem__os_discard_empty, as such
+ * a discard in progress would (Linux; posix: nothing). */
 void cowmem__os_discard_hold(bool hold);
 #define COWMEM__OS_INJECT(op)                                                  \
   do {                                                                         \

@@ -44,6 +44,10 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
   return os_discard_each(ranges, n);
 }
 
+int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
+  return os_discard_each(ranges, n);
+}
+
 bool cowmem__os_discard_busy(void) { return false; }
 
 #ifdef COWMEM_TESTING

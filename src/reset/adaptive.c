@@ -7,7 +7,7 @@
  * the image 0.07-0.12 us, one PAGEMAP_SCAN of a 16 MiB slot 0.4 us plus
  * about 0.75 us per 2 MiB of populated page table, and MADV_DONTNEED from
  * two threads of one process at once about 12 us (TLB-flush IPIs) against
- * 0.16 us alone (so discards take turns, in the OS layer). So a page
+ * 0.16 us alone (so blind discards take turns, in the OS layer). So a page
  * written by most instances is cheaper to copy back than to fault again,
  * and a reset that needs no madvise scales with threads.
  *
@@ -270,10 +270,11 @@ static bool is_hot(const image_state_t* st, size_t page) {
  * even at 2-8, 15-25% slower at 16-32 pages; bench_adaptive's K=256 (256
  * hot pages in 66 runs) blind 23 us against 28 us scanning.
  *
- * With threads: the process's discards take turns (two madvise calls at
- * once make the kernel flush every CPU's TLBs; see the OS layer), so a
- * reset that finds another thread discarding scans instead of queueing:
- * a scan needs no discard at all when only hot pages were written. On the
+ * With threads: a blind reset's discard (of what should be untouched)
+ * takes turns with the others' (two madvise calls at once make the kernel
+ * flush every CPU's TLBs; cowmem__os_discard_empty), so a reset that finds
+ * another thread's turn under way scans instead of queueing: a scan needs
+ * no discard at all when only hot pages were written. On the
  * 2-core VM, two threads at K=0 ran 1.0x one thread this way, 0.9x always
  * blind, 0.8x always scanning (the scans share the process's mmap lock);
  * at K=16, 1.58x, 1.65x and 1.53x. */
@@ -314,6 +315,7 @@ typedef struct {
   /* ranges waiting to be decommitted */
   cowmem__os_range_t d[64];
   size_t nd;
+  bool blind; /* the reset's way (see discard_flush) */
   int err;
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
@@ -352,8 +354,11 @@ static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
 static void discard_flush(reset_ctx_t* c) {
   if (c->nd == 0) return;
   if (c->err == 0) {
-    int e = c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
-                       : cowmem__os_discard_many(c->d, c->nd);
+    /* A blind reset decommits what should be untouched: such discards
+     * take turns (see cowmem__os_discard_empty). */
+    int e = c->blind ? cowmem__os_discard_empty(c->d, c->nd)
+            : c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
+                         : cowmem__os_discard_many(c->d, c->nd);
     if (e) c->err = e;
     c->calls++;
   }
@@ -635,6 +640,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
   c.nd = 0;
+  c.blind = false;
   c.err = 0;
   c.copied = c.discarded = c.calls = 0;
   size_t pages = slot->accessible / c.ps;
@@ -678,6 +684,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   } else {
     /* Blind: every hot page copied, the rest discarded. Without a scan a
      * sample's candidates are the anonymous pages pagemap shows. */
+    c.blind = true;
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);

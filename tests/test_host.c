@@ -806,6 +806,34 @@ TEST_IMPL(batched_queue_orphan) {
   return 0;
 }
 
+/* An image dropped while its slot is still in use, after the pool already
+ * flushed for that drop: the slot's release queues it, and when a later
+ * release fills the queue the flushed slot makes the image an orphan. That
+ * flush must sweep it too; it used to wait for the next call (the churn
+ * test saw the image alive at the end, now and then). */
+TEST_IMPL(batched_flush_sweeps) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_BATCHED, 8, 16, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(0, 4, 0, 0x72);
+  cowmem_slot_t* s;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 8 * PS, 8 * PS, &s));
+  cowmem_image_release(img); /* the slot in use holds it now */
+  cowmem_slot_t* t[7];
+  for (int i = 0; i < 7; i++) { /* 7 queued; the drop's flush is done */
+    ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &t[i]));
+    ASSERT_OK(cowmem_pool_release(pool, t[i]));
+  }
+  cowmem_stats_t st;
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, 1);
+  ASSERT_OK(cowmem_pool_release(pool, s)); /* the 8th: the queue flushes */
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, 0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
               TEST_ENTRY(fd_limit_images) TEST_ENTRY(fd_limit_scan)
                   TEST_ENTRY(fork_live_madvise) TEST_ENTRY(fork_live_keep_resident)
@@ -814,4 +842,4 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                               TEST_ENTRY(image_file_truncated)
                                   TEST_ENTRY(image_file_renamed_over)
                                       TEST_ENTRY(adaptive_forgets_dead_images)
-                                          TEST_ENTRY(batched_queue_orphan))
+                                          TEST_ENTRY(batched_queue_orphan) TEST_ENTRY(batched_flush_sweeps))

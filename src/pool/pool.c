@@ -355,10 +355,14 @@ static void flushed_one(void* arg, cowmem_slot_t* slot, int r) {
   after_reset(arg, entry_of(slot), r);
 }
 
+/* The flushed slots become idle, and an image that only they held becomes
+ * an orphan there: sweep it now, not at the next call (one load when no
+ * image did). */
 static int flush_queue(cowmem_pool_t* pool) {
   int n = cowmem__reset_flush(pool->reset, flushed_one, pool);
   if (n > 0) {
     METRIC_INC(pool, flushes);
+    cowmem__idle_sweep(pool->idle);
     wake_waiters(pool);
   }
   return n;

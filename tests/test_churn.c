@@ -177,6 +177,14 @@ static int churn(cowmem_reset_strategy_t reset, double seconds) {
   ASSERT_OK(cowmem_pool_release(c.pool, s));
   cowmem_stats_t st;
   cowmem_stats_get(&st);
+  if (st.images_live != MODULES) {
+    cowmem_pool_metrics_t m;
+    if (cowmem_pool_metrics(c.pool, &m) == 0)
+      fprintf(stderr, "pool: in use %llu, pending %llu, warm %llu, cold %llu, flushes %llu\n",
+              (unsigned long long)m.in_use, (unsigned long long)m.pending,
+              (unsigned long long)m.warm, (unsigned long long)m.cold,
+              (unsigned long long)m.flushes);
+  }
   ASSERT_UEQ(st.images_live, MODULES);
   ASSERT_OK(cowmem_pool_free(c.pool));
   cowmem_stats_get(&st);

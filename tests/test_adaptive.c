@@ -770,32 +770,39 @@ TEST_IMPL(threads_adaptive_no_scan) {
   return threads_case(true);
 }
 
-/* Counts are exact whatever the number of threads: the first ones own a
- * stripe of counters (plain adds), later ones share the rest (atomic). */
 typedef struct {
   cowmem_pool_t* pool;
   int err;
-} count_arg_t;
+} cycles_arg_t;
 
-static void* count_cycles(void* p) {
-  count_arg_t* a = p;
-  size_t pages[] = {3, 9};
+static void* sixteen_cycles(void* p) {
+  cycles_arg_t* a = p;
+  size_t pages[] = {3, 7};
   uint8_t* base = NULL;
-  for (int i = 0; i < 100 && a->err == 0; i++)
-    a->err = cycle_write(a->pool, NULL, 16 * PS, pages, 2, &base);
+  for (int i = 0; i < 16 && a->err == 0; i++)
+    a->err = cycle_write(a->pool, NULL, 48 * PS, pages, 2, &base);
   return NULL;
 }
+
+static void* ninety_six_cycles(void* p) {
+  for (int i = 0; i < 6; i++)
+    sixteen_cycles(p);
+  return NULL;
+}
+
+/* Counts are exact whatever the number of threads: the first ones own a
+ * stripe of counters (plain adds), later ones share the rest (atomic). */
 
 TEST_IMPL(metrics_count_every_thread) {
   PS = cowmem_page_size();
   enum { N = 24 }; /* past the owned stripes */
-  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, N, 16, 8, 8);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, N, 64, 8, 8);
   ASSERT_NOT_NULL(pool);
   pthread_t th[N];
-  count_arg_t args[N];
+  cycles_arg_t args[N];
   for (int i = 0; i < N; i++) {
-    args[i] = (count_arg_t){pool, 0};
-    ASSERT_EQ(pthread_create(&th[i], NULL, count_cycles, &args[i]), 0);
+    args[i] = (cycles_arg_t){pool, 0};
+    ASSERT_EQ(pthread_create(&th[i], NULL, ninety_six_cycles, &args[i]), 0);
   }
   for (int i = 0; i < N; i++) {
     pthread_join(th[i], NULL);
@@ -803,13 +810,13 @@ TEST_IMPL(metrics_count_every_thread) {
   }
   cowmem_pool_image_metrics_t im;
   ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
-  ASSERT_EQ(im.resets, N * 100);
+  ASSERT_EQ(im.resets, N * 96);
   /* Each reset copies or decommits every page it finds written: the two
    * pages at least, and with a scan exactly those. */
-  ASSERT_GE(im.copied_pages + im.discarded_pages, 2 * N * 100);
+  ASSERT_GE(im.copied_pages + im.discarded_pages, 2 * N * 96);
   cowmem_pool_metrics_t pm;
   ASSERT_OK(cowmem_pool_metrics(pool, &pm));
-  ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], N * 100);
+  ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], N * 96);
   ASSERT_UEQ(pm.copied_pages, im.copied_pages);
   ASSERT_UEQ(pm.discarded_pages, im.discarded_pages);
   ASSERT_OK(cowmem_pool_free(pool));
@@ -976,20 +983,6 @@ TEST_IMPL(adaptive_metrics_scan_each) {
   return metrics_in_mode(1);
 }
 
-typedef struct {
-  cowmem_pool_t* pool;
-  int err;
-} cycles_arg_t;
-
-static void* sixteen_cycles(void* p) {
-  cycles_arg_t* a = p;
-  size_t pages[] = {3, 7};
-  uint8_t* base = NULL;
-  for (int i = 0; i < 16 && a->err == 0; i++)
-    a->err = cycle_write(a->pool, NULL, 48 * PS, pages, 2, &base);
-  return NULL;
-}
-
 static uint64_t unsampled_scans(cowmem_pool_t* pool) {
   cowmem_pool_image_metrics_t im;
   if (cowmem_pool_image_metrics(pool, NULL, &im) != 0) return UINT64_MAX;
@@ -1022,6 +1015,24 @@ static void* hold_discards(void* p) {
   return NULL;
 }
 
+/* A thread holding the turn until holder_stop. */
+static int holder_start(holder_t* h, pthread_t* th) {
+  if (pthread_create(th, NULL, hold_discards, h) != 0) return -1;
+  pthread_mutex_lock(&h->m);
+  while (h->state != 1)
+    pthread_cond_wait(&h->c, &h->m);
+  pthread_mutex_unlock(&h->m);
+  return 0;
+}
+
+static int holder_stop(holder_t* h, pthread_t th) {
+  pthread_mutex_lock(&h->m);
+  h->state = 2;
+  pthread_cond_broadcast(&h->c);
+  pthread_mutex_unlock(&h->m);
+  return pthread_join(th, NULL);
+}
+
 TEST_IMPL(scan_while_another_discards) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
@@ -1038,17 +1049,9 @@ TEST_IMPL(scan_while_another_discards) {
   ASSERT_UEQ(u1, u0);
   holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, hold_discards, &h), 0);
-  pthread_mutex_lock(&h.m);
-  while (h.state != 1)
-    pthread_cond_wait(&h.c, &h.m);
-  pthread_mutex_unlock(&h.m);
+  ASSERT_EQ(holder_start(&h, &th), 0);
   sixteen_cycles(&me); /* the turn is taken: every reset scans */
-  pthread_mutex_lock(&h.m);
-  h.state = 2;
-  pthread_cond_broadcast(&h.c);
-  pthread_mutex_unlock(&h.m);
-  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_EQ(holder_stop(&h, th), 0);
   ASSERT_OK(me.err);
   uint64_t u2 = unsampled_scans(pool);
   ASSERT_UEQ(u2 - u1, 16);
@@ -1073,11 +1076,7 @@ TEST_IMPL(fork_while_another_discards) {
   ASSERT_OK(me.err);
   holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, hold_discards, &h), 0);
-  pthread_mutex_lock(&h.m);
-  while (h.state != 1)
-    pthread_cond_wait(&h.c, &h.m);
-  pthread_mutex_unlock(&h.m);
+  ASSERT_EQ(holder_start(&h, &th), 0);
   fflush(NULL);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
@@ -1088,11 +1087,7 @@ TEST_IMPL(fork_while_another_discards) {
   }
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  pthread_mutex_lock(&h.m);
-  h.state = 2;
-  pthread_cond_broadcast(&h.c);
-  pthread_mutex_unlock(&h.m);
-  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_EQ(holder_stop(&h, th), 0);
   ASSERT_TRUE(WIFEXITED(status));
   ASSERT_EQ(WEXITSTATUS(status), 0);
   ASSERT_FALSE(cowmem__os_discard_busy());

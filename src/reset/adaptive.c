@@ -29,26 +29,9 @@
  * read without a lock while a sample rewrites it (atomic words): a torn
  * read costs speed, never correctness.
  *
- * Learning. A sampled reset finds the pages the instance wrote by comparing
- * contents with the image (candidates: the scan's ranges, or without it the
- * anonymous pages /proc/self/pagemap shows) - a kept page that still equals
- * the image was not written, which a scan alone cannot tell. A page outside the hot set
- * that the scan reports counts whatever its contents: the last reset left
- * it absent, so this instance faulted it in, and the next will again unless
- * it is kept (a write of the bytes already there; or, on kernels that give
- * an anonymous read a page of its own instead of the zero page, a read:
- * about 12 us a fault on such a VM against 0.1 us to zero the page). Such
- * pages gain half a written page's score, so within the budget the pages
- * instances really change come first. Each page has a score that decays by
- * a quarter per sample and gains 64 when written; the hot set is the pages
- * scoring at least 32, the highest first, at most resident_budget of them
- * (ties at the budget: the lowest pages). A page written at every sample
- * stays near 255; one the workload left drops out after about 8 samples,
- * sooner when new pages outscore it for the budget. One reset in
- * sample_every is sampled, the first 4 of an image too, and with a scan,
- * one in sample_every/16 while instances write pages outside the hot set
- * (the workload moved); while instances write exactly the hot set, the
- * interval doubles up to 4 * sample_every (see sample_due). */
+ * Learning: which pages are hot is the hot set's (hotset.c), learned on
+ * sampled resets; a sampled reset scans where it can and then settles
+ * from its scan like any scanning reset. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,21 +39,16 @@
 
 #include "adaptive.h"
 #include "dirty.h"
+#include "hotset.h"
 #include "image.h"
 
 #define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
-#define SCORE_GAIN 64
-#define FAULT_GAIN 32          /* faulted in, contents unchanged */
-#define FAULT_ONLY 0x80000000u /* in a sample's page list: that kind */
-#define SCORE_HOT 32
-#define WARMUP_SAMPLES 4
-#define BACKOFF_MAX 4 /* a still hot set is sampled 1 in sample_every * 4 */
 
 /* Counters a reset updates, one cache line per thread: with one shared
  * line, two threads resetting slots of the same image spend more on
  * bouncing it than a K=0 reset costs. Sampling counts per stripe too (each
- * thread samples one of its own resets in sample_every).
+ * thread samples its own resets, see cowmem__hotset_due).
  *
  * The first OWNED threads to reset each own a stripe for good and add to
  * it with a plain load and store; later threads share the rest, round
@@ -87,16 +65,9 @@ typedef struct {
 
 typedef struct {
   stripe_t stripe[STRIPES];
-  uint64_t key;          /* the image's id; 0 for the all-zeros memory */
-  size_t npages;         /* pages [0, npages) may be hot */
-  _Atomic uint64_t* hot; /* npages bits */
-  uint8_t* score;        /* a byte per page, rounded up to 64; under lock */
-  size_t score_lo, score_hi; /* pages outside [lo, hi) score 0; under lock */
-  pthread_mutex_t lock;  /* samples */
-  _Atomic uint64_t samples, hot_pages, sampled_dirty;
-  _Atomic uint64_t hot_runs; /* runs of hot pages (blind: decommit calls) */
-  _Atomic uint64_t interval; /* resets between samples (see sample_due) */
+  uint64_t key;               /* the image's id; 0 for the all-zeros memory */
   cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
+  cowmem__hotset_t hs;
 } image_state_t;
 
 static _Thread_local int tl_stripe = -1;
@@ -148,10 +119,8 @@ cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_e
 }
 
 static void state_free(image_state_t* st) {
-  pthread_mutex_destroy(&st->lock);
+  cowmem__hotset_destroy(&st->hs);
   cowmem__image_weak_release(st->weak);
-  free((void*)st->hot);
-  free(st->score);
   free(st);
 }
 
@@ -229,17 +198,10 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
     if (st != NULL) {
       memset(st, 0, size);
       st->key = key;
-      st->npages = npages;
-      st->score_lo = npages;
-      st->hot = calloc((npages + 63) / 64 + 1, sizeof *st->hot);
-      st->score = calloc((npages + 63) / 64 + 1, 64);
-      if (st->hot == NULL || st->score == NULL) {
-        free((void*)st->hot);
-        free(st->score);
+      if (cowmem__hotset_init(&st->hs, npages) != 0) {
         free(st);
         st = NULL;
       } else {
-        pthread_mutex_init(&st->lock, NULL);
         st->weak = weak;
         weak = NULL;
         atomic_store_explicit(&a->table[slot], st, memory_order_release);
@@ -250,13 +212,6 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
   pthread_mutex_unlock(&a->lock);
   cowmem__image_weak_release(weak);
   return st;
-}
-
-static bool is_hot(const image_state_t* st, size_t page) {
-  if (page >= st->npages) return false;
-  uint64_t w =
-      atomic_load_explicit((_Atomic uint64_t*)&st->hot[page / 64], memory_order_relaxed);
-  return (w >> (page % 64)) & 1;
 }
 
 /* ---- which way ----
@@ -296,7 +251,7 @@ static bool scan_each(const image_state_t* st) {
   if (m != 0) return m == 1;
 #endif
   return cowmem__os_discard_busy() ||
-         !blind_cheaper(LOAD(st->hot_runs), LOAD(st->hot_pages));
+         !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages));
 }
 
 /* ---- one reset ---- */
@@ -356,7 +311,7 @@ static void discard_flush(reset_ctx_t* c) {
   if (c->err == 0) {
     /* A blind reset decommits what should be untouched: such discards
      * take turns (see cowmem__os_discard_empty). */
-    int e = c->blind ? cowmem__os_discard_empty(c->d, c->nd)
+    int e = c->blind     ? cowmem__os_discard_empty(c->d, c->nd)
             : c->nd == 1 ? cowmem__os_discard(c->d[0].addr, c->d[0].len)
                          : cowmem__os_discard_many(c->d, c->nd);
     if (e) c->err = e;
@@ -379,35 +334,12 @@ static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   c->nd++;
 }
 
-/* The end of the run of pages from i (below hi) that are hot if h, or not
- * hot if !h: a word of the bitmap at a time (a 16 MiB memory is 64 words). */
-static size_t run_end(const reset_ctx_t* c, size_t i, size_t hi, bool h) {
-  size_t lim = c->limit < hi ? c->limit : hi; /* no page at or above is hot */
-  if (!h && i >= lim) return hi;
-  size_t j = i;
-  while (j < lim) {
-    size_t b = j % 64, avail = 64 - b;
-    uint64_t w = atomic_load_explicit(&c->st->hot[j / 64], memory_order_relaxed);
-    uint64_t x = (h ? ~w : w) >> b; /* 1: the page's hotness differs */
-    if (avail < 64) x &= ((uint64_t)1 << avail) - 1;
-    if (x != 0) {
-      j += (size_t)__builtin_ctzll(x);
-      break;
-    }
-    j += avail;
-  }
-  if (j > lim) j = lim;
-  if (!h && j >= lim) j = hi;
-  /* A sample may rewrite the word between two reads: always move on. */
-  return j > i ? j : i + 1;
-}
-
 /* Restore the hot pages of [lo, hi) by copy, decommit the others. */
 static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
   size_t i = lo;
   while (i < hi) {
-    bool h = i < c->limit && is_hot(c->st, i);
-    size_t j = run_end(c, i, hi, h);
+    bool h = i < c->limit && cowmem__hotset_has(&c->st->hs, i);
+    size_t j = cowmem__hotset_run_end(&c->st->hs, i, hi, c->limit, h);
     if (h)
       restore_pages(c, i, j);
     else
@@ -416,176 +348,18 @@ static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
   }
 }
 
-/* ---- learning ---- */
+/* ---- learning (hotset.c) ---- */
 
-typedef struct {
-  reset_ctx_t* c;
-  size_t limit; /* pages below it can be hot */
-  bool exact;   /* the candidates are the scan's: absent at the last reset */
-  uint32_t* written;
-  size_t nw, cap;
-  bool oom;
-} sample_ctx_t;
-
-static void sample_range(void* arg, uint8_t* addr, size_t len) {
-  sample_ctx_t* s = arg;
-  reset_ctx_t* c = s->c;
-  size_t lo = (size_t)(addr - c->slot->base) / c->ps, hi = lo + len / c->ps;
-  if (hi > s->limit) hi = s->limit;
-  for (size_t p = lo; p < hi; p++) {
-    const uint8_t* have = c->slot->base + p * c->ps;
-    const uint8_t* want = cowmem__image_page(c->img, (uint64_t)p * c->ps);
-    bool faulted = s->exact && !is_hot(c->st, p);
-    bool changed =
-        want != NULL ? memcmp(have, want, c->ps) != 0 : !cowmem__is_zero(have, c->ps);
-    if (!changed && !faulted) continue;
-    if (s->nw == s->cap) {
-      size_t ncap = s->cap ? s->cap * 2 : 256;
-      uint32_t* nw = realloc(s->written, ncap * sizeof *nw);
-      if (nw == NULL) {
-        s->oom = true;
-        return;
-      }
-      s->written = nw;
-      s->cap = ncap;
-    }
-    s->written[s->nw++] = (uint32_t)p | (faulted && !changed ? FAULT_ONLY : 0);
-  }
-}
-
-/* Age every score, credit the written pages, and rebuild the hot set: the
- * highest scores >= SCORE_HOT, at most budget pages. Caller holds st->lock.
- * Only the pages between the lowest and highest ever written are looked
- * at (64 at a time): walking the whole memory's scores made a sample of a
- * 64 MiB memory cost 2.7 us at p99 (bench_adaptive's sweep), one reset in
- * 64, so it was the p99 of every size above 16 MiB. Returns whether the
- * hot set changed. */
-#define BYTES_0x3F 0x3f3f3f3f3f3f3f3full
-static bool learn(image_state_t* st, const uint32_t* written, size_t nw, size_t budget) {
-  uint8_t* sc = st->score;
-  for (size_t i = 0; i < nw; i++) {
-    size_t p = written[i] & ~FAULT_ONLY;
-    if (p < st->score_lo) st->score_lo = p;
-    if (p + 1 > st->score_hi) st->score_hi = p + 1;
-  }
-  if (st->score_hi == 0) return false; /* nothing ever written: no hot set */
-  /* Whole 64-page words: the score array is rounded up to them. */
-  size_t w_lo = st->score_lo / 64, w_hi = (st->score_hi + 63) / 64;
-  size_t c_lo = w_lo * 8, chunks = w_hi * 8;
-  size_t hist[256] = {0};
-  for (size_t i = c_lo; i < chunks; i++) { /* s -= s / 4, per byte */
-    uint64_t w;
-    memcpy(&w, sc + 8 * i, 8);
-    if (w == 0) continue;
-    w -= (w >> 2) & BYTES_0x3F;
-    memcpy(sc + 8 * i, &w, 8);
-  }
-  for (size_t i = 0; i < nw; i++) {
-    uint32_t p = written[i] & ~FAULT_ONLY;
-    unsigned v = sc[p] + (written[i] & FAULT_ONLY ? FAULT_GAIN : SCORE_GAIN);
-    sc[p] = (uint8_t)(v > 255 ? 255 : v);
-  }
-  for (size_t i = c_lo; i < chunks; i++) {
-    uint64_t w;
-    memcpy(&w, sc + 8 * i, 8);
-    if (w == 0) continue;
-    for (int b = 0; b < 8; b++)
-      hist[sc[8 * i + b]]++;
-  }
-  /* Whole levels from the top while they fit; of the first level that does
-   * not, the lowest pages up to the budget (the same ones each sample, so
-   * the set does not churn). Without that, an instance writing a few pages
-   * more than the budget, all scoring alike, would get no hot page at all. */
-  size_t count = 0, part_left = 0;
-  unsigned thr = 256, part = 256;
-  for (unsigned t = 255; t >= SCORE_HOT; t--) {
-    if (count + hist[t] > budget) {
-      part = t;
-      part_left = budget - count;
-      break;
-    }
-    count += hist[t];
-    thr = t;
-  }
-  count += part_left;
-  uint64_t runs = 0, prev = 0; /* prev: the last word's top bit */
-  bool changed = false;
-  for (size_t w = w_lo; w < w_hi; w++) { /* the hot bits outside are 0 */
-    uint64_t bits = 0, any = 0;
-    for (int k = 0; k < 8; k++) {
-      uint64_t v;
-      memcpy(&v, sc + w * 64 + 8 * k, 8);
-      any |= v;
-    }
-    if (any != 0 && (thr < 256 || part_left > 0))
-      for (size_t b = 0; b < 64; b++) {
-        unsigned v = sc[w * 64 + b];
-        if (v >= thr) {
-          bits |= (uint64_t)1 << b;
-        } else if (v == part && part_left > 0) {
-          bits |= (uint64_t)1 << b;
-          part_left--;
-        }
-      }
-    if (atomic_load_explicit(&st->hot[w], memory_order_relaxed) != bits) {
-      atomic_store_explicit(&st->hot[w], bits, memory_order_relaxed);
-      changed = true;
-    }
-    runs += (uint64_t)__builtin_popcountll(bits & ~((bits << 1) | prev));
-    prev = bits >> 63;
-  }
-  atomic_store_explicit(&st->hot_pages, count, memory_order_relaxed);
-  atomic_store_explicit(&st->hot_runs, runs, memory_order_relaxed);
-  return changed;
-}
-
-/* Learn from this instance: compare the candidate pages with the image.
- * An instance that wrote exactly the hot set (the workload holds still)
- * doubles the interval to the next sample, up to BACKOFF_MAX *
- * sample_every; any other returns it to sample_every, so that a hot page
- * the workload left keeps being sampled until it drops out. */
 static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bool exact,
                    stripe_t* sp, uint64_t n) {
-  image_state_t* st = c->st;
-  if (pthread_mutex_trylock(&st->lock) != 0) return; /* another thread is */
-  sample_ctx_t s = {c, limit, exact, NULL, 0, 0, false};
-  int r = 0;
-  if (exact) {
-    for (size_t i = 0; i < c->n && !s.oom; i++)
-      sample_range(&s, c->r[i].addr, c->r[i].len);
-  } else {
-    r = cowmem__dirty_candidates(c->slot->base, limit * c->ps, sample_range, &s);
-  }
-  if (r == 0 && !s.oom) {
-    /* The written pages are distinct: as many as the hot set, all hot. */
-    uint64_t every = a->sample_every, iv = LOAD(st->interval);
-    bool still = s.nw == LOAD(st->hot_pages);
-    for (size_t i = 0; i < s.nw && still; i++)
-      still = is_hot(st, s.written[i] & ~FAULT_ONLY);
-    if (learn(st, s.written, s.nw, a->budget) || !still || iv < every)
-      iv = every;
-    else if (iv < every * BACKOFF_MAX)
-      iv *= 2;
-    atomic_store_explicit(&st->interval, iv, memory_order_relaxed);
-    ADD(st->samples, 1);
-    ADD(st->sampled_dirty, s.nw);
+  if (cowmem__hotset_sample(&c->st->hs, c->img, c->slot->base, c->ps, limit,
+                            exact ? c->r : NULL, c->n, a->budget, a->sample_every))
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
-  }
-  pthread_mutex_unlock(&st->lock);
-  free(s.written);
 }
 
-/* A sample is due for the first resets of an image, once per interval
- * (sample_every, more while the hot set holds still), and with a scan one
- * in sample_every / 16 while instances write pages outside the hot set. So
- * a workload that moved is learnt within a few samples, and once it holds
- * still under 1% of resets pay for a sample (at 1 in 64 they were the p99
- * of every K=0 cycle: a scan or a pagemap read beside a 0.4 us reset). */
 static bool sample_due(const image_state_t* st, const stripe_t* sp, size_t every,
                        uint64_t n, uint64_t misses) {
-  uint64_t since = n - LOAD(sp->last_sample), iv = LOAD(st->interval);
-  if (n < WARMUP_SAMPLES || since >= (iv > every ? iv : every)) return true;
-  return misses > 0 && since >= (every / 16 ? every / 16 : 1);
+  return cowmem__hotset_due(&st->hs, n, n - LOAD(sp->last_sample), every, misses);
 }
 
 /* ---- profile (bench_adaptive's per-phase breakdown) ---- */
@@ -644,7 +418,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.err = 0;
   c.copied = c.discarded = c.calls = 0;
   size_t pages = slot->accessible / c.ps;
-  size_t limit = slot->initial / c.ps < st->npages ? slot->initial / c.ps : st->npages;
+  size_t limit =
+      slot->initial / c.ps < st->hs.npages ? slot->initial / c.ps : st->hs.npages;
   c.limit = limit;
   stripe_t* sp = my_stripe(st);
   uint64_t n = stripe_add(&sp->resets, 1);
@@ -669,7 +444,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
       size_t hi = lo + c.r[i].len / c.ps;
       for (size_t p = lo; p < hi && p < limit; p++)
-        misses += !is_hot(st, p);
+        misses += !cowmem__hotset_has(&st->hs, p);
     }
     if (misses) stripe_add(&sp->missed, misses);
     due = due || sample_due(st, sp, a->sample_every, n, misses);
@@ -690,7 +465,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     /* No hot page: one discard of everything, without walking the bitmap
      * (256 words at 64 MiB). Right whatever a concurrent sample writes. */
-    if (LOAD(st->hot_pages) == 0)
+    if (LOAD(st->hs.pages) == 0)
       discard_pages(&c, 0, pages);
     else
       settle(&c, 0, pages);
@@ -716,9 +491,9 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
   out->version = COWMEM_POOL_IMAGE_METRICS_VERSION;
   image_state_t* st = a == NULL ? NULL : state_find(a, cowmem__image_key(image));
   if (st == NULL) return;
-  out->hot_pages = LOAD(st->hot_pages);
-  out->samples = LOAD(st->samples);
-  out->sampled_dirty_pages = LOAD(st->sampled_dirty);
+  out->hot_pages = LOAD(st->hs.pages);
+  out->samples = LOAD(st->hs.samples);
+  out->sampled_dirty_pages = LOAD(st->hs.sampled_dirty);
   for (int i = 0; i < STRIPES; i++) {
     stripe_t* sp = &st->stripe[i];
     out->resets += LOAD(sp->resets);

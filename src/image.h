@@ -78,7 +78,8 @@ bool cowmem__is_zero(const void* p, size_t n);
  * drop the reference, the image's last one. add marks the image an orphan
  * when idle slots now hold every reference (nobody can instantiate it
  * again) and bumps cowmem__orphan_epoch, which pools compare with the epoch
- * they last swept at. */
+ * they last swept at; it bumps it again for an orphan's slot flushed from a
+ * BATCHED queue. */
 void cowmem__image_idle_add(cowmem_image_t* image);
 void cowmem__image_idle_sub(cowmem_image_t* image);
 bool cowmem__image_orphaned(const cowmem_image_t* image);

@@ -11,6 +11,7 @@
 
 #include "cowmem.h"
 #include "internal.h"
+#include "reset/reset.h"
 #include "test.h"
 
 static size_t PS;
@@ -834,6 +835,41 @@ TEST_IMPL(batched_flush_sweeps) {
   return 0;
 }
 
+/* Another thread's call while a flush holds the slots it took from the
+ * queue: an acquire that finds no slot, after its sweep. */
+static void acquire_meanwhile(void* pool) {
+  cowmem_slot_t* s = NULL;
+  if (cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &s) == 0)
+    cowmem_pool_release(pool, s);
+}
+
+/* An image dropped while its only slot is queued is an orphan there, and
+ * the flush that takes the slot out makes it idle again. A sweep by another
+ * thread in between, finding the slot in neither place, took the epoch of
+ * the drop: the flush's own sweep then found nothing new, and the image
+ * stayed in a warm slot until a trim (the churn test saw it now and then). */
+TEST_IMPL(batched_flush_races_sweep) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_BATCHED, 2, 16, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(0, 4, 0, 0x73);
+  cowmem_slot_t *s, *t;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 8 * PS, 8 * PS, &s));
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &t));
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  cowmem_image_release(img); /* an orphan in the queue */
+  cowmem__reset_flush_inject(acquire_meanwhile, pool);
+  ASSERT_OK(cowmem_pool_release(pool, t)); /* flushes for the drop */
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.exhausted, 1); /* the acquire ran amid the flush */
+  cowmem_stats_t st;
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, 0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
               TEST_ENTRY(fd_limit_images) TEST_ENTRY(fd_limit_scan)
                   TEST_ENTRY(fork_live_madvise) TEST_ENTRY(fork_live_keep_resident)
@@ -842,4 +878,6 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                               TEST_ENTRY(image_file_truncated)
                                   TEST_ENTRY(image_file_renamed_over)
                                       TEST_ENTRY(adaptive_forgets_dead_images)
-                                          TEST_ENTRY(batched_queue_orphan) TEST_ENTRY(batched_flush_sweeps))
+                                          TEST_ENTRY(batched_queue_orphan)
+                                              TEST_ENTRY(batched_flush_sweeps)
+                                                  TEST_ENTRY(batched_flush_races_sweep))

@@ -70,9 +70,10 @@ void cowmem__image_idle_add(cowmem_image_t* image) {
     orphan = !(old & ORPHAN_BIT) && (nw >> 32) == (nw & IDLE_MASK);
     if (orphan) nw |= ORPHAN_BIT;
   } while (!atomic_compare_exchange_weak(&image->refs, &old, nw));
-  /* A changed image's slot becoming idle: the sweep that announced the
-   * change may have run already. */
-  if (orphan || atomic_load_explicit(&image->changed, memory_order_relaxed))
+  /* An orphan's slot becoming idle again (flushed from a BATCHED queue),
+   * or a changed image's: the sweep for the announcement that made it one
+   * may have run while the slot was in neither place. */
+  if ((nw & ORPHAN_BIT) || atomic_load_explicit(&image->changed, memory_order_relaxed))
     orphan_announce();
 }
 

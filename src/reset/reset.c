@@ -108,6 +108,16 @@ int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot) {
   return cowmem_slot_reset(slot); /* MADVISE, and every fallback */
 }
 
+#ifdef COWMEM_TESTING
+static void (*_Atomic flush_hook)(void* arg);
+static void* flush_hook_arg;
+
+void cowmem__reset_flush_inject(void (*fn)(void* arg), void* arg) {
+  flush_hook_arg = arg;
+  atomic_store(&flush_hook, fn);
+}
+#endif
+
 int cowmem__reset_flush(cowmem__reset_t* r,
                         void (*done)(void* arg, cowmem_slot_t* slot, int result),
                         void* arg) {
@@ -136,6 +146,10 @@ int cowmem__reset_flush(cowmem__reset_t* r,
     free(ranges);
     return 0;
   }
+#ifdef COWMEM_TESTING
+  void (*hook)(void*) = atomic_exchange(&flush_hook, NULL);
+  if (hook != NULL) hook(flush_hook_arg);
+#endif
   size_t nr = 0;
   for (size_t i = 0; i < n; i++)
     if (items[i]->accessible > 0) {

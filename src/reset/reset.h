@@ -30,6 +30,12 @@ int cowmem__reset_flush(cowmem__reset_t* r,
                         void (*done)(void* arg, cowmem_slot_t* slot, int result),
                         void* arg);
 
+#ifdef COWMEM_TESTING
+/* The next flush that takes slots from the queue calls fn(arg) when it
+ * holds them, before resetting them: what another thread may do then. */
+void cowmem__reset_flush_inject(void (*fn)(void* arg), void* arg);
+#endif
+
 /* The pool metrics this module keeps: pending, copied_pages,
  * discarded_pages (other fields untouched). */
 void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out);

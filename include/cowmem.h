@@ -462,18 +462,20 @@ typedef enum {
   COWMEM_RESET_BATCHED = 2,
   /* Learns, per image, which pages instances write (the hot set, at most
    * resident_budget bytes) and keeps those resident, restoring them by copy;
-   * everything else the instance wrote is decommitted. With PAGEMAP_SCAN
-   * (Linux >= 6.7) each reset finds exactly the pages written, so a reset
-   * that only touched hot pages makes no madvise at all (no TLB shootdown);
-   * without it, the hot set is learned by comparing contents on sampled
-   * resets and the rest of the memory is madvised in as few calls as its
-   * ranges allow. Learning samples one reset in sample_every (and sooner
-   * while instances write pages outside the hot set; up to 4 times less
-   * often while they write exactly the hot set). A pool learns for up
-   * to 1024 live images at once (what it learned about an image is dropped
-   * once the image is freed and no slot holds it; past 1024 live ones,
-   * later images get plain madvise resets) and keeps only pages of a
-   * memory's first 1 GiB. */
+   * everything else the instance wrote is decommitted. A reset either copies
+   * the hot set back and madvises the rest in as few calls as its ranges
+   * allow (the cheapest way alone, and the only one without PAGEMAP_SCAN),
+   * or, with PAGEMAP_SCAN (Linux >= 6.7), asks the kernel which pages were
+   * written, so a reset that only touched hot pages makes no madvise at all:
+   * when the hot set is scattered, and while another thread of the process is
+   * in such a madvise (two at once make the kernel flush every CPU's TLBs).
+   * The hot set is learned by comparing contents on sampled resets. Learning
+   * samples one reset in sample_every (and sooner while instances write pages
+   * outside the hot set; up to 4 times less often while they write exactly
+   * the hot set). A pool learns for up to 1024 live images at once (what it
+   * learned about an image is dropped once the image is freed and no slot
+   * holds it; past 1024 live ones, later images get plain madvise resets) and
+   * keeps only pages of a memory's first 1 GiB. */
   COWMEM_RESET_ADAPTIVE = 3,
   COWMEM_RESET_COUNT_
 } cowmem_reset_strategy_t;

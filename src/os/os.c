@@ -4,28 +4,36 @@
 
 #include <stdatomic.h>
 
-/* The counters, one stripe of cache lines per group of threads: with one
- * shared array, every system call of every thread wrote the same two cache
- * lines, and two threads resetting slots bounced them on each call (the
- * counters are written on every reset, read only by cowmem_stats_get). */
-#define OS_STRIPES 16
+static _Thread_local int os_tl_stripe = -1;
+static _Atomic unsigned os_next_stripe;
+
+int cowmem__os_stripe(void) {
+  if (os_tl_stripe < 0) {
+    unsigned n = atomic_fetch_add_explicit(&os_next_stripe, 1, memory_order_relaxed);
+    unsigned shared = COWMEM__STRIPES - COWMEM__STRIPES_OWNED;
+    os_tl_stripe = (int)(n < COWMEM__STRIPES_OWNED
+                             ? n
+                             : COWMEM__STRIPES_OWNED + (n - COWMEM__STRIPES_OWNED) % shared);
+  }
+  return os_tl_stripe;
+}
+
+/* The counters, a stripe per thread: with one shared array, every system
+ * call of every thread wrote the same two cache lines, and two threads
+ * resetting slots bounced them on each call (the counters are written on
+ * every reset, read only by cowmem_stats_get). */
 typedef struct {
   _Alignas(64) _Atomic uint64_t n[COWMEM__OS_OP_COUNT];
 } os_stripe_t;
-static os_stripe_t os_counters[OS_STRIPES];
-static _Thread_local int os_tl_stripe = -1;
-static _Atomic int os_next_stripe;
+static os_stripe_t os_counters[COWMEM__STRIPES];
 
 void cowmem__os_count(cowmem__os_op_t op) {
-  if (os_tl_stripe < 0)
-    os_tl_stripe = atomic_fetch_add_explicit(&os_next_stripe, 1, memory_order_relaxed) %
-                   OS_STRIPES;
-  atomic_fetch_add_explicit(&os_counters[os_tl_stripe].n[op], 1, memory_order_relaxed);
+  cowmem__stripe_add(&os_counters[cowmem__os_stripe()].n[op], 1);
 }
 
 uint64_t cowmem__os_counter(cowmem__os_op_t op) {
   uint64_t sum = 0;
-  for (int i = 0; i < OS_STRIPES; i++)
+  for (int i = 0; i < COWMEM__STRIPES; i++)
     sum += atomic_load_explicit(&os_counters[i].n[op], memory_order_relaxed);
   return sum;
 }

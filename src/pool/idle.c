@@ -28,7 +28,8 @@ typedef struct {
  * (see COWMEM__SHARDS). */
 typedef struct {
   _Alignas(64) _Atomic uint64_t hits, misses, steals, decommits, failures;
-  _Atomic int64_t warm; /* slots made warm minus taken, in this shard */
+  _Atomic uint64_t warm; /* slots made warm minus taken, in this shard
+                            (mod 2^64: summed as signed) */
 } idle_stats_t;
 
 struct cowmem__idle_s {
@@ -46,16 +47,7 @@ struct cowmem__idle_s {
 };
 
 #define STAT_ADD(idle, field, v)                                                         \
-  atomic_fetch_add_explicit(&(idle)->stats[cowmem__shard()].field, (v),                  \
-                            memory_order_relaxed)
-
-static _Thread_local int tl_shard = -1;
-static _Atomic int next_shard;
-
-int cowmem__shard(void) {
-  if (tl_shard < 0) tl_shard = atomic_fetch_add(&next_shard, 1) % COWMEM__SHARDS;
-  return tl_shard;
-}
+  cowmem__stripe_add(&(idle)->stats[cowmem__os_stripe()].field, (uint64_t)(v))
 
 static size_t bucket_of(uint64_t key) {
   return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 60) % BUCKETS;
@@ -166,7 +158,7 @@ void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   e->tick = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
   atomic_store(&e->state, COWMEM__ENTRY_WARM);
-  list_t* l = &idle->buckets[(size_t)cowmem__shard() * BUCKETS + bucket_of(e->key)];
+  list_t* l = &idle->buckets[(size_t)cowmem__os_stripe() * BUCKETS + bucket_of(e->key)];
   pthread_mutex_lock(&l->lock);
   list_push_head(l, e);
   /* Under the list's lock (see image.h): once it is released, a trim, a
@@ -177,7 +169,7 @@ void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
 }
 
 static entry_t* take_affine(cowmem__idle_t* idle, uint64_t key) {
-  size_t b = bucket_of(key), me = (size_t)cowmem__shard();
+  size_t b = bucket_of(key), me = (size_t)cowmem__os_stripe();
   for (size_t k = 0; k < COWMEM__SHARDS; k++) {
     list_t* l = &idle->buckets[((me + k) % COWMEM__SHARDS) * BUCKETS + b];
     if (list_empty(l)) continue;
@@ -305,16 +297,17 @@ void cowmem__idle_trim(cowmem__idle_t* idle) {
 }
 
 void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out) {
-  int64_t warm = 0;
+  uint64_t sum = 0; /* of differences mod 2^64 */
   for (int i = 0; i < COWMEM__SHARDS; i++) {
     idle_stats_t* st = &idle->stats[i];
-    warm += atomic_load(&st->warm);
+    sum += atomic_load(&st->warm);
     out->affinity_hits += atomic_load(&st->hits);
     out->affinity_misses += atomic_load(&st->misses);
     out->steals += atomic_load(&st->steals);
     out->decommits += atomic_load(&st->decommits);
     out->failures += atomic_load(&st->failures);
   }
+  int64_t warm = (int64_t)sum;
   out->warm = warm > 0 ? (uint64_t)warm : 0;
   out->cold = atomic_load(&idle->cold.n);
   size_t fresh = atomic_load(&idle->next_fresh);

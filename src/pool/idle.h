@@ -34,11 +34,10 @@ typedef struct cowmem__entry_s {
   _Atomic int state;
 } cowmem__entry_t;
 
-/* Threads are spread over this many shards (by thread, round robin): each
- * has its own idle lists and counters, so threads running request loops
- * rarely share a lock or a written cache line. */
-#define COWMEM__SHARDS 16
-int cowmem__shard(void);
+/* Threads are spread over this many shards (a shard is a thread's stripe,
+ * cowmem__os_stripe): each has its own idle lists and counters, so threads
+ * running request loops rarely share a lock or a written cache line. */
+#define COWMEM__SHARDS COWMEM__STRIPES
 
 typedef struct cowmem__idle_s cowmem__idle_t;
 

@@ -33,7 +33,8 @@ enum {
 typedef struct {
   _Alignas(64) _Atomic uint64_t m[M_COUNT];
   _Atomic uint64_t resets[COWMEM_RESET_COUNT_];
-  _Atomic int64_t in_use; /* acquires minus releases made in this shard */
+  _Atomic uint64_t in_use; /* acquires minus releases made in this shard
+                              (mod 2^64: summed as signed) */
 } shard_stats_t;
 
 struct cowmem_pool_s {
@@ -54,15 +55,14 @@ struct cowmem_pool_s {
 };
 
 #define SHARD_ADD(pool, field, v)                                                        \
-  atomic_fetch_add_explicit(&(pool)->stats[cowmem__shard()].field, (v),                  \
-                            memory_order_relaxed)
+  cowmem__stripe_add(&(pool)->stats[cowmem__os_stripe()].field, (uint64_t)(v))
 #define METRIC_INC(pool, name) SHARD_ADD(pool, m[M_##name], 1)
 
 static int64_t shard_sum_in_use(cowmem_pool_t* pool) {
-  int64_t n = 0;
+  uint64_t n = 0; /* of differences mod 2^64 */
   for (int i = 0; i < COWMEM__SHARDS; i++)
     n += atomic_load(&pool->stats[i].in_use);
-  return n;
+  return (int64_t)n;
 }
 
 static entry_t* entry_of(cowmem_slot_t* slot) {
@@ -427,16 +427,17 @@ int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
   memset(out, 0, sizeof *out);
   out->version = COWMEM_POOL_METRICS_VERSION;
   out->slots = pool->cfg.max_slots;
-  int64_t in_use = 0;
+  uint64_t sum = 0; /* of differences mod 2^64 */
   for (int i = 0; i < COWMEM__SHARDS; i++) {
     shard_stats_t* st = &pool->stats[i];
-    in_use += atomic_load(&st->in_use);
+    sum += atomic_load(&st->in_use);
 #define POOL_METRIC_READ(name) out->name += atomic_load(&st->m[M_##name]);
     METRICS(POOL_METRIC_READ)
 #undef POOL_METRIC_READ
     for (int k = 0; k < COWMEM_RESET_COUNT_; k++)
       out->resets[k] += atomic_load(&st->resets[k]);
   }
+  int64_t in_use = (int64_t)sum;
   out->in_use = in_use > 0 ? (uint64_t)in_use : 0;
   cowmem__idle_metrics(pool->idle, out);
   cowmem__reset_metrics(pool->reset, out);

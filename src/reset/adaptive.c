@@ -45,49 +45,24 @@
 #define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
 
-/* Counters a reset updates, one cache line per thread: with one shared
- * line, two threads resetting slots of the same image spend more on
- * bouncing it than a K=0 reset costs. Sampling counts per stripe too (each
- * thread samples its own resets, see cowmem__hotset_due).
- *
- * The first OWNED threads to reset each own a stripe for good and add to
- * it with a plain load and store; later threads share the rest, round
- * robin, and add atomically. The four locked adds of a K=0 reset were its
- * whole cost over a plain madvise reset (27 of 33 ns on the 2-core VM).
- * A stripe is never given back: a thread that exits leaves its counts in
- * it, and a later thread shares one of the others. */
-#define STRIPES 16
-#define OWNED 12
+/* Counters a reset updates, a stripe per thread (cowmem__os_stripe): with
+ * one shared line, two threads resetting slots of the same image spend more
+ * on bouncing it than a K=0 reset costs. Sampling counts per stripe too
+ * (each thread samples its own resets, see cowmem__hotset_due). */
 typedef struct {
   _Alignas(64) _Atomic uint64_t resets;
   _Atomic uint64_t last_sample, missed, copied, discarded, discard_calls, scans;
 } stripe_t;
 
 typedef struct {
-  stripe_t stripe[STRIPES];
+  stripe_t stripe[COWMEM__STRIPES];
   uint64_t key;               /* the image's id; 0 for the all-zeros memory */
   cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
   cowmem__hotset_t hs;
 } image_state_t;
 
-static _Thread_local int tl_stripe = -1;
-static _Atomic unsigned next_stripe;
-
 static stripe_t* my_stripe(image_state_t* st) {
-  if (tl_stripe < 0) {
-    unsigned n = atomic_fetch_add(&next_stripe, 1);
-    tl_stripe = (int)(n < OWNED ? n : OWNED + (n - OWNED) % (STRIPES - OWNED));
-  }
-  return &st->stripe[tl_stripe];
-}
-
-/* Add v to a counter of this thread's stripe; the value before. */
-static uint64_t stripe_add(_Atomic uint64_t* field, uint64_t v) {
-  if (tl_stripe >= OWNED)
-    return atomic_fetch_add_explicit(field, v, memory_order_relaxed);
-  uint64_t old = atomic_load_explicit(field, memory_order_relaxed);
-  atomic_store_explicit(field, old + v, memory_order_relaxed);
-  return old;
+  return &st->stripe[cowmem__os_stripe()];
 }
 
 /* The table: open addressing over keys[] (key + 1; 0 empty, TOMB a state
@@ -158,7 +133,7 @@ static void state_sweep(cowmem__adaptive_t* a) {
     if (st == NULL || st->weak == NULL || !cowmem__image_weak_dead(st->weak)) continue;
     atomic_store(&a->keys[i], TOMB);
     atomic_store(&a->table[i], NULL);
-    for (int k = 0; k < STRIPES; k++) {
+    for (int k = 0; k < COWMEM__STRIPES; k++) {
       a->gone_copied += LOAD(st->stripe[k].copied);
       a->gone_discarded += LOAD(st->stripe[k].discarded);
     }
@@ -422,7 +397,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       slot->initial / c.ps < st->hs.npages ? slot->initial / c.ps : st->hs.npages;
   c.limit = limit;
   stripe_t* sp = my_stripe(st);
-  uint64_t n = stripe_add(&sp->resets, 1);
+  uint64_t n = cowmem__stripe_add(&sp->resets, 1);
 
   /* A sampled reset scans where it can, and then settles from the scan
    * like any scanning reset: the scan is paid for already, and settling
@@ -438,7 +413,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       if (c.r != c.local) free(c.r);
       return COWMEM__ADAPTIVE_DECLINED;
     }
-    stripe_add(&sp->scans, 1);
+    cowmem__stripe_add(&sp->scans, 1);
     uint64_t misses = 0;
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
@@ -446,7 +421,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       for (size_t p = lo; p < hi && p < limit; p++)
         misses += !cowmem__hotset_has(&st->hs, p);
     }
-    if (misses) stripe_add(&sp->missed, misses);
+    if (misses) cowmem__stripe_add(&sp->missed, misses);
     due = due || sample_due(st, sp, a->sample_every, n, misses);
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, true, sp, n);
@@ -473,9 +448,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);
   prof_mark(prof, COWMEM__PHASE_DECOMMIT);
-  if (c.copied) stripe_add(&sp->copied, c.copied);
-  if (c.discarded) stripe_add(&sp->discarded, c.discarded);
-  if (c.calls) stripe_add(&sp->discard_calls, c.calls);
+  if (c.copied) cowmem__stripe_add(&sp->copied, c.copied);
+  if (c.discarded) cowmem__stripe_add(&sp->discarded, c.discarded);
+  if (c.calls) cowmem__stripe_add(&sp->discard_calls, c.calls);
   if (c.err) return cowmem__slot_fail(slot, c.err);
   int res = cowmem__slot_finish_reset(slot);
   prof_mark(prof, COWMEM__PHASE_FINISH);
@@ -494,7 +469,7 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
   out->hot_pages = LOAD(st->hs.pages);
   out->samples = LOAD(st->hs.samples);
   out->sampled_dirty_pages = LOAD(st->hs.sampled_dirty);
-  for (int i = 0; i < STRIPES; i++) {
+  for (int i = 0; i < COWMEM__STRIPES; i++) {
     stripe_t* sp = &st->stripe[i];
     out->resets += LOAD(sp->resets);
     out->missed_pages += LOAD(sp->missed);
@@ -515,7 +490,7 @@ void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
   for (size_t i = 0; i < TABLE_CAP; i++) {
     image_state_t* st = atomic_load_explicit(&a->table[i], memory_order_acquire);
     if (st == NULL) continue;
-    for (int k = 0; k < STRIPES; k++) {
+    for (int k = 0; k < COWMEM__STRIPES; k++) {
       *copied += LOAD(st->stripe[k].copied);
       *discarded += LOAD(st->stripe[k].discarded);
     }

@@ -126,9 +126,9 @@ static pthread_once_t os_atfork_once = PTHREAD_ONCE_INIT;
  * (Linux >= 4.14), which reads 0 in any child, however it was made (a raw
  * clone runs no fork handler): equal means no fork since, with no system
  * call. Without that page, getpid() as before. */
-static _Atomic pid_t* os_wipe_pid; /* on the wipe page; NULL: unsupported */
-static _Atomic uint32_t* os_wipe_lock; /* the discard turn, on the same page */
-static _Atomic uint32_t os_discard_word; /* the discard turn without it */
+static _Atomic pid_t* os_wipe_pid;      /* on the wipe page; NULL: unsupported */
+static _Atomic uint32_t* os_wipe_turn;  /* the discard turn, on the same page */
+static _Atomic uint32_t os_turn_static; /* the discard turn without that page */
 static void os_atfork_register(void) {
   pthread_atfork(NULL, NULL, os_atfork_child);
   size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -136,7 +136,7 @@ static void os_atfork_register(void) {
   if (p == MAP_FAILED) return;
 #ifdef MADV_WIPEONFORK
   if (madvise(p, ps, MADV_WIPEONFORK) == 0) {
-    os_wipe_lock = (_Atomic uint32_t*)((char*)p + 64); /* a line of its own */
+    os_wipe_turn = (_Atomic uint32_t*)((char*)p + 64); /* a line of its own */
     os_wipe_pid = p;
     return;
   }
@@ -175,9 +175,9 @@ static bool os_same_process(pid_t stored) {
  * wipe-on-fork page where there is one, so it reads free in any child,
  * and the fork handler frees it otherwise. */
 #define TURN_WAIT_NS 2000
-static _Atomic uint32_t* os_discard_lockword(void) {
+static _Atomic uint32_t* os_turn_word(void) {
   pthread_once(&os_atfork_once, os_atfork_register);
-  return os_wipe_lock != NULL ? os_wipe_lock : &os_discard_word;
+  return os_wipe_turn != NULL ? os_wipe_turn : &os_turn_static;
 }
 
 static void os_relax(void) {
@@ -219,7 +219,7 @@ static void os_turn_give(_Atomic uint32_t* w) {
 
 #ifdef COWMEM_TESTING
 void cowmem__os_discard_hold(bool hold) {
-  _Atomic uint32_t* w = os_discard_lockword();
+  _Atomic uint32_t* w = os_turn_word();
   if (hold)
     os_turn_take(w, true);
   else
@@ -228,7 +228,7 @@ void cowmem__os_discard_hold(bool hold) {
 #endif
 
 bool cowmem__os_discard_busy(void) {
-  return atomic_load_explicit(os_discard_lockword(), memory_order_relaxed) != 0;
+  return atomic_load_explicit(os_turn_word(), memory_order_relaxed) != 0;
 }
 
 int cowmem__os_discard(void* addr, size_t len) {
@@ -309,7 +309,7 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
 }
 
 int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
-  _Atomic uint32_t* w = os_discard_lockword();
+  _Atomic uint32_t* w = os_turn_word();
   bool turn = os_turn_take(w, false);
   int e = n == 1 ? cowmem__os_discard(ranges[0].addr, ranges[0].len)
                  : cowmem__os_discard_many(ranges, n);
@@ -384,7 +384,8 @@ static _Atomic int pagemap_state;       /* 0 unknown, 1 works, -1 missing */
 
 static int os_pagemap_fd(void) {
   uint64_t cur = atomic_load(&pagemap_fd_pid);
-  if (cur != 0 && os_same_process((pid_t)(cur >> 32))) return (int)(cur & 0xffffffffu) - 1;
+  if (cur != 0 && os_same_process((pid_t)(cur >> 32)))
+    return (int)(cur & 0xffffffffu) - 1;
   pid_t me = getpid();
   pthread_once(&os_atfork_once, os_atfork_register);
   cowmem__os_count(COWMEM__OS_other);
@@ -402,7 +403,7 @@ static int os_pagemap_fd(void) {
 }
 
 static void os_atfork_child(void) {
-  atomic_store(&os_discard_word, 0); /* the wipe page's word reads 0 already */
+  atomic_store(&os_turn_static, 0); /* the wipe page's word reads 0 already */
   int fd = atomic_exchange(&pm_pidfd, -1);
   if (fd >= 0) close(fd);
   uint64_t cur = atomic_exchange(&pagemap_fd_pid, 0);

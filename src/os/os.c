@@ -28,7 +28,8 @@ typedef struct {
 static os_stripe_t os_counters[COWMEM__STRIPES];
 
 void cowmem__os_count(cowmem__os_op_t op) {
-  cowmem__stripe_add(&os_counters[cowmem__os_stripe()].n[op], 1);
+  int s = cowmem__os_stripe();
+  cowmem__stripe_add(s, &os_counters[s].n[op], 1);
 }
 
 uint64_t cowmem__os_counter(cowmem__os_op_t op) {

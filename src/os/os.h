@@ -141,9 +141,12 @@ uint64_t cowmem__os_counter(cowmem__os_op_t op);
 #define COWMEM__STRIPES_OWNED 12
 /* The calling thread's stripe, in [0, COWMEM__STRIPES). */
 int cowmem__os_stripe(void);
-/* Add v to a counter of the calling thread's stripe; the value before. */
-static inline uint64_t cowmem__stripe_add(_Atomic uint64_t* field, uint64_t v) {
-  if (cowmem__os_stripe() >= COWMEM__STRIPES_OWNED)
+/* Add v to a counter of stripe, the calling thread's own (the value of
+ * cowmem__os_stripe that picked field: asked once, not per add); the
+ * value before. */
+static inline uint64_t cowmem__stripe_add(int stripe, _Atomic uint64_t* field,
+                                          uint64_t v) {
+  if (stripe >= COWMEM__STRIPES_OWNED)
     return atomic_fetch_add_explicit(field, v, memory_order_relaxed);
   uint64_t old = atomic_load_explicit(field, memory_order_relaxed);
   atomic_store_explicit(field, old + v, memory_order_relaxed);
@@ -161,10 +164,10 @@ int cowmem__os_inject_check(cowmem__os_op_t op);
 /* Take (hold) or give back the turn of cowmem__os_discard_empty, as such
  * a discard in progress would (Linux; posix: nothing). */
 void cowmem__os_discard_hold(bool hold);
-#define COWMEM__OS_INJECT(op)                                                  \
-  do {                                                                         \
-    int inj_ = cowmem__os_inject_check(op);                                    \
-    if (inj_ != 0) return inj_;                                                \
+#define COWMEM__OS_INJECT(op)                                                            \
+  do {                                                                                   \
+    int inj_ = cowmem__os_inject_check(op);                                              \
+    if (inj_ != 0) return inj_;                                                          \
   } while (0)
 #else
 #define COWMEM__OS_INJECT(op) ((void)0)
@@ -186,8 +189,7 @@ void cowmem__os_discard_hold(bool hold);
  * may already have been called for a prefix of the range. */
 typedef void (*cowmem__os_range_fn)(void* arg, uint8_t* addr, size_t len);
 bool cowmem__os_has_pagemap_scan(void);
-int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
-                              void* arg);
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

@@ -47,7 +47,10 @@ struct cowmem__idle_s {
 };
 
 #define STAT_ADD(idle, field, v)                                                         \
-  cowmem__stripe_add(&(idle)->stats[cowmem__os_stripe()].field, (uint64_t)(v))
+  do {                                                                                   \
+    int s_ = cowmem__os_stripe();                                                        \
+    cowmem__stripe_add(s_, &(idle)->stats[s_].field, (uint64_t)(v));                     \
+  } while (0)
 
 static size_t bucket_of(uint64_t key) {
   return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 60) % BUCKETS;

@@ -55,7 +55,10 @@ struct cowmem_pool_s {
 };
 
 #define SHARD_ADD(pool, field, v)                                                        \
-  cowmem__stripe_add(&(pool)->stats[cowmem__os_stripe()].field, (uint64_t)(v))
+  do {                                                                                   \
+    int s_ = cowmem__os_stripe();                                                        \
+    cowmem__stripe_add(s_, &(pool)->stats[s_].field, (uint64_t)(v));                     \
+  } while (0)
 #define METRIC_INC(pool, name) SHARD_ADD(pool, m[M_##name], 1)
 
 static int64_t shard_sum_in_use(cowmem_pool_t* pool) {

@@ -61,10 +61,6 @@ typedef struct {
   cowmem__hotset_t hs;
 } image_state_t;
 
-static stripe_t* my_stripe(image_state_t* st) {
-  return &st->stripe[cowmem__os_stripe()];
-}
-
 /* The table: open addressing over keys[] (key + 1; 0 empty, TOMB a state
  * removed), so that a lookup never reads a state that may be freed. A
  * state is freed (under lock, when a new image needs room) once its image
@@ -81,7 +77,6 @@ struct cowmem__adaptive_s {
   _Atomic(image_state_t*) table[TABLE_CAP];
 };
 
-#define ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
 #define LOAD(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_every) {
@@ -396,8 +391,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   size_t limit =
       slot->initial / c.ps < st->hs.npages ? slot->initial / c.ps : st->hs.npages;
   c.limit = limit;
-  stripe_t* sp = my_stripe(st);
-  uint64_t n = cowmem__stripe_add(&sp->resets, 1);
+  int si = cowmem__os_stripe(); /* this thread's counters */
+  stripe_t* sp = &st->stripe[si];
+  uint64_t n = cowmem__stripe_add(si, &sp->resets, 1);
 
   /* A sampled reset scans where it can, and then settles from the scan
    * like any scanning reset: the scan is paid for already, and settling
@@ -413,7 +409,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       if (c.r != c.local) free(c.r);
       return COWMEM__ADAPTIVE_DECLINED;
     }
-    cowmem__stripe_add(&sp->scans, 1);
+    cowmem__stripe_add(si, &sp->scans, 1);
     uint64_t misses = 0;
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
@@ -421,7 +417,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       for (size_t p = lo; p < hi && p < limit; p++)
         misses += !cowmem__hotset_has(&st->hs, p);
     }
-    if (misses) cowmem__stripe_add(&sp->missed, misses);
+    if (misses) cowmem__stripe_add(si, &sp->missed, misses);
     due = due || sample_due(st, sp, a->sample_every, n, misses);
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, true, sp, n);
@@ -448,9 +444,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);
   prof_mark(prof, COWMEM__PHASE_DECOMMIT);
-  if (c.copied) cowmem__stripe_add(&sp->copied, c.copied);
-  if (c.discarded) cowmem__stripe_add(&sp->discarded, c.discarded);
-  if (c.calls) cowmem__stripe_add(&sp->discard_calls, c.calls);
+  if (c.copied) cowmem__stripe_add(si, &sp->copied, c.copied);
+  if (c.discarded) cowmem__stripe_add(si, &sp->discarded, c.discarded);
+  if (c.calls) cowmem__stripe_add(si, &sp->discard_calls, c.calls);
   if (c.err) return cowmem__slot_fail(slot, c.err);
   int res = cowmem__slot_finish_reset(slot);
   prof_mark(prof, COWMEM__PHASE_FINISH);

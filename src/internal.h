@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cowmem.h"
 #include "os/os.h"
@@ -25,6 +27,19 @@ static inline bool cowmem__page_ceil(uint64_t v, uint64_t* out) {
   if (v > UINT64_MAX - m) return false;
   *out = (v + m) & ~m;
   return true;
+}
+
+/* n zeroed objects of size bytes on cache lines of their own: aligned to
+ * 64 bytes and rounded up to a multiple of 64, so that what threads write
+ * there shares no line with other allocations. free() frees it. NULL when
+ * out of memory or n * size overflows. */
+static inline void* cowmem__alloc_lines(size_t n, size_t size) {
+  if (size != 0 && n > (SIZE_MAX - 63) / size) return NULL;
+  size_t bytes = (n * size + 63) & ~(size_t)63;
+  if (bytes == 0) bytes = 64;
+  void* p = aligned_alloc(64, bytes);
+  if (p != NULL) memset(p, 0, bytes);
+  return p;
 }
 
 /* A slot (see the state invariants in slot.c). Pools embed slots in their

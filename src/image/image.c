@@ -25,10 +25,8 @@ static _Atomic uint64_t image_next_id = 1;
 #define IDLE_MASK (ORPHAN_BIT - 1)
 
 cowmem_image_t* cowmem__image_alloc(void) {
-  size_t size = (sizeof(cowmem_image_t) + 63) & ~(size_t)63; /* aligned: see refs */
-  cowmem_image_t* img = aligned_alloc(64, size);
+  cowmem_image_t* img = cowmem__alloc_lines(1, sizeof *img); /* see refs */
   if (img == NULL) return NULL;
-  memset(img, 0, size);
   atomic_init(&img->refs, REF_ONE);
   img->fd = -1;
   img->id = atomic_fetch_add(&image_next_id, 1);

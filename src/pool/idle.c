@@ -95,11 +95,9 @@ static bool list_empty(list_t* l) {
 /* ---- the store ---- */
 
 int cowmem__idle_new(entry_t* entries, size_t n, size_t max_warm, cowmem__idle_t** out) {
-  /* Aligned: the per-shard counters sit on cache lines of their own. */
-  size_t size = (sizeof(cowmem__idle_t) + 63) & ~(size_t)63;
-  cowmem__idle_t* idle = aligned_alloc(64, size);
+  /* The per-shard counters on cache lines of their own. */
+  cowmem__idle_t* idle = cowmem__alloc_lines(1, sizeof *idle);
   if (idle == NULL) return COWMEM_ENOMEM;
-  memset(idle, 0, size);
   idle->entries = entries;
   idle->n = n;
   idle->max_warm = max_warm;

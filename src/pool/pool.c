@@ -160,16 +160,10 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
     return pool_fail(diag, COWMEM_EINVAL, bad ? bad : "out: NULL");
   int limits = pool_map_check(cfg, diag);
   if (limits != 0) return limits;
-  /* Aligned: the per-shard counters sit on cache lines of their own. */
-  size_t pool_size = (sizeof(cowmem_pool_t) + 63) & ~(size_t)63;
-  cowmem_pool_t* pool = aligned_alloc(64, pool_size);
-  if (pool != NULL) memset(pool, 0, pool_size);
-  /* Aligned too: each slot's entry on lines of its own (see entry_t). */
-  entry_t* entries = NULL;
-  if (pool != NULL && cfg->max_slots <= SIZE_MAX / sizeof *entries) {
-    entries = aligned_alloc(64, cfg->max_slots * sizeof *entries);
-    if (entries != NULL) memset(entries, 0, cfg->max_slots * sizeof *entries);
-  }
+  /* On cache lines of their own: the per-shard counters, and each slot's
+   * entry (see entry_t). */
+  cowmem_pool_t* pool = cowmem__alloc_lines(1, sizeof *pool);
+  entry_t* entries = pool ? cowmem__alloc_lines(cfg->max_slots, sizeof *entries) : NULL;
   int r = entries == NULL ? COWMEM_ENOMEM : 0;
   if (r == 0)
     r = cowmem__idle_new(entries, cfg->max_slots, cfg->max_warm_slots, &pool->idle);

@@ -163,10 +163,8 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
   if (slot < TABLE_CAP) {
     size_t ps = cowmem__os_page_size();
     size_t npages = (initial < TRACK_MAX ? initial : TRACK_MAX) / ps;
-    size_t size = (sizeof *st + 63) & ~(size_t)63;
-    st = aligned_alloc(64, size);
+    st = cowmem__alloc_lines(1, sizeof *st);
     if (st != NULL) {
-      memset(st, 0, size);
       st->key = key;
       if (cowmem__hotset_init(&st->hs, npages) != 0) {
         free(st);

@@ -103,12 +103,18 @@ static const char* const wt_names[WT_MODES] = {
     "wasmtime default (madvise all)", "wasmtime keep_resident 64 KiB",
     "wasmtime pagemap_scan, keep 1 MiB"};
 
+/* Wasmtime's layout of a memory of mem bytes with the image (img bytes
+ * at at), keeping 64 KiB (keep_resident) or 1 MiB (pagemap_scan). */
+static void wt_map(wt_mem_t* w, size_t mem, size_t img, size_t at) {
+  must(wt_open(w, mem, image_bytes, img, at, 64 * KiB, 1 * MiB) != 0 ? -errno : 0,
+       "mapping Wasmtime's layout");
+}
+
 /* Cycles (writes + reset) or resets alone of one mode, n measured. */
 static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* pages,
                      size_t k, size_t n, bool reset_only, bench_samples_t* s) {
   wt_mem_t w;
-  must(wt_open(&w, mem, image_bytes, img, at, 64 * KiB, 1 * MiB) != 0 ? -errno : 0,
-       "mapping Wasmtime's layout");
+  wt_map(&w, mem, img, at);
   for (size_t i = 0; i < n / 10 + 300 + n; i++) {
     uint64_t t0 = bench_now_ns();
     dirty(w.base, pages, k);
@@ -274,9 +280,7 @@ typedef struct {
 static void* thr_loop(void* p) {
   thr_arg_t* a = p;
   wt_mem_t w;
-  if (a->pool == NULL)
-    must(wt_open(&w, MEM, image_bytes, IMG, IMG_AT, 64 * KiB, 1 * MiB) != 0 ? -errno : 0,
-         "mapping Wasmtime's layout");
+  if (a->pool == NULL) wt_map(&w, MEM, IMG, IMG_AT);
   uint64_t t0 = 0;
   for (size_t i = 0; i < a->iters + a->iters / 10; i++) {
     if (i == a->iters / 10) t0 = bench_now_ns();

@@ -357,7 +357,11 @@ typedef enum {
 
 /* Reserve `reserve` bytes (a page multiple > 0) of inaccessible address space
  * (PROT_NONE, MAP_NORESERVE) and make a slot of it. cowmem_slot_free unmaps
- * it. Errors: EINVAL, ENOMEM (address space or rlimit), EMAPLIMIT. */
+ * it. The guard is the part above the accessible size: every address in
+ * [base + accessible, base + reserve) faults. For a wasm32 runtime without
+ * bounds checks reserve COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE
+ * (8 GiB: base + u32 + u32 stays inside). Nothing is reserved below base.
+ * Errors: EINVAL, ENOMEM (address space or rlimit), EMAPLIMIT. */
 COWMEM_API int cowmem_slot_new(size_t reserve, cowmem_slot_t** out);
 
 /* Make a slot of a range the caller reserved: base page-aligned, reserve a
@@ -492,10 +496,9 @@ typedef enum {
 typedef struct cowmem_pool_config_s {
   uint32_t version;       /* set by cowmem_pool_config_init */
   size_t max_slots;       /* default 1000 */
-  size_t slot_reserve;       /* largest memory, default 4 GiB (32-bit wasm) */
-  size_t guard_size;      /* after each slot, default 2 GiB: with 4 GiB slots,
-                             a 32-bit index plus a 32-bit offset never leaves
-                             the slot and its guard, so bounds checks can go */
+  size_t slot_reserve;    /* largest memory, default 4 GiB (wasm32) */
+  size_t guard_size;      /* before the first slot and after each one,
+                             default 4 GiB (see Guards below) */
   size_t max_warm_slots;  /* idle slots kept mapped, default SIZE_MAX (all) */
   cowmem_reset_strategy_t reset; /* default COWMEM_RESET_MADVISE */
   size_t keep_resident;   /* KEEP_RESIDENT: bytes restored by copy, default 64 KiB */
@@ -509,10 +512,45 @@ typedef struct cowmem_pool_config_s {
   unsigned flags;         /* cowmem_pool_flag_t, default 0 */
 } cowmem_pool_config_t;
 
-/* Fill *cfg with the defaults. Fields may be overridden by COWMEM_POOL_*
- * environment variables when the program reads them itself; the library
- * reads none here. */
+/* The wasm32 layout: 65536 pages of 64 KiB, and the most a 32-bit address
+ * plus a 32-bit offset can add to that (0xffffffff + 0xffffffff + 1 bytes,
+ * rounded to 8 GiB past the memory's base). */
+#define COWMEM_WASM32_SLOT_RESERVE ((size_t)4 << 30)
+#define COWMEM_WASM32_GUARD_SIZE ((size_t)4 << 30)
+
+/* Guards. While a pool's slot at `base` is handed out with n bytes
+ * accessible, every address in [base + n, base + slot_reserve + guard_size)
+ * and in [base - guard_size, base) faults (SIGSEGV): it is PROT_NONE, or
+ * another slot's PROT_NONE part, never another slot's accessible bytes.
+ *
+ * With the defaults (the same as cowmem_pool_config_init_wasm32) that covers
+ * every address base + index + offset for a 32-bit index and a 32-bit
+ * offset, up to base + 0x1fffffffe: a wasm32 runtime with 64 KiB pages may
+ * leave out bounds checks and let the fault stand for the trap, as wasm2c
+ * and WAMR do with their guard pages (both integrations ask for this
+ * layout). With a smaller guard_size or slot_reserve the runtime must check
+ * every access whose address can go past base + slot_reserve + guard_size - 1:
+ * the next slot starts there. memory64 memories are covered by no guard:
+ * their runtime checks bounds (a 64-bit index reaches anywhere).
+ *
+ * Address space: each slot costs slot_reserve + guard_size of it, the
+ * defaults 8 GiB; 1000 slots reserve 8 TiB + 4 GiB of the 128 TiB a 64-bit
+ * Linux process has. The reservation is PROT_NONE with MAP_NORESERVE: no
+ * memory and no commit charge until a slot is instantiated. When the kernel
+ * refuses it (RLIMIT_AS, or not enough address space left), cowmem_pool_new
+ * fails with COWMEM_ENOMEM and diag->reason names the reservation. */
+
+/* Fill *cfg with the defaults (noted beside each field). Fields may be
+ * overridden by COWMEM_POOL_* environment variables when the program reads
+ * them itself; the library reads none here. */
 COWMEM_API void cowmem_pool_config_init(cowmem_pool_config_t* cfg);
+
+/* Fill *cfg with the defaults and the wasm32 layout: slot_reserve
+ * COWMEM_WASM32_SLOT_RESERVE, guard_size COWMEM_WASM32_GUARD_SIZE, so that a
+ * wasm32 runtime without bounds checks never reaches another slot's bytes
+ * (see Guards). Ask for this preset to keep that guarantee whatever the
+ * defaults become; today they are the same. */
+COWMEM_API void cowmem_pool_config_init_wasm32(cowmem_pool_config_t* cfg);
 
 /* Create a pool. slot_reserve and guard_size are page multiples, slot_reserve > 0,
  * max_slots > 0, and max_slots x (slot_reserve + guard_size) + guard_size must

@@ -79,14 +79,23 @@ void cowmem_pool_config_init(cowmem_pool_config_t* cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->version = COWMEM_POOL_CONFIG_VERSION;
   cfg->max_slots = 1000;
-  cfg->slot_reserve = (size_t)4 << 30;
-  cfg->guard_size = (size_t)2 << 30;
+  /* The wasm32 layout: a 2 GiB guard let base + u32 + u32 reach the next
+   * slot's accessible bytes (its stride was 6 GiB, the reach 8 GiB). */
+  cfg->slot_reserve = COWMEM_WASM32_SLOT_RESERVE;
+  cfg->guard_size = COWMEM_WASM32_GUARD_SIZE;
   cfg->max_warm_slots = SIZE_MAX; /* all of them */
   cfg->reset = COWMEM_RESET_MADVISE;
   cfg->keep_resident = 64 * 1024;
   cfg->batch_size = 32;
   cfg->resident_budget = (size_t)1 << 20;
   cfg->sample_every = 64;
+}
+
+void cowmem_pool_config_init_wasm32(cowmem_pool_config_t* cfg) {
+  cowmem_pool_config_init(cfg);
+  if (cfg == NULL) return;
+  cfg->slot_reserve = COWMEM_WASM32_SLOT_RESERVE;
+  cfg->guard_size = COWMEM_WASM32_GUARD_SIZE;
 }
 
 static const char* pool_config_check(const cowmem_pool_config_t* c, size_t* total) {

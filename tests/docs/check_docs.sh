@@ -85,7 +85,7 @@ rm -f "$work/blocks.log"
 
 # Build folders: every path into a build tree names the build (build/release/
 # tests/..., build/asan/...), never a bare build/tests/.
-bare=$(cd "$src" && grep -nE '(^|[^A-Za-z0-9_./-])build/(bench|tests|tools|integrations|examples|fuzz/fuzz_|src)/' $files)
+bare=$(cd "$src" && grep -nE '(^|[^A-Za-z0-9_./-])build/(bench|tests|tools|integrations|examples|src)/' $files)
 [ -z "$bare" ] || fail "paths into a build tree without its name (build/release/...):
 $bare"
 

@@ -71,6 +71,17 @@ while read -r kind where rest; do
       programs=$((programs + 1))
       file=${where%%:*} line=${where##*:}
       stem=$(echo "$file" | tr '/.' '__')_$line
+      # What a program makes it frees: a pool's reservation and an image's
+      # memfd are not heap memory, so a leak checker would not say so.
+      unpaired=""
+      for pair in cowmem_pool_new:cowmem_pool_free cowmem_slot_new:cowmem_slot_free \
+                  cowmem_image_new_from_:cowmem_image_release cowmem_snapshot:cowmem_image_release \
+                  cowmem_module_parse:cowmem_module_free cowmem_imgfile_open:cowmem_imgfile_free; do
+        if grep -q "${pair%%:*}" "$work/$stem.c" && ! grep -q "${pair##*:}(" "$work/$stem.c"; then
+          unpaired="$unpaired ${pair%%:*} without ${pair##*:};"
+        fi
+      done
+      [ -z "$unpaired" ] || fail "$where:$unpaired"
       if ! "$cc" -std=c11 -Wall -Wextra -Werror "$@" -I"$inc" "$work/$stem.c" "$lib" \
              -lpthread -Wl,-rpath,"$libdir" -o "$work/$stem.bin" > "$work/$stem.log" 2>&1; then
         fail "$where: does not compile:"; sed 's/^/    /' "$work/$stem.log"

@@ -6,8 +6,8 @@
  * same pages go into an anonymous mapping (COPY) that instantiation copies.
  * Both keep the list of non-zero page runs: copies touch only those.
  *
- * From a file range, a file that cannot change (sealed, or declared
- * immutable) is mapped itself (FILE) where memfd can be had; any other is
+ * From a file range, a file that cannot change (sealed, immutable, or
+ * declared immutable) is mapped itself (FILE) where memfd can be had; any other is
  * read once and built from its bytes.
  *
  * What happens to an image once it is built is image.c's. */
@@ -270,7 +270,9 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
   if (file_offset + len > fsize) return COWMEM_EINVAL;
   if (rounded != len && file_offset + len != fsize) return COWMEM_EINVAL;
 
-  bool direct = (sealed || (flags & COWMEM_IMAGE_FILE_IMMUTABLE)) &&
+  bool fixed = false;
+  if ((e = cowmem__os_file_fixed(fd, &fixed)) != 0) return cowmem__err_from_os(e);
+  bool direct = (sealed || fixed || (flags & COWMEM_IMAGE_FILE_IMMUTABLE)) &&
                 cowmem__os_has_memfd() &&
                 cowmem_option_get(COWMEM_OPTION_FORCE_COPY) == 0;
   if (!direct) {
@@ -294,6 +296,7 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
     return cowmem__err_from_os(e);
   }
   img->kind = COWMEM_IMAGE_FILE;
+  img->fixed = fixed;
   img->mem_offset = mem_offset;
   img->len = rounded;
   img->source_offset = file_offset;

@@ -93,9 +93,10 @@ bool cowmem__image_changed(const cowmem_image_t* image) {
  * its mtime (with the clock's granularity: two writes within one tick of
  * the open may look the same). The inode's ctime is not compared: renaming
  * a new file over the old one, the supported way to install, changes the
- * old inode's ctime but none of its bytes. */
+ * old inode's ctime but none of its bytes. A file the kernel keeps fixed
+ * (sealed memfd, immutable inode) cannot change: no check, no fstat. */
 static int image_file_check(const cowmem_image_t* img) {
-  if (img->kind != COWMEM_IMAGE_FILE) return 0;
+  if (img->kind != COWMEM_IMAGE_FILE || img->fixed) return 0;
   if (atomic_load_explicit(&img->changed, memory_order_relaxed))
     return COWMEM__IMAGE_CHANGED;
   cowmem__os_file_id_t now;
@@ -270,8 +271,9 @@ int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
     copy_runs(img, base);
     return 0;
   }
-  /* One fstat beside the mmaps of a FILE image: a file truncated since
-   * would fault the instance with SIGBUS; refuse it instead. */
+  /* One fstat beside the mmaps of a FILE image the kernel does not keep
+   * fixed: a file truncated since would fault the instance with SIGBUS;
+   * refuse it instead. */
   int c = image_file_check(img);
   if (c) return c;
   for (size_t i = 0; i < img->nmaps; i++) {
@@ -281,6 +283,10 @@ int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
     if (e) return e;
   }
   return 0;
+}
+
+int cowmem__image_verify(const cowmem_image_t* img) {
+  return img == NULL ? 0 : image_file_check(img);
 }
 
 int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {

@@ -251,7 +251,11 @@ typedef enum {
 typedef struct cowmem_image_info_s {
   cowmem_image_kind_t kind;
   uint64_t mem_offset;    /* where the image starts in linear memory */
-  uint64_t len;           /* bytes covered, a page multiple (0: empty) */
+  uint64_t len;           /* bytes covered, a page multiple (0: empty).
+                             mem_offset + len is at most 2^64: an image in
+                             the last page of a 2^48-page memory64 memory
+                             ends there, so compare len with size -
+                             mem_offset rather than forming the sum */
   uint64_t source_offset; /* offset of the image in its fd (0 for memfd) */
   uint64_t data_pages;    /* pages holding non-zero bytes */
   int fd;                 /* the backing fd, -1 for COPY; owned by the image */

@@ -31,12 +31,17 @@ static int run_tool(char** out, const char* const* args) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Unsigned LEB128 of v at b + *n. */
 static void leb(uint8_t* b, size_t* n, uint64_t v) {
-  do {
-    uint8_t c = v & 0x7f;
+  for (;;) {
+    uint8_t low = (uint8_t)(v & 0x7f);
     v >>= 7;
-    b[(*n)++] = c | (v ? 0x80 : 0);
-  } while (v);
+    if (v == 0) {
+      b[(*n)++] = low;
+      return;
+    }
+    b[(*n)++] = (uint8_t)(low | 0x80);
+  }
 }
 
 static int write_file(const char* path, const void* p, size_t n) {

@@ -1137,7 +1137,8 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
  * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
  * hash, descriptor table within the header, every image range
  * page-aligned, inside the file, in order and not overlapping, every
- * image inside its memory's initial size, an image for an imported memory
+ * image inside its memory's initial size, a maximum only with its flag
+ * (max_pages 0 otherwise), an image for an imported memory
  * only if it is marked fresh, fresh only on an imported memory (EBADIMG
  * for all of these, truncated files included). With module_hash
  * (cowmem_module_hash of the module the caller will instantiate; NULL: no

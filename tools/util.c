@@ -74,6 +74,7 @@ tool_kind_t tool_file_kind(const char* path) {
   if (fd < 0) return FILE_OTHER;
   uint8_t b[8] = {0};
   ssize_t n = read(fd, b, sizeof b);
+  int e = n < 0 ? errno : 0; /* EISDIR for a folder: say so */
   close(fd);
   errno = 0;
   if (n >= 4 && memcmp(b, "\0asm", 4) == 0) return FILE_WASM;
@@ -82,7 +83,7 @@ tool_kind_t tool_file_kind(const char* path) {
                        "CWI",
                        4) == 0)
     return FILE_CWIMG;
-  errno = n < 0 ? EIO : 0;
+  errno = e;
   return FILE_OTHER;
 }
 

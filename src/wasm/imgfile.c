@@ -304,6 +304,10 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
     return fail(diag, COWMEM_EBADIMG, at + 8, "memory %u: limits beyond %llu pages", i,
                 (unsigned long long)cap);
+  if (!m->has_max && m->max_pages != 0) /* the writer writes 0 */
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: a maximum without the flag", i);
+  if (!m->has_max && m->max_pages != 0) /* the writer writes 0 */
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: a maximum without the flag", i);
   if (m->has_max && m->max_pages < m->min_pages)
     return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: maximum below the minimum", i);
   if (m->mem_len == 0) {

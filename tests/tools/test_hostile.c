@@ -140,4 +140,41 @@ TEST_IMPL(inspect_sparse_claim) {
   return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(inspect_memories_by_segments) TEST_ENTRY(inspect_sparse_claim))
+/* A descriptor with a maximum but without the has-max flag (checksum
+ * recomputed) is refused, not read as "no maximum". */
+TEST_IMPL(forged_max_without_flag) {
+  char path[] = "/tmp/cowmem-forged-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  cowmem_imgfile_memory_t m = {0};
+  m.min_pages = 1;
+  ASSERT_OK(cowmem_imgfile_write(fd, &m, 1, NULL));
+  uint8_t hdr[176];
+  ASSERT_EQ(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+  hdr[96 + 16] = 5; /* max_pages 5, flags without has-max */
+  memset(hdr + 64, 0, 32);
+  cowmem_sha256(hdr, sizeof hdr, hdr + 64);
+  ASSERT_EQ(pwrite(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+  cowmem_imgfile_t* f = NULL;
+  cowmem_diag_t d;
+  ASSERT_ERR(cowmem_imgfile_open(fd, NULL, 0, &f, &d), COWMEM_EBADIMG);
+  ASSERT_NULL(f);
+  ASSERT_NOT_NULL(strstr(d.reason, "maximum without the flag"));
+  close(fd);
+  return 0;
+}
+
+/* A folder: a clear error (is a directory), not "Input/output error". */
+TEST_IMPL(inspect_folder) {
+  ASSERT_NOT_NULL(mkdtemp(dir));
+  char* out = NULL;
+  ASSERT_EQ(run_tool(&out, (const char*[]){"inspect", dir, NULL}), 1);
+  ASSERT_NOT_NULL(strstr(out, strerror(EISDIR)));
+  ASSERT_NULL(strstr(out, strerror(EIO)));
+  free(out);
+  rmdir(dir);
+  return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(inspect_folder) TEST_ENTRY(forged_max_without_flag) TEST_ENTRY(inspect_memories_by_segments) TEST_ENTRY(inspect_sparse_claim))

@@ -806,7 +806,9 @@ static int strace_count(bool sealed, int cycles, const char* name, uint64_t* cal
   self[n] = 0;
   char cmd[8192];
   snprintf(cmd, sizeof cmd,
-           "COWMEM_TEST_REUSE=%s:%d strace -f -qq -c -o %s %s image_reuse_no_syscall "
+           /* LeakSanitizer cannot run under ptrace: off in the child. */
+           "ASAN_OPTIONS=detect_leaks=0 COWMEM_TEST_REUSE=%s:%d strace -f -qq -c -o %s %s "
+           "image_reuse_no_syscall "
            ">/dev/null 2>&1",
            sealed ? "sealed" : "file", cycles, out, self);
   int st = system(cmd);

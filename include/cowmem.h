@@ -251,7 +251,11 @@ typedef enum {
 typedef struct cowmem_image_info_s {
   cowmem_image_kind_t kind;
   uint64_t mem_offset;    /* where the image starts in linear memory */
-  uint64_t len;           /* bytes covered, a page multiple (0: empty) */
+  uint64_t len;           /* bytes covered, a page multiple (0: empty).
+                             mem_offset + len is at most 2^64: an image in
+                             the last page of a 2^48-page memory64 memory
+                             ends there, so compare len with size -
+                             mem_offset rather than forming the sum */
   uint64_t source_offset; /* offset of the image in its fd (0 for memfd) */
   uint64_t data_pages;    /* pages holding non-zero bytes */
   int fd;                 /* the backing fd, -1 for COPY; owned by the image */
@@ -285,8 +289,8 @@ typedef enum {
  * Changing the file after the image is opened must not change any instance's
  * memory (a private file mapping shows later writes to the file on pages the
  * instance has not written). So the image maps the file directly only when
- * that cannot happen: the file is a memfd sealed with F_SEAL_WRITE, or the
- * caller passes COWMEM_IMAGE_FILE_IMMUTABLE and so promises the file is
+ * that cannot happen: the file is a memfd sealed with F_SEAL_WRITE, or has
+ * the immutable attribute (chattr +i), or the caller passes COWMEM_IMAGE_FILE_IMMUTABLE and so promises the file is
  * never written or truncated while the image lives (a read-only installed
  * file). Otherwise the range is copied into a new sealed memfd (or ordinary
  * memory in the fallback), which costs the page-cache sharing between
@@ -308,9 +312,18 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * their mapping: pages they have not written read the file as it is now,
  * and past a truncated end fault with SIGBUS (the kernel offers no way to
  * keep a private file mapping's unwritten pages). The same check (one
- * fstat) runs whenever a FILE image is mapped into a slot, and when its
- * read-only view is first mapped for restoring resets (KEEP_RESIDENT,
- * ADAPTIVE), so a change is caught there at the latest.
+ * fstat) runs whenever a FILE image is mapped into a slot, whenever a slot
+ * that still maps it (READY with the same image) starts another instance,
+ * and when its read-only view is first mapped for restoring resets
+ * (KEEP_RESIDENT, ADAPTIVE), so a change is caught there at the latest and
+ * a new instance never faults on a truncated file.
+ * How it stays cheap: the check costs nothing where the kernel keeps the
+ * file as it is, which is probed once when the image is made: a memfd
+ * sealed against writes and shrinking (F_SEAL_WRITE | F_SEAL_SHRINK), or
+ * a file with the immutable attribute (chattr +i). There an instantiate of
+ * the same image makes no system call at all. Any other file, an opened
+ * .cwimg included, costs one fstat per such instantiate (and per mapping),
+ * beside the reset's madvise.
  * Errors: EINVAL (NULL), ECHANGED, and the errors of fstat. Thread-safe. */
 COWMEM_API int cowmem_image_check(const cowmem_image_t* image);
 
@@ -379,7 +392,8 @@ COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
 /* Start an instance: afterwards [0, initial_size) is read-write and holds
  * the image at its offset and zeros elsewhere; [initial_size, reserve) is
  * inaccessible; the slot is DIRTY. image may be NULL (all zeros).
- * The same image and size as the READY slot holds: no system call. Another
+ * The same image and size as the READY slot holds: no system call (one
+ * fstat for a FILE image whose file can change: see cowmem_image_check). Another
  * size: one mprotect. Another image: the old image's range is replaced and the
  * new one mapped (the slot keeps a reference to it). A COPY image is copied.
  * Errors: ESTATE (slot DIRTY), EBROKEN, EINVAL (initial_size not a page
@@ -1161,7 +1175,8 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
  * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
  * hash, descriptor table within the header, every image range
  * page-aligned, inside the file, in order and not overlapping, every
- * image inside its memory's initial size, an image for an imported memory
+ * image inside its memory's initial size, a maximum only with its flag
+ * (max_pages 0 otherwise), an image for an imported memory
  * only if it is marked fresh, fresh only on an imported memory (EBADIMG
  * for all of these, truncated files included). With module_hash
  * (cowmem_module_hash of the module the caller will instantiate; NULL: no

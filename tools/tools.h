@@ -82,6 +82,14 @@ bool tool_parse_u64(const char* s, uint64_t* out);
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
                      const char** out, unsigned* flags);
 
+/* Call fn(arg, off, len) for each stretch of the image that may hold data,
+ * in order, in page-aligned memory offsets: for an image with a file (memfd
+ * or image file) the file's data extents (SEEK_DATA/SEEK_HOLE), so a sparse
+ * file costs what it holds, not what it claims; a copy is one stretch.
+ * Everything else is zeros. Stops at fn's first non-zero return. */
+int tool_image_extents(const cowmem_image_t* img,
+                       int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
+
 void tool_hex(const uint8_t* h, size_t n, char* out);
 /* A JSON string literal of s (n bytes). */
 void tool_json_str(FILE* f, const char* s, size_t n);

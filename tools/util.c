@@ -74,6 +74,7 @@ tool_kind_t tool_file_kind(const char* path) {
   if (fd < 0) return FILE_OTHER;
   uint8_t b[8] = {0};
   ssize_t n = read(fd, b, sizeof b);
+  int e = n < 0 ? errno : 0; /* EISDIR for a folder: say so */
   close(fd);
   errno = 0;
   if (n >= 4 && memcmp(b, "\0asm", 4) == 0) return FILE_WASM;
@@ -82,7 +83,7 @@ tool_kind_t tool_file_kind(const char* path) {
                        "CWI",
                        4) == 0)
     return FILE_CWIMG;
-  errno = n < 0 ? EIO : 0;
+  errno = e;
   return FILE_OTHER;
 }
 
@@ -254,4 +255,31 @@ int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in
   if (!*in) return tool_usage("no input module");
   if (!*out) return tool_usage("no output file (-o)");
   return -1;
+}
+
+int tool_image_extents(const cowmem_image_t* img,
+                       int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
+  cowmem_image_info_t ii;
+  if (!img) return 0;
+  int r = cowmem_image_info(img, &ii);
+  if (r != 0 || ii.len == 0) return r;
+  if (ii.fd < 0) return fn(arg, ii.mem_offset, ii.len);
+  uint64_t page = cowmem_page_size();
+  uint64_t at = 0; /* image-relative */
+  while (at < ii.len) {
+    /* The image's fd is only ever read with pread and mmap: moving its
+     * file offset here disturbs nothing. */
+    off_t d = lseek(ii.fd, (off_t)(ii.source_offset + at), SEEK_DATA);
+    if (d < 0) return errno == ENXIO ? 0 : -errno; /* only holes after at */
+    if ((uint64_t)d - ii.source_offset >= ii.len) return 0;
+    off_t h = lseek(ii.fd, d, SEEK_HOLE);
+    if (h < 0) return -errno;
+    uint64_t a = ((uint64_t)d - ii.source_offset) / page * page;
+    uint64_t b = (uint64_t)h - ii.source_offset;
+    b = b >= ii.len ? ii.len : (b + page - 1) / page * page;
+    if (b > ii.len) b = ii.len;
+    if ((r = fn(arg, ii.mem_offset + a, b - a)) != 0) return r;
+    at = b;
+  }
+  return 0;
 }

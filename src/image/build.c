@@ -6,8 +6,8 @@
  * same pages go into an anonymous mapping (COPY) that instantiation copies.
  * Both keep the list of non-zero page runs: copies touch only those.
  *
- * From a file range, a file that cannot change (sealed, or declared
- * immutable) is mapped itself (FILE) where memfd can be had; any other is
+ * From a file range, a file that cannot change (sealed, immutable, or
+ * declared immutable) is mapped itself (FILE) where memfd can be had; any other is
  * read once and built from its bytes.
  *
  * What happens to an image once it is built is image.c's. */
@@ -18,7 +18,11 @@
 
 /* The input bytes as seen through pages: page p of the image covers memory
  * [p, p + ps); only the first and the last page may be partly outside the
- * caller's bytes, and those parts are zero. */
+ * caller's bytes, and those parts are zero.
+ *
+ * The last page may end at byte 2^64 (a memory64 memory of 2^48 pages with
+ * data in its last page), one past what a uint64_t holds: page ends are
+ * never formed as sums here, only lengths (end - pa) are compared. */
 typedef struct {
   const uint8_t* bytes;
   uint64_t begin; /* memory offset of bytes[0] */
@@ -27,13 +31,19 @@ typedef struct {
 
 /* Pointer to the page at memory offset pa, complete: directly into the
  * caller's bytes, or assembled in tmp with zero padding. */
+static bool source_whole(const source_t* s, uint64_t pa, size_t ps) {
+  return pa >= s->begin && pa < s->end && s->end - pa >= ps;
+}
+
 static const uint8_t* source_page(const source_t* s, uint64_t pa, size_t ps,
                                   uint8_t* tmp) {
-  if (pa >= s->begin && pa + ps <= s->end) return s->bytes + (pa - s->begin);
+  if (source_whole(s, pa, ps)) return s->bytes + (pa - s->begin);
   memset(tmp, 0, ps);
   uint64_t lo = pa > s->begin ? pa : s->begin;
-  uint64_t hi = pa + ps < s->end ? pa + ps : s->end;
-  if (lo < hi) memcpy(tmp + (lo - pa), s->bytes + (lo - s->begin), hi - lo);
+  if (lo - pa < ps && s->end > lo) {
+    uint64_t n = s->end - lo, room = ps - (lo - pa);
+    memcpy(tmp + (lo - pa), s->bytes + (lo - s->begin), n < room ? n : room);
+  }
   return tmp;
 }
 
@@ -53,16 +63,17 @@ bool cowmem__is_zero(const void* ptr, size_t n) {
   return true;
 }
 
-/* Find the non-zero page runs of the source over [first, last) pages. */
-static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo, uint64_t hi,
-                        size_t ps, uint8_t* tmp) {
+/* Find the non-zero page runs of the source over the npages pages from lo
+ * (counted in pages: the last one may end at 2^64). */
+static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo,
+                        uint64_t npages, size_t ps, uint8_t* tmp) {
   size_t cap = 0;
   uint64_t run_start = 0;
   bool in_run = false;
-  for (uint64_t pa = lo; pa <= hi; pa += ps) {
-    bool nz = pa < hi && !cowmem__is_zero(source_page(s, pa, ps, tmp), ps);
+  for (uint64_t i = 0; i <= npages; i++) {
+    bool nz = i < npages && !cowmem__is_zero(source_page(s, lo + i * ps, ps, tmp), ps);
     if (nz && !in_run) {
-      run_start = pa;
+      run_start = i;
       in_run = true;
     } else if (!nz && in_run) {
       if (img->nruns == cap) {
@@ -72,13 +83,12 @@ static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo, uin
         img->runs = r;
         cap = ncap;
       }
-      img->runs[img->nruns].off = run_start;
-      img->runs[img->nruns].len = pa - run_start;
-      img->data_pages += (pa - run_start) / ps;
+      img->runs[img->nruns].off = lo + run_start * ps;
+      img->runs[img->nruns].len = (i - run_start) * ps;
+      img->data_pages += i - run_start;
       img->nruns++;
       in_run = false;
     }
-    if (pa == hi) break;
   }
   return 0;
 }
@@ -88,15 +98,15 @@ static int collect_runs(cowmem_image_t* img, const source_t* s, uint64_t lo, uin
 static int write_runs(cowmem_image_t* img, const source_t* s, uint8_t* mem, size_t ps,
                       uint8_t* tmp) {
   for (size_t i = 0; i < img->nruns; i++) {
-    uint64_t pa = img->runs[i].off, end = pa + img->runs[i].len;
-    while (pa < end) {
+    uint64_t pa = img->runs[i].off, left = img->runs[i].len;
+    while (left > 0) {
       /* Whole pages inside the caller's bytes go in one write; a partial
        * edge page goes alone through tmp. */
       uint64_t n;
       const uint8_t* src;
-      if (pa >= s->begin && pa + ps <= s->end) {
-        uint64_t full_end = cowmem__page_floor(s->end);
-        n = (end < full_end ? end : full_end) - pa;
+      if (source_whole(s, pa, ps)) {
+        uint64_t whole = cowmem__page_floor(s->end - pa); /* s->end - pa >= ps */
+        n = left < whole ? left : whole;
         src = s->bytes + (pa - s->begin);
       } else {
         n = ps;
@@ -109,7 +119,8 @@ static int write_runs(cowmem_image_t* img, const source_t* s, uint8_t* mem, size
         int e = cowmem__os_pwrite_all(img->fd, src, n, rel);
         if (e) return cowmem__err_from_os(e);
       }
-      pa += n;
+      pa += n; /* wraps to 0 past the last page of 2^64: left is 0 then */
+      left -= n;
     }
   }
   return 0;
@@ -208,7 +219,7 @@ static int image_back(cowmem_image_t* img, const source_t* s, size_t ps, uint8_t
   }
   img->mem_offset = img->runs[0].off;
   const cowmem__run_t* last = &img->runs[img->nruns - 1];
-  img->len = last->off + last->len - img->mem_offset;
+  img->len = last->off - img->mem_offset + last->len;
   if (!copy) {
     bool fallback = false;
     img->kind = COWMEM_IMAGE_MEMFD;
@@ -226,13 +237,17 @@ int cowmem_image_new_from_bytes(const void* bytes, size_t len, uint64_t mem_offs
   if (mem_offset > UINT64_MAX - len) return COWMEM_EINVAL;
   size_t ps = cowmem__os_page_size();
   source_t s = {bytes, mem_offset, mem_offset + len};
-  uint64_t lo = cowmem__page_floor(s.begin), hi;
-  if (!cowmem__page_ceil(s.end, &hi)) return COWMEM_EINVAL;
+  /* In pages from lo, so that an image whose last page ends at 2^64 is
+   * counted, not rounded up past UINT64_MAX. Only an image of all 2^64
+   * bytes has more pages than that holds, and no caller has those bytes. */
+  uint64_t lo = cowmem__page_floor(s.begin), span = s.end - lo;
+  uint64_t npages = span / ps + (span % ps != 0);
+  if (npages > UINT64_MAX / ps) return COWMEM_EINVAL;
 
   cowmem_image_t* img = cowmem__image_alloc();
   uint8_t* tmp = malloc(ps);
   int r = (img == NULL || tmp == NULL) ? COWMEM_ENOMEM : 0;
-  if (r == 0) r = collect_runs(img, &s, lo, hi, ps, tmp);
+  if (r == 0) r = collect_runs(img, &s, lo, npages, ps, tmp);
   if (r == 0) r = image_back(img, &s, ps, tmp);
   free(tmp);
   if (r != 0) {
@@ -258,8 +273,9 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
   if (!cowmem__is_page_multiple(file_offset) || !cowmem__is_page_multiple(mem_offset))
     return COWMEM_EINVAL;
   uint64_t rounded;
+  /* The image may end at 2^64 (see source_t), not past it. */
   if (file_offset > UINT64_MAX - len || !cowmem__page_ceil(len, &rounded) ||
-      mem_offset > UINT64_MAX - rounded)
+      (mem_offset != 0 && rounded > 0 - mem_offset))
     return COWMEM_EINVAL;
   uint64_t fsize = 0;
   bool sealed = false;
@@ -270,7 +286,9 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
   if (file_offset + len > fsize) return COWMEM_EINVAL;
   if (rounded != len && file_offset + len != fsize) return COWMEM_EINVAL;
 
-  bool direct = (sealed || (flags & COWMEM_IMAGE_FILE_IMMUTABLE)) &&
+  bool fixed = false;
+  if ((e = cowmem__os_file_fixed(fd, &fixed)) != 0) return cowmem__err_from_os(e);
+  bool direct = (sealed || fixed || (flags & COWMEM_IMAGE_FILE_IMMUTABLE)) &&
                 cowmem__os_has_memfd() &&
                 cowmem_option_get(COWMEM_OPTION_FORCE_COPY) == 0;
   if (!direct) {
@@ -294,6 +312,7 @@ int cowmem_image_new_from_file(int fd, uint64_t file_offset, uint64_t len,
     return cowmem__err_from_os(e);
   }
   img->kind = COWMEM_IMAGE_FILE;
+  img->fixed = fixed;
   img->mem_offset = mem_offset;
   img->len = rounded;
   img->source_offset = file_offset;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -368,6 +370,21 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   int seals = fcntl(fd, F_GET_SEALS);
   *size = (uint64_t)st.st_size;
   *write_sealed = seals >= 0 && (seals & F_SEAL_WRITE) != 0;
+  return 0;
+}
+
+int cowmem__os_file_fixed(int fd, bool* fixed) {
+  COWMEM__OS_INJECT(COWMEM__OS_fcntl);
+  cowmem__os_count(COWMEM__OS_fcntl);
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals >= 0 && (seals & (F_SEAL_WRITE | F_SEAL_SHRINK)) == (F_SEAL_WRITE | F_SEAL_SHRINK)) {
+    *fixed = true;
+    return 0;
+  }
+  /* Filesystems without attributes say ENOTTY (or EINVAL): not fixed. */
+  cowmem__os_count(COWMEM__OS_other);
+  int attr = 0;
+  *fixed = ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_IMMUTABLE_FL) != 0;
   return 0;
 }
 

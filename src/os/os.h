@@ -105,6 +105,12 @@ typedef struct {
   int64_t mtime_ns, ctime_ns;
 } cowmem__os_file_id_t;
 int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out);
+/* Can the kernel promise that the file's bytes and size never change while
+ * fd is open? Linux: a memfd sealed against writes and shrinking (sealed
+ * for good), or an inode with the immutable attribute (chattr +i: no
+ * write or truncate until a privileged process clears it). *fixed false
+ * otherwise, or where the kernel cannot say. posix: always false. */
+int cowmem__os_file_fixed(int fd, bool* fixed);
 /* Close; errors are counted but not reported (close always frees the fd). */
 void cowmem__os_close(int fd);
 

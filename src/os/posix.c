@@ -77,6 +77,12 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
+int cowmem__os_file_fixed(int fd, bool* fixed) {
+  (void)fd;
+  *fixed = false;
+  return 0;
+}
+
 /* No PAGEMAP_SCAN outside Linux: the adaptive reset learns by comparing
  * contents instead, and snapshots read what mincore reports resident. */
 bool cowmem__os_has_pagemap_scan(void) { return false; }

@@ -15,7 +15,8 @@ int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]) {
   return 0;
 }
 
-/* Memory i's descriptor (its image borrowed from the module). */
+/* Memory i's descriptor (its image borrowed from the module); its
+ * segments_left is counted by the caller. */
 static int describe(const cowmem_module_t* m, uint32_t i, cowmem_imgfile_memory_t* d) {
   cowmem_memory_info_t mi;
   int err = cowmem_module_memory_info(m, i, &mi);
@@ -33,12 +34,20 @@ static int describe(const cowmem_module_t* m, uint32_t i, cowmem_imgfile_memory_
   d->image = cowmem_module_image(m, i, &why);
   d->noimage = why.noimage;
   if (d->noimage == COWMEM_NOIMAGE_NOT_BUILT) return COWMEM_EINVAL;
+  return 0;
+}
+
+/* Every memory's active segments that no image covers, in one pass over
+ * the segments (not one per memory: 10^5 memories and segments). */
+static int count_left(const cowmem_module_t* m, cowmem_imgfile_memory_t* mems,
+                      uint32_t n) {
   uint32_t nseg = cowmem_module_segment_count(m);
   for (uint32_t s = 0; s < nseg; s++) {
     cowmem_segment_info_t si;
-    if ((err = cowmem_module_segment_info(m, s, &si)) != 0) return err;
-    if (si.mode == COWMEM_SEGMENT_ACTIVE && si.memory == i && !si.covered_by_image)
-      d->segments_left++;
+    int err = cowmem_module_segment_info(m, s, &si);
+    if (err != 0) return err;
+    if (si.mode == COWMEM_SEGMENT_ACTIVE && si.memory < n && !si.covered_by_image)
+      mems[si.memory].segments_left++;
   }
   return 0;
 }
@@ -53,6 +62,7 @@ int cowmem_module_compile(const cowmem_module_t* m, int fd) {
   int err = cowmem_module_hash(m, hash);
   for (uint32_t i = 0; i < n && err == 0; i++)
     err = describe(m, i, &mems[i]);
+  if (err == 0) err = count_left(m, mems, n);
   if (err == 0) err = cowmem_imgfile_write(fd, mems, n, hash);
   free(mems);
   return err;

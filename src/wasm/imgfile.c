@@ -117,9 +117,10 @@ typedef struct {
 static int write_run(void* arg, uint64_t off, uint64_t len) {
   write_ctx_t* w = arg;
   size_t page = cowmem__os_page_size();
-  uint64_t end = off + len;
-  while (off < end) {
-    size_t n = end - off < w->buf_len ? (size_t)(end - off) : w->buf_len;
+  /* By what is left, not off + len: the last run of a 2^48-page memory
+   * ends at 2^64. */
+  while (len > 0) {
+    size_t n = len < w->buf_len ? (size_t)len : w->buf_len;
     int err = cowmem_image_read(w->img, off, w->buf, n);
     if (err != 0) return err;
     size_t p = 0;
@@ -138,6 +139,7 @@ static int write_run(void* arg, uint64_t off, uint64_t len) {
       p = q;
     }
     off += n;
+    len -= n;
   }
   return 0;
 }
@@ -167,9 +169,7 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool fi
     return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
   if (err != 0) return err;
-  uint64_t size = cowmem__wasm_bytes(m->min_pages);
-  if (info->mem_offset > size || info->len > size - info->mem_offset)
-    return COWMEM_EINVAL;
+  if (!cowmem__wasm_fits(m->min_pages, info->mem_offset, info->len)) return COWMEM_EINVAL;
   return 0;
 }
 
@@ -304,6 +304,10 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
     return fail(diag, COWMEM_EBADIMG, at + 8, "memory %u: limits beyond %llu pages", i,
                 (unsigned long long)cap);
+  if (!m->has_max && m->max_pages != 0) /* the writer writes 0 */
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: a maximum without the flag", i);
+  if (!m->has_max && m->max_pages != 0) /* the writer writes 0 */
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: a maximum without the flag", i);
   if (m->has_max && m->max_pages < m->min_pages)
     return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: maximum below the minimum", i);
   if (m->mem_len == 0) {
@@ -324,8 +328,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
     return fail(diag, COWMEM_EBADIMG, at + 48,
                 "memory %u: file length %llu differs from memory length %llu", i,
                 (unsigned long long)m->file_len, (unsigned long long)m->mem_len);
-  uint64_t mem_size = cowmem__wasm_bytes(m->min_pages);
-  if (m->mem_offset > mem_size || m->mem_len > mem_size - m->mem_offset)
+  if (!cowmem__wasm_fits(m->min_pages, m->mem_offset, m->mem_len))
     return fail(diag, COWMEM_EBADIMG, at + 24,
                 "memory %u: image ends beyond the initial size", i);
   if (m->data_pages > m->mem_len / page)

@@ -17,6 +17,15 @@ static inline uint64_t cowmem__wasm_bytes(uint64_t pages) {
   return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * COWMEM__WASM_PAGE;
 }
 
+/* Does [off, off + len) lie inside the initial size of a memory of
+ * `pages` pages? Exact where cowmem__wasm_bytes saturates: 2^48 pages hold
+ * every byte below 2^64, so an image whose last page ends at 2^64 fits. */
+static inline bool cowmem__wasm_fits(uint64_t pages, uint64_t off, uint64_t len) {
+  if (pages >= ((uint64_t)1 << 48)) return off == 0 || len <= 0 - off;
+  uint64_t size = pages * COWMEM__WASM_PAGE;
+  return off <= size && len <= size - off;
+}
+
 typedef struct {
   cowmem_memory_info_t info;
   cowmem_noimage_t why;

@@ -274,7 +274,374 @@ TEST_IMPL(validate_malformed_body) {
   return 0;
 }
 
+/* ---- Rewrite, end to end ------------------------------------------------ */
+
+typedef struct {
+  cowmem_preinit_memory_t mem[8];
+  cowmem_preinit_global_t glob[32];
+  cowmem_preinit_snapshot_t snap;
+  uint8_t* bytes[8]; /* each memory's bytes, as node read them */
+  size_t len[8];
+} state_t;
+
+static void state_free(state_t* s) {
+  for (int i = 0; i < 8; i++) {
+    cowmem_image_release(s->mem[i].image);
+    free(s->bytes[i]);
+  }
+  memset(s, 0, sizeof *s);
+}
+
+static uint8_t type_code(const char* t) {
+  return !strcmp(t, "i32")   ? COWMEM_TYPE_I32
+         : !strcmp(t, "i64") ? COWMEM_TYPE_I64
+         : !strcmp(t, "f32") ? COWMEM_TYPE_F32
+         : !strcmp(t, "f64") ? COWMEM_TYPE_F64
+                             : COWMEM_TYPE_V128;
+}
+
+/* Instantiate inst.wasm in node, initialize it and read back its state. */
+static int node_snapshot(const char* func, unsigned import_pages, state_t* s) {
+  char path[512], line[256];
+  memset(s, 0, sizeof *s);
+  if (run("node --experimental-wasm-type-reflection '%s' snapshot '%s/inst.wasm' "
+          "'%s' '%s' %u", COWMEM_PREINIT_SCRIPT, g_dir, func, g_dir,
+          import_pages) != 0)
+    return -1;
+  path_of(path, sizeof path, "state.txt");
+  FILE* f = fopen(path, "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned idx;
+    unsigned long long pages, lo, hi;
+    char type[8], name[16];
+    if (sscanf(line, "memory %u %llu", &idx, &pages) == 2 && idx < 8) {
+      snprintf(name, sizeof name, "mem%u", idx);
+      if (read_file(name, &s->bytes[idx], &s->len[idx]) != 0 ||
+          cowmem_image_new_from_bytes(s->bytes[idx], s->len[idx], 0,
+                                      &s->mem[idx].image) != 0)
+        break;
+      s->mem[idx].pages = pages;
+      s->snap.nmemories = idx + 1;
+    } else if (sscanf(line, "global %u %7s %llx %llx", &idx, type, &lo, &hi) == 4 &&
+               s->snap.nglobals < 32) {
+      cowmem_preinit_global_t* g = &s->glob[s->snap.nglobals++];
+      g->index = idx, g->type = type_code(type), g->bits[0] = lo, g->bits[1] = hi;
+    }
+  }
+  fclose(f);
+  s->snap.memories = s->mem;
+  s->snap.globals = s->glob;
+  return 0;
+}
+
+static int validate_file(const char* name) {
+  return run("wasm-validate " WAT_FLAGS " '%s/%s'", g_dir, name);
+}
+
+/* out (a rewritten module) parses, has no start, every memory's minimum
+ * is the snapshot's size and, with segments, its image is the snapshot. */
+static int check_rewritten(const uint8_t* out, size_t len, const state_t* s,
+                           unsigned parse_flags, bool segments) {
+  cowmem_module_t* m = NULL;
+  ASSERT_OK(cowmem_module_parse(out, len, parse_flags, &m, NULL));
+  ASSERT_FALSE(cowmem_module_start(m, NULL));
+  ASSERT_EQ(cowmem_module_memory_count(m), s->snap.nmemories);
+  for (uint32_t i = 0; i < s->snap.nmemories; i++) {
+    cowmem_memory_info_t mi;
+    cowmem_diag_t why;
+    ASSERT_OK(cowmem_module_memory_info(m, i, &mi));
+    ASSERT_UEQ(mi.min_pages, s->mem[i].pages);
+    cowmem_image_t* img = cowmem_module_image(m, i, &why);
+    ASSERT_EQ(why.noimage, COWMEM_NOIMAGE_NONE);
+    if (!segments) {
+      ASSERT_NULL(img); /* all zeros: the image file holds the state */
+      continue;
+    }
+    uint8_t* got = malloc(s->len[i] ? s->len[i] : 1);
+    ASSERT_NOT_NULL(got);
+    memset(got, 0xee, s->len[i]);
+    if (img) ASSERT_OK(cowmem_image_read(img, 0, got, s->len[i]));
+    else memset(got, 0, s->len[i]);
+    int same = memcmp(got, s->bytes[i], s->len[i]);
+    free(got);
+    ASSERT_EQ(same, 0);
+  }
+  for (uint32_t i = 0; i < cowmem_module_segment_count(m); i++) {
+    cowmem_segment_info_t seg;
+    ASSERT_OK(cowmem_module_segment_info(m, i, &seg));
+    if (!segments) ASSERT_EQ(seg.mode, COWMEM_SEGMENT_PASSIVE);
+  }
+  cowmem_module_free(m);
+  return 0;
+}
+
+/* The image file holds exactly the snapshot, for exactly this module. */
+static int check_imgfile(const uint8_t* module, size_t len, const state_t* s) {
+  char path[512];
+  uint8_t hash[32];
+  cowmem_imgfile_t* f = NULL;
+  path_of(path, sizeof path, "b.cwimg");
+  int fd = open(path, O_RDONLY);
+  ASSERT_TRUE(fd >= 0);
+  cowmem_sha256(module, len, hash);
+  ASSERT_OK(cowmem_imgfile_open(fd, hash, 0, &f, NULL));
+  close(fd);
+  ASSERT_EQ(cowmem_imgfile_memory_count(f), s->snap.nmemories);
+  for (uint32_t i = 0; i < s->snap.nmemories; i++) {
+    cowmem_imgfile_memory_t mem;
+    ASSERT_OK(cowmem_imgfile_memory(f, i, &mem));
+    ASSERT_UEQ(mem.min_pages, s->mem[i].pages);
+    uint8_t* got = calloc(1, s->len[i] ? s->len[i] : 1);
+    ASSERT_NOT_NULL(got);
+    if (mem.image) ASSERT_OK(cowmem_image_read(mem.image, 0, got, s->len[i]));
+    int same = memcmp(got, s->bytes[i], s->len[i]);
+    free(got);
+    ASSERT_EQ(same, 0);
+  }
+  cowmem_imgfile_free(f);
+  return 0;
+}
+
+/* Write `module` instrumented as name. */
+static int instrument_to(const uint8_t* b, size_t n, unsigned flags,
+                         const char* name) {
+  cowmem_module_t* m = NULL;
+  uint8_t* out;
+  size_t len;
+  ASSERT_OK(cowmem_module_parse(b, n, flags, &m, NULL));
+  ASSERT_OK(cowmem_preinit_instrument(m, &out, &len, NULL));
+  cowmem_module_free(m);
+  int r = write_file(name, out, len);
+  free(out);
+  CHECK(r);
+  return validate_file(name);
+}
+
+/* The whole path for one module: validate, instrument, initialize in
+ * node, rewrite both ways, and compare with V8 (unless v8 is false: a
+ * feature node 20 lacks). */
+static int roundtrip(const char* text, const char* func, unsigned import_pages,
+                     bool v8) {
+  uint8_t *b, *out;
+  size_t n, len;
+  cowmem_module_t* m = NULL;
+  cowmem_diag_t d;
+  state_t s;
+  unsigned pflags = import_pages ? COWMEM_MODULE_FRESH_IMPORTS : 0;
+  cowmem_preinit_options_t opt;
+  char path[512];
+  CHECK(wat("orig", text, &b, &n));
+  ASSERT_OK(cowmem_module_parse(b, n, pflags, &m, NULL));
+  ASSERT_OK(cowmem_preinit_validate(m, &d));
+  CHECK(instrument_to(b, n, pflags, "inst.wasm"));
+  if (!v8) { /* the state from a node without the feature: simulated */
+    cowmem_module_free(m);
+    free(b);
+    return 0;
+  }
+  CHECK(node_snapshot(func, import_pages, &s));
+  cowmem_preinit_options_init(&opt);
+  opt.init_func = func;
+  /* (a) segments */
+  ASSERT_OK(cowmem_preinit_rewrite(m, &s.snap, &opt, &out, &len, -1, &d));
+  CHECK(write_file("a.wasm", out, len));
+  CHECK(validate_file("a.wasm"));
+  CHECK(check_rewritten(out, len, &s, pflags, true));
+  CHECK(instrument_to(out, len, pflags, "a-inst.wasm"));
+  free(out);
+  CHECK(run("node --experimental-wasm-type-reflection '%s' compare '%s/inst.wasm' "
+            "'%s' '%s/a-inst.wasm' same %u", COWMEM_PREINIT_SCRIPT, g_dir, func,
+            g_dir, import_pages));
+  /* (b) images */
+  path_of(path, sizeof path, "b.cwimg");
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  ASSERT_TRUE(fd >= 0);
+  opt.flags |= COWMEM_PREINIT_IMAGES;
+  ASSERT_OK(cowmem_preinit_rewrite(m, &s.snap, &opt, &out, &len, fd, &d));
+  close(fd);
+  CHECK(write_file("b.wasm", out, len));
+  CHECK(validate_file("b.wasm"));
+  CHECK(check_rewritten(out, len, &s, pflags, false));
+  CHECK(check_imgfile(out, len, &s));
+  CHECK(instrument_to(out, len, pflags, "b-inst.wasm"));
+  free(out);
+  CHECK(run("node --experimental-wasm-type-reflection '%s' compare '%s/inst.wasm' "
+            "'%s' '%s/b-inst.wasm' zeros %u", COWMEM_PREINIT_SCRIPT, g_dir, func,
+            g_dir, import_pages));
+  state_free(&s);
+  cowmem_module_free(m);
+  free(b);
+  return 0;
+}
+
+#define NEED_NODE()                                                            \
+  do {                                                                         \
+    NEED_WABT();                                                               \
+    if (!have("node")) TEST_SKIP("node not installed");                        \
+  } while (0)
+
+TEST_IMPL(rewrite_every_global_type) {
+  NEED_NODE();
+  CHECK(roundtrip(
+      "(module (memory 1) (data (i32.const 100) \"hello\")"
+      "(global $a (mut i32) (i32.const 1)) (global $k i32 (i32.const 7))"
+      "(global $b (mut i64) (i64.const 2)) (global $c (mut f32) (f32.const 3))"
+      "(global $d (mut f64) (f64.const 4)) (global $e (mut v128) (v128.const i64x2 5 6))"
+      "(global $z (mut i32) (i32.const 0))"
+      "(func (export \"init\")"
+      "  (global.set $a (i32.const -123456789))"
+      "  (global.set $b (i64.const 0x8000000000000001))"
+      "  (global.set $c (f32.const -1.25e-3)) (global.set $d (f64.const 6.02e23))"
+      "  (global.set $e (v128.const i32x4 0x11223344 -1 0 0x7fffffff))"
+      "  (i32.store (i32.const 200) (i32.const 0x01020304))"
+      "  (i32.store8 (i32.const 100) (i32.const 72)))"
+      "(func (export \"run\") (result i32)"
+      "  (i32.add (global.get $a) (i32.load (i32.const 200)))))",
+      "init", 0, true));
+  teardown();
+  return 0;
+}
+
+TEST_IMPL(rewrite_memory_grown) {
+  NEED_NODE();
+  CHECK(roundtrip(
+      "(module (memory 1 10)"
+      "(func (export \"wizer-initialize\")"
+      "  (drop (memory.grow (i32.const 3)))"
+      "  (i32.store (i32.const 0x30000) (i32.const 0xdeadbeef))"
+      "  (i32.store (i32.const 0x3fffc) (i32.const 1)))"
+      "(func (export \"run\") (result i32) (memory.size)))",
+      "wizer-initialize", 0, true));
+  /* The maximum is kept: the rewritten module still declares 10. */
+  uint8_t* b;
+  size_t n;
+  cowmem_module_t* m = NULL;
+  cowmem_memory_info_t mi;
+  CHECK(read_file("a.wasm", &b, &n));
+  ASSERT_OK(cowmem_module_parse(b, n, 0, &m, NULL));
+  ASSERT_OK(cowmem_module_memory_info(m, 0, &mi));
+  ASSERT_UEQ(mi.min_pages, 4);
+  ASSERT_TRUE(mi.has_max);
+  ASSERT_UEQ(mi.max_pages, 10);
+  cowmem_module_free(m);
+  free(b);
+  teardown();
+  return 0;
+}
+
+TEST_IMPL(rewrite_passive_segments) {
+  NEED_NODE();
+  /* memory.init during init and again in run: the passive segment keeps
+   * its bytes, the active one is emptied (the snapshot holds it). */
+  CHECK(roundtrip(
+      "(module (memory 1) (data $act (i32.const 8) \"active\")"
+      "(data $pas \"passive bytes\")"
+      "(func (export \"init\")"
+      "  (memory.init $pas (i32.const 1000) (i32.const 0) (i32.const 13)))"
+      "(func (export \"run\") (result i32)"
+      "  (memory.init $pas (i32.const 2000) (i32.const 8) (i32.const 5))"
+      "  (i32.load8_u (i32.const 2000))))",
+      "init", 0, true));
+  teardown();
+  return 0;
+}
+
+TEST_IMPL(rewrite_start_and_initialize) {
+  NEED_NODE();
+  /* The start function and _initialize ran before the snapshot: the
+   * rewritten module has neither (state.js checks the exports). */
+  CHECK(roundtrip(
+      "(module (memory 1) (global $n (mut i32) (i32.const 0))"
+      "(func $start (global.set $n (i32.add (global.get $n) (i32.const 1)))"
+      "  (i32.store (i32.const 16) (global.get $n)))"
+      "(start $start)"
+      "(func (export \"_initialize\") (global.set $n (i32.mul (global.get $n) (i32.const 10))))"
+      "(func (export \"init\") (i32.store (i32.const 20) (global.get $n)))"
+      "(func (export \"run\") (result i32) (global.get $n)))",
+      "init", 0, true));
+  teardown();
+  return 0;
+}
+
+TEST_IMPL(rewrite_fresh_imported_memory) {
+  NEED_NODE();
+  CHECK(roundtrip(
+      "(module (import \"env\" \"mem\" (memory 1 4))"
+      "(data (i32.const 3) \"abc\")"
+      "(func (export \"init\") (drop (memory.grow (i32.const 1)))"
+      "  (i32.store (i32.const 70000) (i32.const 42))))",
+      "init", 1, true));
+  teardown();
+  return 0;
+}
+
+TEST_IMPL(rewrite_several_memories) {
+  NEED_WABT();
+  /* Node 20's V8 has no multi-memory: the state is written here, and the
+   * outputs are checked with wasm-validate and cowmem's parser. */
+  uint8_t *b, *out;
+  size_t n, len;
+  cowmem_module_t* m = NULL;
+  cowmem_diag_t d;
+  CHECK(wat("multi",
+            "(module (memory $a 1) (memory $b 2 3) (memory $c 1)"
+            "(data (memory $b) (i32.const 5) \"bbb\")"
+            "(global $g (mut i64) (i64.const 0))"
+            "(func (export \"init\") (i32.store $b (i32.const 70000) (i32.const 9))))",
+            &b, &n));
+  ASSERT_OK(cowmem_module_parse(b, n, 0, &m, NULL));
+  ASSERT_OK(cowmem_preinit_validate(m, &d));
+  CHECK(instrument_to(b, n, 0, "inst.wasm"));
+  state_t s;
+  memset(&s, 0, sizeof s);
+  static const uint64_t pages[3] = {1, 3, 1};
+  for (int i = 0; i < 3; i++) {
+    s.len[i] = pages[i] * PAGE;
+    s.bytes[i] = calloc(1, s.len[i]);
+    ASSERT_NOT_NULL(s.bytes[i]);
+    s.mem[i].pages = pages[i];
+  }
+  memcpy(s.bytes[1] + 5, "bbb", 3);
+  s.bytes[1][70000] = 9;
+  s.bytes[1][3 * PAGE - 1] = 0x77; /* grown during init */
+  s.bytes[2][0] = 1;
+  for (int i = 0; i < 3; i++)
+    if (i != 0)
+      ASSERT_OK(cowmem_image_new_from_bytes(s.bytes[i], s.len[i], 0, &s.mem[i].image));
+  s.glob[0] = (cowmem_preinit_global_t){0, COWMEM_TYPE_I64, {(uint64_t)-5, 0}};
+  s.snap = (cowmem_preinit_snapshot_t){s.mem, 3, s.glob, 1};
+  ASSERT_OK(cowmem_preinit_rewrite(m, &s.snap, NULL, &out, &len, -1, &d));
+  CHECK(write_file("a.wasm", out, len));
+  CHECK(validate_file("a.wasm"));
+  CHECK(check_rewritten(out, len, &s, 0, true));
+  cowmem_module_t* r = NULL;
+  cowmem_global_info_t gi;
+  ASSERT_OK(cowmem_module_parse(out, len, 0, &r, NULL));
+  ASSERT_OK(cowmem_module_global_info(r, 0, &gi));
+  ASSERT_EQ(gi.init, COWMEM_INIT_CONST);
+  ASSERT_UEQ(gi.value, (uint64_t)-5);
+  /* The original segment is an empty passive one; the snapshot's follow. */
+  cowmem_segment_info_t seg;
+  ASSERT_OK(cowmem_module_segment_info(r, 0, &seg));
+  ASSERT_EQ(seg.mode, COWMEM_SEGMENT_PASSIVE);
+  ASSERT_EQ(seg.data_len, 0);
+  cowmem_module_free(r);
+  free(out);
+  state_free(&s);
+  cowmem_module_free(m);
+  free(b);
+  teardown();
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(validate_decodes_immediates)
           TEST_ENTRY(validate_refuses_instructions)
           TEST_ENTRY(validate_refuses_imports_and_globals)
-          TEST_ENTRY(validate_malformed_body))
+          TEST_ENTRY(validate_malformed_body)
+          TEST_ENTRY(rewrite_every_global_type)
+          TEST_ENTRY(rewrite_memory_grown)
+          TEST_ENTRY(rewrite_passive_segments)
+          TEST_ENTRY(rewrite_start_and_initialize)
+          TEST_ENTRY(rewrite_fresh_imported_memory)
+          TEST_ENTRY(rewrite_several_memories))

@@ -11,8 +11,8 @@
 //     sizes and globals; memory bytes equal (MODE same) or all zeros
 //     (MODE zeros); the init exports gone; an exported `run` returns the
 //     same on both. Both modules are instrumented (the reserved exports).
-// Imported memories get a fresh memory of MEMPAGES pages; any other
-// import is an error.
+// Imported memories get a fresh memory of their declared limits
+// (MEMPAGES without type reflection); any other import is an error.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -57,7 +57,12 @@ function instantiate(file, memPages) {
   for (const imp of WebAssembly.Module.imports(mod)) {
     if (imp.kind !== 'memory') throw new Error('unexpected import ' + imp.module + '.' + imp.name);
     imports[imp.module] = imports[imp.module] || {};
-    imports[imp.module][imp.name] = new WebAssembly.Memory({ initial: memPages });
+    // A fresh memory of the declared limits (type reflection), as a host
+    // keeping the promise of COWMEM_MODULE_FRESH_IMPORTS gives.
+    const t = imp.type || { minimum: memPages };
+    const desc = { initial: t.minimum };
+    if (t.maximum !== undefined) desc.maximum = t.maximum;
+    imports[imp.module][imp.name] = new WebAssembly.Memory(desc);
   }
   return new WebAssembly.Instance(mod, imports).exports;
 }

@@ -635,6 +635,103 @@ TEST_IMPL(rewrite_several_memories) {
   return 0;
 }
 
+/* Options and bad snapshots, without node: segments merged and bounded,
+ * renames, keep-init, and every EINVAL leaving the outputs alone. */
+TEST_IMPL(rewrite_options_and_errors) {
+  NEED_WABT();
+  uint8_t *b, *out;
+  size_t n, len;
+  cowmem_module_t *m = NULL, *r = NULL;
+  cowmem_diag_t d;
+  CHECK(wat("opts",
+            "(module (memory 1 2) (global $g (mut f32) (f32.const 0))"
+            "(func $a) (func $b) (func $i)"
+            "(export \"a\" (func $a)) (export \"b\" (func $b))"
+            "(export \"wizer-initialize\" (func $i)) (export \"mem\" (memory 0)))",
+            &b, &n));
+  ASSERT_OK(cowmem_module_parse(b, n, 0, &m, NULL));
+  uint8_t* bytes = calloc(1, PAGE);
+  ASSERT_NOT_NULL(bytes);
+  bytes[0] = 1, bytes[3] = 2, bytes[100] = 3, bytes[200] = 4, bytes[300] = 5;
+  cowmem_preinit_memory_t mem = {1, NULL};
+  ASSERT_OK(cowmem_image_new_from_bytes(bytes, PAGE, 0, &mem.image));
+  cowmem_preinit_global_t g = {0, COWMEM_TYPE_F32, {0x3fc00000, 0}};
+  cowmem_preinit_snapshot_t snap = {&mem, 1, &g, 1};
+  cowmem_preinit_options_t opt;
+  const char* renames[] = {"b=a"};
+  cowmem_preinit_options_init(&opt);
+  opt.renames = renames, opt.nrenames = 1;
+  opt.max_segments = 2;
+  opt.flags = COWMEM_PREINIT_KEEP_INIT_FUNC;
+  ASSERT_OK(cowmem_preinit_rewrite(m, &snap, &opt, &out, &len, -1, &d));
+  CHECK(write_file("opts-a.wasm", out, len));
+  CHECK(validate_file("opts-a.wasm"));
+  ASSERT_OK(cowmem_module_parse(out, len, 0, &r, NULL));
+  ASSERT_LE(cowmem_module_segment_count(r), 2);
+  uint8_t* got = calloc(1, PAGE);
+  ASSERT_NOT_NULL(got);
+  ASSERT_OK(cowmem_image_read(cowmem_module_image(r, 0, NULL), 0, got, PAGE));
+  ASSERT_EQ(memcmp(got, bytes, PAGE), 0);
+  /* Exports: b is a's function, the old b gone, the init func kept. */
+  ASSERT_EQ(cowmem_module_export_count(r), 3);
+  cowmem_export_info_t e;
+  ASSERT_OK(cowmem_module_export_info(r, 0, &e));
+  ASSERT_TRUE(e.name_len == 1 && e.name[0] == 'b' && e.index == 0);
+  ASSERT_OK(cowmem_module_export_info(r, 1, &e));
+  ASSERT_TRUE(e.name_len == 16 && memcmp(e.name, "wizer-initialize", 16) == 0);
+  cowmem_global_info_t gi;
+  ASSERT_OK(cowmem_module_global_info(r, 0, &gi));
+  ASSERT_UEQ(gi.value, 0x3fc00000);
+  cowmem_module_free(r);
+  free(out);
+  /* merge_gap 8 without a bound: runs [0,4), 100, 200, 300. */
+  cowmem_preinit_options_init(&opt);
+  ASSERT_OK(cowmem_preinit_rewrite(m, &snap, &opt, &out, &len, -1, &d));
+  ASSERT_OK(cowmem_module_parse(out, len, 0, &r, NULL));
+  ASSERT_EQ(cowmem_module_segment_count(r), 4);
+  cowmem_segment_info_t seg;
+  ASSERT_OK(cowmem_module_segment_info(r, 0, &seg));
+  ASSERT_EQ(seg.data_len, 4);
+  cowmem_module_free(r);
+  free(out);
+  /* Errors: nothing returned, diag names the field. */
+  uint8_t* keep = (uint8_t*)&opt;
+  out = keep, len = 5;
+  const char* bad_renames[][1] = {{"x=nope"}, {"=a"}, {"b"}};
+  for (int i = 0; i < 3; i++) {
+    cowmem_preinit_options_init(&opt);
+    opt.renames = bad_renames[i], opt.nrenames = 1;
+    ASSERT_ERR(cowmem_preinit_rewrite(m, &snap, &opt, &out, &len, -1, &d),
+               COWMEM_EINVAL);
+    ASSERT_TRUE(strstr(d.reason, "rename") != NULL);
+  }
+  cowmem_preinit_options_init(&opt);
+  opt.max_segments = 0;
+  ASSERT_ERR(cowmem_preinit_rewrite(m, &snap, &opt, &out, &len, -1, &d),
+             COWMEM_EINVAL);
+  mem.pages = 3; /* beyond the maximum */
+  ASSERT_ERR(cowmem_preinit_rewrite(m, &snap, NULL, &out, &len, -1, &d),
+             COWMEM_EINVAL);
+  mem.pages = 1;
+  g.type = COWMEM_TYPE_I32;
+  ASSERT_ERR(cowmem_preinit_rewrite(m, &snap, NULL, &out, &len, -1, &d),
+             COWMEM_EINVAL);
+  snap.nglobals = 0;
+  ASSERT_ERR(cowmem_preinit_rewrite(m, &snap, NULL, &out, &len, -1, &d),
+             COWMEM_EINVAL);
+  ASSERT_PTR_EQ(out, keep);
+  ASSERT_EQ(len, 5);
+  ASSERT_ERR(cowmem_preinit_rewrite(NULL, &snap, NULL, &out, &len, -1, &d),
+             COWMEM_EINVAL);
+  free(got);
+  free(bytes);
+  cowmem_image_release(mem.image);
+  cowmem_module_free(m);
+  free(b);
+  teardown();
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(validate_decodes_immediates)
           TEST_ENTRY(validate_refuses_instructions)
           TEST_ENTRY(validate_refuses_imports_and_globals)
@@ -644,4 +741,5 @@ TEST_MAIN(TEST_ENTRY(validate_decodes_immediates)
           TEST_ENTRY(rewrite_passive_segments)
           TEST_ENTRY(rewrite_start_and_initialize)
           TEST_ENTRY(rewrite_fresh_imported_memory)
-          TEST_ENTRY(rewrite_several_memories))
+          TEST_ENTRY(rewrite_several_memories)
+          TEST_ENTRY(rewrite_options_and_errors))

@@ -218,10 +218,11 @@ static long find_rename(const rw_t* w, const cowmem_export_info_t* e, bool src) 
   return -1;
 }
 
-static int export_payload(const rw_t* w, cowmem__pbuf_t* b) {
-  uint32_t n = cowmem_module_export_count(w->m), kept = 0;
-  cowmem__pbuf_t list = {0};
-  for (size_t i = 0; i < w->opt->nrenames; i++) { /* every src exported */
+/* Every rename's src names an exported function (also when the module
+ * has no export section to rewrite). */
+static int check_renames(const rw_t* w) {
+  uint32_t n = cowmem_module_export_count(w->m);
+  for (size_t i = 0; i < w->opt->nrenames; i++) {
     bool found = false;
     for (uint32_t j = 0; j < n && !found; j++) {
       cowmem_export_info_t e;
@@ -233,6 +234,12 @@ static int export_payload(const rw_t* w, cowmem__pbuf_t* b) {
                                   "rename %zu: \"%s\" is not an exported "
                                   "function", i, strchr(w->opt->renames[i], '=') + 1);
   }
+  return 0;
+}
+
+static int export_payload(const rw_t* w, cowmem__pbuf_t* b) {
+  uint32_t n = cowmem_module_export_count(w->m), kept = 0;
+  cowmem__pbuf_t list = {0};
   for (uint32_t j = 0; j < n; j++) {
     cowmem_export_info_t e;
     TRY(cowmem_module_export_info(w->m, j, &e));
@@ -349,6 +356,7 @@ int cowmem_preinit_rewrite(const cowmem_module_t* m,
   TRY(cowmem_preinit_validate(m, diag));
   TRY(check_memories(&w));
   TRY(check_globals(&w));
+  TRY(check_renames(&w));
   err = rewrite(&w, &o);
   if (err == 0) err = cowmem__pbuf_done(&o);
   if (err == 0 && (opt->flags & COWMEM_PREINIT_IMAGES)) {

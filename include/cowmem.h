@@ -1211,6 +1211,166 @@ COWMEM_API void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f,
 COWMEM_API uint32_t cowmem_imgfile_version(const cowmem_imgfile_t* f);
 COWMEM_API uint64_t cowmem_imgfile_size(const cowmem_imgfile_t* f);
 
+/* ------------------------------------------------------------------------
+ * Pre-initialization (the cowmem command's `preinit`)
+ *
+ * Run a module's initialization once, then start every instance from its
+ * result: what Wizer does, with a copy-on-write image as a second output.
+ * Three steps, runtime-agnostic:
+ *   1. cowmem_preinit_validate: is there anything a snapshot of memories
+ *      and globals cannot carry? (table changes, dropped segments, imported
+ *      globals or tables, ...: see there);
+ *   2. cowmem_preinit_instrument: the module a runner instantiates and
+ *      initializes, which exports every memory and every mutable defined
+ *      global under the reserved names below so that the runner can read
+ *      them afterwards;
+ *   3. cowmem_preinit_rewrite: from what the runner read (a snapshot), the
+ *      original module rewritten to start where initialization ended.
+ *
+ * The rewritten module: each memory's minimum is its size after
+ * initialization (its maximum kept); each mutable defined global's
+ * initializer is the constant it held; the start section is removed (it
+ * ran), and so are the `_initialize` export (a WASI reactor's constructor:
+ * it ran) and the init function's export (unless
+ * COWMEM_PREINIT_KEEP_INIT_FUNC); exports are renamed as asked (dst=src:
+ * the function exported as src is exported as dst instead, and a previous
+ * export named dst goes); every original active data segment becomes an
+ * empty passive one (as strip does: indices stay, and the snapshot holds
+ * its bytes) and the data count section, if any, counts the segments
+ * written. Every other section is copied byte for byte, so every function,
+ * global, memory and segment index is unchanged.
+ *
+ * Two forms of the memories' contents:
+ *   (a) COWMEM_PREINIT_SEGMENTS: the snapshot as active data segments
+ *       appended after the original ones, one per run of non-zero bytes
+ *       (zero runs shorter than merge_gap stay inside a segment, and the
+ *       shortest gaps are merged until at most max_segments are written):
+ *       a standalone module that any runtime runs;
+ *   (b) COWMEM_PREINIT_IMAGES: no snapshot segments; the snapshot is
+ *       written as an image file (see Image files) recording the rewritten
+ *       module's hash, for runtimes on cowmem: instantiation copies nothing,
+ *       and zero pages are holes of the file. On any other memory the
+ *       module starts from zeros.
+ *
+ * Thread safety: every function here reads its module only and may run on
+ * any thread concurrently with the other module functions.
+ * ---------------------------------------------------------------------- */
+
+/* Export names that cowmem_preinit_instrument adds, followed by the index
+ * in decimal ("cowmem:preinit:memory:0", "cowmem:preinit:global:3"). A
+ * module that already exports a name with this prefix is refused. */
+#define COWMEM_PREINIT_EXPORT_PREFIX "cowmem:preinit:"
+#define COWMEM_PREINIT_MEMORY_EXPORT "cowmem:preinit:memory:"
+#define COWMEM_PREINIT_GLOBAL_EXPORT "cowmem:preinit:global:"
+/* The init function's export name when none is given, and the name Wizer
+ * used before; the runner calls the first one exported. */
+#define COWMEM_PREINIT_DEFAULT_FUNC "wizer-initialize"
+#define COWMEM_PREINIT_DEFAULT_FUNC_ALT "wizer.initialize"
+
+/* What a snapshot cannot carry, with diag->offset at the first place in
+ * module order that says so, and diag->reason naming it:
+ *   - an imported table or global (its value belongs to the importer), or
+ *     an imported memory unless the module was parsed with
+ *     COWMEM_MODULE_FRESH_IMPORTS (then each instance gets a fresh one and
+ *     the snapshot becomes its initial contents): at the import entry;
+ *   - a mutable defined global of reference type (a reference cannot be
+ *     written as a constant): at the global's entry;
+ *   - in any function body, table.set, table.grow, table.fill,
+ *     table.copy, table.init, elem.drop or data.drop (a table's contents
+ *     and a segment's dropped state are not in the snapshot): at the
+ *     instruction's first byte.
+ * Function bodies are decoded instruction by instruction, prefixed
+ * instructions (0xFC bulk memory and tables, 0xFD SIMD, 0xFE atomics)
+ * included, so an immediate is never read as an instruction.
+ * Errors: EINVAL (NULL), EUNSUPPORTED (a refusal above; or an instruction
+ * this decoder does not know, such as the GC proposal's 0xFB prefix),
+ * EMALFORMED (a body that does not decode), ENOMEM. */
+COWMEM_API int cowmem_preinit_validate(const cowmem_module_t* m,
+                                       cowmem_diag_t* diag);
+
+/* Write the instrumented module into a new buffer (*out, malloc'd: free()
+ * it; *out_len bytes): the module with one more export per memory (index
+ * order, imported memories included) and per mutable defined global, named
+ * as above. Only the export section changes (it is added before the
+ * sections that follow it when the module has none). It does not
+ * validate: call cowmem_preinit_validate first.
+ * Errors: EINVAL (NULL), EUNSUPPORTED (an export already uses the reserved
+ * prefix: diag->offset at its name), ENOMEM. */
+COWMEM_API int cowmem_preinit_instrument(const cowmem_module_t* m,
+                                         uint8_t** out, size_t* out_len,
+                                         cowmem_diag_t* diag);
+
+/* One memory after initialization. */
+typedef struct cowmem_preinit_memory_s {
+  uint64_t pages;        /* its size in 64 KiB pages, >= the declared
+                            minimum and <= the maximum */
+  cowmem_image_t* image; /* its contents (cowmem_snapshot of a slot, or
+                            cowmem_image_new_from_bytes of the bytes a
+                            runtime holds), within `pages`; NULL: all
+                            zeros. Borrowed for the call. */
+} cowmem_preinit_memory_t;
+
+/* One mutable defined global after initialization. */
+typedef struct cowmem_preinit_global_s {
+  uint32_t index; /* in the global index space (imported ones first) */
+  uint8_t type;   /* COWMEM_TYPE_I32, I64, F32, F64 or V128: its type */
+  /* The value's bits, little-endian: i32 and f32 in the low 32 bits of
+   * bits[0], i64 and f64 in bits[0], v128 lanes 0-7 (bytes) in bits[0]
+   * and 8-15 in bits[1]. */
+  uint64_t bits[2];
+} cowmem_preinit_global_t;
+
+typedef struct cowmem_preinit_snapshot_s {
+  const cowmem_preinit_memory_t* memories; /* one per memory, index order */
+  uint32_t nmemories;
+  const cowmem_preinit_global_t* globals; /* one per mutable defined global,
+                                             index order */
+  uint32_t nglobals;
+} cowmem_preinit_snapshot_t;
+
+typedef enum {
+  COWMEM_PREINIT_SEGMENTS = 0x0,       /* (a): the snapshot as segments */
+  COWMEM_PREINIT_IMAGES = 0x1,         /* (b): the snapshot as images */
+  COWMEM_PREINIT_KEEP_INIT_FUNC = 0x2  /* keep the init function's export */
+} cowmem_preinit_flag_t;
+
+typedef struct cowmem_preinit_options_s {
+  unsigned flags;          /* cowmem_preinit_flag_t; default 0 */
+  const char* init_func;   /* the export removed; default NULL: both
+                              default names */
+  const char* const* renames; /* "dst=src" strings; default none */
+  size_t nrenames;
+  uint32_t merge_gap;      /* (a): zero runs shorter than this stay inside
+                              a segment (a segment's header costs about
+                              as much); default 8 */
+  uint32_t max_segments;   /* (a): at most this many snapshot segments
+                              (shortest gaps merged first); default 10000,
+                              1 at least */
+} cowmem_preinit_options_t;
+
+/* Fill *opt with the defaults above. NULL is ignored. */
+COWMEM_API void cowmem_preinit_options_init(cowmem_preinit_options_t* opt);
+
+/* Rewrite m (the original module, not the instrumented one) from snap into
+ * a new buffer (*out, malloc'd: free() it; *out_len bytes). With
+ * COWMEM_PREINIT_IMAGES, the image file is written to images_fd as
+ * cowmem_imgfile_write does (every memory in index order, the snapshot as
+ * its image, the rewritten module's hash); images_fd is ignored without
+ * it. opt NULL: the defaults. m is validated first
+ * (cowmem_preinit_validate's refusals and errors). On error nothing is
+ * returned; the image file may be incomplete (remove it).
+ * Errors: EINVAL (NULL; a snapshot that does not fit the module: wrong
+ * memory or global counts, indices or types, pages below the minimum or
+ * above the maximum, an image beyond `pages`; a rename not of the form
+ * dst=src or whose src is not an exported function; bad options: diag
+ * says which), the validation errors, ENOMEM, and the errors of
+ * cowmem_image_read and cowmem_imgfile_write. */
+COWMEM_API int cowmem_preinit_rewrite(const cowmem_module_t* m,
+                                      const cowmem_preinit_snapshot_t* snap,
+                                      const cowmem_preinit_options_t* opt,
+                                      uint8_t** out, size_t* out_len,
+                                      int images_fd, cowmem_diag_t* diag);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,19 +91,24 @@ static double since(const struct timespec* t0) {
   return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* An acquire failed: say what the pool held then. */
+static void report(stress_t* st, int r) {
+  cowmem_pool_metrics_t m;
+  cowmem_pool_metrics(st->pool, &m);
+  fprintf(stderr,
+          "acquire: %s with at most %d of %d slots held by the other threads "
+          "(in_use %llu warm %llu cold %llu pending %llu)\n",
+          cowmem_err_name(r), SLOTS - 1, SLOTS, (unsigned long long)m.in_use,
+          (unsigned long long)m.warm, (unsigned long long)m.cold,
+          (unsigned long long)m.pending);
+}
+
 /* One instance: acquire (never waiting), check, dirty, release. */
 static int cycle(stress_t* st, cowmem_image_t* img, uint8_t salt) {
   cowmem_slot_t* s = NULL;
   int r = cowmem_pool_acquire(st->pool, img, PAGES * PS, 2 * PAGES * PS, &s);
   if (r != 0) {
-    cowmem_pool_metrics_t m;
-    cowmem_pool_metrics(st->pool, &m);
-    fprintf(stderr,
-            "acquire: %s with at most %d of %d slots held by the other threads "
-            "(in_use %llu warm %llu cold %llu pending %llu)\n",
-            cowmem_err_name(r), SLOTS - 1, SLOTS, (unsigned long long)m.in_use,
-            (unsigned long long)m.warm, (unsigned long long)m.cold,
-            (unsigned long long)m.pending);
+    report(st, r);
     return 1;
   }
   uint8_t* m = cowmem_slot_base(s);
@@ -133,7 +138,7 @@ static void* worker(void* p) {
         cowmem_slot_t* s = NULL;
         bad = cowmem_pool_acquire(st->pool, img, PAGES * PS, 2 * PAGES * PS, &s);
         if (bad != 0) {
-          fprintf(stderr, "orphan acquire: %s\n", cowmem_err_name(bad));
+          report(st, bad);
           cowmem_image_release(img);
         } else {
           cowmem_image_release(img); /* the live slot holds the last reference */

@@ -259,6 +259,20 @@ entry_t* cowmem__idle_steal(cowmem__idle_t* idle) {
     }
     pthread_mutex_unlock(&best->lock);
   }
+  /* Still racing other threads' takes and puts: any idle slot rather than
+   * none, since NULL is reported as an exhausted pool. */
+  for (size_t i = 0; i < LISTS; i++) {
+    list_t* l = &idle->buckets[i];
+    if (list_empty(l)) continue;
+    pthread_mutex_lock(&l->lock);
+    entry_t* e = l->tail;
+    if (e != NULL) warm_take_locked(idle, l, e, COWMEM__ENTRY_IN_USE);
+    pthread_mutex_unlock(&l->lock);
+    if (e != NULL) {
+      STAT_ADD(idle, steals, 1);
+      return e;
+    }
+  }
   return NULL;
 }
 

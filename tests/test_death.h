@@ -52,6 +52,13 @@ static inline int test_death_run(void (*fn)(void* arg), void* arg, test_death_t*
   return 0;
 }
 
+/* "%p" of p, as the messages print it (a static buffer). */
+static inline const char* test_ptr_text(const void* p) {
+  static char buf[32];
+  snprintf(buf, sizeof buf, "%p", p);
+  return buf;
+}
+
 /* fn(arg) must end the child by SIGABRT after writing `text` to stderr. */
 #define ASSERT_ABORTS(fn, arg, text)                                           \
   do {                                                                         \

@@ -37,13 +37,6 @@ static wasm_rt_memory_t* mem_of(W2C_T(cowdemo) * inst) {
   return W2C_X(cowdemo, memory)(inst);
 }
 
-/* "%p" of data, as the abort message prints it. */
-static const char* ptr_text(const void* data) {
-  static char buf[32];
-  snprintf(buf, sizeof buf, "%p", data);
-  return buf;
-}
-
 static void free_copy(void* arg) {
   wasm_rt_free_memory(arg);
 }
@@ -54,8 +47,8 @@ static void grow_copy(void* arg) {
 
 /* Freeing and growing m abort, naming its data. */
 static int both_abort(wasm_rt_memory_t* m) {
-  ASSERT_ABORTS(free_copy, m, ptr_text(m->data));
-  ASSERT_ABORTS(grow_copy, m, ptr_text(m->data));
+  ASSERT_ABORTS(free_copy, m, test_ptr_text(m->data));
+  ASSERT_ABORTS(grow_copy, m, test_ptr_text(m->data));
   return 0;
 }
 
@@ -149,7 +142,7 @@ TEST_IMPL(stale_free) {
   for (size_t i = 0; i < 2; i++) {
     test_death_t d;
     ASSERT_EQ(test_death_run(fns[i], &stale, &d), 0);
-    if (d.code != 42 || !strstr(d.err, ptr_text(stale.data)) ||
+    if (d.code != 42 || !strstr(d.err, test_ptr_text(stale.data)) ||
         !strstr(d.err, "stale copy"))
       TEST_FAIL_("call %zu: expected an abort naming %p with b's slot kept; got "
                  "signal %d, exit %d, stderr \"%s\"",

@@ -9,7 +9,10 @@
  * toolchain often declare the same ones, and mapping the wrong image is a
  * silent corruption), while the thread that calls Z_<name>_instantiate
  * always knows which module it is instantiating. The limits are still
- * checked against the module set, which catches the wrong module at once.
+ * checked against the module set, which catches a module of other limits
+ * at its first allocation; a module with the same limits instantiated
+ * inside another's set is not caught (wasm_rt_allocate_memory is told
+ * nothing else that tells modules apart) and maps that set's images.
  */
 #include "cowmem_wasm2c.h"
 

@@ -630,6 +630,13 @@ COWMEM_API int cowmem_pool_trim(cowmem_pool_t* pool);
  * O(1). Thread-safe; a slot another thread is acquiring or releasing at that
  * moment may be reported either way. */
 COWMEM_API cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr);
+/* Whether addr lies in the pool's reservation (any slot, idle or handed
+ * out, or any guard). With cowmem_pool_slot_of, a hook that gets only an
+ * address tells "not ours" (a memory of another allocator) from "ours but
+ * not a live memory's base" (a double free, a stale or interior pointer),
+ * which must not reach another allocator's free. O(1), no system call.
+ * Thread-safe. false for a NULL pool. */
+COWMEM_API bool cowmem_pool_contains(const cowmem_pool_t* pool, const void* addr);
 
 #define COWMEM_POOL_METRICS_VERSION 2
 typedef struct cowmem_pool_metrics_s {

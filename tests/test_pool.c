@@ -391,6 +391,16 @@ TEST_IMPL(slot_of) {
   ASSERT_NULL(cowmem_pool_slot_of(NULL, base));
   ASSERT_OK(cowmem_pool_release(pool, b));
   ASSERT_NULL(cowmem_pool_slot_of(pool, base)); /* idle now */
+  /* contains: the whole reservation, idle slots and guards included. */
+  uint8_t* first = (uint8_t*)cowmem_slot_base(a);
+  ASSERT_TRUE(cowmem_pool_contains(pool, base));
+  ASSERT_TRUE(cowmem_pool_contains(pool, base + 3));
+  ASSERT_TRUE(cowmem_pool_contains(pool, first - 1));           /* first guard */
+  ASSERT_TRUE(cowmem_pool_contains(pool, base + 2 * 80 * PS - 1)); /* last guard */
+  ASSERT_FALSE(cowmem_pool_contains(pool, base + 2 * 80 * PS)); /* past the pool */
+  ASSERT_FALSE(cowmem_pool_contains(pool, first - 16 * PS - 1)); /* before it */
+  ASSERT_FALSE(cowmem_pool_contains(pool, &pool));
+  ASSERT_FALSE(cowmem_pool_contains(NULL, base));
   ASSERT_OK(cowmem_pool_release(pool, a));
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;

@@ -456,6 +456,12 @@ cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr) {
   return &e->slot;
 }
 
+bool cowmem_pool_contains(const cowmem_pool_t* pool, const void* addr) {
+  if (pool == NULL) return false;
+  uintptr_t a = (uintptr_t)addr, b = (uintptr_t)pool->base;
+  return a >= b && a - b < pool->reserve_len;
+}
+
 int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {
   if (pool == NULL || out == NULL) return COWMEM_EINVAL;
   memset(out, 0, sizeof *out);

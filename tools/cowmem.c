@@ -24,6 +24,11 @@ static const struct {
     {"bench", cmd_bench,
      "instantiate and reset: copy baselines vs cowmem "
      "slot and pool strategies"},
+#ifdef COWMEM_TOOL_PREINIT
+    {"preinit", cmd_preinit,
+     "run a module's initialization once and write "
+     "the module that starts from its state"},
+#endif
 };
 
 static void help(FILE* f) {

@@ -157,6 +157,17 @@ static int read_state(const cowmem_module_t* m, wasm_module_inst_t inst,
   return 0;
 }
 
+/* WAMR's interpreters are built without SIMD (integrations/wamr): its
+ * loader's "type mismatch" on a v128 global needs saying why. */
+static bool has_v128_global(const cowmem_module_t* m) {
+  for (uint32_t i = 0; i < cowmem_module_global_count(m); i++) {
+    cowmem_global_info_t gi;
+    if (cowmem_module_global_info(m, i, &gi) == 0 && gi.type == COWMEM_TYPE_V128)
+      return true;
+  }
+  return false;
+}
+
 int preinit_run(const cowmem_module_t* m, const uint8_t* inst_bytes, size_t inst_len,
                 const char* const* calls, size_t ncalls, preinit_state_t* out,
                 char* err, size_t errlen) {
@@ -187,7 +198,10 @@ int preinit_run(const cowmem_module_t* m, const uint8_t* inst_bytes, size_t inst
   memcpy(buf, inst_bytes, inst_len);
   mod = wasm_runtime_load(buf, (uint32_t)inst_len, werr, sizeof werr);
   if (!mod) {
-    r = fail(err, errlen, COWMEM_EINVALID, "WAMR cannot load the module: %s", werr);
+    r = fail(err, errlen, COWMEM_EINVALID, "WAMR cannot load the module: %s%s", werr,
+             has_v128_global(m) ? " (this runner's WAMR has no SIMD: v128 globals "
+                                  "cannot be pre-initialized here)"
+                                : "");
     goto done;
   }
   /* The start function runs here: its trap is an instantiation error. */

@@ -181,9 +181,19 @@ int preinit_run(const cowmem_module_t* m, const uint8_t* inst_bytes, size_t inst
     wasm_runtime_set_log_level(WASM_LOG_LEVEL_ERROR);
     g_runtime_ready = true;
   }
+  /* A pool of exactly the module's memories for this run: the default
+   * (256 slots of 8 GiB of address space) is sized for servers. */
+  cowmem_wamr_config_t cfg;
+  cowmem_wamr_config_init(&cfg);
+  uint32_t nmem = cowmem_module_memory_count(m);
+  cfg.max_memories = nmem ? nmem : 1;
+  cowmem_diag_t d;
+  int r = cowmem_wamr_init(&cfg, &d);
+  if (r != 0)
+    return fail(err, errlen, r, "cannot create the memory pool: %s",
+                d.reason[0] ? d.reason : cowmem_strerror(r));
   preinit_state_t s;
   memset(&s, 0, sizeof s);
-  int r = 0;
   wasm_module_t mod = NULL;
   wasm_module_inst_t inst = NULL;
   char werr[128] = "";
@@ -219,6 +229,9 @@ done:
   if (inst) wasm_runtime_deinstantiate(inst);
   if (mod) wasm_runtime_unload(mod);
   free(buf);
+  /* Every memory is gone with the instance (the snapshots are images of
+   * their own): the pool goes too. */
+  cowmem_wamr_shutdown();
   if (r != 0)
     preinit_state_free(&s);
   else

@@ -20,6 +20,8 @@ int cmd_compile(int argc, char** argv);
 int cmd_strip(int argc, char** argv);
 int cmd_dump(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+/* Built when a WAMR tree is configured (COWMEM_TOOL_PREINIT). */
+int cmd_preinit(int argc, char** argv);
 
 /* "cowmem <sub>" for messages. */
 extern const char* tool_cmd;
@@ -81,6 +83,14 @@ bool tool_parse_u64(const char* s, uint64_t* out);
  * flags the options ask for (--fresh-imports). */
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
                      const char** out, unsigned* flags);
+/* The same with a subcommand's own options: more(ctx, argc, argv, &i) sees
+ * each argument first and returns 1 when it took it (advancing *i past a
+ * value), 0 when it is not its own, or -(exit code + 1) to stop (a usage
+ * error it printed). */
+typedef int (*tool_more_opt_fn)(void* ctx, int argc, char** argv, int* i);
+int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char** in,
+                          const char** out, unsigned* flags, tool_more_opt_fn more,
+                          void* ctx);
 
 /* Call fn(arg, off, len) for each stretch of the image that may hold data,
  * in order, in page-aligned memory offsets: for an image with a file (memfd

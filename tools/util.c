@@ -231,10 +231,19 @@ void tool_json_str(FILE* f, const char* s, size_t n) {
 
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
                      const char** out, unsigned* flags) {
+  return tool_args_in_out_more(argc, argv, help, in, out, flags, NULL, NULL);
+}
+
+int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char** in,
+                          const char** out, unsigned* flags, tool_more_opt_fn more,
+                          void* ctx) {
   *in = *out = NULL;
   *flags = 0;
   for (int i = 1; i < argc; i++) {
     const char* v;
+    int r = more ? more(ctx, argc, argv, &i) : 0;
+    if (r > 0) continue;
+    if (r < 0) return -r - 1;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       help(stdout);
       return EXIT_OK;

@@ -14,7 +14,8 @@
 #   cowmem_wamr (the integration, cowmem_wamr.h) against that tree's
 #   wasm_export.h. Call it once, at file scope.
 #
-# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK])
+# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK]
+#                     [MULTI_MEMORY] [EXACT_MEMORY])
 #   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
 #   library <target>: the fast interpreter (CLASSIC: the classic one), with
 #   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
@@ -25,6 +26,13 @@
 #   adds WAMR's AOT runtime. Consumers get wasm_export.h on their include
 #   path. Multi-module, shared memories, memory64 and multi-memory stay off
 #   (cowmem_wamr refuses what it cannot map exactly; see cowmem_wamr.h).
+#   MULTI_MEMORY (with CLASSIC: WAMR's fast interpreter has none) turns
+#   multi-memory on, for programs that load modules with plain
+#   wasm_runtime_load and take each memory from the pool with no image
+#   (the cowmem command's preinit runner), never through a module set.
+#   EXACT_MEMORY turns WAMR's shrunk memory off (WAMR_BUILD_SHRUNK_MEMORY=0:
+#   a module exporting __heap_base keeps its declared memory), so that a
+#   program reading memories sees the module's own layout.
 #
 # cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
 #   `cowmem strip`s the module (covered data segments become empty passive
@@ -75,13 +83,21 @@ macro(cowmem_wamr_source wamr_dir)
 endmacro()
 
 function(cowmem_wamr_runtime target)
-  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK" "" "" ${ARGN})
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY" "" "" ${ARGN})
   set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
   set(COWMEM_WAMR_V_FAST 1)
   set(COWMEM_WAMR_V_HOOK 1)
   set(COWMEM_WAMR_V_SOFTWARE_BOUNDS 0)
   set(COWMEM_WAMR_V_AOT 0)
   set(COWMEM_WAMR_V_NO_STACK_GUARD 0)
+  set(COWMEM_WAMR_V_MULTI_MEMORY 0)
+  if(A_MULTI_MEMORY)
+    set(COWMEM_WAMR_V_MULTI_MEMORY 1)
+  endif()
+  set(COWMEM_WAMR_V_SHRUNK_MEMORY 1)
+  if(A_EXACT_MEMORY)
+    set(COWMEM_WAMR_V_SHRUNK_MEMORY 0)
+  endif()
   if(A_CLASSIC)
     set(COWMEM_WAMR_V_FAST 0)
   endif()

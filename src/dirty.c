@@ -33,6 +33,22 @@ int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg
   return cowmem__err_from_os(cowmem__os_written_ranges(addr, len, fn, arg));
 }
 
+static void add_len(void* arg, uint8_t* addr, size_t len) {
+  (void)addr;
+  *(size_t*)arg += len;
+}
+
+int cowmem__dirty_mapped_pages(void* addr, size_t len, size_t* pages) {
+  if (!cowmem__dirty_exact()) return COWMEM_ENOSYS;
+  size_t bytes = 0;
+  if (len > 0) {
+    int e = cowmem__os_mapped_ranges(addr, len, add_len, &bytes);
+    if (e) return cowmem__err_from_os(e);
+  }
+  *pages = bytes / cowmem__os_page_size();
+  return 0;
+}
+
 int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   if (len == 0) return 0;
   if (cowmem__dirty_exact()) {

@@ -15,6 +15,11 @@ bool cowmem__dirty_exact(void);
  * not exact, or the error of the scan (fn may have seen a prefix). */
 int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 
+/* *pages = how many pages of [addr, addr+len) the process has mapped
+ * (cowmem__os_mapped_ranges: written, or only read). 0, COWMEM_ENOSYS when
+ * not exact, or the scan's error (*pages unchanged then). */
+int cowmem__dirty_mapped_pages(void* addr, size_t len, size_t* pages);
+
 /* Pages of [addr, addr+len) that may hold bytes other than zeros or the
  * file's: the written ranges where the scan works, else the pages
  * cowmem__os_private_map marks (anonymous pages of /proc/self/pagemap;

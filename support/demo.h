@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "cowmem.h"
 #include "measure.h"
@@ -118,15 +117,6 @@ static inline const char* demo_image_kind(const cowmem_image_info_t* ii) {
   return ii->kind == COWMEM_IMAGE_MEMFD  ? "memfd"
          : ii->kind == COWMEM_IMAGE_COPY ? "copy"
                                          : "file";
-}
-
-/* Minor page faults of the process so far (getrusage): a request loop's
- * difference over its requests is the pages they mapped in, which a reset
- * that keeps what instances only read does not make them map again. */
-static inline uint64_t demo_minor_faults(void) {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-  return (uint64_t)ru.ru_minflt;
 }
 
 /* The adaptive reset's counters of one image (all zeros under another

@@ -200,16 +200,16 @@ int main(int argc, char** argv) {
   cowmem_pool_image_metrics_t counts = {0};
   for (size_t round = 0; round < ROUNDS; round++) {
     cowmem_pool_image_metrics_t r0 = demo_reset_counts(cowmem_wamr_pool(), image);
-    uint64_t f0 = demo_minor_faults();
+    uint64_t f0 = bench_minor_faults();
     if (loop(&wamr_api_cowmem, 0, demo_block(o.iters, round, ROUNDS), expect, &c) != 0)
       return 1;
-    uint64_t f1 = demo_minor_faults();
+    uint64_t f1 = bench_minor_faults();
     cowmem_pool_image_metrics_t r1 = demo_reset_counts(cowmem_wamr_pool(), image);
     if (loop(&wamr_api_stock, 0, demo_block(o.stock_iters, round, ROUNDS), expect, &s) !=
         0)
       return 1;
     c.faults += f1 - f0;
-    s.faults += demo_minor_faults() - f1;
+    s.faults += bench_minor_faults() - f1;
     demo_reset_counts_add(&counts, &r0, &r1); /* the cowmem blocks only */
   }
 

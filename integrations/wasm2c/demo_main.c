@@ -130,7 +130,7 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
                        uint64_t* ns, uint64_t* faults) {
   cowmem_pool_t* pool = cowmem_w2c_pool();
   for (size_t i = 0; i < warmup + iters; i++) {
-    if (i == warmup) *faults = demo_minor_faults();
+    if (i == warmup) *faults = bench_minor_faults();
     cowmem_slot_t* slot;
     uint64_t t0 = bench_now_ns();
     if (cowmem_pool_acquire(pool, image, initial, max, &slot) != 0) abort();
@@ -143,7 +143,7 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
     uint64_t t3 = bench_now_ns();
     if (i >= warmup) ns[i - warmup] = (t1 - t0) + (t3 - t2);
   }
-  *faults = demo_minor_faults() - *faults;
+  *faults = bench_minor_faults() - *faults;
 }
 
 static void print_row(const char* name, loop_t* l, size_t n) {
@@ -244,13 +244,13 @@ int main(int argc, char** argv) {
            ns = demo_block(stock_iters, round, ROUNDS);
     long vm0 = (long)demo_status_kb("VmSize"), rss0 = (long)demo_status_kb("VmRSS");
     cowmem_pool_image_metrics_t r0 = demo_reset_counts(cowmem_w2c_pool(), image);
-    uint64_t f0 = demo_minor_faults();
+    uint64_t f0 = bench_minor_faults();
     if (loop_cowdemo(m, 0, nc, expect, &c) != 0) return 1;
-    uint64_t f1 = demo_minor_faults();
+    uint64_t f1 = bench_minor_faults();
     cowmem_pool_image_metrics_t r1 = demo_reset_counts(cowmem_w2c_pool(), image);
     long vm1 = (long)demo_status_kb("VmSize"), rss1 = (long)demo_status_kb("VmRSS");
     if (loop_demo(m, 0, ns, expect, &s) != 0) return 1;
-    s.faults += demo_minor_faults() - f1;
+    s.faults += bench_minor_faults() - f1;
     c.faults += f1 - f0;
     demo_reset_counts_add(&rc, &r0, &r1); /* the cowmem blocks only */
     c.vm_kb += vm1 - vm0;

@@ -217,11 +217,12 @@ if [ -f "$DEMO" ]; then
   check_json bench.json '["copy-fresh", "copy-reuse", "slot", "slot-cwimg", "pool-madvise", "pool-keep-resident", "pool-batched", "pool-adaptive", "wasmtime-default", "wasmtime-keep64k", "wasmtime-pagemap"].every((n) => j.rows.some((r) => r.name === n))' "bench json: rows"
   check_json bench.json 'j.rows.every((r) => r.instantiate_ns.median > 0 && r.instantiate_ns.p99 >= r.instantiate_ns.median && r.ratio_instantiate > 0 && r.covers.length > 0)' "bench json: figures"
   check_json bench.json 'j.rows[0].name === "copy-fresh" && j.rows[0].ratio_instantiate === 1' "bench json: baseline first"
-  # Every image page read: a reset that keeps what instances only read
-  # (ADAPTIVE) makes no more faults per request than one that drops it.
+  # Every image page read and 8 written: ADAPTIVE keeps the written pages
+  # (and, with PAGEMAP_SCAN, the read ones) mapped, so it makes fewer faults
+  # per request than MADVISE, which drops them all.
   expect 0 "bench --read 1 --json" -- "$COWMEM" bench "$DEMO" --iterations 200 --read 1 --json
   cp out.txt benchr.json
-  check_json benchr.json 'const f = (n) => j.rows.find((r) => r.name === n).faults_per_cycle; j.read_pages > 0 && f("pool-adaptive") <= f("pool-madvise") && f("pool-madvise") >= j.read_pages / 16' "bench --read 1: faults per cycle"
+  check_json benchr.json 'const f = (n) => j.rows.find((r) => r.name === n).faults_per_cycle; j.read_pages > 0 && f("pool-adaptive") < f("pool-madvise")' "bench --read 1: faults per cycle"
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
   grep -Eq "^pool-adaptive cycle against Wasmtime's modes .*default [0-9.]+x, keep_resident [0-9.]+x, pagemap_scan [0-9.]+x" out.txt && ok "bench: ratios to Wasmtime's modes" || fail "bench: Wasmtime ratios"

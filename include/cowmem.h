@@ -484,9 +484,13 @@ typedef enum {
    * the hot set back and madvises the rest in as few calls as its ranges
    * allow (the cheapest way alone, and the only one without PAGEMAP_SCAN),
    * or, with PAGEMAP_SCAN (Linux >= 6.7), asks the kernel which pages were
-   * written, so a reset that only touched hot pages makes no madvise at all:
-   * when the hot set is scattered, and while another thread of the process is
-   * in such a madvise (two at once make the kernel flush every CPU's TLBs).
+   * written, so a reset that only touched hot pages makes no madvise at all
+   * and pages instances only read stay mapped: when the hot set has many
+   * runs for the page tables it spans (both ways walk every table holding
+   * a mapped page, the scan at twice the cost), when instances read image
+   * pages or zeros (a madvise of them would make the next instance fault
+   * each in again), and while another thread of the process is in such a
+   * madvise (two at once make the kernel flush every CPU's TLBs).
    * The hot set is learned by comparing contents on sampled resets. Learning
    * samples one reset in sample_every (and sooner while instances write pages
    * outside the hot set; up to 4 times less often while they write exactly

@@ -196,6 +196,11 @@ void cowmem__os_discard_hold(bool hold);
 typedef void (*cowmem__os_range_fn)(void* arg, uint8_t* addr, size_t len);
 bool cowmem__os_has_pagemap_scan(void);
 int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
+/* The ranges of [addr, addr+len) whose pages are in the process's page
+ * tables (present or swapped), whatever they hold: written pages and also
+ * file pages and zero pages only read. As cowmem__os_written_ranges
+ * otherwise (one PAGEMAP_SCAN per 64 ranges; ENOSYS without it). */
+int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

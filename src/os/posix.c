@@ -93,6 +93,12 @@ int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
   return ENOSYS;
 }
 
+int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
+                             void* arg) {
+  (void)addr; (void)len; (void)fn; (void)arg;
+  return ENOSYS;
+}
+
 int cowmem__os_private_map(void* addr, size_t len, uint8_t* vec) {
   cowmem__os_count(COWMEM__OS_other);
   return mincore(addr, len, (void*)vec) == 0 ? 0 : errno;

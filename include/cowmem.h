@@ -294,7 +294,10 @@ typedef enum {
  * never written or truncated while the image lives (a read-only installed
  * file). Otherwise the range is copied into a new sealed memfd (or ordinary
  * memory in the fallback), which costs the page-cache sharing between
- * processes that a direct mapping gives.
+ * processes that a direct mapping gives. The copy reads only the file's
+ * data extents (SEEK_DATA/SEEK_HOLE), through a 1 MiB buffer: holes stay
+ * holes and are never read or allocated, so a sparse file that claims
+ * gigabytes costs what it holds.
  * Errors: EINVAL (alignment, range outside the file, len 0), EBADF, and the
  * errors of fstat/dup/read. On error nothing leaks. */
 COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
@@ -335,8 +338,9 @@ COWMEM_API void cowmem_image_release(cowmem_image_t* image);
 COWMEM_API int cowmem_image_info(const cowmem_image_t* image,
                                  cowmem_image_info_t* out);
 /* Copy the image's bytes at [offset, offset + len) of linear memory into
- * dst (zeros outside the image). For tests and tools; slow. On error dst
- * is unchanged. Errors: EINVAL, and the errors of pread. */
+ * dst (zeros outside the image). For tests and tools; slow. Reads into dst
+ * directly (allocates nothing): on error dst holds zeros (EINVAL: dst is
+ * unchanged). Errors: EINVAL, and the errors of fstat and pread. */
 COWMEM_API int cowmem_image_read(const cowmem_image_t* image, uint64_t offset,
                                  void* dst, size_t len);
 

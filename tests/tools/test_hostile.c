@@ -4,8 +4,10 @@
  * bound (the old inspect took 44 s and 43 s on the first two). */
 #include <cowmem.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "test.h"
 
@@ -345,6 +347,96 @@ TEST_IMPL(inspect_escapes_names) {
   return 0;
 }
 
+/* An unlinked temporary file of len bytes, all holes but the byte v at
+ * at; -1 on failure. */
+static int sparse_tmp(uint64_t len, uint64_t at, uint8_t v) {
+  char path[] = "/tmp/cowmem-sparse-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  unlink(path);
+  if (ftruncate(fd, (off_t)len) != 0 || pwrite(fd, &v, 1, (off_t)at) != 1) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A sparse file of 1 TiB holding two data pages (first and last): the
+ * copy path of cowmem_image_new_from_file (a file that may change) reads
+ * what the file holds. The old copy allocated and read the whole claim
+ * (malloc of 1 TiB: ENOMEM). */
+TEST_IMPL(file_copy_sparse_claim) {
+  uint64_t len = (uint64_t)1 << 40;
+  int fd = sparse_tmp(len, 5, 0x11);
+  ASSERT_GE(fd, 0);
+  uint8_t b = 0x22;
+  ASSERT_EQ(pwrite(fd, &b, 1, (off_t)(len - 1)), 1);
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_file(fd, 0, len, 0, 0, &img));
+  getrusage(RUSAGE_SELF, &after);
+  ASSERT_LT(after.ru_minflt - before.ru_minflt, 10000);
+  cowmem_image_info_t ii;
+  ASSERT_OK(cowmem_image_info(img, &ii));
+  ASSERT_NE(ii.kind, COWMEM_IMAGE_FILE); /* a copy: the file may change */
+  ASSERT_UEQ(ii.data_pages, 2);
+  ASSERT_UEQ(ii.len, len);
+  uint8_t got[2];
+  ASSERT_OK(cowmem_image_read(img, 4, got, 2));
+  ASSERT_EQ(got[0], 0);
+  ASSERT_EQ(got[1], 0x11);
+  ASSERT_OK(cowmem_image_read(img, len - 2, got, 2));
+  ASSERT_EQ(got[0], 0);
+  ASSERT_EQ(got[1], 0x22);
+  /* The file changing afterwards changes nothing: the copy is private. */
+  ASSERT_EQ(ftruncate(fd, 0), 0);
+  ASSERT_OK(cowmem_image_read(img, len - 1, got, 1));
+  ASSERT_EQ(got[0], 0x22);
+  cowmem_image_release(img);
+  close(fd);
+  return 0;
+}
+
+/* Reading 256 MiB of a file image (holes) into the caller's buffer costs
+ * no second buffer of that size: in a child whose address space has room
+ * for the caller's buffer and 64 MiB more, the read succeeds. The old read
+ * allocated the whole overlap first (ENOMEM there). */
+TEST_IMPL(image_read_bounded) {
+#ifdef UNDER_SANITIZER
+  TEST_SKIP("RLIMIT_AS: sanitizers reserve terabytes of shadow");
+#endif
+  size_t len = (size_t)256 << 20;
+  int fd = sparse_tmp(len, len - 1, 0x33);
+  ASSERT_GE(fd, 0);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_file(fd, 0, len, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &img));
+  uint8_t* dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_PTR_NE(dst, MAP_FAILED);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    long pages = 0;
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &pages) != 1) _exit(3);
+    fclose(f);
+    uint64_t as = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE) + ((uint64_t)64 << 20);
+    struct rlimit rl = {as, as};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(4);
+    int r = cowmem_image_read(img, 0, dst, len);
+    _exit(r == 0 && dst[len - 1] == 0x33 && dst[0] == 0 ? 0 : 1);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st));
+  ASSERT_EQ(WEXITSTATUS(st), 0);
+  munmap(dst, len);
+  cowmem_image_release(img);
+  close(fd);
+  return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(inspect_folder) TEST_ENTRY(forged_max_without_flag) TEST_ENTRY(inspect_memories_by_segments) TEST_ENTRY(inspect_sparse_claim)
               TEST_ENTRY(dump_sparse_claim) TEST_ENTRY(dump_trap_in_other_memory)
-              TEST_ENTRY(forged_descriptor_vs_module) TEST_ENTRY(inspect_escapes_names))
+              TEST_ENTRY(forged_descriptor_vs_module) TEST_ENTRY(inspect_escapes_names)
+              TEST_ENTRY(file_copy_sparse_claim) TEST_ENTRY(image_read_bounded))

@@ -294,7 +294,10 @@ typedef enum {
  * never written or truncated while the image lives (a read-only installed
  * file). Otherwise the range is copied into a new sealed memfd (or ordinary
  * memory in the fallback), which costs the page-cache sharing between
- * processes that a direct mapping gives.
+ * processes that a direct mapping gives. The copy reads only the file's
+ * data extents (SEEK_DATA/SEEK_HOLE), through a 1 MiB buffer: holes stay
+ * holes and are never read or allocated, so a sparse file that claims
+ * gigabytes costs what it holds.
  * Errors: EINVAL (alignment, range outside the file, len 0), EBADF, and the
  * errors of fstat/dup/read. On error nothing leaks. */
 COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
@@ -335,8 +338,9 @@ COWMEM_API void cowmem_image_release(cowmem_image_t* image);
 COWMEM_API int cowmem_image_info(const cowmem_image_t* image,
                                  cowmem_image_info_t* out);
 /* Copy the image's bytes at [offset, offset + len) of linear memory into
- * dst (zeros outside the image). For tests and tools; slow. On error dst
- * is unchanged. Errors: EINVAL, and the errors of pread. */
+ * dst (zeros outside the image). For tests and tools; slow. Reads into dst
+ * directly (allocates nothing): on error dst holds zeros (EINVAL: dst is
+ * unchanged). Errors: EINVAL, and the errors of fstat and pread. */
 COWMEM_API int cowmem_image_read(const cowmem_image_t* image, uint64_t offset,
                                  void* dst, size_t len);
 
@@ -1201,6 +1205,24 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
 COWMEM_API int cowmem_imgfile_open(int fd, const uint8_t module_hash[32],
                                    unsigned flags, cowmem_imgfile_t** out,
                                    cowmem_diag_t* diag);
+/* Check an opened file against the module it will serve: the recorded
+ * module hash (EMISMATCH) and every descriptor field against what
+ * cowmem_module_compile(m) writes: the memory count, each memory's index,
+ * flags (imported, memory64, shared, has-max, fresh), limits, no-image
+ * reason, image offset, length and data pages, and the segments left for
+ * instantiation (EBADIMG, diag->reason naming the memory and the field,
+ * diag->offset at it in the file). The header hash only catches
+ * corruption: a header forged with the right module hash passes
+ * cowmem_imgfile_open, and its fields decide what instances get, so call
+ * this wherever the module is at hand (the `cowmem` command does with
+ * --module). Image bytes are not read. m must have been parsed with
+ * images (not COWMEM_MODULE_NO_IMAGES: EINVAL) and with the flags the
+ * file was compiled with (COWMEM_MODULE_FRESH_IMPORTS: else the fresh
+ * flag differs). Costs the module's hash (about 3 ms per MiB). Errors:
+ * EINVAL, ENOMEM, EMISMATCH, EBADIMG. Thread-safe (reads only). */
+COWMEM_API int cowmem_imgfile_check_module(const cowmem_imgfile_t* f,
+                                           const cowmem_module_t* m,
+                                           cowmem_diag_t* diag);
 /* Free the file object and drop its image references (slots holding an
  * image keep it). NULL is ignored. */
 COWMEM_API void cowmem_imgfile_free(cowmem_imgfile_t* f);

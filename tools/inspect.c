@@ -245,9 +245,12 @@ static int inspect_module(const char* path, const opts_t* op) {
     }
     print_limits(o, false, i, mi.imported + mi.fresh, mi.memory64, mi.shared, mi.has_max,
                  mi.min_pages, mi.max_pages);
-    if (mi.imported)
-      fprintf(o, ", from \"%.*s\" \"%.*s\"", (int)mi.import_module_len, mi.import_module,
-              (int)mi.import_name_len, mi.import_name);
+    if (mi.imported) { /* names are the module's bytes: escaped for the terminal */
+      fprintf(o, ", from ");
+      tool_text_str(o, mi.import_module, mi.import_module_len);
+      fputc(' ', o);
+      tool_text_str(o, mi.import_name, mi.import_name_len);
+    }
     if (mi.export_count) fprintf(o, ", exported");
     fprintf(o,
             "\n  segments: %u active, %u in the image, %u left for "

@@ -59,7 +59,8 @@ cowmem_module_t* tool_load_module(const char* path, unsigned flags);
   "                   the declared minimum for every imported memory\n"                  \
   "                   (emscripten's -sIMPORTED_MEMORY): imported memories\n"             \
   "                   get images like defined ones\n"
-/* Open an image file (module: check it belongs to it); prints on failure. */
+/* Open an image file (module: check it belongs to it, every descriptor field
+ * (cowmem_imgfile_check_module)); prints on failure. */
 cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* module);
 
 /* Write len bytes to path atomically (a temporary beside it, renamed). */
@@ -101,7 +102,11 @@ int tool_image_extents(const cowmem_image_t* img,
                        int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
 
 void tool_hex(const uint8_t* h, size_t n, char* out);
-/* A JSON string literal of s (n bytes). */
+/* A JSON string literal of s (n bytes): controls as \uXXXX, bytes that are
+ * not UTF-8 as U+FFFD. */
 void tool_json_str(FILE* f, const char* s, size_t n);
+/* s (n bytes) quoted for a terminal: controls (C0, DEL, C1) and bytes that
+ * are not UTF-8 as \xNN, '"' and '\' escaped; other UTF-8 as it is. */
+void tool_text_str(FILE* f, const char* s, size_t n);
 
 #endif

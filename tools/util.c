@@ -118,6 +118,10 @@ cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* mod
   if (module != NULL) cowmem_module_hash(module, mh);
   int r = cowmem_imgfile_open(fd, module != NULL ? mh : NULL, 0, &f, &d);
   close(fd);
+  if (r == 0 && module != NULL && (r = cowmem_imgfile_check_module(f, module, &d)) != 0) {
+    cowmem_imgfile_free(f);
+    f = NULL;
+  }
   if (r != 0) {
     tool_fail(path, "%s (%s, at byte %llu)", d.reason, cowmem_err_name(r),
               (unsigned long long)d.offset);
@@ -215,18 +219,64 @@ void tool_hex(const uint8_t* h, size_t n, char* out) {
     snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-void tool_json_str(FILE* f, const char* s, size_t n) {
+/* The length of the well-formed UTF-8 sequence at s[0, n) (shortest form,
+ * no surrogates, at most U+10FFFF) and its code point; 0 if there is none. */
+static size_t utf8_next(const unsigned char* s, size_t n, uint32_t* cp) {
+  size_t need = s[0] < 0x80 ? 0 : (s[0] & 0xe0) == 0xc0 ? 1 : (s[0] & 0xf0) == 0xe0 ? 2
+                              : (s[0] & 0xf8) == 0xf0                ? 3
+                                                                     : 4;
+  static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+  if (need == 4 || need >= n) return 0;
+  uint32_t c = need == 0 ? s[0] : s[0] & (0x3f >> need);
+  for (size_t k = 1; k <= need; k++) {
+    if ((s[k] & 0xc0) != 0x80) return 0;
+    c = c << 6 | (s[k] & 0x3f);
+  }
+  if (c < min[need] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
+  *cp = c;
+  return need + 1;
+}
+
+/* A code point a terminal acts on rather than shows: C0 and C1 controls
+ * and DEL (ESC and CSI start escape sequences). */
+static bool is_control(uint32_t c) {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f);
+}
+
+/* s quoted for JSON (controls as \\uXXXX, a stray byte as U+FFFD: JSON
+ * text is UTF-8) or for a terminal (controls and stray bytes as \\xNN). */
+static void quoted(FILE* f, const char* s, size_t n, bool json) {
+  const unsigned char* u = (const unsigned char*)s;
   fputc('"', f);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
+  for (size_t i = 0; i < n;) {
+    uint32_t c = 0;
+    size_t k = utf8_next(u + i, n - i, &c);
+    if (k == 0 && json) {
+      fputs("\\ufffd", f), k = 1;
+    } else if (k == 0 || is_control(c)) {
+      if (json) {
+        fprintf(f, "\\u%04x", (unsigned)c);
+      } else {
+        k = k ? k : 1; /* every byte of a control, or the one stray byte */
+        for (size_t j = 0; j < k; j++)
+          fprintf(f, "\\x%02x", u[i + j]);
+      }
+    } else if (c == '"' || c == '\\') {
+      fprintf(f, "\\%c", (char)c);
+    } else {
+      fwrite(u + i, 1, k, f);
+    }
+    i += k;
   }
   fputc('"', f);
+}
+
+void tool_json_str(FILE* f, const char* s, size_t n) {
+  quoted(f, s, n, true);
+}
+
+void tool_text_str(FILE* f, const char* s, size_t n) {
+  quoted(f, s, n, false);
 }
 
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,

@@ -192,24 +192,20 @@ int cowmem_image_read(const cowmem_image_t* image, uint64_t offset, void* dst,
              (size_t)n_in);
     return 0;
   }
-  /* From the fd, through a buffer: dst is written only once nothing can
-   * fail any more. A FILE image's last page may run past EOF: that part
-   * reads as zeros. */
+  /* From the fd, straight into dst: no buffer as large as the range asked
+   * for. A FILE image's last page may run past EOF: that part reads as
+   * zeros, as do holes (pread returns them without allocating). */
   uint64_t src = image->source_offset + (lo - image->mem_offset);
   uint64_t fsize = 0;
   bool sealed = false;
   int e = cowmem__os_fstat(image->fd, &fsize, &sealed);
   if (e) return cowmem__err_from_os(e);
   uint64_t n = src >= fsize ? 0 : n_in;
-  if (n > 0 && src + n > fsize) n = fsize - src;
-  uint8_t* buf = n > 0 ? malloc((size_t)n) : NULL;
-  if (n > 0 && buf == NULL) return COWMEM_ENOMEM;
-  e = n > 0 ? cowmem__os_pread_all(image->fd, buf, (size_t)n, src) : 0;
-  if (e == 0) {
-    memset(dst, 0, len);
-    if (n > 0) memcpy((uint8_t*)dst + (lo - offset), buf, (size_t)n);
-  }
-  free(buf);
+  if (n > 0 && n > fsize - src) n = fsize - src;
+  memset(dst, 0, len);
+  e = n > 0 ? cowmem__os_pread_all(image->fd, (uint8_t*)dst + (lo - offset), (size_t)n, src)
+            : 0;
+  if (e) memset(dst, 0, len); /* nothing half-read */
   return cowmem__err_from_os(e);
 }
 

@@ -111,6 +111,13 @@ int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out);
  * write or truncate until a privileged process clears it). *fixed false
  * otherwise, or where the kernel cannot say. posix: always false. */
 int cowmem__os_file_fixed(int fd, bool* fixed);
+/* The first stretch of file data at or after off, below end: *data its
+ * start (end when there is none) and *hole its end (at most end). Holes of
+ * a sparse file are skipped without reading them (SEEK_DATA/SEEK_HOLE);
+ * where the system cannot tell, [off, end) is all data. The fd's file
+ * offset is restored (the caller's fd may be read sequentially). */
+int cowmem__os_data_extent(int fd, uint64_t off, uint64_t end, uint64_t* data,
+                           uint64_t* hole);
 /* Close; errors are counted but not reported (close always frees the fd). */
 void cowmem__os_close(int fd);
 

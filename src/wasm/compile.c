@@ -1,11 +1,13 @@
 /* The module side of image files: the module hash and compiling a module
- * into an image file (the format is imgfile.c's). Only public accessors of
- * the module are used. */
+ * into an image file, and checking a file against the module it claims
+ * (the format is imgfile.c's). Only public accessors of the module are
+ * used. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem.h"
+#include "wasm/module.h"
 
 int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]) {
   if (!m || !out) return COWMEM_EINVAL;
@@ -52,18 +54,58 @@ static int count_left(const cowmem_module_t* m, cowmem_imgfile_memory_t* mems,
   return 0;
 }
 
-int cowmem_module_compile(const cowmem_module_t* m, int fd) {
-  if (!m || fd < 0) return COWMEM_EINVAL;
+/* The descriptors cowmem_module_compile writes for m (images borrowed):
+ * *out, n of them, to free. */
+static int describe_all(const cowmem_module_t* m, cowmem_imgfile_memory_t** out,
+                        uint32_t* nout) {
   uint32_t n = cowmem_module_memory_count(m);
   if (n > 4096) return COWMEM_EINVAL;
   cowmem_imgfile_memory_t* mems = calloc(n ? n : 1, sizeof *mems);
   if (!mems) return COWMEM_ENOMEM;
-  uint8_t hash[32];
-  int err = cowmem_module_hash(m, hash);
+  int err = 0;
   for (uint32_t i = 0; i < n && err == 0; i++)
     err = describe(m, i, &mems[i]);
   if (err == 0) err = count_left(m, mems, n);
+  if (err != 0) {
+    free(mems);
+    return err;
+  }
+  *out = mems;
+  *nout = n;
+  return 0;
+}
+
+int cowmem_module_compile(const cowmem_module_t* m, int fd) {
+  if (!m || fd < 0) return COWMEM_EINVAL;
+  cowmem_imgfile_memory_t* mems = NULL;
+  uint32_t n = 0;
+  uint8_t hash[32];
+  int err = cowmem_module_hash(m, hash);
+  if (err == 0) err = describe_all(m, &mems, &n);
   if (err == 0) err = cowmem_imgfile_write(fd, mems, n, hash);
   free(mems);
+  return err;
+}
+
+int cowmem_imgfile_check_module(const cowmem_imgfile_t* f, const cowmem_module_t* m,
+                                cowmem_diag_t* diag) {
+  cowmem_diag_t local;
+  if (!diag) diag = &local;
+  memset(diag, 0, sizeof *diag);
+  cowmem_imgfile_memory_t* want = NULL;
+  uint32_t n = 0;
+  uint8_t hash[32];
+  int err = f && m ? cowmem_module_hash(m, hash) : COWMEM_EINVAL;
+  if (err == 0) err = describe_all(m, &want, &n);
+  if (err != 0) {
+    diag->code = err;
+    snprintf(diag->reason, sizeof diag->reason, "%s",
+             err == COWMEM_EINVAL ? "invalid argument (a module parsed with "
+                                    "COWMEM_MODULE_NO_IMAGES has no images to compare)"
+                                  : cowmem_strerror(err));
+    return err;
+  }
+  err = cowmem__imgfile_compare(f, hash, want, n, diag);
+  free(want);
   return err;
 }

@@ -80,4 +80,12 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max);
 /* Free everything m owns except m itself. */
 void cowmem__module_clear(cowmem_module_t* m);
 
+/* Image files (imgfile.c), for cowmem_imgfile_check_module (compile.c):
+ * the file's module hash and every descriptor compared with want[0, n),
+ * the descriptors compile would write. EMISMATCH or EBADIMG naming the
+ * field, diag->offset at it. */
+int cowmem__imgfile_compare(const cowmem_imgfile_t* f, const uint8_t module_hash[32],
+                            const cowmem_imgfile_memory_t* want, uint32_t n,
+                            cowmem_diag_t* diag);
+
 #endif

@@ -451,6 +451,14 @@ static int flush_queue(cowmem_pool_t* pool) {
   return n;
 }
 
+/* The release's slot is in the queue or the idle store. The fence orders
+ * that before the count (a plain store on an owned stripe), so a look that
+ * reads the count also sees the slot where it landed. */
+static void release_landed(int shard, shard_stats_t* st) {
+  atomic_thread_fence(memory_order_release);
+  cowmem__stripe_add(shard, &st->landed, 1);
+}
+
 int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
   if (pool == NULL || slot == NULL || slot->pool != pool) return COWMEM_EINVAL;
   entry_t* e = entry_of(slot);
@@ -471,7 +479,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
   if (state == COWMEM_SLOT_DIRTY) {
     r = cowmem__reset(pool->reset, slot);
     if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {
-      cowmem__stripe_add(shard, &st->landed, 1);
+      release_landed(shard, st);
       if (r == COWMEM__RESET_FLUSH) flush_queue(pool); /* else flushed later */
       return 0;
     }
@@ -481,7 +489,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
   } else {
     cowmem__idle_put_cold(pool->idle, e);
   }
-  cowmem__stripe_add(shard, &st->landed, 1);
+  release_landed(shard, st);
   wake_waiters(pool);
   return r;
 }

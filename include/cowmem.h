@@ -606,7 +606,11 @@ COWMEM_API int cowmem_pool_free(cowmem_pool_t* pool);
  * Errors: EINVAL, EEXHAUSTED (every slot is acquired or, with BATCHED,
  * nothing could be flushed), and the errors of cowmem_slot_instantiate
  * (ECHANGED, EMAPLIMIT, ...; the slot then goes back to the pool,
- * decommitted). */
+ * decommitted).
+ * EEXHAUSTED is never a transient miss: it is returned only when no slot
+ * is free and none is being released or moved (swept, trimmed, flushed)
+ * by another thread; an acquire that meets such a slot in flight waits
+ * for it. */
 COWMEM_API int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image,
                                    size_t initial_size, size_t max_size,
                                    cowmem_slot_t** out);

@@ -6,7 +6,7 @@
 #   writes core/version.h into its tree, and sets COWMEM_WAMR_ROOT (in the
 #   caller's scope) to the copy. The source tree is never written.
 #
-# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK])
+# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK] [WASI])
 #   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
 #   library <target>: the fast interpreter (CLASSIC: the classic one), with
 #   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
@@ -14,7 +14,8 @@
 #   callbacks need (STOCK: without it, WAMR's own 8 GiB reservations, and
 #   every global symbol renamed to cowmem_stock_<name> so that a program can
 #   link it beside a hooked build and compare the two in one process). AOT
-#   adds WAMR's AOT runtime. Consumers get wasm_export.h on their include
+#   adds WAMR's AOT runtime. WASI adds WASI preview 1 (libc-wasi; see
+#   cowmem_wamr_wasi.h). Consumers get wasm_export.h on their include
 #   path. Multi-module, shared memories, memory64 and multi-memory stay off
 #   (cowmem_wamr refuses what it cannot map exactly; see cowmem_wamr.h).
 #
@@ -57,13 +58,14 @@ macro(cowmem_wamr_source wamr_dir)
 endmacro()
 
 function(cowmem_wamr_runtime target)
-  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK" "" "" ${ARGN})
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;WASI" "" "" ${ARGN})
   set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
   set(COWMEM_WAMR_V_FAST 1)
   set(COWMEM_WAMR_V_HOOK 1)
   set(COWMEM_WAMR_V_SOFTWARE_BOUNDS 0)
   set(COWMEM_WAMR_V_AOT 0)
   set(COWMEM_WAMR_V_NO_STACK_GUARD 0)
+  set(COWMEM_WAMR_V_WASI ${A_WASI})
   if(A_CLASSIC)
     set(COWMEM_WAMR_V_FAST 0)
   endif()

@@ -1,0 +1,30 @@
+// node_run.js: runs a WASI command under node:wasi with iwasm's options
+// (--dir, --map-dir, --env; then the module and its arguments), the third
+// oracle of compare.sh. Exit code: the program's.
+'use strict';
+const fs = require('node:fs');
+const { WASI } = require('node:wasi');
+
+const preopens = {};
+const env = {};
+let i = 2;
+for (; i < process.argv.length && process.argv[i].startsWith('--'); i++) {
+  const a = process.argv[i];
+  const v = a.slice(a.indexOf('=') + 1);
+  if (a.startsWith('--dir=')) preopens[v] = v;
+  else if (a.startsWith('--map-dir=')) {
+    const [guest, host] = v.split('::');
+    preopens[guest] = host;
+  } else if (a.startsWith('--env=')) {
+    const k = v.indexOf('=');
+    env[v.slice(0, k)] = v.slice(k + 1);
+  } else {
+    console.error(`node_run.js: unsupported option ${a}`);
+    process.exit(2);
+  }
+}
+const args = process.argv.slice(i);
+const wasi = new WASI({ version: 'preview1', args, env, preopens, returnOnExit: true });
+const mod = new WebAssembly.Module(fs.readFileSync(args[0]));
+const inst = new WebAssembly.Instance(mod, wasi.getImportObject());
+process.exitCode = wasi.start(inst);

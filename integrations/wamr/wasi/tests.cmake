@@ -4,10 +4,32 @@
 #   wamr_wasi_oracle   compare.sh: cowmem-iwasm, cowmem-iwasm --stock, stock
 #                      iwasm (WAMR's product-mini, built here) and node:wasi
 #                      give the same stdout, files and exit codes
+#   wamr_wasi_<program>  real programs (workloads.cmake)
 # Skipped, saying which package, without a wasm32-wasi C toolchain.
 include(ExternalProject)
 
 set(wasi_dir ${CMAKE_CURRENT_LIST_DIR})
+
+# Stock iwasm, the oracle: WAMR's own runner from the same tree, built as
+# its README says (fast interpreter, WASI), without the project's flags.
+file(COPY ${COWMEM_WAMR_DIR}/product-mini DESTINATION ${COWMEM_WAMR_ROOT})
+set(COWMEM_IWASM_ORACLE ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
+ExternalProject_Add(cowmem_iwasm_oracle
+  SOURCE_DIR ${COWMEM_WAMR_ROOT}/product-mini/platforms/linux
+  BINARY_DIR ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle
+  CMAKE_ARGS -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
+             -DWAMR_BUILD_INTERP=1 -DWAMR_BUILD_FAST_INTERP=1 -DWAMR_BUILD_AOT=0
+             -DWAMR_BUILD_JIT=0 -DWAMR_BUILD_LIBC_WASI=1 -DWAMR_BUILD_LIBC_BUILTIN=1
+             -DWAMR_BUILD_SIMD=0 -Wno-dev
+  BUILD_COMMAND ${CMAKE_COMMAND} --build . --target iwasm
+  BUILD_BYPRODUCTS ${COWMEM_IWASM_ORACLE}
+  INSTALL_COMMAND ""
+  LOG_CONFIGURE ON LOG_BUILD ON)
+add_custom_target(cowmem_wasi_oracle_deps ALL DEPENDS cowmem_iwasm_oracle cowmem_iwasm)
+
+# Real programs (need npm packages, not the C toolchain).
+include(${wasi_dir}/workloads.cmake)
+
 find_program(COWMEM_WASI_CC NAMES clang-14 clang)
 set(wasi_missing "")
 if(NOT COWMEM_WASI_CC)
@@ -27,7 +49,7 @@ endif()
 if(wasi_missing)
   # The tests that need it, each skipped with the reason.
   message(STATUS "cowmem: WASI tests skipped: ${wasi_missing}")
-  foreach(t wamr_wasi_api wamr_wasi_oracle wamr_wasi_workloads)
+  foreach(t wamr_wasi_api wamr_wasi_oracle)
     add_test(NAME ${t} COMMAND sh -c "echo \"SKIP: \$1\"; exit 77" skip "${wasi_missing}")
     set_tests_properties(${t} PROPERTIES SKIP_RETURN_CODE 77 LABELS wasi)
   endforeach()
@@ -48,22 +70,6 @@ add_custom_command(OUTPUT ${COWMEM_WASI_REACTOR}
 add_custom_target(cowmem_wasi_programs ALL
                   DEPENDS ${COWMEM_WASI_PROBE} ${COWMEM_WASI_REACTOR})
 
-# Stock iwasm, the oracle: WAMR's own runner from the same tree, built as
-# its README says (fast interpreter, WASI), without the project's flags.
-file(COPY ${COWMEM_WAMR_DIR}/product-mini DESTINATION ${COWMEM_WAMR_ROOT})
-set(COWMEM_IWASM_ORACLE ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
-ExternalProject_Add(cowmem_iwasm_oracle
-  SOURCE_DIR ${COWMEM_WAMR_ROOT}/product-mini/platforms/linux
-  BINARY_DIR ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle
-  CMAKE_ARGS -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
-             -DWAMR_BUILD_INTERP=1 -DWAMR_BUILD_FAST_INTERP=1 -DWAMR_BUILD_AOT=0
-             -DWAMR_BUILD_JIT=0 -DWAMR_BUILD_LIBC_WASI=1 -DWAMR_BUILD_LIBC_BUILTIN=1
-             -DWAMR_BUILD_SIMD=0 -Wno-dev
-  BUILD_COMMAND ${CMAKE_COMMAND} --build . --target iwasm
-  BUILD_BYPRODUCTS ${COWMEM_IWASM_ORACLE}
-  INSTALL_COMMAND ""
-  LOG_CONFIGURE ON LOG_BUILD ON)
-
 # The integration's API.
 cowmem_wamr_wasi_program(test_wasi ${wasi_dir}/test_wasi.c)
 add_dependencies(test_wasi cowmem_wasi_programs)
@@ -78,7 +84,6 @@ foreach(name ${wasi_tests})
 endforeach()
 
 # The same programs through every runner, compared.
-add_custom_target(cowmem_wasi_oracle_deps ALL DEPENDS cowmem_iwasm_oracle cowmem_iwasm)
 add_test(NAME wamr_wasi_oracle
   COMMAND sh ${wasi_dir}/compare.sh $<TARGET_FILE:cowmem_iwasm> ${COWMEM_IWASM_ORACLE}
           ${wasi_dir}/node_run.js ${COWMEM_WASI_PROBE} ${COWMEM_WASI_REACTOR}

@@ -8,22 +8,8 @@
 # and a request loop's isolation.
 set -u
 CI=$1 IW=$2 NODE_RUN=$3 PROBE=$4 REACTOR=$5 WORK=$6 TOOL=${7:-}
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
-cd "$WORK" || exit 1
-
-runners="iwasm cowmem stock"
-if [ -n "$TOOL" ]; then
-  "$TOOL" strip --fresh-imports "$PROBE" -o probe.stripped.wasm &&
-    "$TOOL" compile --fresh-imports "$PROBE" -o probe.cwimg || exit 1
-  runners="$runners images"
-fi
-if command -v node >/dev/null && node -e 'require("node:wasi")' 2>/dev/null; then
-  runners="$runners node"
-else
-  echo "note: node:wasi not available, compared without it"
-fi
+MOD=$PROBE
+. "$(dirname "$0")/common.sh"
 
 # run RUNNER OUTDIR [options] module args...: stdout to OUTDIR/out, the
 # exit code to OUTDIR/rc, with a fresh preopened directory OUTDIR/d (its
@@ -40,11 +26,11 @@ run() {
       # the stripped module in place of the original
       n=$#
       for a; do
-        [ "$a" = "$PROBE" ] && a=$WORK/probe.stripped.wasm
+        [ "$a" = "$PROBE" ] && a=$WORK/mod.stripped.wasm
         set -- "$@" "$a"
       done
       shift "$n"
-      (cd "$out" && "$CI" --images="$WORK/probe.cwimg" --map-dir=/d::d "$@") ;;
+      (cd "$out" && "$CI" --images="$WORK/mod.cwimg" --map-dir=/d::d "$@") ;;
     node) (cd "$out" && node --no-warnings "$NODE_RUN" --map-dir=/d::d "$@") ;;
   esac > "$out/out" 2> "$out/err"
   echo $? > "$out/rc"
@@ -119,8 +105,4 @@ grep -q "minor faults/request" loop.err || fail "repeat: no fault count"
 "$CI" --live=3 "$PROBE" args > live.out 2> live.err || fail "live: exit code $?"
 grep -q "3 live instances" live.err || fail "live: $(cat live.err)"
 
-if [ $fails -gt 0 ]; then
-  echo "$fails failed"
-  exit 1
-fi
-echo "all same ($runners)"
+finish "probe and reactor"

@@ -8,19 +8,7 @@
 # must answer every request as the oracle did.
 set -u
 NAME=$1 MOD=$2 CI=$3 IW=$4 NODE_RUN=$5 WORK=$6 TOOL=${7:-}
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-rm -rf "$WORK" && mkdir -p "$WORK" || exit 1
-cd "$WORK" || exit 1
-
-runners="iwasm cowmem stock"
-if [ -n "$TOOL" ]; then
-  "$TOOL" strip --fresh-imports "$MOD" -o mod.stripped.wasm &&
-    "$TOOL" compile --fresh-imports "$MOD" -o mod.cwimg || exit 1
-  runners="$runners images"
-fi
-command -v node >/dev/null && node -e 'require("node:wasi")' 2>/dev/null &&
-  runners="$runners node"
+. "$(dirname "$0")/common.sh"
 
 # run RUNNER DIR args...: the module with args, /out mapped to DIR/out.
 run() {
@@ -89,8 +77,4 @@ loop_check
 grep -q "3 requests through cowmem WAMR" loop.stderr || fail "loop: $(cat loop.stderr)"
 sed -n '/requests through/,$p' loop.stderr
 
-if [ $fails -gt 0 ]; then
-  echo "$fails failed"
-  exit 1
-fi
-echo "$NAME: all same ($runners)"
+finish "$NAME"

@@ -10,7 +10,8 @@
  *                        --fresh-imports` wrote (without: the original
  *                        module, images built and stripped at start-up)
  *   --repeat=N           run N times, each in a fresh instance (a request
- *                        loop), then print a latency table on stderr
+ *                        loop), then print a latency table on stderr; stdin
+ *                        is read once and each request reads all of it
  *   --stock              the same through stock WAMR in this process
  *   --live=N             keep N instances alive after running them, then
  *                        print their proportional set size (PSS)
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cowmem_wamr_wasi.h"
 #include "iwasm_runner.h"
@@ -179,6 +181,20 @@ static void print_table(const runner_t* r, bench_samples_t s[4], unsigned long n
           (double)n / ((double)wall / 1e9), (double)faults / (double)n);
 }
 
+/* Standard input as a buffer fd that every request reads from the start:
+ * 0, or RUNNER_FAILED (printed). */
+static int buffer_stdin(int* fd) {
+  size_t cap = 1 << 16, n = 0;
+  char* buf = malloc(cap);
+  ssize_t k = 0;
+  while (buf && (k = read(0, buf + n, cap - n)) > 0)
+    if ((n += (size_t)k) == cap) buf = realloc(buf, cap *= 2);
+  int e = !buf || k < 0 ? COWMEM_EIO : cowmem_wamr_wasi_buffer_fd(buf, n, fd);
+  free(buf);
+  if (e) fprintf(stderr, "cowmem-iwasm: cannot buffer stdin: %s\n", cowmem_strerror(e));
+  return e ? RUNNER_FAILED : 0;
+}
+
 static int repeat(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w) {
   bench_samples_t s[4] = {{0}};
   int code = 0;
@@ -186,6 +202,10 @@ static int repeat(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w) 
   uint64_t start = bench_now_ns();
   for (unsigned long i = 0; i < o->repeat; i++) {
     uint64_t t[3];
+    if (w->stdin_fd >= 0 && lseek(w->stdin_fd, 0, SEEK_SET) < 0) {
+      code = RUNNER_FAILED;
+      break;
+    }
     code = request(r, o, w, t);
     fflush(stdout);
     if (code == RUNNER_FAILED) break;
@@ -213,6 +233,7 @@ int main(int argc, char** argv) {
   w.env = o.envs;
   w.env_count = o.nenvs;
 
+  if ((o.repeat > 1 || o.live > 1) && buffer_stdin(&w.stdin_fd) != 0) return RUNNER_FAILED;
   runner_t r;
   if (runner_open(&r, o.stock, o.argv[0], o.images) != 0) return RUNNER_FAILED;
   if (o.live)
@@ -224,5 +245,6 @@ int main(int argc, char** argv) {
     rc = request(&r, &o, &w, NULL);
   fflush(stdout);
   runner_close(&r);
+  if (w.stdin_fd >= 0) close(w.stdin_fd);
   return rc;
 }

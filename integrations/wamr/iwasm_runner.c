@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "iwasm_runner.h"
 #include "wamr_wasi_stock.h"
@@ -151,6 +152,7 @@ int runner_live(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
   memory_kb(&pss0, &rss0);
   int code = 0;
   for (; made < n; made++) {
+    if (w->stdin_fd >= 0) (void)lseek(w->stdin_fd, 0, SEEK_SET); /* each reads it all */
     if ((code = runner_instantiate(r, w, stack_size, heap_size, &live[made]))) break;
     code = runner_run(r, live[made], function, argc, argv);
     fflush(stdout);

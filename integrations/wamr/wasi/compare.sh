@@ -43,10 +43,10 @@ same() {
   run iwasm "$name.iwasm" "$@"
   for r in $runners; do
     [ "$r" = iwasm ] && continue
-    # node:wasi runs commands with its own options only, and reports a
-    # trap as a JavaScript error, not iwasm's line.
+    # node:wasi takes iwasm's options but --stack-size, and reports a trap
+    # as a JavaScript error, not iwasm's line.
     case "$r:$*" in
-      images:*"$REACTOR"* | node:*-f* | node:*--stack-size* | node:*trap*) continue ;;
+      images:*"$REACTOR"* | node:*--stack-size* | node:*trap*) continue ;;
     esac
     run "$r" "$name.$r" "$@"
     for f in out rc; do

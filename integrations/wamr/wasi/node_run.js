@@ -1,15 +1,22 @@
-// node_run.js: runs a WASI command under node:wasi with iwasm's options
-// (--dir, --map-dir, --env; then the module and its arguments), the third
-// oracle of compare.sh. Exit code: the program's.
+// node_run.js: runs a WASI program under node:wasi with iwasm's options
+// (--dir, --map-dir, --env, -f NAME; then the module and its arguments),
+// the third oracle of compare.sh and workloads.sh. A command's exit code
+// is the program's; with -f, a reactor is initialized and NAME called with
+// the (integer) arguments, its i32 result printed as iwasm prints it.
 'use strict';
 const fs = require('node:fs');
 const { WASI } = require('node:wasi');
 
 const preopens = {};
 const env = {};
+let func = null;
 let i = 2;
-for (; i < process.argv.length && process.argv[i].startsWith('--'); i++) {
+for (; i < process.argv.length && process.argv[i].startsWith('-'); i++) {
   const a = process.argv[i];
+  if (a === '-f') {
+    func = process.argv[++i];
+    continue;
+  }
   const v = a.slice(a.indexOf('=') + 1);
   if (a.startsWith('--dir=')) preopens[v] = v;
   else if (a.startsWith('--map-dir=')) {
@@ -27,4 +34,10 @@ const args = process.argv.slice(i);
 const wasi = new WASI({ version: 'preview1', args, env, preopens, returnOnExit: true });
 const mod = new WebAssembly.Module(fs.readFileSync(args[0]));
 const inst = new WebAssembly.Instance(mod, wasi.getImportObject());
-process.exitCode = wasi.start(inst);
+if (func === null) {
+  process.exitCode = wasi.start(inst);
+} else {
+  wasi.initialize(inst);
+  const r = inst.exports[func](...args.slice(1).map(Number));
+  if (typeof r === 'number') process.stdout.write(`0x${(r >>> 0).toString(16)}:i32\n`);
+}

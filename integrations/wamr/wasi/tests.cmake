@@ -27,9 +27,6 @@ ExternalProject_Add(cowmem_iwasm_oracle
   LOG_CONFIGURE ON LOG_BUILD ON)
 add_custom_target(cowmem_wasi_oracle_deps ALL DEPENDS cowmem_iwasm_oracle cowmem_iwasm)
 
-# Real programs (need npm packages, not the C toolchain).
-include(${wasi_dir}/workloads.cmake)
-
 find_program(COWMEM_WASI_CC NAMES clang-14 clang)
 set(wasi_missing "")
 if(NOT COWMEM_WASI_CC)
@@ -46,6 +43,9 @@ else()
     set(wasi_missing "${COWMEM_WASI_CC} cannot link for wasm32-wasi: install the Debian packages wasi-libc and libclang-rt-14-dev-wasm32 (scripts/setup)")
   endif()
 endif()
+# Real programs (Flite and CPython need only their npm packages).
+include(${wasi_dir}/workloads.cmake)
+
 if(wasi_missing)
   # The tests that need it, each skipped with the reason.
   message(STATUS "cowmem: WASI tests skipped: ${wasi_missing}")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # workloads.sh NAME MODULE COWMEM_IWASM IWASM NODE_RUN_JS WORKDIR [COWMEM]
-# One real WASI program (flite, python) through stock iwasm (the oracle),
+# One real WASI program (flite, python, quickjs, sqlite) through stock iwasm (the oracle),
 # cowmem-iwasm (images built at start-up; and with --images from the
 # cowmem command), cowmem-iwasm --stock and node:wasi: each request's
 # stdout, the files it writes into its preopened directory and its exit
@@ -10,18 +10,19 @@ set -u
 NAME=$1 MOD=$2 CI=$3 IW=$4 NODE_RUN=$5 WORK=$6 TOOL=${7:-}
 . "$(dirname "$0")/common.sh"
 
-# run RUNNER DIR args...: the module with args, /out mapped to DIR/out.
+# run RUNNER DIR args...: the module with args, /out mapped to DIR/out,
+# the runner's options $OPTS (word-split), stdin from $IN.
 run() {
   r=$1 dir=$2
   shift 2
   rm -rf "$dir" && mkdir -p "$dir/out"
   case $r in
-    iwasm) "$IW" --map-dir=/out::"$dir/out" "$MOD" "$@" ;;
-    cowmem) "$CI" --map-dir=/out::"$dir/out" "$MOD" "$@" ;;
-    stock) "$CI" --stock --map-dir=/out::"$dir/out" "$MOD" "$@" ;;
-    images) "$CI" --images=mod.cwimg --map-dir=/out::"$dir/out" mod.stripped.wasm "$@" ;;
-    node) node --no-warnings "$NODE_RUN" --map-dir=/out::"$dir/out" "$MOD" "$@" ;;
-  esac > "$dir/stdout" 2> "$dir/stderr"
+    iwasm) "$IW" --map-dir=/out::"$dir/out" ${OPTS:-} "$MOD" "$@" ;;
+    cowmem) "$CI" --map-dir=/out::"$dir/out" ${OPTS:-} "$MOD" "$@" ;;
+    stock) "$CI" --stock --map-dir=/out::"$dir/out" ${OPTS:-} "$MOD" "$@" ;;
+    images) "$CI" --images=mod.cwimg --map-dir=/out::"$dir/out" ${OPTS:-} mod.stripped.wasm "$@" ;;
+    node) node --no-warnings "$NODE_RUN" --map-dir=/out::"$dir/out" ${OPTS:-} "$MOD" "$@" ;;
+  esac < "${IN:-/dev/null}" > "$dir/stdout" 2> "$dir/stderr"
   echo $? > "$dir/rc"
 }
 
@@ -41,6 +42,17 @@ request() {
   echo "request $n: same through $runners (exit $(cat "r$n.iwasm/rc"), $(ls "r$n.iwasm/out" | wc -l) files, $(wc -c < "r$n.iwasm/stdout") bytes out)"
 }
 
+# reactor_requests FILE...: request n is export handle with file n on stdin.
+reactor_requests() {
+  n=0
+  for f; do
+    n=$((n + 1))
+    IN=$f OPTS='-f handle' request $n
+  done
+  IN= OPTS=
+}
+
+loop_check() { :; }
 case $NAME in
   flite)
     request 1 -t "Copy on write maps the image of each instance." -o /out/a.wav
@@ -63,7 +75,27 @@ sys.exit(3)'
 print(json.dumps({"sum": sum(range(1000)), "pi": round(math.pi, 6)}, sort_keys=True))
 print(hashlib.sha256(b"cowmem").hexdigest())
 print(sorted(["b", "c", "a"]))'; }
-    loop_check() { :; }
+    ;;
+  quickjs)
+    echo '{"customer":"ada","items":[["sku1",2],["sku3",1],["sku1999",40]]}' > q1.json
+    echo '{"customer":"bo","items":[["sku7",1]]}' > q2.json
+    echo '{"customer":"cy","items":[["nope",1]]}' > q3.json
+    reactor_requests q1.json q2.json q3.json
+    grep -q '"total":"2967.65"' r1.iwasm/stdout || fail "quickjs: $(cat r1.iwasm/stdout)"
+    grep -q 'unknown sku nope' r3.cowmem/stderr || fail "quickjs: no exception"
+    loop() { "$CI" --repeat=3 -f handle "$MOD" < q1.json; }
+    ;;
+  sqlite)
+    # Request 1 deletes every row: in the loop below, each next request
+    # must count the full table again.
+    echo 'SELECT count(*) FROM orders; DELETE FROM orders; SELECT count(*) FROM orders;' > s1.sql
+    echo 'SELECT city, count(*), sum(qty*cents) FROM orders GROUP BY city ORDER BY city;' > s2.sql
+    echo "SELECT id, product, qty FROM orders WHERE city = 'Kobe' AND product = 'ink' ORDER BY id LIMIT 5;" > s3.sql
+    echo 'SELEC nothing' > s4.sql
+    reactor_requests s1.sql s2.sql s3.sql s4.sql
+    grep -q '^Kobe|742|' r2.iwasm/stdout || fail "sqlite: $(cat r2.iwasm/stdout)"
+    grep -q 'syntax error' r4.cowmem/stderr || fail "sqlite: no error"
+    loop() { "$CI" --repeat=3 -f handle "$MOD" < s1.sql; }
     ;;
   *) echo "unknown workload $NAME"; exit 2 ;;
 esac

@@ -149,9 +149,23 @@ static long minflt(void) {
   return ru.ru_minflt;
 }
 
-/* One request: a fresh instance, the program, the instance gone. */
+/* Resident pages of the process (/proc/self/statm), 0 if unreadable. */
+static long resident_pages(void) {
+  long size = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "r");
+  if (f) {
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
+    fclose(f);
+  }
+  return resident;
+}
+
+/* One request: a fresh instance, the program, the instance gone. With t:
+ * the three phases' times, and in t[3] the KiB the live instance added to
+ * the resident set (read outside the timed phases). */
 static int request(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w,
-                   uint64_t t[3]) {
+                   uint64_t t[4]) {
+  long rss0 = t ? resident_pages() : 0;
   uint64_t t0 = bench_now_ns();
   wasm_module_inst_t inst;
   int code = runner_instantiate(r, w, o->stack_size, o->heap_size, &inst);
@@ -159,17 +173,20 @@ static int request(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w,
   uint64_t t1 = bench_now_ns();
   code = runner_run(r, inst, o->function, o->argc - 1, o->argv + 1);
   uint64_t t2 = bench_now_ns();
+  long rss1 = t ? resident_pages() : 0;
+  uint64_t t2b = bench_now_ns();
   r->api->deinstantiate(inst);
   uint64_t t3 = bench_now_ns();
   if (t) {
     t[0] = t1 - t0;
     t[1] = t2 - t1;
-    t[2] = t3 - t2;
+    t[2] = t3 - t2b;
+    t[3] = rss1 > rss0 ? (uint64_t)(rss1 - rss0) * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024) : 0;
   }
   return code;
 }
 
-static void print_table(const runner_t* r, bench_samples_t s[4], unsigned long n,
+static void print_table(const runner_t* r, bench_samples_t s[5], unsigned long n,
                         long faults, uint64_t wall) {
   static const char* names[4] = {"instantiate", "run", "deinstantiate", "request"};
   fprintf(stderr, "cowmem-iwasm: %lu requests through %s\n", n, r->api->name);
@@ -177,8 +194,9 @@ static void print_table(const runner_t* r, bench_samples_t s[4], unsigned long n
   for (int k = 0; k < 4; k++)
     fprintf(stderr, "  %-14s %12.4f %12.4f\n", names[k], bench_quantile(&s[k], 0.5),
             bench_quantile(&s[k], 0.99));
-  fprintf(stderr, "  requests/s %.1f; minor faults/request %.1f\n",
-          (double)n / ((double)wall / 1e9), (double)faults / (double)n);
+  fprintf(stderr, "  requests/s %.1f; minor faults/request %.1f; resident KiB/request p50 %.0f\n",
+          (double)n / ((double)wall / 1e9), (double)faults / (double)n,
+          bench_quantile(&s[4], 0.5));
 }
 
 /* Standard input as a buffer fd that every request reads from the start:
@@ -196,12 +214,12 @@ static int buffer_stdin(int* fd) {
 }
 
 static int repeat(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w) {
-  bench_samples_t s[4] = {{0}};
+  bench_samples_t s[5] = {{0}};
   int code = 0;
   long f0 = minflt();
   uint64_t start = bench_now_ns();
   for (unsigned long i = 0; i < o->repeat; i++) {
-    uint64_t t[3];
+    uint64_t t[4];
     if (w->stdin_fd >= 0 && lseek(w->stdin_fd, 0, SEEK_SET) < 0) {
       code = RUNNER_FAILED;
       break;
@@ -211,10 +229,11 @@ static int repeat(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w) 
     if (code == RUNNER_FAILED) break;
     for (int k = 0; k < 3; k++) bench_add(&s[k], ms(t[k]));
     bench_add(&s[3], ms(t[0] + t[1] + t[2]));
+    bench_add(&s[4], (double)t[3]);
   }
   uint64_t wall = bench_now_ns() - start;
   if (s[3].n) print_table(r, s, s[3].n, minflt() - f0, wall);
-  for (int k = 0; k < 4; k++) bench_free(&s[k]);
+  for (int k = 0; k < 5; k++) bench_free(&s[k]);
   return code;
 }
 

@@ -3,6 +3,7 @@
  * runtime in the same process as the reference. ctest runs each test as
  * wamr_wasi_<name>. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,7 +24,12 @@ static int setup(void) {
   args.mem_alloc_type = Alloc_With_System_Allocator;
   ASSERT_TRUE(wamr_api_stock.full_init(&args));
   ASSERT_TRUE(cowmem_wamr_runtime_init(NULL));
+  /* A small pool: TSan's address space holds no 256 slots of 8 GiB. */
+  cowmem_wamr_config_t cfg;
+  cowmem_wamr_config_init(&cfg);
+  cfg.max_memories = 8;
   cowmem_diag_t diag = {0};
+  ASSERT_OK(cowmem_wamr_init(&cfg, &diag));
   ASSERT_OK(cowmem_wamr_module_open(COWMEM_WASI_PROBE, &g_probe, &diag));
   ASSERT_OK(cowmem_wamr_module_open(COWMEM_WASI_REACTOR, &g_reactor, &diag));
   ASSERT_EQ(cowmem_wamr_module_memories(g_probe), 1);
@@ -369,6 +375,48 @@ TEST_IMPL(buffers) {
   return 0;
 }
 
+/* Two threads instantiating one module with their own arguments at once:
+ * WAMR keeps WASI arguments on the module, so without the lock in
+ * cowmem_wamr_wasi_instantiate one thread's instance could start with the
+ * other's argv. */
+static pthread_mutex_t g_env_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void* thread_requests(void* arg) {
+  const char* me = arg;
+  void* bad = (void*)1;
+  pthread_mutex_lock(&g_env_lock); /* WAMR: one thread env init at a time */
+  bool ok = wasm_runtime_init_thread_env();
+  pthread_mutex_unlock(&g_env_lock);
+  if (!ok) return bad;
+  char expect[128];
+  snprintf(expect, sizeof expect, "argc 3\nargv[1] args\nargv[2] %s\n", me);
+  void* r = NULL;
+  for (int i = 0; i < 40 && !r; i++) {
+    run_t out;
+    if (run_probe(NULL, NULL, &out, (const char* const[]){"args", me, NULL}) != 0 ||
+        strcmp(out.out, expect) != 0)
+      r = bad;
+  }
+  pthread_mutex_lock(&g_env_lock);
+  wasm_runtime_destroy_thread_env();
+  pthread_mutex_unlock(&g_env_lock);
+  return r;
+}
+
+TEST_IMPL(threads) {
+  CHECK(setup());
+  pthread_t a, b;
+  void *ra = (void*)1, *rb = (void*)1;
+  ASSERT_EQ(pthread_create(&a, NULL, thread_requests, "first-thread"), 0);
+  ASSERT_EQ(pthread_create(&b, NULL, thread_requests, "second"), 0);
+  ASSERT_EQ(pthread_join(a, &ra) | pthread_join(b, &rb), 0);
+  ASSERT_TRUE(ra == NULL && rb == NULL); /* each saw only its own argv */
+  cowmem_wamr_counters_t n;
+  cowmem_wamr_counters(&n);
+  ASSERT_EQ(n.image_allocs, 80);
+  return teardown();
+}
+
 TEST_MAIN(TEST_ENTRY(command_streams) TEST_ENTRY(exit_codes) TEST_ENTRY(isolation)
               TEST_ENTRY(reactor) TEST_ENTRY(bad_arguments) TEST_ENTRY(same_as_stock)
-                  TEST_ENTRY(buffers))
+                  TEST_ENTRY(buffers) TEST_ENTRY(threads))

@@ -82,6 +82,7 @@ foreach(name ${wasi_tests})
   set_tests_properties(wamr_wasi_${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300
                        LABELS wasi)
 endforeach()
+set_tests_properties(wamr_wasi_threads PROPERTIES LABELS "wasi;threads")
 
 # The same programs through every runner, compared.
 add_test(NAME wamr_wasi_oracle

@@ -67,12 +67,14 @@ typedef struct cowmem_wamr_wasi_s {
 
 void cowmem_wamr_wasi_init(cowmem_wamr_wasi_t* w);
 
-/* Check w (EINVAL: a NULL string, an environment entry without "KEY=", a
- * map without "::"; ENOENT or ENOTDIR-as-EINVAL: a directory to preopen
- * that does not exist or is not one; EBADF: a stream fd that is not open)
- * and set it as the WASI arguments of `module` (a WAMR module of either
- * runtime linked with this file's runtime), which keeps pointers into w
- * until cowmem_wamr_wasi_clear. *diag says which argument and why. */
+/* Check w and set it as the WASI arguments of `module` (a WAMR module of
+ * the runtime this file is linked with), which keeps pointers into w until
+ * cowmem_wamr_wasi_clear. Errors (*diag says which argument and why; the
+ * module's arguments are then left as they were): EINVAL (w not made by
+ * cowmem_wamr_wasi_init, a NULL string, an environment entry that is not
+ * KEY=value, a map that is not guest::host, a path to preopen that is not
+ * a directory), ENOENT or EACCES (a directory to preopen that cannot be
+ * reached), EBADF (a stream fd that is not open). */
 int cowmem_wamr_wasi_set(wasm_module_t module, const cowmem_wamr_wasi_t* w,
                          cowmem_diag_t* diag);
 /* Forget module's WASI arguments (none, default streams). */

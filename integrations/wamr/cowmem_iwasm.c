@@ -11,7 +11,8 @@
  *                        module, images built and stripped at start-up)
  *   --repeat=N           run N times, each in a fresh instance (a request
  *                        loop), then print a latency table on stderr; stdin
- *                        is read once and each request reads all of it
+ *                        (unless a terminal) is read once and each request
+ *                        reads all of it
  *   --stock              the same through stock WAMR in this process
  *   --live=N             keep N instances alive after running them, then
  *                        print their proportional set size (PSS)
@@ -252,9 +253,12 @@ int main(int argc, char** argv) {
   w.env = o.envs;
   w.env_count = o.nenvs;
 
-  if ((o.repeat > 1 || o.live > 1) && buffer_stdin(&w.stdin_fd) != 0) return RUNNER_FAILED;
+  /* A terminal is left alone: each request reads it as it comes. */
+  if ((o.repeat > 1 || o.live > 1) && !isatty(0) && buffer_stdin(&w.stdin_fd) != 0)
+    return RUNNER_FAILED;
   runner_t r;
-  if (runner_open(&r, o.stock, o.argv[0], o.images) != 0) return RUNNER_FAILED;
+  if (runner_open(&r, o.stock, o.argv[0], o.images, o.live ? o.live : 1) != 0)
+    return RUNNER_FAILED;
   if (o.live)
     rc = runner_live(&r, &w, o.stack_size, o.heap_size, o.function, o.argc - 1,
                      o.argv + 1, o.live);

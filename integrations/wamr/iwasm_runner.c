@@ -51,13 +51,25 @@ fail:
   return RUNNER_FAILED;
 }
 
-static int open_cowmem(runner_t* r, const char* path, const char* images) {
-  if (!cowmem_wamr_runtime_init(NULL)) {
-    fprintf(stderr, "cowmem-iwasm: WAMR failed to initialize\n");
+static int open_cowmem(runner_t* r, const char* path, const char* images, size_t slots) {
+  /* As many slots as instances live at once: each reserves 8 GiB of
+   * address space, which valgrind and TSan cannot give 256 times. */
+  cowmem_wamr_config_t cfg;
+  cowmem_wamr_config_init(&cfg);
+  cfg.max_memories = slots;
+  cowmem_diag_t diag = {0};
+  int e = cowmem_wamr_init(&cfg, &diag);
+  if (e) {
+    fprintf(stderr, "cowmem-iwasm: no pool of %zu memories: %s\n", slots,
+            diag.reason[0] ? diag.reason : cowmem_strerror(e));
     return RUNNER_FAILED;
   }
-  cowmem_diag_t diag = {0};
-  int e = images ? cowmem_wamr_module_open_images(images, path, NULL, &r->set, &diag)
+  if (!cowmem_wamr_runtime_init(NULL)) {
+    fprintf(stderr, "cowmem-iwasm: WAMR failed to initialize\n");
+    (void)cowmem_wamr_shutdown();
+    return RUNNER_FAILED;
+  }
+  e = images ? cowmem_wamr_module_open_images(images, path, NULL, &r->set, &diag)
                  : cowmem_wamr_module_open(path, &r->set, &diag);
   if (e == 0) return 0;
   if (e == COWMEM_ENOENT || e == COWMEM_EACCES)
@@ -67,14 +79,16 @@ static int open_cowmem(runner_t* r, const char* path, const char* images) {
     fprintf(stderr, "cowmem-iwasm: %s: %s%s%s\n", images ? images : path, cowmem_strerror(e),
           diag.reason[0] ? ": " : "", diag.reason);
   wasm_runtime_destroy();
+  (void)cowmem_wamr_shutdown();
   return RUNNER_FAILED;
 }
 
-int runner_open(runner_t* r, bool stock, const char* path, const char* images) {
+int runner_open(runner_t* r, bool stock, const char* path, const char* images,
+                size_t slots) {
   memset(r, 0, sizeof *r);
   r->stock = stock;
   r->api = stock ? &wamr_api_stock : &wamr_api_cowmem;
-  return stock ? open_stock(r, path) : open_cowmem(r, path, images);
+  return stock ? open_stock(r, path) : open_cowmem(r, path, images, slots);
 }
 
 void runner_close(runner_t* r) {

@@ -23,10 +23,12 @@ typedef struct {
   uint8_t* bytes;            /* stock: its bytes (WAMR points into them) */
 } runner_t;
 
-/* Initialize the runtime (stock or cowmem) and load `path` (with
- * `images`, a .cwimg, for cowmem: path is then the stripped module). 0, or
- * RUNNER_FAILED after printing why on stderr (nothing left to close). */
-int runner_open(runner_t* r, bool stock, const char* path, const char* images);
+/* Initialize the runtime (stock or cowmem: a pool of `slots` memories
+ * alive at once) and load `path` (with `images`, a .cwimg, for cowmem:
+ * path is then the stripped module). 0, or RUNNER_FAILED after printing
+ * why on stderr (nothing left to close). */
+int runner_open(runner_t* r, bool stock, const char* path, const char* images,
+                size_t slots);
 /* Unload and destroy the runtime. */
 void runner_close(runner_t* r);
 /* A fresh instance with w's WASI arguments: 0, or RUNNER_FAILED (printed). */

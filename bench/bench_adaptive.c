@@ -1,6 +1,8 @@
-/* Adaptive reset benchmark: a request loop (acquire, write K pages, release)
- * on a 16 MiB memory with a 1 MiB image, every reset strategy beside the
- * copy baseline, K = 0, 16, 256 and 320 (past the hot set's 1 MiB budget).
+/* Adaptive reset benchmark: a request loop (acquire, read a part of the
+ * image, write K pages, release) on a 16 MiB memory with a 1 MiB image,
+ * every reset strategy beside the copy baseline, K = 0, 16, 256 and 320
+ * (past the hot set's 1 MiB budget), reading none of the image, 10% or all
+ * of it (K = 0 and 16), with minor page faults per request beside each row.
  * The K pages are spread like a real program's: stack pages just below the
  * image (the stack grows down from 128 KiB), globals inside the image
  * (every 4th page), and the start of the heap above it. Also: the floor
@@ -68,7 +70,18 @@ static size_t* layout(size_t k) {
   return p;
 }
 
+/* The fraction of the image's pages each instance of the request loop reads
+ * (spread evenly) before writing its K pages: a program reading its data.
+ * 0 elsewhere (the size sweep, threads). */
+static double g_read;
+static _Atomic uint64_t read_sink;
+
 static void dirty(uint8_t* m, const size_t* pages, size_t k) {
+  size_t n = (size_t)(g_read * (double)(IMG / PS) + 0.5);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++)
+    sum += ((volatile uint8_t*)m)[IMG_AT + i * (IMG / PS) / n * PS + 16];
+  if (n) read_sink += sum;
   for (size_t i = 0; i < k; i++)
     m[pages[i] + 8] += 1;
 }
@@ -89,12 +102,15 @@ static void cycle(cowmem_pool_t* pool, cowmem_image_t* img, const size_t* pages,
   must(cowmem_pool_release(pool, s), "release");
 }
 
-static void row(const char* name, bench_samples_t* s, double base_med) {
+/* faults: minor page faults per request, or < 0 for none. */
+static void row(const char* name, bench_samples_t* s, double base_med, double faults) {
   double med = bench_quantile(s, 0.5), p99 = bench_quantile(s, 0.99);
+  char f[16] = "";
+  if (faults >= 0) snprintf(f, sizeof f, "%8.2f", faults);
   if (base_med > 0)
-    printf("  %-40s %9.2f %9.2f %9.1fx\n", name, med, p99, base_med / med);
+    printf("  %-40s %9.2f %9.2f %9.1fx %s\n", name, med, p99, base_med / med, f);
   else
-    printf("  %-40s %9.2f %9.2f\n", name, med, p99);
+    printf("  %-40s %9.2f %9.2f %10s %s\n", name, med, p99, "", f);
   bench_reset(s);
 }
 
@@ -110,12 +126,16 @@ static void wt_map(wt_mem_t* w, size_t mem, size_t img, size_t at) {
        "mapping Wasmtime's layout");
 }
 
-/* Cycles (writes + reset) or resets alone of one mode, n measured. */
+/* Cycles (writes + reset) or resets alone of one mode, n measured; the
+ * measured cycles' minor faults in *faults. */
 static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* pages,
-                     size_t k, size_t n, bool reset_only, bench_samples_t* s) {
+                     size_t k, size_t n, bool reset_only, bench_samples_t* s,
+                     uint64_t* faults) {
   wt_mem_t w;
   wt_map(&w, mem, img, at);
+  *faults = 0;
   for (size_t i = 0; i < n / 10 + 300 + n; i++) {
+    if (i == n / 10 + 300) *faults = bench_minor_faults();
     uint64_t t0 = bench_now_ns();
     dirty(w.base, pages, k);
     uint64_t t1 = bench_now_ns();
@@ -123,6 +143,7 @@ static void wt_times(int mode, size_t mem, size_t img, size_t at, const size_t* 
     uint64_t t2 = bench_now_ns();
     if (i >= n / 10 + 300) bench_add(s, (double)(t2 - (reset_only ? t1 : t0)) / 1000.0);
   }
+  *faults = bench_minor_faults() - *faults;
   wt_close(&w);
 }
 
@@ -248,7 +269,8 @@ static void sweep(bench_samples_t* s, size_t iters) {
         }
       }
       for (int m = 0; m < WT_MODES; m++) {
-        wt_times(m, mem, sw_img, sw_at, pages, k, n, true, s);
+        uint64_t faults;
+        wt_times(m, mem, sw_img, sw_at, pages, k, n, true, s, &faults);
         double med = bench_quantile(s, 0.5), p99 = bench_quantile(s, 0.99);
         wt_med[m] = med;
         printf("  %3zu MiB %-4zu %-28.28s %9.2f %9.2f %7.2fx %8.2f\n", mem / MiB, k,
@@ -374,8 +396,9 @@ int main(void) {
   size_t iters = bench_iters(20000);
 
   printf("cowmem adaptive reset benchmark: 16 MiB memory, 1 MiB image at 128 KiB;\n"
-         "K pages written per instance (K/8 stack, K/4 globals, rest heap); "
-         "microseconds.\n\n");
+         "a request: acquire, read R of the image's 256 pages, write K pages (K/8\n"
+         "stack, K/4 globals, rest heap), release; microseconds; faults: minor page\n"
+         "faults per request.\n\n");
   /* COWMEM_BENCH_THREADS_ONLY=1: only the throughput part (to repeat it);
    * COWMEM_BENCH_SWEEP_ONLY=1: only the size sweep and its breakdown. */
   bool threads_only = getenv("COWMEM_BENCH_THREADS_ONLY") != NULL;
@@ -384,16 +407,28 @@ int main(void) {
     goto out;
   }
   if (!threads_only)
-    printf("%-42s %9s %9s %10s\n", "request loop", "median", "p99", "vs copy");
-  /* 320: more pages than the default 1 MiB budget holds (256). */
-  size_t ks[] = {0, 16, 256, 320};
-  for (size_t ki = 0; ki < (threads_only ? 0u : sizeof ks / sizeof ks[0]); ki++) {
-    size_t k = ks[ki];
+    printf("%-42s %9s %9s %10s %8s\n", "request loop", "median", "p99", "vs copy",
+           "faults");
+  /* 320: more pages than the default 1 MiB budget holds (256). Reads of
+   * 10% and 100% of the image with K = 0 and 16. */
+  static const struct {
+    size_t k;
+    double read;
+  } ws[] = {{0, 0}, {0, 0.1}, {0, 1}, {16, 0}, {16, 0.1}, {16, 1}, {256, 0}, {320, 0}};
+  for (size_t wi = 0; wi < (threads_only ? 0u : sizeof ws / sizeof ws[0]); wi++) {
+    size_t k = ws[wi].k;
+    g_read = ws[wi].read;
+    char w[32]; /* the workload's name in the rows */
+    if (g_read > 0)
+      snprintf(w, sizeof w, "K=%zu R=%.0f%%", k, g_read * 100);
+    else
+      snprintf(w, sizeof w, "K=%zu", k);
     size_t* pages = layout(k);
-    size_t n = k >= 256 ? iters / 5 : iters;
+    size_t n = k >= 256 || g_read >= 1 ? iters / 5 : iters;
     double adaptive_cycle = 1, wt_cycle[WT_MODES];
     /* Copy baseline: fresh memory, copy the image, write K pages, unmap. */
     size_t nb = bench_iters(k >= 256 ? 300 : 1000);
+    uint64_t f0 = bench_minor_faults();
     for (size_t i = 0; i < nb; i++) {
       uint64_t t0 = bench_now_ns();
       uint8_t* m = mmap(NULL, MEM, PROT_READ | PROT_WRITE,
@@ -405,8 +440,8 @@ int main(void) {
     }
     double base = bench_quantile(&s, 0.5);
     char name[96];
-    snprintf(name, sizeof name, "K=%zu copy baseline", k);
-    row(name, &s, base);
+    snprintf(name, sizeof name, "%s copy baseline", w);
+    row(name, &s, base, (double)(bench_minor_faults() - f0) / (double)nb);
     /* The floor: copy exactly K resident pages back, no fault. */
     if (k > 0) {
       uint8_t* dst = malloc(k * PS);
@@ -417,42 +452,51 @@ int main(void) {
           memcpy(dst + j * PS, image_bytes + (j * PS) % IMG, PS);
         bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
       }
-      snprintf(name, sizeof name, "K=%zu floor: copy K pages, no fault", k);
-      row(name, &s, base);
+      snprintf(name, sizeof name, "%s floor: copy K pages, no fault", w);
+      row(name, &s, base, -1);
       free(dst);
     }
     for (size_t st = 0; st < NSTRAT; st++) {
       cowmem_pool_t* pool = make_pool(&strategies[st], 32);
       for (size_t i = 0; i < n / 10 + 300; i++)
         cycle(pool, img, pages, k);
+      cowmem_pool_image_metrics_t im0;
+      cowmem_pool_image_metrics(pool, img, &im0);
+      uint64_t f1 = bench_minor_faults();
       for (size_t i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();
         cycle(pool, img, pages, k);
         bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
       }
-      snprintf(name, sizeof name, "K=%zu %s", k, strategies[st].name);
+      double faults = (double)(bench_minor_faults() - f1) / (double)n;
+      snprintf(name, sizeof name, "%s %s", w, strategies[st].name);
       if (strategies[st].reset == COWMEM_RESET_ADAPTIVE && !strategies[st].no_scan)
         adaptive_cycle = bench_quantile(&s, 0.5);
-      row(name, &s, base);
+      row(name, &s, base, faults);
       if (strategies[st].reset == COWMEM_RESET_ADAPTIVE) {
+        /* the measured requests' resets only */
         cowmem_pool_image_metrics_t im;
         cowmem_pool_image_metrics(pool, img, &im);
-        printf(
-            "      hot set %llu pages, %.1f dirty pages per sampled instance, per reset: "
-            "%.1f copied, %.2f decommitted, %.3f madvise calls\n",
-            (unsigned long long)im.hot_pages,
-            im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
-            (double)im.copied_pages / (double)im.resets,
-            (double)im.discarded_pages / (double)im.resets,
-            (double)im.discard_calls / (double)im.resets);
+        double nr = (double)(im.resets - im0.resets);
+        printf("      hot set %llu pages, %.1f dirty pages per sampled instance; per "
+               "reset: %.2f blind, %.2f scanning, %.3f sampled, %.1f copied, %.2f "
+               "decommitted, %.3f madvise calls\n",
+               (unsigned long long)im.hot_pages,
+               im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
+               (nr - (double)(im.scans - im0.scans)) / nr,
+               (double)(im.scans - im0.scans) / nr, (double)(im.samples - im0.samples) / nr,
+               (double)(im.copied_pages - im0.copied_pages) / nr,
+               (double)(im.discarded_pages - im0.discarded_pages) / nr,
+               (double)(im.discard_calls - im0.discard_calls) / nr);
       }
       cowmem_pool_free(pool);
     }
     for (int m = 0; m < WT_MODES; m++) {
-      wt_times(m, MEM, IMG, IMG_AT, pages, k, n, false, &s);
+      uint64_t faults;
+      wt_times(m, MEM, IMG, IMG_AT, pages, k, n, false, &s, &faults);
       wt_cycle[m] = bench_quantile(&s, 0.5);
-      snprintf(name, sizeof name, "K=%zu %s", k, wt_names[m]);
-      row(name, &s, base);
+      snprintf(name, sizeof name, "%s %s", w, wt_names[m]);
+      row(name, &s, base, (double)faults / (double)n);
     }
     printf("      adaptive's cycle vs Wasmtime's: default %.2fx, keep_resident %.2fx, "
            "pagemap_scan %.2fx (above 1: adaptive faster)\n",
@@ -460,6 +504,7 @@ int main(void) {
            wt_cycle[2] / adaptive_cycle);
     free(pages);
   }
+  g_read = 0; /* the sweep and the threads read nothing */
 
   if (!threads_only) sweep(&s, iters);
 
@@ -479,8 +524,9 @@ int main(void) {
    * its own memory and no pool, so a scan per reset and nothing shared but
    * the process's address space: what the kernel lets a reset that asks
    * it about every instance scale to. */
+  static const size_t thread_ks[] = {0, 16};
   for (size_t ki = 0; ki < 2; ki++) {
-    size_t k = ks[ki];
+    size_t k = thread_ks[ki];
     /* Runs of about 50 ms (K=0 cycles take 0.4 us, K=16 2 us), so that the
      * two threads overlap for nearly all of them. */
     size_t tn = bench_iters(k == 0 ? 100000 : 25000);
@@ -522,7 +568,7 @@ int main(void) {
       cowmem_image_release(snap);
     }
     row(mode ? "cowmem_snapshot (no scan: pagemap)" : "cowmem_snapshot (PAGEMAP_SCAN)",
-        &s, 0);
+        &s, 0, -1);
     cowmem_slot_free(sl);
   }
 out:

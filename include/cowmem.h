@@ -251,7 +251,11 @@ typedef enum {
 typedef struct cowmem_image_info_s {
   cowmem_image_kind_t kind;
   uint64_t mem_offset;    /* where the image starts in linear memory */
-  uint64_t len;           /* bytes covered, a page multiple (0: empty) */
+  uint64_t len;           /* bytes covered, a page multiple (0: empty).
+                             mem_offset + len is at most 2^64: an image in
+                             the last page of a 2^48-page memory64 memory
+                             ends there, so compare len with size -
+                             mem_offset rather than forming the sum */
   uint64_t source_offset; /* offset of the image in its fd (0 for memfd) */
   uint64_t data_pages;    /* pages holding non-zero bytes */
   int fd;                 /* the backing fd, -1 for COPY; owned by the image */
@@ -285,12 +289,15 @@ typedef enum {
  * Changing the file after the image is opened must not change any instance's
  * memory (a private file mapping shows later writes to the file on pages the
  * instance has not written). So the image maps the file directly only when
- * that cannot happen: the file is a memfd sealed with F_SEAL_WRITE, or the
- * caller passes COWMEM_IMAGE_FILE_IMMUTABLE and so promises the file is
+ * that cannot happen: the file is a memfd sealed with F_SEAL_WRITE, or has
+ * the immutable attribute (chattr +i), or the caller passes COWMEM_IMAGE_FILE_IMMUTABLE and so promises the file is
  * never written or truncated while the image lives (a read-only installed
  * file). Otherwise the range is copied into a new sealed memfd (or ordinary
  * memory in the fallback), which costs the page-cache sharing between
- * processes that a direct mapping gives.
+ * processes that a direct mapping gives. The copy reads only the file's
+ * data extents (SEEK_DATA/SEEK_HOLE), through a 1 MiB buffer: holes stay
+ * holes and are never read or allocated, so a sparse file that claims
+ * gigabytes costs what it holds.
  * Errors: EINVAL (alignment, range outside the file, len 0), EBADF, and the
  * errors of fstat/dup/read. On error nothing leaks. */
 COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
@@ -308,9 +315,18 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * their mapping: pages they have not written read the file as it is now,
  * and past a truncated end fault with SIGBUS (the kernel offers no way to
  * keep a private file mapping's unwritten pages). The same check (one
- * fstat) runs whenever a FILE image is mapped into a slot, and when its
- * read-only view is first mapped for restoring resets (KEEP_RESIDENT,
- * ADAPTIVE), so a change is caught there at the latest.
+ * fstat) runs whenever a FILE image is mapped into a slot, whenever a slot
+ * that still maps it (READY with the same image) starts another instance,
+ * and when its read-only view is first mapped for restoring resets
+ * (KEEP_RESIDENT, ADAPTIVE), so a change is caught there at the latest and
+ * a new instance never faults on a truncated file.
+ * How it stays cheap: the check costs nothing where the kernel keeps the
+ * file as it is, which is probed once when the image is made: a memfd
+ * sealed against writes and shrinking (F_SEAL_WRITE | F_SEAL_SHRINK), or
+ * a file with the immutable attribute (chattr +i). There an instantiate of
+ * the same image makes no system call at all. Any other file, an opened
+ * .cwimg included, costs one fstat per such instantiate (and per mapping),
+ * beside the reset's madvise.
  * Errors: EINVAL (NULL), ECHANGED, and the errors of fstat. Thread-safe. */
 COWMEM_API int cowmem_image_check(const cowmem_image_t* image);
 
@@ -322,8 +338,9 @@ COWMEM_API void cowmem_image_release(cowmem_image_t* image);
 COWMEM_API int cowmem_image_info(const cowmem_image_t* image,
                                  cowmem_image_info_t* out);
 /* Copy the image's bytes at [offset, offset + len) of linear memory into
- * dst (zeros outside the image). For tests and tools; slow. On error dst
- * is unchanged. Errors: EINVAL, and the errors of pread. */
+ * dst (zeros outside the image). For tests and tools; slow. Reads into dst
+ * directly (allocates nothing): on error dst holds zeros (EINVAL: dst is
+ * unchanged). Errors: EINVAL, and the errors of fstat and pread. */
 COWMEM_API int cowmem_image_read(const cowmem_image_t* image, uint64_t offset,
                                  void* dst, size_t len);
 
@@ -357,7 +374,11 @@ typedef enum {
 
 /* Reserve `reserve` bytes (a page multiple > 0) of inaccessible address space
  * (PROT_NONE, MAP_NORESERVE) and make a slot of it. cowmem_slot_free unmaps
- * it. Errors: EINVAL, ENOMEM (address space or rlimit), EMAPLIMIT. */
+ * it. The guard is the part above the accessible size: every address in
+ * [base + accessible, base + reserve) faults. For a wasm32 runtime without
+ * bounds checks reserve COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE
+ * (8 GiB: base + u32 + u32 stays inside). Nothing is reserved below base.
+ * Errors: EINVAL, ENOMEM (address space or rlimit), EMAPLIMIT. */
 COWMEM_API int cowmem_slot_new(size_t reserve, cowmem_slot_t** out);
 
 /* Make a slot of a range the caller reserved: base page-aligned, reserve a
@@ -375,7 +396,8 @@ COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
 /* Start an instance: afterwards [0, initial_size) is read-write and holds
  * the image at its offset and zeros elsewhere; [initial_size, reserve) is
  * inaccessible; the slot is DIRTY. image may be NULL (all zeros).
- * The same image and size as the READY slot holds: no system call. Another
+ * The same image and size as the READY slot holds: no system call (one
+ * fstat for a FILE image whose file can change: see cowmem_image_check). Another
  * size: one mprotect. Another image: the old image's range is replaced and the
  * new one mapped (the slot keeps a reference to it). A COPY image is copied.
  * Errors: ESTATE (slot DIRTY), EBROKEN, EINVAL (initial_size not a page
@@ -466,9 +488,13 @@ typedef enum {
    * the hot set back and madvises the rest in as few calls as its ranges
    * allow (the cheapest way alone, and the only one without PAGEMAP_SCAN),
    * or, with PAGEMAP_SCAN (Linux >= 6.7), asks the kernel which pages were
-   * written, so a reset that only touched hot pages makes no madvise at all:
-   * when the hot set is scattered, and while another thread of the process is
-   * in such a madvise (two at once make the kernel flush every CPU's TLBs).
+   * written, so a reset that only touched hot pages makes no madvise at all
+   * and pages instances only read stay mapped: when the hot set has many
+   * runs for the page tables it spans (both ways walk every table holding
+   * a mapped page, the scan at twice the cost), when instances read image
+   * pages or zeros (a madvise of them would make the next instance fault
+   * each in again), and while another thread of the process is in such a
+   * madvise (two at once make the kernel flush every CPU's TLBs).
    * The hot set is learned by comparing contents on sampled resets. Learning
    * samples one reset in sample_every (and sooner while instances write pages
    * outside the hot set; up to 4 times less often while they write exactly
@@ -492,10 +518,9 @@ typedef enum {
 typedef struct cowmem_pool_config_s {
   uint32_t version;       /* set by cowmem_pool_config_init */
   size_t max_slots;       /* default 1000 */
-  size_t slot_reserve;       /* largest memory, default 4 GiB (32-bit wasm) */
-  size_t guard_size;      /* after each slot, default 2 GiB: with 4 GiB slots,
-                             a 32-bit index plus a 32-bit offset never leaves
-                             the slot and its guard, so bounds checks can go */
+  size_t slot_reserve;    /* largest memory, default 4 GiB (wasm32) */
+  size_t guard_size;      /* before the first slot and after each one,
+                             default 4 GiB (see Guards below) */
   size_t max_warm_slots;  /* idle slots kept mapped, default SIZE_MAX (all) */
   cowmem_reset_strategy_t reset; /* default COWMEM_RESET_MADVISE */
   size_t keep_resident;   /* KEEP_RESIDENT: bytes restored by copy, default 64 KiB */
@@ -509,10 +534,45 @@ typedef struct cowmem_pool_config_s {
   unsigned flags;         /* cowmem_pool_flag_t, default 0 */
 } cowmem_pool_config_t;
 
-/* Fill *cfg with the defaults. Fields may be overridden by COWMEM_POOL_*
- * environment variables when the program reads them itself; the library
- * reads none here. */
+/* The wasm32 layout: 65536 pages of 64 KiB, and the most a 32-bit address
+ * plus a 32-bit offset can add to that (0xffffffff + 0xffffffff + 1 bytes,
+ * rounded to 8 GiB past the memory's base). */
+#define COWMEM_WASM32_SLOT_RESERVE ((size_t)4 << 30)
+#define COWMEM_WASM32_GUARD_SIZE ((size_t)4 << 30)
+
+/* Guards. While a pool's slot at `base` is handed out with n bytes
+ * accessible, every address in [base + n, base + slot_reserve + guard_size)
+ * and in [base - guard_size, base) faults (SIGSEGV): it is PROT_NONE, or
+ * another slot's PROT_NONE part, never another slot's accessible bytes.
+ *
+ * With the defaults (the same as cowmem_pool_config_init_wasm32) that covers
+ * every address base + index + offset for a 32-bit index and a 32-bit
+ * offset, up to base + 0x1fffffffe: a wasm32 runtime with 64 KiB pages may
+ * leave out bounds checks and let the fault stand for the trap, as wasm2c
+ * and WAMR do with their guard pages (both integrations ask for this
+ * layout). With a smaller guard_size or slot_reserve the runtime must check
+ * every access whose address can go past base + slot_reserve + guard_size - 1:
+ * the next slot starts there. memory64 memories are covered by no guard:
+ * their runtime checks bounds (a 64-bit index reaches anywhere).
+ *
+ * Address space: each slot costs slot_reserve + guard_size of it, the
+ * defaults 8 GiB; 1000 slots reserve 8 TiB + 4 GiB of the 128 TiB a 64-bit
+ * Linux process has. The reservation is PROT_NONE with MAP_NORESERVE: no
+ * memory and no commit charge until a slot is instantiated. When the kernel
+ * refuses it (RLIMIT_AS, or not enough address space left), cowmem_pool_new
+ * fails with COWMEM_ENOMEM and diag->reason names the reservation. */
+
+/* Fill *cfg with the defaults (noted beside each field). Fields may be
+ * overridden by COWMEM_POOL_* environment variables when the program reads
+ * them itself; the library reads none here. */
 COWMEM_API void cowmem_pool_config_init(cowmem_pool_config_t* cfg);
+
+/* Fill *cfg with the defaults and the wasm32 layout: slot_reserve
+ * COWMEM_WASM32_SLOT_RESERVE, guard_size COWMEM_WASM32_GUARD_SIZE, so that a
+ * wasm32 runtime without bounds checks never reaches another slot's bytes
+ * (see Guards). Ask for this preset to keep that guarantee whatever the
+ * defaults become; today they are the same. */
+COWMEM_API void cowmem_pool_config_init_wasm32(cowmem_pool_config_t* cfg);
 
 /* Create a pool. slot_reserve and guard_size are page multiples, slot_reserve > 0,
  * max_slots > 0, and max_slots x (slot_reserve + guard_size) + guard_size must
@@ -578,6 +638,13 @@ COWMEM_API int cowmem_pool_trim(cowmem_pool_t* pool);
  * O(1). Thread-safe; a slot another thread is acquiring or releasing at that
  * moment may be reported either way. */
 COWMEM_API cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr);
+/* Whether addr lies in the pool's reservation (any slot, idle or handed
+ * out, or any guard). With cowmem_pool_slot_of, a hook that gets only an
+ * address tells "not ours" (a memory of another allocator) from "ours but
+ * not a live memory's base" (a double free, a stale or interior pointer),
+ * which must not reach another allocator's free. O(1), no system call.
+ * Thread-safe. false for a NULL pool. */
+COWMEM_API bool cowmem_pool_contains(const cowmem_pool_t* pool, const void* addr);
 
 #define COWMEM_POOL_METRICS_VERSION 2
 typedef struct cowmem_pool_metrics_s {
@@ -1123,7 +1190,8 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
  * (EVERSION), page size equal to cowmem_page_size() (EPAGESIZE), header
  * hash, descriptor table within the header, every image range
  * page-aligned, inside the file, in order and not overlapping, every
- * image inside its memory's initial size, an image for an imported memory
+ * image inside its memory's initial size, a maximum only with its flag
+ * (max_pages 0 otherwise), an image for an imported memory
  * only if it is marked fresh, fresh only on an imported memory (EBADIMG
  * for all of these, truncated files included). With module_hash
  * (cowmem_module_hash of the module the caller will instantiate; NULL: no
@@ -1137,6 +1205,24 @@ COWMEM_API int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
 COWMEM_API int cowmem_imgfile_open(int fd, const uint8_t module_hash[32],
                                    unsigned flags, cowmem_imgfile_t** out,
                                    cowmem_diag_t* diag);
+/* Check an opened file against the module it will serve: the recorded
+ * module hash (EMISMATCH) and every descriptor field against what
+ * cowmem_module_compile(m) writes: the memory count, each memory's index,
+ * flags (imported, memory64, shared, has-max, fresh), limits, no-image
+ * reason, image offset, length and data pages, and the segments left for
+ * instantiation (EBADIMG, diag->reason naming the memory and the field,
+ * diag->offset at it in the file). The header hash only catches
+ * corruption: a header forged with the right module hash passes
+ * cowmem_imgfile_open, and its fields decide what instances get, so call
+ * this wherever the module is at hand (the `cowmem` command does with
+ * --module). Image bytes are not read. m must have been parsed with
+ * images (not COWMEM_MODULE_NO_IMAGES: EINVAL) and with the flags the
+ * file was compiled with (COWMEM_MODULE_FRESH_IMPORTS: else the fresh
+ * flag differs). Costs the module's hash (about 3 ms per MiB). Errors:
+ * EINVAL, ENOMEM, EMISMATCH, EBADIMG. Thread-safe (reads only). */
+COWMEM_API int cowmem_imgfile_check_module(const cowmem_imgfile_t* f,
+                                           const cowmem_module_t* m,
+                                           cowmem_diag_t* diag);
 /* Free the file object and drop its image references (slots holding an
  * image keep it). NULL is ignored. */
 COWMEM_API void cowmem_imgfile_free(cowmem_imgfile_t* f);
@@ -1157,6 +1243,166 @@ COWMEM_API void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f,
                                            uint8_t out[32]);
 COWMEM_API uint32_t cowmem_imgfile_version(const cowmem_imgfile_t* f);
 COWMEM_API uint64_t cowmem_imgfile_size(const cowmem_imgfile_t* f);
+
+/* ------------------------------------------------------------------------
+ * Pre-initialization (the cowmem command's `preinit`)
+ *
+ * Run a module's initialization once, then start every instance from its
+ * result: what Wizer does, with a copy-on-write image as a second output.
+ * Three steps, runtime-agnostic:
+ *   1. cowmem_preinit_validate: is there anything a snapshot of memories
+ *      and globals cannot carry? (table changes, dropped segments, imported
+ *      globals or tables, ...: see there);
+ *   2. cowmem_preinit_instrument: the module a runner instantiates and
+ *      initializes, which exports every memory and every mutable defined
+ *      global under the reserved names below so that the runner can read
+ *      them afterwards;
+ *   3. cowmem_preinit_rewrite: from what the runner read (a snapshot), the
+ *      original module rewritten to start where initialization ended.
+ *
+ * The rewritten module: each memory's minimum is its size after
+ * initialization (its maximum kept); each mutable defined global's
+ * initializer is the constant it held; the start section is removed (it
+ * ran), and so are the `_initialize` export (a WASI reactor's constructor:
+ * it ran) and the init function's export (unless
+ * COWMEM_PREINIT_KEEP_INIT_FUNC); exports are renamed as asked (dst=src:
+ * the function exported as src is exported as dst instead, and a previous
+ * export named dst goes); every original active data segment becomes an
+ * empty passive one (as strip does: indices stay, and the snapshot holds
+ * its bytes) and the data count section, if any, counts the segments
+ * written. Every other section is copied byte for byte, so every function,
+ * global, memory and segment index is unchanged.
+ *
+ * Two forms of the memories' contents:
+ *   (a) COWMEM_PREINIT_SEGMENTS: the snapshot as active data segments
+ *       appended after the original ones, one per run of non-zero bytes
+ *       (zero runs shorter than merge_gap stay inside a segment, and the
+ *       shortest gaps are merged until at most max_segments are written):
+ *       a standalone module that any runtime runs;
+ *   (b) COWMEM_PREINIT_IMAGES: no snapshot segments; the snapshot is
+ *       written as an image file (see Image files) recording the rewritten
+ *       module's hash, for runtimes on cowmem: instantiation copies nothing,
+ *       and zero pages are holes of the file. On any other memory the
+ *       module starts from zeros.
+ *
+ * Thread safety: every function here reads its module only and may run on
+ * any thread concurrently with the other module functions.
+ * ---------------------------------------------------------------------- */
+
+/* Export names that cowmem_preinit_instrument adds, followed by the index
+ * in decimal ("cowmem:preinit:memory:0", "cowmem:preinit:global:3"). A
+ * module that already exports a name with this prefix is refused. */
+#define COWMEM_PREINIT_EXPORT_PREFIX "cowmem:preinit:"
+#define COWMEM_PREINIT_MEMORY_EXPORT "cowmem:preinit:memory:"
+#define COWMEM_PREINIT_GLOBAL_EXPORT "cowmem:preinit:global:"
+/* The init function's export name when none is given, and the name Wizer
+ * used before; the runner calls the first one exported. */
+#define COWMEM_PREINIT_DEFAULT_FUNC "wizer-initialize"
+#define COWMEM_PREINIT_DEFAULT_FUNC_ALT "wizer.initialize"
+
+/* What a snapshot cannot carry, with diag->offset at the first place in
+ * module order that says so, and diag->reason naming it:
+ *   - an imported table or global (its value belongs to the importer), or
+ *     an imported memory unless the module was parsed with
+ *     COWMEM_MODULE_FRESH_IMPORTS (then each instance gets a fresh one and
+ *     the snapshot becomes its initial contents): at the import entry;
+ *   - a mutable defined global of reference type (a reference cannot be
+ *     written as a constant): at the global's entry;
+ *   - in any function body, table.set, table.grow, table.fill,
+ *     table.copy, table.init, elem.drop or data.drop (a table's contents
+ *     and a segment's dropped state are not in the snapshot): at the
+ *     instruction's first byte.
+ * Function bodies are decoded instruction by instruction, prefixed
+ * instructions (0xFC bulk memory and tables, 0xFD SIMD, 0xFE atomics)
+ * included, so an immediate is never read as an instruction.
+ * Errors: EINVAL (NULL), EUNSUPPORTED (a refusal above; or an instruction
+ * this decoder does not know, such as the GC proposal's 0xFB prefix),
+ * EMALFORMED (a body that does not decode), ENOMEM. */
+COWMEM_API int cowmem_preinit_validate(const cowmem_module_t* m,
+                                       cowmem_diag_t* diag);
+
+/* Write the instrumented module into a new buffer (*out, malloc'd: free()
+ * it; *out_len bytes): the module with one more export per memory (index
+ * order, imported memories included) and per mutable defined global, named
+ * as above. Only the export section changes (it is added before the
+ * sections that follow it when the module has none). It does not
+ * validate: call cowmem_preinit_validate first.
+ * Errors: EINVAL (NULL), EUNSUPPORTED (an export already uses the reserved
+ * prefix: diag->offset at its name), ENOMEM. */
+COWMEM_API int cowmem_preinit_instrument(const cowmem_module_t* m,
+                                         uint8_t** out, size_t* out_len,
+                                         cowmem_diag_t* diag);
+
+/* One memory after initialization. */
+typedef struct cowmem_preinit_memory_s {
+  uint64_t pages;        /* its size in 64 KiB pages, >= the declared
+                            minimum and <= the maximum */
+  cowmem_image_t* image; /* its contents (cowmem_snapshot of a slot, or
+                            cowmem_image_new_from_bytes of the bytes a
+                            runtime holds), within `pages`; NULL: all
+                            zeros. Borrowed for the call. */
+} cowmem_preinit_memory_t;
+
+/* One mutable defined global after initialization. */
+typedef struct cowmem_preinit_global_s {
+  uint32_t index; /* in the global index space (imported ones first) */
+  uint8_t type;   /* COWMEM_TYPE_I32, I64, F32, F64 or V128: its type */
+  /* The value's bits, little-endian: i32 and f32 in the low 32 bits of
+   * bits[0], i64 and f64 in bits[0], v128 lanes 0-7 (bytes) in bits[0]
+   * and 8-15 in bits[1]. */
+  uint64_t bits[2];
+} cowmem_preinit_global_t;
+
+typedef struct cowmem_preinit_snapshot_s {
+  const cowmem_preinit_memory_t* memories; /* one per memory, index order */
+  uint32_t nmemories;
+  const cowmem_preinit_global_t* globals; /* one per mutable defined global,
+                                             index order */
+  uint32_t nglobals;
+} cowmem_preinit_snapshot_t;
+
+typedef enum {
+  COWMEM_PREINIT_SEGMENTS = 0x0,       /* (a): the snapshot as segments */
+  COWMEM_PREINIT_IMAGES = 0x1,         /* (b): the snapshot as images */
+  COWMEM_PREINIT_KEEP_INIT_FUNC = 0x2  /* keep the init function's export */
+} cowmem_preinit_flag_t;
+
+typedef struct cowmem_preinit_options_s {
+  unsigned flags;          /* cowmem_preinit_flag_t; default 0 */
+  const char* init_func;   /* the export removed; default NULL: both
+                              default names */
+  const char* const* renames; /* "dst=src" strings; default none */
+  size_t nrenames;
+  uint32_t merge_gap;      /* (a): zero runs shorter than this stay inside
+                              a segment (a segment's header costs about
+                              as much); default 8 */
+  uint32_t max_segments;   /* (a): at most this many snapshot segments
+                              (shortest gaps merged first); default 10000,
+                              1 at least */
+} cowmem_preinit_options_t;
+
+/* Fill *opt with the defaults above. NULL is ignored. */
+COWMEM_API void cowmem_preinit_options_init(cowmem_preinit_options_t* opt);
+
+/* Rewrite m (the original module, not the instrumented one) from snap into
+ * a new buffer (*out, malloc'd: free() it; *out_len bytes). With
+ * COWMEM_PREINIT_IMAGES, the image file is written to images_fd as
+ * cowmem_imgfile_write does (every memory in index order, the snapshot as
+ * its image, the rewritten module's hash); images_fd is ignored without
+ * it. opt NULL: the defaults. m is validated first
+ * (cowmem_preinit_validate's refusals and errors). On error nothing is
+ * returned; the image file may be incomplete (remove it).
+ * Errors: EINVAL (NULL; a snapshot that does not fit the module: wrong
+ * memory or global counts, indices or types, pages below the minimum or
+ * above the maximum, an image beyond `pages`; a rename not of the form
+ * dst=src or whose src is not an exported function; bad options: diag
+ * says which), the validation errors, ENOMEM, and the errors of
+ * cowmem_image_read and cowmem_imgfile_write. */
+COWMEM_API int cowmem_preinit_rewrite(const cowmem_module_t* m,
+                                      const cowmem_preinit_snapshot_t* snap,
+                                      const cowmem_preinit_options_t* opt,
+                                      uint8_t** out, size_t* out_len,
+                                      int images_fd, cowmem_diag_t* diag);
 
 #ifdef __cplusplus
 }

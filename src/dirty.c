@@ -33,6 +33,32 @@ int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg
   return cowmem__err_from_os(cowmem__os_written_ranges(addr, len, fn, arg));
 }
 
+typedef struct {
+  size_t bytes, tables;
+  uintptr_t span, last; /* a table's span; the last table counted, + 1 */
+} mapped_t;
+
+static void add_mapped(void* arg, uint8_t* addr, size_t len) {
+  mapped_t* m = arg;
+  m->bytes += len;
+  uintptr_t first = (uintptr_t)addr / m->span, end = ((uintptr_t)addr + len - 1) / m->span;
+  m->tables += end - first + 1 - (m->last == first + 1); /* ranges come in order */
+  m->last = end + 1;
+}
+
+int cowmem__dirty_mapped(void* addr, size_t len, size_t* pages, size_t* tables) {
+  if (!cowmem__dirty_exact()) return COWMEM_ENOSYS;
+  size_t ps = cowmem__os_page_size();
+  mapped_t m = {0, 0, (uintptr_t)ps * (ps / 8), 0};
+  if (len > 0) {
+    int e = cowmem__os_mapped_ranges(addr, len, add_mapped, &m);
+    if (e) return cowmem__err_from_os(e);
+  }
+  *pages = m.bytes / ps;
+  *tables = m.tables;
+  return 0;
+}
+
 int cowmem__dirty_candidates(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   if (len == 0) return 0;
   if (cowmem__dirty_exact()) {

@@ -15,6 +15,14 @@ bool cowmem__dirty_exact(void);
  * not exact, or the error of the scan (fn may have seen a prefix). */
 int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 
+/* *pages = how many pages of [addr, addr+len) the process has mapped
+ * (cowmem__os_mapped_ranges: written, or only read), *tables = how many
+ * page tables hold them (the last level: 512 entries of 8 bytes for 4 KiB
+ * pages, so a table maps 2 MiB), which is what a scan or a discard of the
+ * range walks. 0, COWMEM_ENOSYS when not exact, or the scan's error
+ * (outputs unchanged then). */
+int cowmem__dirty_mapped(void* addr, size_t len, size_t* pages, size_t* tables);
+
 /* Pages of [addr, addr+len) that may hold bytes other than zeros or the
  * file's: the written ranges where the scan works, else the pages
  * cowmem__os_private_map marks (anonymous pages of /proc/self/pagemap;

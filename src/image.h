@@ -23,6 +23,13 @@ uint64_t cowmem__image_end(const cowmem_image_t* image);
  * was truncated or rewritten: nothing was mapped). */
 #define COWMEM__IMAGE_CHANGED 4024 /* cowmem__err_from_os: COWMEM_ECHANGED */
 int cowmem__image_place(const cowmem_image_t* image, uint8_t* base);
+/* The image is about to start another instance in a slot that still maps
+ * it (READY, same image): is the file it maps what it was? 0, an errno
+ * value or COWMEM__IMAGE_CHANGED, as cowmem__image_place. No system call
+ * but for a FILE image whose file the kernel does not keep fixed (one
+ * fstat): a file truncated since would fault the new instance's first
+ * read of a page it maps with SIGBUS. */
+int cowmem__image_verify(const cowmem_image_t* image);
 /* Take the image out again: its range becomes read-write zero pages.
  * 0 or an errno value. */
 int cowmem__image_remove(const cowmem_image_t* image, uint8_t* base);

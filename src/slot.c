@@ -148,6 +148,8 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   slot_check(slot);
 
   int e = 0;
+  if (image == slot->image && (e = cowmem__image_verify(image)) != 0)
+    return cowmem__slot_fail(slot, e);
   if (image != slot->image && slot->image != NULL) {
     /* Take the old image out: its range lies inside [0, accessible), so
      * fresh read-write zero pages keep the READY invariant below it. */

@@ -119,6 +119,42 @@ static inline const char* demo_image_kind(const cowmem_image_info_t* ii) {
                                          : "file";
 }
 
+/* The adaptive reset's counters of one image (all zeros under another
+ * strategy): take one before and one after a loop, then print the
+ * difference per request with demo_print_reset_counts. */
+static inline cowmem_pool_image_metrics_t demo_reset_counts(cowmem_pool_t* pool,
+                                                            cowmem_image_t* image) {
+  cowmem_pool_image_metrics_t im = {0};
+  if (image) cowmem_pool_image_metrics(pool, image, &im);
+  return im;
+}
+
+/* acc += after - before, for the counts demo_print_reset_counts prints. */
+static inline void demo_reset_counts_add(cowmem_pool_image_metrics_t* acc,
+                                         const cowmem_pool_image_metrics_t* before,
+                                         const cowmem_pool_image_metrics_t* after) {
+  acc->resets += after->resets - before->resets;
+  acc->scans += after->scans - before->scans;
+  acc->samples += after->samples - before->samples;
+  acc->copied_pages += after->copied_pages - before->copied_pages;
+  acc->discarded_pages += after->discarded_pages - before->discarded_pages;
+  acc->discard_calls += after->discard_calls - before->discard_calls;
+}
+
+/* One line: counts summed by demo_reset_counts_add, per request (resets
+ * blind, scanning and sampled; pages copied back and decommitted). Prints
+ * nothing when there were no adaptive resets. */
+static inline void demo_print_reset_counts(const cowmem_pool_image_metrics_t* acc,
+                                           size_t requests) {
+  double n = requests ? (double)requests : 1.0;
+  if (acc->resets == 0) return;
+  printf("per request, adaptive reset: %.2f blind, %.2f scanning, %.3f sampled; "
+         "%.1f pages copied back, %.1f decommitted in %.2f calls\n",
+         (double)(acc->resets - acc->scans) / n, (double)acc->scans / n,
+         (double)acc->samples / n, (double)acc->copied_pages / n,
+         (double)acc->discarded_pages / n, (double)acc->discard_calls / n);
+}
+
 /* What the pool's adaptive reset saw of the image: the pages a request
  * writes, which each reset restores by copy. Prints nothing under another
  * strategy or before a sampled reset. */

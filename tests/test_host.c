@@ -5,6 +5,8 @@
  * truncated or rewritten underneath, and the ADAPTIVE reset over more
  * images than its table holds. */
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -710,6 +712,210 @@ TEST_IMPL(image_file_truncated) {
   return 0;
 }
 
+/* Truncated while a slot still maps it, READY for the same image: the
+ * next instance in that slot is refused (ECHANGED, the slot EMPTY) without
+ * any cowmem_image_check in between. The old same-image path only read the
+ * changed flag, started the instance, and its first read died of SIGBUS.
+ * The same through a pool's warm slot. */
+TEST_IMPL(image_file_truncated_ready) {
+  PS = cowmem_page_size();
+  cwimg_t c;
+  CWIMG_MAKE(&c);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(32 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 32 * PS, c.img));
+  ASSERT_OK(cowmem_slot_reset(s));
+  ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_READY);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_MADVISE, 2, 64, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  cowmem_slot_t* ps = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &ps));
+  ASSERT_OK(cowmem_pool_release(pool, ps)); /* warm, maps the file */
+  ASSERT_EQ(ftruncate(c.fd, (off_t)PS), 0);
+  ASSERT_ERR(cowmem_slot_instantiate(s, 32 * PS, c.img), COWMEM_ECHANGED);
+  ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_EMPTY);
+  ASSERT_UEQ(cowmem_slot_accessible(s), 0);
+  ps = NULL;
+  ASSERT_ERR(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &ps), COWMEM_ECHANGED);
+  ASSERT_NULL(ps);
+  /* The slots serve other images as before. */
+  cowmem_image_t* fresh = holed_image(0, 8, 0, 0x2a);
+  ASSERT_OK(cowmem_slot_instantiate(s, 32 * PS, fresh));
+  ASSERT_OK(cowmem_pool_acquire(pool, fresh, 32 * PS, 32 * PS, &ps));
+  ASSERT_EQ(((uint8_t*)cowmem_slot_base(ps))[0], 0x2a | 1);
+  ASSERT_OK(cowmem_pool_release(pool, ps));
+  ASSERT_OK(cowmem_pool_free(pool));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(fresh);
+  cwimg_free(&c);
+  return 0;
+}
+
+/* ---- What reusing a slot for the same image costs in system calls ---- */
+
+enum { REUSE_CYCLES = 300 };
+
+/* An image of 8 data pages mapped from a file: a memfd sealed against
+ * writes and shrinking (the kernel keeps it fixed), or a regular file the
+ * caller declares immutable (it can still change: one fstat per reuse). */
+static cowmem_image_t* reuse_image(bool sealed, int* fd_out) {
+  uint8_t* bytes = malloc(8 * PS);
+  if (bytes == NULL) return NULL;
+  memset(bytes, 0x5c, 8 * PS);
+  char path[] = "/tmp/cowmem-reuse-XXXXXX";
+  int fd = sealed ? memfd_create("cowmem-reuse", MFD_ALLOW_SEALING) : mkstemp(path);
+  if (!sealed && fd >= 0) unlink(path);
+  bool ok = fd >= 0 && pwrite(fd, bytes, 8 * PS, 0) == (ssize_t)(8 * PS) &&
+            (!sealed || fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK |
+                                                   F_SEAL_GROW) == 0);
+  free(bytes);
+  cowmem_image_t* img = NULL;
+  if (ok && cowmem_image_new_from_file(fd, 0, 8 * PS, 0,
+                                       sealed ? 0 : COWMEM_IMAGE_FILE_IMMUTABLE, &img) != 0)
+    img = NULL;
+  *fd_out = fd;
+  return img;
+}
+
+/* REUSE_CYCLES instances in one slot: instantiate, reset. */
+static int reuse_cycles(cowmem_image_t* img, int cycles) {
+  cowmem_slot_t* s = NULL;
+  if (cowmem_slot_new(32 * PS, &s) != 0) return 1;
+  int r = cowmem_slot_instantiate(s, 32 * PS, img);
+  if (r == 0) r = cowmem_slot_reset(s);
+  for (int i = 0; i < cycles && r == 0; i++) {
+    r = cowmem_slot_instantiate(s, 32 * PS, img);
+    if (r == 0 && ((volatile uint8_t*)cowmem_slot_base(s))[PS] != 0x5c) r = 1;
+    if (r == 0) r = cowmem_slot_reset(s);
+  }
+  cowmem_slot_free(s);
+  return r;
+}
+
+/* strace -c of this program running reuse_cycles(cycles) with the sealed
+ * or the regular file: *calls the system calls named `name` (NULL: all but
+ * madvise). 77 where strace is missing or cannot trace. */
+static int strace_count(bool sealed, int cycles, const char* name, uint64_t* calls) {
+  char out[] = "/tmp/cowmem-strace-XXXXXX";
+  int ofd = mkstemp(out);
+  if (ofd < 0) return 1;
+  close(ofd);
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return 1;
+  self[n] = 0;
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd,
+           /* LeakSanitizer cannot run under ptrace: off in the child. */
+           "ASAN_OPTIONS=detect_leaks=0 COWMEM_TEST_REUSE=%s:%d strace -f -qq -c -o %s %s "
+           "image_reuse_no_syscall "
+           ">/dev/null 2>&1",
+           sealed ? "sealed" : "file", cycles, out, self);
+  int st = system(cmd);
+  FILE* f = fopen(out, "r");
+  *calls = 0;
+  char line[512];
+  bool any = false;
+  while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+    char tok[8][64];
+    int k = sscanf(line, "%63s %63s %63s %63s %63s %63s", tok[0], tok[1], tok[2], tok[3],
+                   tok[4], tok[5]);
+    if (k < 5 || strcmp(tok[0], "%") == 0 || tok[0][0] == '-') continue;
+    const char* sys = tok[k - 1];
+    if (strcmp(sys, "total") == 0) continue;
+    any = true;
+    bool want = name != NULL ? strcmp(sys, name) == 0 : strcmp(sys, "madvise") != 0;
+    if (want) *calls += strtoull(tok[3], NULL, 10);
+  }
+  if (f != NULL) fclose(f);
+  unlink(out);
+  return st == 0 && any ? 0 : TEST_SKIP_CODE;
+}
+
+/* The same image again in a READY slot: no system call where the file is
+ * fixed (sealed memfd), one fstat where it can change. Counted by
+ * cowmem's own counters, and by strace -c of a child doing 0 and
+ * REUSE_CYCLES cycles (the difference is what the cycles cost: one
+ * madvise each for the reset, and nothing else on the sealed path). */
+TEST_IMPL(image_reuse_no_syscall) {
+  PS = cowmem_page_size();
+  const char* child = getenv("COWMEM_TEST_REUSE");
+  if (child != NULL) { /* the traced child */
+    int fd = -1;
+    cowmem_image_t* img = reuse_image(strncmp(child, "sealed", 6) == 0, &fd);
+    int r = img == NULL ? 1 : reuse_cycles(img, atoi(strchr(child, ':') + 1));
+    cowmem_image_release(img);
+    close(fd);
+    return r;
+  }
+  for (int sealed = 1; sealed >= 0; sealed--) {
+    int fd = -1;
+    cowmem_image_t* img = reuse_image(sealed, &fd);
+    ASSERT_NOT_NULL(img);
+    cowmem_image_info_t ii;
+    ASSERT_OK(cowmem_image_info(img, &ii));
+    if (ii.kind != COWMEM_IMAGE_FILE) {
+      cowmem_image_release(img);
+      close(fd);
+      TEST_SKIP("images are copies here: no file is mapped");
+    }
+    cowmem_stats_t a, b;
+    cowmem_stats_get(&a);
+    ASSERT_OK(reuse_cycles(img, REUSE_CYCLES));
+    cowmem_stats_get(&b);
+    /* One slot's setup and first instance (mmap, mprotect, madvise and, for
+     * the regular file, its fstat), then REUSE_CYCLES same-image cycles. */
+    ASSERT_UEQ(b.sys_madvise - a.sys_madvise, REUSE_CYCLES + 1);
+    ASSERT_UEQ(b.sys_fstat - a.sys_fstat, sealed ? 0 : REUSE_CYCLES + 1);
+    cowmem_image_release(img);
+    close(fd);
+  }
+  /* A regular file with the immutable attribute, where it can be set
+   * (CAP_LINUX_IMMUTABLE and a filesystem with attributes). */
+  char path[] = "/tmp/cowmem-immutable-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  uint8_t page[65536];
+  ASSERT_LE(PS, sizeof page);
+  memset(page, 0x5c, PS);
+  for (size_t i = 0; i < 8; i++)
+    ASSERT_EQ(pwrite(fd, page, PS, (off_t)(i * PS)), (ssize_t)PS);
+  int attr = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+    attr |= FS_IMMUTABLE_FL;
+    if (ioctl(fd, FS_IOC_SETFLAGS, &attr) == 0) {
+      cowmem_image_t* img = NULL;
+      ASSERT_OK(cowmem_image_new_from_file(fd, 0, 8 * PS, 0, 0, &img));
+      cowmem_image_info_t ii;
+      ASSERT_OK(cowmem_image_info(img, &ii));
+      ASSERT_EQ(ii.kind, COWMEM_IMAGE_FILE); /* mapped in place, undeclared */
+      cowmem_stats_t a, b;
+      cowmem_stats_get(&a);
+      ASSERT_OK(reuse_cycles(img, REUSE_CYCLES));
+      cowmem_stats_get(&b);
+      ASSERT_UEQ(b.sys_fstat - a.sys_fstat, 0);
+      cowmem_image_release(img);
+      attr &= ~FS_IMMUTABLE_FL;
+      ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &attr), 0);
+    }
+  }
+  close(fd);
+  uint64_t base = 0, many = 0, fst0 = 0, fst1 = 0;
+  int r = strace_count(true, 0, NULL, &base);
+  if (r == TEST_SKIP_CODE) TEST_SKIP("strace is missing or cannot trace here");
+  ASSERT_OK(r);
+  ASSERT_OK(strace_count(true, REUSE_CYCLES, NULL, &many));
+  ASSERT_UEQ(many, base); /* sealed: nothing but the resets' madvise */
+  ASSERT_OK(strace_count(true, REUSE_CYCLES, "madvise", &many));
+  ASSERT_GE(many, REUSE_CYCLES);
+  ASSERT_OK(strace_count(false, 0, NULL, &fst0));
+  ASSERT_OK(strace_count(false, REUSE_CYCLES, NULL, &fst1));
+  ASSERT_GE(fst1 - fst0, REUSE_CYCLES); /* the regular file: an fstat each */
+  ASSERT_LE(fst1 - fst0, REUSE_CYCLES + 4);
+  return 0;
+}
+
 /* Renaming a new file over an installed one (the supported way) does not
  * count as a change of the old one. */
 TEST_IMPL(image_file_renamed_over) {
@@ -876,6 +1082,8 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                       TEST_ENTRY(fork_live_batched) TEST_ENTRY(fork_live_adaptive)
                           TEST_ENTRY(image_file_rewritten)
                               TEST_ENTRY(image_file_truncated)
+                              TEST_ENTRY(image_file_truncated_ready)
+                              TEST_ENTRY(image_reuse_no_syscall)
                                   TEST_ENTRY(image_file_renamed_over)
                                       TEST_ENTRY(adaptive_forgets_dead_images)
                                           TEST_ENTRY(batched_queue_orphan)

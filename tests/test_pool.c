@@ -316,7 +316,7 @@ TEST_IMPL(address_space_limit) {
     if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(10);
     cowmem_pool_config_t cfg;
     cowmem_pool_config_init(&cfg);
-    cfg.max_slots = 4; /* 4 x 6 GiB */
+    cfg.max_slots = 4; /* 4 x 8 GiB */
     cowmem_pool_t* pool = NULL;
     cowmem_diag_t why;
     int r = cowmem_pool_new(&cfg, &pool, &why);
@@ -391,6 +391,16 @@ TEST_IMPL(slot_of) {
   ASSERT_NULL(cowmem_pool_slot_of(NULL, base));
   ASSERT_OK(cowmem_pool_release(pool, b));
   ASSERT_NULL(cowmem_pool_slot_of(pool, base)); /* idle now */
+  /* contains: the whole reservation, idle slots and guards included. */
+  uint8_t* first = (uint8_t*)cowmem_slot_base(a);
+  ASSERT_TRUE(cowmem_pool_contains(pool, base));
+  ASSERT_TRUE(cowmem_pool_contains(pool, base + 3));
+  ASSERT_TRUE(cowmem_pool_contains(pool, first - 1));           /* first guard */
+  ASSERT_TRUE(cowmem_pool_contains(pool, base + 2 * 80 * PS - 1)); /* last guard */
+  ASSERT_FALSE(cowmem_pool_contains(pool, base + 2 * 80 * PS)); /* past the pool */
+  ASSERT_FALSE(cowmem_pool_contains(pool, first - 16 * PS - 1)); /* before it */
+  ASSERT_FALSE(cowmem_pool_contains(pool, &pool));
+  ASSERT_FALSE(cowmem_pool_contains(NULL, base));
   ASSERT_OK(cowmem_pool_release(pool, a));
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
@@ -437,7 +447,7 @@ TEST_IMPL(misuse) {
 
 TEST_IMPL(ten_thousand_default_slots) {
 #ifdef UNDER_SANITIZER
-  TEST_SKIP("sanitizer shadow memory leaves no room for 60 TiB of reservations");
+  TEST_SKIP("sanitizer shadow memory leaves no room for 80 TiB of reservations");
 #endif
   cowmem_pool_config_t cfg;
   cowmem_pool_config_init(&cfg);
@@ -453,9 +463,9 @@ TEST_IMPL(ten_thousand_default_slots) {
     ASSERT_OK(cowmem_pool_acquire(pool, NULL, 64 * KiB, (size_t)4 << 30, &s[i]));
     ((uint8_t*)cowmem_slot_base(s[i]))[0] = 1;
   }
-  /* Slots are 6 GiB apart. */
+  /* Slots are 8 GiB apart (a 4 GiB slot and its 4 GiB guard). */
   ASSERT_UEQ((uint64_t)((uint8_t*)cowmem_slot_base(s[1]) - (uint8_t*)cowmem_slot_base(s[0])),
-             (uint64_t)6 << 30);
+             (uint64_t)8 << 30);
   for (int i = 0; i < 3; i++) ASSERT_OK(cowmem_pool_release(pool, s[i]));
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;

@@ -540,6 +540,58 @@ TEST_IMPL(fresh_imports) {
   return 0;
 }
 
+/* 2^48 pages (a memory of 2^64 bytes) with one byte in its last page:
+ * a valid module whose image ends at byte 2^64. Rounding that end up to a
+ * page overflowed and the parse failed ("invalid argument at byte 0"). The
+ * image is built, read back, and survives an image file and back. */
+TEST_IMPL(memory64_last_page) {
+  static const uint8_t mod[] = {0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x05, 0x09,
+                                0x01, 0x04, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0x0b,
+                                0x08, 0x01, 0x00, 0x42, 0x80, 0x7e, 0x0b, 0x01, 0x54};
+  size_t ps = cowmem_page_size();
+  cowmem_module_t* m = NULL;
+  cowmem_diag_t d;
+  ASSERT_OK(cowmem_module_parse(mod, sizeof mod, 0, &m, &d));
+  cowmem_diag_t why;
+  cowmem_image_t* img = cowmem_module_image(m, 0, &why);
+  ASSERT_NOT_NULL(img);
+  cowmem_image_info_t ii;
+  ASSERT_OK(cowmem_image_info(img, &ii));
+  ASSERT_UEQ(ii.mem_offset, 0 - (uint64_t)ps);
+  ASSERT_UEQ(ii.len, ps);
+  ASSERT_UEQ(ii.data_pages, 1);
+  uint8_t tail[256];
+  ASSERT_OK(cowmem_image_read(img, 0 - (uint64_t)256, tail, sizeof tail));
+  ASSERT_EQ(tail[0], 0x54);
+  for (size_t i = 1; i < sizeof tail; i++) ASSERT_EQ(tail[i], 0);
+  ASSERT_ERR(cowmem_image_read(img, 0 - (uint64_t)256, tail, 257), COWMEM_EINVAL);
+  /* No slot is that large: instantiating it is refused, not wrapped. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(16 * ps, &s));
+  ASSERT_ERR(cowmem_slot_instantiate(s, 16 * ps, img), COWMEM_EINVAL);
+  ASSERT_OK(cowmem_slot_free(s));
+  /* Through an image file: written, opened, the same byte. */
+  char path[] = "/tmp/cowmem-m64-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  ASSERT_OK(cowmem_module_compile(m, fd));
+  uint8_t h[32];
+  ASSERT_OK(cowmem_module_hash(m, h));
+  cowmem_imgfile_t* f = NULL;
+  ASSERT_OK(cowmem_imgfile_open(fd, h, 0, &f, &d));
+  cowmem_image_t* fi = cowmem_imgfile_image(f, 0, NULL);
+  ASSERT_NOT_NULL(fi);
+  memset(tail, 0xff, sizeof tail);
+  ASSERT_OK(cowmem_image_read(fi, 0 - (uint64_t)256, tail, sizeof tail));
+  ASSERT_EQ(tail[0], 0x54);
+  ASSERT_EQ(tail[255], 0);
+  cowmem_imgfile_free(f);
+  close(fd);
+  cowmem_module_free(m);
+  return 0;
+}
+
 TEST_IMPL(memory64) {
   /* memory64 with min 0x20001 pages (8 GiB + 64 KiB) and a segment at
    * 8 GiB: the image sits at its offset, small. */
@@ -809,4 +861,5 @@ TEST_MAIN(TEST_ENTRY(header_errors) TEST_ENTRY(leb_errors)
                                       TEST_ENTRY(borrow_and_no_images)
                                           TEST_ENTRY(many_unsorted_segments)
                                               TEST_ENTRY(passive_and_empty) TEST_ENTRY(too_sparse) TEST_ENTRY(linking)
-                                                  TEST_ENTRY(random_mutations))
+                                                  TEST_ENTRY(random_mutations)
+                                                      TEST_ENTRY(memory64_last_page))

@@ -6,15 +6,16 @@
  * -f   cowmem_module_parse flags (decimal)
  * -g   type:mut:value, imported global i (in import order) as supplied:
  *      type a value type byte (0x7f...), mut 0/1, value an integer or (for
- *      f32/f64) a float
+ *      f32/f64) a float, or @bits: the value's bits as an integer
  * -m   the current size (and maximum) of imported memory i
- * -d   dump each exported defined memory's initial bytes, up to its last
- *      non-zero byte, to dir/mem<index>.bin
+ * -d   dump each defined memory's initial bytes, up to its last non-zero
+ *      byte, to dir/mem<index>.bin
  * -f 256 (COWMEM_MODULE_FRESH_IMPORTS): imported memories without -i start
  *      as zeros of the -m size with their image, and are dumped
  * -i   k:path, the current bytes of imported memory k: the fallback writes
  *      into a copy of them, which is dumped too (also when instantiation
- *      traps: the writes made before the trap remain)
+ *      traps: the writes made before the trap remain). Imports given the
+ *      same path are one memory imported twice: they share the copy
  * With imports given (or none needed), it also runs the instantiation check
  * and the fallback, and reports "inst". */
 #include <errno.h>
@@ -61,6 +62,7 @@ static uint8_t* read_file(const char* path, size_t* len) {
 static uint64_t global_bits(uint8_t type, const char* text) {
   union { float f; uint32_t u; } f32;
   union { double d; uint64_t u; } f64;
+  if (text[0] == '@') return strtoull(text + 1, NULL, 0);
   switch (type) {
     case COWMEM_TYPE_F32: f32.f = strtof(text, NULL); return f32.u;
     case COWMEM_TYPE_F64: f64.d = strtod(text, NULL); return f64.u;
@@ -146,8 +148,10 @@ int main(int argc, char** argv) {
   for (uint32_t k = 0; k < cowmem_module_global_count(m); k++) {
     cowmem_global_info_t g;
     cowmem_module_global_info(m, k, &g);
-    printf("%s{\"type\":%u,\"mut\":%d,\"imported\":%s,\"module\":", k ? "," : "",
-           g.type, g.is_mutable, g.imported ? "true" : "false");
+    printf("%s{\"type\":%u,\"mut\":%d,\"imported\":%s,\"init\":%d,"
+           "\"value\":\"%" PRIu64 "\",\"global\":%u,\"module\":", k ? "," : "",
+           g.type, g.is_mutable, g.imported ? "true" : "false", (int)g.init,
+           g.value, g.global);
     json_str(g.import_module ? g.import_module : "", g.import_module_len);
     printf(",\"name\":");
     json_str(g.import_name ? g.import_name : "", g.import_name_len);
@@ -171,7 +175,8 @@ int main(int argc, char** argv) {
   bool have_imports = ng == ig && nm == im && ig <= MAX_IMPORTS;
   uint8_t** mem = calloc(nmem ? nmem : 1, sizeof *mem);
   uint64_t* size = calloc(nmem ? nmem : 1, sizeof *size);
-  if (!mem || !size) return 2;
+  bool* alias = calloc(nmem ? nmem : 1, sizeof *alias);
+  if (!mem || !size || !alias) return 2;
   if (have_imports) {
     for (uint32_t k = 0; k < ig; k++) {
       cowmem_global_info_t g;
@@ -201,7 +206,14 @@ int main(int argc, char** argv) {
         img = cowmem_image_retain(cowmem_module_image(m, k, &why));
         size[k] = k < im ? mdesc[k].pages * 65536 : mi.min_pages * 65536;
         views[k].size = size[k];
-        if (k < im && init[k] && size[k] <= DUMP_MAX) {
+        uint32_t same = 0;
+        while (k < im && init[k] && same < k && !(init[same] && !strcmp(init[same], init[k])))
+          same++;
+        if (k < im && init[k] && same < k) {
+          mem[k] = mem[same];
+          views[k].base = mem[k];
+          alias[k] = true;
+        } else if (k < im && init[k] && size[k] <= DUMP_MAX) {
           size_t n = 0;
           uint8_t* b = read_file(init[k], &n);
           mem[k] = calloc(1, size[k] ? (size_t)size[k] : 1);
@@ -266,7 +278,7 @@ int main(int argc, char** argv) {
     printf("]");
     uint64_t dumped = 0;
     if (dir && have_imports && mem[k] &&
-        ((err == 0 && (mi.export_count || mi.fresh)) || (k < im && init[k])) &&
+        ((err == 0 && (k >= im || mi.export_count || mi.fresh)) || (k < im && init[k])) &&
         dump(dir, k, mem[k], size[k], &dumped) == 0)
       printf(",\"dump\":\"%s/mem%u.bin\",\"dumplen\":%" PRIu64
              ",\"size\":%" PRIu64, dir, k, dumped, size[k]);
@@ -274,7 +286,9 @@ int main(int argc, char** argv) {
     cowmem_image_release(img);
   }
   printf("]}\n");
-  for (uint32_t k = 0; k < nmem; k++) free(mem[k]);
+  for (uint32_t k = 0; k < nmem; k++)
+    if (!alias[k]) free(mem[k]);
+  free(alias);
   free(mem);
   free(size);
   cowmem_module_free(m);

@@ -1,13 +1,16 @@
-/* cowmem bench [module.wasm] [--memory I] [--dirty K] [--iterations N]
- *              [--threads N] [--processes N] [--json] [--plot FILE]
+/* cowmem bench [module.wasm] [--memory I] [--dirty K] [--read F]
+ *              [--iterations N] [--threads N] [--processes N]
+ *              [--fresh-imports] [--json] [--plot FILE]
  *
  * One run, one module, every way of giving an instance its initial memory:
  * the copy baselines as C runtimes do it today, a cowmem slot (image from
  * the module and from its compiled .cwimg), and a cowmem pool with each
- * reset strategy. Each row measures instantiate, reset, and the whole cycle
- * (instantiate + the instance writing K pages + reset), so deferred page
- * faults are not hidden: the copy baselines fault everything in during the
- * copy, cowmem on the instance's first touch. */
+ * reset strategy. Each row measures instantiate, reset, and the whole cycle,
+ * which is the request (instantiate + the instance reading a fraction of
+ * the image's pages and writing K pages + reset), with its minor page
+ * faults, so deferred page faults are not hidden: the copy baselines fault
+ * everything in during the copy, cowmem on the instance's first touch, and
+ * a reset that drops pages the next instance reads shows up as faults. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,9 +26,9 @@
 #include "wasmtime.h"
 
 static void help(FILE* f) {
-  fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K]\n"
+  fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K] [--read F]\n"
              "                    [--iterations N] [--threads N] [--processes N]\n"
-             "                    [--json] [--plot FILE]\n"
+             "                    [--fresh-imports] [--json] [--plot FILE]\n"
              "\n"
              "Instantiation and reset of one memory, side by side, in one run:\n"
              "  copy-fresh      what C runtimes do today (wasm2c's stock\n"
@@ -44,14 +47,18 @@ static void help(FILE* f) {
              "                  copy back 64 KiB, madvise the rest; pagemap:\n"
              "                  one scan of 32 regions, copy back up to 1 MiB),\n"
              "                  and pool-adaptive's ratio to each\n"
-             "Each instance writes K pages (spread over its memory) between\n"
-             "instantiate and reset; 'cycle' times all three. Medians and p99\n"
-             "after a warm-up, and the ratio of the copy-fresh median to each.\n"
+             "Each instance reads a fraction F of the image's pages and writes K\n"
+             "pages (both spread evenly) between instantiate and reset; 'cycle'\n"
+             "times all three (the whole request), 'faults' is its minor page\n"
+             "faults (getrusage). Medians and p99 after a warm-up, and the ratio\n"
+             "of the copy-fresh median to each.\n"
              "Without MODULE, the bundled demo.wasm is used.\n"
              "\n"
              "Options:\n"
              "  --memory I       memory index (default: the first defined one)\n"
              "  --dirty K        pages each instance writes (default 8)\n"
+             "  --read F         fraction of the image's pages each instance reads,\n"
+             "                   0 to 1 (default 0)\n"
              "  --iterations N   measured iterations per row (default 2000)\n"
              "  --threads N      also: pool cycles/s of N threads sharing one pool\n"
              "                   against one thread, per strategy, beside two\n"
@@ -62,6 +69,7 @@ static void help(FILE* f) {
              "                   every instance scale to\n"
              "  --processes N    the same with N processes, each its own pool over\n"
              "                   the same .cwimg\n"
+             TOOL_FRESH_HELP
              "  --json           machine-readable output\n"
              "  --plot FILE      also draw latency by strategy with gnuplot\n"
              "                   (FILE.svg or FILE.png)\n"
@@ -85,6 +93,9 @@ typedef struct {
   cowmem_image_t* file_image; /* from the compiled .cwimg */
   bool apply_left;            /* segments the image does not cover */
   size_t dirty;
+  double read;                /* fraction of the image's pages read */
+  size_t read_lo, read_hi;    /* the image's pages, [lo, hi) */
+  unsigned flags;             /* module parse flags (--fresh-imports) */
   size_t iters, warm;
   bench_samples_t open_ns;
 } ctx_t;
@@ -93,6 +104,7 @@ typedef struct {
   char name[32];
   const char* covers;
   bench_samples_t inst, reset, cycle;
+  uint64_t faults; /* minor faults over the measured cycles */
   bool failed;
 } row_t;
 
@@ -105,6 +117,31 @@ static void touch(uint8_t* base, size_t size, size_t k) {
     size_t p = k >= pages ? i % pages : i * pages / k;
     base[p * page + (i & 63)] += 1;
   }
+}
+
+static _Atomic uint64_t read_sink;
+
+/* The instance's work between instantiate and reset: read the fraction of
+ * the image's pages the options ask for (one byte a page), write K pages. */
+static void work(const ctx_t* c, uint8_t* base) {
+  size_t n = c->read_hi - c->read_lo, want = (size_t)(c->read * (double)n + 0.5);
+  if (want > 0) {
+    size_t page = cowmem_page_size();
+    uint64_t sum = 0;
+    for (size_t i = 0; i < want; i++)
+      sum += ((volatile uint8_t*)base)[(c->read_lo + i * n / want) * page + 64];
+    read_sink += sum;
+  }
+  touch(base, c->size, c->dirty);
+}
+
+/* Minor faults over the measured iterations: mark at each iteration's top,
+ * end after the loop. */
+static void faults_mark(const ctx_t* c, row_t* r, size_t it) {
+  if (it == c->warm) r->faults = bench_minor_faults();
+}
+static void faults_end(row_t* r) {
+  r->faults = bench_minor_faults() - r->faults;
 }
 
 static void copy_segments(const ctx_t* c, uint8_t* base) {
@@ -122,6 +159,7 @@ static void record(row_t* r, bool measured, uint64_t t0, uint64_t t1, uint64_t t
 
 static int run_copy_fresh(const ctx_t* c, row_t* r) {
   for (size_t it = 0; it < c->warm + c->iters; it++) {
+    faults_mark(c, r, it);
     uint64_t t0 = bench_now_ns();
     uint8_t* base = mmap(NULL, k_reserve, PROT_NONE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -129,12 +167,13 @@ static int run_copy_fresh(const ctx_t* c, row_t* r) {
       return -errno;
     copy_segments(c, base);
     uint64_t t1 = bench_now_ns();
-    touch(base, c->size, c->dirty);
+    work(c, base);
     uint64_t t2 = bench_now_ns();
     munmap(base, k_reserve);
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
+  faults_end(r);
   return 0;
 }
 
@@ -143,15 +182,17 @@ static int run_copy_reuse(const ctx_t* c, row_t* r) {
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) return -errno;
   for (size_t it = 0; it < c->warm + c->iters; it++) {
+    faults_mark(c, r, it);
     uint64_t t0 = bench_now_ns();
     copy_segments(c, base);
     uint64_t t1 = bench_now_ns();
-    touch(base, c->size, c->dirty);
+    work(c, base);
     uint64_t t2 = bench_now_ns();
     memset(base, 0, c->size); /* the runtime cannot know what was written */
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
+  faults_end(r);
   munmap(base, c->size ? c->size : 1);
   return 0;
 }
@@ -165,16 +206,18 @@ static int run_slot(const ctx_t* c, cowmem_image_t* img, row_t* r) {
   cowmem_slot_t* s = NULL;
   int e = cowmem_slot_new(c->size ? c->size : cowmem_page_size(), &s);
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
+    faults_mark(c, r, it);
     uint64_t t0 = bench_now_ns();
     e = cowmem_slot_instantiate(s, c->size, img);
     if (e == 0) e = apply_left(c, cowmem_slot_base(s), img);
     uint64_t t1 = bench_now_ns();
-    if (e == 0) touch(cowmem_slot_base(s), c->size, c->dirty);
+    if (e == 0) work(c, cowmem_slot_base(s));
     uint64_t t2 = bench_now_ns();
     if (e == 0) e = cowmem_slot_reset(s);
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
+  faults_end(r);
   cowmem_slot_free(s);
   return e;
 }
@@ -190,12 +233,13 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
   cowmem_diag_t why;
   int e = cowmem_pool_new(&cfg, &pool, &why);
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
+    faults_mark(c, r, it);
     cowmem_slot_t* s = NULL;
     uint64_t t0 = bench_now_ns();
     e = cowmem_pool_acquire(pool, c->image, c->size, c->size, &s);
     if (e == 0) e = apply_left(c, cowmem_slot_base(s), c->image);
     uint64_t t1 = bench_now_ns();
-    if (e == 0) touch(cowmem_slot_base(s), c->size, c->dirty);
+    if (e == 0) work(c, cowmem_slot_base(s));
     uint64_t t2 = bench_now_ns();
     if (s) {
       int e2 = cowmem_pool_release(pool, s);
@@ -204,6 +248,7 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
+  faults_end(r);
   cowmem_pool_free(pool);
   return e;
 }
@@ -234,15 +279,17 @@ static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
   uint8_t* bytes;
   int e = wt_setup(c, &w, &bytes);
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
+    faults_mark(c, r, it);
     uint64_t t0 = bench_now_ns();
     e = apply_left(c, w.base, c->image);
     uint64_t t1 = bench_now_ns();
-    touch(w.base, c->size, c->dirty);
+    work(c, w.base);
     uint64_t t2 = bench_now_ns();
     wt_reset(&w, mode);
     uint64_t t3 = bench_now_ns();
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
+  faults_end(r);
   wt_teardown(&w, bytes);
   return e;
 }
@@ -277,7 +324,7 @@ static void* scale_run(void* p) {
     for (size_t it = 0; it < a->iters + a->iters / 10 && a->err == 0; it++) {
       if (it == a->iters / 10) t0 = bench_now_ns();
       a->err = apply_left(c, w.base, c->image);
-      touch(w.base, c->size, c->dirty);
+      work(c, w.base);
       wt_reset(&w, WT_PAGEMAP);
     }
     a->per_s = (double)a->iters / ((double)(bench_now_ns() - t0) / 1e9);
@@ -325,7 +372,7 @@ static void* scale_run(void* p) {
     cowmem_slot_t* sl = NULL;
     a->err = cowmem_pool_acquire(pool, img, c->size, c->size, &sl);
     if (a->err == 0) a->err = apply_left(c, cowmem_slot_base(sl), img);
-    if (a->err == 0) touch(cowmem_slot_base(sl), c->size, c->dirty);
+    if (a->err == 0) work(c, cowmem_slot_base(sl));
     if (sl) {
       int e2 = cowmem_pool_release(pool, sl);
       if (a->err == 0) a->err = e2;
@@ -458,14 +505,14 @@ static int open_cwimg(ctx_t* c, const char* path) {
 }
 
 static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
-  c->m = tool_load_module(path, 0);
+  c->m = tool_load_module(path, c->flags);
   if (!c->m) return EXIT_RUNTIME;
   uint32_t n = cowmem_module_memory_count(c->m);
   cowmem_memory_info_t mi;
   bool found = false;
   for (uint32_t i = 0; i < n && !found; i++) {
     if (mem_given && i != mem) continue;
-    if (cowmem_module_memory_info(c->m, i, &mi) == 0 && !mi.imported) {
+    if (cowmem_module_memory_info(c->m, i, &mi) == 0 && (!mi.imported || mi.fresh)) {
       c->mem = i;
       found = true;
     }
@@ -473,7 +520,8 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
   if (!found)
     return mem_given ? tool_fail(path, "memory %llu is not a defined memory",
                                  (unsigned long long)mem)
-                     : tool_fail(path, "the module defines no memory");
+                     : tool_fail(path, "the module defines no memory (one that imports "
+                                       "its memory: --fresh-imports)");
   if (mi.min_pages > 16384)
     return tool_fail(path,
                      "initial size of %llu pages is beyond what the "
@@ -482,6 +530,11 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
   c->size = (size_t)mi.min_pages * 65536;
   cowmem_diag_t why;
   c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why));
+  cowmem_image_info_t ii = {0};
+  if (c->image) cowmem_image_info(c->image, &ii);
+  size_t page = cowmem_page_size();
+  c->read_lo = (size_t)(ii.mem_offset / page);
+  c->read_hi = ii.len ? (size_t)((ii.mem_offset + ii.len + page - 1) / page) : c->read_lo;
   uint32_t nseg = cowmem_module_segment_count(c->m);
   c->segs = calloc(nseg ? nseg : 1, sizeof *c->segs);
   if (!c->segs) return tool_fail(path, "out of memory");
@@ -502,6 +555,10 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
   return open_cwimg(c, path);
 }
 
+static size_t reads(const ctx_t* c) {
+  return (size_t)(c->read * (double)(c->read_hi - c->read_lo) + 0.5);
+}
+
 static double med(bench_samples_t* s) {
   return bench_quantile(s, 0.5);
 }
@@ -517,11 +574,13 @@ static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
          "baselines)\n",
          path, c->mem, c->size, (unsigned long long)ii.len,
          (unsigned long long)ii.data_pages, c->nsegs, (unsigned long long)c->copy_bytes);
-  printf("%zu iterations per row after %zu warm-up; each instance writes %zu "
-         "pages; times in microseconds\n\n",
-         c->iters, c->warm, c->dirty);
-  printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s\n", "strategy", "inst med", "inst p99",
-         "reset med", "reset p99", "cycle med", "cycle p99", "inst x", "cycle x");
+  printf("%zu iterations per row after %zu warm-up; each instance reads %zu of the "
+         "image's %zu pages and writes %zu pages; times in microseconds; faults: "
+         "minor page faults per cycle\n\n",
+         c->iters, c->warm, reads(c), c->read_hi - c->read_lo, c->dirty);
+  printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s %8s\n", "strategy", "inst med",
+         "inst p99", "reset med", "reset p99", "cycle med", "cycle p99", "faults", "inst x",
+         "cycle x");
   double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
   for (size_t i = 0; i < n; i++) {
     row_t* r = &rows[i];
@@ -530,9 +589,10 @@ static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
       continue;
     }
     double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %8.1f %8.1f\n", r->name,
+    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %8.2f %8.1f %8.1f\n", r->name,
            mi / 1e3, p99(&r->inst) / 1e3, med(&r->reset) / 1e3, p99(&r->reset) / 1e3,
-           mc / 1e3, p99(&r->cycle) / 1e3, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+           mc / 1e3, p99(&r->cycle) / 1e3, (double)r->faults / (double)c->iters,
+           mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
   }
   printf("\nopening the compiled .cwimg: median %.2f us, p99 %.2f us\n",
          med(&c->open_ns) / 1e3, p99(&c->open_ns) / 1e3);
@@ -553,10 +613,10 @@ static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
   tool_json_str(stdout, path, strlen(path));
   printf(", \"memory\": %u, \"initial_bytes\": %zu, \"image_bytes\": %llu, "
          "\"image_data_pages\": %llu, \"active_segments\": %zu, "
-         "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"iterations\": %zu, "
-         "\"warmup\": %zu, \"page_size\": %zu, \"unit\": \"ns\", ",
+         "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"read_pages\": %zu, "
+         "\"iterations\": %zu, \"warmup\": %zu, \"page_size\": %zu, \"unit\": \"ns\", ",
          c->mem, c->size, (unsigned long long)ii.len, (unsigned long long)ii.data_pages,
-         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, c->iters, c->warm,
+         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, reads(c), c->iters, c->warm,
          cowmem_page_size());
   json_q("open_cwimg_ns", &c->open_ns, false);
   printf("\"rows\": [");
@@ -573,8 +633,9 @@ static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
     json_q("reset_ns", &r->reset, false);
     json_q("cycle_ns", &r->cycle, false);
     double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("\"ratio_instantiate\": %.2f, \"ratio_cycle\": %.2f}", mi > 0 ? bi / mi : 0,
-           mc > 0 ? bc / mc : 0);
+    printf("\"faults_per_cycle\": %.3f, \"ratio_instantiate\": %.2f, "
+           "\"ratio_cycle\": %.2f}",
+           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
   }
   printf("]}\n");
 }
@@ -635,6 +696,8 @@ static int plot(row_t* rows, size_t n, const char* out, const char* module) {
 int cmd_bench(int argc, char** argv) {
   const char *in = NULL, *plot_out = NULL;
   uint64_t dirty = 8, iters = 2000, mem = 0, threads = 0, procs = 0;
+  double read = 0;
+  unsigned flags = 0;
   bool json = false, mem_given = false;
   for (int i = 1; i < argc; i++) {
     const char* v;
@@ -643,6 +706,13 @@ int cmd_bench(int argc, char** argv) {
       return EXIT_OK;
     } else if (strcmp(argv[i], "--json") == 0) {
       json = true;
+    } else if (strcmp(argv[i], TOOL_FRESH_OPT) == 0) {
+      flags |= COWMEM_MODULE_FRESH_IMPORTS;
+    } else if (tool_opt_value(argc, argv, &i, "--read", &v)) {
+      char* end = NULL;
+      read = v ? strtod(v, &end) : -1;
+      if (!v || end == v || *end != 0 || !(read >= 0 && read <= 1))
+        return tool_usage("--read needs a fraction from 0 to 1");
     } else if (tool_opt_value(argc, argv, &i, "--dirty", &v)) {
       if (!tool_parse_u64(v, &dirty) || dirty > 1000000)
         return tool_usage("--dirty needs a page count");
@@ -680,6 +750,8 @@ int cmd_bench(int argc, char** argv) {
   ctx_t c;
   memset(&c, 0, sizeof c);
   c.dirty = (size_t)dirty;
+  c.read = read;
+  c.flags = flags;
   c.iters = (size_t)iters;
   c.warm = c.iters / 10 + 10;
   int rc = setup(&c, in, mem_given, mem);

@@ -24,6 +24,11 @@ static const struct {
     {"bench", cmd_bench,
      "instantiate and reset: copy baselines vs cowmem "
      "slot and pool strategies"},
+#ifdef COWMEM_TOOL_PREINIT
+    {"preinit", cmd_preinit,
+     "run a module's initialization once and write "
+     "the module that starts from its state"},
+#endif
 };
 
 static void help(FILE* f) {
@@ -70,6 +75,13 @@ int main(int argc, char** argv) {
     }
     return r;
   }
+#ifndef COWMEM_TOOL_PREINIT
+  if (strcmp(argv[1], "preinit") == 0) {
+    fprintf(stderr, "cowmem: 'preinit' is not in this build: it needs a WAMR tree "
+                    "(COWMEM_WAMR_DIR) and the examples (COWMEM_BUILD_EXAMPLES)\n");
+    return EXIT_USAGE;
+  }
+#endif
   fprintf(stderr, "cowmem: unknown command '%s'\n", argv[1]);
   help(stderr);
   return EXIT_USAGE;

@@ -18,7 +18,12 @@ static void help(FILE* f) {
              "initial size, the image, and the active segments it does not\n"
              "cover, applied in module order with the spec's semantics. OUT is\n"
              "a sparse file of the initial size; compare it with another\n"
-             "runtime's memory.\n"
+             "runtime's memory. Only the image's data and the segments' ranges\n"
+             "are read and written: the rest is holes.\n"
+             "\n"
+             "With a module, the whole instantiation is checked first (every\n"
+             "memory's active segments): if it traps, nothing is written and\n"
+             "the trap is named (exit 1).\n"
              "\n"
              "FILE is a module or an image file. An image file alone has no\n"
              "segment bytes: if a memory has segments left, pass --module.\n"
@@ -118,25 +123,91 @@ static int build_globals(const cowmem_module_t* m, gopt_t* g, int ng,
   return EXIT_OK;
 }
 
-/* Write the non-zero pages of mem[0, size) to path, sparse, atomically. */
-static int write_sparse(const char* path, const uint8_t* mem, uint64_t size) {
+/* The stretches of memory that may hold a non-zero byte after
+ * instantiation: the image's data extents and the active segments'
+ * ranges. Everything else is zeros the dump leaves as holes, so a module
+ * that claims 4 GiB with one byte of data costs its data, not its claim. */
+typedef struct {
+  uint64_t off, len;
+} range_t;
+
+typedef struct {
+  range_t* r;
+  size_t n, cap;
+} ranges_t;
+
+static int range_add(void* arg, uint64_t off, uint64_t len) {
+  ranges_t* rs = arg;
+  if (len == 0) return 0;
+  if (rs->n == rs->cap) {
+    size_t cap = rs->cap ? 2 * rs->cap : 64;
+    range_t* r = realloc(rs->r, cap * sizeof *r);
+    if (!r) return COWMEM_ENOMEM;
+    rs->r = r;
+    rs->cap = cap;
+  }
+  rs->r[rs->n++] = (range_t){off, len};
+  return 0;
+}
+
+static int range_cmp(const void* a, const void* b) {
+  uint64_t x = ((const range_t*)a)->off, y = ((const range_t*)b)->off;
+  return x < y ? -1 : x > y;
+}
+
+/* Memory idx's active segments at the offsets instantiation gives them
+ * (constant, or the imported global's value). They all fit: the
+ * instantiation check ran first. */
+static int segment_ranges(const cowmem_module_t* m, uint32_t idx,
+                          const cowmem_global_value_t* gv, size_t ngv, ranges_t* rs) {
+  cowmem_memory_info_t mi;
+  cowmem_module_memory_info(m, idx, &mi);
+  for (uint32_t s = 0; s < cowmem_module_segment_count(m); s++) {
+    cowmem_segment_info_t si;
+    cowmem_module_segment_info(m, s, &si);
+    if (si.mode != COWMEM_SEGMENT_ACTIVE || si.memory != idx) continue;
+    uint64_t off = si.offset;
+    if (si.offset_kind == COWMEM_OFFSET_GLOBAL) {
+      off = si.offset < ngv ? gv[si.offset].bits : 0;
+      if (!mi.memory64) off &= 0xffffffffu;
+    }
+    int r = range_add(rs, off, si.data_len);
+    if (r != 0) return r;
+  }
+  return 0;
+}
+
+/* Write the non-zero pages of mem[0, size) inside the ranges to path, a
+ * sparse file of size bytes, atomically. */
+static int write_sparse(const char* path, const uint8_t* mem, uint64_t size,
+                        ranges_t* rs) {
   char tmp[PATH_MAX];
   int fd = tool_tmp_beside(path, tmp, sizeof tmp);
   if (fd < 0) return tool_fail(path, "%s", strerror(errno));
-  size_t page = cowmem_page_size();
+  uint64_t page = cowmem_page_size();
+  qsort(rs->r, rs->n, sizeof *rs->r, range_cmp);
   int e = 0;
-  for (uint64_t off = 0; off < size && e == 0; off += page) {
-    size_t n = size - off < page ? (size_t)(size - off) : page;
-    bool zero = true;
-    for (size_t k = 0; k < n && zero; k++)
-      zero = mem[off + k] == 0;
-    if (zero) continue;
-    size_t done = 0;
-    while (done < n && e == 0) {
-      ssize_t w = pwrite(fd, mem + off + done, n - done, (off_t)(off + done));
-      if (w < 0 && errno != EINTR) e = errno;
-      if (w > 0) done += (size_t)w;
+  uint64_t done_to = 0; /* pages below are written or known zero */
+  for (size_t i = 0; i < rs->n && e == 0; i++) {
+    uint64_t a = rs->r[i].off / page * page;
+    /* By length: the range may end at the memory's end. */
+    uint64_t left = size - (rs->r[i].off < size ? rs->r[i].off : size);
+    uint64_t end = rs->r[i].off + (rs->r[i].len < left ? rs->r[i].len : left);
+    end = end > size - size % page ? size : (end + page - 1) / page * page;
+    if (a < done_to) a = done_to;
+    for (uint64_t off = a; off < end && e == 0; off += page) {
+      size_t n = end - off < page ? (size_t)(end - off) : (size_t)page;
+      bool zero = true;
+      for (size_t k = 0; k < n && zero; k++)
+        zero = mem[off + k] == 0;
+      size_t w = 0;
+      while (!zero && w < n && e == 0) {
+        ssize_t r = pwrite(fd, mem + off + w, n - w, (off_t)(off + w));
+        if (r < 0 && errno != EINTR) e = errno;
+        if (r > 0) w += (size_t)r;
+      }
     }
+    if (end > done_to) done_to = end;
   }
   if (e == 0 && ftruncate(fd, (off_t)size) != 0) e = errno;
   if (close(fd) != 0 && e == 0) e = errno;
@@ -146,6 +217,32 @@ static int write_sparse(const char* path, const uint8_t* mem, uint64_t size) {
     return tool_fail(path, "%s", strerror(e));
   }
   return EXIT_OK;
+}
+
+/* The whole module's instantiation, as far as memories decide it: a
+ * segment of any memory that does not fit traps before the memory asked
+ * for is seen, so there is nothing to dump. Fresh imports are their
+ * declared minimum; other imported memories their largest size (only a
+ * trap no host's memory avoids is reported). */
+static int check_instantiation(const char* in, const cowmem_module_t* m,
+                               const cowmem_global_value_t* gv, size_t ngv) {
+  uint32_t nimp = cowmem_module_import_count(m, COWMEM_EXTERN_MEMORY);
+  cowmem_memory_desc_t* md = calloc(nimp ? nimp : 1, sizeof *md);
+  if (!md) return tool_fail(in, "out of memory");
+  for (uint32_t i = 0; i < nimp; i++) {
+    cowmem_memory_info_t mi;
+    cowmem_module_memory_info(m, i, &mi);
+    uint64_t cap = mi.memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+    md[i] = (cowmem_memory_desc_t){mi.fresh ? mi.min_pages : mi.has_max ? mi.max_pages : cap,
+                                   mi.max_pages, mi.has_max, mi.memory64, mi.shared};
+  }
+  cowmem_diag_t d = {0};
+  int r = cowmem_module_instantiate_check(m, md, nimp, gv, ngv, &d);
+  free(md);
+  if (r == 0) return EXIT_OK;
+  if (d.reason[0] == 0) snprintf(d.reason, sizeof d.reason, "%s", cowmem_strerror(r));
+  return tool_fail(in, "instantiation traps: %s (%s, the segment at byte %llu of the module)",
+                   d.reason, cowmem_err_name(r), (unsigned long long)d.offset);
 }
 
 int cmd_dump(int argc, char** argv) {
@@ -220,6 +317,7 @@ int cmd_dump(int argc, char** argv) {
   }
   if (rc == EXIT_OK && m)
     rc = build_globals(m, globals, ng, &gv, &ngv);
+  if (rc == EXIT_OK && m) rc = check_instantiation(in, m, gv, ngv);
   else if (rc == EXIT_OK && ng > 0)
     rc = tool_usage("--global needs the module (--module)");
   if (rc == EXIT_OK && m) {
@@ -287,8 +385,15 @@ int cmd_dump(int argc, char** argv) {
                      "module)",
                      d.reason, (unsigned long long)d.offset);
   }
+  ranges_t rs = {0};
+  if (rc == EXIT_OK) {
+    int r = tool_image_extents(img, range_add, &rs);
+    if (r == 0 && m && left > 0) r = segment_ranges(m, (uint32_t)memidx, gv, ngv, &rs);
+    if (r != 0) rc = tool_fail(in, "%s", cowmem_strerror(r));
+  }
   if (rc == EXIT_OK)
-    rc = write_sparse(out, size ? cowmem_slot_base(slot) : (const uint8_t*)"", size);
+    rc = write_sparse(out, size ? cowmem_slot_base(slot) : (const uint8_t*)"", size, &rs);
+  free(rs.r);
   cowmem_slot_free(slot);
   cowmem_image_release(img);
   cowmem_imgfile_free(f);

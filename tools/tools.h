@@ -20,6 +20,8 @@ int cmd_compile(int argc, char** argv);
 int cmd_strip(int argc, char** argv);
 int cmd_dump(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+/* Built when a WAMR tree is configured (COWMEM_TOOL_PREINIT). */
+int cmd_preinit(int argc, char** argv);
 
 /* "cowmem <sub>" for messages. */
 extern const char* tool_cmd;
@@ -57,7 +59,8 @@ cowmem_module_t* tool_load_module(const char* path, unsigned flags);
   "                   the declared minimum for every imported memory\n"                  \
   "                   (emscripten's -sIMPORTED_MEMORY): imported memories\n"             \
   "                   get images like defined ones\n"
-/* Open an image file (module: check it belongs to it); prints on failure. */
+/* Open an image file (module: check it belongs to it, every descriptor field
+ * (cowmem_imgfile_check_module)); prints on failure. */
 cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* module);
 
 /* Write len bytes to path atomically (a temporary beside it, renamed). */
@@ -81,9 +84,29 @@ bool tool_parse_u64(const char* s, uint64_t* out);
  * flags the options ask for (--fresh-imports). */
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
                      const char** out, unsigned* flags);
+/* The same with a subcommand's own options: more(ctx, argc, argv, &i) sees
+ * each argument first and returns 1 when it took it (advancing *i past a
+ * value), 0 when it is not its own, or -(exit code + 1) to stop (a usage
+ * error it printed). */
+typedef int (*tool_more_opt_fn)(void* ctx, int argc, char** argv, int* i);
+int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char** in,
+                          const char** out, unsigned* flags, tool_more_opt_fn more,
+                          void* ctx);
+
+/* Call fn(arg, off, len) for each stretch of the image that may hold data,
+ * in order, in page-aligned memory offsets: for an image with a file (memfd
+ * or image file) the file's data extents (SEEK_DATA/SEEK_HOLE), so a sparse
+ * file costs what it holds, not what it claims; a copy is one stretch.
+ * Everything else is zeros. Stops at fn's first non-zero return. */
+int tool_image_extents(const cowmem_image_t* img,
+                       int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
 
 void tool_hex(const uint8_t* h, size_t n, char* out);
-/* A JSON string literal of s (n bytes). */
+/* A JSON string literal of s (n bytes): controls as \uXXXX, bytes that are
+ * not UTF-8 as U+FFFD. */
 void tool_json_str(FILE* f, const char* s, size_t n);
+/* s (n bytes) quoted for a terminal: controls (C0, DEL, C1) and bytes that
+ * are not UTF-8 as \xNN, '"' and '\' escaped; other UTF-8 as it is. */
+void tool_text_str(FILE* f, const char* s, size_t n);
 
 #endif

@@ -74,6 +74,7 @@ tool_kind_t tool_file_kind(const char* path) {
   if (fd < 0) return FILE_OTHER;
   uint8_t b[8] = {0};
   ssize_t n = read(fd, b, sizeof b);
+  int e = n < 0 ? errno : 0; /* EISDIR for a folder: say so */
   close(fd);
   errno = 0;
   if (n >= 4 && memcmp(b, "\0asm", 4) == 0) return FILE_WASM;
@@ -82,7 +83,7 @@ tool_kind_t tool_file_kind(const char* path) {
                        "CWI",
                        4) == 0)
     return FILE_CWIMG;
-  errno = n < 0 ? EIO : 0;
+  errno = e;
   return FILE_OTHER;
 }
 
@@ -117,6 +118,10 @@ cowmem_imgfile_t* tool_open_imgfile(const char* path, const cowmem_module_t* mod
   if (module != NULL) cowmem_module_hash(module, mh);
   int r = cowmem_imgfile_open(fd, module != NULL ? mh : NULL, 0, &f, &d);
   close(fd);
+  if (r == 0 && module != NULL && (r = cowmem_imgfile_check_module(f, module, &d)) != 0) {
+    cowmem_imgfile_free(f);
+    f = NULL;
+  }
   if (r != 0) {
     tool_fail(path, "%s (%s, at byte %llu)", d.reason, cowmem_err_name(r),
               (unsigned long long)d.offset);
@@ -214,26 +219,81 @@ void tool_hex(const uint8_t* h, size_t n, char* out) {
     snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-void tool_json_str(FILE* f, const char* s, size_t n) {
+/* The length of the well-formed UTF-8 sequence at s[0, n) (shortest form,
+ * no surrogates, at most U+10FFFF) and its code point; 0 if there is none. */
+static size_t utf8_next(const unsigned char* s, size_t n, uint32_t* cp) {
+  size_t need = s[0] < 0x80 ? 0 : (s[0] & 0xe0) == 0xc0 ? 1 : (s[0] & 0xf0) == 0xe0 ? 2
+                              : (s[0] & 0xf8) == 0xf0                ? 3
+                                                                     : 4;
+  static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+  if (need == 4 || need >= n) return 0;
+  uint32_t c = need == 0 ? s[0] : s[0] & (0x3f >> need);
+  for (size_t k = 1; k <= need; k++) {
+    if ((s[k] & 0xc0) != 0x80) return 0;
+    c = c << 6 | (s[k] & 0x3f);
+  }
+  if (c < min[need] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
+  *cp = c;
+  return need + 1;
+}
+
+/* A code point a terminal acts on rather than shows: C0 and C1 controls
+ * and DEL (ESC and CSI start escape sequences). */
+static bool is_control(uint32_t c) {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f);
+}
+
+/* s quoted for JSON (controls as \\uXXXX, a stray byte as U+FFFD: JSON
+ * text is UTF-8) or for a terminal (controls and stray bytes as \\xNN). */
+static void quoted(FILE* f, const char* s, size_t n, bool json) {
+  const unsigned char* u = (const unsigned char*)s;
   fputc('"', f);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
+  for (size_t i = 0; i < n;) {
+    uint32_t c = 0;
+    size_t k = utf8_next(u + i, n - i, &c);
+    if (k == 0 && json) {
+      fputs("\\ufffd", f), k = 1;
+    } else if (k == 0 || is_control(c)) {
+      if (json) {
+        fprintf(f, "\\u%04x", (unsigned)c);
+      } else {
+        k = k ? k : 1; /* every byte of a control, or the one stray byte */
+        for (size_t j = 0; j < k; j++)
+          fprintf(f, "\\x%02x", u[i + j]);
+      }
+    } else if (c == '"' || c == '\\') {
+      fprintf(f, "\\%c", (char)c);
+    } else {
+      fwrite(u + i, 1, k, f);
+    }
+    i += k;
   }
   fputc('"', f);
 }
 
+void tool_json_str(FILE* f, const char* s, size_t n) {
+  quoted(f, s, n, true);
+}
+
+void tool_text_str(FILE* f, const char* s, size_t n) {
+  quoted(f, s, n, false);
+}
+
 int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in,
                      const char** out, unsigned* flags) {
+  return tool_args_in_out_more(argc, argv, help, in, out, flags, NULL, NULL);
+}
+
+int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char** in,
+                          const char** out, unsigned* flags, tool_more_opt_fn more,
+                          void* ctx) {
   *in = *out = NULL;
   *flags = 0;
   for (int i = 1; i < argc; i++) {
     const char* v;
+    int r = more ? more(ctx, argc, argv, &i) : 0;
+    if (r > 0) continue;
+    if (r < 0) return -r - 1;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       help(stdout);
       return EXIT_OK;
@@ -254,4 +314,31 @@ int tool_args_in_out(int argc, char** argv, void (*help)(FILE*), const char** in
   if (!*in) return tool_usage("no input module");
   if (!*out) return tool_usage("no output file (-o)");
   return -1;
+}
+
+int tool_image_extents(const cowmem_image_t* img,
+                       int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
+  cowmem_image_info_t ii;
+  if (!img) return 0;
+  int r = cowmem_image_info(img, &ii);
+  if (r != 0 || ii.len == 0) return r;
+  if (ii.fd < 0) return fn(arg, ii.mem_offset, ii.len);
+  uint64_t page = cowmem_page_size();
+  uint64_t at = 0; /* image-relative */
+  while (at < ii.len) {
+    /* The image's fd is only ever read with pread and mmap: moving its
+     * file offset here disturbs nothing. */
+    off_t d = lseek(ii.fd, (off_t)(ii.source_offset + at), SEEK_DATA);
+    if (d < 0) return errno == ENXIO ? 0 : -errno; /* only holes after at */
+    if ((uint64_t)d - ii.source_offset >= ii.len) return 0;
+    off_t h = lseek(ii.fd, d, SEEK_HOLE);
+    if (h < 0) return -errno;
+    uint64_t a = ((uint64_t)d - ii.source_offset) / page * page;
+    uint64_t b = (uint64_t)h - ii.source_offset;
+    b = b >= ii.len ? ii.len : (b + page - 1) / page * page;
+    if (b > ii.len) b = ii.len;
+    if ((r = fn(arg, ii.mem_offset + a, b - a)) != 0) return r;
+    at = b;
+  }
+  return 0;
 }

@@ -34,6 +34,7 @@ enum { C_IMAGE, C_PLAIN, C_REFUSED, C_GROW, C_FREE, C_LIVE };
 static _Thread_local const cowmem_wamr_module_t* t_module;
 static _Thread_local uint32_t t_allocs; /* memories allocated since begin */
 static _Thread_local bool t_failed;     /* an allocation for t_module refused */
+static _Thread_local uint32_t t_heap;   /* the app heap asked for, if known */
 
 void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -125,12 +126,29 @@ static cowmem_slot_t* slot_of(state_t* s, const void* ptr) {
   return slot && cowmem_slot_base(slot) == ptr ? slot : NULL;
 }
 
+/* The live linear memory at ptr, for grow and free; else an abort naming
+ * ptr. Every linear memory comes from linear_alloc, so anything else is a
+ * double free, a stale or interior pointer, or a foreign one: going on
+ * would release or grow another instance's slot (WAMR's free path has no
+ * error return). */
+static cowmem_slot_t* live_slot(state_t* s, const void* ptr, const char* what) {
+  cowmem_slot_t* slot = slot_of(s, ptr);
+  if (slot) return slot;
+  fprintf(stderr, "cowmem_wamr: %s of %p: %s\n", what, ptr,
+          s && cowmem_pool_contains(s->pool, ptr)
+              ? "inside cowmem's pool but no live linear memory's base (a double "
+                "free, a stale or an interior pointer)"
+              : "not a linear memory of the pool");
+  abort();
+}
+
 /* ---- module sets on this thread ---- */
 
 void cowmem_wamr_begin(const cowmem_wamr_module_t* m) {
   t_module = m;
   t_allocs = 0;
   t_failed = false;
+  t_heap = 0;
 }
 
 int cowmem_wamr_end(void) {
@@ -141,11 +159,43 @@ int cowmem_wamr_end(void) {
   t_module = NULL;
   t_allocs = 0;
   t_failed = false;
+  t_heap = 0;
   return r;
 }
 
+/* Whether inst is an instance of m whose memory is the size WAMR thinks it
+ * is (the hook is told neither the module nor, at 4 GiB, the size: an
+ * instance of another module, or a size 0 read the wrong way, is caught
+ * here). Says why not on stderr. */
+static bool instance_fits(const cowmem_wamr_module_t* m, wasm_module_inst_t inst) {
+  if (wasm_runtime_get_module(inst) != m->wamr) {
+    fprintf(stderr,
+            "cowmem_wamr: an instance of WAMR module %p was made with the "
+            "module set of %p: the wrong module set\n",
+            (void*)wasm_runtime_get_module(inst), (void*)m->wamr);
+    return false;
+  }
+  wasm_memory_inst_t mem = wasm_runtime_get_default_memory(inst);
+  void* base = mem ? wasm_memory_get_base_address(mem) : NULL;
+  cowmem_slot_t* slot = slot_of(atomic_load(&g_state), base);
+  if (!slot) return true; /* no memory, or not the pool's (no module set) */
+  uint64_t want = (uint64_t)wasm_memory_get_cur_page_count(mem) *
+                  wasm_memory_get_bytes_per_page(mem);
+  size_t ps = cowmem_page_size();
+  want = (want + ps - 1) / ps * ps;
+  if (cowmem_slot_accessible(slot) == want) return true;
+  fprintf(stderr,
+          "cowmem_wamr: the instance's memory is %llu bytes, its slot %zu: "
+          "instantiate with cowmem_wamr_instantiate to give the app heap's "
+          "size\n",
+          (unsigned long long)want, cowmem_slot_accessible(slot));
+  return false;
+}
+
 wasm_module_inst_t cowmem_wamr_end_instance(wasm_module_inst_t inst) {
-  if (cowmem_wamr_end() == 0 || !inst) return inst;
+  const cowmem_wamr_module_t* m = t_module;
+  bool ok = cowmem_wamr_end() == 0 && (!inst || !m || instance_fits(m, inst));
+  if (ok || !inst) return inst;
   wasm_runtime_deinstantiate(inst);
   return NULL;
 }
@@ -154,10 +204,10 @@ wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
                                            uint32_t stack_size, uint32_t heap_size,
                                            char* error_buf, uint32_t error_buf_size) {
   if (!m) return NULL;
-  wasm_module_inst_t inst =
-      COWMEM_WAMR_INSTANTIATE(m, wasm_runtime_instantiate(m->wamr, stack_size, heap_size,
-                                                          error_buf, error_buf_size));
-  return inst;
+  cowmem_wamr_begin(m);
+  t_heap = heap_size; /* tells a 4 GiB memory from an empty one */
+  return cowmem_wamr_end_instance(
+      wasm_runtime_instantiate(m->wamr, stack_size, heap_size, error_buf, error_buf_size));
 }
 
 void cowmem_wamr_counters(cowmem_wamr_counters_t* out) {
@@ -212,18 +262,25 @@ static void* linear_alloc(uint64_t bytes) {
   return base;
 }
 
-static void* cb_malloc(mem_alloc_usage_t usage, unsigned int size) {
+void* cowmem_wamr__malloc(mem_alloc_usage_t usage, unsigned int size) {
   if (usage != Alloc_For_LinearMemory) return malloc(size);
-  /* sizes are unsigned int: a 4 GiB memory (65536 pages) arrives as 0,
-   * which the module's declared size tells apart from an empty memory. */
+  /* The size WAMR asks for is the truth, 0 included: a module whose memory
+   * WAMR shrank to __heap_base = 0 gets no accessible byte, as in stock
+   * WAMR. But sizes are unsigned int: a 4 GiB memory arrives as 0 too. It
+   * is one when the module declares 65536 initial pages, or when an app
+   * heap was asked for (WAMR never asks for 0 bytes with one). A module of
+   * 65536 pages that WAMR shrank to 0 bytes, or an app heap given through
+   * COWMEM_WAMR_INSTANTIATE (whose size the hook is not told) that makes a
+   * memory exactly 4 GiB, is read the wrong way here and refused when the
+   * instantiation ends (cowmem_wamr_end_instance compares with WAMR's). */
   const cowmem_wamr_module_t* m = t_module;
   uint64_t bytes = size;
-  if (size == 0 && m && m->min_pages > 0) bytes = (uint64_t)1 << 32;
+  if (size == 0 && m && (m->min_pages >= 65536 || t_heap > 0)) bytes = (uint64_t)1 << 32;
   return linear_alloc(bytes);
 }
 
-static void* cb_realloc(mem_alloc_usage_t usage, bool full_size_mmaped, void* ptr,
-                        unsigned int size) {
+void* cowmem_wamr__realloc(mem_alloc_usage_t usage, bool full_size_mmaped, void* ptr,
+                           unsigned int size) {
   (void)full_size_mmaped; /* slots never move: right for both answers */
   if (usage != Alloc_For_LinearMemory) return realloc(ptr, size);
   /* A grow never shrinks, so 0 can only be 4 GiB. */
@@ -237,29 +294,19 @@ static void* cb_realloc(mem_alloc_usage_t usage, bool full_size_mmaped, void* pt
     t_module = saved;
     return p;
   }
-  cowmem_slot_t* slot = slot_of(atomic_load(&g_state), ptr);
-  if (!slot) {
-    fprintf(stderr, "cowmem_wamr: realloc of %p, not a linear memory of the pool\n", ptr);
-    return NULL;
-  }
+  cowmem_slot_t* slot = live_slot(atomic_load(&g_state), ptr, "grow");
   COUNT(C_GROW, 1);
   if (cowmem_slot_grow(slot, page_up(bytes)) != 0) return NULL;
   return ptr;
 }
 
-static void cb_free(mem_alloc_usage_t usage, void* ptr) {
+void cowmem_wamr__free(mem_alloc_usage_t usage, void* ptr) {
   if (usage != Alloc_For_LinearMemory) {
     free(ptr);
     return;
   }
   state_t* s = atomic_load(&g_state);
-  cowmem_slot_t* slot = slot_of(s, ptr);
-  if (!slot) {
-    /* Every linear memory comes from linear_alloc: this is a double free
-     * or a foreign pointer, and going on would corrupt another instance. */
-    fprintf(stderr, "cowmem_wamr: free of %p, not a linear memory of the pool\n", ptr);
-    abort();
-  }
+  cowmem_slot_t* slot = live_slot(s, ptr, "free");
   /* An error here has already decommitted the slot and put it back (see
    * cowmem_pool_release): the next instance still sees only its image. */
   (void)cowmem_pool_release(s->pool, slot);
@@ -274,9 +321,9 @@ bool cowmem_wamr_runtime_init(const RuntimeInitArgs* args) {
   else
     memset(&a, 0, sizeof a);
   a.mem_alloc_type = Alloc_With_Allocator;
-  a.mem_alloc_option.allocator.malloc_func = (void*)cb_malloc;
-  a.mem_alloc_option.allocator.realloc_func = (void*)cb_realloc;
-  a.mem_alloc_option.allocator.free_func = (void*)cb_free;
+  a.mem_alloc_option.allocator.malloc_func = (void*)cowmem_wamr__malloc;
+  a.mem_alloc_option.allocator.realloc_func = (void*)cowmem_wamr__realloc;
+  a.mem_alloc_option.allocator.free_func = (void*)cowmem_wamr__free;
   a.mem_alloc_option.allocator.user_data = NULL;
   return wasm_runtime_full_init(&a);
 }

@@ -1,12 +1,21 @@
-# Building WAMR with cowmem as its linear-memory provider.
+# Building WAMR with cowmem as its linear-memory provider. From an
+# installed cowmem:
+#   find_package(cowmem REQUIRED COMPONENTS wamr)
+# which includes this file (with cowmem::cowmem_static and, when installed,
+# the cowmem command cowmem::tool); inside cowmem's tree, include() it from
+# integrations/wamr. 64-bit Linux only.
 #
 # cowmem_wamr_source(<wamr_dir>)
 #   Copies a WAMR source tree (the root holding build-scripts/ and core/)
 #   into ${CMAKE_CURRENT_BINARY_DIR}/wamr-src, because configuring WAMR
 #   writes core/version.h into its tree, and sets COWMEM_WAMR_ROOT (in the
-#   caller's scope) to the copy. The source tree is never written.
+#   caller's scope) to the copy. The source tree is never written. It also
+#   enables ASM (WAMR's invokeNative) and defines the static library
+#   cowmem_wamr (the integration, cowmem_wamr.h) against that tree's
+#   wasm_export.h. Call it once, at file scope.
 #
-# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK] [WASI])
+# cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK]
+#                     [MULTI_MEMORY] [EXACT_MEMORY] [WASI])
 #   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
 #   library <target>: the fast interpreter (CLASSIC: the classic one), with
 #   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
@@ -18,6 +27,13 @@
 #   cowmem_wamr_wasi.h). Consumers get wasm_export.h on their include
 #   path. Multi-module, shared memories, memory64 and multi-memory stay off
 #   (cowmem_wamr refuses what it cannot map exactly; see cowmem_wamr.h).
+#   MULTI_MEMORY (with CLASSIC: WAMR's fast interpreter has none) turns
+#   multi-memory on, for programs that load modules with plain
+#   wasm_runtime_load and take each memory from the pool with no image
+#   (the cowmem command's preinit runner), never through a module set.
+#   EXACT_MEMORY turns WAMR's shrunk memory off (WAMR_BUILD_SHRUNK_MEMORY=0:
+#   a module exporting __heap_base keeps its declared memory), so that a
+#   program reading memories sees the module's own layout.
 #
 # cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
 #   `cowmem strip`s the module (covered data segments become empty passive
@@ -28,11 +44,12 @@
 #     COWMEM_WAMR_WASM_<name>="<the original .wasm>"
 #     COWMEM_WAMR_STRIPPED_<name>="<name>.stripped.wasm"
 #     COWMEM_WAMR_IMAGES_<name>="<name>.cwimg"
-#   (the last two absent when the project is configured with
-#   COWMEM_BUILD_TOOLS=OFF: cowmem_wamr_module_new strips at run time).
+#   (the last two absent without the cowmem command, when cowmem was
+#   configured with COWMEM_BUILD_TOOLS=OFF: cowmem_wamr_module_new strips
+#   at run time).
 #
-# Recipe:
-#   include(cowmem_wamr.cmake)
+# Recipe (project(app C ASM); WAMR's own tree, any 2.x with the hook):
+#   find_package(cowmem REQUIRED COMPONENTS wamr)
 #   cowmem_wamr_source(/path/to/wasm-micro-runtime)
 #   cowmem_wamr_runtime(vmlib)
 #   cowmem_wamr_module(mymod ${CMAKE_CURRENT_SOURCE_DIR}/mymod.wasm)
@@ -49,22 +66,39 @@
 #   wasm_runtime_deinstantiate(inst);  // the slot goes back to the pool
 
 set(COWMEM_WAMR_CMAKE_DIR ${CMAKE_CURRENT_LIST_DIR})
+include(${CMAKE_CURRENT_LIST_DIR}/../cowmem_targets.cmake)
 
 macro(cowmem_wamr_source wamr_dir)
   set(COWMEM_WAMR_ROOT ${CMAKE_CURRENT_BINARY_DIR}/wamr-src)
   # Copied at configure time: WAMR's build scripts are read then too.
   file(COPY ${wamr_dir}/build-scripts ${wamr_dir}/core
        DESTINATION ${COWMEM_WAMR_ROOT})
+  enable_language(ASM)
+  # The integration needs only wasm_export.h; a program links it with one
+  # hooked runtime (cowmem_wamr_runtime).
+  add_library(cowmem_wamr STATIC ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr.c
+                                 ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_module.c)
+  target_include_directories(cowmem_wamr PUBLIC ${COWMEM_WAMR_CMAKE_DIR}
+                             ${COWMEM_WAMR_ROOT}/core/iwasm/include)
+  target_link_libraries(cowmem_wamr PUBLIC ${COWMEM_INTEGRATION_LIBRARY})
 endmacro()
 
 function(cowmem_wamr_runtime target)
-  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;WASI" "" "" ${ARGN})
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY;WASI" "" "" ${ARGN})
   set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
   set(COWMEM_WAMR_V_FAST 1)
   set(COWMEM_WAMR_V_HOOK 1)
   set(COWMEM_WAMR_V_SOFTWARE_BOUNDS 0)
   set(COWMEM_WAMR_V_AOT 0)
   set(COWMEM_WAMR_V_NO_STACK_GUARD 0)
+  set(COWMEM_WAMR_V_MULTI_MEMORY 0)
+  if(A_MULTI_MEMORY)
+    set(COWMEM_WAMR_V_MULTI_MEMORY 1)
+  endif()
+  set(COWMEM_WAMR_V_SHRUNK_MEMORY 1)
+  if(A_EXACT_MEMORY)
+    set(COWMEM_WAMR_V_SHRUNK_MEMORY 0)
+  endif()
   set(COWMEM_WAMR_V_WASI ${A_WASI})
   if(A_CLASSIC)
     set(COWMEM_WAMR_V_FAST 0)
@@ -123,18 +157,16 @@ function(cowmem_wamr_module target wasm)
   add_library(${target} INTERFACE)
   target_compile_definitions(${target} INTERFACE
                              COWMEM_WAMR_WASM_${A_NAME}="${wasm}")
-  if(COWMEM_BUILD_TOOLS)
+  if(COWMEM_INTEGRATION_TOOL)
     set(stripped ${dir}/${A_NAME}.stripped.wasm)
     set(images ${dir}/${A_NAME}.cwimg)
-    # The cowmem command (target cowmem_tool, defined later in the tree:
-    # target names in COMMAND and DEPENDS resolve at generation time).
     add_custom_command(OUTPUT ${stripped}
-      COMMAND cowmem_tool strip --fresh-imports ${wasm} -o ${stripped}
-      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMAND ${COWMEM_INTEGRATION_TOOL} strip --fresh-imports ${wasm} -o ${stripped}
+      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
       COMMENT "cowmem strip ${wasm}" VERBATIM)
     add_custom_command(OUTPUT ${images}
-      COMMAND cowmem_tool compile --fresh-imports ${wasm} -o ${images}
-      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMAND ${COWMEM_INTEGRATION_TOOL} compile --fresh-imports ${wasm} -o ${images}
+      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
       COMMENT "cowmem compile ${wasm}" VERBATIM)
     add_custom_target(${target}_files ALL DEPENDS ${stripped} ${images})
     add_dependencies(${target} ${target}_files)

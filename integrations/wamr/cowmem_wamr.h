@@ -56,7 +56,7 @@
  * the bounds-check mode, and a guess could map the wrong image), shared
  * memories (one allocation serves several instances), memory64 memories
  * that may exceed 4 GiB (the hook's sizes are unsigned int: 4 GiB arrives
- * as 0 and is read as 4 GiB; more cannot be told apart). Multi-module
+ * as 0; more cannot be told apart). Multi-module
  * loading (a memory imported from another WAMR module is not allocated by
  * the importer) is refused at build time: cowmem_wamr_runtime() never
  * enables WAMR_BUILD_MULTI_MODULE.
@@ -66,9 +66,25 @@
  * module loaded with plain wasm_runtime_load runs as before, with WAMR
  * copying its segments. A STRIPPED module instantiated without its module
  * set would start from zeros: always instantiate it through
- * cowmem_wamr_instantiate or COWMEM_WAMR_INSTANTIATE. Without a module set
- * a size of 0 is read as an empty memory: a memory of 65536 initial pages
- * (which also arrives as 0) needs its module set.
+ * cowmem_wamr_instantiate or COWMEM_WAMR_INSTANTIATE.
+ *
+ * A size of 0 is an empty memory, with no accessible byte, as WAMR asks
+ * (a module it shrinks to __heap_base = 0 traps on every access, as in
+ * stock WAMR), except where it can only be 4 GiB (65536 pages, which the
+ * hook's unsigned int sizes also carry as 0): with a module set whose
+ * memory declares 65536 initial pages, or with an app heap given through
+ * cowmem_wamr_instantiate (WAMR never asks for 0 bytes with one). Every
+ * instantiation through a module set then checks that the instance's
+ * memory is as large as its slot; the rare memories read the wrong way (a
+ * module of 65536 pages shrunk to 0 bytes, an app heap through
+ * COWMEM_WAMR_INSTANTIATE that makes a memory exactly 4 GiB) are refused
+ * there (the instantiation returns NULL, the reason on stderr). Without a
+ * module set 0 is always an empty memory.
+ *
+ * Free and grow of a pointer that is not a live linear memory's base (a
+ * double free, a stale or an interior pointer, a foreign one) abort the
+ * process with a message naming it: going on would release or grow
+ * another instance's slot.
  *
  * Thread safety: runtime_init, init and shutdown once, from one thread.
  * begin/end act on the calling thread only; the callbacks are thread-safe.
@@ -171,8 +187,13 @@ void cowmem_wamr_begin(const cowmem_wamr_module_t* m);
  * instantiation) or did not allocate m's memory that has an image (the
  * instance does not belong to m). */
 int cowmem_wamr_end(void);
-/* cowmem_wamr_end() for the instance `inst` just made: returns inst, or
- * deinstantiates it and returns NULL when end fails. */
+/* cowmem_wamr_end() for the instance `inst` just made, which must also be
+ * an instance of m's WAMR module (another module with the same limits
+ * would silently run on m's image) whose memory is its slot's size (see
+ * above): returns inst, or deinstantiates it and returns NULL, the reason
+ * on stderr. The check comes after wasm_runtime_instantiate, so a start
+ * function of the wrong module has run by then; instantiate through
+ * cowmem_wamr_instantiate, which cannot take the wrong module. */
 wasm_module_inst_t cowmem_wamr_end_instance(wasm_module_inst_t inst);
 
 /* Evaluates `call` (a wasm_runtime_instantiate* call of m's WAMR module)

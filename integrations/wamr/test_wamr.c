@@ -9,7 +9,9 @@
 
 #include "cowmem_wamr.h"
 #include "test.h"
+#include "test_death.h"
 #include "test_images.h"
+#include "wamr_internal.h"
 #include "wamr_util.h"
 
 #define PAGE COWMEM_WAMR_WASM_PAGE
@@ -586,6 +588,128 @@ TEST_IMPL(four_gib) {
   return teardown();
 }
 
+/* WAMR shrinks zero.wat's memory to 0 bytes at load (one page declared, no
+ * memory.grow, __heap_base = 0): every load and store traps as in stock
+ * WAMR, through either way to instantiate, and the slot holds no accessible
+ * byte (the hook once read the 0 as 4 GiB: a readable, writable 4 GiB
+ * memory against a declared maximum of 64 KiB). */
+TEST_IMPL(shrunk_to_zero) {
+  CHECK(setup(1));
+  cowmem_wamr_module_t* zm;
+  CHECK(OPEN_SET(zero, &zm));
+  uint8_t* bytes;
+  wasm_module_t stock;
+  CHECK(stock_load(COWMEM_WAMR_WASM_zero, &bytes, &stock));
+  char err[128] = "";
+  static const uint32_t probes[] = {0, 1, 0xffff, 0x10000000, 0xc0000000, 0xffffffffu};
+  for (int round = 0; round < 2; round++) {
+    wamr_inst_t c, s;
+    if (round == 0)
+      CHECK(cow_heap(&c, zm, 0));
+    else
+      ASSERT_EQ(wamr_inst_wrap(&c, &wamr_api_cowmem,
+                               COWMEM_WAMR_INSTANTIATE(
+                                   zm, wasm_runtime_instantiate(cowmem_wamr_module_wamr(zm),
+                                                                WAMR_STACK, 0, err,
+                                                                sizeof err))),
+                0);
+    ASSERT_EQ(
+        wamr_inst_wrap(&s, &wamr_api_stock,
+                       wamr_api_stock.instantiate(stock, WAMR_STACK, 0, err, sizeof err)),
+        0);
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+      ASSERT_EQ(wamr_call1(&s, "peek", 1, probes[i], 0), WAMR_TRAP);
+      ASSERT_TRUE(wamr_oob(&s));
+      ASSERT_EQ(wamr_call1(&c, "peek", 1, probes[i], 0), WAMR_TRAP);
+      ASSERT_TRUE(wamr_oob(&c));
+      ASSERT_EQ(wamr_call1(&c, "poke", 2, probes[i], 1), WAMR_TRAP);
+      ASSERT_TRUE(wamr_oob(&c));
+    }
+    uint8_t* base = wamr_memory(&c, NULL);
+    if (base) { /* software bounds checks allocate nothing for 0 bytes */
+      cowmem_slot_t* slot = cowmem_pool_slot_of(cowmem_wamr_pool(), base);
+      ASSERT_NOT_NULL(slot);
+      ASSERT_EQ(cowmem_slot_accessible(slot), 0);
+    }
+    wamr_inst_free(&c);
+    wamr_inst_free(&s);
+  }
+  wamr_api_stock.unload(stock);
+  free(bytes);
+  cowmem_wamr_module_free(zm);
+  return teardown();
+}
+
+/* twin.wat has far.wat's limits and other data: instantiated inside far's
+ * module set it is refused (it once got far's image), and each in its own
+ * set sees its own data. */
+TEST_IMPL(wrong_module) {
+  CHECK(setup(2));
+  cowmem_wamr_module_t *fm, *tm;
+  CHECK(OPEN_SET(far, &fm));
+  CHECK(OPEN_SET(twin, &tm));
+  char err[128] = "";
+  ASSERT_NULL(COWMEM_WAMR_INSTANTIATE(
+      fm, wasm_runtime_instantiate(cowmem_wamr_module_wamr(tm), WAMR_STACK, 0, err,
+                                   sizeof err)));
+  cowmem_wamr_counters_t n;
+  cowmem_wamr_counters(&n);
+  ASSERT_EQ(n.live, 0);
+  wamr_inst_t f, t;
+  CHECK(cow_heap(&f, fm, 0));
+  CHECK(cow_heap(&t, tm, 0));
+  ASSERT_EQ(wamr_call1(&f, "peek", 1, 16, 0), 'f');
+  ASSERT_EQ(wamr_call1(&t, "peek", 1, 16, 0), 't');
+  wamr_inst_free(&f);
+  wamr_inst_free(&t);
+  cowmem_wamr_module_free(fm);
+  cowmem_wamr_module_free(tm);
+  return teardown();
+}
+
+/* The free and grow callbacks given a pointer that is no live linear
+ * memory's base (WAMR never passes one; a bug in it or in the host could):
+ * an abort naming the pointer, never another instance's slot released or
+ * grown. */
+static void free_ptr(void* p) {
+  cowmem_wamr__free(Alloc_For_LinearMemory, p);
+}
+
+static void grow_ptr(void* p) {
+  (void)cowmem_wamr__realloc(Alloc_For_LinearMemory, true, p, 2 * PAGE);
+}
+
+static int both_abort(void* p) {
+  ASSERT_ABORTS(free_ptr, p, test_ptr_text(p));
+  ASSERT_ABORTS(free_ptr, p, "no live linear memory's base");
+  ASSERT_ABORTS(grow_ptr, p, test_ptr_text(p));
+  return 0;
+}
+
+TEST_IMPL(bad_free) {
+  CHECK(setup(2));
+  wamr_inst_t a;
+  COW(&a);
+  uint8_t* base = wamr_memory(&a, NULL);
+  ASSERT_NOT_NULL(base);
+  cowmem_pool_t* pool = cowmem_wamr_pool();
+  const size_t stride = COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE;
+  uint8_t* idle = cowmem_pool_contains(pool, base + stride) ? base + stride : base - stride;
+  CHECK(both_abort(base + PAGE)); /* interior */
+  CHECK(both_abort(idle));        /* a slot no instance holds */
+  wamr_inst_free(&a);
+  CHECK(both_abort(base)); /* a double free: its slot is idle now */
+  ASSERT_ABORTS(free_ptr, &a, "not a linear memory of the pool");
+  /* The parent's pool is whole. */
+  wamr_inst_t s;
+  COW(&a);
+  STOCK(&s);
+  ASSERT_EQ(mem_checksum(&a), mem_checksum(&s));
+  wamr_inst_free(&a);
+  wamr_inst_free(&s);
+  return teardown();
+}
+
 /* What cannot be mapped exactly is refused at load, with the reason. */
 TEST_IMPL(unsupported) {
   CHECK(setup(1));
@@ -739,4 +863,5 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                       TEST_ENTRY(rewrites_at_load) TEST_ENTRY(imported_memory)
                           TEST_ENTRY(four_gib) TEST_ENTRY(unsupported)
                               TEST_ENTRY(image_file) TEST_ENTRY(begin_end)
-                                  TEST_ENTRY(threads))
+                                  TEST_ENTRY(threads) TEST_ENTRY(shrunk_to_zero)
+                                      TEST_ENTRY(wrong_module) TEST_ENTRY(bad_free))

@@ -15,4 +15,11 @@ struct cowmem_wamr_module_s {
   uint64_t image_end;    /* where it ends in linear memory */
 };
 
+/* The allocator callbacks cowmem_wamr_runtime_init installs (the tests
+ * call them directly with pointers WAMR would never pass). */
+void* cowmem_wamr__malloc(mem_alloc_usage_t usage, unsigned int size);
+void* cowmem_wamr__realloc(mem_alloc_usage_t usage, bool full_size_mmaped, void* ptr,
+                           unsigned int size);
+void cowmem_wamr__free(mem_alloc_usage_t usage, void* ptr);
+
 #endif

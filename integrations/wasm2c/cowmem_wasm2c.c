@@ -9,7 +9,10 @@
  * toolchain often declare the same ones, and mapping the wrong image is a
  * silent corruption), while the thread that calls Z_<name>_instantiate
  * always knows which module it is instantiating. The limits are still
- * checked against the module set, which catches the wrong module at once.
+ * checked against the module set, which catches a module of other limits
+ * at its first allocation; a module with the same limits instantiated
+ * inside another's set is not caught (wasm_rt_allocate_memory is told
+ * nothing else that tells modules apart) and maps that set's images.
  */
 #include "cowmem_wasm2c.h"
 
@@ -40,13 +43,22 @@ struct cowmem_w2c_module_s {
  * Slots are 8 GiB apart, so data >> 33 differs for every live memory; the
  * table is open-addressed with twice as many entries as slots, under one
  * mutex (held for a few loads; instantiation is not a contended path next to
- * the page faults an instance takes). */
+ * the page faults an instance takes).
+ *
+ * Each entry also records the memory struct the slot was handed to (the
+ * wasm_rt_memory_t in the instance, or the host's for an imported memory):
+ * a copy of that struct made before a free still holds the same `data`
+ * once the slot serves another instance, and only the struct's address
+ * tells the copy from the live memory. wasm2c's instances keep their
+ * memory struct in place (its tables and exports point into the instance),
+ * so the address is stable from allocation to free. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static cowmem_pool_t* g_pool;
 static size_t g_cap; /* entries in g_table, a power of two */
 static struct entry {
   uint8_t* data;
   cowmem_slot_t* slot;
+  const void* owner; /* the memory struct it was allocated into */
 } * g_table;
 
 static _Atomic uint64_t g_counters[COWMEM_W2C__NCOUNTERS];
@@ -148,24 +160,37 @@ static size_t hash_of(const uint8_t* data) {
 }
 
 /* Under g_lock. */
-static void table_put(uint8_t* data, cowmem_slot_t* slot) {
+static void table_put(uint8_t* data, cowmem_slot_t* slot, const void* owner) {
   for (size_t i = hash_of(data);; i++) {
     struct entry* e = &g_table[i & (g_cap - 1)];
     if (!e->data) {
       e->data = data;
       e->slot = slot;
+      e->owner = owner;
       return;
     }
   }
 }
 
-/* Under g_lock. Linear probing with backward-shift deletion (no tombstones). */
-static cowmem_slot_t* table_find(const uint8_t* data, bool remove) {
+/* Under g_lock. The slot at data if `mem` owns it (removed with `remove`);
+ * else NULL: a memory of the stock runtime's (*other NULL), or, with
+ * *other set, one that must be refused: another instance's live memory
+ * (*other its owner) or no live memory at all (*other == data) in the
+ * pool's reservation. Linear probing with backward-shift deletion (no
+ * tombstones). */
+static cowmem_slot_t* table_find(const void* mem, const uint8_t* data, bool remove,
+                                 const void** other) {
+  *other = NULL;
   if (!g_table) return NULL;
   size_t mask = g_cap - 1, i = hash_of(data) & mask;
   while (g_table[i].data && g_table[i].data != data)
     i = (i + 1) & mask;
   cowmem_slot_t* slot = g_table[i].slot;
+  if (g_table[i].data && g_table[i].owner != mem) {
+    *other = g_table[i].owner;
+    return NULL;
+  }
+  if (!g_table[i].data && cowmem_pool_contains(g_pool, data)) *other = data;
   if (!g_table[i].data || !remove) return g_table[i].data ? slot : NULL;
   for (size_t j = (i + 1) & mask; g_table[j].data; j = (j + 1) & mask) {
     size_t home = hash_of(g_table[j].data) & mask;
@@ -177,6 +202,7 @@ static cowmem_slot_t* table_find(const uint8_t* data, bool remove) {
   }
   g_table[i].data = NULL;
   g_table[i].slot = NULL;
+  g_table[i].owner = NULL;
   return slot;
 }
 
@@ -424,7 +450,8 @@ static uint64_t max_bytes(const w2c_memory_t* w) {
   return (w->max_pages < cap ? w->max_pages : cap) * w->page_size;
 }
 
-int cowmem_w2c__try_acquire(const w2c_memory_t* w, uint8_t** out, cowmem_diag_t* why) {
+int cowmem_w2c__try_acquire(const w2c_memory_t* w, const void* mem, uint8_t** out,
+                            cowmem_diag_t* why) {
   pthread_mutex_lock(&g_lock);
   cowmem_w2c_config_t cfg;
   cowmem_w2c_config_init(&cfg);
@@ -442,7 +469,7 @@ int cowmem_w2c__try_acquire(const w2c_memory_t* w, uint8_t** out, cowmem_diag_t*
   }
   uint8_t* data = cowmem_slot_base(slot);
   pthread_mutex_lock(&g_lock);
-  table_put(data, slot);
+  table_put(data, slot, mem);
   pthread_mutex_unlock(&g_lock);
   cowmem_w2c__count(COWMEM_W2C__ALLOC, 1);
   cowmem_w2c__count(COWMEM_W2C__LIVE, 1);
@@ -450,26 +477,48 @@ int cowmem_w2c__try_acquire(const w2c_memory_t* w, uint8_t** out, cowmem_diag_t*
   return 0;
 }
 
-uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w) {
+uint8_t* cowmem_w2c__acquire(const w2c_memory_t* w, const void* mem) {
   cowmem_diag_t why = {0};
   uint8_t* data = NULL;
-  int r = cowmem_w2c__try_acquire(w, &data, &why);
+  int r = cowmem_w2c__try_acquire(w, mem, &data, &why);
   if (r != 0) die(r, "%s", why.reason[0] ? why.reason : "cannot create the pool");
   return data;
 }
 
-cowmem_slot_t* cowmem_w2c__find(const void* data) {
+/* What table_find refused, said (after g_lock is let go: a host's abort
+ * handler may call in). The stock free would unmap part of the pool, and
+ * another instance's slot is not this memory's to release or grow. */
+static void refuse(const char* what, const void* mem, const void* data,
+                   const void* other) {
+  if (!other) return;
+  if (other != data)
+    die(0,
+        "%s of the memory at %p: its data %p is the live memory of another "
+        "instance (%p); this one is a stale copy",
+        what, mem, data, other);
+  die(0,
+      "%s of the memory at %p: its data %p is inside cowmem's pool but no "
+      "live memory's base (a double free, a stale copy or an interior "
+      "pointer)",
+      what, mem, data);
+}
+
+cowmem_slot_t* cowmem_w2c__find(const void* mem, const void* data) {
+  const void* other;
   pthread_mutex_lock(&g_lock);
-  cowmem_slot_t* slot = table_find(data, false);
+  cowmem_slot_t* slot = table_find(mem, data, false, &other);
   pthread_mutex_unlock(&g_lock);
+  refuse("grow", mem, data, other);
   return slot;
 }
 
-bool cowmem_w2c__release(const void* data) {
+bool cowmem_w2c__release(const void* mem, const void* data) {
+  const void* other;
   pthread_mutex_lock(&g_lock);
-  cowmem_slot_t* slot = table_find(data, true);
+  cowmem_slot_t* slot = table_find(mem, data, true, &other);
   cowmem_pool_t* pool = g_pool;
   pthread_mutex_unlock(&g_lock);
+  refuse("free", mem, data, other);
   if (!slot) return false;
   /* An error here has already decommitted the slot and put it back (see
    * cowmem_pool_release): the next instance still sees only its image. */

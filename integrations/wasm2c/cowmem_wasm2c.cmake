@@ -1,5 +1,16 @@
-# The CMake side of the cowmem wasm2c integration (include() it after
-# add_subdirectory(integrations/wasm2c), or from there).
+# The CMake side of the cowmem wasm2c integration. From an installed cowmem:
+#   find_package(cowmem REQUIRED COMPONENTS wasm2c)
+# which includes this file (with cowmem::cowmem_static and, when installed,
+# the cowmem command cowmem::tool); inside cowmem's tree, include() it from
+# integrations/wasm2c.
+#
+# cowmem_wasm2c_find_wabt(<target>)
+#   The provider <target> for the wabt found on the system (Debian's wabt
+#   1.0.32: wasm2c, /usr/include/wasm-rt.h, libwasm-rt-impl.a, and
+#   wasm-rt-impl.h from /usr/share/wabt/wasm2c, which a program needs to
+#   catch traps with wasm_rt_impl_try). Sets COWMEM_W2C_WABT_FOUND (and
+#   WAT2WASM_EXECUTABLE when wat2wasm is there); if it is FALSE, nothing is
+#   defined and COWMEM_W2C_WABT_MISSING says what is missing.
 #
 # cowmem_wasm2c_provider(<target> WASM2C <command...> INCLUDE_DIR <dir>
 #                        [RUNTIME_LIBRARY <lib> | RUNTIME_SOURCES <dir>]
@@ -51,8 +62,41 @@
 #   FRESH_IMPORTS: strip and compile with --fresh-imports, for a host that
 #   gives each instance its imported memories from cowmem_w2c_import_memory
 #   (the stripped module then applies nothing to them either).
-#   Needs the cowmem command (cowmem_tool; cowmem_w2c_strip without it).
+#   With the cowmem command the images are compiled at build time; without
+#   it (COWMEM_BUILD_TOOLS=OFF) a small helper built from w2c_strip.c
+#   strips, and the program builds the images at run time.
 set(COWMEM_W2C_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
+include(${CMAKE_CURRENT_LIST_DIR}/../cowmem_targets.cmake)
+
+function(cowmem_wasm2c_find_wabt target)
+  find_program(WASM2C_EXECUTABLE wasm2c)
+  find_program(WAT2WASM_EXECUTABLE wat2wasm)
+  find_path(WASM_RT_INCLUDE_DIR wasm-rt.h)
+  # Debian ships wasm-rt-impl.h with the runtime's source, not in /usr/include.
+  find_path(WASM_RT_IMPL_INCLUDE_DIR wasm-rt-impl.h
+            PATHS /usr/src/wasm2c /usr/share/wabt/wasm2c)
+  find_library(WASM_RT_IMPL_LIBRARY NAMES libwasm-rt-impl.a wasm-rt-impl)
+  set(missing)
+  foreach(v WASM2C_EXECUTABLE WASM_RT_INCLUDE_DIR WASM_RT_IMPL_INCLUDE_DIR
+            WASM_RT_IMPL_LIBRARY)
+    if(NOT ${v})
+      list(APPEND missing ${v})
+    endif()
+  endforeach()
+  set(COWMEM_W2C_WABT_MISSING "${missing}" PARENT_SCOPE)
+  if(missing)
+    set(COWMEM_W2C_WABT_FOUND FALSE PARENT_SCOPE)
+    return()
+  endif()
+  # Warnings that wasm2c 1.0.32's output trips under -Wall -Wextra (gcc 12
+  # and clang 14): unused static helpers, unused `instance` parameters, and
+  # the `(wasm_rt_trap(..), 0)` comma expression of its TRAP macro.
+  cowmem_wasm2c_provider(${target} WASM2C ${WASM2C_EXECUTABLE}
+    INCLUDE_DIR ${WASM_RT_INCLUDE_DIR} IMPL_INCLUDE_DIR ${WASM_RT_IMPL_INCLUDE_DIR}
+    RUNTIME_LIBRARY ${WASM_RT_IMPL_LIBRARY}
+    GENERATED_FLAGS -Wno-unused-function -Wno-unused-parameter -Wno-unused-value)
+  set(COWMEM_W2C_WABT_FOUND TRUE PARENT_SCOPE)
+endfunction()
 
 function(cowmem_wasm2c_provider target)
   cmake_parse_arguments(A "" "INCLUDE_DIR;RUNTIME_LIBRARY;RUNTIME_SOURCES;IMPL_INCLUDE_DIR"
@@ -80,7 +124,7 @@ function(cowmem_wasm2c_provider target)
   target_include_directories(${target} PUBLIC ${COWMEM_W2C_SOURCE_DIR} ${A_INCLUDE_DIR}
                              ${A_IMPL_INCLUDE_DIR})
   find_package(Threads REQUIRED)
-  target_link_libraries(${target} PUBLIC cowmem_static ${rt} m Threads::Threads)
+  target_link_libraries(${target} PUBLIC ${COWMEM_INTEGRATION_LIBRARY} ${rt} m Threads::Threads)
   # Every memory function the generated code calls goes to the wrappers
   # (the _shared ones exist from wabt 1.0.33 on; wrapping an absent symbol
   # is harmless).
@@ -114,22 +158,24 @@ function(cowmem_wasm2c_module target wasm)
   file(MAKE_DIRECTORY ${dir})
   set(stripped ${dir}/${A_NAME}.stripped.wasm)
   set(images ${dir}/${A_NAME}.cwimg)
-  if(COWMEM_BUILD_TOOLS)
-    # The cowmem command (target cowmem_tool, defined later in the tree:
-    # target names in COMMAND and DEPENDS resolve at generation time).
+  if(COWMEM_INTEGRATION_TOOL)
     add_custom_command(OUTPUT ${stripped}
-      COMMAND cowmem_tool strip ${fresh} ${wasm} -o ${stripped}
-      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMAND ${COWMEM_INTEGRATION_TOOL} strip ${fresh} ${wasm} -o ${stripped}
+      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
       COMMENT "cowmem strip ${wasm}"
       VERBATIM)
     add_custom_command(OUTPUT ${images}
-      COMMAND cowmem_tool compile ${fresh} ${wasm} -o ${images}
-      DEPENDS ${wasm} cowmem_tool ${A_DEPENDS}
+      COMMAND ${COWMEM_INTEGRATION_TOOL} compile ${fresh} ${wasm} -o ${images}
+      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
       COMMENT "cowmem compile ${wasm}"
       VERBATIM)
   else()
     # Without the command: strip with the library (a small helper), and the
     # program builds the images from the original module at run time.
+    if(NOT TARGET cowmem_w2c_strip)
+      add_executable(cowmem_w2c_strip ${COWMEM_W2C_SOURCE_DIR}/w2c_strip.c)
+      target_link_libraries(cowmem_w2c_strip PRIVATE ${COWMEM_INTEGRATION_LIBRARY})
+    endif()
     add_custom_command(OUTPUT ${stripped}
       COMMAND cowmem_w2c_strip ${wasm} ${stripped} ${fresh}
       DEPENDS ${wasm} cowmem_w2c_strip ${A_DEPENDS}

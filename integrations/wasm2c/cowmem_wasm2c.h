@@ -55,6 +55,15 @@
  * once) or the limits do not match the module set, the process aborts with
  * a message on stderr.
  *
+ * wasm_rt_free_memory and wasm_rt_grow_memory abort with a message naming
+ * the pointers when given a memory whose data lies in the pool but is not
+ * that struct's live memory: a double free, an interior pointer, a slot no
+ * instance holds, or a stale copy of a wasm_rt_memory_t whose slot now
+ * serves another instance (the struct a memory was allocated into is the
+ * one that grows and frees it: do not move an instance). The stock free
+ * would unmap part of the pool; the pool would hand another instance's
+ * slot to the next tenant.
+ *
  * Memories allocated while no module is set (cowmem_w2c_begin) go to the
  * stock runtime unchanged: an unstripped module compiled by wasm2c runs in
  * the same process as before. A STRIPPED module instantiated without its
@@ -213,7 +222,8 @@ int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t impor
  * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k
  * (imported memories are the host's: see cowmem_w2c_import_memory).
  * Its limits must be the module's (else the process aborts with a message:
- * the wrong module was set). m must stay valid until cowmem_w2c_end.
+ * the wrong module was set; another module with the same limits is not
+ * caught and would map m's images). m must stay valid until cowmem_w2c_end.
  * An instantiation can trap (a data segment that cowmem left in the
  * module because it does not fit the memory, an element segment out of
  * bounds): the trap path (after wasm_rt_impl_try returns the trap) must

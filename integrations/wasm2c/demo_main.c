@@ -40,6 +40,7 @@ typedef struct {
   uint64_t elapsed_ns;         /* wall time of the recorded requests */
   size_t done;                 /* recorded requests */
   long vm_kb, rss_kb;          /* VmSize, VmRSS change over the recorded blocks */
+  uint64_t faults;             /* minor page faults over the recorded blocks */
   uint64_t *req_ns, *cycle_ns; /* per request: all of it; instantiate+free */
 } loop_t;
 
@@ -126,9 +127,10 @@ static size_t dirty_pages(const uint8_t* base, size_t len, size_t* pages, size_t
  * acquire + release timed, the writes in between not. */
 static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
                        const size_t* pages, size_t k, size_t warmup, size_t iters,
-                       uint64_t* ns) {
+                       uint64_t* ns, uint64_t* faults) {
   cowmem_pool_t* pool = cowmem_w2c_pool();
   for (size_t i = 0; i < warmup + iters; i++) {
+    if (i == warmup) *faults = bench_minor_faults();
     cowmem_slot_t* slot;
     uint64_t t0 = bench_now_ns();
     if (cowmem_pool_acquire(pool, image, initial, max, &slot) != 0) abort();
@@ -141,6 +143,7 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
     uint64_t t3 = bench_now_ns();
     if (i >= warmup) ns[i - warmup] = (t1 - t0) + (t3 - t2);
   }
+  *faults = bench_minor_faults() - *faults;
 }
 
 static void print_row(const char* name, loop_t* l, size_t n) {
@@ -192,6 +195,7 @@ int main(int argc, char** argv) {
   /* The expected report, and the pages one request dirties (measured on
    * the pool's first, never-used slot: nothing resident from before). */
   char expect[REPORT_CAP];
+  cowmem_image_t* image = cowmem_w2c_module_image(m, 0);
   static size_t pages[MAX_DIRTY];
   W2C_T(cowdemo) inst;
   if (COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &inst) != 0) return 1;
@@ -205,7 +209,6 @@ int main(int argc, char** argv) {
   if (check_same(m) != 0) return 1;
 
   cowmem_image_info_t ii = {0};
-  cowmem_image_t* image = cowmem_w2c_module_image(m, 0);
   if (image) cowmem_image_info(image, &ii);
   printf("wasm2c demo (runtime ABI of wabt %s): %s\nimages: %s\n",
          COWMEM_W2C_ABI == 1032 ? "1.0.32" : ">= 1.0.37", COWMEM_W2C_WASM_cowdemo,
@@ -218,8 +221,8 @@ int main(int argc, char** argv) {
   printf("pages a request dirties: %zu of %zu (%zu KiB)\n", k,
          initial / (size_t)sysconf(_SC_PAGESIZE), k * 4);
 
-  loop_t c = {0, 0, 0, 0, calloc(iters, 8), calloc(iters, 8)};
-  loop_t s = {0, 0, 0, 0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
+  loop_t c = {0, 0, 0, 0, 0, calloc(iters, 8), calloc(iters, 8)};
+  loop_t s = {0, 0, 0, 0, 0, calloc(stock_iters, 8), calloc(stock_iters, 8)};
   uint64_t* bare = calloc(iters, 8);
   if (!c.req_ns || !c.cycle_ns || !s.req_ns || !s.cycle_ns || !bare) return 1;
   /* Fault the timing arrays in now: calloc's pages are untouched, and the
@@ -235,19 +238,28 @@ int main(int argc, char** argv) {
    * machine does (other processes, frequency changes) weighs on both. */
   if (loop_cowdemo(m, warmup, 0, expect, &c) != 0) return 1;
   if (loop_demo(m, warmup, 0, expect, &s) != 0) return 1;
+  cowmem_pool_image_metrics_t rc = {0};
   for (size_t round = 0; round < ROUNDS; round++) {
     size_t nc = demo_block(iters, round, ROUNDS),
            ns = demo_block(stock_iters, round, ROUNDS);
     long vm0 = (long)demo_status_kb("VmSize"), rss0 = (long)demo_status_kb("VmRSS");
+    cowmem_pool_image_metrics_t r0 = demo_reset_counts(cowmem_w2c_pool(), image);
+    uint64_t f0 = bench_minor_faults();
     if (loop_cowdemo(m, 0, nc, expect, &c) != 0) return 1;
+    uint64_t f1 = bench_minor_faults();
+    cowmem_pool_image_metrics_t r1 = demo_reset_counts(cowmem_w2c_pool(), image);
     long vm1 = (long)demo_status_kb("VmSize"), rss1 = (long)demo_status_kb("VmRSS");
     if (loop_demo(m, 0, ns, expect, &s) != 0) return 1;
+    s.faults += bench_minor_faults() - f1;
+    c.faults += f1 - f0;
+    demo_reset_counts_add(&rc, &r0, &r1); /* the cowmem blocks only */
     c.vm_kb += vm1 - vm0;
     s.vm_kb += (long)demo_status_kb("VmSize") - vm1;
     c.rss_kb += rss1 - rss0;
     s.rss_kb += (long)demo_status_kb("VmRSS") - rss1;
   }
-  bare_cycle(image, initial, max, pages, k, warmup, iters, bare);
+  uint64_t bare_faults = 0;
+  bare_cycle(image, initial, max, pages, k, warmup, iters, bare, &bare_faults);
 
   printf("\nrequest loop (instantiate, run, read result, free), latency in us\n");
   printf("%-14s %12s %9s %9s %9s %9s\n", "", "requests/s", "p50", "p90", "p99", "p99.9");
@@ -267,6 +279,10 @@ int main(int argc, char** argv) {
                                 : ": its free unmaps the whole reservation");
   printf("resident (VmRSS) over the loops: cowmem %+ld KiB, stock %+ld KiB\n", c.rss_kb,
          s.rss_kb);
+  printf("minor faults per request: cowmem %.2f, stock %.2f; pool bare cycle %.2f\n",
+         (double)c.faults / (double)iters, (double)s.faults / (double)stock_iters,
+         (double)bare_faults / (double)iters);
+  demo_print_reset_counts(&rc, iters);
 
   double ci = w2c_quantile_us(c.cycle_ns, iters, 0.5, 0);
   double si = w2c_quantile_us(s.cycle_ns, stock_iters, 0.5, 0);

@@ -21,6 +21,15 @@ static inline int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
   return 0;
 }
 
+/* Free the test's module set and the pool (which must have no memory
+ * left alive). */
+static inline int close_set(cowmem_w2c_module_t** m) {
+  cowmem_w2c_module_free(*m);
+  *m = NULL;
+  ASSERT_OK(cowmem_w2c_shutdown());
+  return 0;
+}
+
 /* A module set from its image file (images not NULL) or from the .wasm at
  * run time; fails the test, saying why, if it cannot be opened. */
 static inline int open_set(const char* wasm, const char* images,

@@ -593,6 +593,11 @@ TEST_IMPL(custom_page_size);
 TEST_IMPL(imported_memory);
 TEST_IMPL(imported_memory_wasm);
 TEST_IMPL(imported_shared_memory);
+/* test_w2c_harden.c */
+TEST_IMPL(double_free);
+TEST_IMPL(interior_free);
+TEST_IMPL(idle_slot_free);
+TEST_IMPL(stale_free);
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
@@ -602,4 +607,8 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                               TEST_ENTRY(shared_memory) TEST_ENTRY(custom_page_size)
                                   TEST_ENTRY(imported_memory)
                                       TEST_ENTRY(imported_memory_wasm)
-                                          TEST_ENTRY(imported_shared_memory))
+                                          TEST_ENTRY(imported_shared_memory)
+                                              TEST_ENTRY(double_free)
+                                                  TEST_ENTRY(interior_free)
+                                                      TEST_ENTRY(idle_slot_free)
+                                                          TEST_ENTRY(stale_free))

@@ -41,21 +41,27 @@ void cowmem_w2c__count(int counter, int64_t delta);
  * limits passed differ from the module's, or the module has no more. */
 const cowmem_w2c__memory_t* cowmem_w2c__next(uint64_t initial, uint64_t max, bool is64,
                                              uint32_t page_size, bool shared);
-/* A slot for w at its initial size; its base. Aborts when none is left. */
-uint8_t* cowmem_w2c__acquire(const cowmem_w2c__memory_t* w);
+/* A slot for w at its initial size, handed to the memory struct at mem
+ * (which alone may grow and free it); its base. Aborts when none is left. */
+uint8_t* cowmem_w2c__acquire(const cowmem_w2c__memory_t* w, const void* mem);
 /* The same, returning the error (no slot, no pool) instead of aborting;
  * why (if not NULL) says what failed. */
-int cowmem_w2c__try_acquire(const cowmem_w2c__memory_t* w, uint8_t** out,
-                            cowmem_diag_t* why);
+int cowmem_w2c__try_acquire(const cowmem_w2c__memory_t* w, const void* mem,
+                            uint8_t** out, cowmem_diag_t* why);
 /* Imported memory i of m, if it is `shared` and this ABI can serve it;
  * else NULL with *err EINVAL (no such import, or the other sharedness) or
  * EUNSUPPORTED (see cowmem_w2c__refusal). */
 const cowmem_w2c__memory_t* cowmem_w2c__import(const cowmem_w2c_module_t* m, uint32_t i,
                                                bool shared, int* err);
-/* The slot whose base is data (NULL: a stock memory). */
-cowmem_slot_t* cowmem_w2c__find(const void* data);
-/* Give the slot at data back to the pool; false if data is no slot's. */
-bool cowmem_w2c__release(const void* data);
+/* The slot whose base is data, handed to the memory struct at mem (NULL:
+ * a stock memory, outside the pool). Aborts with a message naming both
+ * pointers when data is in the pool but not a live slot's base (a double
+ * free, an interior pointer) or mem is not the struct the slot was handed
+ * to (a stale copy of it, its slot now another instance's). */
+cowmem_slot_t* cowmem_w2c__find(const void* mem, const void* data);
+/* Give the slot at data back to the pool (checked as find does); false if
+ * data is no slot's: a stock memory. */
+bool cowmem_w2c__release(const void* mem, const void* data);
 /* memory.grow of a slot memory of `pages` pages by delta: the old count,
  * or UINT64_MAX (beyond max_pages, the slot, or a failed mprotect). */
 uint64_t cowmem_w2c__grow(cowmem_slot_t* slot, uint64_t pages, uint64_t delta,

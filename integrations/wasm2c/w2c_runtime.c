@@ -36,15 +36,15 @@ _Static_assert(sizeof(((wasm_rt_memory_t*)0)->pages) == 4, "wasm_rt_memory_t");
 
 /* The memory the calling thread's module defines next, acquired into
  * *data; NULL (counted) if no module is set: the stock runtime's then. */
-static const cowmem_w2c__memory_t* allocate(uint64_t initial, uint64_t max, bool is64,
-                                            uint32_t page_size, bool shared,
-                                            uint8_t** data) {
+static const cowmem_w2c__memory_t* allocate(const void* mem, uint64_t initial,
+                                            uint64_t max, bool is64, uint32_t page_size,
+                                            bool shared, uint8_t** data) {
   const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, shared);
   if (!w) {
     cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
     return NULL;
   }
-  *data = cowmem_w2c__acquire(w);
+  *data = cowmem_w2c__acquire(w, mem);
   return w;
 }
 
@@ -56,13 +56,14 @@ static int import(const cowmem_w2c_module_t* m, uint32_t i, bool shared, const v
   *w = mem ? cowmem_w2c__import(m, i, shared, &r) : NULL;
   if (!mem) return COWMEM_EINVAL;
   *data = NULL;
-  if (*w) r = cowmem_w2c__try_acquire(*w, data, NULL);
+  if (*w) r = cowmem_w2c__try_acquire(*w, mem, data, NULL);
   return r;
 }
 
-/* The slot of a memory at data; NULL (counted) for the stock runtime's. */
-static cowmem_slot_t* find(const void* data) {
-  cowmem_slot_t* slot = cowmem_w2c__find(data);
+/* The slot of the memory struct mem at data; NULL (counted) for the stock
+ * runtime's. */
+static cowmem_slot_t* find(const void* mem, const void* data) {
+  cowmem_slot_t* slot = cowmem_w2c__find(mem, data);
   if (!slot) cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
   return slot;
 }
@@ -79,10 +80,10 @@ static uint64_t grow(cowmem_slot_t* slot, uint64_t* pages, uint64_t* size,
   return old;
 }
 
-/* Release the memory at data to the pool: false (counted) if it is the
- * stock runtime's. */
-static bool release(const void* data) {
-  if (cowmem_w2c__release(data)) return true;
+/* Release the memory struct mem at data to the pool: false (counted) if it
+ * is the stock runtime's. */
+static bool release(const void* mem, const void* data) {
+  if (cowmem_w2c__release(mem, data)) return true;
   cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
   return false;
 }
@@ -136,7 +137,7 @@ void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
 void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint64_t initial, uint64_t max,
                                     bool is64, uint32_t page_size) {
   uint8_t* data;
-  const cowmem_w2c__memory_t* w = allocate(initial, max, is64, page_size, false, &data);
+  const cowmem_w2c__memory_t* w = allocate(mem, initial, max, is64, page_size, false, &data);
   if (!w) {
     __real_wasm_rt_allocate_memory(mem, initial, max, is64, page_size);
     return;
@@ -154,13 +155,13 @@ int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
 }
 
 uint64_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint64_t delta) {
-  cowmem_slot_t* slot = find(mem->data);
+  cowmem_slot_t* slot = find(mem, mem->data);
   if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
   return grow(slot, &mem->pages, &mem->size, mem->max_pages, mem->page_size, delta);
 }
 
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
-  if (!release(mem->data)) {
+  if (!release(mem, mem->data)) {
     __real_wasm_rt_free_memory(mem);
     return;
   }
@@ -193,7 +194,7 @@ static void fill_shared(wasm_rt_shared_memory_t* mem, uint8_t* data,
 void __wrap_wasm_rt_allocate_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t initial,
                                            uint64_t max, bool is64, uint32_t page_size) {
   uint8_t* data;
-  const cowmem_w2c__memory_t* w = allocate(initial, max, is64, page_size, true, &data);
+  const cowmem_w2c__memory_t* w = allocate(mem, initial, max, is64, page_size, true, &data);
   if (!w) {
     __real_wasm_rt_allocate_memory_shared(mem, initial, max, is64, page_size);
     return;
@@ -211,7 +212,7 @@ int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t i,
 }
 
 uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_t delta) {
-  cowmem_slot_t* slot = find((const uint8_t*)mem->data);
+  cowmem_slot_t* slot = find(mem, (const uint8_t*)mem->data);
   if (!slot) return __real_wasm_rt_grow_memory_shared(mem, delta);
 #if WASM_RT_USE_PTHREADS
   pthread_mutex_lock(&mem->mem_lock);
@@ -225,7 +226,7 @@ uint64_t __wrap_wasm_rt_grow_memory_shared(wasm_rt_shared_memory_t* mem, uint64_
 }
 
 void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t* mem) {
-  if (!release((const uint8_t*)mem->data)) {
+  if (!release(mem, (const uint8_t*)mem->data)) {
     __real_wasm_rt_free_memory_shared(mem);
     return;
   }
@@ -279,7 +280,7 @@ void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
                                     uint32_t max) {
   uint8_t* data;
   const cowmem_w2c__memory_t* w =
-      allocate(initial, max, false, COWMEM_W2C_WASM_PAGE, false, &data);
+      allocate(mem, initial, max, false, COWMEM_W2C_WASM_PAGE, false, &data);
   if (!w) {
     __real_wasm_rt_allocate_memory(mem, initial, max);
     return;
@@ -299,7 +300,7 @@ int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
 /* 32-bit page counts and size, through grow()'s 64-bit ones (the size
  * wraps to 0 at 65536 pages as above). */
 uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
-  cowmem_slot_t* slot = find(mem->data);
+  cowmem_slot_t* slot = find(mem, mem->data);
   if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
   uint64_t pages = mem->pages, size = mem->size;
   uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_W2C_WASM_PAGE, delta);
@@ -310,7 +311,7 @@ uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
 }
 
 void __wrap_wasm_rt_free_memory(wasm_rt_memory_t* mem) {
-  if (!release(mem->data)) {
+  if (!release(mem, mem->data)) {
     __real_wasm_rt_free_memory(mem);
     return;
   }

@@ -93,9 +93,10 @@ bool cowmem__image_changed(const cowmem_image_t* image) {
  * its mtime (with the clock's granularity: two writes within one tick of
  * the open may look the same). The inode's ctime is not compared: renaming
  * a new file over the old one, the supported way to install, changes the
- * old inode's ctime but none of its bytes. */
+ * old inode's ctime but none of its bytes. A file the kernel keeps fixed
+ * (sealed memfd, immutable inode) cannot change: no check, no fstat. */
 static int image_file_check(const cowmem_image_t* img) {
-  if (img->kind != COWMEM_IMAGE_FILE) return 0;
+  if (img->kind != COWMEM_IMAGE_FILE || img->fixed) return 0;
   if (atomic_load_explicit(&img->changed, memory_order_relaxed))
     return COWMEM__IMAGE_CHANGED;
   cowmem__os_file_id_t now;
@@ -176,35 +177,35 @@ int cowmem_image_info(const cowmem_image_t* image, cowmem_image_info_t* out) {
 int cowmem_image_read(const cowmem_image_t* image, uint64_t offset, void* dst,
                       size_t len) {
   if (image == NULL || (dst == NULL && len > 0)) return COWMEM_EINVAL;
-  if (offset > UINT64_MAX - len) return COWMEM_EINVAL;
+  if (len == 0) return 0;
+  /* By last bytes, not ends: the range and the image may end at 2^64. */
+  if (offset > UINT64_MAX - (len - 1)) return COWMEM_EINVAL;
   uint64_t lo = offset > image->mem_offset ? offset : image->mem_offset;
-  uint64_t img_end = image->mem_offset + image->len;
-  uint64_t hi = offset + len < img_end ? offset + len : img_end;
-  if (lo >= hi || image->kind == COWMEM_IMAGE_COPY) {
+  uint64_t last = offset + (len - 1);
+  if (image->len > 0 && image->mem_offset + (image->len - 1) < last)
+    last = image->mem_offset + (image->len - 1);
+  uint64_t n_in = image->len > 0 && lo <= last ? last - lo + 1 : 0; /* < 2^64: len */
+  if (n_in == 0 || image->kind == COWMEM_IMAGE_COPY) {
     memset(dst, 0, len);
-    if (lo < hi)
+    if (n_in > 0)
       memcpy((uint8_t*)dst + (lo - offset), image->bytes + (lo - image->mem_offset),
-             hi - lo);
+             (size_t)n_in);
     return 0;
   }
-  /* From the fd, through a buffer: dst is written only once nothing can
-   * fail any more. A FILE image's last page may run past EOF: that part
-   * reads as zeros. */
+  /* From the fd, straight into dst: no buffer as large as the range asked
+   * for. A FILE image's last page may run past EOF: that part reads as
+   * zeros, as do holes (pread returns them without allocating). */
   uint64_t src = image->source_offset + (lo - image->mem_offset);
   uint64_t fsize = 0;
   bool sealed = false;
   int e = cowmem__os_fstat(image->fd, &fsize, &sealed);
   if (e) return cowmem__err_from_os(e);
-  uint64_t n = src >= fsize ? 0 : hi - lo;
-  if (n > 0 && src + n > fsize) n = fsize - src;
-  uint8_t* buf = n > 0 ? malloc((size_t)n) : NULL;
-  if (n > 0 && buf == NULL) return COWMEM_ENOMEM;
-  e = n > 0 ? cowmem__os_pread_all(image->fd, buf, (size_t)n, src) : 0;
-  if (e == 0) {
-    memset(dst, 0, len);
-    if (n > 0) memcpy((uint8_t*)dst + (lo - offset), buf, (size_t)n);
-  }
-  free(buf);
+  uint64_t n = src >= fsize ? 0 : n_in;
+  if (n > 0 && n > fsize - src) n = fsize - src;
+  memset(dst, 0, len);
+  e = n > 0 ? cowmem__os_pread_all(image->fd, (uint8_t*)dst + (lo - offset), (size_t)n, src)
+            : 0;
+  if (e) memset(dst, 0, len); /* nothing half-read */
   return cowmem__err_from_os(e);
 }
 
@@ -236,7 +237,11 @@ uint64_t cowmem__image_key(const cowmem_image_t* image) {
 }
 
 uint64_t cowmem__image_end(const cowmem_image_t* image) {
-  return image == NULL ? 0 : image->mem_offset + image->len;
+  if (image == NULL) return 0;
+  /* An image in the last page of a 2^48-page memory64 memory ends at 2^64:
+   * saturate, as the front end's sizes do (no slot is that large). */
+  return image->len > UINT64_MAX - image->mem_offset ? UINT64_MAX
+                                                       : image->mem_offset + image->len;
 }
 
 static bool image_mapped(const cowmem_image_t* img) {
@@ -248,7 +253,7 @@ size_t cowmem__image_maps(const cowmem_image_t* img, uint64_t size) {
   if (!image_mapped(img)) return 1;
   size_t n = 2 * img->nmaps - 1;
   if (img->mem_offset > 0) n++;
-  if (img->mem_offset + img->len < size) n++;
+  if (cowmem__image_end(img) < size) n++;
   return n;
 }
 
@@ -270,8 +275,9 @@ int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
     copy_runs(img, base);
     return 0;
   }
-  /* One fstat beside the mmaps of a FILE image: a file truncated since
-   * would fault the instance with SIGBUS; refuse it instead. */
+  /* One fstat beside the mmaps of a FILE image the kernel does not keep
+   * fixed: a file truncated since would fault the instance with SIGBUS;
+   * refuse it instead. */
   int c = image_file_check(img);
   if (c) return c;
   for (size_t i = 0; i < img->nmaps; i++) {
@@ -281,6 +287,10 @@ int cowmem__image_place(const cowmem_image_t* img, uint8_t* base) {
     if (e) return e;
   }
   return 0;
+}
+
+int cowmem__image_verify(const cowmem_image_t* img) {
+  return img == NULL ? 0 : image_file_check(img);
 }
 
 int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {

@@ -48,6 +48,9 @@ struct cowmem_image_s {
    * from then on the image is never instantiated again. */
   cowmem__os_file_id_t file_id;
   _Atomic bool changed;
+  /* FILE: the kernel keeps the file as it is (sealed memfd, immutable
+   * inode): reusing a slot that maps it needs no check. */
+  bool fixed;
   _Atomic(cowmem__image_weak_t*) weak; /* made on first request */
 };
 

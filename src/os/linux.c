@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -371,6 +373,21 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
+int cowmem__os_file_fixed(int fd, bool* fixed) {
+  COWMEM__OS_INJECT(COWMEM__OS_fcntl);
+  cowmem__os_count(COWMEM__OS_fcntl);
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals >= 0 && (seals & (F_SEAL_WRITE | F_SEAL_SHRINK)) == (F_SEAL_WRITE | F_SEAL_SHRINK)) {
+    *fixed = true;
+    return 0;
+  }
+  /* Filesystems without attributes say ENOTTY (or EINVAL): not fixed. */
+  cowmem__os_count(COWMEM__OS_other);
+  int attr = 0;
+  *fixed = ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_IMMUTABLE_FL) != 0;
+  return 0;
+}
+
 /* ---- PAGEMAP_SCAN (Linux >= 6.7) ---- */
 #include <string.h>
 
@@ -410,8 +427,10 @@ static void os_atfork_child(void) {
   if (cur != 0) close((int)(cur & 0xffffffffu) - 1);
 }
 
+/* written: the pages cowmem__os_written_ranges reports; else every page
+ * present or swapped (cowmem__os_mapped_ranges). */
 static long os_pagemap_scan(int fd, uint64_t start, uint64_t end, struct page_region* vec,
-                            size_t n, uint64_t* walk_end) {
+                            size_t n, bool written, uint64_t* walk_end) {
   struct pm_scan_arg arg;
   memset(&arg, 0, sizeof arg);
   arg.size = sizeof arg;
@@ -420,8 +439,10 @@ static long os_pagemap_scan(int fd, uint64_t start, uint64_t end, struct page_re
   arg.vec = (uint64_t)(uintptr_t)vec;
   arg.vec_len = n;
   /* written = (present or swapped) and not file and not the zero page */
-  arg.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
-  arg.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  if (written) {
+    arg.category_inverted = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+    arg.category_mask = PAGE_IS_FILE | PAGE_IS_PFNZERO;
+  }
   arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
   cowmem__os_count(COWMEM__OS_other);
@@ -444,14 +465,14 @@ bool cowmem__os_has_pagemap_scan(void) {
         (uint64_t)(uintptr_t)probe_page & ~(uint64_t)(cowmem__os_page_size() - 1);
     struct page_region v[1];
     uint64_t we = 0;
-    if (os_pagemap_scan(fd, a, a + cowmem__os_page_size(), v, 1, &we) >= 0) st = 1;
+    if (os_pagemap_scan(fd, a, a + cowmem__os_page_size(), v, 1, true, &we) >= 0) st = 1;
   }
   atomic_store_explicit(&pagemap_state, st, memory_order_relaxed);
   return st > 0;
 }
 
-int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
-  COWMEM__OS_INJECT(COWMEM__OS_other);
+static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_range_fn fn,
+                          void* arg) {
   if (!cowmem__os_has_pagemap_scan()) return ENOSYS;
   int fd = os_pagemap_fd();
   if (fd < 0) return errno ? errno : EBADF;
@@ -459,7 +480,7 @@ int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, vo
   struct page_region vec[64];
   while (start < end) {
     uint64_t we = end;
-    long r = os_pagemap_scan(fd, start, end, vec, 64, &we);
+    long r = os_pagemap_scan(fd, start, end, vec, 64, written, &we);
     if (r < 0) {
       if (errno == EINTR) continue;
       return errno;
@@ -471,6 +492,16 @@ int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, vo
     start = we;
   }
   return 0;
+}
+
+int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
+  COWMEM__OS_INJECT(COWMEM__OS_other);
+  return os_scan_ranges(addr, len, true, fn, arg);
+}
+
+int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
+  COWMEM__OS_INJECT(COWMEM__OS_other);
+  return os_scan_ranges(addr, len, false, fn, arg);
 }
 
 /* /proc/self/pagemap entries: bit 63 present, 62 swapped, 61 a file page

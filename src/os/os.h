@@ -105,6 +105,19 @@ typedef struct {
   int64_t mtime_ns, ctime_ns;
 } cowmem__os_file_id_t;
 int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out);
+/* Can the kernel promise that the file's bytes and size never change while
+ * fd is open? Linux: a memfd sealed against writes and shrinking (sealed
+ * for good), or an inode with the immutable attribute (chattr +i: no
+ * write or truncate until a privileged process clears it). *fixed false
+ * otherwise, or where the kernel cannot say. posix: always false. */
+int cowmem__os_file_fixed(int fd, bool* fixed);
+/* The first stretch of file data at or after off, below end: *data its
+ * start (end when there is none) and *hole its end (at most end). Holes of
+ * a sparse file are skipped without reading them (SEEK_DATA/SEEK_HOLE);
+ * where the system cannot tell, [off, end) is all data. The fd's file
+ * offset is restored (the caller's fd may be read sequentially). */
+int cowmem__os_data_extent(int fd, uint64_t off, uint64_t end, uint64_t* data,
+                           uint64_t* hole);
 /* Close; errors are counted but not reported (close always frees the fd). */
 void cowmem__os_close(int fd);
 
@@ -190,6 +203,11 @@ void cowmem__os_discard_hold(bool hold);
 typedef void (*cowmem__os_range_fn)(void* arg, uint8_t* addr, size_t len);
 bool cowmem__os_has_pagemap_scan(void);
 int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
+/* The ranges of [addr, addr+len) whose pages are in the process's page
+ * tables (present or swapped), whatever they hold: written pages and also
+ * file pages and zero pages only read. As cowmem__os_written_ranges
+ * otherwise (one PAGEMAP_SCAN per 64 ranges; ENOSYS without it). */
+int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

@@ -77,12 +77,24 @@ int cowmem__os_fstat(int fd, uint64_t* size, bool* write_sealed) {
   return 0;
 }
 
+int cowmem__os_file_fixed(int fd, bool* fixed) {
+  (void)fd;
+  *fixed = false;
+  return 0;
+}
+
 /* No PAGEMAP_SCAN outside Linux: the adaptive reset learns by comparing
  * contents instead, and snapshots read what mincore reports resident. */
 bool cowmem__os_has_pagemap_scan(void) { return false; }
 
 int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
                               void* arg) {
+  (void)addr; (void)len; (void)fn; (void)arg;
+  return ENOSYS;
+}
+
+int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
+                             void* arg) {
   (void)addr; (void)len; (void)fn; (void)arg;
   return ENOSYS;
 }

@@ -124,6 +124,40 @@ int cowmem__os_file_id(int fd, cowmem__os_file_id_t* out) {
 }
 
 
+/* glibc declares these only with _GNU_SOURCE; Linux has had them since 3.1
+ * (the values differ elsewhere: macOS swaps them). */
+#if defined(__linux__) && !defined(SEEK_DATA)
+#define SEEK_DATA 3
+#define SEEK_HOLE 4
+#endif
+
+int cowmem__os_data_extent(int fd, uint64_t off, uint64_t end, uint64_t* data,
+                           uint64_t* hole) {
+  *data = off;
+  *hole = end;
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+  cowmem__os_count(COWMEM__OS_other);
+  off_t cur = lseek(fd, 0, SEEK_CUR);
+  if (cur < 0) return errno;
+  off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+  int e = d < 0 ? errno : 0;
+  off_t h = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
+  if (d >= 0 && h < 0) e = errno;
+  lseek(fd, cur, SEEK_SET);
+  if (e == ENXIO) { /* no data after off */
+    *data = end;
+    return 0;
+  }
+  if (e == EINVAL) return 0; /* the file system cannot tell: all data */
+  if (e) return e;
+  *data = (uint64_t)d < end ? (uint64_t)d : end;
+  *hole = (uint64_t)h < end ? (uint64_t)h : end;
+#else
+  (void)fd;
+#endif
+  return 0;
+}
+
 void cowmem__os_close(int fd) {
   cowmem__os_count(COWMEM__OS_close);
   close(fd);

@@ -44,7 +44,14 @@ struct cowmem__idle_s {
   list_t cold;
   _Atomic uint64_t swept_epoch;
   pthread_mutex_t sweep_lock;
+  /* Moves (idle.h): written by sweeps, trims and flushes, read only by an
+   * acquire that found nothing, so the hot paths never touch this line. */
+  _Alignas(64) _Atomic uint64_t moves_started;
+  _Atomic uint64_t moves_done;
 };
+
+/* The calling thread's own moves, which its looks leave out. */
+static _Thread_local uint64_t own_started, own_done;
 
 #define STAT_ADD(idle, field, v)                                                         \
   do {                                                                                   \
@@ -125,13 +132,14 @@ void cowmem__idle_free(cowmem__idle_t* idle) {
   free(idle);
 }
 
-/* Take a WARM entry out of its list: the caller holds the list's lock. */
-static void warm_take_locked(cowmem__idle_t* idle, list_t* l, entry_t* e) {
+/* Take a WARM entry out of its list, for a caller (IN_USE) or a move
+ * (MOVING): the caller holds the list's lock. */
+static void warm_take_locked(cowmem__idle_t* idle, list_t* l, entry_t* e, int to) {
   list_unlink(l, e);
   STAT_ADD(idle, warm, -1);
   if (idle->warm_capped) atomic_fetch_sub(&idle->warm_total, 1);
   if (e->slot.image != NULL) cowmem__image_idle_sub(e->slot.image);
-  atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+  atomic_store(&e->state, to);
 }
 
 void cowmem__idle_put_cold(cowmem__idle_t* idle, entry_t* e) {
@@ -177,7 +185,7 @@ static entry_t* take_affine(cowmem__idle_t* idle, uint64_t key) {
     pthread_mutex_lock(&l->lock);
     for (entry_t* e = l->head; e != NULL; e = e->next) {
       if (e->key == key) {
-        warm_take_locked(idle, l, e);
+        warm_take_locked(idle, l, e, COWMEM__ENTRY_IN_USE);
         pthread_mutex_unlock(&l->lock);
         return e;
       }
@@ -244,14 +252,73 @@ entry_t* cowmem__idle_steal(cowmem__idle_t* idle) {
     pthread_mutex_lock(&best->lock);
     entry_t* e = best->tail;
     if (e != NULL && e->tick == best_tick) {
-      warm_take_locked(idle, best, e);
+      warm_take_locked(idle, best, e, COWMEM__ENTRY_IN_USE);
       pthread_mutex_unlock(&best->lock);
       STAT_ADD(idle, steals, 1);
       return e;
     }
     pthread_mutex_unlock(&best->lock);
   }
+  /* Still racing other threads' takes and puts: any idle slot rather than
+   * none, since NULL is reported as an exhausted pool. */
+  for (size_t i = 0; i < LISTS; i++) {
+    list_t* l = &idle->buckets[i];
+    if (list_empty(l)) continue;
+    pthread_mutex_lock(&l->lock);
+    entry_t* e = l->tail;
+    if (e != NULL) warm_take_locked(idle, l, e, COWMEM__ENTRY_IN_USE);
+    pthread_mutex_unlock(&l->lock);
+    if (e != NULL) {
+      STAT_ADD(idle, steals, 1);
+      return e;
+    }
+  }
   return NULL;
+}
+
+#ifdef COWMEM_TESTING
+static void (*_Atomic move_hook)(void* arg);
+static void* move_hook_arg;
+
+void cowmem__idle_move_inject(void (*fn)(void* arg), void* arg) {
+  move_hook_arg = arg;
+  atomic_store(&move_hook, fn);
+}
+
+static void move_meanwhile(void) {
+  void (*hook)(void*) = atomic_exchange(&move_hook, NULL);
+  if (hook != NULL) hook(move_hook_arg);
+}
+#else
+static void move_meanwhile(void) {}
+#endif
+
+/* ---- moves ---- */
+
+void cowmem__idle_move_begin(cowmem__idle_t* idle) {
+  own_started++;
+  atomic_fetch_add(&idle->moves_started, 1);
+}
+
+void cowmem__idle_move_end(cowmem__idle_t* idle) {
+  own_done++;
+  atomic_fetch_add(&idle->moves_done, 1);
+}
+
+void cowmem__idle_look_begin(cowmem__idle_t* idle, cowmem__idle_look_t* look) {
+  look->own_done = own_done;
+  look->done = atomic_load(&idle->moves_done);
+}
+
+/* done is read before started, and a move counts as started before it
+ * finishes, so started - done never undercounts the moves in flight. */
+int cowmem__idle_look_end(cowmem__idle_t* idle, const cowmem__idle_look_t* look) {
+  uint64_t done = atomic_load(&idle->moves_done);
+  uint64_t started = atomic_load(&idle->moves_started);
+  if ((int64_t)(started - done) - (int64_t)(own_started - own_done) > 0)
+    return COWMEM__LOOK_MOVING;
+  if (done - look->done != own_done - look->own_done) return COWMEM__LOOK_MOVED;
+  return COWMEM__LOOK_SETTLED;
 }
 
 void cowmem__idle_sweep(cowmem__idle_t* idle) {
@@ -259,6 +326,10 @@ void cowmem__idle_sweep(cowmem__idle_t* idle) {
   if (atomic_load_explicit(&idle->swept_epoch, memory_order_relaxed) == epoch) return;
   if (pthread_mutex_trylock(&idle->sweep_lock) != 0) return;
   atomic_store(&idle->swept_epoch, epoch);
+  /* The orphans' slots are in no list from their take to their landing in
+   * the cold list: a move, which an acquire that misses meanwhile (its own
+   * sweep found the lock taken) waits for. */
+  cowmem__idle_move_begin(idle);
   for (size_t i = 0; i < LISTS; i++) {
     list_t* l = &idle->buckets[i];
     if (list_empty(l)) continue;
@@ -267,12 +338,13 @@ void cowmem__idle_sweep(cowmem__idle_t* idle) {
     for (entry_t *e = l->head, *next; e != NULL; e = next) {
       next = e->next;
       if (e->slot.image != NULL && cowmem__image_orphaned(e->slot.image)) {
-        warm_take_locked(idle, l, e);
+        warm_take_locked(idle, l, e, COWMEM__ENTRY_MOVING);
         e->next = found;
         found = e;
       }
     }
     pthread_mutex_unlock(&l->lock);
+    if (found != NULL) move_meanwhile();
     while (found != NULL) { /* the slots hold their references until here */
       entry_t* e = found;
       found = e->next;
@@ -280,19 +352,24 @@ void cowmem__idle_sweep(cowmem__idle_t* idle) {
       cowmem__idle_put_cold(idle, e);
     }
   }
+  cowmem__idle_move_end(idle);
   pthread_mutex_unlock(&idle->sweep_lock);
 }
 
 void cowmem__idle_trim(cowmem__idle_t* idle) {
   for (size_t i = 0; i < LISTS; i++) {
     list_t* l = &idle->buckets[i];
-    for (;;) {
+    while (!list_empty(l)) { /* a move per slot: acquires wait for one */
+      cowmem__idle_move_begin(idle);
       pthread_mutex_lock(&l->lock);
       entry_t* e = l->tail;
-      if (e != NULL) warm_take_locked(idle, l, e);
+      if (e != NULL) warm_take_locked(idle, l, e, COWMEM__ENTRY_MOVING);
       pthread_mutex_unlock(&l->lock);
-      if (e == NULL) break;
-      cowmem__idle_put_cold(idle, e);
+      if (e != NULL) {
+        move_meanwhile();
+        cowmem__idle_put_cold(idle, e);
+      }
+      cowmem__idle_move_end(idle);
     }
   }
 }

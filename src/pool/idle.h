@@ -7,7 +7,13 @@
  *   IN_USE   acquired by the caller (or being reset: the pool's);
  *   WARM     idle, image mapped and clean (READY), in a bucket list;
  *   COLD     idle, decommitted (EMPTY, or BROKEN awaiting a retry);
- *   PENDING  released under BATCHED, DIRTY until the next flush.
+ *   PENDING  released under BATCHED, DIRTY until the next flush;
+ *   MOVING   idle, taken off the warm lists by a sweep or trim on its way to
+ *            the cold list (nobody's: a release of it is refused).
+ * A slot that is nobody's and yet in no list (MOVING, or PENDING while a
+ * flush holds it) is in a move: moves are bracketed by move_begin and
+ * move_end, so that an acquire that looked at every list while a slot was
+ * between two can tell and look again (cowmem__idle_look_*).
  * Thread safety: every function may be called from any thread at once,
  * except new and free. */
 #ifndef COWMEM_IDLE_H
@@ -20,7 +26,8 @@ enum {
   COWMEM__ENTRY_IN_USE,
   COWMEM__ENTRY_WARM,
   COWMEM__ENTRY_COLD,
-  COWMEM__ENTRY_PENDING
+  COWMEM__ENTRY_PENDING,
+  COWMEM__ENTRY_MOVING
 };
 
 /* Aligned to a cache line: two threads' slots side by side would otherwise
@@ -65,9 +72,38 @@ void cowmem__idle_put_cold(cowmem__idle_t* idle, cowmem__entry_t* e);
 void cowmem__idle_sweep(cowmem__idle_t* idle);
 /* Decommit every warm slot. */
 void cowmem__idle_trim(cowmem__idle_t* idle);
+/* A move of idle slots by a path other than an acquire's own take: from
+ * before the first slot leaves its place to after the last one lands (or
+ * nothing was moved after all). A thread moves slots of one pool at a
+ * time. The sweep and trim bracket their own; the pool brackets the
+ * BATCHED flush, whose slots leave the queue. */
+void cowmem__idle_move_begin(cowmem__idle_t* idle);
+void cowmem__idle_move_end(cowmem__idle_t* idle);
+
+/* An acquire's look at every place a slot can be: begin before it, and
+ * when it found nothing, end says whether the miss is real (SETTLED: no
+ * other thread's move was in flight or finished meanwhile), or a slot may
+ * have been between two places (MOVING: a move is still in flight, wait
+ * for it; MOVED: one finished, look again). The calling thread's own moves
+ * do not count: it cannot wait for itself. */
+typedef struct {
+  uint64_t done;
+  uint64_t own_done;
+} cowmem__idle_look_t;
+enum { COWMEM__LOOK_SETTLED, COWMEM__LOOK_MOVING, COWMEM__LOOK_MOVED };
+void cowmem__idle_look_begin(cowmem__idle_t* idle, cowmem__idle_look_t* look);
+int cowmem__idle_look_end(cowmem__idle_t* idle, const cowmem__idle_look_t* look);
+
 /* Fill the store's part of the metrics: warm, cold, never_used,
  * idle_resident_bytes, affinity_hits, affinity_misses, steals, decommits,
  * and the decommit failures added to failures. */
 void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out);
+
+#ifdef COWMEM_TESTING
+/* The next sweep or trim that holds slots off every list calls fn(arg)
+ * then, before it puts them on the cold list: what another thread may do
+ * meanwhile. */
+void cowmem__idle_move_inject(void (*fn)(void* arg), void* arg);
+#endif
 
 #endif

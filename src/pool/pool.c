@@ -4,6 +4,7 @@
  * is the idle store's (idle.c); how a released slot is reset is the reset
  * module's (reset/). */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +80,23 @@ void cowmem_pool_config_init(cowmem_pool_config_t* cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->version = COWMEM_POOL_CONFIG_VERSION;
   cfg->max_slots = 1000;
-  cfg->slot_reserve = (size_t)4 << 30;
-  cfg->guard_size = (size_t)2 << 30;
+  /* The wasm32 layout: a 2 GiB guard let base + u32 + u32 reach the next
+   * slot's accessible bytes (its stride was 6 GiB, the reach 8 GiB). */
+  cfg->slot_reserve = COWMEM_WASM32_SLOT_RESERVE;
+  cfg->guard_size = COWMEM_WASM32_GUARD_SIZE;
   cfg->max_warm_slots = SIZE_MAX; /* all of them */
   cfg->reset = COWMEM_RESET_MADVISE;
   cfg->keep_resident = 64 * 1024;
   cfg->batch_size = 32;
   cfg->resident_budget = (size_t)1 << 20;
   cfg->sample_every = 64;
+}
+
+void cowmem_pool_config_init_wasm32(cowmem_pool_config_t* cfg) {
+  cowmem_pool_config_init(cfg);
+  if (cfg == NULL) return;
+  cfg->slot_reserve = COWMEM_WASM32_SLOT_RESERVE;
+  cfg->guard_size = COWMEM_WASM32_GUARD_SIZE;
 }
 
 static const char* pool_config_check(const cowmem_pool_config_t* c, size_t* total) {
@@ -243,14 +253,35 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
 
 /* ---- acquire and release ---- */
 
-static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key) {
-  entry_t* e = cowmem__idle_take(pool->idle, key, true);
+static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
+  entry_t* e = cowmem__idle_take(pool->idle, key, count);
   /* BATCHED: queued slots become idle on a flush; one of them may even be
    * of this image. */
   if (e == NULL && pool->cfg.reset == COWMEM_RESET_BATCHED && flush_queue(pool) > 0)
     e = cowmem__idle_take(pool->idle, key, false);
   if (e == NULL) e = cowmem__idle_steal(pool->idle);
   return e;
+}
+
+/* After a miss. The look visits the places a slot can be one at a time,
+ * and another thread's sweep, trim or flush may have held a free slot
+ * between two of them (off a warm list, not yet on the cold one); a host
+ * that cannot fail an allocation dies of such a miss. So the pool is
+ * exhausted only after a look during which no other thread's move was in
+ * flight or finished. A move in flight is finite work that never waits
+ * for an acquire (a decommit, a batch's discard, list locks), so waiting
+ * for it is bounded by it; a look that raced a finished move is simply
+ * repeated. Costs nothing until a miss. */
+static entry_t* find_slot_settled(cowmem_pool_t* pool, uint64_t key) {
+  for (;;) {
+    cowmem__idle_look_t look;
+    cowmem__idle_look_begin(pool->idle, &look);
+    entry_t* e = find_slot(pool, key, false);
+    if (e != NULL) return e;
+    int m = cowmem__idle_look_end(pool->idle, &look);
+    if (m == COWMEM__LOOK_SETTLED) return NULL;
+    if (m == COWMEM__LOOK_MOVING) sched_yield();
+  }
 }
 
 int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image, size_t initial_size,
@@ -262,7 +293,9 @@ int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image, size_t initi
   if (cowmem__image_end(image) > initial_size) return COWMEM_EINVAL;
   pool_sweep(pool);
   METRIC_INC(pool, acquires);
-  entry_t* e = find_slot(pool, cowmem__image_key(image));
+  uint64_t key = cowmem__image_key(image);
+  entry_t* e = find_slot(pool, key, true);
+  if (e == NULL) e = find_slot_settled(pool, key);
   if (e == NULL) {
     METRIC_INC(pool, exhausted);
     return COWMEM_EEXHAUSTED;
@@ -356,7 +389,11 @@ static void flushed_one(void* arg, cowmem_slot_t* slot, int r) {
  * an orphan there: sweep it now, not at the next call (one load when no
  * image did). */
 static int flush_queue(cowmem_pool_t* pool) {
+  /* The queued slots are released, so free: from the flush's take of the
+   * queue to their landing in the idle store they are a move (idle.h). */
+  cowmem__idle_move_begin(pool->idle);
   int n = cowmem__reset_flush(pool->reset, flushed_one, pool);
+  cowmem__idle_move_end(pool->idle);
   if (n > 0) {
     METRIC_INC(pool, flushes);
     cowmem__idle_sweep(pool->idle);
@@ -417,6 +454,12 @@ cowmem_slot_t* cowmem_pool_slot_of(cowmem_pool_t* pool, const void* addr) {
   if (atomic_load_explicit(&e->state, memory_order_acquire) != COWMEM__ENTRY_IN_USE)
     return NULL;
   return &e->slot;
+}
+
+bool cowmem_pool_contains(const cowmem_pool_t* pool, const void* addr) {
+  if (pool == NULL) return false;
+  uintptr_t a = (uintptr_t)addr, b = (uintptr_t)pool->base;
+  return a >= b && a - b < pool->reserve_len;
 }
 
 int cowmem_pool_metrics(cowmem_pool_t* pool, cowmem_pool_metrics_t* out) {

@@ -15,8 +15,9 @@
  *   blind: every hot page is restored by copy and the complement of the
  *     hot set is decommitted in as few calls as it has ranges. An empty hot
  *     set is a plain madvise reset. The way of a hot set of few runs for
- *     its pages while no other thread is discarding (except at a sample,
- *     which scans anyway), and of every reset without PAGEMAP_SCAN (or with
+ *     its pages, when instances read few pages they do not write, while no
+ *     other thread is discarding (except at a sample, which scans anyway),
+ *     and of every reset without PAGEMAP_SCAN (or with
  *     COWMEM_NO_PAGEMAP_SCAN).
  *   scan each (PAGEMAP_SCAN): each reset scans the slot for written pages;
  *     the hot ones are restored by copy, the others decommitted (one madvise
@@ -57,6 +58,8 @@ typedef struct {
 typedef struct {
   stripe_t stripe[COWMEM__STRIPES];
   uint64_t key;               /* the image's id; 0 for the all-zeros memory */
+  _Atomic uint64_t clean;     /* pages mapped but not written at the last sample */
+  _Atomic uint64_t tables;    /* page tables holding mapped pages then */
   cowmem__image_weak_t* weak; /* the image (NULL: the zeros memory) */
   cowmem__hotset_t hs;
 } image_state_t;
@@ -184,11 +187,28 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
 
 /* ---- which way ----
  *
- * Alone, which way is cheaper depends on the hot set. A blind reset
- * decommits each gap between hot runs (a range of one process_madvise,
- * about 0.1 us each); a scan costs 0.4 us more than a madvise of nothing,
- * and about 0.04 us for each present page it reports (the kernel looks at
- * each). So scan when runs * 0.1 > 0.4 + hot * 0.04 (in tenths below).
+ * Alone, which way is cheaper depends on the hot set and on what instances
+ * read. A blind reset decommits each gap between hot runs (a range of one
+ * process_madvise, about 0.1 us each); a scan costs 0.4 us more than a
+ * madvise of nothing, and about 0.04 us for each present page it reports
+ * (the kernel looks at each). A blind reset also drops the pages instances
+ * only read (image pages, the zero page), which are right as they are: the
+ * next instance faults each in again (the wasm2c demo, reading its 400 KiB
+ * dictionary, took 2 faults and 132 decommitted pages a request blind
+ * against none scanning; a memfd image read page by page, a fault a page).
+ * Unmapping and faulting such a page back costs at least 0.2 us. And both
+ * ways walk every page table (2 MiB of memory each) that holds a mapped
+ * page, entry by entry: the scan about 0.52 us a table, the discard of a
+ * blind reset 0.22 us (8 hot pages spread over a 30 MiB memory, so 8
+ * tables: scan 4.5 us, blind's decommit 2.7 us; over 3 MiB, 2 tables: 1.39
+ * and 1.36 us). So scan when
+ *   runs * 0.1 + clean * 0.2 > 0.4 + hot * 0.04 + tables * 0.3
+ * (in tenths below), with clean the pages the last sample found mapped but
+ * not written and tables the page tables holding mapped pages then
+ * (count_clean). A workload that stops reading is seen at the next sample
+ * that follows a blind reset; after scanning resets, pages read by earlier
+ * instances stay mapped and keep counting, which costs a scan's 0.4 us at
+ * most against a blind reset.
  * Measured: spread single pages in a 576 KiB memory, blind 13% faster at 0,
  * even at 2-8, 15-25% slower at 16-32 pages; bench_adaptive's K=256 (256
  * hot pages in 66 runs) blind 23 us against 28 us scanning.
@@ -201,8 +221,8 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * 2-core VM, two threads at K=0 ran 1.0x one thread this way, 0.9x always
  * blind, 0.8x always scanning (the scans share the process's mmap lock);
  * at K=16, 1.58x, 1.65x and 1.53x. */
-static bool blind_cheaper(uint64_t runs, uint64_t hot) {
-  return runs * 10 <= 40 + hot * 4;
+static bool blind_cheaper(uint64_t runs, uint64_t hot, uint64_t clean, uint64_t tables) {
+  return runs * 10 + clean * 2 <= 40 + hot * 4 + tables * 3;
 }
 
 #ifdef COWMEM_TESTING
@@ -219,7 +239,8 @@ static bool scan_each(const image_state_t* st) {
   if (m != 0) return m == 1;
 #endif
   return cowmem__os_discard_busy() ||
-         !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages));
+         !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
+                        LOAD(st->tables));
 }
 
 /* ---- one reset ---- */
@@ -325,6 +346,22 @@ static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bo
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
 }
 
+/* How many pages of the slot the instance only read (mapped from the image
+ * or the zero page, not written): what a blind reset would decommit and
+ * the next instance fault in again; and how many page tables hold mapped
+ * pages, which both ways walk. Known where a sample scans; a failed count
+ * leaves the last one. */
+static void count_clean(reset_ctx_t* c) {
+  size_t mapped = 0, written = 0, tables = 0;
+  if (cowmem__dirty_mapped(c->slot->base, c->slot->accessible, &mapped, &tables) != 0)
+    return;
+  atomic_store_explicit(&c->st->tables, tables, memory_order_relaxed);
+  for (size_t i = 0; i < c->n; i++)
+    written += c->r[i].len / c->ps;
+  atomic_store_explicit(&c->st->clean, mapped > written ? mapped - written : 0,
+                        memory_order_relaxed);
+}
+
 static bool sample_due(const image_state_t* st, const stripe_t* sp, size_t every,
                        uint64_t n, uint64_t misses) {
   return cowmem__hotset_due(&st->hs, n, n - LOAD(sp->last_sample), every, misses);
@@ -418,7 +455,10 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     if (misses) cowmem__stripe_add(si, &sp->missed, misses);
     due = due || sample_due(st, sp, a->sample_every, n, misses);
     prof_mark(prof, COWMEM__PHASE_BOOK);
-    if (due) sample(&c, a, limit, true, sp, n);
+    if (due) {
+      sample(&c, a, limit, true, sp, n);
+      count_clean(&c);
+    }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;

@@ -117,9 +117,10 @@ typedef struct {
 static int write_run(void* arg, uint64_t off, uint64_t len) {
   write_ctx_t* w = arg;
   size_t page = cowmem__os_page_size();
-  uint64_t end = off + len;
-  while (off < end) {
-    size_t n = end - off < w->buf_len ? (size_t)(end - off) : w->buf_len;
+  /* By what is left, not off + len: the last run of a 2^48-page memory
+   * ends at 2^64. */
+  while (len > 0) {
+    size_t n = len < w->buf_len ? (size_t)len : w->buf_len;
     int err = cowmem_image_read(w->img, off, w->buf, n);
     if (err != 0) return err;
     size_t p = 0;
@@ -138,6 +139,7 @@ static int write_run(void* arg, uint64_t off, uint64_t len) {
       p = q;
     }
     off += n;
+    len -= n;
   }
   return 0;
 }
@@ -167,9 +169,7 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool fi
     return COWMEM_EINVAL;
   int err = cowmem_image_info(m->image, info);
   if (err != 0) return err;
-  uint64_t size = cowmem__wasm_bytes(m->min_pages);
-  if (info->mem_offset > size || info->len > size - info->mem_offset)
-    return COWMEM_EINVAL;
+  if (!cowmem__wasm_fits(m->min_pages, info->mem_offset, info->len)) return COWMEM_EINVAL;
   return 0;
 }
 
@@ -304,6 +304,8 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
     return fail(diag, COWMEM_EBADIMG, at + 8, "memory %u: limits beyond %llu pages", i,
                 (unsigned long long)cap);
+  if (!m->has_max && m->max_pages != 0) /* the writer writes 0 */
+    return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: a maximum without the flag", i);
   if (m->has_max && m->max_pages < m->min_pages)
     return fail(diag, COWMEM_EBADIMG, at + 16, "memory %u: maximum below the minimum", i);
   if (m->mem_len == 0) {
@@ -324,8 +326,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
     return fail(diag, COWMEM_EBADIMG, at + 48,
                 "memory %u: file length %llu differs from memory length %llu", i,
                 (unsigned long long)m->file_len, (unsigned long long)m->mem_len);
-  uint64_t mem_size = cowmem__wasm_bytes(m->min_pages);
-  if (m->mem_offset > mem_size || m->mem_len > mem_size - m->mem_offset)
+  if (!cowmem__wasm_fits(m->min_pages, m->mem_offset, m->mem_len))
     return fail(diag, COWMEM_EBADIMG, at + 24,
                 "memory %u: image ends beyond the initial size", i);
   if (m->data_pages > m->mem_len / page)
@@ -546,6 +547,55 @@ int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
   r = cowmem_imgfile_write(fd, &mem, 1, module_hash);
   cowmem_image_release(snap);
   return r;
+}
+
+/* Every descriptor field against what the module's compile would write
+ * (want, from compile.c). The header hash only says the header is what
+ * some writer wrote; a forged header with the right module hash passes it,
+ * and each field below then decides what an instance gets (segments left
+ * unapplied, a memory64 or maximum flag the runtime trusts). */
+int cowmem__imgfile_compare(const cowmem_imgfile_t* f, const uint8_t module_hash[32],
+                            const cowmem_imgfile_memory_t* want, uint32_t n,
+                            cowmem_diag_t* diag) {
+  if (memcmp(f->module_hash, module_hash, 32) != 0)
+    return fail(diag, COWMEM_EMISMATCH, OFF_MODULE_HASH,
+                "compiled from another module (module hash differs)");
+  if (f->n != n)
+    return fail(diag, COWMEM_EBADIMG, OFF_COUNT,
+                "%u memories in the file, %u in the module", f->n, n);
+  for (uint32_t i = 0; i < n; i++) {
+    const cowmem_imgfile_memory_t *h = &f->mems[i], *w = &want[i];
+    cowmem_image_info_t wi = {0};
+    if (w->image && cowmem_image_info(w->image, &wi) != 0)
+      return fail(diag, COWMEM_EINVAL, 0, "memory %u: the module's image", i);
+    const struct {
+      const char* name;
+      unsigned at; /* in the descriptor */
+      uint64_t have, want;
+    } k[] = {
+        {"index", 0, h->index, w->index},
+        {"the imported flag", 4, h->imported, w->imported},
+        {"the memory64 flag", 4, h->memory64, w->memory64},
+        {"the shared flag", 4, h->shared, w->shared},
+        {"the has-max flag", 4, h->has_max, w->has_max},
+        {"the fresh flag", 4, h->fresh, w->fresh},
+        {"min_pages", 8, h->min_pages, w->min_pages},
+        {"max_pages", 16, h->max_pages, w->has_max ? w->max_pages : 0},
+        {"the no-image reason", 68, h->noimage, w->noimage},
+        {"the image's memory offset", 24, h->mem_offset, wi.len ? wi.mem_offset : 0},
+        {"the image's length", 32, h->mem_len, wi.len},
+        {"data_pages", 56, h->data_pages, wi.len ? wi.data_pages : 0},
+        {"segments_left", 64, h->segments_left, w->segments_left},
+    };
+    for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
+      if (k[j].have != k[j].want)
+        return fail(diag, COWMEM_EBADIMG, HDR_FIXED + (uint64_t)i * DESC_SIZE + k[j].at,
+                    "memory %u: %s is %llu in the file, %llu for the module", i,
+                    k[j].name, (unsigned long long)k[j].have,
+                    (unsigned long long)k[j].want);
+  }
+  memset(diag, 0, sizeof *diag);
+  return 0;
 }
 
 void cowmem_imgfile_module_hash(const cowmem_imgfile_t* f, uint8_t out[32]) {

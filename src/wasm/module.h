@@ -17,6 +17,15 @@ static inline uint64_t cowmem__wasm_bytes(uint64_t pages) {
   return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * COWMEM__WASM_PAGE;
 }
 
+/* Does [off, off + len) lie inside the initial size of a memory of
+ * `pages` pages? Exact where cowmem__wasm_bytes saturates: 2^48 pages hold
+ * every byte below 2^64, so an image whose last page ends at 2^64 fits. */
+static inline bool cowmem__wasm_fits(uint64_t pages, uint64_t off, uint64_t len) {
+  if (pages >= ((uint64_t)1 << 48)) return off == 0 || len <= 0 - off;
+  uint64_t size = pages * COWMEM__WASM_PAGE;
+  return off <= size && len <= size - off;
+}
+
 typedef struct {
   cowmem_memory_info_t info;
   cowmem_noimage_t why;
@@ -70,5 +79,13 @@ int cowmem__module_decode(cowmem_module_t* m, cowmem_diag_t* diag);
 int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max);
 /* Free everything m owns except m itself. */
 void cowmem__module_clear(cowmem_module_t* m);
+
+/* Image files (imgfile.c), for cowmem_imgfile_check_module (compile.c):
+ * the file's module hash and every descriptor compared with want[0, n),
+ * the descriptors compile would write. EMISMATCH or EBADIMG naming the
+ * field, diag->offset at it. */
+int cowmem__imgfile_compare(const cowmem_imgfile_t* f, const uint8_t module_hash[32],
+                            const cowmem_imgfile_memory_t* want, uint32_t n,
+                            cowmem_diag_t* diag);
 
 #endif

@@ -1,0 +1,25 @@
+;; Every scalar global type, memory grown during init, an active segment
+;; changed by init, a passive segment copied in by memory.init, data past the
+;; declared minimum, and a zero run inside written data.
+(module
+  (memory (export "memory") 1 8)
+  (global $i (mut i32) (i32.const 1))
+  (global $l (mut i64) (i64.const 2))
+  (global $f (mut f32) (f32.const 1.5))
+  (global $d (mut f64) (f64.const 2.5))
+  (global $k i32 (i32.const 7))
+  (data (i32.const 16) "hello, world")
+  (data $p "passive bytes")
+  (func (export "wizer-initialize")
+    (global.set $i (i32.const -42))
+    (global.set $l (i64.const 0x123456789abcdef0))
+    (global.set $f (f32.const -3.25))
+    (global.set $d (f64.const 1e300))
+    (drop (memory.grow (i32.const 2)))
+    (memory.init $p (i32.const 150000) (i32.const 0) (i32.const 13))
+    (i32.store8 (i32.const 16) (i32.const 72))
+    (i64.store (i32.const 65536) (i64.const -1))
+    (i64.store (i32.const 65560) (i64.const 0x0102030405060708)))
+  (func (export "run") (result i32)
+    (i32.add (i32.add (global.get $i) (global.get $k))
+             (i32.add (i32.load8_u (i32.const 16)) (i32.load8_u (i32.const 150001))))))

@@ -1,0 +1,16 @@
+;; Several memories, each grown and written during init.
+(module
+  (memory $a (export "a") 1)
+  (memory $b (export "b") 1 4)
+  (memory $c 2)
+  (global $g (mut i64) (i64.const 0))
+  (data (memory $b) (i32.const 100) "second")
+  (func (export "wizer-initialize")
+    (drop (memory.grow $b (i32.const 1)))
+    (i32.store $a (i32.const 4) (i32.const 0x11111111))
+    (i32.store $b (i32.const 70000) (i32.const 0x22222222))
+    (i32.store $c (i32.const 131000) (i32.const 0x33333333))
+    (global.set $g (i64.const 99)))
+  (func (export "run") (result i32)
+    (i32.add (i32.load $a (i32.const 4))
+             (i32.add (i32.load $b (i32.const 70000)) (i32.load8_u $b (i32.const 100))))))

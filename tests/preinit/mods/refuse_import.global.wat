@@ -1,0 +1,4 @@
+;; Refused: an imported global.
+(module
+  (import "env" "g" (global i32))
+  (func (export "wizer-initialize")))

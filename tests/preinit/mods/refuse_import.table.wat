@@ -1,0 +1,4 @@
+;; Refused: an imported table.
+(module
+  (import "env" "t" (table 1 funcref))
+  (func (export "wizer-initialize")))

@@ -35,6 +35,7 @@ static _Thread_local const cowmem_wamr_module_t* t_module;
 static _Thread_local uint32_t t_allocs; /* memories allocated since begin */
 static _Thread_local bool t_failed;     /* an allocation for t_module refused */
 static _Thread_local uint32_t t_heap;   /* the app heap asked for, if known */
+static _Thread_local bool t_heap_known; /* set by cowmem_wamr_instantiate */
 
 void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -149,6 +150,7 @@ void cowmem_wamr_begin(const cowmem_wamr_module_t* m) {
   t_allocs = 0;
   t_failed = false;
   t_heap = 0;
+  t_heap_known = false;
 }
 
 int cowmem_wamr_end(void) {
@@ -160,6 +162,7 @@ int cowmem_wamr_end(void) {
   t_allocs = 0;
   t_failed = false;
   t_heap = 0;
+  t_heap_known = false;
   return r;
 }
 
@@ -206,6 +209,7 @@ wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
   if (!m) return NULL;
   cowmem_wamr_begin(m);
   t_heap = heap_size; /* tells a 4 GiB memory from an empty one */
+  t_heap_known = true;
   return cowmem_wamr_end_instance(
       wasm_runtime_instantiate(m->wamr, stack_size, heap_size, error_buf, error_buf_size));
 }
@@ -262,20 +266,57 @@ static void* linear_alloc(uint64_t bytes) {
   return base;
 }
 
+/* WAMR 2.4.5's APP_HEAP_SIZE_MAX (core/config.h): it caps heap_size there. */
+#define WAMR_HEAP_MAX ((uint64_t)1 << 30)
+
+/* What a size of 0 for module m's memory is: 4 GiB (1), no byte (0), or
+ * either (-1). WAMR asks for pages x bytes per page after its rewrites at
+ * load (memory_instantiate, wasm_runtime.c), cut to unsigned int. Without
+ * an app heap that is 0 only for an empty memory or for 65536 pages of
+ * 64 KiB, which only a module declaring 65536 pages has (a rewrite only
+ * shrinks). An app heap never leaves 0 bytes (a memory of 0 pages becomes
+ * one page of the heap's size; otherwise WAMR adds pages, or bytes to a
+ * one-page memory), so 0 with one is 4 GiB; it adds at most the heap
+ * rounded up to pages plus a page, or, to a memory shrunk to fewer bytes
+ * per page, at most twice those bytes plus the heap: a module declaring
+ * less than (4 GiB - 1 GiB - 2 pages) / 2 cannot reach 4 GiB with any
+ * heap. Whether a heap was added is known only through
+ * cowmem_wamr_instantiate (and WAMR drops the heap of a module exporting
+ * malloc and free: a 0 read as 4 GiB there is refused at the end, see
+ * instance_fits). */
+static int zero_is_4gib(const cowmem_wamr_module_t* m) {
+  if (m->min_pages >= 65536) return 1;
+  if (2 * m->min_pages * 65536 + WAMR_HEAP_MAX + 2 * 65536 < ((uint64_t)1 << 32)) return 0;
+  if (!t_heap_known) return -1;
+  return t_heap > 0;
+}
+
 void* cowmem_wamr__malloc(mem_alloc_usage_t usage, unsigned int size) {
   if (usage != Alloc_For_LinearMemory) return malloc(size);
   /* The size WAMR asks for is the truth, 0 included: a module whose memory
    * WAMR shrank to __heap_base = 0 gets no accessible byte, as in stock
-   * WAMR. But sizes are unsigned int: a 4 GiB memory arrives as 0 too. It
-   * is one when the module declares 65536 initial pages, or when an app
-   * heap was asked for (WAMR never asks for 0 bytes with one). A module of
-   * 65536 pages that WAMR shrank to 0 bytes, or an app heap given through
-   * COWMEM_WAMR_INSTANTIATE (whose size the hook is not told) that makes a
-   * memory exactly 4 GiB, is read the wrong way here and refused when the
-   * instantiation ends (cowmem_wamr_end_instance compares with WAMR's). */
+   * WAMR. But sizes are unsigned int: a 4 GiB memory arrives as 0 too
+   * (zero_is_4gib tells which, from the module set). Where it cannot tell
+   * (an app heap may have been given through COWMEM_WAMR_INSTANTIATE, whose
+   * size the hook is not told, to a module declaring nearly 4 GiB), the
+   * allocation is refused: an empty slot would crash the host when WAMR
+   * writes the heap's header, a 4 GiB one would give an empty memory 4 GiB.
+   * Without a module set 0 is always an empty memory. */
   const cowmem_wamr_module_t* m = t_module;
   uint64_t bytes = size;
-  if (size == 0 && m && (m->min_pages >= 65536 || t_heap > 0)) bytes = (uint64_t)1 << 32;
+  int big = size == 0 && m ? zero_is_4gib(m) : 0;
+  if (big < 0) {
+    fprintf(stderr,
+            "cowmem_wamr: a linear memory of 0 or 4 GiB (the size WAMR gives "
+            "is cut to 32 bits) for a module declaring %llu pages: which one "
+            "depends on the app heap; instantiate with "
+            "cowmem_wamr_instantiate, which is told its size\n",
+            (unsigned long long)m->min_pages);
+    t_failed = true;
+    COUNT(C_REFUSED, 1);
+    return NULL;
+  }
+  if (big) bytes = (uint64_t)1 << 32;
   return linear_alloc(bytes);
 }
 

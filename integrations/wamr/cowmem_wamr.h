@@ -73,13 +73,18 @@
  * stock WAMR), except where it can only be 4 GiB (65536 pages, which the
  * hook's unsigned int sizes also carry as 0): with a module set whose
  * memory declares 65536 initial pages, or with an app heap given through
- * cowmem_wamr_instantiate (WAMR never asks for 0 bytes with one). Every
+ * cowmem_wamr_instantiate (WAMR never asks for 0 bytes with one). A module
+ * declaring 24575 pages or more (about 1.5 GiB) can reach exactly 4 GiB
+ * with an app heap; instantiated through COWMEM_WAMR_INSTANTIATE, whose
+ * heap size the hook is not told, its 0-byte request is refused (the
+ * instantiation returns NULL, "allocate linear memory failed", the reason
+ * on stderr): instantiate such modules with cowmem_wamr_instantiate. Every
  * instantiation through a module set then checks that the instance's
- * memory is as large as its slot; the rare memories read the wrong way (a
- * module of 65536 pages shrunk to 0 bytes, an app heap through
- * COWMEM_WAMR_INSTANTIATE that makes a memory exactly 4 GiB) are refused
- * there (the instantiation returns NULL, the reason on stderr). Without a
- * module set 0 is always an empty memory.
+ * memory is as large as its slot; the rare memories still read the wrong
+ * way (a module of 65536 pages shrunk to 0 bytes; an app heap that WAMR
+ * drops because the module exports malloc and free, for a module of 24575
+ * pages or more shrunk to 0 bytes) are refused there. Without a module
+ * set 0 is always an empty memory.
  *
  * Free and grow of a pointer that is not a live linear memory's base (a
  * double free, a stale or an interior pointer, a foreign one) abort the

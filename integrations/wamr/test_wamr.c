@@ -588,6 +588,57 @@ TEST_IMPL(four_gib) {
   return teardown();
 }
 
+/* An app heap makes near4g.wat's 65535 pages 65536 (WAMR adds a page for
+ * it), which WAMR asks the hook for as 0 bytes. Through
+ * cowmem_wamr_instantiate the hook knows the heap, so 0 is 4 GiB: WAMR
+ * writes the heap's header into the last page, and the module writes and
+ * reads the last byte. Through COWMEM_WAMR_INSTANTIATE it does not know
+ * it, and 0 could be an empty memory: the allocation is refused, and the
+ * instantiation fails (the hook once took 0 bytes, and WAMR's write of the
+ * heap header killed the host). */
+static cowmem_wamr_module_t* g_near;
+
+static void near_without_heap_size(void* arg) {
+  (void)arg;
+  char err[128] = "";
+  wasm_module_inst_t inst = COWMEM_WAMR_INSTANTIATE(
+      g_near, wasm_runtime_instantiate(cowmem_wamr_module_wamr(g_near), WAMR_STACK,
+                                       8192, err, sizeof err));
+  _exit(inst == NULL && strstr(err, "allocate linear memory failed") ? 42 : 43);
+}
+
+TEST_IMPL(heap_to_4gib) {
+  CHECK(setup(2));
+  CHECK(OPEN_SET(near4g, &g_near));
+  wamr_inst_t x;
+  CHECK(cow_heap(&x, g_near, 8192));
+  uint64_t pages;
+  uint8_t* base = wamr_memory(&x, &pages);
+  ASSERT_EQ(pages, 65536);
+  ASSERT_EQ(cowmem_slot_accessible(cowmem_pool_slot_of(cowmem_wamr_pool(), base)),
+            (uint64_t)1 << 32);
+  wamr_call1(&x, "poke", 2, 0xffffffffu, 9);
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 0xffffffffu, 0), 9);
+  ASSERT_EQ(wamr_call1(&x, "grow", 1, 1, 0), NEG1);
+  wamr_inst_free(&x);
+  test_death_t d;
+  ASSERT_EQ(test_death_run(near_without_heap_size, NULL, &d), 0);
+  if (d.code != 42 || !strstr(d.err, "cowmem_wamr_instantiate"))
+    TEST_FAIL_("expected a refused instantiation naming cowmem_wamr_instantiate; got "
+               "signal %d, exit %d, stderr \"%s\"",
+               d.signal, d.code, d.err);
+  /* Without a heap the memory is what the module declares. */
+  CHECK(cow_heap(&x, g_near, 0));
+  wamr_memory(&x, &pages);
+  ASSERT_EQ(pages, 65535);
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 0xfffeffffu, 0), 0);
+  ASSERT_EQ(wamr_call1(&x, "peek", 1, 0xffff0000u, 0), WAMR_TRAP);
+  wamr_inst_free(&x);
+  cowmem_wamr_module_free(g_near);
+  g_near = NULL;
+  return teardown();
+}
+
 /* WAMR shrinks zero.wat's memory to 0 bytes at load (one page declared, no
  * memory.grow, __heap_base = 0): every load and store traps as in stock
  * WAMR, through either way to instantiate, and the slot holds no accessible
@@ -864,4 +915,5 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                           TEST_ENTRY(four_gib) TEST_ENTRY(unsupported)
                               TEST_ENTRY(image_file) TEST_ENTRY(begin_end)
                                   TEST_ENTRY(threads) TEST_ENTRY(shrunk_to_zero)
-                                      TEST_ENTRY(wrong_module) TEST_ENTRY(bad_free))
+                                      TEST_ENTRY(wrong_module) TEST_ENTRY(bad_free)
+                                          TEST_ENTRY(heap_to_4gib))

@@ -8,11 +8,15 @@
  * those limits do not identify a module (two modules built by the same
  * toolchain often declare the same ones, and mapping the wrong image is a
  * silent corruption), while the thread that calls Z_<name>_instantiate
- * always knows which module it is instantiating. The limits are still
- * checked against the module set, which catches a module of other limits
- * at its first allocation; a module with the same limits instantiated
- * inside another's set is not caught (wasm_rt_allocate_memory is told
- * nothing else that tells modules apart) and maps that set's images.
+ * always knows which module it is instantiating. That thread says so
+ * through COWMEM_W2C_NEW, which passes the module's identity (the SHA-256
+ * of the original module, compiled into the program by
+ * cowmem_wasm2c_module() and recorded in the image file by `cowmem
+ * compile`): a module instantiated inside another module's set is refused
+ * before its first allocation, whatever its limits. wasm_rt_allocate_memory
+ * itself is told nothing but the limits, which are checked too: they catch
+ * a module of other limits entered through cowmem_w2c_begin, which passes
+ * no identity.
  */
 #include "cowmem_wasm2c.h"
 
@@ -34,6 +38,7 @@ typedef cowmem_w2c__memory_t w2c_memory_t;
  * (imports come first in the index space), then the `count` defined ones
  * the generated code allocates. */
 struct cowmem_w2c_module_s {
+  uint8_t hash[32];  /* the module's identity (zeros: none recorded) */
   uint32_t count;    /* defined memories */
   uint32_t nimports; /* imported memories: mem[0, nimports) */
   w2c_memory_t mem[];
@@ -69,6 +74,10 @@ void cowmem_w2c__count(int c, int64_t d) {
 
 static _Thread_local const cowmem_w2c_module_t* t_module;
 static _Thread_local uint32_t t_next; /* defined memories allocated so far */
+/* Set by a cowmem_w2c_begin_id that refused the module set: the identity
+ * it was given (NULL if none), for the abort of an allocation made anyway. */
+static _Thread_local bool t_refused;
+static _Thread_local const uint8_t* t_refused_id;
 
 /* wasm_rt_allocate_memory has no error return; the stock runtime aborts
  * too (after a perror) when it cannot reserve memory. */
@@ -280,7 +289,7 @@ int cowmem_w2c_module_new(const void* wasm, size_t len, cowmem_w2c_module_t** ou
   if (r != 0) return parse_failed(wasm, len, r, diag);
   uint32_t n = cowmem_module_memory_count(mod);
   cowmem_w2c_module_t* m = calloc(1, sizeof *m + n * sizeof m->mem[0]);
-  if (!m) r = COWMEM_ENOMEM;
+  r = m ? cowmem_module_hash(mod, m->hash) : COWMEM_ENOMEM;
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_memory_info_t mi;
     if ((r = cowmem_module_memory_info(mod, i, &mi)) != 0) break;
@@ -327,7 +336,10 @@ int cowmem_w2c_module_open_images(const char* path, const uint8_t module_hash[32
   if (r != 0) return r;
   uint32_t n = cowmem_imgfile_memory_count(f);
   cowmem_w2c_module_t* m = calloc(1, sizeof *m + n * sizeof m->mem[0]);
-  if (!m) r = COWMEM_ENOMEM;
+  if (!m)
+    r = COWMEM_ENOMEM;
+  else
+    cowmem_imgfile_module_hash(f, m->hash);
   for (uint32_t i = 0; r == 0 && i < n; i++) {
     cowmem_imgfile_memory_t d;
     if ((r = cowmem_imgfile_memory(f, i, &d)) != 0) break;
@@ -395,12 +407,31 @@ const cowmem_w2c__memory_t* cowmem_w2c__import(const cowmem_w2c_module_t* m, uin
 void cowmem_w2c_begin(const cowmem_w2c_module_t* m) {
   t_module = m;
   t_next = 0;
+  t_refused = false;
+  t_refused_id = NULL;
+}
+
+/* A set whose image file records no module hash (zeros) belongs to no
+ * module: it matches none. 32 bytes compared once per instantiation, in
+ * the calling thread: no lock, no system call. */
+int cowmem_w2c_begin_id(const cowmem_w2c_module_t* m, const uint8_t id[32]) {
+  static const uint8_t none[32];
+  cowmem_w2c_begin(m);
+  if (m && id && memcmp(m->hash, none, sizeof none) != 0 &&
+      memcmp(m->hash, id, sizeof m->hash) == 0)
+    return 0;
+  t_refused = true;
+  t_refused_id = id;
+  return m && id ? COWMEM_EMISMATCH : COWMEM_EINVAL;
 }
 
 int cowmem_w2c_end(void) {
   int r = t_module && t_next != t_module->count ? COWMEM_ESTATE : 0;
+  if (t_refused) r = t_module && t_refused_id ? COWMEM_EMISMATCH : COWMEM_EINVAL;
   t_module = NULL;
   t_next = 0;
+  t_refused = false;
+  t_refused_id = NULL;
   return r;
 }
 
@@ -414,8 +445,35 @@ void cowmem_w2c_counters(cowmem_w2c_counters_t* out) {
 
 /* ---- what the wrapped runtime functions call ---- */
 
+/* The first 8 bytes of a hash in hex, as the refusal names modules. */
+static const char* hash_text(const uint8_t* h, char buf[17]) {
+  if (!h) return "(none)";
+  for (int i = 0; i < 8; i++)
+    snprintf(buf + 2 * i, 3, "%02x", h[i]);
+  return buf;
+}
+
+/* An allocation after cowmem_w2c_begin_id refused the set: the generated
+ * code would run with another module's images (or from zeros). */
+__attribute__((noreturn)) static void refused(uint64_t initial, uint64_t max) {
+  char a[17], b[17];
+  if (!t_module || !t_refused_id)
+    die(0,
+        "memory of %llu..%llu pages allocated after cowmem_w2c_begin_id was "
+        "given no %s",
+        (unsigned long long)initial, (unsigned long long)max,
+        t_module ? "module identity" : "module set");
+  die(0,
+      "memory of %llu..%llu pages allocated for module %s... inside the module "
+      "set of module %s...: the set does not belong to the module being "
+      "instantiated (cowmem_w2c_begin_id returned EMISMATCH)",
+      (unsigned long long)initial, (unsigned long long)max, hash_text(t_refused_id, a),
+      hash_text(t_module->hash, b));
+}
+
 const cowmem_w2c__memory_t* cowmem_w2c__next(uint64_t initial, uint64_t max, bool is64,
                                              uint32_t page_size, bool shared) {
+  if (t_refused) refused(initial, max);
   const cowmem_w2c_module_t* m = t_module;
   if (!m) return NULL;
   uint32_t k = t_next++;

@@ -36,6 +36,9 @@
 #      <name>, default <target>),
 #   3. compiles the generated C into the static library <target>, which
 #      links the provider <p> (default cowmem_wasm2c, Debian's wabt).
+#   4. defines the module's identity, cowmem_w2c_id_<name> (the SHA-256 of
+#      <file.wasm>, which the image file records), for COWMEM_W2C_NEW to
+#      check that the module set it enters is this module's.
 #   Consumers get the generated header <name>.h and the compile definitions
 #   COWMEM_W2C_IMAGES_<name>="<absolute path of <name>.cwimg>" (for
 #   cowmem_w2c_module_open_images; absent when the project is configured
@@ -183,12 +186,20 @@ function(cowmem_wasm2c_module target wasm)
       VERBATIM)
     set(images)
   endif()
+  # The module's identity, which COWMEM_W2C_NEW checks against the set.
+  set(id ${dir}/${A_NAME}.cowmem_id.c)
+  add_custom_command(OUTPUT ${id}
+    COMMAND ${CMAKE_COMMAND} -DWASM=${wasm} -DNAME=${A_NAME} -DOUT=${id}
+            -P ${COWMEM_W2C_SOURCE_DIR}/w2c_id.cmake
+    DEPENDS ${wasm} ${COWMEM_W2C_SOURCE_DIR}/w2c_id.cmake ${A_DEPENDS}
+    COMMENT "cowmem_w2c_id_${A_NAME}: SHA-256 of ${wasm}"
+    VERBATIM)
   add_custom_command(OUTPUT ${dir}/${A_NAME}.c ${dir}/${A_NAME}.h
     COMMAND ${wasm2c} ${A_WASM2C_FLAGS} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
     DEPENDS ${stripped}
     COMMENT "wasm2c ${A_NAME} (stripped)"
     VERBATIM)
-  add_library(${target} STATIC ${dir}/${A_NAME}.c ${images})
+  add_library(${target} STATIC ${dir}/${A_NAME}.c ${id} ${images})
   target_include_directories(${target} PUBLIC ${dir})
   target_compile_options(${target} PRIVATE ${gen_flags})
   target_link_libraries(${target} PUBLIC ${A_PROVIDER})

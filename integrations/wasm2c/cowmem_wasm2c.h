@@ -18,8 +18,9 @@
  *   3. `cowmem compile` the ORIGINAL module into an image file; at run
  *      time open it once (cowmem_w2c_module_open_images; or build the
  *      images from the original .wasm: cowmem_w2c_module_open) and
- *      instantiate with COWMEM_W2C_NEW(module, <name>, &instance) (or
- *      COWMEM_W2C_INSTANTIATE(module, <instantiate function>, &instance)).
+ *      instantiate with COWMEM_W2C_NEW(module, <name>, &instance), which
+ *      checks that the set is <name>'s (its SHA-256, compiled in by
+ *      cowmem_wasm2c_module() as COWMEM_W2C_ID(<name>)).
  *   COWMEM_W2C_FN(<name>, free)(&instance) gives the memory back to the pool.
  *
  * Memories: each memory the generated code allocates is a slot of one
@@ -52,8 +53,9 @@
  *
  * wasm_rt_allocate_memory cannot fail to its caller (the stock runtime
  * aborts when mmap fails): when every slot is taken (max_memories alive at
- * once) or the limits do not match the module set, the process aborts with
- * a message on stderr.
+ * once), the limits do not match the module set, or the set was refused
+ * (cowmem_w2c_begin_id) and the module is instantiated anyway, the process
+ * aborts with a message on stderr.
  *
  * wasm_rt_free_memory and wasm_rt_grow_memory abort with a message naming
  * the pointers when given a memory whose data lies in the pool but is not
@@ -222,8 +224,10 @@ int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t impor
  * cowmem_w2c_end: the k-th wasm_rt_allocate_memory gets defined memory k
  * (imported memories are the host's: see cowmem_w2c_import_memory).
  * Its limits must be the module's (else the process aborts with a message:
- * the wrong module was set; another module with the same limits is not
- * caught and would map m's images). m must stay valid until cowmem_w2c_end.
+ * the wrong module was set). begin does not know which module is being
+ * instantiated: another module with the same limits is not caught and
+ * would map m's images. COWMEM_W2C_NEW (cowmem_w2c_begin_id) catches it.
+ * m must stay valid until cowmem_w2c_end.
  * An instantiation can trap (a data segment that cowmem left in the
  * module because it does not fit the memory, an element segment out of
  * bounds): the trap path (after wasm_rt_impl_try returns the trap) must
@@ -231,20 +235,56 @@ int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t impor
  * the stock runtime needs Z_<name>_free to unmap them. A begin without end
  * is superseded by the next begin. */
 void cowmem_w2c_begin(const cowmem_w2c_module_t* m);
-/* Stop mapping for this thread. Returns 0, or COWMEM_ESTATE when the
- * number of memories allocated since begin is not the module's number of
- * defined memories (the instantiate function does not belong to m). */
+/* begin, for the module whose identity is id (COWMEM_W2C_ID(<name>): the
+ * SHA-256 of the original module), checked against the one m records (the
+ * hash in its image file, or that of the .wasm it was built from).
+ * Returns 0, or, with nothing mapped:
+ *   COWMEM_EMISMATCH  m belongs to another module (or, opened from an image
+ *                     file that records no module hash, to none);
+ *   COWMEM_EINVAL     m or id is NULL.
+ * After an error the calling thread is still in the set, refused: do not
+ * instantiate, call cowmem_w2c_end (which returns the same error). A
+ * memory allocated anyway aborts the process with a message naming both
+ * modules (wasm_rt_allocate_memory cannot fail), rather than map m's
+ * images into another module. The check compares 32 bytes: no lock, no
+ * system call. */
+int cowmem_w2c_begin_id(const cowmem_w2c_module_t* m, const uint8_t id[32]);
+/* Stop mapping for this thread. Returns 0, the error of a refused
+ * cowmem_w2c_begin_id, or COWMEM_ESTATE when the number of memories
+ * allocated since begin is not the module's number of defined memories
+ * (the instantiate function does not belong to m). */
 int cowmem_w2c_end(void);
 
-/* instantiate_fn(instance, imports...) with m's images; evaluates to
- * cowmem_w2c_end(). */
+/* The identity of wasm2c module <name> (a const uint8_t[32]: the SHA-256
+ * of the original .wasm), which cowmem_wasm2c_module() compiles into the
+ * module's library. A program that runs wasm2c itself defines
+ *   const uint8_t cowmem_w2c_id_<name>[32] = {...};
+ * with that hash (e.g. from `sha256sum <name>.wasm`), or uses
+ * COWMEM_W2C_INSTANTIATE. COWMEM_W2C_DECLARE_ID(<name>); declares it, for
+ * a caller of cowmem_w2c_begin_id (COWMEM_W2C_NEW declares it itself). */
+#define COWMEM_W2C_ID(mod) cowmem_w2c_id_##mod
+#define COWMEM_W2C_DECLARE_ID(mod) extern const uint8_t COWMEM_W2C_ID(mod)[32]
+
+/* Instantiate module <mod> (the name given to wasm2c) inside module set m:
+ * COWMEM_W2C_NEW(m, mymod, &inst, imports...) calls Z_mymod_instantiate
+ * (1.0.32) or wasm2c_mymod_instantiate (>= 1.0.37) between
+ * cowmem_w2c_begin_id(m, COWMEM_W2C_ID(mymod)) and cowmem_w2c_end, and
+ * evaluates to what end returns: 0, or COWMEM_EMISMATCH (m is not mymod's
+ * set: the instance is not instantiated, nothing to free), COWMEM_EINVAL
+ * (m is NULL), COWMEM_ESTATE (see cowmem_w2c_end). A GNU C statement
+ * expression (gcc, clang), declaring COWMEM_W2C_ID(mod) at block scope. */
+#define COWMEM_W2C_NEW(m, mod, ...)                                                      \
+  __extension__({                                                                        \
+    COWMEM_W2C_DECLARE_ID(mod);                                                          \
+    if (cowmem_w2c_begin_id((m), COWMEM_W2C_ID(mod)) == 0)                               \
+      COWMEM_W2C_FN(mod, instantiate)(__VA_ARGS__);                                      \
+    cowmem_w2c_end();                                                                    \
+  })
+/* instantiate_fn(instance, imports...) with m's images, for an instantiate
+ * function without an identity: only the limits are checked (see
+ * cowmem_w2c_begin). Evaluates to cowmem_w2c_end(). */
 #define COWMEM_W2C_INSTANTIATE(m, instantiate_fn, ...)                                   \
   (cowmem_w2c_begin(m), instantiate_fn(__VA_ARGS__), cowmem_w2c_end())
-/* The same by module name, for either naming scheme:
- * COWMEM_W2C_NEW(m, mymod, &inst) instantiates with Z_mymod_instantiate
- * (1.0.32) or wasm2c_mymod_instantiate (>= 1.0.37). */
-#define COWMEM_W2C_NEW(m, mod, ...)                                                      \
-  COWMEM_W2C_INSTANTIATE(m, COWMEM_W2C_FN(mod, instantiate), __VA_ARGS__)
 
 /* The runtime ABI the library was compiled for (COWMEM_W2C_ABI); a program
  * compiled against the same wasm-rt.h sees the same number. */

@@ -9,6 +9,10 @@
 #include "cowdemo.h"
 #include "test_death.h"
 #include "test_w2c.h"
+#ifdef HAVE_W2C_MULTI
+#include "multi.h"
+#include "twin.h"
+#endif
 
 #define PAGE COWMEM_W2C_WASM_PAGE
 #define STRIDE (COWMEM_W2C_SLOT_SIZE + COWMEM_W2C_GUARD_SIZE)
@@ -152,4 +156,67 @@ TEST_IMPL(stale_free) {
   ASSERT_EQ(mem_of(&b)->data[PAGE], MARK);
   W2C_FN(cowdemo, free)(&b);
   return h_teardown();
+}
+
+/* twin.wat has multi.wat's limits and other data: instantiated inside
+ * multi's module set it is refused before any memory is allocated (it once
+ * got multi's images); instantiated anyway after the refusal, the
+ * allocation aborts; each module in its own set sees its own data. */
+#ifdef HAVE_W2C_MULTI
+COWMEM_W2C_DECLARE_ID(twin);
+static cowmem_w2c_module_t* g_multi_set;
+
+static void twin_in_multi_set(void* arg) {
+  (void)cowmem_w2c_begin_id(g_multi_set, COWMEM_W2C_ID(twin)); /* refused */
+  W2C_FN(twin, instantiate)(arg);
+}
+
+static int twin_sees(cowmem_w2c_module_t* set, const char* text) {
+  W2C_T(twin) t;
+  ASSERT_OK(COWMEM_W2C_NEW(set, twin, &t));
+  for (uint32_t i = 0; text[i]; i++)
+    ASSERT_EQ(W2C_X(twin, load0)(&t, 16 + i), (uint8_t)text[i]);
+  W2C_FN(twin, free)(&t);
+  return 0;
+}
+#endif
+
+TEST_IMPL(wrong_module) {
+#ifndef HAVE_W2C_MULTI
+  TEST_SKIP("wat2wasm not found: twin.wat not built");
+#else
+  CHECK(init_pool(2, COWMEM_RESET_ADAPTIVE));
+  cowmem_w2c_module_t *mm, *tm;
+  CHECK(OPEN_SET(multi, &mm));
+  CHECK(OPEN_SET(twin, &tm));
+  wasm_rt_init();
+  COWMEM_W2C_INIT_MODULE(multi);
+  COWMEM_W2C_INIT_MODULE(twin);
+  cowmem_w2c_counters_t before, after;
+  cowmem_w2c_counters(&before);
+  W2C_T(twin) t;
+  ASSERT_EQ(COWMEM_W2C_NEW(mm, twin, &t), COWMEM_EMISMATCH);
+  cowmem_w2c_counters(&after);
+  ASSERT_EQ(after.cowmem_allocs, before.cowmem_allocs);
+  ASSERT_EQ(after.stock_allocs, before.stock_allocs);
+  ASSERT_EQ(after.live, 0);
+  ASSERT_EQ(cowmem_w2c_begin_id(mm, COWMEM_W2C_ID(twin)), COWMEM_EMISMATCH);
+  ASSERT_EQ(cowmem_w2c_end(), COWMEM_EMISMATCH);
+  ASSERT_EQ(cowmem_w2c_end(), 0); /* the refusal ended with the set */
+  ASSERT_EQ(cowmem_w2c_begin_id(mm, NULL), COWMEM_EINVAL);
+  ASSERT_EQ(cowmem_w2c_end(), COWMEM_EINVAL);
+  ASSERT_EQ(COWMEM_W2C_NEW(NULL, twin, &t), COWMEM_EINVAL);
+  g_multi_set = mm;
+  ASSERT_ABORTS(twin_in_multi_set, &t, "does not belong to the module being instantiated");
+  /* Each in its own set: its own data. */
+  CHECK(twin_sees(tm, "twin memory"));
+  W2C_T(multi) m;
+  ASSERT_OK(COWMEM_W2C_NEW(mm, multi, &m));
+  ASSERT_EQ(W2C_X(multi, load0)(&m, 16), 'f');
+  W2C_FN(multi, free)(&m);
+  cowmem_w2c_module_free(mm);
+  cowmem_w2c_module_free(tm);
+  ASSERT_OK(cowmem_w2c_shutdown());
+  return 0;
+#endif
 }

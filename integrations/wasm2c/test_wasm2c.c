@@ -598,6 +598,7 @@ TEST_IMPL(double_free);
 TEST_IMPL(interior_free);
 TEST_IMPL(idle_slot_free);
 TEST_IMPL(stale_free);
+TEST_IMPL(wrong_module);
 
 TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
               TEST_ENTRY(grow_to_max) TEST_ENTRY(no_leak) TEST_ENTRY(unsupported)
@@ -611,4 +612,5 @@ TEST_MAIN(TEST_ENTRY(same_outputs) TEST_ENTRY(isolation) TEST_ENTRY(oob_traps)
                                               TEST_ENTRY(double_free)
                                                   TEST_ENTRY(interior_free)
                                                       TEST_ENTRY(idle_slot_free)
-                                                          TEST_ENTRY(stale_free))
+                                                          TEST_ENTRY(stale_free)
+                                                              TEST_ENTRY(wrong_module))

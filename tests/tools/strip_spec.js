@@ -333,7 +333,7 @@ for (const suite of ['core', 'memory64']) {
       const d1 = path.join(dir, 'fresh.bin');
       const d = run(['dump', '--fresh-imports', file, ...gargs, '-o', d1]);
       if (orig.trap) {
-        if (d.status === 0 || !/instantiation fails: out of bounds/.test(d.stderr))
+        if (d.status === 0 || !/instantiation traps: out of bounds/.test(d.stderr))
           freshFail(where, `V8 traps (${orig.trap.message}), cowmem dump: ${d.status} ${d.stderr.trim()}`);
         else fresh.traps++;
         continue;

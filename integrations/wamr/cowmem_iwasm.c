@@ -16,6 +16,11 @@
  *   --stock              the same through stock WAMR in this process
  *   --live=N             keep N instances alive after running them, then
  *                        print their proportional set size (PSS)
+ *   --preinit=FUNC       pre-initialize the module at load (as `cowmem
+ *                        preinit --allow-wasi -f FUNC`, with the program's
+ *                        WASI arguments), in memory: every instance starts
+ *                        from the state FUNC left (with --stock: the state
+ *                        as data segments, copied per instance)
  * Exit code: the program's (proc_exit), 1 after a trap (printed on stdout
  * as iwasm does), 255 when the module cannot be read, loaded or
  * instantiated (a missing preopen, a bad module), 2 for bad options.
@@ -28,6 +33,7 @@
 #include <unistd.h>
 
 #include "cowmem_wamr_wasi.h"
+#include "iwasm_preinit.h"
 #include "iwasm_runner.h"
 #include "measure.h"
 
@@ -41,6 +47,7 @@ typedef struct {
   uint32_t stack_size, heap_size;
   const char* function;
   const char* images;
+  const char* preinit;
   unsigned long repeat, live;
   bool stock;
   char** argv; /* the module, then its arguments */
@@ -59,6 +66,8 @@ static int usage(FILE* f) {
           "  --images=<file.cwimg>    prebuilt images (module: the stripped one)\n"
           "  --repeat=<n>             n fresh instances; latency table on stderr\n"
           "  --live=<n>               n live instances; their PSS on stderr\n"
+          "  --preinit=<func>         pre-initialize at load by calling <func>\n"
+          "                           (a reactor's own: _initialize)\n"
           "  --stock                  stock WAMR (no cowmem) in this process\n");
   return f == stdout ? 0 : 2;
 }
@@ -113,6 +122,8 @@ static int parse(int argc, char** argv, options_t* o) {
       if (!push(o->envs, &o->nenvs, v, "--env")) return 2;
     } else if (IS("--images") && (v = value(&i, argc, argv, "--images"))) {
       o->images = v;
+    } else if (IS("--preinit") && (v = value(&i, argc, argv, "--preinit")) && *v) {
+      o->preinit = v;
     } else if ((IS("--stack-size") || IS("--heap-size")) &&
                (v = value(&i, argc, argv, a[2] == 's' ? "--stack-size" : "--heap-size"))) {
       if (!number(v, &n) || n > UINT32_MAX) break;
@@ -131,8 +142,8 @@ static int parse(int argc, char** argv, options_t* o) {
     return usage(stderr);
   }
   if (i == argc) return usage(stderr);
-  if (o->images && o->stock) {
-    fprintf(stderr, "cowmem-iwasm: --images is for cowmem, not --stock\n");
+  if (o->images && (o->stock || o->preinit)) {
+    fprintf(stderr, "cowmem-iwasm: --images is for cowmem, not --stock or --preinit\n");
     return 2;
   }
   o->argv = argv + i;
@@ -256,9 +267,19 @@ int main(int argc, char** argv) {
   /* A terminal is left alone: each request reads it as it comes. */
   if ((o.repeat > 1 || o.live > 1) && !isatty(0) && buffer_stdin(&w.stdin_fd) != 0)
     return RUNNER_FAILED;
+  iwasm_preinit_t pre = {.wasm_fd = -1, .images_fd = -1};
+  const char* path = o.argv[0];
+  const char* images = o.images;
+  if (o.preinit) {
+    if (iwasm_preinit(path, o.preinit, o.stock, &w, &pre) != 0) return RUNNER_FAILED;
+    path = pre.wasm;
+    images = pre.images[0] ? pre.images : NULL;
+  }
   runner_t r;
-  if (runner_open(&r, o.stock, o.argv[0], o.images, o.live ? o.live : 1) != 0)
+  if (runner_open(&r, o.stock, path, images, o.live ? o.live : 1) != 0) {
+    iwasm_preinit_close(&pre);
     return RUNNER_FAILED;
+  }
   if (o.live)
     rc = runner_live(&r, &w, o.stack_size, o.heap_size, o.function, o.argc - 1,
                      o.argv + 1, o.live);
@@ -268,6 +289,7 @@ int main(int argc, char** argv) {
     rc = request(&r, &o, &w, NULL);
   fflush(stdout);
   runner_close(&r);
+  iwasm_preinit_close(&pre);
   if (w.stdin_fd >= 0) close(w.stdin_fd);
   return rc;
 }

@@ -9,6 +9,10 @@ cowmem_wamr_runtime(cowmem_wamr_vm_stock_wasi STOCK WASI)
 
 add_library(cowmem_wamr_wasi STATIC cowmem_wamr_wasi.c)
 target_link_libraries(cowmem_wamr_wasi PUBLIC cowmem_wamr)
+# Pre-initialization with WAMR as the runner (cowmem_wamr_preinit.h): for
+# the cowmem command's preinit and cowmem-iwasm --preinit.
+add_library(cowmem_wamr_preinit STATIC cowmem_wamr_preinit.c)
+target_link_libraries(cowmem_wamr_preinit PUBLIC cowmem_wamr_wasi)
 # The same file for the stock runtime (wamr_wasi_stock.h).
 add_library(cowmem_wamr_wasi_stock OBJECT cowmem_wamr_wasi.c)
 target_compile_definitions(cowmem_wamr_wasi_stock PRIVATE WAMR_API_STOCK=1)
@@ -24,10 +28,10 @@ function(cowmem_wamr_wasi_program target)
                  $<TARGET_OBJECTS:cowmem_wamr_wasi_stock>)
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/support
                              ${PROJECT_SOURCE_DIR}/tests)
-  target_link_libraries(${target} PRIVATE cowmem_wamr_wasi cowmem_wamr_vm_wasi
+  target_link_libraries(${target} PRIVATE cowmem_wamr_preinit cowmem_wamr_wasi cowmem_wamr_vm_wasi
                         cowmem_wamr_vm_stock_wasi)
 endfunction()
-cowmem_wamr_wasi_program(cowmem_iwasm cowmem_iwasm.c)
+cowmem_wamr_wasi_program(cowmem_iwasm cowmem_iwasm.c iwasm_preinit.c)
 set_target_properties(cowmem_iwasm PROPERTIES OUTPUT_NAME cowmem-iwasm)
 
 if(COWMEM_BUILD_TESTS)

@@ -15,7 +15,7 @@
 
 #include <cowmem.h>
 
-#include "preinit_run.h"
+#include "cowmem_wamr_preinit.h"
 
 static int die(const char* what, const char* why) {
   fprintf(stderr, "preinit_state: %s: %s\n", what, why);
@@ -59,9 +59,9 @@ static int dump_memory(const char* dir, uint32_t i, const cowmem_preinit_memory_
 
 static int run(const cowmem_module_t* m, const uint8_t* inst, size_t len, const char* dir,
                const char* const* calls, size_t ncalls) {
-  preinit_state_t st;
+  cowmem_wamr_preinit_state_t st;
   char err[512];
-  if (preinit_run(m, inst, len, calls, ncalls, &st, err, sizeof err) != 0)
+  if (cowmem_wamr_preinit_run(m, inst, len, calls, ncalls, NULL, &st, err, sizeof err) != 0)
     return die("run", err);
   char path[4096];
   snprintf(path, sizeof path, "%s/state.txt", dir);
@@ -79,7 +79,7 @@ static int run(const cowmem_module_t* m, const uint8_t* inst, size_t len, const 
   for (size_t i = 0; f && i < ncalls; i++)
     fprintf(f, "result %s %llx\n", calls[i], (unsigned long long)st.results[i]);
   if (f && fclose(f) != 0) rc = die(path, "cannot write");
-  preinit_state_free(&st);
+  cowmem_wamr_preinit_state_free(&st);
   return rc;
 }
 
@@ -113,8 +113,12 @@ int main(int argc, char** argv) {
     rc = die(argv[2], d.reason);
   else if (strcmp(argv[1], "instrument") == 0)
     rc = write_file(argv[3], inst, inst_len) == 0 ? 0 : die(argv[3], "cannot write");
-  else
+  else if (!cowmem_wamr_runtime_init(NULL))
+    rc = die("WAMR", "the runtime did not initialize");
+  else {
     rc = run(m, inst, inst_len, argv[3], (const char* const*)argv + 4, (size_t)argc - 4);
+    wasm_runtime_destroy();
+  }
   free(inst);
   cowmem_module_free(m);
   free(bytes);

@@ -92,3 +92,30 @@ add_test(NAME wamr_wasi_oracle
           $<$<TARGET_EXISTS:cowmem_tool>:$<TARGET_FILE:cowmem_tool>>)
 set_tests_properties(wamr_wasi_oracle PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300
                      LABELS wasi)
+
+# Pre-initialization with WASI (preinit.sh): `cowmem preinit --allow-wasi`
+# and cowmem-iwasm --preinit on the QuickJS and SQLite reactors (their
+# _initialize) and on preinit_app.c (an init reading a variable and a file
+# only cowmem preinit is given), against the original module.
+if(COWMEM_BUILD_TOOLS)
+  set(COWMEM_WASI_PREINIT_APP ${CMAKE_CURRENT_BINARY_DIR}/preinit_app.wasm)
+  add_custom_command(OUTPUT ${COWMEM_WASI_PREINIT_APP}
+    COMMAND ${COWMEM_WASI_CC} --target=wasm32-wasi -O2 -mexec-model=reactor
+            ${wasi_dir}/preinit_app.c -o ${COWMEM_WASI_PREINIT_APP}
+    DEPENDS ${wasi_dir}/preinit_app.c VERBATIM)
+  add_custom_target(cowmem_wasi_preinit_app ALL DEPENDS ${COWMEM_WASI_PREINIT_APP})
+  set(COWMEM_WASI_ENV ${COWMEM_WASI_PREINIT_APP})
+  foreach(w env quickjs sqlite)
+    string(TOUPPER ${w} W)
+    if(${w}_pkg_MISSING)
+      set(cmd sh -c "echo \"SKIP: \$1\"; exit 77" skip "${${w}_pkg_MISSING}")
+    else()
+      set(cmd sh ${wasi_dir}/preinit.sh ${w} ${COWMEM_WASI_${W}}
+              $<TARGET_FILE:cowmem_iwasm> ${COWMEM_IWASM_ORACLE} ${wasi_dir}/node_run.js
+              ${CMAKE_CURRENT_BINARY_DIR}/wasi-preinit-${w} $<TARGET_FILE:cowmem_tool>)
+    endif()
+    add_test(NAME wamr_wasi_preinit_${w} COMMAND ${cmd})
+    set_tests_properties(wamr_wasi_preinit_${w} PROPERTIES SKIP_RETURN_CODE 77
+                         TIMEOUT 1200 LABELS "wasi;tools")
+  endforeach()
+endif()

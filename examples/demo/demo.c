@@ -43,6 +43,12 @@
  *                             of bounds)
  *   trap_oob()                load just past the end of memory: always traps
  *   checksum(addr, len)       FNV-1a of a memory range (compare images)
+ * Built with -DCOWMEM_DEMO_INIT_EXPORT (demo_init.wasm), it also exports
+ *   wizer-initialize()        build the dictionary now, not on the first
+ *                             request: the init function that pre-
+ *                             initialization (cowmem preinit, Wizer) calls,
+ *                             so that instances of its output start with
+ *                             the dictionary built (same reports)
  *
  * Build (see CMakeLists.txt): clang --target=wasm32 -O2 -ffreestanding
  * -nostdlib -Wl,--no-entry. No libc: the few helpers are below.
@@ -413,3 +419,9 @@ EXPORT(checksum) u32 checksum(u32 addr, u32 len) {
   for (u32 i = 0; i < len; i++) h = (h ^ p[i]) * 0x01000193u;
   return h;
 }
+
+#ifdef COWMEM_DEMO_INIT_EXPORT
+__attribute__((export_name("wizer-initialize"))) void demo_init(void) {
+  if (g_dict_count == 0) dict_build();
+}
+#endif

@@ -35,7 +35,8 @@
 #   a module exporting __heap_base keeps its declared memory), so that a
 #   program reading memories sees the module's own layout.
 #
-# cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...])
+# cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...]
+#                    [PREINIT <func> [PREINIT_ARGS <args>...]])
 #   `cowmem strip`s the module (covered data segments become empty passive
 #   ones, so WAMR's instantiation copies nothing) and `cowmem compile`s the
 #   original into <name>.cwimg, both with --fresh-imports (without
@@ -47,6 +48,15 @@
 #   (the last two absent without the cowmem command, when cowmem was
 #   configured with COWMEM_BUILD_TOOLS=OFF: cowmem_wamr_module_new strips
 #   at run time).
+#   PREINIT <func>: pre-initialized at build time (`cowmem preinit -f
+#   <func>`, the command's preinit needed: an error without it): the
+#   stripped module and the images are the state <func> left (after the
+#   module's _initialize, when it exports one and <func> is another; a
+#   reactor's own start-up is PREINIT _initialize), and
+#   COWMEM_WAMR_WASM_<name> is the standalone pre-initialized module
+#   (<name>.preinit.wasm, the state as data segments: what
+#   cowmem_wamr_module_open or another runtime takes). PREINIT_ARGS go to
+#   cowmem preinit (--allow-wasi, --env K=V, --dir D, -r dst=src).
 #
 # Recipe (project(app C ASM); WAMR's own tree, any 2.x with the hook):
 #   find_package(cowmem REQUIRED COMPONENTS wamr)
@@ -147,7 +157,7 @@ function(cowmem_wamr_runtime target)
 endfunction()
 
 function(cowmem_wamr_module target wasm)
-  cmake_parse_arguments(A "" "NAME" "DEPENDS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;PREINIT" "DEPENDS;PREINIT_ARGS" ${ARGN})
   if(NOT A_NAME)
     set(A_NAME ${target})
   endif()
@@ -155,20 +165,35 @@ function(cowmem_wamr_module target wasm)
   set(dir ${CMAKE_CURRENT_BINARY_DIR}/${target}_wamr)
   file(MAKE_DIRECTORY ${dir})
   add_library(${target} INTERFACE)
-  target_compile_definitions(${target} INTERFACE
-                             COWMEM_WAMR_WASM_${A_NAME}="${wasm}")
+  if(A_PREINIT AND NOT COWMEM_INTEGRATION_TOOL)
+    message(FATAL_ERROR "cowmem_wamr_module(${target} ... PREINIT): needs the cowmem "
+                        "command (COWMEM_BUILD_TOOLS, a WAMR tree for its preinit)")
+  endif()
   if(COWMEM_INTEGRATION_TOOL)
     set(stripped ${dir}/${A_NAME}.stripped.wasm)
     set(images ${dir}/${A_NAME}.cwimg)
-    add_custom_command(OUTPUT ${stripped}
-      COMMAND ${COWMEM_INTEGRATION_TOOL} strip --fresh-imports ${wasm} -o ${stripped}
-      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
-      COMMENT "cowmem strip ${wasm}" VERBATIM)
-    add_custom_command(OUTPUT ${images}
-      COMMAND ${COWMEM_INTEGRATION_TOOL} compile --fresh-imports ${wasm} -o ${images}
-      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
-      COMMENT "cowmem compile ${wasm}" VERBATIM)
-    add_custom_target(${target}_files ALL DEPENDS ${stripped} ${images})
+    set(tool ${COWMEM_INTEGRATION_TOOL})
+    set(deps ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS})
+    if(A_PREINIT)
+      set(standalone ${dir}/${A_NAME}.preinit.wasm)
+      set(pre ${tool} preinit --fresh-imports -f ${A_PREINIT} ${A_PREINIT_ARGS} ${wasm})
+      add_custom_command(OUTPUT ${stripped} ${images}
+        COMMAND ${pre} -o ${stripped} --images ${images}
+        DEPENDS ${deps} COMMENT "cowmem preinit -f ${A_PREINIT} ${wasm}" VERBATIM)
+      add_custom_command(OUTPUT ${standalone} COMMAND ${pre} -o ${standalone}
+        DEPENDS ${deps} COMMENT "cowmem preinit -f ${A_PREINIT} ${wasm} (standalone)"
+        VERBATIM)
+      set(wasm ${standalone})
+    else()
+      set(standalone)
+      add_custom_command(OUTPUT ${stripped}
+        COMMAND ${tool} strip --fresh-imports ${wasm} -o ${stripped}
+        DEPENDS ${deps} COMMENT "cowmem strip ${wasm}" VERBATIM)
+      add_custom_command(OUTPUT ${images}
+        COMMAND ${tool} compile --fresh-imports ${wasm} -o ${images}
+        DEPENDS ${deps} COMMENT "cowmem compile ${wasm}" VERBATIM)
+    endif()
+    add_custom_target(${target}_files ALL DEPENDS ${stripped} ${images} ${standalone})
     add_dependencies(${target} ${target}_files)
     target_compile_definitions(${target} INTERFACE
                                COWMEM_WAMR_STRIPPED_${A_NAME}="${stripped}"
@@ -176,4 +201,5 @@ function(cowmem_wamr_module target wasm)
   elseif(A_DEPENDS)
     add_dependencies(${target} ${A_DEPENDS})
   endif()
+  target_compile_definitions(${target} INTERFACE COWMEM_WAMR_WASM_${A_NAME}="${wasm}")
 endfunction()

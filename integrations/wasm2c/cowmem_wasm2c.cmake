@@ -27,7 +27,8 @@
 #   (cowmem_wasm2c.h, COWMEM_W2C_ABI): wabt 1.0.32 or >= 1.0.37.
 #
 # cowmem_wasm2c_module(<target> <file.wasm> [NAME <name>] [PROVIDER <p>]
-#                      [DEPENDS <targets>...] [WASM2C_FLAGS <flags>...])
+#                      [DEPENDS <targets>...] [WASM2C_FLAGS <flags>...]
+#                      [FRESH_IMPORTS] [PREINIT <func> [PREINIT_ARGS <args>...]])
 #   Builds a WebAssembly module for the integration:
 #   1. `cowmem strip`s it (covered data segments become empty passive ones,
 #      so the generated init_memories copies nothing) and `cowmem compile`s
@@ -65,6 +66,16 @@
 #   FRESH_IMPORTS: strip and compile with --fresh-imports, for a host that
 #   gives each instance its imported memories from cowmem_w2c_import_memory
 #   (the stripped module then applies nothing to them either).
+#   PREINIT <func>: pre-initialized at build time: step 1 is `cowmem
+#   preinit -f <func> -o <name>.stripped.wasm --images <name>.cwimg` (the
+#   command's preinit needed: an error without it), so instances start from
+#   the state <func> left (after the module's _initialize, when it exports
+#   one and <func> is another; a reactor's own start-up is PREINIT
+#   _initialize) and nothing of it is copied at instantiation. The module's
+#   identity is then the stripped module's (the image file records it), and
+#   COWMEM_W2C_WASM_<name> is not defined: the original does not hold that
+#   state. PREINIT_ARGS go to cowmem preinit (--allow-wasi, --env K=V,
+#   --dir D, -r dst=src).
 #   With the cowmem command the images are compiled at build time; without
 #   it (COWMEM_BUILD_TOOLS=OFF) a small helper built from w2c_strip.c
 #   strips, and the program builds the images at run time.
@@ -143,7 +154,8 @@ function(cowmem_wasm2c_provider target)
 endfunction()
 
 function(cowmem_wasm2c_module target wasm)
-  cmake_parse_arguments(A "FRESH_IMPORTS" "NAME;PROVIDER" "DEPENDS;WASM2C_FLAGS" ${ARGN})
+  cmake_parse_arguments(A "FRESH_IMPORTS" "NAME;PROVIDER;PREINIT"
+                        "DEPENDS;WASM2C_FLAGS;PREINIT_ARGS" ${ARGN})
   set(fresh)
   if(A_FRESH_IMPORTS)
     set(fresh --fresh-imports)
@@ -161,7 +173,20 @@ function(cowmem_wasm2c_module target wasm)
   file(MAKE_DIRECTORY ${dir})
   set(stripped ${dir}/${A_NAME}.stripped.wasm)
   set(images ${dir}/${A_NAME}.cwimg)
-  if(COWMEM_INTEGRATION_TOOL)
+  set(id_of ${wasm}) # the module whose SHA-256 the image file records
+  if(A_PREINIT)
+    if(NOT COWMEM_INTEGRATION_TOOL)
+      message(FATAL_ERROR "cowmem_wasm2c_module(${target} ... PREINIT): needs the "
+                          "cowmem command (COWMEM_BUILD_TOOLS, a WAMR tree for its preinit)")
+    endif()
+    add_custom_command(OUTPUT ${stripped} ${images}
+      COMMAND ${COWMEM_INTEGRATION_TOOL} preinit ${fresh} -f ${A_PREINIT} ${A_PREINIT_ARGS}
+              ${wasm} -o ${stripped} --images ${images}
+      DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
+      COMMENT "cowmem preinit -f ${A_PREINIT} ${wasm}"
+      VERBATIM)
+    set(id_of ${stripped})
+  elseif(COWMEM_INTEGRATION_TOOL)
     add_custom_command(OUTPUT ${stripped}
       COMMAND ${COWMEM_INTEGRATION_TOOL} strip ${fresh} ${wasm} -o ${stripped}
       DEPENDS ${wasm} ${COWMEM_INTEGRATION_TOOL} ${A_DEPENDS}
@@ -189,10 +214,10 @@ function(cowmem_wasm2c_module target wasm)
   # The module's identity, which COWMEM_W2C_NEW checks against the set.
   set(id ${dir}/${A_NAME}.cowmem_id.c)
   add_custom_command(OUTPUT ${id}
-    COMMAND ${CMAKE_COMMAND} -DWASM=${wasm} -DNAME=${A_NAME} -DOUT=${id}
+    COMMAND ${CMAKE_COMMAND} -DWASM=${id_of} -DNAME=${A_NAME} -DOUT=${id}
             -P ${COWMEM_W2C_SOURCE_DIR}/w2c_id.cmake
-    DEPENDS ${wasm} ${COWMEM_W2C_SOURCE_DIR}/w2c_id.cmake ${A_DEPENDS}
-    COMMENT "cowmem_w2c_id_${A_NAME}: SHA-256 of ${wasm}"
+    DEPENDS ${id_of} ${COWMEM_W2C_SOURCE_DIR}/w2c_id.cmake ${A_DEPENDS}
+    COMMENT "cowmem_w2c_id_${A_NAME}: SHA-256 of ${id_of}"
     VERBATIM)
   add_custom_command(OUTPUT ${dir}/${A_NAME}.c ${dir}/${A_NAME}.h
     COMMAND ${wasm2c} ${A_WASM2C_FLAGS} ${stripped} -n ${A_NAME} -o ${dir}/${A_NAME}.c
@@ -203,8 +228,10 @@ function(cowmem_wasm2c_module target wasm)
   target_include_directories(${target} PUBLIC ${dir})
   target_compile_options(${target} PRIVATE ${gen_flags})
   target_link_libraries(${target} PUBLIC ${A_PROVIDER})
-  target_compile_definitions(${target} INTERFACE
-                             COWMEM_W2C_WASM_${A_NAME}="${wasm}")
+  if(NOT A_PREINIT)
+    target_compile_definitions(${target} INTERFACE
+                               COWMEM_W2C_WASM_${A_NAME}="${wasm}")
+  endif()
   if(images)
     target_compile_definitions(${target} INTERFACE
                                COWMEM_W2C_IMAGES_${A_NAME}="${images}")

@@ -161,7 +161,7 @@ static int check_memory(const cowmem_imgfile_memory_t* m, uint32_t prev, bool fi
   if (!first && m->index <= prev) return COWMEM_EINVAL;
   if ((unsigned)m->noimage > COWMEM_NOIMAGE_NOT_BUILT) return COWMEM_EINVAL;
   if (m->has_max && m->max_pages < m->min_pages) return COWMEM_EINVAL;
-  uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+  uint64_t cap = COWMEM_WASM_MAX_PAGES(m->memory64);
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap)) return COWMEM_EINVAL;
   if (m->fresh && !m->imported) return COWMEM_EINVAL;
   if (!m->image) return 0;
@@ -300,7 +300,7 @@ static int decode_desc(const uint8_t* d, uint64_t at, uint32_t i, uint64_t data_
   if (ld64(d + 72) != 0)
     return fail(diag, COWMEM_EBADIMG, at + 72, "memory %u: reserved field set", i);
   /* The spec's limits: 2^16 pages for 32-bit memories, 2^48 for 64-bit. */
-  uint64_t cap = m->memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+  uint64_t cap = COWMEM_WASM_MAX_PAGES(m->memory64);
   if (m->min_pages > cap || (m->has_max && m->max_pages > cap))
     return fail(diag, COWMEM_EBADIMG, at + 8, "memory %u: limits beyond %llu pages", i,
                 (unsigned long long)cap);
@@ -537,7 +537,7 @@ int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
   } else {
     memset(&mem, 0, sizeof mem);
     uint64_t size = cowmem_slot_accessible(slot);
-    mem.min_pages = (size + COWMEM__WASM_PAGE - 1) / COWMEM__WASM_PAGE;
+    mem.min_pages = (size + COWMEM_WASM_PAGE_SIZE - 1) / COWMEM_WASM_PAGE_SIZE;
   }
   cowmem_image_t* snap = NULL;
   int r = cowmem_snapshot(slot, &snap);

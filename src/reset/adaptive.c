@@ -38,10 +38,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "adaptive.h"
+#include "reset/adaptive.h"
 #include "dirty.h"
-#include "hotset.h"
-#include "image.h"
+#include "reset/hotset.h"
+#include "image/image.h"
 #include "reset/profile.h"
 
 #define TABLE_CAP 1024u             /* images with a hot set per pool */

@@ -4,7 +4,7 @@
 #ifndef COWMEM_ADAPTIVE_H
 #define COWMEM_ADAPTIVE_H
 
-#include "internal.h"
+#include "slot/slot.h"
 
 typedef struct cowmem__adaptive_s cowmem__adaptive_t;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wasm/module.h"
+#include "wasm/wasm.h"
 #include "wasm/reader.h"
 
 /* Position of each section id in the required order; 0 = custom. The data

@@ -1,7 +1,8 @@
-/* The decoded module, shared by the parser (parse.c), the image builder and
- * the fallback (module.c), and later tools (strip, compile). Internal. */
-#ifndef COWMEM_WASM_MODULE_H
-#define COWMEM_WASM_MODULE_H
+/* The front end's internal interface: the decoded module, shared by the
+ * parser (parse.c), the image builder and the fallback (module.c), and
+ * later tools (strip, compile). */
+#ifndef COWMEM_WASM_WASM_H
+#define COWMEM_WASM_WASM_H
 
 #include "cowmem.h"
 
@@ -76,7 +77,7 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max);
 /* Free everything m owns except m itself. */
 void cowmem__module_clear(cowmem_module_t* m);
 
-/* Image files (imgfile.c), for cowmem_imgfile_check_module (compile.c):
+/* Image files (imgfile_open.c), for cowmem_imgfile_check_module (compile.c):
  * the file's module hash and every descriptor compared with want[0, n),
  * the descriptors compile would write. EMISMATCH or EBADIMG naming the
  * field, diag->offset at it. */

@@ -606,7 +606,11 @@ COWMEM_API int cowmem_pool_free(cowmem_pool_t* pool);
  * Errors: EINVAL, EEXHAUSTED (every slot is acquired or, with BATCHED,
  * nothing could be flushed), and the errors of cowmem_slot_instantiate
  * (ECHANGED, EMAPLIMIT, ...; the slot then goes back to the pool,
- * decommitted). */
+ * decommitted).
+ * EEXHAUSTED is never a transient miss: it is returned only when no slot
+ * is free and none is being released or moved (swept, trimmed, flushed)
+ * by another thread; an acquire that meets such a slot in flight waits
+ * for it. */
 COWMEM_API int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image,
                                    size_t initial_size, size_t max_size,
                                    cowmem_slot_t** out);
@@ -1141,6 +1145,11 @@ typedef struct cowmem_imgfile_memory_s {
                  fresh zeroed memory of min_pages): only such an imported
                  memory may have an image. Descriptor flag 0x10; files
                  without it read as before. */
+  bool snapshot; /* in: the image is a state the memory reached by running
+                    (a snapshot, pre-initialization), not what the
+                    module's segments write: cowmem_imgfile_check_module
+                    then checks only that it fits the memory. Descriptor
+                    flag 0x20 (an older reader refuses such a file). */
   uint64_t min_pages;      /* in: 64 KiB pages */
   uint64_t max_pages;      /* in: valid if has_max */
   cowmem_image_t* image;   /* in: the image, or NULL (no image, or zeros).
@@ -1220,7 +1229,10 @@ COWMEM_API int cowmem_imgfile_open(int fd, const uint8_t module_hash[32],
  * flags (imported, memory64, shared, has-max, fresh), limits, no-image
  * reason, image offset, length and data pages, and the segments left for
  * instantiation (EBADIMG, diag->reason naming the memory and the field,
- * diag->offset at it in the file). The header hash only catches
+ * diag->offset at it in the file). A snapshot memory's image (its
+ * `snapshot` flag: pre-initialized state, cowmem_imgfile_write_snapshot)
+ * is not the segments' work: for it the image must lie within min_pages
+ * instead of equalling the module's. The header hash only catches
  * corruption: a header forged with the right module hash passes
  * cowmem_imgfile_open, and its fields decide what instances get, so call
  * this wherever the module is at hand (the `cowmem` command does with

@@ -4,7 +4,9 @@
  * each holding at most one slot and acquiring without waiting, so every
  * EEXHAUSTED is a false one. The *_seen tests stop a move half-way (an
  * injection hook in the idle store or the reset module) and acquire from
- * another thread meanwhile. Run under TSan and ASan too (label threads). */
+ * another thread meanwhile; release_behind_look stops an acquire's look
+ * (the pool's hook) while another thread releases and acquires. Run under
+ * TSan and ASan too (label threads). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -316,6 +318,93 @@ static int one_slot_moved(cowmem_reset_strategy_t reset) {
 TEST_IMPL(trim_move_seen) { return one_slot_moved(COWMEM_RESET_MADVISE); }
 TEST_IMPL(flush_move_seen) { return one_slot_moved(COWMEM_RESET_BATCHED); }
 
+/* ---- a release behind the look ---- */
+
+/* A BATCHED pool of two slots, both held by the test: s (image a) and u.
+ * Then an acquire of image b, stopped twice by the look hook:
+ *   before its look: another thread releases s, which waits in the queue;
+ *   in the look, after the look's own flush made s warm (the wrong image)
+ *   and before the steal: another thread releases u into the queue (a
+ *   place the look has passed), then acquires image a and gets s.
+ * u is free all along the look's end, so EEXHAUSTED would be false. */
+typedef struct {
+  cowmem_pool_t* pool;
+  cowmem_image_t* a;
+  cowmem_slot_t* s;
+  cowmem_slot_t* u;
+  pthread_t acquirer;
+  int phase;
+  int result[2];
+  cowmem_slot_t* got; /* the other thread's acquire of a */
+} behind_t;
+
+static void* behind_release_s(void* p) {
+  behind_t* b = p;
+  b->result[0] = cowmem_pool_release(b->pool, b->s);
+  return NULL;
+}
+
+static void* behind_swap(void* p) {
+  behind_t* b = p;
+  b->result[0] = cowmem_pool_release(b->pool, b->u);
+  b->result[1] = cowmem_pool_acquire(b->pool, b->a, PAGES * PS, PAGES * PS, &b->got);
+  return NULL;
+}
+
+static void behind_run(behind_t* b, void* (*fn)(void*)) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, fn, b) != 0 || pthread_join(t, NULL) != 0) abort();
+  if (b->result[0] != 0 || b->result[1] != 0) {
+    fprintf(stderr, "behind: the other thread's release/acquire: %s/%s\n",
+            cowmem_err_name(b->result[0]), cowmem_err_name(b->result[1]));
+    abort();
+  }
+}
+
+static void behind_hook(void* p, int where) {
+  behind_t* b = p;
+  if (!pthread_equal(pthread_self(), b->acquirer)) return;
+  if (b->phase == 0 && where == COWMEM__POOL_LOOK_BEGIN) {
+    b->phase = 1;
+    behind_run(b, behind_release_s);
+  } else if (b->phase == 1 && where == COWMEM__POOL_LOOK_STEAL) {
+    b->phase = 2;
+    behind_run(b, behind_swap);
+  }
+}
+
+TEST_IMPL(release_behind_look) {
+  behind_t b = {.pool = make_pool(COWMEM_RESET_BATCHED, 2), .a = make_image(0x61)};
+  cowmem_image_t* other = make_image(0x62);
+  ASSERT_NOT_NULL(b.pool);
+  ASSERT_NOT_NULL(b.a);
+  ASSERT_NOT_NULL(other);
+  ASSERT_OK(cowmem_pool_acquire(b.pool, b.a, PAGES * PS, PAGES * PS, &b.s));
+  ASSERT_OK(cowmem_pool_acquire(b.pool, NULL, PAGES * PS, PAGES * PS, &b.u));
+  memset(cowmem_slot_base(b.s), 0xee, 4 * PS);
+  memset(cowmem_slot_base(b.u), 0xee, 4 * PS);
+  b.acquirer = pthread_self();
+  cowmem__pool_look_inject(behind_hook, &b);
+  cowmem_slot_t* mine = NULL;
+  int r = cowmem_pool_acquire(b.pool, other, PAGES * PS, PAGES * PS, &mine);
+  cowmem__pool_look_inject(NULL, NULL);
+  ASSERT_EQ(b.phase, 2); /* both stops were reached */
+  ASSERT_OK(r);
+  ASSERT_PTR_EQ(mine, b.u);
+  ASSERT_TRUE(memory_is(cowmem_slot_base(mine), 0x62));
+  ASSERT_PTR_EQ(b.got, b.s);
+  ASSERT_TRUE(memory_is(cowmem_slot_base(b.got), 0x61));
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(b.pool, &m));
+  ASSERT_UEQ(m.exhausted, 0);
+  ASSERT_OK(cowmem_pool_release(b.pool, mine));
+  ASSERT_OK(cowmem_pool_release(b.pool, b.got));
+  cowmem_image_release(b.a);
+  cowmem_image_release(other);
+  ASSERT_OK(cowmem_pool_free(b.pool));
+  return 0;
+}
+
 /* A slot a sweep holds is nobody's: a stale release of it is refused, and
  * it is not found as a live slot. */
 typedef struct {
@@ -352,4 +441,5 @@ TEST_MAIN(TEST_ENTRY(orphans_madvise) TEST_ENTRY(orphans_keep_resident)
                   TEST_ENTRY(orphans_trims_madvise) TEST_ENTRY(orphans_trims_batched)
                       TEST_ENTRY(sweep_move_seen) TEST_ENTRY(trim_move_seen)
                           TEST_ENTRY(flush_move_seen)
-                              TEST_ENTRY(stale_release_during_sweep))
+                              TEST_ENTRY(stale_release_during_sweep)
+                                  TEST_ENTRY(release_behind_look))

@@ -538,9 +538,61 @@ TEST_IMPL(module_read) {
   return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(sha256_vectors) TEST_ENTRY(roundtrip_sparse)
-              TEST_ENTRY(roundtrip_demo) TEST_ENTRY(truncated_every_length)
-                  TEST_ENTRY(corrupt_every_header_byte)
-                      TEST_ENTRY(version_pagesize_module)
-                          TEST_ENTRY(write_from_images) TEST_ENTRY(fresh_import) TEST_ENTRY(open_time)
-                              TEST_ENTRY(module_read))
+/* A snapshot memory (pre-initialized state) is not what the module's
+ * segments write: checked against the module, its image need only fit the
+ * memory, while every other field (here min_pages) is still compared; the
+ * same image without the flag is refused as not the module's. */
+TEST_IMPL(snapshot_against_module) {
+  /* (module (memory 2 4)): no data, so the module itself has no image. */
+  static const uint8_t wasm[] = {0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+                                 0x05, 0x04, 0x01, 0x01, 0x02, 0x04};
+  cowmem_module_t* m = NULL;
+  ASSERT_OK(cowmem_module_parse(wasm, sizeof wasm, 0, &m, NULL));
+  uint8_t hash[32];
+  ASSERT_OK(cowmem_module_hash(m, hash));
+  static const char state[] = "state after init";
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_bytes(state, sizeof state, 70000, &img));
+  cowmem_imgfile_memory_t mem;
+  memset(&mem, 0, sizeof mem);
+  mem.min_pages = 2;
+  mem.has_max = true;
+  mem.max_pages = 4;
+  mem.image = img;
+  mem.snapshot = true;
+  char path[256];
+  for (int round = 0; round < 3; round++) {
+    mem.snapshot = round != 1;
+    mem.min_pages = round == 2 ? 3 : 2;
+    int fd = tmp_file(path, sizeof path);
+    ASSERT_GE(fd, 0);
+    ASSERT_OK(cowmem_imgfile_write(fd, &mem, 1, hash));
+    cowmem_imgfile_t* f = NULL;
+    cowmem_diag_t d;
+    ASSERT_OK(cowmem_imgfile_open(fd, hash, 0, &f, &d));
+    cowmem_imgfile_memory_t fm;
+    ASSERT_OK(cowmem_imgfile_memory(f, 0, &fm));
+    ASSERT_EQ(fm.snapshot, mem.snapshot);
+    int r = cowmem_imgfile_check_module(f, m, &d);
+    if (round == 0) {
+      ASSERT_OK(r);
+      char got[sizeof state];
+      ASSERT_OK(cowmem_image_read(fm.image, 70000, got, sizeof got));
+      ASSERT_EQ(memcmp(got, state, sizeof state), 0);
+    } else {
+      ASSERT_ERR(r, COWMEM_EBADIMG);
+      ASSERT_NOT_NULL(strstr(d.reason, round == 1 ? "image" : "min_pages"));
+    }
+    cowmem_imgfile_free(f);
+    close(fd);
+  }
+  cowmem_image_release(img);
+  cowmem_module_free(m);
+  return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(sha256_vectors) TEST_ENTRY(roundtrip_sparse) TEST_ENTRY(roundtrip_demo)
+              TEST_ENTRY(truncated_every_length) TEST_ENTRY(corrupt_every_header_byte)
+                  TEST_ENTRY(version_pagesize_module) TEST_ENTRY(write_from_images)
+                      TEST_ENTRY(fresh_import) TEST_ENTRY(open_time) TEST_ENTRY(module_read)
+                          TEST_ENTRY(snapshot_against_module))

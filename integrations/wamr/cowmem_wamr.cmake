@@ -15,7 +15,7 @@
 #   wasm_export.h. Call it once, at file scope.
 #
 # cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK]
-#                     [MULTI_MEMORY] [EXACT_MEMORY])
+#                     [MULTI_MEMORY] [EXACT_MEMORY] [WASI])
 #   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
 #   library <target>: the fast interpreter (CLASSIC: the classic one), with
 #   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
@@ -23,7 +23,8 @@
 #   callbacks need (STOCK: without it, WAMR's own 8 GiB reservations, and
 #   every global symbol renamed to cowmem_stock_<name> so that a program can
 #   link it beside a hooked build and compare the two in one process). AOT
-#   adds WAMR's AOT runtime. Consumers get wasm_export.h on their include
+#   adds WAMR's AOT runtime. WASI adds WASI preview 1 (libc-wasi; see
+#   cowmem_wamr_wasi.h). Consumers get wasm_export.h on their include
 #   path. Multi-module, shared memories, memory64 and multi-memory stay off
 #   (cowmem_wamr refuses what it cannot map exactly; see cowmem_wamr.h).
 #   MULTI_MEMORY (with CLASSIC: WAMR's fast interpreter has none) turns
@@ -83,7 +84,7 @@ macro(cowmem_wamr_source wamr_dir)
 endmacro()
 
 function(cowmem_wamr_runtime target)
-  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY" "" "" ${ARGN})
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY;WASI" "" "" ${ARGN})
   set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
   set(COWMEM_WAMR_V_FAST 1)
   set(COWMEM_WAMR_V_HOOK 1)
@@ -98,6 +99,7 @@ function(cowmem_wamr_runtime target)
   if(A_EXACT_MEMORY)
     set(COWMEM_WAMR_V_SHRUNK_MEMORY 0)
   endif()
+  set(COWMEM_WAMR_V_WASI ${A_WASI})
   if(A_CLASSIC)
     set(COWMEM_WAMR_V_FAST 0)
   endif()

@@ -99,11 +99,21 @@ int cowmem__idle_look_end(cowmem__idle_t* idle, const cowmem__idle_look_t* look)
  * and the decommit failures added to failures. */
 void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out);
 
+/* Where an acquire's search for a slot may be stopped in test builds
+ * (cowmem__pool_look_inject). */
+enum {
+  COWMEM__POOL_LOOK_BEGIN, /* a look after a miss is about to begin */
+  COWMEM__POOL_LOOK_STEAL  /* nothing found but by stealing, yet */
+};
+
 #ifdef COWMEM_TESTING
 /* The next sweep or trim that holds slots off every list calls fn(arg)
  * then, before it puts them on the cold list: what another thread may do
  * meanwhile. */
 void cowmem__idle_move_inject(void (*fn)(void* arg), void* arg);
+/* (pool.c) Until cleared with NULL, an acquire calls fn(arg, where) at the
+ * points below: what another thread may do meanwhile. */
+void cowmem__pool_look_inject(void (*fn)(void* arg, int where), void* arg);
 #endif
 
 #endif

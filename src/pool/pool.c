@@ -36,6 +36,8 @@ typedef struct {
   _Atomic uint64_t resets[COWMEM_RESET_COUNT_];
   _Atomic uint64_t in_use; /* acquires minus releases made in this shard
                               (mod 2^64: summed as signed) */
+  _Atomic uint64_t landed; /* releases whose slot is back where an acquire
+                              looks (see releases_look_end) */
 } shard_stats_t;
 
 struct cowmem_pool_s {
@@ -62,12 +64,14 @@ struct cowmem_pool_s {
   } while (0)
 #define METRIC_INC(pool, name) SHARD_ADD(pool, m[M_##name], 1)
 
-static int64_t shard_sum_in_use(cowmem_pool_t* pool) {
-  uint64_t n = 0; /* of differences mod 2^64 */
+/* A shard counter summed over the shards (mod 2^64). */
+static uint64_t shard_sum(cowmem_pool_t* pool, size_t offset) {
+  uint64_t n = 0;
   for (int i = 0; i < COWMEM__SHARDS; i++)
-    n += atomic_load(&pool->stats[i].in_use);
-  return (int64_t)n;
+    n += atomic_load((_Atomic uint64_t*)((char*)&pool->stats[i] + offset));
+  return n;
 }
+#define SHARD_SUM(pool, field) shard_sum(pool, offsetof(shard_stats_t, field))
 
 static entry_t* entry_of(cowmem_slot_t* slot) {
   return (entry_t*)((char*)slot - offsetof(entry_t, slot));
@@ -233,7 +237,7 @@ static void pool_sweep(cowmem_pool_t* pool) {
 
 int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
-  if (shard_sum_in_use(pool) != 0) return COWMEM_EBUSY;
+  if (SHARD_SUM(pool, in_use) != 0) return COWMEM_EBUSY;
   /* Slots still queued by BATCHED hold images: let them go too. */
   flush_queue(pool);
   cowmem__idle_free(pool->idle);
@@ -253,32 +257,73 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
 
 /* ---- acquire and release ---- */
 
+#ifdef COWMEM_TESTING
+static void (*_Atomic look_hook)(void* arg, int where);
+static void* look_hook_arg;
+
+void cowmem__pool_look_inject(void (*fn)(void* arg, int where), void* arg) {
+  look_hook_arg = arg;
+  atomic_store(&look_hook, fn);
+}
+
+static void look_meanwhile(int where) {
+  void (*hook)(void*, int) = atomic_load(&look_hook);
+  if (hook != NULL) hook(look_hook_arg, where);
+}
+#else
+static void look_meanwhile(int where) {
+  (void)where;
+}
+#endif
+
 static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
   entry_t* e = cowmem__idle_take(pool->idle, key, count);
   /* BATCHED: queued slots become idle on a flush; one of them may even be
    * of this image. */
   if (e == NULL && pool->cfg.reset == COWMEM_RESET_BATCHED && flush_queue(pool) > 0)
     e = cowmem__idle_take(pool->idle, key, false);
+  if (e == NULL) look_meanwhile(COWMEM__POOL_LOOK_STEAL);
   if (e == NULL) e = cowmem__idle_steal(pool->idle);
   return e;
 }
 
-/* After a miss. The look visits the places a slot can be one at a time,
- * and another thread's sweep, trim or flush may have held a free slot
- * between two of them (off a warm list, not yet on the cold one); a host
- * that cannot fail an allocation dies of such a miss. So the pool is
- * exhausted only after a look during which no other thread's move was in
- * flight or finished. A move in flight is finite work that never waits
- * for an acquire (a decommit, a batch's discard, list locks), so waiting
- * for it is bounded by it; a look that raced a finished move is simply
- * repeated. Costs nothing until a miss. */
+/* A look's view of releases: started is the releases metric (counted once
+ * the slot is the pool's), landed counted once the slot is in the queue or
+ * the idle store. Read landed first: a release counted as landed has
+ * counted as started, so started - landed never undercounts. */
+static int releases_look_end(cowmem_pool_t* pool, uint64_t landed_before) {
+  atomic_thread_fence(memory_order_seq_cst);
+  uint64_t landed = SHARD_SUM(pool, landed);
+  uint64_t started = SHARD_SUM(pool, m[M_releases]);
+  if (started != landed) return COWMEM__LOOK_MOVING;
+  if (landed != landed_before) return COWMEM__LOOK_MOVED;
+  return COWMEM__LOOK_SETTLED;
+}
+
+/* After a miss. The look visits the places a slot can be one at a time, so
+ * it can miss a free slot that changes place meanwhile: another thread's
+ * sweep, trim or flush holding it between two places (off a warm list, not
+ * yet on the cold one), or a release landing a slot in a place the look
+ * has passed (the BATCHED queue, say) while the same thread's next acquire
+ * takes the slot the look was about to reach. A host that cannot fail an
+ * allocation dies of such a miss. So the pool is exhausted only after a
+ * look during which no other thread's move or release was in flight or
+ * finished: then no slot arrived anywhere, and every slot free at the
+ * look's end was free and in one place all along, where the look saw it.
+ * A move or release in flight is finite work that never waits for an
+ * acquire (a decommit, a batch's discard, list locks), so waiting for it
+ * is bounded by it; a look that raced a finished one is simply repeated.
+ * Costs nothing until a miss. */
 static entry_t* find_slot_settled(cowmem_pool_t* pool, uint64_t key) {
   for (;;) {
+    look_meanwhile(COWMEM__POOL_LOOK_BEGIN);
     cowmem__idle_look_t look;
     cowmem__idle_look_begin(pool->idle, &look);
+    uint64_t landed = SHARD_SUM(pool, landed);
     entry_t* e = find_slot(pool, key, false);
     if (e != NULL) return e;
     int m = cowmem__idle_look_end(pool->idle, &look);
+    if (m == COWMEM__LOOK_SETTLED) m = releases_look_end(pool, landed);
     if (m == COWMEM__LOOK_SETTLED) return NULL;
     if (m == COWMEM__LOOK_MOVING) sched_yield();
   }
@@ -306,9 +351,13 @@ int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image, size_t initi
   s->limit = max_size;
   if (r == 0) r = cowmem_slot_instantiate(s, initial_size, image);
   if (r != 0) {
-    /* The slot is EMPTY (or BROKEN): back to the pool, decommitted. */
+    /* The slot is EMPTY (or BROKEN): back to the pool, decommitted. A
+     * move, as a release would be: a look elsewhere may have passed the
+     * cold list. */
     METRIC_INC(pool, failures);
+    cowmem__idle_move_begin(pool->idle);
     cowmem__idle_put_cold(pool->idle, e);
+    cowmem__idle_move_end(pool->idle);
     return r;
   }
   SHARD_ADD(pool, in_use, 1);
@@ -402,30 +451,45 @@ static int flush_queue(cowmem_pool_t* pool) {
   return n;
 }
 
+/* The release's slot is in the queue or the idle store. The fence orders
+ * that before the count (a plain store on an owned stripe), so a look that
+ * reads the count also sees the slot where it landed. */
+static void release_landed(int shard, shard_stats_t* st) {
+  atomic_thread_fence(memory_order_release);
+  cowmem__stripe_add(shard, &st->landed, 1);
+}
+
 int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
   if (pool == NULL || slot == NULL || slot->pool != pool) return COWMEM_EINVAL;
   entry_t* e = entry_of(slot);
   int expected = COWMEM__ENTRY_IN_USE;
   if (!atomic_compare_exchange_strong(&e->state, &expected, COWMEM__ENTRY_PENDING))
     return COWMEM_ESTATE;
-  SHARD_ADD(pool, in_use, -1);
-  METRIC_INC(pool, releases);
+  int shard = cowmem__os_stripe();
+  shard_stats_t* st = &pool->stats[shard];
+  cowmem__stripe_add(shard, &st->in_use, (uint64_t)-1);
   pool_sweep(pool);
+  /* From releases to landed the slot is in flight: an acquire that misses
+   * meanwhile waits (releases_look_end). Nothing in between calls out or
+   * flushes, so this thread's own acquires (a test's flush hook in the
+   * sweep above) never wait for it. */
+  cowmem__stripe_add(shard, &st->m[M_releases], 1);
   int r = 0;
-  cowmem_slot_state_t st = cowmem_slot_state(slot);
-  if (st == COWMEM_SLOT_DIRTY) {
+  cowmem_slot_state_t state = cowmem_slot_state(slot);
+  if (state == COWMEM_SLOT_DIRTY) {
     r = cowmem__reset(pool->reset, slot);
-    if (r == COWMEM__RESET_QUEUED) return 0; /* flushed later */
-    if (r == COWMEM__RESET_FLUSH) {
-      flush_queue(pool);
+    if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {
+      release_landed(shard, st);
+      if (r == COWMEM__RESET_FLUSH) flush_queue(pool); /* else flushed later */
       return 0;
     }
     after_reset(pool, e, r);
-  } else if (st == COWMEM_SLOT_READY) {
+  } else if (state == COWMEM_SLOT_READY) {
     cowmem__idle_put(pool->idle, e); /* the caller reset it already */
   } else {
     cowmem__idle_put_cold(pool->idle, e);
   }
+  release_landed(shard, st);
   wake_waiters(pool);
   return r;
 }

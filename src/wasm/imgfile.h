@@ -48,7 +48,10 @@ enum {
  * set it and read exactly as they did, and an older reader refuses a file
  * that has it (unknown flags), so nothing is misread either way. */
 #define F_FRESH 0x10u
-#define F_KNOWN 0x1fu
+/* The image is a state reached by running (a snapshot, pre-initialization),
+ * not the module's segments: checked against the memory's size only. */
+#define F_SNAPSHOT 0x20u
+#define F_KNOWN 0x3fu
 
 struct cowmem_imgfile_s {
   uint32_t n;

@@ -116,7 +116,7 @@ int cowmem_imgfile_write(int fd, const cowmem_imgfile_memory_t* mems, uint32_t n
     uint8_t* d = hdr + HDR_FIXED + (size_t)i * DESC_SIZE;
     uint32_t flags = (m->imported ? F_IMPORTED : 0) | (m->memory64 ? F_MEMORY64 : 0) |
                      (m->shared ? F_SHARED : 0) | (m->has_max ? F_HAS_MAX : 0) |
-                     (m->fresh ? F_FRESH : 0);
+                     (m->fresh ? F_FRESH : 0) | (m->snapshot ? F_SNAPSHOT : 0);
     st32(d + 0, m->index);
     st32(d + 4, flags);
     st64(d + 8, m->min_pages);
@@ -169,6 +169,7 @@ int cowmem_imgfile_write_snapshot(cowmem_slot_t* slot, int fd,
   if (r != 0) return r;
   mem.image = cowmem__image_key(snap) != 0 ? snap : NULL;
   mem.noimage = COWMEM_NOIMAGE_NONE;
+  mem.snapshot = true;
   r = cowmem_imgfile_write(fd, &mem, 1, module_hash);
   cowmem_image_release(snap);
   return r;

@@ -188,6 +188,7 @@ int cowmem__preinit_images(const cowmem_module_t* m,
     mems[i].min_pages = snap->memories[i].pages;
     mems[i].image = snap->memories[i].image;
     mems[i].noimage = COWMEM_NOIMAGE_NONE;
+    mems[i].snapshot = true;
   }
   cowmem_sha256(module, len, hash);
   if (err == 0) err = cowmem_imgfile_write(fd, mems, n, hash);

@@ -14,6 +14,7 @@
 #include "cowmem.h"
 #include "internal.h"
 #include "reset/reset.h"
+#include "slot/slot.h"
 #include "test.h"
 
 static size_t PS;

@@ -79,6 +79,12 @@ case $NAME in
     refused
     "$TOOL" preinit --dir data "$MOD" -o x.wasm > usage.out 2>&1
     [ $? = 2 ] || fail "--dir without --allow-wasi: not a usage error: $(cat usage.out)"
+    "$TOOL" preinit --allow-wasi --dir nosuch "$MOD" -o x.wasm > nodir.out 2>&1
+    [ $? = 1 ] && grep -q "cannot preopen directory nosuch" nodir.out && [ ! -e x.wasm ] ||
+      fail "--dir nosuch: $(cat nodir.out)"
+    "$CI" --preinit=nosuch -f show "$MOD" > nofunc.out 2>&1
+    [ $? = 255 ] && grep -q "exports no function 'nosuch'" nofunc.out ||
+      fail "--preinit=nosuch: $(cat nofunc.out)"
     "$TOOL" preinit --allow-wasi --env GREETING=hello --map-dir /data::data "$MOD" \
       -o pre.wasm > /dev/null &&
       "$TOOL" preinit --allow-wasi --env GREETING=hello --map-dir /data::data "$MOD" \

@@ -115,79 +115,6 @@ TEST_IMPL(candidates_without_scan) {
   return 0;
 }
 
-/* Why the adaptive reset does not use userfaultfd write-protection (see
- * dirty.c), measured: with UFFD_FEATURE_WP_ASYNC on an anonymous range,
- * PAGEMAP_SCAN's WP_MATCHING arms tracking and a write shows as WRITTEN;
- * but MADV_DONTNEED (the reset) drops the tracking of what it zaps, so those
- * pages read as written until armed again, and arming populates page
- * tables (a 16 MiB WP scan costs about 6 us here, a plain one 0.4-1.2 us).
- * The test asserts the detection and reports the interaction. */
-#if defined(__linux__)
-#include <linux/userfaultfd.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#endif
-
-typedef struct {
-  uint64_t start, end, categories;
-} wp_region_t;
-typedef struct {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-} wp_scan_arg_t;
-
-TEST_IMPL(uffd_wp_vs_madvise) {
-  PS = cowmem_page_size();
-#if defined(__linux__) && defined(UFFDIO_REGISTER_MODE_WP)
-  if (!cowmem__os_has_pagemap_scan()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
-  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (pm < 0 || uffd < 0) {
-    if (pm >= 0) close(pm);
-    TEST_SKIP("userfaultfd not permitted (vm.unprivileged_userfaultfd=0?)");
-  }
-  struct uffdio_api api = {.api = UFFD_API, .features = 1u << 15 /* WP_ASYNC */};
-  if (ioctl(uffd, UFFDIO_API, &api) != 0) {
-    close(uffd);
-    close(pm);
-    TEST_SKIP("UFFD_FEATURE_WP_ASYNC missing (Linux >= 6.7)");
-  }
-  const size_t n = 64;
-  uint8_t* m =
-      mmap(NULL, n * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_TRUE(m != MAP_FAILED);
-  struct uffdio_register reg = {.range = {(uintptr_t)m, n * PS},
-                                .mode = UFFDIO_REGISTER_MODE_WP};
-  ASSERT_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
-  wp_region_t v[16];
-  unsigned long op = _IOWR('f', 16, wp_scan_arg_t);
-  wp_scan_arg_t a;
-#define WP_SCAN(fl)                                                                      \
-  (memset(&a, 0, sizeof a), a.size = sizeof a, a.flags = (fl), a.start = (uintptr_t)m,   \
-   a.end = (uintptr_t)m + n * PS, a.vec = (uintptr_t)v, a.vec_len = 16,                  \
-   a.category_mask = 2 /* WRITTEN */, a.return_mask = 2, ioctl(pm, op, &a))
-  ASSERT_GE(WP_SCAN(3 /* WP_MATCHING | CHECK_WPASYNC */), 0); /* arm */
-  ASSERT_EQ(WP_SCAN(0), 0);
-  m[3 * PS] = 1;
-  ASSERT_EQ(WP_SCAN(0), 1);
-  ASSERT_UEQ(v[0].start, (uintptr_t)m + 3 * PS);
-  ASSERT_UEQ(v[0].end, (uintptr_t)m + 4 * PS);
-  ASSERT_GE(WP_SCAN(3), 0); /* re-arm */
-  madvise(m + 8 * PS, 8 * PS, MADV_DONTNEED);
-  long r = WP_SCAN(0);
-  fprintf(stderr, "after MADV_DONTNEED of 8 armed, unwritten pages: %s\n",
-          r > 0 ? "they read as written (tracking lost until re-armed)"
-                : "still tracked (not written)");
-#undef WP_SCAN
-  munmap(m, n * PS);
-  close(uffd);
-  close(pm);
-  return 0;
-#else
-  TEST_SKIP("no userfaultfd write-protect headers");
-#endif
-}
-
 /* ---- the model test ---- */
 
 #define M_SLOT_PAGES 64
@@ -389,4 +316,4 @@ TEST_IMPL(model_batched) {
 TEST_IMPL(model_batched_no_scan) {
   return model(COWMEM_RESET_BATCHED, true, 30000, "model_batched_no_scan");
 }
-TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(candidates_without_scan) TEST_ENTRY(uffd_wp_vs_madvise) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_scan_each) TEST_ENTRY(model_adaptive_decide) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan))
+TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(candidates_without_scan) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_scan_each) TEST_ENTRY(model_adaptive_decide) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan))

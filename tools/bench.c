@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -297,146 +296,86 @@ static const char* strategy_name(int s);
 
 /* ---- scaling: N threads of one pool, N processes of their own ---- */
 
+/* A scaling worker: pool cycles of a strategy on the pool the threads share
+ * (or, in a process, a pool of its own), or (strat -3) Wasmtime's
+ * pagemap_scan mode on a memory of the worker's own. */
 typedef struct {
   const ctx_t* c;
-  cowmem_pool_t* pool; /* threads share it; NULL: make one (a process) */
-  int strat;           /* -1, -2: the controls; -3: Wasmtime's pagemap_scan */
-  size_t iters;
-  double per_s;
-  int err;
-} scale_arg_t;
+  cowmem_pool_t* shared; /* NULL: each worker makes one (a process) */
+  int strat;
+} scale_ctx_t;
 
-static _Atomic uint64_t scale_sink;
+typedef struct {
+  const ctx_t* c;
+  cowmem_pool_t* pool; /* NULL: Wasmtime's mode on w */
+  bool own;
+  wt_mem_t w;
+  uint8_t* bytes;
+} scale_state_t;
 
-static void* scale_run(void* p) {
-  scale_arg_t* a = p;
-  const ctx_t* c = a->c;
-  a->err = 0;
-  if (a->strat == -3) {
-    /* Wasmtime's pagemap_scan mode on a memory of the worker's own: a scan
-     * per instance and no pool, so what the kernel lets such a reset scale
-     * to (its scans take locks of the whole process). */
-    wt_mem_t w;
-    uint8_t* bytes;
-    a->err = wt_setup(c, &w, &bytes);
-    uint64_t t0 = 0;
-    for (size_t it = 0; it < a->iters + a->iters / 10 && a->err == 0; it++) {
-      if (it == a->iters / 10) t0 = bench_now_ns();
-      a->err = apply_left(c, w.base, c->image);
-      work(c, w.base);
-      wt_reset(&w, WT_PAGEMAP);
-    }
-    a->per_s = (double)a->iters / ((double)(bench_now_ns() - t0) / 1e9);
-    wt_teardown(&w, bytes);
-    return NULL;
+static int new_pool(const ctx_t* c, int strat, size_t slots, cowmem_pool_t** pool) {
+  cowmem_pool_config_t cfg;
+  cowmem_pool_config_init(&cfg);
+  cfg.reset = (cowmem_reset_strategy_t)strat;
+  cfg.max_slots = slots;
+  if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
+  cowmem_diag_t why;
+  return cowmem_pool_new(&cfg, pool, &why);
+}
+
+static void scale_close(void* state) {
+  scale_state_t* st = state;
+  if (st->own) cowmem_pool_free(st->pool);
+  if (st->pool == NULL) wt_teardown(&st->w, st->bytes);
+  free(st);
+}
+
+static int scale_open(void* ctx, void** state) {
+  scale_ctx_t* sc = ctx;
+  scale_state_t* st = calloc(1, sizeof *st);
+  if (st == NULL) return COWMEM_ENOMEM;
+  st->c = sc->c;
+  st->pool = sc->shared;
+  int e = 0;
+  if (sc->strat == -3) {
+    e = wt_setup(sc->c, &st->w, &st->bytes);
+  } else if (st->pool == NULL) {
+    st->own = true;
+    e = new_pool(sc->c, sc->strat, 8, &st->pool);
   }
-  if (a->strat < 0) {
-    /* Controls: arithmetic only; 64 KiB copies between private buffers. */
-    uint8_t* src = malloc(65536);
-    uint8_t* dst = malloc(65536);
-    if (!src || !dst) abort();
-    memset(src, 3, 65536);
-    uint64_t t0 = bench_now_ns(), x = 0;
-    size_t n = a->iters * 20;
-    for (size_t i = 0; i < n; i++) {
-      if (a->strat == -1) {
-        for (int j = 0; j < 200; j++)
-          x += (i + (uint64_t)j) * (i ^ (uint64_t)j);
-      } else {
-        memcpy(dst, src, 65536);
-        src[i & 63] = dst[(i * 7) & 63];
-      }
-    }
-    a->per_s = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
-    scale_sink += x + dst[5];
-    free(src);
-    free(dst);
-    return NULL;
+  if (e != 0) {
+    scale_close(st);
+    return e;
   }
-  cowmem_pool_t* pool = a->pool;
-  if (pool == NULL) {
-    cowmem_pool_config_t cfg;
-    cowmem_pool_config_init(&cfg);
-    cfg.reset = (cowmem_reset_strategy_t)a->strat;
-    cfg.max_slots = 8;
-    if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
-    cowmem_diag_t why;
-    a->err = cowmem_pool_new(&cfg, &pool, &why);
-    if (a->err) return NULL;
+  *state = st;
+  return 0;
+}
+
+static int scale_cycle(void* state) {
+  scale_state_t* st = state;
+  const ctx_t* c = st->c;
+  if (st->pool == NULL) { /* Wasmtime's pagemap_scan mode */
+    int e = apply_left(c, st->w.base, c->image);
+    work(c, st->w.base);
+    wt_reset(&st->w, WT_PAGEMAP);
+    return e;
   }
   cowmem_image_t* img = c->file_image ? c->file_image : c->image;
-  uint64_t t0 = 0;
-  for (size_t it = 0; it < a->iters + a->iters / 10 && a->err == 0; it++) {
-    if (it == a->iters / 10) t0 = bench_now_ns();
-    cowmem_slot_t* sl = NULL;
-    a->err = cowmem_pool_acquire(pool, img, c->size, c->size, &sl);
-    if (a->err == 0) a->err = apply_left(c, cowmem_slot_base(sl), img);
-    if (a->err == 0) work(c, cowmem_slot_base(sl));
-    if (sl) {
-      int e2 = cowmem_pool_release(pool, sl);
-      if (a->err == 0) a->err = e2;
-    }
+  cowmem_slot_t* sl = NULL;
+  int e = cowmem_pool_acquire(st->pool, img, c->size, c->size, &sl);
+  if (e == 0) e = apply_left(c, cowmem_slot_base(sl), img);
+  if (e == 0) work(c, cowmem_slot_base(sl));
+  if (sl) {
+    int e2 = cowmem_pool_release(st->pool, sl);
+    if (e == 0) e = e2;
   }
-  a->per_s = (double)a->iters / ((double)(bench_now_ns() - t0) / 1e9);
-  if (a->pool == NULL) cowmem_pool_free(pool);
-  return NULL;
+  return e;
 }
 
-/* Total operations per second of n workers (threads, or processes that
- * report through a pipe). */
-static double scale_total(const ctx_t* c, int strat, int n, bool procs, size_t iters) {
-  scale_arg_t a[64];
-  pthread_t th[64];
-  cowmem_pool_t* pool = NULL;
-  if (!procs && strat >= 0) {
-    cowmem_pool_config_t cfg;
-    cowmem_pool_config_init(&cfg);
-    cfg.reset = (cowmem_reset_strategy_t)strat;
-    cfg.max_slots = 8 * (size_t)n;
-    if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
-    cowmem_diag_t why;
-    if (cowmem_pool_new(&cfg, &pool, &why) != 0) return 0;
-  }
-  double total = 0;
-  if (procs) {
-    int fds[64][2];
-    pid_t pids[64];
-    for (int i = 0; i < n; i++) {
-      if (pipe(fds[i]) != 0) return 0;
-      pids[i] = fork();
-      if (pids[i] == 0) {
-        scale_arg_t me = {c, NULL, strat, iters, 0, 0};
-        scale_run(&me);
-        double v = me.err ? 0 : me.per_s;
-        ssize_t w = write(fds[i][1], &v, sizeof v);
-        _exit(w == sizeof v ? 0 : 1);
-      }
-      close(fds[i][1]);
-    }
-    for (int i = 0; i < n; i++) {
-      double v = 0;
-      if (read(fds[i][0], &v, sizeof v) == sizeof v) total += v;
-      close(fds[i][0]);
-      waitpid(pids[i], NULL, 0);
-    }
-    return total;
-  }
-  for (int i = 0; i < n; i++) {
-    a[i] = (scale_arg_t){c, pool, strat, iters, 0, 0};
-    pthread_create(&th[i], NULL, scale_run, &a[i]);
-  }
-  for (int i = 0; i < n; i++) {
-    pthread_join(th[i], NULL);
-    total += a[i].err ? 0 : a[i].per_s;
-  }
-  cowmem_pool_free(pool);
-  return total;
-}
 
 /* One line per strategy and control: 1 worker, n workers, the ratio; each
- * the best of 3 (other load only ever slows a run down), all in one run.
- * The controls first (arithmetic; 64 KiB copies), Wasmtime's pagemap_scan
- * mode last. */
+ * the best of 3 (bench/lib/scale.h), all in one run. The controls first
+ * (arithmetic; 64 KiB copies), Wasmtime's pagemap_scan mode last. */
 static void print_scaling(const ctx_t* c, int n, bool procs) {
   const char* what = procs ? "processes (each its own pool, the same .cwimg)"
                            : "threads (one pool)";
@@ -446,18 +385,24 @@ static void print_scaling(const ctx_t* c, int n, bool procs) {
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
     int s = order[i];
     double one = 0, many = 0;
-    for (int rep = 0; rep < 3; rep++) {
-      double o = scale_total(c, s, 1, procs, c->iters), m = scale_total(c, s, n, procs, c->iters);
-      if (o > one) one = o;
-      if (m > many) many = m;
-    }
     char name[40];
-    if (s == -1 || s == -2)
+    if (s == -1 || s == -2) {
+      bench_scaling(s == -1 ? &bench_control_arith : &bench_control_memcpy, n, procs,
+                    c->iters * 20, &one, &many);
       snprintf(name, sizeof name, "control: %s", s == -1 ? "arithmetic" : "memcpy 64 KiB");
-    else if (s == -3)
-      snprintf(name, sizeof name, "wasmtime-pagemap, own mem");
-    else
-      snprintf(name, sizeof name, "pool-%s", strategy_name(s));
+    } else {
+      scale_ctx_t sc = {c, NULL, s};
+      if (!procs && s >= 0 && new_pool(c, s, 8 * (size_t)n, &sc.shared) != 0) sc.shared = NULL;
+      if (procs || s < 0 || sc.shared != NULL) {
+        bench_worker_t w = {scale_open, scale_cycle, scale_close, &sc};
+        bench_scaling(&w, n, procs, c->iters, &one, &many);
+      }
+      cowmem_pool_free(sc.shared);
+      if (s == -3)
+        snprintf(name, sizeof name, "wasmtime-pagemap, own mem");
+      else
+        snprintf(name, sizeof name, "pool-%s", strategy_name(s));
+    }
     printf("  %-26s 1: %10.0f  %d: %10.0f  (%.2fx)\n", name, one, n, many,
            one > 0 ? many / one : 0);
   }

@@ -10,17 +10,17 @@
  * the image's pages and writing K pages + reset), with its minor page
  * faults, so deferred page faults are not hidden: the copy baselines fault
  * everything in during the copy, cowmem on the instance's first touch, and
- * a reset that drops pages the next instance reads shows up as faults. */
+ * a reset that drops pages the next instance reads shows up as faults.
+ * The rows and the scaling are measured by bench/lib (module.h, scale.h);
+ * this file is the command: options, the table, JSON and the plot. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "module.h"
 #include "tools.h"
 
 static void help(FILE* f) {
@@ -74,433 +74,31 @@ static void help(FILE* f) {
              "  --help           this text\n");
 }
 
-typedef struct {
-  const uint8_t* data;
-  uint64_t offset;
-  uint64_t len;
-} seg_t;
-
-typedef struct {
-  cowmem_module_t* m;
-  uint32_t mem;
-  size_t size; /* initial bytes */
-  seg_t* segs; /* active segments of the memory (baselines copy them) */
-  size_t nsegs;
-  uint64_t copy_bytes;
-  cowmem_image_t* image;      /* from the module */
-  cowmem_image_t* file_image; /* from the compiled .cwimg */
-  bool apply_left;            /* segments the image does not cover */
-  size_t dirty;
-  double read;                /* fraction of the image's pages read */
-  size_t read_lo, read_hi;    /* the image's pages, [lo, hi) */
-  unsigned flags;             /* module parse flags (--fresh-imports) */
-  size_t iters, warm;
-  bench_samples_t open_ns;
-} ctx_t;
-
-typedef struct {
-  char name[32];
-  const char* covers;
-  bench_samples_t inst, reset, cycle;
-  uint64_t faults; /* minor faults over the measured cycles */
-  bool failed;
-} row_t;
-
-static const size_t k_reserve = (size_t)8 << 30; /* wasm2c's 8 GiB */
-
-static void touch(uint8_t* base, size_t size, size_t k) {
-  size_t page = cowmem_page_size(), pages = size / page;
-  if (pages == 0) return;
-  for (size_t i = 0; i < k; i++) {
-    size_t p = k >= pages ? i % pages : i * pages / k;
-    base[p * page + (i & 63)] += 1;
-  }
-}
-
-static _Atomic uint64_t read_sink;
-
-/* The instance's work between instantiate and reset: read the fraction of
- * the image's pages the options ask for (one byte a page), write K pages. */
-static void work(const ctx_t* c, uint8_t* base) {
-  size_t n = c->read_hi - c->read_lo, want = (size_t)(c->read * (double)n + 0.5);
-  if (want > 0) {
-    size_t page = cowmem_page_size();
-    uint64_t sum = 0;
-    for (size_t i = 0; i < want; i++)
-      sum += ((volatile uint8_t*)base)[(c->read_lo + i * n / want) * page + 64];
-    read_sink += sum;
-  }
-  touch(base, c->size, c->dirty);
-}
-
-/* Minor faults over the measured iterations: mark at each iteration's top,
- * end after the loop. */
-static void faults_mark(const ctx_t* c, row_t* r, size_t it) {
-  if (it == c->warm) r->faults = bench_minor_faults();
-}
-static void faults_end(row_t* r) {
-  r->faults = bench_minor_faults() - r->faults;
-}
-
-static void copy_segments(const ctx_t* c, uint8_t* base) {
-  for (size_t i = 0; i < c->nsegs; i++)
-    memcpy(base + c->segs[i].offset, c->segs[i].data, c->segs[i].len);
-}
-
-static void record(row_t* r, bool measured, uint64_t t0, uint64_t t1, uint64_t t2,
-                   uint64_t t3) {
-  if (!measured) return;
-  bench_add(&r->inst, (double)(t1 - t0));
-  bench_add(&r->reset, (double)(t3 - t2));
-  bench_add(&r->cycle, (double)(t3 - t0));
-}
-
-static int run_copy_fresh(const ctx_t* c, row_t* r) {
-  for (size_t it = 0; it < c->warm + c->iters; it++) {
-    faults_mark(c, r, it);
-    uint64_t t0 = bench_now_ns();
-    uint8_t* base = mmap(NULL, k_reserve, PROT_NONE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED || mprotect(base, c->size, PROT_READ | PROT_WRITE))
-      return -errno;
-    copy_segments(c, base);
-    uint64_t t1 = bench_now_ns();
-    work(c, base);
-    uint64_t t2 = bench_now_ns();
-    munmap(base, k_reserve);
-    uint64_t t3 = bench_now_ns();
-    record(r, it >= c->warm, t0, t1, t2, t3);
-  }
-  faults_end(r);
-  return 0;
-}
-
-static int run_copy_reuse(const ctx_t* c, row_t* r) {
-  uint8_t* base = mmap(NULL, c->size ? c->size : 1, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) return -errno;
-  for (size_t it = 0; it < c->warm + c->iters; it++) {
-    faults_mark(c, r, it);
-    uint64_t t0 = bench_now_ns();
-    copy_segments(c, base);
-    uint64_t t1 = bench_now_ns();
-    work(c, base);
-    uint64_t t2 = bench_now_ns();
-    memset(base, 0, c->size); /* the runtime cannot know what was written */
-    uint64_t t3 = bench_now_ns();
-    record(r, it >= c->warm, t0, t1, t2, t3);
-  }
-  faults_end(r);
-  munmap(base, c->size ? c->size : 1);
-  return 0;
-}
-
-static int apply_left(const ctx_t* c, uint8_t* base, cowmem_image_t* img) {
-  if (!c->apply_left) return 0;
-  return cowmem_module_apply(c->m, c->mem, &(cowmem_memory_view_t){base, c->size}, 1, NULL, 0, img != NULL ? COWMEM_APPLY_SKIP_COVERED : 0, NULL);
-}
-
-static int run_slot(const ctx_t* c, cowmem_image_t* img, row_t* r) {
-  cowmem_slot_t* s = NULL;
-  int e = cowmem_slot_new(c->size ? c->size : cowmem_page_size(), &s);
-  for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
-    faults_mark(c, r, it);
-    uint64_t t0 = bench_now_ns();
-    e = cowmem_slot_instantiate(s, c->size, img);
-    if (e == 0) e = apply_left(c, cowmem_slot_base(s), img);
-    uint64_t t1 = bench_now_ns();
-    if (e == 0) work(c, cowmem_slot_base(s));
-    uint64_t t2 = bench_now_ns();
-    if (e == 0) e = cowmem_slot_reset(s);
-    uint64_t t3 = bench_now_ns();
-    record(r, it >= c->warm, t0, t1, t2, t3);
-  }
-  faults_end(r);
-  cowmem_slot_free(s);
-  return e;
-}
-
-static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
-  cowmem_pool_config_t cfg;
-  cowmem_pool_config_init(&cfg);
-  cfg.reset = strat;
-  cfg.max_slots = 64;
-  cfg.batch_size = 16;
-  if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
-  cowmem_pool_t* pool = NULL;
-  cowmem_diag_t why;
-  int e = cowmem_pool_new(&cfg, &pool, &why);
-  for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
-    faults_mark(c, r, it);
-    cowmem_slot_t* s = NULL;
-    uint64_t t0 = bench_now_ns();
-    e = cowmem_pool_acquire(pool, c->image, c->size, c->size, &s);
-    if (e == 0) e = apply_left(c, cowmem_slot_base(s), c->image);
-    uint64_t t1 = bench_now_ns();
-    if (e == 0) work(c, cowmem_slot_base(s));
-    uint64_t t2 = bench_now_ns();
-    if (s) {
-      int e2 = cowmem_pool_release(pool, s);
-      if (e == 0) e = e2;
-    }
-    uint64_t t3 = bench_now_ns();
-    record(r, it >= c->warm, t0, t1, t2, t3);
-  }
-  faults_end(r);
-  cowmem_pool_free(pool);
-  return e;
-}
-
-/* Wasmtime's reset modes on the module's layout (bench/lib/wasmtime.h): the
- * memory stays mapped between instances as in its pooling allocator, so an
- * instance is the segments the image does not cover; reset per mode. */
-static int wt_setup(const ctx_t* c, wt_mem_t* w, uint8_t** bytes) {
-  cowmem_image_info_t ii = {0};
-  if (c->image) cowmem_image_info(c->image, &ii);
-  *w = (wt_mem_t){.base = NULL, .pagemap = -1};
-  *bytes = malloc(ii.len ? ii.len : 1);
-  if (*bytes == NULL) return COWMEM_ENOMEM;
-  int e = ii.len ? cowmem_image_read(c->image, ii.mem_offset, *bytes, ii.len) : 0;
-  if (e == 0 && wt_open(w, c->size ? c->size : cowmem_page_size(), *bytes, ii.len,
-                        ii.mem_offset, (size_t)64 << 10, (size_t)1 << 20) != 0)
-    e = -errno;
-  return e;
-}
-
-static void wt_teardown(wt_mem_t* w, uint8_t* bytes) {
-  if (w->base != NULL) wt_close(w);
-  free(bytes);
-}
-
-static int run_wasmtime(const ctx_t* c, int mode, row_t* r) {
-  wt_mem_t w;
-  uint8_t* bytes;
-  int e = wt_setup(c, &w, &bytes);
-  for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
-    faults_mark(c, r, it);
-    uint64_t t0 = bench_now_ns();
-    e = apply_left(c, w.base, c->image);
-    uint64_t t1 = bench_now_ns();
-    work(c, w.base);
-    uint64_t t2 = bench_now_ns();
-    wt_reset(&w, mode);
-    uint64_t t3 = bench_now_ns();
-    record(r, it >= c->warm, t0, t1, t2, t3);
-  }
-  faults_end(r);
-  wt_teardown(&w, bytes);
-  return e;
-}
-
-static const char* strategy_name(int s);
-
-/* ---- scaling: N threads of one pool, N processes of their own ---- */
-
-/* A scaling worker: pool cycles of a strategy on the pool the threads share
- * (or, in a process, a pool of its own), or (strat -3) Wasmtime's
- * pagemap_scan mode on a memory of the worker's own. */
-typedef struct {
-  const ctx_t* c;
-  cowmem_pool_t* shared; /* NULL: each worker makes one (a process) */
-  int strat;
-} scale_ctx_t;
-
-typedef struct {
-  const ctx_t* c;
-  cowmem_pool_t* pool; /* NULL: Wasmtime's mode on w */
-  bool own;
-  wt_mem_t w;
-  uint8_t* bytes;
-} scale_state_t;
-
-static int new_pool(const ctx_t* c, int strat, size_t slots, cowmem_pool_t** pool) {
-  cowmem_pool_config_t cfg;
-  cowmem_pool_config_init(&cfg);
-  cfg.reset = (cowmem_reset_strategy_t)strat;
-  cfg.max_slots = slots;
-  if (cfg.slot_reserve < c->size) cfg.slot_reserve = c->size;
-  cowmem_diag_t why;
-  return cowmem_pool_new(&cfg, pool, &why);
-}
-
-static void scale_close(void* state) {
-  scale_state_t* st = state;
-  if (st->own) cowmem_pool_free(st->pool);
-  if (st->pool == NULL) wt_teardown(&st->w, st->bytes);
-  free(st);
-}
-
-static int scale_open(void* ctx, void** state) {
-  scale_ctx_t* sc = ctx;
-  scale_state_t* st = calloc(1, sizeof *st);
-  if (st == NULL) return COWMEM_ENOMEM;
-  st->c = sc->c;
-  st->pool = sc->shared;
-  int e = 0;
-  if (sc->strat == -3) {
-    e = wt_setup(sc->c, &st->w, &st->bytes);
-  } else if (st->pool == NULL) {
-    st->own = true;
-    e = new_pool(sc->c, sc->strat, 8, &st->pool);
-  }
-  if (e != 0) {
-    scale_close(st);
-    return e;
-  }
-  *state = st;
-  return 0;
-}
-
-static int scale_cycle(void* state) {
-  scale_state_t* st = state;
-  const ctx_t* c = st->c;
-  if (st->pool == NULL) { /* Wasmtime's pagemap_scan mode */
-    int e = apply_left(c, st->w.base, c->image);
-    work(c, st->w.base);
-    wt_reset(&st->w, WT_PAGEMAP);
-    return e;
-  }
-  cowmem_image_t* img = c->file_image ? c->file_image : c->image;
-  cowmem_slot_t* sl = NULL;
-  int e = cowmem_pool_acquire(st->pool, img, c->size, c->size, &sl);
-  if (e == 0) e = apply_left(c, cowmem_slot_base(sl), img);
-  if (e == 0) work(c, cowmem_slot_base(sl));
-  if (sl) {
-    int e2 = cowmem_pool_release(st->pool, sl);
-    if (e == 0) e = e2;
-  }
-  return e;
-}
-
-
 /* One line per strategy and control: 1 worker, n workers, the ratio; each
- * the best of 3 (bench/lib/scale.h), all in one run. The controls first
- * (arithmetic; 64 KiB copies), Wasmtime's pagemap_scan mode last. */
-static void print_scaling(const ctx_t* c, int n, bool procs) {
+ * the best of 3, all in one run. The controls first (arithmetic; 64 KiB
+ * copies), Wasmtime's pagemap_scan mode last. */
+static void print_scaling(const bench_mod_t* c, int n, bool procs) {
   const char* what = procs ? "processes (each its own pool, the same .cwimg)"
                            : "threads (one pool)";
   printf("\nscaling, %d %s; cycles/s, best of 3; K=%zu:\n", n, what, c->dirty);
-  static const int order[] = {-1, -2, COWMEM_RESET_MADVISE, COWMEM_RESET_KEEP_RESIDENT,
-                              COWMEM_RESET_ADAPTIVE, -3};
+  static const int order[] = {BENCH_MOD_ARITH,       BENCH_MOD_MEMCPY,
+                              COWMEM_RESET_MADVISE,  COWMEM_RESET_KEEP_RESIDENT,
+                              COWMEM_RESET_ADAPTIVE, BENCH_MOD_WASMTIME};
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
     int s = order[i];
-    double one = 0, many = 0;
+    double one, many;
+    bench_mod_scaling(c, s, n, procs, &one, &many);
     char name[40];
-    if (s == -1 || s == -2) {
-      bench_scaling(s == -1 ? &bench_control_arith : &bench_control_memcpy, n, procs,
-                    c->iters * 20, &one, &many);
-      snprintf(name, sizeof name, "control: %s", s == -1 ? "arithmetic" : "memcpy 64 KiB");
-    } else {
-      scale_ctx_t sc = {c, NULL, s};
-      if (!procs && s >= 0 && new_pool(c, s, 8 * (size_t)n, &sc.shared) != 0) sc.shared = NULL;
-      if (procs || s < 0 || sc.shared != NULL) {
-        bench_worker_t w = {scale_open, scale_cycle, scale_close, &sc};
-        bench_scaling(&w, n, procs, c->iters, &one, &many);
-      }
-      cowmem_pool_free(sc.shared);
-      if (s == -3)
-        snprintf(name, sizeof name, "wasmtime-pagemap, own mem");
-      else
-        snprintf(name, sizeof name, "pool-%s", strategy_name(s));
-    }
+    if (s == BENCH_MOD_ARITH || s == BENCH_MOD_MEMCPY)
+      snprintf(name, sizeof name, "control: %s",
+               s == BENCH_MOD_ARITH ? "arithmetic" : "memcpy 64 KiB");
+    else if (s == BENCH_MOD_WASMTIME)
+      snprintf(name, sizeof name, "wasmtime-pagemap, own mem");
+    else
+      snprintf(name, sizeof name, "pool-%s", bench_reset_name(s));
     printf("  %-26s 1: %10.0f  %d: %10.0f  (%.2fx)\n", name, one, n, many,
            one > 0 ? many / one : 0);
   }
-}
-
-static const char* strategy_name(int s) {
-  switch (s) {
-  case COWMEM_RESET_MADVISE: return "madvise";
-  case COWMEM_RESET_KEEP_RESIDENT: return "keep-resident";
-  case COWMEM_RESET_BATCHED: return "batched";
-  case COWMEM_RESET_ADAPTIVE: return "adaptive";
-  default: return "other";
-  }
-}
-
-/* Compile the module to a temporary .cwimg and open it (timing opens). */
-static int open_cwimg(ctx_t* c, const char* path) {
-  const char* dir = getenv("TMPDIR");
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s/cowmem-bench-XXXXXX.cwimg", dir && *dir ? dir : "/tmp");
-  int fd = mkstemps(tmp, 6);
-  if (fd < 0) return tool_fail(tmp, "%s", strerror(errno));
-  unlink(tmp);
-  int e = cowmem_module_compile(c->m, fd);
-  if (e != 0) {
-    close(fd);
-    return tool_fail(path, "cannot compile an image file: %s", cowmem_strerror(e));
-  }
-  uint8_t hash[32];
-  cowmem_module_hash(c->m, hash);
-  for (size_t it = 0; it < 20 + c->iters / 4 && e == 0; it++) {
-    cowmem_imgfile_t* f = NULL;
-    uint64_t t0 = bench_now_ns();
-    e = cowmem_imgfile_open(fd, hash, 0, &f, NULL);
-    uint64_t t1 = bench_now_ns();
-    if (e == 0 && it == 0) c->file_image = cowmem_image_retain(cowmem_imgfile_image(f, c->mem, NULL));
-    cowmem_imgfile_free(f);
-    if (it >= 20) bench_add(&c->open_ns, (double)(t1 - t0));
-  }
-  close(fd);
-  if (e != 0)
-    return tool_fail(path, "cannot open its image file: %s", cowmem_strerror(e));
-  return 0;
-}
-
-static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
-  c->m = tool_load_module(path, c->flags);
-  if (!c->m) return EXIT_RUNTIME;
-  uint32_t n = cowmem_module_memory_count(c->m);
-  cowmem_memory_info_t mi;
-  bool found = false;
-  for (uint32_t i = 0; i < n && !found; i++) {
-    if (mem_given && i != mem) continue;
-    if (cowmem_module_memory_info(c->m, i, &mi) == 0 && (!mi.imported || mi.fresh)) {
-      c->mem = i;
-      found = true;
-    }
-  }
-  if (!found)
-    return mem_given ? tool_fail(path, "memory %llu is not a defined memory",
-                                 (unsigned long long)mem)
-                     : tool_fail(path, "the module defines no memory (one that imports "
-                                       "its memory: --fresh-imports)");
-  if (mi.min_pages > 16384)
-    return tool_fail(path,
-                     "initial size of %llu pages is beyond what the "
-                     "bench handles (1 GiB)",
-                     (unsigned long long)mi.min_pages);
-  c->size = (size_t)(mi.min_pages * COWMEM_WASM_PAGE_SIZE);
-  cowmem_diag_t why;
-  c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why));
-  cowmem_image_info_t ii = {0};
-  if (c->image) cowmem_image_info(c->image, &ii);
-  size_t page = cowmem_page_size();
-  c->read_lo = (size_t)(ii.mem_offset / page);
-  c->read_hi = ii.len ? (size_t)((ii.mem_offset + ii.len + page - 1) / page) : c->read_lo;
-  uint32_t nseg = cowmem_module_segment_count(c->m);
-  c->segs = calloc(nseg ? nseg : 1, sizeof *c->segs);
-  if (!c->segs) return tool_fail(path, "out of memory");
-  for (uint32_t i = 0; i < nseg; i++) {
-    cowmem_segment_info_t s;
-    cowmem_module_segment_info(c->m, i, &s);
-    if (s.mode != COWMEM_SEGMENT_ACTIVE || s.memory != c->mem) continue;
-    if (!s.covered_by_image) c->apply_left = true;
-    uint64_t off = s.offset_kind == COWMEM_OFFSET_CONST ? s.offset : 0;
-    if (off > c->size || s.data_len > c->size - off)
-      return tool_fail(path,
-                       "segment %u does not fit memory %u: "
-                       "instantiation traps",
-                       i, c->mem);
-    c->segs[c->nsegs++] = (seg_t){s.data, off, s.data_len};
-    c->copy_bytes += s.data_len;
-  }
-  return open_cwimg(c, path);
-}
-
-static size_t reads(const ctx_t* c) {
-  return (size_t)(c->read * (double)(c->read_hi - c->read_lo) + 0.5);
 }
 
 static double med(bench_samples_t* s) {
@@ -510,7 +108,7 @@ static double p99(bench_samples_t* s) {
   return bench_quantile(s, 0.99);
 }
 
-static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
+static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char* path) {
   cowmem_image_info_t ii = {0};
   if (c->image) cowmem_image_info(c->image, &ii);
   printf("module %s, memory %u: %zu bytes initial, image %llu bytes (%llu "
@@ -521,13 +119,13 @@ static void print_table(ctx_t* c, row_t* rows, size_t n, const char* path) {
   printf("%zu iterations per row after %zu warm-up; each instance reads %zu of the "
          "image's %zu pages and writes %zu pages; times in microseconds; faults: "
          "minor page faults per cycle\n\n",
-         c->iters, c->warm, reads(c), c->read_hi - c->read_lo, c->dirty);
+         c->iters, c->warm, bench_mod_reads(c), c->read_hi - c->read_lo, c->dirty);
   printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s %8s\n", "strategy", "inst med",
          "inst p99", "reset med", "reset p99", "cycle med", "cycle p99", "faults", "inst x",
          "cycle x");
   double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
   for (size_t i = 0; i < n; i++) {
-    row_t* r = &rows[i];
+    bench_row_t* r = &rows[i];
     if (r->failed) {
       printf("%-20s (failed)\n", r->name);
       continue;
@@ -550,7 +148,7 @@ static void json_q(const char* k, bench_samples_t* s, bool last) {
          last ? "" : ", ");
 }
 
-static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
+static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* path) {
   cowmem_image_info_t ii = {0};
   if (c->image) cowmem_image_info(c->image, &ii);
   printf("{\"module\": ");
@@ -560,14 +158,14 @@ static void print_json(ctx_t* c, row_t* rows, size_t n, const char* path) {
          "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"read_pages\": %zu, "
          "\"iterations\": %zu, \"warmup\": %zu, \"page_size\": %zu, \"unit\": \"ns\", ",
          c->mem, c->size, (unsigned long long)ii.len, (unsigned long long)ii.data_pages,
-         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, reads(c), c->iters, c->warm,
+         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, bench_mod_reads(c), c->iters, c->warm,
          cowmem_page_size());
   json_q("open_cwimg_ns", &c->open_ns, false);
   printf("\"rows\": [");
   double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
   bool first = true;
   for (size_t i = 0; i < n; i++) {
-    row_t* r = &rows[i];
+    bench_row_t* r = &rows[i];
     if (r->failed) continue;
     printf("%s{\"name\": \"%s\", \"covers\": ", first ? "" : ", ", r->name);
     first = false;
@@ -600,7 +198,7 @@ static bool have_program(const char* name) {
   return false;
 }
 
-static int plot(row_t* rows, size_t n, const char* out, const char* module) {
+static int plot(bench_row_t* rows, size_t n, const char* out, const char* module) {
   if (!have_program("gnuplot"))
     return tool_fail(out, "cannot plot: gnuplot is not installed (Debian: "
                           "apt-get install gnuplot-nox)");
@@ -691,16 +289,21 @@ int cmd_bench(int argc, char** argv) {
                                     "module was not found (build target "
                                     "cowmem_demo_wasm)");
   }
-  ctx_t c;
+  bench_mod_t c;
   memset(&c, 0, sizeof c);
   c.dirty = (size_t)dirty;
   c.read = read;
   c.flags = flags;
   c.iters = (size_t)iters;
   c.warm = c.iters / 10 + 10;
-  int rc = setup(&c, in, mem_given, mem);
+  int rc = EXIT_OK;
+  cowmem_module_t* module = tool_load_module(in, c.flags);
+  if (!module) rc = EXIT_RUNTIME;
+  char why[PATH_MAX + 128];
+  if (module && bench_mod_setup(&c, module, mem_given, mem, why, sizeof why) != 0)
+    rc = tool_fail(in, "%s", why);
   enum { FIXED = 4 };
-  row_t rows[FIXED + COWMEM_RESET_COUNT_ + WT_MODES];
+  bench_row_t rows[FIXED + COWMEM_RESET_COUNT_ + WT_MODES];
   memset(rows, 0, sizeof rows);
   size_t nrows = 0;
   if (rc == EXIT_OK) {
@@ -716,16 +319,16 @@ int cmd_bench(int argc, char** argv) {
       rows[i].covers = covers[i];
     }
     int e[FIXED + COWMEM_RESET_COUNT_ + WT_MODES] = {0};
-    e[0] = run_copy_fresh(&c, &rows[0]);
-    e[1] = run_copy_reuse(&c, &rows[1]);
-    e[2] = run_slot(&c, c.image, &rows[2]);
-    e[3] = run_slot(&c, c.file_image, &rows[3]);
+    e[0] = bench_mod_copy_fresh(&c, &rows[0]);
+    e[1] = bench_mod_copy_reuse(&c, &rows[1]);
+    e[2] = bench_mod_slot(&c, c.image, &rows[2]);
+    e[3] = bench_mod_slot(&c, c.file_image, &rows[3]);
     nrows = FIXED;
     for (int s = 0; s < COWMEM_RESET_COUNT_; s++, nrows++) {
-      snprintf(rows[nrows].name, sizeof rows[nrows].name, "pool-%s", strategy_name(s));
+      snprintf(rows[nrows].name, sizeof rows[nrows].name, "pool-%s", bench_reset_name(s));
       rows[nrows].covers = "cowmem_pool_acquire (+ remaining segments); reset: "
                            "cowmem_pool_release with this strategy";
-      e[nrows] = run_pool(&c, (cowmem_reset_strategy_t)s, &rows[nrows]);
+      e[nrows] = bench_mod_pool(&c, (cowmem_reset_strategy_t)s, &rows[nrows]);
     }
     static const char* wt_names[WT_MODES] = {"wasmtime-default", "wasmtime-keep64k",
                                              "wasmtime-pagemap"};
@@ -737,7 +340,7 @@ int cmd_bench(int argc, char** argv) {
     for (int m = 0; m < WT_MODES; m++, nrows++) {
       snprintf(rows[nrows].name, sizeof rows[nrows].name, "%s", wt_names[m]);
       rows[nrows].covers = wt_covers[m];
-      e[nrows] = run_wasmtime(&c, m, &rows[nrows]);
+      e[nrows] = bench_mod_wasmtime(&c, m, &rows[nrows]);
     }
     for (size_t i = 0; i < nrows; i++) {
       if (e[i] == 0) continue;
@@ -752,8 +355,8 @@ int cmd_bench(int argc, char** argv) {
       print_json(&c, rows, nrows, in);
     else
       print_table(&c, rows, nrows, in);
-    const row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
-    const row_t* wt = &rows[FIXED + COWMEM_RESET_COUNT_];
+    const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
+    const bench_row_t* wt = &rows[FIXED + COWMEM_RESET_COUNT_];
     if (!json && !ad->failed && !wt[0].failed && !wt[1].failed && !wt[2].failed) {
       double a = med((bench_samples_t*)&ad->cycle);
       printf("pool-adaptive cycle against Wasmtime's modes (above 1: cowmem faster): "
@@ -778,10 +381,6 @@ int cmd_bench(int argc, char** argv) {
     bench_free(&rows[i].reset);
     bench_free(&rows[i].cycle);
   }
-  bench_free(&c.open_ns);
-  cowmem_image_release(c.image);
-  cowmem_image_release(c.file_image);
-  cowmem_module_free(c.m);
-  free(c.segs);
+  bench_mod_free(&c);
   return rc;
 }

@@ -14,7 +14,7 @@
 #include "wamr_internal.h"
 #include "wamr_util.h"
 
-#define PAGE COWMEM_WAMR_WASM_PAGE
+#define PAGE COWMEM_INTEG_WASM_PAGE
 #define DEMO_PAGES 9u
 #define DEMO_MAX 1024u
 #define NEG1 0xffffffffu /* memory.grow failed */
@@ -732,7 +732,7 @@ static void grow_ptr(void* p) {
 
 static int both_abort(void* p) {
   ASSERT_ABORTS(free_ptr, p, test_ptr_text(p));
-  ASSERT_ABORTS(free_ptr, p, "no live linear memory's base");
+  ASSERT_ABORTS(free_ptr, p, "no live memory's base");
   ASSERT_ABORTS(grow_ptr, p, test_ptr_text(p));
   return 0;
 }
@@ -744,7 +744,7 @@ TEST_IMPL(bad_free) {
   uint8_t* base = wamr_memory(&a, NULL);
   ASSERT_NOT_NULL(base);
   cowmem_pool_t* pool = cowmem_wamr_pool();
-  const size_t stride = COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE;
+  const size_t stride = COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE;
   uint8_t* idle = cowmem_pool_contains(pool, base + stride) ? base + stride : base - stride;
   CHECK(both_abort(base + PAGE)); /* interior */
   CHECK(both_abort(idle));        /* a slot no instance holds */

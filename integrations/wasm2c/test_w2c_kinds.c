@@ -17,7 +17,7 @@
 #include "sharedref.h"
 #endif
 
-#define PAGE COWMEM_W2C_WASM_PAGE
+#define PAGE COWMEM_INTEG_WASM_PAGE
 
 #ifdef HAVE_W2C_KINDS
 static int setup(void) {

@@ -10,6 +10,7 @@
 #include "cowmem_wamr.h"
 #include "test.h"
 #include "test_death.h"
+#include "test_integ.h"
 #include "test_images.h"
 #include "wamr_internal.h"
 #include "wamr_util.h"
@@ -64,19 +65,13 @@ static int open_set(const char* wasm, const char* images, const char* stripped,
   cowmem_diag_t diag;
   int r = images ? cowmem_wamr_module_open_images(images, stripped, NULL, out, &diag)
                  : cowmem_wamr_module_open(wasm, out, &diag);
-  if (r != 0) TEST_FAIL_("%s: %s (%s)", wasm, cowmem_err_name(r), diag.reason);
-  return 0;
+  return test_integ_opened(r, wasm, &diag);
 }
 
 /* cowmem_wamr_init with `slots` memories and the given reset (as
  * test_w2c.h's for the wasm2c integration). */
 static int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
-  cowmem_wamr_config_t cfg;
-  cowmem_wamr_config_init(&cfg);
-  cfg.max_memories = slots;
-  cfg.reset = reset;
-  ASSERT_OK(cowmem_wamr_init(&cfg, NULL));
-  return 0;
+  return test_integ_init(cowmem_wamr_init, slots, reset);
 }
 
 static int setup_reset(size_t slots, cowmem_reset_strategy_t reset) {

@@ -8,14 +8,11 @@
 #include "bench.h"
 #include "cowmem.h"
 
-#define KiB ((size_t)1024)
-#define MiB (1024 * KiB)
 #define MEM (16 * MiB)
 #define IMG (1 * MiB)
 
 static size_t PS;
 static uint8_t* image_bytes;
-
 
 /* The instance writes K pages: the first K pages of memory (the image's
  * start: stack and globals in a typical module). */

@@ -40,7 +40,8 @@ static void exercise(cowmem_imgfile_t* f, uint64_t size) {
       __builtin_trap();
     prev_end = m.file_offset + m.file_len;
     if (m.min_pages > ((uint64_t)1 << (m.memory64 ? 48 : 16))) __builtin_trap();
-    uint64_t mem = m.min_pages >= ((uint64_t)1 << 48) ? UINT64_MAX : m.min_pages * 65536;
+    uint64_t mem = m.min_pages >= COWMEM_WASM64_MAX_PAGES ? UINT64_MAX
+                                                         : m.min_pages * COWMEM_WASM_PAGE_SIZE;
     if (m.mem_offset > mem || m.mem_len > mem - m.mem_offset) __builtin_trap();
     uint8_t buf[256];
     if (cowmem_image_read(m.image, m.mem_offset, buf, sizeof buf) != 0) __builtin_trap();

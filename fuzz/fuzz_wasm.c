@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cowmem.h"
-#include "wasm/module.h"
+#include "wasm/wasm.h"
 
 #define FUZZ_SPAN_MAX ((uint64_t)1 << 20)
 #define FUZZ_MEM_MAX 65536u

@@ -851,6 +851,15 @@ COWMEM_API int cowmem_module_section_info(const cowmem_module_t* m,
                                           uint32_t index,
                                           cowmem_section_info_t* out);
 
+/* The WebAssembly page, the unit of a memory's limits, and the most pages a
+ * memory may have (the spec's limits): 2^16 for a 32-bit memory (4 GiB),
+ * 2^48 for a memory64 one. */
+#define COWMEM_WASM_PAGE_SIZE ((uint64_t)65536)
+#define COWMEM_WASM32_MAX_PAGES ((uint64_t)1 << 16)
+#define COWMEM_WASM64_MAX_PAGES ((uint64_t)1 << 48)
+#define COWMEM_WASM_MAX_PAGES(memory64)                                        \
+  ((memory64) ? COWMEM_WASM64_MAX_PAGES : COWMEM_WASM32_MAX_PAGES)
+
 /* Memories, in index space order: imported ones first. Names point into the
  * module's bytes, are not NUL-terminated, and are NULL/0 if not imported. */
 typedef struct cowmem_memory_info_s {

@@ -16,6 +16,7 @@
 #include "dirty.h"
 #include "reset/adaptive.h"
 #include "internal.h"
+#include "slot/slot.h"
 #include "test.h"
 
 static size_t PS;

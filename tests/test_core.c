@@ -8,8 +8,9 @@
 #include <dirent.h>
 
 #include "cowmem.h"
-#include "image.h"
+#include "image/image.h"
 #include "internal.h"
+#include "slot/slot.h"
 #include "test.h"
 
 #define KiB ((size_t)1024)

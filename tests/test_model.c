@@ -6,6 +6,7 @@
 
 #include "cowmem.h"
 #include "internal.h"
+#include "slot/slot.h"
 #include "test.h"
 
 #define NIMG 4

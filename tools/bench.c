@@ -21,9 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "measure.h"
+#include "bench.h"
 #include "tools.h"
-#include "wasmtime.h"
 
 static void help(FILE* f) {
   fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K] [--read F]\n"
@@ -253,7 +252,7 @@ static int run_pool(const ctx_t* c, cowmem_reset_strategy_t strat, row_t* r) {
   return e;
 }
 
-/* Wasmtime's reset modes on the module's layout (support/wasmtime.h): the
+/* Wasmtime's reset modes on the module's layout (bench/lib/wasmtime.h): the
  * memory stays mapped between instances as in its pooling allocator, so an
  * instance is the segments the image does not cover; reset per mode. */
 static int wt_setup(const ctx_t* c, wt_mem_t* w, uint8_t** bytes) {
@@ -527,7 +526,7 @@ static int setup(ctx_t* c, const char* path, bool mem_given, uint64_t mem) {
                      "initial size of %llu pages is beyond what the "
                      "bench handles (1 GiB)",
                      (unsigned long long)mi.min_pages);
-  c->size = (size_t)mi.min_pages * 65536;
+  c->size = (size_t)(mi.min_pages * COWMEM_WASM_PAGE_SIZE);
   cowmem_diag_t why;
   c->image = cowmem_image_retain(cowmem_module_image(c->m, c->mem, &why));
   cowmem_image_info_t ii = {0};

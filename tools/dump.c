@@ -232,7 +232,7 @@ static int check_instantiation(const char* in, const cowmem_module_t* m,
   for (uint32_t i = 0; i < nimp; i++) {
     cowmem_memory_info_t mi;
     cowmem_module_memory_info(m, i, &mi);
-    uint64_t cap = mi.memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+    uint64_t cap = COWMEM_WASM_MAX_PAGES(mi.memory64);
     md[i] = (cowmem_memory_desc_t){mi.fresh ? mi.min_pages : mi.has_max ? mi.max_pages : cap,
                                    mi.max_pages, mi.has_max, mi.memory64, mi.shared};
   }
@@ -363,8 +363,8 @@ int cmd_dump(int argc, char** argv) {
     img = cowmem_image_retain(cowmem_module_image(m, (uint32_t)memidx, NULL));
     left = 1; /* apply_segments decides */
   }
-  uint64_t size = min_pages * 65536;
-  if (rc == EXIT_OK && (min_pages > 65536 || size > SIZE_MAX))
+  uint64_t size = min_pages * COWMEM_WASM_PAGE_SIZE;
+  if (rc == EXIT_OK && (min_pages > COWMEM_WASM32_MAX_PAGES || size > SIZE_MAX))
     rc = tool_fail(in,
                    "memory %llu's initial size (%llu pages) is too large "
                    "to dump",

@@ -18,7 +18,6 @@
 #include "preinit_run.h"
 #include "wasm_export.h"
 
-#define WASM_PAGE 65536u
 /* The interpreter's operand and frame stack for the initialization calls.
  * 1 MiB: an interpreter or a database initializes through deep calls. */
 #define RUN_STACK_SIZE (1u << 20)
@@ -97,7 +96,7 @@ static int read_memory(const cowmem_module_t* m, wasm_module_inst_t inst, uint32
   /* WAMR may describe a memory without memory.grow as one "page" of the
    * whole size: the byte size is what counts. */
   uint64_t bytes = wasm_memory_get_cur_page_count(mem) * wasm_memory_get_bytes_per_page(mem);
-  uint64_t pages = (bytes + WASM_PAGE - 1) / WASM_PAGE;
+  uint64_t pages = (bytes + COWMEM_WASM_PAGE_SIZE - 1) / COWMEM_WASM_PAGE_SIZE;
   if (pages < info.min_pages) pages = info.min_pages;
   uint8_t* base = wasm_memory_get_base_address(mem);
   cowmem_image_t* img = NULL;

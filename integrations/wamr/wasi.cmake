@@ -22,7 +22,7 @@ function(cowmem_wamr_wasi_program target)
                  $<TARGET_OBJECTS:cowmem_wamr_api_cowmem>
                  $<TARGET_OBJECTS:cowmem_wamr_api_stock>
                  $<TARGET_OBJECTS:cowmem_wamr_wasi_stock>)
-  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/support
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/examples/demo ${PROJECT_SOURCE_DIR}/bench/lib
                              ${PROJECT_SOURCE_DIR}/tests)
   target_link_libraries(${target} PRIVATE cowmem_wamr_wasi cowmem_wamr_vm_wasi
                         cowmem_wamr_vm_stock_wasi)

@@ -3,7 +3,7 @@
  * wasm2c module (the stock module is demo, the stripped one mapped by
  * cowmem cowdemo), and short names for the generated names of either wabt
  * (cowmem_wasm2c.h). The clock, the request inputs and /proc/self/status
- * are support/demo.h's, shared with the WAMR integration. */
+ * are examples/demo/demo.h's, shared with the WAMR integration. */
 #ifndef COWMEM_W2C_UTIL_H
 #define COWMEM_W2C_UTIL_H
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
+#include "image/layout.h"
 
 /* The input bytes as seen through pages: page p of the image covers memory
  * [p, p + ps); only the first and the last page may be partly outside the

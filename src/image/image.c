@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
+#include "image/layout.h"
 
 /* A weak reference: says whether the image is gone, without keeping it. */
 struct cowmem__image_weak_s {

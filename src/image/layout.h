@@ -1,11 +1,11 @@
 /* An image's layout, private to the image files: build.c makes an image
  * (its runs, its memfd, file or copy, the ranges a slot maps), image.c
  * keeps it (references, orphans, weak references) and answers what the
- * others ask through ../image.h. Nothing outside src/image/ includes this. */
+ * others ask through image.h. Nothing outside src/image/ includes this. */
 #ifndef COWMEM_IMAGE_LAYOUT_H
 #define COWMEM_IMAGE_LAYOUT_H
 
-#include "image.h"
+#include "image/image.h"
 
 /* A run of pages of an image that hold non-zero bytes, relative to the
  * image's mem_offset. Copies restore only these; holes stay untouched. */

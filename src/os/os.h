@@ -128,7 +128,7 @@ void cowmem__os_close(int fd);
  * instead (not an errno: cowmem__err_from_os makes it COWMEM_EMAPLIMIT).
  * Telling the two apart costs a read of /proc/self/maps, on the failure
  * path only. posix: never (no such limit is known there). */
-#define COWMEM__OS_EMAPLIMIT 4004
+#define COWMEM__OS_EMAPLIMIT (-COWMEM_EMAPLIMIT)
 /* The most mappings a process may have (vm.max_map_count); ENOSYS where
  * unknown. Read each time (an operator may raise it while we run). */
 int cowmem__os_map_limit(uint64_t* out);

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "idle.h"
-#include "image.h"
+#include "pool/idle.h"
+#include "image/image.h"
 
 #define BUCKETS 16
 #define LISTS (COWMEM__SHARDS * BUCKETS)

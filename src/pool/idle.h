@@ -19,7 +19,7 @@
 #ifndef COWMEM_IDLE_H
 #define COWMEM_IDLE_H
 
-#include "internal.h"
+#include "slot/slot.h"
 
 enum {
   COWMEM__ENTRY_NEVER,

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "idle.h"
-#include "image.h"
+#include "pool/idle.h"
+#include "image/image.h"
 #include "reset/reset.h"
 
 typedef cowmem__entry_t entry_t;

@@ -38,10 +38,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "adaptive.h"
+#include "reset/adaptive.h"
 #include "dirty.h"
-#include "hotset.h"
-#include "image.h"
+#include "reset/hotset.h"
+#include "image/image.h"
+#include "reset/profile.h"
 
 #define TABLE_CAP 1024u             /* images with a hot set per pool */
 #define TRACK_MAX ((size_t)1 << 30) /* bytes of a memory a hot set covers */
@@ -367,8 +368,11 @@ static bool sample_due(const image_state_t* st, const stripe_t* sp, size_t every
   return cowmem__hotset_due(&st->hs, n, n - LOAD(sp->last_sample), every, misses);
 }
 
-/* ---- profile (bench_adaptive's per-phase breakdown) ---- */
+/* ---- profile (the per-phase breakdown of bench_reset) ----
+ * Only in the test library: a release build carries no profiler, and each
+ * mark below compiles to nothing. */
 
+#ifdef COWMEM_TESTING
 static _Atomic bool prof_on;
 static _Thread_local uint64_t prof_ns[COWMEM__PHASES], prof_t;
 static _Thread_local bool prof_valid;
@@ -396,13 +400,35 @@ static void prof_mark(bool on, int ph) {
   prof_t = t;
 }
 
-int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
-  bool prof = atomic_load_explicit(&prof_on, memory_order_relaxed);
-  if (prof) {
+/* Whether this reset is profiled (the clock starts if so). */
+static bool prof_begin(void) {
+  bool on = atomic_load_explicit(&prof_on, memory_order_relaxed);
+  if (on) {
     memset(prof_ns, 0, sizeof prof_ns);
     prof_valid = false;
     prof_mark(true, -1);
   }
+  return on;
+}
+
+static void prof_end(bool on) {
+  prof_valid = on;
+}
+#else
+static inline bool prof_begin(void) {
+  return false;
+}
+static inline void prof_mark(bool on, int ph) {
+  (void)on;
+  (void)ph;
+}
+static inline void prof_end(bool on) {
+  (void)on;
+}
+#endif
+
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
+  bool prof = prof_begin();
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
     return COWMEM__ADAPTIVE_DECLINED; /* nothing to keep, or nothing to copy from */
@@ -488,7 +514,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   if (c.err) return cowmem__slot_fail(slot, c.err);
   int res = cowmem__slot_finish_reset(slot);
   prof_mark(prof, COWMEM__PHASE_FINISH);
-  prof_valid = prof;
+  prof_end(prof);
   return res;
 }
 

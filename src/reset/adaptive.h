@@ -4,7 +4,7 @@
 #ifndef COWMEM_ADAPTIVE_H
 #define COWMEM_ADAPTIVE_H
 
-#include "internal.h"
+#include "slot/slot.h"
 
 typedef struct cowmem__adaptive_s cowmem__adaptive_t;
 
@@ -30,28 +30,11 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
 void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
                              uint64_t* discarded);
 
-/* Where a reset's time goes, for bench_adaptive: off by default (one
- * relaxed load per reset then); on, each reset of the calling thread
- * records its phases in nanoseconds, which _last returns. */
-enum {
-  COWMEM__PHASE_LOOKUP,   /* the image's state, counters */
-  COWMEM__PHASE_SCAN,     /* PAGEMAP_SCAN */
-  COWMEM__PHASE_BOOK,     /* miss count, sample decision */
-  COWMEM__PHASE_SAMPLE,   /* comparing pages, learning */
-  COWMEM__PHASE_COPY,     /* restoring hot pages, queueing the rest */
-  COWMEM__PHASE_DECOMMIT, /* madvise / process_madvise */
-  COWMEM__PHASE_FINISH,   /* the slot's state and protection */
-  COWMEM__PHASES
-};
-void cowmem__adaptive_profile(bool on);
-
 #ifdef COWMEM_TESTING
 /* Tests: 0 decides by the hot set's runs and whether another thread is
  * discarding (the default), 1 scans at every reset, 2 resets blind
  * (scanning only to sample). */
 void cowmem__adaptive_test_mode(int mode);
 #endif
-/* The phases of this thread's last adaptive reset; false if it declined. */
-bool cowmem__adaptive_profile_last(uint64_t ns[COWMEM__PHASES]);
 
 #endif

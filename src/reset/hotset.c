@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "dirty.h"
-#include "hotset.h"
-#include "image.h"
+#include "reset/hotset.h"
+#include "image/image.h"
 
 #define SCORE_GAIN 64
 #define FAULT_GAIN 32          /* faulted in, contents unchanged */

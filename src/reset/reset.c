@@ -6,9 +6,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "adaptive.h"
-#include "image.h"
-#include "reset.h"
+#include "reset/adaptive.h"
+#include "image/image.h"
+#include "reset/reset.h"
 
 /* BATCHED: slots waiting for one discard of all their ranges. */
 typedef struct {

@@ -7,7 +7,7 @@
 #ifndef COWMEM_RESET_H
 #define COWMEM_RESET_H
 
-#include "internal.h"
+#include "slot/slot.h"
 
 typedef struct cowmem__reset_s cowmem__reset_t;
 

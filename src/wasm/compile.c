@@ -1,13 +1,13 @@
 /* The module side of image files: the module hash and compiling a module
  * into an image file, and checking a file against the module it claims
- * (the format is imgfile.c's). Only public accessors of the module are
+ * (the format is imgfile.h's). Only public accessors of the module are
  * used. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem.h"
-#include "wasm/module.h"
+#include "wasm/wasm.h"
 
 int cowmem_module_hash(const cowmem_module_t* m, uint8_t out[32]) {
   if (!m || !out) return COWMEM_EINVAL;

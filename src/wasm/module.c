@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "wasm/module.h"
+#include "wasm/wasm.h"
 
 static void set_diag(cowmem_diag_t* d, int code, uint64_t offset, const char* reason) {
   if (!d) return;

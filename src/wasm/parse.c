@@ -8,11 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wasm/module.h"
+#include "wasm/wasm.h"
 #include "wasm/reader.h"
-
-#define MAX_PAGES32 65536u
-#define MAX_PAGES64 ((uint64_t)1 << 48)
 
 /* Position of each section id in the required order; 0 = custom. The data
  * count section (12) comes before code (10); tags (13) after memories. */
@@ -94,7 +91,7 @@ static int read_limits(parser_t* p, bool memory, cowmem_memory_info_t* out) {
     }
   }
   if (memory) {
-    uint64_t cap = out->memory64 ? MAX_PAGES64 : MAX_PAGES32;
+    uint64_t cap = COWMEM_WASM_MAX_PAGES(out->memory64);
     if (out->min_pages > cap || (out->has_max && out->max_pages > cap))
       cowmem__rd_invalid(r, at,
                          out->memory64

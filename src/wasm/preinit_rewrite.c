@@ -8,8 +8,6 @@
 #include "wasm/preinit.h"
 #include "wasm/reader.h"
 
-#define WASM_PAGE ((uint64_t)65536)
-
 typedef struct {
   const cowmem_module_t* m;
   const cowmem_preinit_snapshot_t* snap;
@@ -62,15 +60,15 @@ static int check_memories(const rw_t* w) {
     uint64_t pages = s->memories[i].pages;
     uint64_t cap;
     TRY(cowmem_module_memory_info(w->m, i, &mi));
-    cap = mi.memory64 ? (uint64_t)1 << 48 : (uint64_t)1 << 16;
+    cap = COWMEM_WASM_MAX_PAGES(mi.memory64);
     if (pages < mi.min_pages || (mi.has_max && pages > mi.max_pages) || pages > cap)
       return cowmem__preinit_fail(w->diag, COWMEM_EINVAL, 0,
                                   "snapshot: memory %u: %llu pages, outside its "
                                   "limits", i, (unsigned long long)pages);
     if (!s->memories[i].image) continue;
     TRY(cowmem_image_info(s->memories[i].image, &ii));
-    if (ii.len && (ii.mem_offset > pages * WASM_PAGE ||
-                   ii.len > pages * WASM_PAGE - ii.mem_offset))
+    if (ii.len && (ii.mem_offset > pages * COWMEM_WASM_PAGE_SIZE ||
+                   ii.len > pages * COWMEM_WASM_PAGE_SIZE - ii.mem_offset))
       return cowmem__preinit_fail(w->diag, COWMEM_EINVAL, 0,
                                   "snapshot: memory %u: image ends beyond its "
                                   "%llu pages", i, (unsigned long long)pages);

@@ -18,7 +18,8 @@
 #include <string.h>
 
 #include "dirty.h"
-#include "image.h"
+#include "image/image.h"
+#include "slot/slot.h"
 
 typedef struct {
   uint8_t* base;

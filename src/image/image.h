@@ -21,7 +21,7 @@ uint64_t cowmem__image_end(const cowmem_image_t* image);
  * map its ranges copy-on-write (MEMFD, FILE) or copy its bytes (COPY).
  * 0, an errno value, or COWMEM__IMAGE_CHANGED (a FILE image whose file
  * was truncated or rewritten: nothing was mapped). */
-#define COWMEM__IMAGE_CHANGED 4024 /* cowmem__err_from_os: COWMEM_ECHANGED */
+#define COWMEM__IMAGE_CHANGED (-COWMEM_ECHANGED) /* cowmem__err_from_os makes it the code */
 int cowmem__image_place(const cowmem_image_t* image, uint8_t* base);
 /* The image is about to start another instance in a slot that still maps
  * it (READY, same image): is the file it maps what it was? 0, an errno

@@ -16,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "image.h"
+#include "image/image.h"
 #include "internal.h"
+#include "slot/slot.h"
 
 #ifndef NDEBUG
 #include <assert.h>

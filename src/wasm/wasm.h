@@ -1,28 +1,25 @@
-/* The decoded module, shared by the parser (parse.c), the image builder and
- * the fallback (module.c), and later tools (strip, compile). Internal. */
-#ifndef COWMEM_WASM_MODULE_H
-#define COWMEM_WASM_MODULE_H
+/* The front end's internal interface: the decoded module, shared by the
+ * parser (parse.c), the image builder and the fallback (module.c), and
+ * later tools (strip, compile). */
+#ifndef COWMEM_WASM_WASM_H
+#define COWMEM_WASM_WASM_H
 
 #include "cowmem.h"
-
-/* The WebAssembly page, the unit of memory limits (the front end's; the
- * core knows only host pages). */
-#define COWMEM__WASM_PAGE ((uint64_t)65536)
 
 /* Initial size of a memory in bytes; 2^48 pages (the memory64 cap) is
  * 2^64 bytes, one past what a uint64_t holds: saturate. (So a segment
  * ending exactly at byte 2^64 counts as out of bounds; no host can map
  * such a memory anyway.) */
 static inline uint64_t cowmem__wasm_bytes(uint64_t pages) {
-  return pages >= ((uint64_t)1 << 48) ? UINT64_MAX : pages * COWMEM__WASM_PAGE;
+  return pages >= COWMEM_WASM64_MAX_PAGES ? UINT64_MAX : pages * COWMEM_WASM_PAGE_SIZE;
 }
 
 /* Does [off, off + len) lie inside the initial size of a memory of
  * `pages` pages? Exact where cowmem__wasm_bytes saturates: 2^48 pages hold
  * every byte below 2^64, so an image whose last page ends at 2^64 fits. */
 static inline bool cowmem__wasm_fits(uint64_t pages, uint64_t off, uint64_t len) {
-  if (pages >= ((uint64_t)1 << 48)) return off == 0 || len <= 0 - off;
-  uint64_t size = pages * COWMEM__WASM_PAGE;
+  if (pages >= COWMEM_WASM64_MAX_PAGES) return off == 0 || len <= 0 - off;
+  uint64_t size = pages * COWMEM_WASM_PAGE_SIZE;
   return off <= size && len <= size - off;
 }
 
@@ -80,7 +77,7 @@ int cowmem__module_build_images(cowmem_module_t* m, uint64_t span_max);
 /* Free everything m owns except m itself. */
 void cowmem__module_clear(cowmem_module_t* m);
 
-/* Image files (imgfile.c), for cowmem_imgfile_check_module (compile.c):
+/* Image files (imgfile_open.c), for cowmem_imgfile_check_module (compile.c):
  * the file's module hash and every descriptor compared with want[0, n),
  * the descriptors compile would write. EMISMATCH or EBADIMG naming the
  * field, diag->offset at it. */

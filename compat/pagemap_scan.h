@@ -1,11 +1,13 @@
-/* The PAGEMAP_SCAN uapi (Linux >= 6.7), for headers that predate it
- * (Debian bookworm's). Used by the Linux backend and by bench_adaptive's
- * reproduction of Wasmtime's pagemap_scan reset mode. Checked against 6.18
- * with a probe (a written page of a private file mapping comes back
+/* The PAGEMAP_SCAN uapi (Linux >= 6.7), declared once, for system headers
+ * that predate it (Debian bookworm's). It is the kernel's ABI, not
+ * cowmem's: the Linux backend (src/os/linux.c) and the benchmarks'
+ * reproduction of Wasmtime's pagemap_scan reset mode both include it from
+ * compat/, where declarations the system headers may lack live. Checked
+ * against 6.18 with a probe (a written page of a private file mapping comes back
  * PRESENT|WRITTEN without FILE; a read one as FILE; a read anonymous one as
  * PFNZERO). */
-#ifndef COWMEM_OS_PAGEMAP_SCAN_H
-#define COWMEM_OS_PAGEMAP_SCAN_H
+#ifndef COWMEM_COMPAT_PAGEMAP_SCAN_H
+#define COWMEM_COMPAT_PAGEMAP_SCAN_H
 
 #include <stdint.h>
 #include <sys/ioctl.h>

@@ -1,8 +1,10 @@
-/* What the runtime demos (integrations/wasm2c, integrations/wamr) and their
- * tests share, whatever the runtime: the request inputs, the demo's command
+/* The host side of the bundled demo (demo.c, compiled to wasm32), what the
+ * runtime demos (integrations/wasm2c, integrations/wamr) and their tests
+ * share, whatever the runtime: the request inputs, the demo's command
  * line, /proc/self/status, and the lines that describe the image and the
  * adaptive reset. Header-only, on the public API (cowmem.h) only; not part
- * of the library. The clock and the quantiles are measure.h's. */
+ * of the library. The clock and the quantiles are the benchmarks'
+ * (bench/lib/measure.h). */
 #ifndef COWMEM_DEMO_H
 #define COWMEM_DEMO_H
 

@@ -1,23 +1,4 @@
-/* Wasmtime's three reset modes, redone at the system-call level, for the
- * benchmarks that print cowmem's ratio to each (bench_adaptive, `cowmem
- * bench`). Wasmtime cannot be installed here; what its pooling allocator
- * does to a linear memory on reuse is a few system calls on a known
- * layout, and that is what is measured.
- *
- * The layout: the image's bytes mapped private from a memfd at their
- * offset, anonymous zeros around them. The resets:
- *   default        madvise(MADV_DONTNEED) over the accessible memory;
- *   keep_resident  copy image and zeros back over the first N bytes,
- *                  madvise the rest;
- *   pagemap_scan   one PAGEMAP_SCAN of the memory for present written
- *                  pages, at most 32 regions; copy those regions back while
- *                  they fit in the keep budget, madvise the others and
- *                  everything past where the scan stopped (without the
- *                  scan: the default).
- * Linux only. Header-only: static functions, included by one file each. */
-#ifndef COWMEM_SUPPORT_WASMTIME_H
-#define COWMEM_SUPPORT_WASMTIME_H
-
+/* Wasmtime's three reset modes at the system-call level (wasmtime.h). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,22 +6,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../src/os/pagemap_scan.h"
+#include "pagemap_scan.h"
+#include "wasmtime.h"
 
-enum { WT_DEFAULT, WT_KEEP, WT_PAGEMAP, WT_MODES };
-
-typedef struct {
-  uint8_t* base;
-  size_t mem;          /* accessible bytes */
-  const uint8_t* img;  /* the image's bytes (the caller keeps them) */
-  size_t img_len, at;  /* page-aligned offset of the image */
-  size_t keep;         /* keep_resident: bytes copied back */
-  size_t scan_keep;    /* pagemap_scan: at most these bytes copied back */
-  int pagemap;         /* /proc/self/pagemap, or -1 */
-} wt_mem_t;
-
-/* Map the layout. 0, or -1 with errno. */
-static int wt_open(wt_mem_t* w, size_t mem, const uint8_t* img, size_t img_len, size_t at,
+int wt_open(wt_mem_t* w, size_t mem, const uint8_t* img, size_t img_len, size_t at,
                    size_t keep, size_t scan_keep) {
   memset(w, 0, sizeof *w);
   w->pagemap = -1;
@@ -77,7 +46,7 @@ fail:
   return -1;
 }
 
-static void wt_close(wt_mem_t* w) {
+void wt_close(wt_mem_t* w) {
   if (w->base != NULL) munmap(w->base, w->mem);
   if (w->pagemap >= 0) close(w->pagemap);
   w->base = NULL;
@@ -85,7 +54,7 @@ static void wt_close(wt_mem_t* w) {
 }
 
 /* Copy image and zeros back over [lo, hi) of the memory. */
-static void wt_copy_back(const wt_mem_t* w, size_t lo, size_t hi) {
+static void copy_back(const wt_mem_t* w, size_t lo, size_t hi) {
   size_t ilo = w->at, ihi = w->at + w->img_len;
   size_t a = lo > ilo ? lo : ilo, b = hi < ihi ? hi : ihi;
   if (a < b) {
@@ -97,13 +66,13 @@ static void wt_copy_back(const wt_mem_t* w, size_t lo, size_t hi) {
   }
 }
 
-static void wt_reset(const wt_mem_t* w, int mode) {
+void wt_reset(const wt_mem_t* w, int mode) {
   if (mode == WT_DEFAULT || (mode == WT_PAGEMAP && w->pagemap < 0)) {
     madvise(w->base, w->mem, MADV_DONTNEED);
     return;
   }
   if (mode == WT_KEEP) {
-    wt_copy_back(w, 0, w->keep);
+    copy_back(w, 0, w->keep);
     if (w->mem > w->keep) madvise(w->base + w->keep, w->mem - w->keep, MADV_DONTNEED);
     return;
   }
@@ -128,7 +97,7 @@ static void wt_reset(const wt_mem_t* w, int mode) {
   for (long i = 0; i < n; i++) {
     size_t lo = (size_t)(v[i].start - a.start), hi = (size_t)(v[i].end - a.start);
     if (copied + (hi - lo) <= w->scan_keep) {
-      wt_copy_back(w, lo, hi);
+      copy_back(w, lo, hi);
       copied += hi - lo;
     } else {
       madvise(w->base + lo, hi - lo, MADV_DONTNEED);
@@ -137,5 +106,3 @@ static void wt_reset(const wt_mem_t* w, int mode) {
   if (a.walk_end < a.end)
     madvise((uint8_t*)(uintptr_t)a.walk_end, (size_t)(a.end - a.walk_end), MADV_DONTNEED);
 }
-
-#endif

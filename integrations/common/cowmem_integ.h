@@ -39,9 +39,6 @@
 extern "C" {
 #endif
 
-/* The WebAssembly page: what the front end reads and the hooks count in. */
-#define COWMEM_INTEG_WASM_PAGE 65536u
-
 /* The pool of an integration. Defaults noted beside each field. */
 #define COWMEM_INTEG_CONFIG_VERSION 1
 typedef struct cowmem_integ_config_s {

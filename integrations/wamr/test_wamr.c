@@ -15,7 +15,7 @@
 #include "wamr_internal.h"
 #include "wamr_util.h"
 
-#define PAGE COWMEM_INTEG_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 #define DEMO_PAGES 9u
 #define DEMO_MAX 1024u
 #define NEG1 0xffffffffu /* memory.grow failed */

@@ -83,7 +83,7 @@ static int describe(w2c_memory_t* w, uint32_t idx, bool imported, bool is64, boo
   const char* why = imported ? NULL : cowmem_w2c__refusal(is64, shared, min);
   if (why) return cowmem_integ_fail(diag, COWMEM_EUNSUPPORTED, "memory %u: %s", idx, why);
   w->min_pages = min;
-  w->page_size = COWMEM_INTEG_WASM_PAGE; /* the front end reads no other */
+  w->page_size = COWMEM_WASM_PAGE_SIZE; /* the front end reads no other */
   w->max_pages = has_max ? max : cowmem_w2c__no_max(is64, w->page_size);
   w->is64 = is64;
   w->shared = shared;

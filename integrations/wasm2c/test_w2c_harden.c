@@ -14,7 +14,7 @@
 #include "twin.h"
 #endif
 
-#define PAGE COWMEM_INTEG_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 #define STRIDE (COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE)
 #define MARK 0x5au
 

@@ -15,7 +15,7 @@
 #include "shimportref.h"
 #endif
 
-#define PAGE COWMEM_INTEG_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 
 #ifdef HAVE_W2C_IMPORT
 /* What the generated code calls for the import "env" "memory": the host's

@@ -19,7 +19,7 @@
 W2C_DEFINE_SERVE(demo)
 W2C_DEFINE_SERVE(cowdemo)
 
-#define PAGE COWMEM_INTEG_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 #define DEMO_PAGES 9u
 #define DEMO_MAX 1024u
 #define NEG1 0xffffffffu /* memory.grow failed */

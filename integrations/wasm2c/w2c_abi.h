@@ -23,7 +23,7 @@
  * unshared ones of their kind. Why a memory cannot be served, or NULL. */
 static inline const char* cowmem_w2c__refusal(bool is64, bool shared, uint64_t min_pages) {
   (void)shared;
-  if (is64 && min_pages > COWMEM_WASM32_SLOT_RESERVE / COWMEM_INTEG_WASM_PAGE)
+  if (is64 && min_pages > COWMEM_WASM32_SLOT_RESERVE / COWMEM_WASM_PAGE_SIZE)
     return "a memory64 memory with an initial size beyond the 4 GiB slot of "
            "cowmem_wasm2c's pool";
   return NULL;

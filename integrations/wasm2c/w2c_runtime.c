@@ -263,14 +263,14 @@ static void fill(wasm_rt_memory_t* mem, uint8_t* data, const cowmem_w2c__memory_
   mem->data = data;
   mem->pages = (uint32_t)w->min_pages;
   mem->max_pages = (uint32_t)w->max_pages;
-  mem->size = (uint32_t)(w->min_pages * COWMEM_INTEG_WASM_PAGE);
+  mem->size = (uint32_t)(w->min_pages * COWMEM_WASM_PAGE_SIZE);
 }
 
 void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
                                     uint32_t max) {
   uint8_t* data;
   const cowmem_w2c__memory_t* w =
-      allocate(mem, initial, max, false, COWMEM_INTEG_WASM_PAGE, false, &data);
+      allocate(mem, initial, max, false, COWMEM_WASM_PAGE_SIZE, false, &data);
   if (!w) {
     __real_wasm_rt_allocate_memory(mem, initial, max);
     return;
@@ -293,7 +293,7 @@ uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
   cowmem_slot_t* slot = find(mem, mem->data);
   if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
   uint64_t pages = mem->pages, size = mem->size;
-  uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_INTEG_WASM_PAGE, delta);
+  uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_WASM_PAGE_SIZE, delta);
   if (old == UINT64_MAX) return (uint32_t)-1;
   mem->pages = (uint32_t)pages;
   mem->size = (uint32_t)size;

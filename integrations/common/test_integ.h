@@ -5,6 +5,8 @@
 #ifndef COWMEM_TEST_INTEG_H
 #define COWMEM_TEST_INTEG_H
 
+#include <pthread.h>
+
 #include "cowmem_integ.h"
 #include "test.h"
 
@@ -26,6 +28,20 @@ static inline int test_integ_init(test_integ_init_fn init, size_t slots,
  * image file or .wasm) returned r. */
 static inline int test_integ_opened(int r, const char* what, const cowmem_diag_t* diag) {
   if (r != 0) TEST_FAIL_("%s: %s (%s)", what, cowmem_err_name(r), diag->reason);
+  return 0;
+}
+
+/* fn(arg) on `n` (at most 8) threads at once; each must return NULL. */
+static inline int test_integ_threads(void* (*fn)(void*), void* arg, int n) {
+  pthread_t t[8];
+  ASSERT_TRUE(n > 0 && n <= 8);
+  for (int i = 0; i < n; i++)
+    ASSERT_EQ(pthread_create(&t[i], NULL, fn, arg), 0);
+  for (int i = 0; i < n; i++) {
+    void* r = (void*)1;
+    ASSERT_EQ(pthread_join(t[i], &r), 0);
+    ASSERT_NULL(r);
+  }
   return 0;
 }
 

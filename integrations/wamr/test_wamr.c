@@ -889,14 +889,7 @@ TEST_IMPL(threads) {
   wamr_serve(&s, demo_default_request, (uint32_t)strlen(demo_default_request), expect,
              sizeof expect);
   wamr_inst_free(&s);
-  pthread_t t[2];
-  for (int i = 0; i < 2; i++)
-    ASSERT_EQ(pthread_create(&t[i], NULL, thread_loop, expect), 0);
-  for (int i = 0; i < 2; i++) {
-    void* r = (void*)1;
-    ASSERT_EQ(pthread_join(t[i], &r), 0);
-    ASSERT_NULL(r);
-  }
+  CHECK(test_integ_threads(thread_loop, expect, 2));
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);
   ASSERT_EQ(n.image_allocs, 4000);

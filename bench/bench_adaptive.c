@@ -6,11 +6,11 @@
  * The K pages are spread like a real program's: stack pages just below the
  * image (the stack grows down from 128 KiB), globals inside the image
  * (every 4th page), and the start of the heap above it. Also: the floor
- * (copying K pages with no fault), 1 vs 2 thread throughput, and the time
- * of a snapshot. Medians and p99 in microseconds; ratios from the same
+ * (copying K pages with no fault), acquire latency of an affine hit and a
+ * miss, 1 vs 2 thread throughput (bench/lib/scale.h), and the time of a
+ * snapshot. Medians and p99 in microseconds; ratios from the same
  * run. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <sys/mman.h>
 
@@ -51,101 +51,82 @@ static void row(const char* name, bench_samples_t* s, double base_med, double fa
 
 /* ---- throughput ---- */
 
+/* A worker of the throughput rows: cycles on a pool the workers share, or
+ * (pool NULL) Wasmtime's pagemap_scan mode on a memory of the worker's own. */
 typedef struct {
-  cowmem_pool_t* pool; /* NULL: Wasmtime's pagemap_scan mode on a memory of
-                          the thread's own */
+  cowmem_pool_t* pool;
   cowmem_image_t* img;
   bench_work_t w;
-  size_t iters;
-  double secs;
-} thr_arg_t;
+} thr_ctx_t;
 
-static void* thr_loop(void* p) {
-  thr_arg_t* a = p;
-  wt_mem_t w;
-  if (a->pool == NULL)
-    bench_must(wt_open(&w, MEM, image_bytes, IMG, IMG_AT, 64 * KiB, 1 * MiB) != 0 ? -errno : 0,
-               "mapping Wasmtime's layout");
-  uint64_t t0 = 0;
-  for (size_t i = 0; i < a->iters + a->iters / 10; i++) {
-    if (i == a->iters / 10) t0 = bench_now_ns();
-    if (a->pool != NULL) {
-      cycle(a->pool, a->img, &a->w);
-    } else {
-      bench_work(w.base, &a->w);
-      wt_reset(&w, WT_PAGEMAP);
-    }
+static int pool_cycle(void* p) {
+  thr_ctx_t* c = p;
+  cycle(c->pool, c->img, &c->w);
+  return 0;
+}
+
+typedef struct {
+  wt_mem_t mem;
+  const bench_work_t* w;
+} wt_worker_t;
+
+static int wt_worker_open(void* ctx, void** state) {
+  thr_ctx_t* c = ctx;
+  wt_worker_t* t = malloc(sizeof *t);
+  if (t == NULL) return COWMEM_ENOMEM;
+  t->w = &c->w;
+  if (wt_open(&t->mem, MEM, image_bytes, IMG, IMG_AT, 64 * KiB, 1 * MiB) != 0) {
+    int e = -errno;
+    free(t);
+    return e;
   }
-  a->secs = (double)(bench_now_ns() - t0) / 1e9;
-  if (a->pool == NULL) wt_close(&w);
-  return NULL;
+  *state = t;
+  return 0;
+}
+static int wt_worker_cycle(void* state) {
+  wt_worker_t* t = state;
+  bench_work(t->mem.base, t->w);
+  wt_reset(&t->mem, WT_PAGEMAP);
+  return 0;
+}
+static void wt_worker_close(void* state) {
+  wt_worker_t* t = state;
+  wt_close(&t->mem);
+  free(t);
 }
 
-/* The control: two threads that share nothing (arithmetic only). Below 2x,
- * the machine itself did not give two threads two CPUs during the run. */
-static _Atomic uint64_t spin_sink;
-static void* spin(void* p) {
-  double* secs = p;
-  volatile uint64_t x = 0;
-  uint64_t t0 = bench_now_ns();
-  for (uint64_t i = 0; i < 20000000; i++)
-    x += i * i;
-  *secs = (double)(bench_now_ns() - t0) / 1e9;
-  spin_sink += x;
-  return NULL;
-}
-
-/* The other control: each thread copies 16 pages (64 KiB) between its own
- * cache-resident buffers, what a K=16 copy-restore does. */
-static void* copy_loop(void* p) {
-  double* secs = p;
-  uint8_t* src = malloc(64 * KiB);
-  uint8_t* dst = malloc(64 * KiB);
-  memset(src, 3, 64 * KiB);
-  memset(dst, 4, 64 * KiB);
-  uint64_t t0 = bench_now_ns();
-  for (int i = 0; i < 100000; i++) {
-    memcpy(dst, src, 64 * KiB);
-    src[i & 63] = dst[(i * 7) & 63];
-  }
-  *secs = (double)(bench_now_ns() - t0) / 1e9;
-  spin_sink += dst[5];
-  free(src);
-  free(dst);
-  return NULL;
-}
-
-static double control_run(void* (*fn)(void*), int nthreads) {
-  pthread_t th[2];
-  double secs[2], ops = 0;
-  for (int i = 0; i < nthreads; i++)
-    pthread_create(&th[i], NULL, fn, &secs[i]);
-  for (int i = 0; i < nthreads; i++) {
-    pthread_join(th[i], NULL);
-    ops += 1.0 / secs[i];
-  }
-  return ops;
-}
-
-/* st NULL: Wasmtime's pagemap_scan mode, each thread on its own memory. */
-static double throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k,
-                         int nthreads, size_t iters) {
-  cowmem_pool_t* pool = st != NULL ? bench_strategy_pool(st, 16) : NULL;
+/* 1 and 2 threads, best of 3 each. st NULL: Wasmtime's pagemap_scan mode,
+ * each thread on its own memory. */
+static void throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k,
+                       size_t iters, double* one, double* two) {
   size_t* pages = bench_layout(k, IMG, IMG_AT);
-  pthread_t th[2];
-  thr_arg_t a[2];
-  for (int i = 0; i < nthreads; i++) {
-    a[i] = (thr_arg_t){pool, img, work_of(pages, k, 0), iters, 0};
-    pthread_create(&th[i], NULL, thr_loop, &a[i]);
-  }
-  double ops = 0;
-  for (int i = 0; i < nthreads; i++) {
-    pthread_join(th[i], NULL);
-    ops += (double)iters / a[i].secs;
+  thr_ctx_t c = {st != NULL ? bench_strategy_pool(st, 16) : NULL, img,
+                 work_of(pages, k, 0)};
+  bench_worker_t w = {NULL, pool_cycle, NULL, &c};
+  if (st == NULL) w = (bench_worker_t){wt_worker_open, wt_worker_cycle, wt_worker_close, &c};
+  bench_scaling(&w, 2, false, iters, one, two);
+  cowmem_pool_free(c.pool);
+  free(pages);
+}
+
+/* Acquire latency of one slot: the same image again (the affine hit), and
+ * alternating two images (a miss: the slot is remapped). */
+static void acquire_latency(cowmem_image_t* img, cowmem_image_t* other, size_t iters,
+                            bench_samples_t* s) {
+  cowmem_pool_t* pool = bench_make_pool(COWMEM_RESET_MADVISE, 1);
+  printf("\n%-42s %9s %9s\n", "acquire latency (madvise, one slot)", "median", "p99");
+  for (int miss = 0; miss < 2; miss++) {
+    for (size_t i = 0; i < (miss ? iters / 4 : iters); i++) {
+      cowmem_slot_t* sl;
+      uint64_t t0 = bench_now_ns();
+      bench_must(cowmem_pool_acquire(pool, miss && (i & 1) ? other : img, MEM, MEM, &sl),
+                 "acquire");
+      bench_add(s, (double)(bench_now_ns() - t0) / 1000.0);
+      bench_must(cowmem_pool_release(pool, sl), "release");
+    }
+    row(miss ? "miss (other image: remap)" : "affine hit (same image)", s, 0, -1);
   }
   cowmem_pool_free(pool);
-  free(pages);
-  return ops;
 }
 
 int main(void) {
@@ -153,8 +134,10 @@ int main(void) {
   image_bytes = malloc(IMG);
   for (size_t i = 0; i < IMG; i++)
     image_bytes[i] = (uint8_t)(i * 13 + 7) | 1;
-  cowmem_image_t* img = NULL;
-  if (cowmem_image_new_from_bytes(image_bytes, IMG, IMG_AT, &img)) return 1;
+  cowmem_image_t *img = NULL, *other = NULL;
+  if (cowmem_image_new_from_bytes(image_bytes, IMG, IMG_AT, &img) ||
+      cowmem_image_new_from_bytes(image_bytes, IMG / 2, IMG_AT, &other))
+    return 1;
   bench_samples_t s = {0};
   size_t iters = bench_iters(20000);
 
@@ -187,20 +170,12 @@ int main(void) {
     double adaptive_cycle = 1, wt_cycle[WT_MODES];
     /* Copy baseline: fresh memory, copy the image, write K pages, unmap. */
     size_t nb = bench_iters(k >= 256 ? 300 : 1000);
-    uint64_t f0 = bench_minor_faults();
-    for (size_t i = 0; i < nb; i++) {
-      uint64_t t0 = bench_now_ns();
-      uint8_t* m = mmap(NULL, MEM, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      memcpy(m + IMG_AT, image_bytes, IMG);
-      bench_work(m, &work);
-      munmap(m, MEM);
-      bench_add(&s, (double)(bench_now_ns() - t0) / 1000.0);
-    }
+    uint64_t copy_faults;
+    bench_copy_times(MEM, image_bytes, &work, 0, nb, &s, &copy_faults);
     double base = bench_quantile(&s, 0.5);
     char name[96];
     snprintf(name, sizeof name, "%s copy baseline", w);
-    row(name, &s, base, (double)(bench_minor_faults() - f0) / (double)nb);
+    row(name, &s, base, (double)copy_faults / (double)nb);
     /* The floor: copy exactly K resident pages back, no fault. */
     if (k > 0) {
       uint8_t* dst = malloc(k * PS);
@@ -265,15 +240,17 @@ int main(void) {
     free(pages);
   }
 
+  if (!threads_only) {
+    printf("batched: a release that fills the queue pays for the whole flush (one\n"
+           "process_madvise where the kernel has it): see its p99.\n");
+    acquire_latency(img, other, iters, &s);
+  }
+
   printf("\nthroughput, cycles/s (one pool, same image; best of 3 runs):\n");
   for (int c = 0; c < 2; c++) {
-    double c1 = 0, c2 = 0;
-    for (int rep = 0; rep < 3; rep++) {
-      double a1 = control_run(c ? copy_loop : spin, 1),
-             a2 = control_run(c ? copy_loop : spin, 2);
-      if (a1 > c1) c1 = a1;
-      if (a2 > c2) c2 = a2;
-    }
+    double c1, c2;
+    bench_scaling(c ? &bench_control_memcpy : &bench_control_arith, 2, false, 100000,
+                  &c1, &c2);
     printf("  control: %-40s 2 threads vs 1: %.2fx\n",
            c ? "memcpy 64 KiB, private buffers" : "arithmetic only", c2 / c1);
   }
@@ -289,16 +266,10 @@ int main(void) {
     size_t tn = bench_iters(k == 0 ? 100000 : 25000);
     for (size_t st = 0; st <= bench_nstrategies; st++) {
       const bench_strategy_t* sp = st < bench_nstrategies ? &bench_strategies[st] : NULL;
-      if (sp && sp->reset == COWMEM_RESET_BATCHED) continue;
-      /* Best of 3: the machine is shared, and other load only ever slows a
-       * run down. */
-      double t1 = 0, t2 = 0;
-      for (int rep = 0; rep < 3; rep++) {
-        double a1 = throughput(sp, img, k, 1, tn);
-        double a2 = throughput(sp, img, k, 2, tn);
-        if (a1 > t1) t1 = a1;
-        if (a2 > t2) t2 = a2;
-      }
+      /* BATCHED at K=0 only: what its queue adds to a bare cycle. */
+      if (sp && sp->reset == COWMEM_RESET_BATCHED && k != 0) continue;
+      double t1, t2;
+      throughput(sp, img, k, tn, &t1, &t2);
       printf("  K=%-3zu %-30s 1 thread %9.0f  2 threads %9.0f  (%.2fx)\n", k,
              sp ? sp->name : "wasmtime pagemap_scan, own mem", t1, t2, t2 / t1);
     }
@@ -330,6 +301,7 @@ int main(void) {
   }
 out:
   cowmem_image_release(img);
+  cowmem_image_release(other);
   free(image_bytes);
   bench_free(&s);
   return 0;

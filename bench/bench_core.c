@@ -12,11 +12,12 @@
 
 static size_t PS;
 
-/* Write one byte in each of k pages spread over [0, mem). */
-static void dirty_pages(uint8_t* base, size_t mem, size_t k) {
-  if (k == 0) return;
-  size_t pages = mem / PS, step = pages / k ? pages / k : 1;
-  for (size_t i = 0; i < k; i++) base[((i * step) % pages) * PS + 64] += 1;
+/* The instance's work: one byte written in each of k pages spread over
+ * [0, mem); pages holds k entries (bench_work's byte offsets). */
+static bench_work_t spread_work(size_t img, size_t mem, size_t k, size_t* pages) {
+  size_t n = mem / PS, step = k && n / k ? n / k : 1;
+  for (size_t i = 0; i < k; i++) pages[i] = ((i * step) % n) * PS + 56;
+  return (bench_work_t){.img = img, .at = 0, .read = 0, .pages = pages, .k = k};
 }
 
 static uint8_t* make_data(size_t n, uint8_t salt) {
@@ -36,25 +37,15 @@ static fig_t figure(bench_samples_t* s) {
 }
 
 /* The copy baseline: fresh memory, copy the image, dirty k pages, unmap. */
-static fig_t run_baseline(const uint8_t* data, size_t img, size_t mem, size_t k,
+static fig_t run_baseline(const uint8_t* data, const bench_work_t* w, size_t mem,
                           size_t iters, bench_samples_t* s) {
-  for (size_t it = 0; it < iters + iters / 10 + 1; it++) {
-    uint64_t t0 = bench_now_ns();
-    uint8_t* m = mmap(NULL, mem, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) abort();
-    memcpy(m, data, img);
-    dirty_pages(m, mem, k);
-    munmap(m, mem);
-    uint64_t t1 = bench_now_ns();
-    if (it > iters / 10) bench_add(s, (double)(t1 - t0) / 1000.0);
-  }
+  bench_copy_times(mem, data, w, iters / 10 + 1, iters, s, NULL);
   return figure(s);
 }
 
 /* cowmem: instantiate (same image), dirty k pages, reset. */
 static fig_t run_slot(cowmem_slot_t* slot, cowmem_image_t* a, cowmem_image_t* b,
-                      size_t mem, size_t k, size_t iters, bench_samples_t* s,
+                      size_t mem, const bench_work_t* w, size_t iters, bench_samples_t* s,
                       double* syscalls_per_inst) {
   cowmem_stats_t st0, st1;
   uint64_t inst_calls = 0;
@@ -64,7 +55,7 @@ static fig_t run_slot(cowmem_slot_t* slot, cowmem_image_t* a, cowmem_image_t* b,
     cowmem_stats_get(&st0);
     if (cowmem_slot_instantiate(slot, mem, img) != 0) abort();
     cowmem_stats_get(&st1);
-    dirty_pages(cowmem_slot_base(slot), mem, k);
+    bench_work(cowmem_slot_base(slot), w);
     if (cowmem_slot_reset(slot) != 0) abort();
     uint64_t t1 = bench_now_ns();
     inst_calls += st1.syscalls_total - st0.syscalls_total;
@@ -109,17 +100,20 @@ int main(int argc, char** argv) {
     for (size_t ki = 0; ki < 3; ki++) {
       size_t k = ks[ki];
       double sys = 0;
-      fig_t base = run_baseline(da, img, mem, k, base_iters, &s);
-      fig_t f = run_slot(slot, a, NULL, mem, k, k ? fast_iters / 10 : fast_iters, &s, &sys);
+      size_t pages[256];
+      bench_work_t w = spread_work(img, mem, k, pages);
+      fig_t base = run_baseline(da, &w, mem, base_iters, &s);
+      fig_t f = run_slot(slot, a, NULL, mem, &w, k ? fast_iters / 10 : fast_iters, &s, &sys);
       char name[64];
       snprintf(name, sizeof name, "same image, %zu dirty", k);
       printf("%4zu %-3s %-22s %10.2f %10.2f %9.2f %12.1f %8.0fx\n", shown, label, name,
              f.med, f.p99, sys, base.med, base.med / f.med);
     }
     double sys = 0;
-    fig_t base = run_baseline(da, img, mem, 0, base_iters, &s);
+    bench_work_t none = spread_work(img, mem, 0, NULL);
+    fig_t base = run_baseline(da, &none, mem, base_iters, &s);
     size_t sw_iters = img >= 256 * MiB ? base_iters * 4 : fast_iters / 20;
-    fig_t f = run_slot(slot, a, b, mem, 0, sw_iters, &s, &sys);
+    fig_t f = run_slot(slot, a, b, mem, &none, sw_iters, &s, &sys);
     printf("%4zu %-3s %-22s %10.2f %10.2f %9.2f %12.1f %8.0fx\n", shown, label,
            "image switch, 0 dirty", f.med, f.p99, sys, base.med, base.med / f.med);
     cowmem_slot_free(slot);

@@ -2,7 +2,8 @@
  * that predate it (Debian bookworm's). It is the kernel's ABI, not
  * cowmem's: the Linux backend (src/os/linux.c) and the benchmarks'
  * reproduction of Wasmtime's pagemap_scan reset mode both include it from
- * compat/, where declarations the system headers may lack live. Checked
+ * compat/, where declarations the system headers may lack live
+ * (bench_uffd_wp too: the write-protect flags). Checked
  * against 6.18 with a probe (a written page of a private file mapping comes back
  * PRESENT|WRITTEN without FILE; a read one as FILE; a read anonymous one as
  * PFNZERO). */
@@ -21,6 +22,9 @@ struct pm_scan_arg {
   uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PM_SCAN_WP_MATCHING (1u << 0)
+#define PM_SCAN_CHECK_WPASYNC (1u << 1)
+#define PAGE_IS_WRITTEN (1u << 1)
 #define PAGE_IS_FILE (1u << 2)
 #define PAGE_IS_PRESENT (1u << 3)
 #define PAGE_IS_SWAPPED (1u << 4)

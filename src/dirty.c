@@ -10,7 +10,7 @@
  * the pages the reset keeps resident were written again, but it needs a
  * userfaultfd per process (privileged where vm.unprivileged_userfaultfd is
  * 0) and re-arming after every reset; and measured on 6.18
- * (test_adaptive.uffd_wp_vs_madvise), MADV_DONTNEED on an armed anonymous
+ * (bench/bench_uffd_wp.c), MADV_DONTNEED on an armed anonymous
  * range drops the tracking of the pages it zaps (with or without
  * UFFD_FEATURE_WP_UNPOPULATED): they read as written until armed again,
  * and arming fills the page tables, so a write-protect scan of a 16 MiB

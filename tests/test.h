@@ -1,7 +1,7 @@
 /* A small test harness in libuv's manner: each test is TEST_IMPL(name), a
  * program's tests are listed by TEST_LIST, and every test runs alone by name:
- *   ./test_core             run all, in order, each in its own process
- *   ./test_core slot_basic  run one in this process (what ctest does)
+ *   ./test_slot             run all, in order, each in its own process
+ *   ./test_slot slot_images run one in this process (what ctest does)
  * Assertions print both values and the line, then fail the test. A test that
  * cannot run here calls TEST_SKIP("reason"), exit code 77 (ctest's skip). */
 #ifndef COWMEM_TEST_H

@@ -1,8 +1,9 @@
 /* The benchmarks' helper library (bench/lib/): the measurement helpers
  * (measure.h), Wasmtime's reset modes (wasmtime.h), and what the request
  * loops share: the strategies they compare, a pool as they make it, where
- * an instance writes, and the timing of Wasmtime's modes on the same
- * workload. Not part of cowmem. */
+ * an instance writes, the copy baseline, and the timing of Wasmtime's
+ * modes on the same workload; thread scaling is scale.h. Not part of
+ * cowmem. */
 #ifndef COWMEM_BENCH_H
 #define COWMEM_BENCH_H
 
@@ -15,6 +16,7 @@
 
 #include "cowmem.h"
 #include "measure.h"
+#include "scale.h"
 #include "wasmtime.h"
 
 #define KiB ((size_t)1024)
@@ -56,6 +58,14 @@ typedef struct {
   size_t k;
 } bench_work_t;
 void bench_work(uint8_t* m, const bench_work_t* w);
+
+/* The copy baseline, what C runtimes do today, one request at a time:
+ * fresh memory of mem bytes (mmap), the image's w->img bytes copied to
+ * w->at, the work, munmap. warm requests untimed, then n timed
+ * (microseconds into s); the timed ones' minor faults into *faults (may be
+ * NULL). */
+void bench_copy_times(size_t mem, const uint8_t* image, const bench_work_t* w,
+                      size_t warm, size_t n, bench_samples_t* s, uint64_t* faults);
 
 /* Wasmtime's mode on the same layout, with the image's bytes: n measured
  * iterations after a warm-up (n/10 + 300) of the work and a reset, timed

@@ -1,5 +1,6 @@
 /* The request loops' shared parts (bench.h). */
 #include <errno.h>
+#include <sys/mman.h>
 
 #include "bench.h"
 
@@ -68,6 +69,23 @@ void bench_work(uint8_t* m, const bench_work_t* w) {
   if (n) read_sink += sum;
   for (size_t i = 0; i < w->k; i++)
     m[w->pages[i] + 8] += 1;
+}
+
+void bench_copy_times(size_t mem, const uint8_t* image, const bench_work_t* w,
+                      size_t warm, size_t n, bench_samples_t* s, uint64_t* faults) {
+  uint64_t f0 = 0;
+  for (size_t i = 0; i < warm + n; i++) {
+    if (i == warm) f0 = bench_minor_faults();
+    uint64_t t0 = bench_now_ns();
+    uint8_t* m = mmap(NULL, mem, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) bench_must(-errno, "mmap (the copy baseline)");
+    memcpy(m + w->at, image, w->img);
+    bench_work(m, w);
+    munmap(m, mem);
+    if (i >= warm) bench_add(s, (double)(bench_now_ns() - t0) / 1000.0);
+  }
+  if (faults != NULL) *faults = bench_minor_faults() - f0;
 }
 
 const char* const bench_wt_names[WT_MODES] = {"wasmtime default (madvise all)",

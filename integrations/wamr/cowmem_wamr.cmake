@@ -77,6 +77,7 @@
 
 set(COWMEM_WAMR_CMAKE_DIR ${CMAKE_CURRENT_LIST_DIR})
 include(${CMAKE_CURRENT_LIST_DIR}/../cowmem_targets.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/../common/cowmem_integ.cmake)
 
 macro(cowmem_wamr_source wamr_dir)
   set(COWMEM_WAMR_ROOT ${CMAKE_CURRENT_BINARY_DIR}/wamr-src)
@@ -90,7 +91,7 @@ macro(cowmem_wamr_source wamr_dir)
                                  ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_module.c)
   target_include_directories(cowmem_wamr PUBLIC ${COWMEM_WAMR_CMAKE_DIR}
                              ${COWMEM_WAMR_ROOT}/core/iwasm/include)
-  target_link_libraries(cowmem_wamr PUBLIC ${COWMEM_INTEGRATION_LIBRARY})
+  target_link_libraries(cowmem_wamr PUBLIC cowmem_integ ${COWMEM_INTEGRATION_LIBRARY})
 endmacro()
 
 function(cowmem_wamr_runtime target)

@@ -40,8 +40,8 @@
  * from an image too (modules are parsed, stripped and compiled with
  * COWMEM_MODULE_FRESH_IMPORTS / --fresh-imports).
  *
- * Memories: slots of COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE bytes
- * (4 GiB + 4 GiB). With hardware bounds checks (WAMR's default on 64-bit
+ * Memories: slots of COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE
+ * bytes (4 GiB + 4 GiB, cowmem.h). With hardware bounds checks (WAMR's default on 64-bit
  * Linux) the interpreter and AOT code form memory_data + u32 address + u32
  * offset, up to 8 GiB past the base, with no check, and WAMR's signal
  * handler turns a fault in [base, base + 8 GiB) into "out of bounds memory
@@ -106,24 +106,17 @@
 
 #include <cowmem.h>
 
+#include "cowmem_integ.h"
 #include "wasm_export.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define COWMEM_WAMR_SLOT_SIZE ((size_t)4 << 30)  /* 65536 wasm pages */
-#define COWMEM_WAMR_GUARD_SIZE ((size_t)4 << 30) /* u32 offset past 4 GiB */
-#define COWMEM_WAMR_WASM_PAGE 65536u
-
-#define COWMEM_WAMR_CONFIG_VERSION 1
-typedef struct cowmem_wamr_config_s {
-  uint32_t version;              /* set by cowmem_wamr_config_init */
-  size_t max_memories;           /* slots: memories alive at once, 256 */
-  cowmem_reset_strategy_t reset; /* COWMEM_RESET_ADAPTIVE (see .c) */
-  size_t keep_resident;          /* KEEP_RESIDENT: bytes, 64 KiB */
-  size_t resident_budget;        /* ADAPTIVE: bytes, 1 MiB */
-} cowmem_wamr_config_t;
+/* The pool's configuration: the common layer's (cowmem_integ.h), with the
+ * same fields and defaults for every runtime integration. */
+#define COWMEM_WAMR_CONFIG_VERSION COWMEM_INTEG_CONFIG_VERSION
+typedef cowmem_integ_config_t cowmem_wamr_config_t;
 
 void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg);
 
@@ -133,8 +126,9 @@ void cowmem_wamr_config_init(cowmem_wamr_config_t* cfg);
 bool cowmem_wamr_runtime_init(const RuntimeInitArgs* args);
 
 /* Create the process's pool. Optional: the first linear memory creates it
- * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
- * cowmem_pool_new (*diag, if not NULL, says which field or why). */
+ * with the defaults. Errors: ESTATE (already created), EINVAL (max_memories
+ * outside 1..2^20, or a field cowmem_pool_new refuses), ENOMEM (*diag, if
+ * not NULL, says which field or why). */
 int cowmem_wamr_init(const cowmem_wamr_config_t* cfg, cowmem_diag_t* diag);
 /* Free the pool. Errors: EBUSY while a linear memory is alive (nothing is
  * freed). Afterwards init may be called again. */
@@ -175,8 +169,9 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
 void cowmem_wamr_module_free(cowmem_wamr_module_t* m);
 /* The stripped module as WAMR loaded it (borrowed). */
 wasm_module_t cowmem_wamr_module_wamr(const cowmem_wamr_module_t* m);
-/* Memories of the module (0 or 1), imported ones included: without
- * multi-module WAMR allocates an imported memory like a defined one. */
+/* The module's memories (0 or 1 here), imported ones included, as
+ * cowmem_w2c_module_memories counts them: what the module declares (without
+ * multi-module WAMR allocates an imported memory like a defined one). */
 uint32_t cowmem_wamr_module_memories(const cowmem_wamr_module_t* m);
 /* The image of memory i (borrowed; NULL: zeros, or the memory's segments
  * are left in the stripped module and WAMR copies them). */
@@ -211,7 +206,9 @@ wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
                                            uint32_t stack_size, uint32_t heap_size,
                                            char* error_buf, uint32_t error_buf_size);
 
-/* Counters since the process started (relaxed; for tests and demos). */
+/* Counters (relaxed; for tests and demos): allocations and grows since the
+ * process started; frees and live are the pool's metrics (releases and
+ * slots in use of the pool now: 0 without one). */
 typedef struct cowmem_wamr_counters_s {
   uint64_t image_allocs;   /* linear memories of a module set */
   uint64_t plain_allocs;   /* linear memories with no module set (zeros) */

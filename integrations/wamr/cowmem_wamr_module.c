@@ -1,12 +1,7 @@
 /* cowmem_wamr_module.c: module sets, the images of a module's memory and
  * its stripped form loaded into WAMR (see cowmem_wamr.h). */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "wamr_internal.h"
 
@@ -25,32 +20,18 @@ typedef struct {
   uint32_t segments; /* active segments an instantiation still applies */
 } mem_desc_t;
 
-static int fail(cowmem_diag_t* diag, int code, const char* fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(cowmem_diag_t* diag, int code, const char* fmt, ...) {
-  if (diag) {
-    memset(diag, 0, sizeof *diag);
-    diag->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(diag->reason, sizeof diag->reason, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* The memories cowmem_wamr maps exactly (cowmem_wamr.h says why). */
 static int check_memories(uint32_t n, const mem_desc_t* d, cowmem_diag_t* diag) {
   if (n > 1)
-    return fail(diag, COWMEM_EUNSUPPORTED,
+    return cowmem_integ_fail(diag, COWMEM_EUNSUPPORTED,
                 "%u memories: cowmem_wamr supports one (WAMR's allocator "
                 "hook is not told which memory it allocates)",
                 n);
   if (n == 1 && d->shared)
-    return fail(diag, COWMEM_EUNSUPPORTED,
+    return cowmem_integ_fail(diag, COWMEM_EUNSUPPORTED,
                 "memory 0 is shared: not supported by cowmem_wamr");
   if (n == 1 && d->memory64 && (!d->has_max || d->max_pages > 65536))
-    return fail(diag, COWMEM_EUNSUPPORTED,
+    return cowmem_integ_fail(diag, COWMEM_EUNSUPPORTED,
                 "memory 0 is a memory64 memory that may exceed 4 GiB: WAMR's "
                 "allocator hook passes 32-bit sizes");
   return 0;
@@ -63,26 +44,18 @@ static bool same(const mem_desc_t* a, const mem_desc_t* b) {
          a->segments == b->segments;
 }
 
-static int read_file(const char* path, uint8_t** out, size_t* out_len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  int r = cowmem_module_read(fd, out, out_len);
-  close(fd);
-  return r;
-}
-
 /* Load the stripped bytes into WAMR; the set takes them (freed on error). */
 static int load(cowmem_wamr_module_t* m, uint8_t* bytes, size_t len,
                 cowmem_diag_t* diag) {
   if (len > UINT32_MAX) {
     free(bytes);
-    return fail(diag, COWMEM_EUNSUPPORTED, "module of %zu bytes: WAMR loads < 4 GiB",
+    return cowmem_integ_fail(diag, COWMEM_EUNSUPPORTED, "module of %zu bytes: WAMR loads < 4 GiB",
                 len);
   }
   char err[128] = "";
   m->bytes = bytes;
   m->wamr = wasm_runtime_load(bytes, (uint32_t)len, err, sizeof err);
-  if (!m->wamr) return fail(diag, COWMEM_EINVALID, "WAMR: %s", err);
+  if (!m->wamr) return cowmem_integ_fail(diag, COWMEM_EINVALID, "WAMR: %s", err);
   return 0;
 }
 
@@ -150,7 +123,7 @@ int cowmem_wamr_module_open(const char* path, cowmem_wamr_module_t** out,
   if (!path || !out) return COWMEM_EINVAL;
   uint8_t* bytes;
   size_t len;
-  int r = read_file(path, &bytes, &len);
+  int r = cowmem_integ_read_file(path, &bytes, &len);
   if (r != 0) return r;
   r = cowmem_wamr_module_new(bytes, len, out, diag);
   free(bytes);
@@ -164,11 +137,8 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
                                    const uint8_t module_hash[32],
                                    cowmem_wamr_module_t** out, cowmem_diag_t* diag) {
   if (!cwimg_path || !stripped_path || !out) return COWMEM_EINVAL;
-  int fd = open(cwimg_path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
   cowmem_imgfile_t* f;
-  int r = cowmem_imgfile_open(fd, module_hash, 0, &f, diag);
-  close(fd); /* each image holds its own dup */
+  int r = cowmem_integ_open_images(cwimg_path, module_hash, &f, diag);
   if (r != 0) return r;
   cowmem_wamr_module_t* m = calloc(1, sizeof *m);
   cowmem_imgfile_memory_t fm = {0};
@@ -191,15 +161,15 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
   uint8_t* bytes = NULL;
   size_t len = 0;
   cowmem_module_t* sm = NULL;
-  if (r == 0) r = read_file(stripped_path, &bytes, &len);
+  if (r == 0) r = cowmem_integ_read_file(stripped_path, &bytes, &len);
   if (r == 0)
     r = cowmem_module_parse(bytes, len, PARSE_FLAGS | COWMEM_MODULE_NO_IMAGES, &sm, diag);
   mem_desc_t sd = {0};
   if (r == 0 && cowmem_module_memory_count(sm) != m->count)
-    r = fail(diag, COWMEM_EMISMATCH, "%s has %u memories, %s %u", stripped_path,
+    r = cowmem_integ_fail(diag, COWMEM_EMISMATCH, "%s has %u memories, %s %u", stripped_path,
              cowmem_module_memory_count(sm), cwimg_path, m->count);
   else if (r == 0 && m->count == 1 && (r = memory_desc(sm, &sd)) == 0 && !same(&sd, &d))
-    r = fail(diag, COWMEM_EMISMATCH, "memory 0 of %s differs from %s's", stripped_path,
+    r = cowmem_integ_fail(diag, COWMEM_EMISMATCH, "memory 0 of %s differs from %s's", stripped_path,
              cwimg_path);
   cowmem_module_free(sm);
   if (r == 0) {

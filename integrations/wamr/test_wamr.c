@@ -10,11 +10,12 @@
 #include "cowmem_wamr.h"
 #include "test.h"
 #include "test_death.h"
+#include "test_integ.h"
 #include "test_images.h"
 #include "wamr_internal.h"
 #include "wamr_util.h"
 
-#define PAGE COWMEM_WAMR_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 #define DEMO_PAGES 9u
 #define DEMO_MAX 1024u
 #define NEG1 0xffffffffu /* memory.grow failed */
@@ -64,19 +65,13 @@ static int open_set(const char* wasm, const char* images, const char* stripped,
   cowmem_diag_t diag;
   int r = images ? cowmem_wamr_module_open_images(images, stripped, NULL, out, &diag)
                  : cowmem_wamr_module_open(wasm, out, &diag);
-  if (r != 0) TEST_FAIL_("%s: %s (%s)", wasm, cowmem_err_name(r), diag.reason);
-  return 0;
+  return test_integ_opened(r, wasm, &diag);
 }
 
 /* cowmem_wamr_init with `slots` memories and the given reset (as
  * test_w2c.h's for the wasm2c integration). */
 static int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
-  cowmem_wamr_config_t cfg;
-  cowmem_wamr_config_init(&cfg);
-  cfg.max_memories = slots;
-  cfg.reset = reset;
-  ASSERT_OK(cowmem_wamr_init(&cfg, NULL));
-  return 0;
+  return test_integ_init(cowmem_wamr_init, slots, reset);
 }
 
 static int setup_reset(size_t slots, cowmem_reset_strategy_t reset) {
@@ -732,7 +727,7 @@ static void grow_ptr(void* p) {
 
 static int both_abort(void* p) {
   ASSERT_ABORTS(free_ptr, p, test_ptr_text(p));
-  ASSERT_ABORTS(free_ptr, p, "no live linear memory's base");
+  ASSERT_ABORTS(free_ptr, p, "no live memory's base");
   ASSERT_ABORTS(grow_ptr, p, test_ptr_text(p));
   return 0;
 }
@@ -744,7 +739,7 @@ TEST_IMPL(bad_free) {
   uint8_t* base = wamr_memory(&a, NULL);
   ASSERT_NOT_NULL(base);
   cowmem_pool_t* pool = cowmem_wamr_pool();
-  const size_t stride = COWMEM_WAMR_SLOT_SIZE + COWMEM_WAMR_GUARD_SIZE;
+  const size_t stride = COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE;
   uint8_t* idle = cowmem_pool_contains(pool, base + stride) ? base + stride : base - stride;
   CHECK(both_abort(base + PAGE)); /* interior */
   CHECK(both_abort(idle));        /* a slot no instance holds */
@@ -894,14 +889,7 @@ TEST_IMPL(threads) {
   wamr_serve(&s, demo_default_request, (uint32_t)strlen(demo_default_request), expect,
              sizeof expect);
   wamr_inst_free(&s);
-  pthread_t t[2];
-  for (int i = 0; i < 2; i++)
-    ASSERT_EQ(pthread_create(&t[i], NULL, thread_loop, expect), 0);
-  for (int i = 0; i < 2; i++) {
-    void* r = (void*)1;
-    ASSERT_EQ(pthread_join(t[i], &r), 0);
-    ASSERT_NULL(r);
-  }
+  CHECK(test_integ_threads(thread_loop, expect, 2));
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);
   ASSERT_EQ(n.image_allocs, 4000);

@@ -18,7 +18,7 @@ add_library(cowmem_wamr_wasi_stock OBJECT cowmem_wamr_wasi.c)
 target_compile_definitions(cowmem_wamr_wasi_stock PRIVATE WAMR_API_STOCK=1)
 target_include_directories(cowmem_wamr_wasi_stock PRIVATE
                            ${COWMEM_WAMR_ROOT}/core/iwasm/include)
-target_link_libraries(cowmem_wamr_wasi_stock PRIVATE cowmem_static)
+target_link_libraries(cowmem_wamr_wasi_stock PRIVATE cowmem_integ cowmem_static)
 
 # A program running WASI modules through both runtimes.
 function(cowmem_wamr_wasi_program target)

@@ -81,6 +81,7 @@
 #   strips, and the program builds the images at run time.
 set(COWMEM_W2C_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
 include(${CMAKE_CURRENT_LIST_DIR}/../cowmem_targets.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/../common/cowmem_integ.cmake)
 
 function(cowmem_wasm2c_find_wabt target)
   find_program(WASM2C_EXECUTABLE wasm2c)
@@ -138,7 +139,8 @@ function(cowmem_wasm2c_provider target)
   target_include_directories(${target} PUBLIC ${COWMEM_W2C_SOURCE_DIR} ${A_INCLUDE_DIR}
                              ${A_IMPL_INCLUDE_DIR})
   find_package(Threads REQUIRED)
-  target_link_libraries(${target} PUBLIC ${COWMEM_INTEGRATION_LIBRARY} ${rt} m Threads::Threads)
+  target_link_libraries(${target} PUBLIC cowmem_integ ${COWMEM_INTEGRATION_LIBRARY} ${rt} m
+                        Threads::Threads)
   # Every memory function the generated code calls goes to the wrappers
   # (the _shared ones exist from wabt 1.0.33 on; wrapping an absent symbol
   # is harmless).

@@ -24,8 +24,8 @@
  *   COWMEM_W2C_FN(<name>, free)(&instance) gives the memory back to the pool.
  *
  * Memories: each memory the generated code allocates is a slot of one
- * process-wide pool of COWMEM_W2C_SLOT_SIZE + COWMEM_W2C_GUARD_SIZE bytes
- * (4 GiB + 4 GiB), with its image mapped copy-on-write.
+ * process-wide pool of COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE
+ * bytes (4 GiB + 4 GiB, cowmem.h), with its image mapped copy-on-write.
  *   - 32-bit memories with 64 KiB pages: generated code has no bounds
  *     checks (guard pages, the default on 64-bit hosts): it forms data + u32
  *     address + u32 offset, up to 8 GiB past data, and relies on every such
@@ -88,6 +88,7 @@
 
 #include <cowmem.h>
 
+#include "cowmem_integ.h"
 #include "wasm-rt.h"
 
 /* The runtime ABI, from the wasm-rt.h this is compiled against: 1.0.37
@@ -126,24 +127,17 @@
 extern "C" {
 #endif
 
-#define COWMEM_W2C_SLOT_SIZE ((size_t)4 << 30)  /* 65536 wasm pages */
-#define COWMEM_W2C_GUARD_SIZE ((size_t)4 << 30) /* u32 offset past 4 GiB */
-#define COWMEM_W2C_WASM_PAGE 65536u
-
-#define COWMEM_W2C_CONFIG_VERSION 1
-typedef struct cowmem_w2c_config_s {
-  uint32_t version;              /* set by cowmem_w2c_config_init */
-  size_t max_memories;           /* slots: memories alive at once, 256 */
-  cowmem_reset_strategy_t reset; /* COWMEM_RESET_ADAPTIVE (see .c) */
-  size_t keep_resident;          /* KEEP_RESIDENT: bytes, 64 KiB */
-  size_t resident_budget;        /* ADAPTIVE: bytes, 1 MiB */
-} cowmem_w2c_config_t;
+/* The pool's configuration: the common layer's (cowmem_integ.h), with the
+ * same fields and defaults for every runtime integration. */
+#define COWMEM_W2C_CONFIG_VERSION COWMEM_INTEG_CONFIG_VERSION
+typedef cowmem_integ_config_t cowmem_w2c_config_t;
 
 void cowmem_w2c_config_init(cowmem_w2c_config_t* cfg);
 
 /* Create the process's pool. Optional: the first cowmem memory creates it
- * with the defaults. Errors: ESTATE (already created), EINVAL / ENOMEM from
- * cowmem_pool_new (diag, if not NULL, says which field or why). */
+ * with the defaults. Errors: ESTATE (already created), EINVAL (max_memories
+ * outside 1..2^20, or a field cowmem_pool_new refuses), ENOMEM (diag, if
+ * not NULL, says which field or why). */
 int cowmem_w2c_init(const cowmem_w2c_config_t* cfg, cowmem_diag_t* diag);
 /* Free the pool. Errors: EBUSY while a cowmem memory is alive (nothing is
  * freed). Afterwards init may be called again. */
@@ -173,12 +167,17 @@ int cowmem_w2c_module_open_images(const char* cwimg_path, const uint8_t module_h
                                   cowmem_w2c_module_t** out, cowmem_diag_t* diag);
 /* Free the module. Memories alive keep the images they map. NULL ignored. */
 void cowmem_w2c_module_free(cowmem_w2c_module_t* m);
-/* Defined memories (those the generated code allocates). */
+/* The module's memories, imported ones included, in index order (imports
+ * first), as cowmem_wamr_module_memories counts them: what the module
+ * declares, whoever allocates each (the generated code allocates the
+ * defined ones, the host the imported ones: cowmem_w2c_module_imports
+ * counts those). */
 uint32_t cowmem_w2c_module_memories(const cowmem_w2c_module_t* m);
-/* The image of defined memory i (borrowed; NULL: zeros or none). */
+/* The image of memory i in that order (borrowed; NULL: zeros or none, or
+ * an imported memory compiled without --fresh-imports). */
 cowmem_image_t* cowmem_w2c_module_image(const cowmem_w2c_module_t* m, uint32_t i);
-/* Imported memories, and the image of imported memory i (borrowed; NULL:
- * zeros, or the image file was compiled without --fresh-imports). */
+/* Imported memories (the first ones of cowmem_w2c_module_memories), and
+ * the image of imported memory i (cowmem_w2c_module_image(m, i)). */
 uint32_t cowmem_w2c_module_imports(const cowmem_w2c_module_t* m);
 cowmem_image_t* cowmem_w2c_module_import_image(const cowmem_w2c_module_t* m, uint32_t i);
 
@@ -290,7 +289,9 @@ int cowmem_w2c_end(void);
  * compiled against the same wasm-rt.h sees the same number. */
 int cowmem_w2c_abi(void);
 
-/* Counters since the process started (relaxed; for tests and demos). */
+/* Counters (relaxed; for tests and demos): allocations and grows since the
+ * process started; cowmem_frees and live are the pool's metrics (releases
+ * and slots in use of the pool now: 0 without one). */
 typedef struct cowmem_w2c_counters_s {
   uint64_t cowmem_allocs, cowmem_grows, cowmem_frees;
   uint64_t stock_allocs, stock_grows, stock_frees;

@@ -201,8 +201,8 @@ int main(int argc, char** argv) {
   if (COWMEM_W2C_INSTANTIATE(m, W2C_FN(cowdemo, instantiate), &inst) != 0) return 1;
   w2c_serve_cowdemo(&inst, g_req, g_req_len, expect, sizeof expect);
   wasm_rt_memory_t* mem = W2C_X(cowdemo, memory)(&inst);
-  size_t initial = (size_t)mem->pages * COWMEM_W2C_WASM_PAGE;
-  size_t max = (size_t)mem->max_pages * COWMEM_W2C_WASM_PAGE;
+  size_t initial = (size_t)mem->pages * COWMEM_WASM_PAGE_SIZE;
+  size_t max = (size_t)mem->max_pages * COWMEM_WASM_PAGE_SIZE;
   size_t k = dirty_pages(mem->data, initial, pages, MAX_DIRTY);
   W2C_FN(cowdemo, free)(&inst);
 

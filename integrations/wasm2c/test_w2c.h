@@ -1,24 +1,20 @@
 /* test_w2c.h: what the wasm2c integration's test files (test_wasm2c.c,
  * test_w2c_kinds.c, test_w2c_import.c) share: the pool set up for a test,
  * a module set opened as the build made it, and an export called in a
- * trap frame. The WAMR tests have the same helpers under the same names
- * (init_pool, open_set, OPEN_SET) in test_wamr.c. */
+ * trap frame. The pool and the opening's check are test_integ.h's, which
+ * the WAMR tests use under the same names (init_pool, open_set, OPEN_SET). */
 #ifndef COWMEM_TEST_W2C_H
 #define COWMEM_TEST_W2C_H
 
 #include "cowmem_wasm2c.h"
 #include "test.h"
+#include "test_integ.h"
 #include "w2c_util.h"
 #include "wasm-rt-impl.h"
 
 /* cowmem_w2c_init with `slots` memories and the given reset. */
 static inline int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
-  cowmem_w2c_config_t cfg;
-  cowmem_w2c_config_init(&cfg);
-  cfg.max_memories = slots;
-  cfg.reset = reset;
-  ASSERT_OK(cowmem_w2c_init(&cfg, NULL));
-  return 0;
+  return test_integ_init(cowmem_w2c_init, slots, reset);
 }
 
 /* Free the test's module set and the pool (which must have no memory
@@ -37,9 +33,7 @@ static inline int open_set(const char* wasm, const char* images,
   cowmem_diag_t diag;
   int r = images ? cowmem_w2c_module_open_images(images, NULL, out, &diag)
                  : cowmem_w2c_module_open(wasm, out, &diag);
-  if (r != 0)
-    TEST_FAIL_("%s: %s (%s)", images ? images : wasm, cowmem_err_name(r), diag.reason);
-  return 0;
+  return test_integ_opened(r, images ? images : wasm, &diag);
 }
 
 /* The module set of test module `name` as the build made it: from its image

@@ -14,8 +14,8 @@
 #include "twin.h"
 #endif
 
-#define PAGE COWMEM_W2C_WASM_PAGE
-#define STRIDE (COWMEM_W2C_SLOT_SIZE + COWMEM_W2C_GUARD_SIZE)
+#define PAGE COWMEM_WASM_PAGE_SIZE
+#define STRIDE (COWMEM_WASM32_SLOT_RESERVE + COWMEM_WASM32_GUARD_SIZE)
 #define MARK 0x5au
 
 static cowmem_w2c_module_t* h_mod;
@@ -85,7 +85,7 @@ TEST_IMPL(interior_free) {
   wasm_rt_memory_t in = *mem_of(&a);
   in.data += PAGE;
   CHECK(both_abort(&in));
-  in.data = mem_of(&a)->data + COWMEM_W2C_SLOT_SIZE; /* its guard */
+  in.data = mem_of(&a)->data + COWMEM_WASM32_SLOT_RESERVE; /* its guard */
   CHECK(both_abort(&in));
   ASSERT_NOT_NULL(cowmem_pool_slot_of(cowmem_w2c_pool(), mem_of(&a)->data));
   W2C_FN(cowdemo, free)(&a);

@@ -15,7 +15,7 @@
 #include "shimportref.h"
 #endif
 
-#define PAGE COWMEM_W2C_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 
 #ifdef HAVE_W2C_IMPORT
 /* What the generated code calls for the import "env" "memory": the host's
@@ -41,9 +41,12 @@ static cowmem_w2c_module_t* g_imp;
 static int setup(size_t slots, bool from_wasm) {
   CHECK(init_pool(slots, COWMEM_RESET_ADAPTIVE));
   CHECK(open_set(COWMEM_W2C_WASM_import, from_wasm ? NULL : IMAGES_OF(import), &g_imp));
-  ASSERT_EQ(cowmem_w2c_module_memories(g_imp), 0);
+  /* Every memory of the module is counted, the imported one too (as the
+   * WAMR integration counts them), and has the same image both ways. */
+  ASSERT_EQ(cowmem_w2c_module_memories(g_imp), 1);
   ASSERT_EQ(cowmem_w2c_module_imports(g_imp), 1);
   ASSERT_NOT_NULL(cowmem_w2c_module_import_image(g_imp, 0));
+  ASSERT_PTR_EQ(cowmem_w2c_module_image(g_imp, 0), cowmem_w2c_module_import_image(g_imp, 0));
   static bool once;
   if (!once) {
     wasm_rt_init();

@@ -17,7 +17,7 @@
 #include "sharedref.h"
 #endif
 
-#define PAGE COWMEM_W2C_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 
 #ifdef HAVE_W2C_KINDS
 static int setup(void) {

@@ -19,7 +19,7 @@
 W2C_DEFINE_SERVE(demo)
 W2C_DEFINE_SERVE(cowdemo)
 
-#define PAGE COWMEM_W2C_WASM_PAGE
+#define PAGE COWMEM_WASM_PAGE_SIZE
 #define DEMO_PAGES 9u
 #define DEMO_MAX 1024u
 #define NEG1 0xffffffffu /* memory.grow failed */
@@ -368,14 +368,7 @@ TEST_IMPL(threads) {
   w2c_serve_demo(&s, demo_default_request, (uint32_t)strlen(demo_default_request), expect,
                  sizeof expect);
   W2C_FN(demo, free)(&s);
-  pthread_t t[2];
-  for (int i = 0; i < 2; i++)
-    ASSERT_EQ(pthread_create(&t[i], NULL, thread_loop, expect), 0);
-  for (int i = 0; i < 2; i++) {
-    void* r = (void*)1;
-    ASSERT_EQ(pthread_join(t[i], &r), 0);
-    ASSERT_NULL(r);
-  }
+  CHECK(test_integ_threads(thread_loop, expect, 2));
   cowmem_w2c_counters_t n;
   cowmem_w2c_counters(&n);
   ASSERT_EQ(n.cowmem_allocs, 4000);

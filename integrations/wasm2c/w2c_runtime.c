@@ -1,20 +1,20 @@
 /* w2c_runtime.c: the wrapped memory functions of wasm2c's runtime, for the
  * ABI of the wasm-rt.h this file is compiled against (COWMEM_W2C_ABI in
- * cowmem_wasm2c.h), and which memory kinds that ABI can take. Each wrapper
- * asks cowmem_wasm2c.c for the memory the calling thread's module defines
- * next; with no module set it calls the stock runtime (__real_*), so
- * unstripped modules run beside. */
+ * cowmem_wasm2c.h). Each wrapper asks the module side (cowmem_wasm2c.c)
+ * for the memory the calling thread's module defines next and the common
+ * layer (cowmem_integ.h) for its slot; with no module set it calls the
+ * stock runtime (__real_*), so unstripped modules run beside. Calls run
+ * one way: down from here. Allocate, grow and free take no lock. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem_wasm2c.h"
+#include "w2c_abi.h"
 #include "w2c_internal.h"
 
-int cowmem_w2c_abi(void) {
-  return COWMEM_W2C_ABI;
-}
+#define INTEG (&cowmem_w2c__integ)
 
 /* The feature test in cowmem_wasm2c.h, double-checked: redeclaring the
  * runtime's functions with the signatures this file assumes is an error
@@ -34,81 +34,91 @@ _Static_assert(sizeof(((wasm_rt_memory_t*)0)->pages) == 4, "wasm_rt_memory_t");
  * not) of the memory struct it is given; the wrappers differ only in the
  * struct's fields they fill, which the ABI and the kind decide. */
 
+/* w's slot, handed to the memory struct at mem (which alone may grow and
+ * free it), into *data: 0 or the error (why says what failed). */
+static int acquire(const cowmem_w2c__memory_t* w, const void* mem, uint8_t** data,
+                   cowmem_diag_t* why) {
+  /* The slot bounds every memory (checked against the module at load for
+   * the initial size); a maximum beyond it only means grow fails there. */
+  uint64_t cap = COWMEM_WASM32_SLOT_RESERVE / w->page_size;
+  uint64_t max = w->max_pages < cap ? w->max_pages : cap;
+  return cowmem_integ_acquire(INTEG, w->image, w->min_pages * w->page_size,
+                              max * w->page_size, mem, data, why);
+}
+
 /* The memory the calling thread's module defines next, acquired into
- * *data; NULL (counted) if no module is set: the stock runtime's then. */
+ * *data; NULL (counted) if no module is set: the stock runtime's then.
+ * wasm_rt_allocate_memory has no error return: the stock runtime aborts
+ * too (after a perror) when it cannot reserve memory. */
 static const cowmem_w2c__memory_t* allocate(const void* mem, uint64_t initial,
                                             uint64_t max, bool is64, uint32_t page_size,
                                             bool shared, uint8_t** data) {
   const cowmem_w2c__memory_t* w = cowmem_w2c__next(initial, max, is64, page_size, shared);
   if (!w) {
-    cowmem_w2c__count(COWMEM_W2C__STOCK_ALLOC, 1);
+    cowmem_integ_count(INTEG, COWMEM_INTEG_STOCK_ALLOC, 1);
     return NULL;
   }
-  *data = cowmem_w2c__acquire(w, mem);
+  cowmem_diag_t why;
+  why.reason[0] = 0;
+  int r = acquire(w, mem, data, &why);
+  if (r != 0) {
+    cowmem_integ_count(INTEG, COWMEM_INTEG_REFUSED, 1);
+    cowmem_integ_die(INTEG, r, "%s", why.reason[0] ? why.reason : "cannot create the pool");
+  }
   return w;
 }
 
 /* Imported memory i of m acquired into *data and described by *w:
  * 0, or an error (EINVAL for a NULL mem). */
-static int import(const cowmem_w2c_module_t* m, uint32_t i, bool shared, const void* mem,
-                  const cowmem_w2c__memory_t** w, uint8_t** data) {
+static int import_into(const cowmem_w2c_module_t* m, uint32_t i, bool shared,
+                       const void* mem, const cowmem_w2c__memory_t** w, uint8_t** data) {
   int r = 0;
   *w = mem ? cowmem_w2c__import(m, i, shared, &r) : NULL;
   if (!mem) return COWMEM_EINVAL;
   *data = NULL;
-  if (*w) r = cowmem_w2c__try_acquire(*w, mem, data, NULL);
+  if (*w) r = acquire(*w, mem, data, NULL);
   return r;
 }
 
 /* The slot of the memory struct mem at data; NULL (counted) for the stock
- * runtime's. */
+ * runtime's. Aborts on a memory that is the pool's but not mem's. */
 static cowmem_slot_t* find(const void* mem, const void* data) {
-  cowmem_slot_t* slot = cowmem_w2c__find(mem, data);
-  if (!slot) cowmem_w2c__count(COWMEM_W2C__STOCK_GROW, 1);
+  const void* other;
+  cowmem_slot_t* slot = cowmem_integ_find(INTEG, mem, data, &other);
+  cowmem_integ_refuse(INTEG, "grow", mem, data, other);
+  if (!slot) cowmem_integ_count(INTEG, COWMEM_INTEG_STOCK_GROW, 1);
   return slot;
 }
 
 /* Grow the memory in slot by delta pages, updating its page count and
- * size: the old page count, or UINT64_MAX (nothing changed). */
+ * size: the old page count, or UINT64_MAX (beyond its maximum, the slot,
+ * or a failed mprotect; nothing changed). Custom page sizes would leave
+ * the tail of a host page accessible past `size`: generated code
+ * bounds-checks such memories, and the tail is zeros until grown into. */
 static uint64_t grow(cowmem_slot_t* slot, uint64_t* pages, uint64_t* size,
                      uint64_t max_pages, uint32_t page_size, uint64_t delta) {
-  uint64_t old = cowmem_w2c__grow(slot, *pages, delta, max_pages, page_size);
-  if (old != UINT64_MAX) {
-    *pages = old + delta;
-    *size = *pages * page_size;
-  }
+  cowmem_integ_count(INTEG, COWMEM_INTEG_GROW, 1);
+  uint64_t old = *pages, to = old + delta;
+  if (to < old || to > max_pages || to > COWMEM_WASM32_SLOT_RESERVE / page_size)
+    return UINT64_MAX;
+  if (delta > 0 && cowmem_integ_grow(INTEG, slot, to * page_size) != 0) return UINT64_MAX;
+  *pages = to;
+  *size = to * page_size;
   return old;
 }
 
 /* Release the memory struct mem at data to the pool: false (counted) if it
- * is the stock runtime's. */
+ * is the stock runtime's. Aborts on a memory that is the pool's but not
+ * mem's. */
 static bool release(const void* mem, const void* data) {
-  if (cowmem_w2c__release(mem, data)) return true;
-  cowmem_w2c__count(COWMEM_W2C__STOCK_FREE, 1);
+  const void* other;
+  if (cowmem_integ_release(INTEG, mem, data, &other)) return true;
+  cowmem_integ_refuse(INTEG, "free", mem, data, other);
+  cowmem_integ_count(INTEG, COWMEM_INTEG_STOCK_FREE, 1);
   return false;
 }
 
 #if COWMEM_W2C_ABI >= 1037
-
-/* Every kind of memory the front end reads is served: 32-bit ones in their
- * slot with its guard (generated code forms unchecked addresses), memory64
- * ones bounds-checked by the generated code (the slot is their reservation,
- * so only an initial size beyond it is refused), shared ones like the
- * unshared ones of their kind. */
-const char* cowmem_w2c__refusal(bool is64, bool shared, uint64_t min_pages) {
-  (void)shared;
-  if (is64 && min_pages > COWMEM_W2C_SLOT_SIZE / COWMEM_W2C_WASM_PAGE)
-    return "memory %u: memory64 with an initial size beyond the 4 GiB slot "
-           "of cowmem_wasm2c's pool";
-  return NULL;
-}
-
-/* What wasm2c >= 1.0.37 passes for a memory without a maximum: the index
- * space's size in pages (2^32 / page size, 2^64 / page size), capped. */
-uint64_t cowmem_w2c__no_max(bool is64, uint32_t page_size) {
-  if (page_size == 1) return is64 ? UINT64_MAX : UINT32_MAX;
-  return is64 ? (UINT64_MAX / page_size) + 1 : ((uint64_t)1 << 32) / page_size;
-}
 
 void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint64_t, uint64_t, bool,
                                     uint32_t);
@@ -125,8 +135,8 @@ void __wrap_wasm_rt_free_memory(wasm_rt_memory_t*);
 #define FILL(mem, data, w)                                                               \
   do {                                                                                   \
     (mem)->data = (__typeof__((mem)->data))(data);                                       \
-    (mem)->data_end = (__typeof__((mem)->data_end))((data) + COWMEM_W2C_SLOT_SIZE +      \
-                                                    COWMEM_W2C_GUARD_SIZE);              \
+    (mem)->data_end = (__typeof__((mem)->data_end))((data) + COWMEM_WASM32_SLOT_RESERVE +      \
+                                                    COWMEM_WASM32_GUARD_SIZE);              \
     (mem)->page_size = (w)->page_size;                                                   \
     (mem)->pages = (w)->min_pages;                                                       \
     (mem)->max_pages = (w)->max_pages;                                                   \
@@ -149,7 +159,7 @@ int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
                              wasm_rt_memory_t* mem) {
   const cowmem_w2c__memory_t* w;
   uint8_t* data;
-  int r = import(m, i, false, mem, &w, &data);
+  int r = import_into(m, i, false, mem, &w, &data);
   if (r == 0) FILL(mem, data, w);
   return r;
 }
@@ -206,7 +216,7 @@ int cowmem_w2c_import_memory_shared(const cowmem_w2c_module_t* m, uint32_t i,
                                     wasm_rt_shared_memory_t* mem) {
   const cowmem_w2c__memory_t* w;
   uint8_t* data;
-  int r = import(m, i, true, mem, &w, &data);
+  int r = import_into(m, i, true, mem, &w, &data);
   if (r == 0) fill_shared(mem, data, w);
   return r;
 }
@@ -240,26 +250,6 @@ void __wrap_wasm_rt_free_memory_shared(wasm_rt_shared_memory_t* mem) {
 
 #else /* COWMEM_W2C_ABI 1032 */
 
-/* wabt 1.0.32's wasm_rt_memory_t has 32-bit page counts and sizes and no
- * shared flag: neither memory64 nor shared memories fit it. */
-const char* cowmem_w2c__refusal(bool is64, bool shared, uint64_t min_pages) {
-  (void)min_pages;
-  if (is64)
-    return "memory %u is a memory64 memory: wasm2c 1.0.32's runtime has "
-           "32-bit memories only (wabt >= 1.0.37 has them)";
-  if (shared)
-    return "memory %u is shared: wasm2c 1.0.32's runtime has no shared "
-           "memories (wabt >= 1.0.37 has them)";
-  return NULL;
-}
-
-/* wasm2c 1.0.32 passes 65536 for a memory without a maximum. */
-uint64_t cowmem_w2c__no_max(bool is64, uint32_t page_size) {
-  (void)is64;
-  (void)page_size;
-  return 65536;
-}
-
 void __real_wasm_rt_allocate_memory(wasm_rt_memory_t*, uint32_t, uint32_t);
 uint32_t __real_wasm_rt_grow_memory(wasm_rt_memory_t*, uint32_t);
 void __real_wasm_rt_free_memory(wasm_rt_memory_t*);
@@ -273,14 +263,14 @@ static void fill(wasm_rt_memory_t* mem, uint8_t* data, const cowmem_w2c__memory_
   mem->data = data;
   mem->pages = (uint32_t)w->min_pages;
   mem->max_pages = (uint32_t)w->max_pages;
-  mem->size = (uint32_t)(w->min_pages * COWMEM_W2C_WASM_PAGE);
+  mem->size = (uint32_t)(w->min_pages * COWMEM_WASM_PAGE_SIZE);
 }
 
 void __wrap_wasm_rt_allocate_memory(wasm_rt_memory_t* mem, uint32_t initial,
                                     uint32_t max) {
   uint8_t* data;
   const cowmem_w2c__memory_t* w =
-      allocate(mem, initial, max, false, COWMEM_W2C_WASM_PAGE, false, &data);
+      allocate(mem, initial, max, false, COWMEM_WASM_PAGE_SIZE, false, &data);
   if (!w) {
     __real_wasm_rt_allocate_memory(mem, initial, max);
     return;
@@ -292,7 +282,7 @@ int cowmem_w2c_import_memory(const cowmem_w2c_module_t* m, uint32_t i,
                              wasm_rt_memory_t* mem) {
   const cowmem_w2c__memory_t* w;
   uint8_t* data;
-  int r = import(m, i, false, mem, &w, &data);
+  int r = import_into(m, i, false, mem, &w, &data);
   if (r == 0) fill(mem, data, w);
   return r;
 }
@@ -303,7 +293,7 @@ uint32_t __wrap_wasm_rt_grow_memory(wasm_rt_memory_t* mem, uint32_t delta) {
   cowmem_slot_t* slot = find(mem, mem->data);
   if (!slot) return __real_wasm_rt_grow_memory(mem, delta);
   uint64_t pages = mem->pages, size = mem->size;
-  uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_W2C_WASM_PAGE, delta);
+  uint64_t old = grow(slot, &pages, &size, mem->max_pages, COWMEM_WASM_PAGE_SIZE, delta);
   if (old == UINT64_MAX) return (uint32_t)-1;
   mem->pages = (uint32_t)pages;
   mem->size = (uint32_t)size;

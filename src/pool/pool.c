@@ -30,7 +30,7 @@ enum {
  * release moves its cache line between CPUs each time; a shard's stays with
  * the thread that uses it. (On the 2-core VM the 2-thread K=0 cycle is
  * bounded by the kernel instead: madvise and PAGEMAP_SCAN share the mm's
- * lock and TLB state; see bench_pool.) */
+ * lock and TLB state; see bench_adaptive's throughput.) */
 typedef struct {
   _Alignas(64) _Atomic uint64_t m[M_COUNT];
   _Atomic uint64_t resets[COWMEM_RESET_COUNT_];

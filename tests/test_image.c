@@ -1,0 +1,341 @@
+/* Images: their bytes and holes, sealed memfds, file images shared between
+ * processes or copied, errors, injected failures and reference counts.
+ * Built twice: against the Linux backend and the portable one. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "image/image.h"
+#include "test_slots.h"
+
+TEST_IMPL(image_bytes_layout) {
+  setup();
+  /* Leading and trailing zero pages are not part of the image. */
+  size_t n = 10 * PS;
+  uint8_t* data = calloc(1, n);
+  data[3 * PS + 1] = 9;
+  data[6 * PS] = 8;
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_bytes(data, n, 2 * PS, &img));
+  cowmem_image_info_t info;
+  ASSERT_OK(cowmem_image_info(img, &info));
+  ASSERT_UEQ(info.mem_offset, 5 * PS);
+  ASSERT_UEQ(info.len, 4 * PS);
+  ASSERT_UEQ(info.data_pages, 2);
+  uint8_t got[4];
+  ASSERT_OK(cowmem_image_read(img, 5 * PS, got, 2));
+  ASSERT_EQ(got[0], 0);
+  ASSERT_EQ(got[1], 9);
+  ASSERT_OK(cowmem_image_read(img, 8 * PS, got, 1));
+  ASSERT_EQ(got[0], 8);
+  cowmem_image_release(img);
+  /* All zeros: an empty image that instantiates as no image. */
+  memset(data, 0, n);
+  ASSERT_OK(cowmem_image_new_from_bytes(data, n, 0, &img));
+  ASSERT_OK(cowmem_image_info(img, &info));
+  ASSERT_UEQ(info.len, 0);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(16 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, PS, img));
+  CHECK(expect_bytes(s, 0, PS, 0));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  free(data);
+  return 0;
+}
+
+TEST_IMPL(image_holes_not_resident) {
+  setup();
+  size_t n = 64 * PS;
+  uint8_t* data = calloc(1, n);
+  data[0] = 1;
+  data[40 * PS + 7] = 2;
+  data[63 * PS] = 3;
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_bytes(data, n, 0, &img));
+  free(data);
+  if (is_copy(img)) {
+    /* The fallback keeps the image in anonymous memory: only the three data
+     * pages were ever written, so only they are resident. */
+    size_t resident = 0;
+    cowmem_image_info_t info;
+    ASSERT_OK(cowmem_image_info(img, &info));
+    ASSERT_TRUE(cowmem__image_readable(img));
+    uint8_t* bytes = (uint8_t*)cowmem__image_page(img, 0); /* COPY: its memory */
+    ASSERT_EQ(cowmem__os_resident(bytes, info.len, &resident), 0);
+    ASSERT_UEQ(resident, 3 * PS);
+    cowmem_image_release(img);
+    return 0;
+  }
+  cowmem_image_info_t info;
+  ASSERT_OK(cowmem_image_info(img, &info));
+  ASSERT_UEQ(info.len, n);
+  ASSERT_UEQ(info.data_pages, 3);
+  struct stat st;
+  ASSERT_EQ(fstat(info.fd, &st), 0);
+  ASSERT_EQ((int64_t)st.st_size, (int64_t)n);
+  /* Only the three written pages hold storage. */
+  ASSERT_EQ((int64_t)st.st_blocks * 512, (int64_t)(3 * PS));
+  /* And mapping the image and reading it all does not fill the holes. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(128 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 64 * PS, img));
+  CHECK(expect_image(s, img));
+  ASSERT_EQ(fstat(info.fd, &st), 0);
+  ASSERT_EQ((int64_t)st.st_blocks * 512, (int64_t)(3 * PS));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  return 0;
+}
+
+TEST_IMPL(image_sealed) {
+  setup();
+  cowmem_image_t* img = make_image(0, PS, 0x5a);
+  ASSERT_NOT_NULL(img);
+  if (is_copy(img)) {
+    cowmem_image_release(img);
+    TEST_SKIP("fallback build: no memfd to seal; COPY images are read-only memory");
+  }
+  cowmem_image_info_t info;
+  ASSERT_OK(cowmem_image_info(img, &info));
+  ASSERT_EQ(pwrite(info.fd, "x", 1, 0), -1);
+  ASSERT_EQ(errno, EPERM);
+  ASSERT_EQ(ftruncate(info.fd, 0), -1);
+  ASSERT_EQ(errno, EPERM);
+  ASSERT_EQ(ftruncate(info.fd, 2 * PS), -1);
+  ASSERT_EQ(errno, EPERM);
+  void* m = mmap(NULL, PS, PROT_READ | PROT_WRITE, MAP_SHARED, info.fd, 0);
+  ASSERT_PTR_EQ(m, MAP_FAILED);
+  ASSERT_EQ(errno, EPERM);
+  ASSERT_EQ(fcntl(info.fd, F_ADD_SEALS, 0), -1); /* F_SEAL_SEAL */
+  ASSERT_EQ(errno, EPERM);
+  cowmem_image_release(img);
+  return 0;
+}
+
+static int write_temp_file(const uint8_t* data, size_t n, char* path) {
+  strcpy(path, "/tmp/cowmem-test-XXXXXX");
+  int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  if (write(fd, data, n) != (ssize_t)n) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Proportional set size of the mappings inside [lo, hi) of this process. */
+static long pss_kib_in(const void* lo, const void* hi) {
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (f == NULL) return -1;
+  char line[512];
+  long total = 0;
+  bool in = false;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = a >= (uintptr_t)lo && b <= (uintptr_t)hi;
+      continue;
+    }
+    long kb;
+    if (in && sscanf(line, "Pss: %ld kB", &kb) == 1) total += kb;
+  }
+  fclose(f);
+  return total;
+}
+
+TEST_IMPL(file_image_shared_between_processes) {
+  setup();
+  size_t n = 256 * PS;
+  uint8_t* data = malloc(n);
+  for (size_t i = 0; i < n; i++) data[i] = (uint8_t)(i % 251 + 1);
+  char path[64];
+  int fd = write_temp_file(data, n, path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_file(fd, 0, n, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &img));
+  close(fd);
+  if (is_copy(img)) {
+    cowmem_image_release(img);
+    free(data);
+    TEST_SKIP("fallback build: file images are copies, not shared mappings");
+  }
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(512 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 256 * PS, img));
+  CHECK(expect_image(s, img));
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* Child: its own instance of the image, touched everywhere. */
+    cowmem_slot_t* cs = NULL;
+    char c = 0;
+    if (cowmem_slot_new(512 * PS, &cs) || cowmem_slot_instantiate(cs, 256 * PS, img)) _exit(3);
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i += PS) sum += ((volatile uint8_t*)cowmem_slot_base(cs))[i];
+    if (sum == 0) _exit(6);
+    ((uint8_t*)cowmem_slot_base(cs))[0] = 0xee; /* a private write */
+    if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &c, 1) != 1) _exit(4);
+    _exit(((uint8_t*)cowmem_slot_base(cs))[PS] == data[PS] ? 0 : 5);
+  }
+  char c;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1);
+  /* Both processes map the same page cache pages: each pays half. */
+  long pss = pss_kib_in(cowmem_slot_base(s), (uint8_t*)cowmem_slot_base(s) + 512 * PS);
+  long full = (long)(n / 1024);
+  ((uint8_t*)cowmem_slot_base(s))[PS] = 0x77; /* the child must not see it */
+  ASSERT_EQ(write(to_child[1], "g", 1), 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  fprintf(stderr, "image %ld KiB, parent PSS %ld KiB\n", full, pss);
+  ASSERT_LE(pss, full / 2 + 8);
+  ASSERT_EQ(((uint8_t*)cowmem_slot_base(s))[0], data[0]); /* not the child's 0xee */
+  close(to_child[0]); close(to_child[1]); close(to_parent[0]); close(to_parent[1]);
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  free(data);
+  return 0;
+}
+
+/* A file that is not declared immutable is copied: later writes to the file
+ * never reach an instance. */
+TEST_IMPL(file_image_mutable_is_copied) {
+  setup();
+  size_t n = 8 * PS;
+  uint8_t* data = malloc(n);
+  memset(data, 0x42, n);
+  char path[64];
+  int fd = write_temp_file(data, n, path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_file(fd, 2 * PS, 4 * PS, 0, 0, &img));
+  cowmem_image_info_t info;
+  ASSERT_OK(cowmem_image_info(img, &info));
+  ASSERT_NE(info.kind, COWMEM_IMAGE_FILE);
+  memset(data, 0x99, n);
+  ASSERT_EQ(pwrite(fd, data, n, 0), (ssize_t)n);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(16 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 8 * PS, img));
+  CHECK(expect_bytes(s, 0, 4 * PS, 0x42));
+  CHECK(expect_bytes(s, 4 * PS, 4 * PS, 0));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  close(fd);
+  free(data);
+  return 0;
+}
+
+TEST_IMPL(file_image_errors) {
+  setup();
+  size_t n = 4 * PS + 100;
+  uint8_t* data = malloc(n);
+  memset(data, 1, n);
+  char path[64];
+  int fd = write_temp_file(data, n, path);
+  ASSERT_GE(fd, 0);
+  unlink(path);
+  cowmem_image_t* img = NULL;
+  unsigned im = COWMEM_IMAGE_FILE_IMMUTABLE;
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 1, PS, 0, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 0, PS, 7, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 0, 0, 0, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 0, 8 * PS, 0, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 0, PS + 1, 0, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(fd, 0, PS, 0, 0x80, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(-1, 0, PS, 0, im, &img), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_image_new_from_file(1000, 0, PS, 0, im, &img), COWMEM_EBADF);
+  ASSERT_NULL(img);
+  /* A range ending at EOF mid-page: the rest of the page reads as zeros. */
+  ASSERT_OK(cowmem_image_new_from_file(fd, 4 * PS, 100, 0, im, &img));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(4 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, PS, img));
+  CHECK(expect_bytes(s, 0, 100, 1));
+  CHECK(expect_bytes(s, 100, PS - 100, 0));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  close(fd);
+  free(data);
+  return 0;
+}
+
+
+TEST_IMPL(injected_image_failures) {
+  setup();
+  int fds_before = count_fds();
+  cowmem_stats_t st0, st1;
+  cowmem_stats_get(&st0);
+  uint8_t data[3 * 4096];
+  memset(data, 7, sizeof data);
+  cowmem_image_t* img = NULL;
+  /* memfd_create unavailable: the image is a COPY with the same contents. */
+  cowmem__os_inject_fail(COWMEM__OS_memfd_create, 0, ENOSYS);
+  ASSERT_OK(cowmem_image_new_from_bytes(data, sizeof data, 0, &img));
+  ASSERT_TRUE(is_copy(img));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(16 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, img));
+  CHECK(expect_bytes(s, 0, sizeof data, 7));
+  ((uint8_t*)cowmem_slot_base(s))[5] = 0;
+  ASSERT_OK(cowmem_slot_reset(s));
+  CHECK(expect_bytes(s, 0, sizeof data, 7));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  img = NULL;
+  if (cowmem__os_has_memfd()) {
+    /* A write or seal failing for another reason is an error, without a
+     * leaked fd. */
+    cowmem__os_inject_fail(COWMEM__OS_write, 0, EIO);
+    ASSERT_ERR(cowmem_image_new_from_bytes(data, sizeof data, 0, &img), COWMEM_EIO);
+    cowmem__os_inject_fail(COWMEM__OS_ftruncate, 0, ENOSPC);
+    ASSERT_ERR(cowmem_image_new_from_bytes(data, sizeof data, 0, &img), COWMEM_ENOSPC);
+    cowmem__os_inject_fail(COWMEM__OS_fcntl, 0, EBUSY);
+    ASSERT_ERR(cowmem_image_new_from_bytes(data, sizeof data, 0, &img), COWMEM_EBUSY);
+    ASSERT_NULL(img);
+  }
+  /* The fallback's own mapping failing. */
+  cowmem_option_set(COWMEM_OPTION_FORCE_COPY, 1);
+  cowmem__os_inject_fail(COWMEM__OS_mmap, 0, ENOMEM);
+  ASSERT_ERR(cowmem_image_new_from_bytes(data, sizeof data, 0, &img), COWMEM_ENOMEM);
+  ASSERT_NULL(img);
+  cowmem_option_set(COWMEM_OPTION_FORCE_COPY, 0);
+  cowmem__os_inject_clear();
+  ASSERT_EQ(count_fds(), fds_before);
+  cowmem_stats_get(&st1);
+  ASSERT_UEQ(st1.images_live, st0.images_live);
+  return 0;
+}
+
+/* The image outlives the caller's reference while a slot holds it. */
+TEST_IMPL(image_refcount) {
+  setup();
+  cowmem_stats_t st;
+  cowmem_stats_get(&st);
+  uint64_t live0 = st.images_live;
+  cowmem_image_t* img = make_image(0, 2 * PS, 0x61);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(8 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, img));
+  cowmem_image_release(img);
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, live0 + 1);
+  ASSERT_OK(cowmem_slot_reset(s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 4 * PS, cowmem_slot_image(s)));
+  CHECK(expect_bytes(s, 0, 2 * PS, 0x61));
+  ASSERT_OK(cowmem_slot_reset(s));
+  ASSERT_OK(cowmem_slot_decommit(s));
+  cowmem_stats_get(&st);
+  ASSERT_UEQ(st.images_live, live0);
+  ASSERT_OK(cowmem_slot_free(s));
+  return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(image_bytes_layout) TEST_ENTRY(image_holes_not_resident) TEST_ENTRY(image_sealed) TEST_ENTRY(file_image_shared_between_processes) TEST_ENTRY(file_image_mutable_is_copied) TEST_ENTRY(file_image_errors) TEST_ENTRY(injected_image_failures) TEST_ENTRY(image_refcount))

@@ -23,7 +23,7 @@ static int instance(wamr_inst_t* x, const cowmem_wamr_module_t* m) {
 /* The checksum of the whole memory, as the module computes it. */
 static uint32_t mem_checksum(wamr_inst_t* x, uint64_t* pages) {
   wamr_memory(x, pages);
-  return wamr_call1(x, "checksum", 2, 0, (uint32_t)*pages * COWMEM_WAMR_WASM_PAGE);
+  return wamr_call1(x, "checksum", 2, 0, (uint32_t)*pages * COWMEM_WASM_PAGE_SIZE);
 }
 
 /* A fresh instance of m against the reference: memory, pages, report. */

@@ -44,12 +44,30 @@ static int bench_cmp_(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
+/* The rank of quantile q in [0,1] among n sorted values: the nearest of
+ * q * (n - 1). Every program that prints a quantile uses it, so their p99s
+ * compare. */
+static inline size_t bench_rank(size_t n, double q) {
+  return n == 0 ? 0 : (size_t)(q * (double)(n - 1) + 0.5);
+}
+
 /* Quantile q in [0,1] (sorts the samples). */
 static inline double bench_quantile(bench_samples_t* s, double q) {
   if (s->n == 0) return 0;
   qsort(s->v, s->n, sizeof *s->v, bench_cmp_);
-  size_t i = (size_t)(q * (double)(s->n - 1) + 0.5);
-  return s->v[i];
+  return s->v[bench_rank(s->n, q)];
+}
+
+static int bench_cmp_u64_(const void* a, const void* b) {
+  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Quantile q of n nanosecond counts, in microseconds (sorts them). */
+static inline double bench_quantile_ns_us(uint64_t* v, size_t n, double q) {
+  if (n == 0) return 0;
+  qsort(v, n, sizeof *v, bench_cmp_u64_);
+  return (double)v[bench_rank(n, q)] / 1e3;
 }
 
 static inline void bench_reset(bench_samples_t* s) {

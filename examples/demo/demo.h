@@ -49,6 +49,16 @@ static inline char* demo_big_request(uint32_t len) {
   return p;
 }
 
+/* The inputs the checks compare runtimes on: the DEMO_NREQUESTS requests,
+ * then (i == DEMO_NREQUESTS) big, demo_big_request(DEMO_BIG_LEN). *len gets
+ * the input's length. */
+#define DEMO_BIG_LEN 60000u
+static inline const char* demo_input(size_t i, const char* big, uint32_t* len) {
+  const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
+  *len = i < DEMO_NREQUESTS ? (uint32_t)strlen(req) : DEMO_BIG_LEN;
+  return req;
+}
+
 /* A "Key:" line of /proc/self/status in KiB (key without the colon:
  * "VmSize", "VmRSS"), or 0. */
 static inline unsigned long demo_status_kb(const char* key) {

@@ -147,12 +147,11 @@ static uint32_t mem_checksum(wamr_inst_t* x) {
 
 TEST_IMPL(same_outputs) {
   CHECK(setup(8));
-  uint32_t big_len = 60000;
-  char* big = demo_big_request(big_len);
+  char* big = demo_big_request(DEMO_BIG_LEN);
   ASSERT_NOT_NULL(big);
   for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
-    const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
-    uint32_t len = i < DEMO_NREQUESTS ? (uint32_t)strlen(req) : big_len;
+    uint32_t len;
+    const char* req = demo_input(i, big, &len);
     wamr_inst_t s, c;
     STOCK(&s);
     COW(&c);

@@ -26,6 +26,7 @@
 #include "cowmem_wasm2c.h"
 #include "demo.h"
 #include "demo_w.h"
+#include "measure.h"
 #include "w2c_util.h"
 #include "wasm-rt-impl.h"
 
@@ -148,10 +149,10 @@ static void bare_cycle(cowmem_image_t* image, size_t initial, size_t max,
 
 static void print_row(const char* name, loop_t* l, size_t n) {
   double rps = (double)n * 1e9 / (double)l->elapsed_ns;
-  double p50 = w2c_quantile_us(l->req_ns, n, 0.50, 0); /* sorts */
-  double p90 = w2c_quantile_us(l->req_ns, n, 0.90, 1);
-  double p99 = w2c_quantile_us(l->req_ns, n, 0.99, 1);
-  double p999 = w2c_quantile_us(l->req_ns, n, 0.999, 1);
+  double p50 = bench_quantile_ns_us(l->req_ns, n, 0.50);
+  double p90 = bench_quantile_ns_us(l->req_ns, n, 0.90);
+  double p99 = bench_quantile_ns_us(l->req_ns, n, 0.99);
+  double p999 = bench_quantile_ns_us(l->req_ns, n, 0.999);
   printf("%-14s %12.0f %9.2f %9.2f %9.2f %9.2f\n", name, rps, p50, p90, p99, p999);
 }
 
@@ -284,16 +285,16 @@ int main(int argc, char** argv) {
          (double)bare_faults / (double)iters);
   demo_print_reset_counts(&rc, iters);
 
-  double ci = w2c_quantile_us(c.cycle_ns, iters, 0.5, 0);
-  double si = w2c_quantile_us(s.cycle_ns, stock_iters, 0.5, 0);
-  double bi = w2c_quantile_us(bare, iters, 0.5, 0);
+  double ci = bench_quantile_ns_us(c.cycle_ns, iters, 0.5);
+  double si = bench_quantile_ns_us(s.cycle_ns, stock_iters, 0.5);
+  double bi = bench_quantile_ns_us(bare, iters, 0.5);
   printf("\ninstantiate+free, median (p99) in us\n");
   printf("  cowmem wasm2c            %8.2f (%.2f)\n", ci,
-         w2c_quantile_us(c.cycle_ns, iters, 0.99, 1));
+         bench_quantile_ns_us(c.cycle_ns, iters, 0.99));
   printf("  stock wasm2c             %8.2f (%.2f)\n", si,
-         w2c_quantile_us(s.cycle_ns, stock_iters, 0.99, 1));
+         bench_quantile_ns_us(s.cycle_ns, stock_iters, 0.99));
   printf("  pool bare cycle, %3zu pages dirtied: %.2f (%.2f)\n", k, bi,
-         w2c_quantile_us(bare, iters, 0.99, 1));
+         bench_quantile_ns_us(bare, iters, 0.99));
   printf("ratio cowmem wasm2c / bare cycle: %.2fx (target <= 1.2x: %s)\n", ci / bi,
          ci <= 1.2 * bi ? "met" : "MISSED");
 

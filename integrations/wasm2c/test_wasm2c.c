@@ -66,12 +66,11 @@ W2C_DEFINE_TRY(stock_peek, demo, peek, uint32_t, uint32_t)
 
 TEST_IMPL(same_outputs) {
   CHECK(setup(false));
-  uint32_t big_len = 60000;
-  char* big = demo_big_request(big_len);
+  char* big = demo_big_request(DEMO_BIG_LEN);
   ASSERT_NOT_NULL(big);
   for (size_t i = 0; i <= DEMO_NREQUESTS; i++) {
-    const char* req = i < DEMO_NREQUESTS ? demo_requests[i] : big;
-    uint32_t len = i < DEMO_NREQUESTS ? (uint32_t)strlen(req) : big_len;
+    uint32_t len;
+    const char* req = demo_input(i, big, &len);
     char a[256], b[256];
     W2C_T(demo) s;
     W2C_T(cowdemo) c;

@@ -22,19 +22,6 @@
 #define W2C_X(mod, name) COWMEM_W2C_EXPORT(mod, name)
 #define W2C_FN(mod, what) COWMEM_W2C_FN(mod, what)
 
-static int w2c_cmp_u64(const void* a, const void* b) {
-  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Sorts v; the value at quantile q (0..1). */
-static inline double w2c_quantile_us(uint64_t* v, size_t n, double q, int sorted) {
-  if (!sorted) qsort(v, n, sizeof *v, w2c_cmp_u64);
-  size_t i = (size_t)(q * (double)n);
-  if (i >= n) i = n - 1;
-  return (double)v[i] / 1e3;
-}
-
 /* Defines w2c_serve_<mod>(inst, req, len, out, cap): write the request into
  * the instance's input buffer, run it, copy the report into out (NUL-
  * terminated, truncated to cap); returns run's result. */

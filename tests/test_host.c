@@ -1,4 +1,4 @@
-/* What a host meets after weeks in production (issue #14): the kernel's
+/* What a host meets after weeks in production: the kernel's
  * mapping limit (vm.max_map_count, reached for real in a child that fills
  * it with its own mappings), running out of file descriptors while images
  * are made, fork with a live pool of every reset strategy, image files

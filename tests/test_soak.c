@@ -1,4 +1,4 @@
-/* The soak (issue #14): many instance cycles across every reset strategy,
+/* The soak: many instance cycles across every reset strategy,
  * several images (memfd ones with holes, zeros, images mapped from a
  * .cwimg, snapshots), grows, image replacement and frees, trims, with two
  * threads; afterwards the process's RSS, VmSize, open descriptors and

@@ -185,7 +185,7 @@ static int write_sparse(const char* path, const uint8_t* mem, uint64_t size,
   int fd = tool_tmp_beside(path, tmp, sizeof tmp);
   if (fd < 0) return tool_fail(path, "%s", strerror(errno));
   uint64_t page = cowmem_page_size();
-  qsort(rs->r, rs->n, sizeof *rs->r, range_cmp);
+  if (rs->n > 0) qsort(rs->r, rs->n, sizeof *rs->r, range_cmp);
   int e = 0;
   uint64_t done_to = 0; /* pages below are written or known zero */
   for (size_t i = 0; i < rs->n && e == 0; i++) {

@@ -74,8 +74,8 @@ int cowmem__pbuf_done(cowmem__pbuf_t* b) {
 
 /* Would the export section come before a section with this id? */
 static bool after_exports(uint32_t id) {
-  return id == PREINIT_SEC_START || id == 9 || id == PREINIT_SEC_DATACOUNT ||
-         id == PREINIT_SEC_CODE || id == PREINIT_SEC_DATA;
+  return id == WASM_SEC_START || id == 9 || id == WASM_SEC_DATACOUNT ||
+         id == WASM_SEC_CODE || id == WASM_SEC_DATA;
 }
 
 static void put_export(cowmem__pbuf_t* b, const char* name, size_t len,
@@ -145,18 +145,18 @@ int cowmem_preinit_instrument(const cowmem_module_t* m, uint8_t** out,
   for (uint32_t i = 0; i < nsec && err == 0 && !written; i++) {
     cowmem_section_info_t s;
     err = cowmem_module_section_info(m, i, &s);
-    if (err != 0 || (s.id != PREINIT_SEC_EXPORT && !after_exports(s.id)))
+    if (err != 0 || (s.id != WASM_SEC_EXPORT && !after_exports(s.id)))
       continue;
     cowmem__pbuf_add(&o, bytes + copied, (size_t)(s.offset - copied));
-    cowmem__pbuf_section(&o, PREINIT_SEC_EXPORT, &exports);
-    copied = s.id == PREINIT_SEC_EXPORT ? (size_t)(s.payload_offset + s.payload_len)
+    cowmem__pbuf_section(&o, WASM_SEC_EXPORT, &exports);
+    copied = s.id == WASM_SEC_EXPORT ? (size_t)(s.payload_offset + s.payload_len)
                                         : (size_t)s.offset;
     written = true;
   }
   if (err == 0 && !written) {
     cowmem__pbuf_add(&o, bytes + copied, len - copied);
     copied = len;
-    cowmem__pbuf_section(&o, PREINIT_SEC_EXPORT, &exports);
+    cowmem__pbuf_section(&o, WASM_SEC_EXPORT, &exports);
   }
   cowmem__pbuf_add(&o, bytes + copied, len - copied);
   free(exports.p);

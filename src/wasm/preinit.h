@@ -9,18 +9,7 @@
 #include <stdbool.h>
 
 #include "cowmem.h"
-
-/* Section ids the rewriter handles. */
-enum {
-  PREINIT_SEC_IMPORT = 2,
-  PREINIT_SEC_MEMORY = 5,
-  PREINIT_SEC_GLOBAL = 6,
-  PREINIT_SEC_EXPORT = 7,
-  PREINIT_SEC_START = 8,
-  PREINIT_SEC_CODE = 10,
-  PREINIT_SEC_DATA = 11,
-  PREINIT_SEC_DATACOUNT = 12
-};
+#include "wasm/reader.h"
 
 /* A growing output buffer. Appends after a failed allocation do nothing
  * and the failure is reported once, by cowmem__pbuf_done. */

@@ -300,7 +300,7 @@ int cowmem__preinit_entries(const cowmem_module_t* m, uint8_t section,
   err = cowmem__rd_count(&r, 2, &count);
   if (err == 0 && !(e = calloc(count ? count : 1, sizeof *e))) err = COWMEM_ENOMEM;
   for (uint32_t i = 0; i < count && err == 0; i++)
-    err = section == PREINIT_SEC_IMPORT ? import_entry(&r, &e[i])
+    err = section == WASM_SEC_IMPORT ? import_entry(&r, &e[i])
                                         : global_entry(&r, &e[i]);
   if (err != 0) {
     free(e);
@@ -316,7 +316,7 @@ int cowmem__preinit_entries(const cowmem_module_t* m, uint8_t section,
 static int validate_imports(const cowmem_module_t* m, cowmem_diag_t* diag) {
   cowmem__preinit_entry_t* e;
   uint32_t n, mem = 0;
-  int err = cowmem__preinit_entries(m, PREINIT_SEC_IMPORT, &e, &n, diag);
+  int err = cowmem__preinit_entries(m, WASM_SEC_IMPORT, &e, &n, diag);
   for (uint32_t i = 0; i < n && err == 0; i++) {
     cowmem_memory_info_t mi;
     const char* what = NULL;
@@ -338,7 +338,7 @@ static int validate_imports(const cowmem_module_t* m, cowmem_diag_t* diag) {
 static int validate_globals(const cowmem_module_t* m, cowmem_diag_t* diag) {
   cowmem__preinit_entry_t* e;
   uint32_t n, first = cowmem_module_import_count(m, COWMEM_EXTERN_GLOBAL);
-  int err = cowmem__preinit_entries(m, PREINIT_SEC_GLOBAL, &e, &n, diag);
+  int err = cowmem__preinit_entries(m, WASM_SEC_GLOBAL, &e, &n, diag);
   for (uint32_t i = 0; i < n && err == 0; i++) {
     uint8_t t = e[i].kind;
     bool ref = t == COWMEM_TYPE_FUNCREF || t == COWMEM_TYPE_EXTERNREF ||
@@ -387,7 +387,7 @@ static int validate_code(const cowmem_module_t* m, cowmem_diag_t* diag) {
   uint32_t n, size;
   uint32_t first = cowmem_module_import_count(m, COWMEM_EXTERN_FUNC);
   int err;
-  if (!cowmem__preinit_find_section(m, PREINIT_SEC_CODE, &s)) return 0;
+  if (!cowmem__preinit_find_section(m, WASM_SEC_CODE, &s)) return 0;
   reader_init(&r, m, &s, &d, &inv);
   err = cowmem__rd_count(&r, 1, &n);
   for (uint32_t i = 0; i < n && err == 0; i++) {

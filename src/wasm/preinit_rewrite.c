@@ -114,7 +114,7 @@ static void put_limits(cowmem__pbuf_t* b, const cowmem_memory_info_t* mi,
 static int import_payload(const rw_t* w, cowmem__pbuf_t* b) {
   cowmem__preinit_entry_t* e;
   uint32_t n, mem = 0;
-  TRY(cowmem__preinit_entries(w->m, PREINIT_SEC_IMPORT, &e, &n, w->diag));
+  TRY(cowmem__preinit_entries(w->m, WASM_SEC_IMPORT, &e, &n, w->diag));
   cowmem__pbuf_uleb(b, n);
   for (uint32_t i = 0; i < n; i++) {
     cowmem_memory_info_t mi;
@@ -177,7 +177,7 @@ static int global_payload(const rw_t* w, cowmem__pbuf_t* b) {
   cowmem__preinit_entry_t* e;
   uint32_t n, k = 0;
   uint32_t first = cowmem_module_import_count(w->m, COWMEM_EXTERN_GLOBAL);
-  TRY(cowmem__preinit_entries(w->m, PREINIT_SEC_GLOBAL, &e, &n, w->diag));
+  TRY(cowmem__preinit_entries(w->m, WASM_SEC_GLOBAL, &e, &n, w->diag));
   cowmem__pbuf_uleb(b, n);
   for (uint32_t i = 0; i < n; i++) {
     bool mut = e[i].is_mutable && k < w->snap->nglobals &&
@@ -279,16 +279,16 @@ static int section_payload(const rw_t* w, const cowmem_section_info_t* s,
                            cowmem__pbuf_t* b, bool* copy) {
   *copy = false;
   switch (s->id) {
-    case PREINIT_SEC_IMPORT:
+    case WASM_SEC_IMPORT:
       if (!imports_change(w)) break;
       return import_payload(w, b);
-    case PREINIT_SEC_MEMORY: return memory_payload(w, b);
-    case PREINIT_SEC_GLOBAL: return global_payload(w, b);
-    case PREINIT_SEC_EXPORT: return export_payload(w, b);
-    case PREINIT_SEC_DATACOUNT:
+    case WASM_SEC_MEMORY: return memory_payload(w, b);
+    case WASM_SEC_GLOBAL: return global_payload(w, b);
+    case WASM_SEC_EXPORT: return export_payload(w, b);
+    case WASM_SEC_DATACOUNT:
       cowmem__pbuf_uleb(b, nsegments);
       return 0;
-    case PREINIT_SEC_DATA:
+    case WASM_SEC_DATA:
       cowmem__pbuf_add(b, data->p, data->len);
       return 0;
     default: break;
@@ -302,7 +302,7 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
   cowmem_section_info_t ds;
   uint32_t nseg = 0, nsec = cowmem_module_section_count(w->m);
   bool images = w->opt->flags & COWMEM_PREINIT_IMAGES;
-  bool need_data = !cowmem__preinit_find_section(w->m, PREINIT_SEC_DATA, &ds);
+  bool need_data = !cowmem__preinit_find_section(w->m, WASM_SEC_DATA, &ds);
   int err = cowmem__preinit_data(w->m, w->snap, w->opt, images, &data, &nseg,
                                  w->diag);
   need_data = need_data && nseg > 0;
@@ -312,9 +312,9 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
     cowmem__pbuf_t payload = {0};
     bool copy;
     err = cowmem_module_section_info(w->m, i, &s);
-    if (err == 0 && s.id != PREINIT_SEC_START)
+    if (err == 0 && s.id != WASM_SEC_START)
       err = section_payload(w, &s, &data, nseg, &payload, &copy);
-    if (err == 0 && s.id != PREINIT_SEC_START) {
+    if (err == 0 && s.id != WASM_SEC_START) {
       if (copy)
         cowmem__pbuf_add(o, w->bytes + s.offset,
                          (size_t)(s.payload_offset + s.payload_len - s.offset));
@@ -322,12 +322,12 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
         cowmem__pbuf_section(o, (uint8_t)s.id, &payload);
     }
     free(payload.p);
-    if (err == 0 && need_data && s.id == PREINIT_SEC_CODE) {
-      cowmem__pbuf_section(o, PREINIT_SEC_DATA, &data);
+    if (err == 0 && need_data && s.id == WASM_SEC_CODE) {
+      cowmem__pbuf_section(o, WASM_SEC_DATA, &data);
       need_data = false;
     }
   }
-  if (err == 0 && need_data) cowmem__pbuf_section(o, PREINIT_SEC_DATA, &data);
+  if (err == 0 && need_data) cowmem__pbuf_section(o, WASM_SEC_DATA, &data);
   o->failed |= data.failed;
   free(data.p);
   return err;

@@ -13,6 +13,24 @@
 
 #include "cowmem.h"
 
+/* Section ids of the binary format (the spec's order of sections is not
+ * theirs: the data count section, 12, stands before code, 10). */
+enum {
+  WASM_SEC_CUSTOM = 0,
+  WASM_SEC_TYPE = 1,
+  WASM_SEC_IMPORT = 2,
+  WASM_SEC_FUNCTION = 3,
+  WASM_SEC_TABLE = 4,
+  WASM_SEC_MEMORY = 5,
+  WASM_SEC_GLOBAL = 6,
+  WASM_SEC_EXPORT = 7,
+  WASM_SEC_START = 8,
+  WASM_SEC_ELEM = 9,
+  WASM_SEC_CODE = 10,
+  WASM_SEC_DATA = 11,
+  WASM_SEC_DATACOUNT = 12
+};
+
 typedef struct cowmem__rd_s {
   const uint8_t* base; /* the whole module */
   size_t len;          /* bytes in the module */

@@ -16,13 +16,10 @@
 #include <string.h>
 
 #include "cowmem.h"
+#include "wasm/reader.h"
 
 /* Only the public accessors are used here: the module's internal layout is
  * the parser's business and may change under us. */
-
-#define SEC_CODE 10
-#define SEC_DATA 11
-#define SEC_DATACOUNT 12
 
 typedef struct {
   uint8_t* p;
@@ -106,7 +103,7 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
   for (uint32_t i = 0; i < nsec && err == 0; i++) {
     cowmem_section_info_t s;
     err = cowmem_module_section_info(m, i, &s);
-    has_datacount |= err == 0 && s.id == SEC_DATACOUNT;
+    has_datacount |= err == 0 && s.id == WASM_SEC_DATACOUNT;
   }
   if (err != 0) return err;
 
@@ -118,22 +115,22 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
     cowmem_section_info_t s;
     err = cowmem_module_section_info(m, i, &s);
     if (err != 0) break;
-    if (need_datacount && (s.id == SEC_CODE || s.id == SEC_DATA)) {
+    if (need_datacount && (s.id == WASM_SEC_CODE || s.id == WASM_SEC_DATA)) {
       sbuf_t dc = {0};
       put(&o, bytes + copied, (size_t)(s.offset - copied));
       copied = (size_t)s.offset;
       put_leb(&dc, nseg);
-      put_u8(&o, SEC_DATACOUNT);
+      put_u8(&o, WASM_SEC_DATACOUNT);
       put_leb(&o, dc.len);
       put(&o, dc.p, dc.len);
       o.failed |= dc.failed;
       free(dc.p);
       need_datacount = false;
     }
-    if (s.id != SEC_DATA || covered == 0) continue;
+    if (s.id != WASM_SEC_DATA || covered == 0) continue;
     put(&o, bytes + copied, (size_t)(s.offset - copied));
     err = data_payload(m, bytes, &payload, &stripped);
-    put_u8(&o, SEC_DATA);
+    put_u8(&o, WASM_SEC_DATA);
     put_leb(&o, payload.len);
     put(&o, payload.p, payload.len);
     o.failed |= payload.failed;

@@ -15,7 +15,7 @@
 #   wasm_export.h. Call it once, at file scope.
 #
 # cowmem_wamr_runtime(<target> [CLASSIC] [SOFTWARE_BOUNDS] [AOT] [STOCK]
-#                     [MULTI_MEMORY] [EXACT_MEMORY] [WASI])
+#                     [MULTI_MEMORY] [EXACT_MEMORY] [WASI] [BLOCK_CACHE <n>])
 #   Builds WAMR's runtime library from COWMEM_WAMR_ROOT as the static
 #   library <target>: the fast interpreter (CLASSIC: the classic one), with
 #   hardware bounds checks (SOFTWARE_BOUNDS: WAMR_DISABLE_HW_BOUND_CHECK),
@@ -34,6 +34,11 @@
 #   EXACT_MEMORY turns WAMR's shrunk memory off (WAMR_BUILD_SHRUNK_MEMORY=0:
 #   a module exporting __heap_base keeps its declared memory), so that a
 #   program reading memories sees the module's own layout.
+#   BLOCK_CACHE <n> (a power of two, with CLASSIC) gives the classic
+#   interpreter's block-address cache n sets instead of 64: it looks up
+#   there where each block ends, and on a miss scans the function's code,
+#   which on a large module costs far more than the interpretation. Each
+#   execution environment holds the cache (48 bytes a set).
 #
 # cowmem_wamr_module(<target> <file.wasm> [NAME <name>] [DEPENDS <targets>...]
 #                    [PREINIT <func> [PREINIT_ARGS <args>...]])
@@ -95,7 +100,8 @@ macro(cowmem_wamr_source wamr_dir)
 endmacro()
 
 function(cowmem_wamr_runtime target)
-  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY;WASI" "" "" ${ARGN})
+  cmake_parse_arguments(A "CLASSIC;SOFTWARE_BOUNDS;AOT;STOCK;MULTI_MEMORY;EXACT_MEMORY;WASI" "BLOCK_CACHE" "" ${ARGN})
+  set(COWMEM_WAMR_V_BLOCK_CACHE ${A_BLOCK_CACHE})
   set(COWMEM_WAMR_V_ROOT ${COWMEM_WAMR_ROOT})
   set(COWMEM_WAMR_V_FAST 1)
   set(COWMEM_WAMR_V_HOOK 1)

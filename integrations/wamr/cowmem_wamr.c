@@ -131,6 +131,7 @@ void cowmem_wamr_counters(cowmem_wamr_counters_t* out) {
   out->grows = c.counters[COWMEM_INTEG_GROW];
   out->frees = c.releases;
   out->live = c.in_use;
+  cowmem_wamr__envs_counts(&out->envs_created, &out->envs_reused);
 }
 
 /* ---- the callbacks ---- */

@@ -93,7 +93,8 @@ macro(cowmem_wamr_source wamr_dir)
   # The integration needs only wasm_export.h; a program links it with one
   # hooked runtime (cowmem_wamr_runtime).
   add_library(cowmem_wamr STATIC ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr.c
-                                 ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_module.c)
+                                 ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_module.c
+                                 ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_instance.c)
   target_include_directories(cowmem_wamr PUBLIC ${COWMEM_WAMR_CMAKE_DIR}
                              ${COWMEM_WAMR_ROOT}/core/iwasm/include)
   target_link_libraries(cowmem_wamr PUBLIC cowmem_integ ${COWMEM_INTEGRATION_LIBRARY})

@@ -206,6 +206,54 @@ wasm_module_inst_t cowmem_wamr_instantiate(const cowmem_wamr_module_t* m,
                                            uint32_t stack_size, uint32_t heap_size,
                                            char* error_buf, uint32_t error_buf_size);
 
+/* An instance with its execution environment, for hosts that make one per
+ * request: cowmem_wamr_instantiate plus wasm_runtime_create_exec_env, but
+ * the environment comes from the module set's cache when one of the same
+ * stack size is there, and goes back to it at _free. Creating and
+ * destroying an environment costs a malloc of its operand stack and, with
+ * hardware bounds checks, an mmap and a munmap of its guard page; a reused
+ * one costs neither.
+ *
+ * The cache holds up to COWMEM_WAMR_ENV_CACHE environments of one stack
+ * size (the first one given back sets it while the cache is empty); one
+ * given back to a full cache, or of another size, is destroyed, and
+ * cowmem_wamr_module_free destroys them all. A set's instances may be made
+ * and freed from several threads at once.
+ *
+ * A reused environment is bound to the new instance
+ * (wasm_runtime_set_module_inst), its user data and the native stack
+ * boundary its host set are cleared (wasm_runtime_set_user_data,
+ * _set_native_stack_boundary), and its thread handle and native stack
+ * boundary are the calling thread's again (WAMR computes them only when a
+ * call starts on a thread with no current environment, and a call
+ * refused for native stack overflow at its start leaves its environment
+ * current). The rest of its state WAMR itself returns to the start when
+ * each top-level call returns, trapped or not (the current frame, the
+ * operand stack's top, the chain of jump buffers), or never changes in
+ * the runtimes cowmem_wamr_runtime builds (suspend flags and the
+ * auxiliary stack's bounds, which only the thread manager and the
+ * debugger write, and the instruction budget of metering: none of them
+ * enabled; the bounds are the module's, the same for every instance of
+ * the set); the exception is the instance's. The bytes of the operand
+ * stack are not cleared: host memory that no wasm code can address, only
+ * overwritten by later frames.
+ *
+ * _new returns NULL on failure, with the reason in err (if err_size > 0):
+ * no module set, WAMR's instantiation error, or no memory for the
+ * environment. The instance belongs to the caller until
+ * cowmem_wamr_instance_free (NULL ignored), which deinstantiates it; no
+ * call may be running on its environment then. Free every instance before
+ * cowmem_wamr_module_free. */
+#define COWMEM_WAMR_ENV_CACHE 16
+typedef struct cowmem_wamr_instance_s cowmem_wamr_instance_t;
+cowmem_wamr_instance_t* cowmem_wamr_instance_new(const cowmem_wamr_module_t* m,
+                                                 uint32_t stack_size, uint32_t heap_size,
+                                                 char* err, uint32_t err_size);
+/* The module instance and its execution environment (borrowed). */
+wasm_module_inst_t cowmem_wamr_instance_inst(const cowmem_wamr_instance_t* x);
+wasm_exec_env_t cowmem_wamr_instance_exec_env(const cowmem_wamr_instance_t* x);
+void cowmem_wamr_instance_free(cowmem_wamr_instance_t* x);
+
 /* Counters (relaxed; for tests and demos): allocations and grows since the
  * process started; frees and live are the pool's metrics (releases and
  * slots in use of the pool now: 0 without one). */
@@ -214,7 +262,9 @@ typedef struct cowmem_wamr_counters_s {
   uint64_t plain_allocs;   /* linear memories with no module set (zeros) */
   uint64_t refused_allocs; /* linear-memory allocations that failed */
   uint64_t grows, frees;
-  uint64_t live; /* linear memories alive */
+  uint64_t live;         /* linear memories alive */
+  uint64_t envs_created; /* by cowmem_wamr_instance_new: environments made */
+  uint64_t envs_reused;  /* and taken from a module set's cache */
 } cowmem_wamr_counters_t;
 void cowmem_wamr_counters(cowmem_wamr_counters_t* out);
 

@@ -79,6 +79,16 @@ static int memory_desc(const cowmem_module_t* mod, mem_desc_t* d) {
   return 0;
 }
 
+/* A new set, empty but for its cache of execution environments. */
+static cowmem_wamr_module_t* set_new(void) {
+  cowmem_wamr_module_t* m = calloc(1, sizeof *m);
+  if (m && !(m->envs = cowmem_wamr__envs_new())) {
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+
 /* The constructors' one exit: the set to *out and diag cleared, or on
  * error the set freed and *out untouched. */
 static int finish(cowmem_wamr_module_t* m, int r, cowmem_wamr_module_t** out,
@@ -98,7 +108,7 @@ int cowmem_wamr_module_new(const void* wasm, size_t len, cowmem_wamr_module_t** 
   cowmem_module_t* mod;
   int r = cowmem_module_parse(wasm, len, PARSE_FLAGS, &mod, diag);
   if (r != 0) return r;
-  cowmem_wamr_module_t* m = calloc(1, sizeof *m);
+  cowmem_wamr_module_t* m = set_new();
   mem_desc_t d = {0};
   if (!m)
     r = COWMEM_ENOMEM;
@@ -140,7 +150,7 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
   cowmem_imgfile_t* f;
   int r = cowmem_integ_open_images(cwimg_path, module_hash, &f, diag);
   if (r != 0) return r;
-  cowmem_wamr_module_t* m = calloc(1, sizeof *m);
+  cowmem_wamr_module_t* m = set_new();
   cowmem_imgfile_memory_t fm = {0};
   mem_desc_t d = {0};
   if (!m)
@@ -182,6 +192,7 @@ int cowmem_wamr_module_open_images(const char* cwimg_path, const char* stripped_
 
 void cowmem_wamr_module_free(cowmem_wamr_module_t* m) {
   if (!m) return;
+  cowmem_wamr__envs_free(m->envs); /* environments of the module's instances */
   if (m->wamr) wasm_runtime_unload(m->wamr);
   free(m->bytes);
   cowmem_image_release(m->image);

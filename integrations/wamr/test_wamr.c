@@ -5,13 +5,13 @@
  *   stock   demo.wasm as it is, stock WAMR (the reference)
  *   cowmem  the stripped demo.wasm, its memory from the cowmem pool */
 #include <fcntl.h>
-#include <pthread.h>
 
 #include "cowmem_wamr.h"
 #include "test.h"
 #include "test_death.h"
-#include "test_integ.h"
 #include "test_images.h"
+#include "test_integ.h"
+#include "test_wamr.h"
 #include "wamr_internal.h"
 #include "wamr_util.h"
 
@@ -48,26 +48,6 @@ static int stock_load(const char* path, uint8_t** bytes, wasm_module_t* out) {
   return 0;
 }
 
-/* A module set of the demo or a test module: from its image file and
- * stripped module when the cowmem command built them. */
-#define OPEN_SET(name, out)                                                              \
-  open_set(COWMEM_WAMR_WASM_##name, IMAGES_OF(name), STRIPPED_OF(name), out)
-#ifdef COWMEM_WAMR_IMAGES_demo
-#define IMAGES_OF(name) COWMEM_WAMR_IMAGES_##name
-#define STRIPPED_OF(name) COWMEM_WAMR_STRIPPED_##name
-#else
-#define IMAGES_OF(name) NULL
-#define STRIPPED_OF(name) NULL
-#endif
-
-static int open_set(const char* wasm, const char* images, const char* stripped,
-                    cowmem_wamr_module_t** out) {
-  cowmem_diag_t diag;
-  int r = images ? cowmem_wamr_module_open_images(images, stripped, NULL, out, &diag)
-                 : cowmem_wamr_module_open(wasm, out, &diag);
-  return test_integ_opened(r, wasm, &diag);
-}
-
 /* cowmem_wamr_init with `slots` memories and the given reset (as
  * test_w2c.h's for the wasm2c integration). */
 static int init_pool(size_t slots, cowmem_reset_strategy_t reset) {
@@ -102,11 +82,7 @@ static int teardown(void) {
   free(g_stock_bytes);
   g_mod = NULL;
   g_stock = NULL;
-  cowmem_wamr_counters_t n;
-  cowmem_wamr_counters(&n);
-  ASSERT_EQ(n.live, 0);
-  ASSERT_OK(cowmem_wamr_shutdown());
-  return 0;
+  return pool_done();
 }
 
 /* The default request through a stock instance and a cowmem one: the same
@@ -849,16 +825,9 @@ TEST_IMPL(begin_end) {
 
 /* Two threads instantiate, serve and deinstantiate at once. Every report is
  * a fresh instance's. */
-/* WAMR 2.4.5's thread init writes process-wide globals (the signal actions
- * it chains to): one thread at a time (TSan saw the race). */
-static pthread_mutex_t g_thread_env_lock = PTHREAD_MUTEX_INITIALIZER;
-
 static void* thread_loop(void* arg) {
   const char* expect = arg;
-  pthread_mutex_lock(&g_thread_env_lock);
-  bool ok = wasm_runtime_init_thread_env();
-  pthread_mutex_unlock(&g_thread_env_lock);
-  if (!ok) return (void*)1;
+  if (!thread_env_init()) return (void*)1;
   uint32_t len = (uint32_t)strlen(demo_default_request);
   void* r = NULL;
   for (int i = 0; i < 2000 && !r; i++) {
@@ -874,9 +843,7 @@ static void* thread_loop(void* arg) {
       if (strcmp(out, expect) != 0) r = (void*)1;
     }
   }
-  pthread_mutex_lock(&g_thread_env_lock);
-  wasm_runtime_destroy_thread_env();
-  pthread_mutex_unlock(&g_thread_env_lock);
+  thread_env_destroy();
   return r;
 }
 

@@ -1,5 +1,6 @@
-/* wamr_internal.h: what the module-set code (cowmem_wamr_module.c) and the
- * memory callbacks (cowmem_wamr.c) share: the module set itself. */
+/* wamr_internal.h: what the module-set code (cowmem_wamr_module.c), the
+ * memory callbacks (cowmem_wamr.c) and the instances
+ * (cowmem_wamr_instance.c) share: the module set itself. */
 #ifndef COWMEM_WAMR_INTERNAL_H
 #define COWMEM_WAMR_INTERNAL_H
 
@@ -13,7 +14,16 @@ struct cowmem_wamr_module_s {
   uint64_t min_pages;    /* memory 0's declared initial size */
   cowmem_image_t* image; /* memory 0's image (NULL: zeros or copied) */
   uint64_t image_end;    /* where it ends in linear memory */
+  struct cowmem_wamr_envs_s* envs; /* execution environments to reuse */
 };
+
+/* The cache of a module set's execution environments
+ * (cowmem_wamr_instance.c): NULL when out of memory. _free destroys the
+ * environments it holds (before the module is unloaded); NULL ignored. */
+struct cowmem_wamr_envs_s* cowmem_wamr__envs_new(void);
+void cowmem_wamr__envs_free(struct cowmem_wamr_envs_s* c);
+/* The environments made and reused since the process started. */
+void cowmem_wamr__envs_counts(uint64_t* created, uint64_t* reused);
 
 /* The allocator callbacks cowmem_wamr_runtime_init installs (the tests
  * call them directly with pointers WAMR would never pass). */

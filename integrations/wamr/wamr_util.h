@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cowmem_wamr.h"
 #include "demo.h"
 #include "wamr_api.h"
 
@@ -23,8 +24,20 @@ typedef struct {
   const wamr_api_t* api;
   wasm_module_inst_t inst;
   wasm_exec_env_t env;
-  char exception[128]; /* the last trap's message ("" if none) */
+  cowmem_wamr_instance_t* owner; /* inst and env, when they are its */
+  char exception[128];           /* the last trap's message ("" if none) */
 } wamr_inst_t;
+
+/* Take i (NULL: fails), an instance of the cowmem runtime with its
+ * environment (cowmem_wamr_instance_new). 0 or -1. */
+static inline int wamr_inst_of(wamr_inst_t* x, cowmem_wamr_instance_t* i) {
+  memset(x, 0, sizeof *x);
+  x->api = &wamr_api_cowmem;
+  x->owner = i;
+  x->inst = cowmem_wamr_instance_inst(i);
+  x->env = cowmem_wamr_instance_exec_env(i);
+  return i ? 0 : -1;
+}
 
 /* Take inst (NULL: fails) and give it an execution environment. 0 or -1. */
 static inline int wamr_inst_wrap(wamr_inst_t* x, const wamr_api_t* api,
@@ -42,9 +55,25 @@ static inline int wamr_inst_wrap(wamr_inst_t* x, const wamr_api_t* api,
   return 0;
 }
 
+/* An instance with its execution environment: of the module set m
+ * through cowmem_wamr_instance_new (its environment reused from the set's
+ * cache), or with m NULL of `module` in api's runtime, with an environment
+ * created for it, as stock hosts do. 0, or -1 with the reason in err. */
+static inline int wamr_inst_new(wamr_inst_t* x, const cowmem_wamr_module_t* m,
+                                const wamr_api_t* api, wasm_module_t module, char* err,
+                                uint32_t err_size) {
+  if (m) return wamr_inst_of(x, cowmem_wamr_instance_new(m, WAMR_STACK, 0, err, err_size));
+  return wamr_inst_wrap(x, api, api->instantiate(module, WAMR_STACK, 0, err, err_size));
+}
+
 static inline void wamr_inst_free(wamr_inst_t* x) {
-  if (x->env) x->api->destroy_exec_env(x->env);
-  if (x->inst) x->api->deinstantiate(x->inst);
+  if (x->owner) {
+    cowmem_wamr_instance_free(x->owner);
+  } else {
+    if (x->env) x->api->destroy_exec_env(x->env);
+    if (x->inst) x->api->deinstantiate(x->inst);
+  }
+  x->owner = NULL;
   x->env = NULL;
   x->inst = NULL;
 }

@@ -7,7 +7,9 @@
  *   stock   the original module in the stock runtime (its symbols renamed,
  *           cowmem_wamr.cmake), which reserves 8 GiB, mprotects the
  *           initial size and copies the data segments per instance.
- * Each request instantiates (with an execution environment), writes the
+ * Each request instantiates (with an execution environment: cowmem's
+ * reused from the module set's cache by cowmem_wamr_instance_new, stock's
+ * created and destroyed per instance, as stock hosts do), writes the
  * input, calls run, copies the report out, and deinstantiates. Prints
  * requests per second and latency percentiles for both, the ratio, and the
  * instantiate + deinstantiate medians.
@@ -38,11 +40,15 @@ static uint32_t g_req_len;
 static cowmem_wamr_module_t* g_mod; /* the cowmem side */
 static wasm_module_t g_stock;       /* the stock side */
 
-static wasm_module_inst_t instantiate(const wamr_api_t* api) {
-  char err[128];
-  if (api == &wamr_api_cowmem)
-    return cowmem_wamr_instantiate(g_mod, WAMR_STACK, 0, err, sizeof err);
-  return api->instantiate(g_stock, WAMR_STACK, 0, err, sizeof err);
+/* An instance with its execution environment (wamr_inst_new): on the
+ * cowmem side from the instance API, on the stock side created per
+ * instance. 0 or -1. */
+static int instantiate(wamr_inst_t* x, const wamr_api_t* api) {
+  char err[128] = "";
+  int r = wamr_inst_new(x, api == &wamr_api_cowmem ? g_mod : NULL, api, g_stock, err,
+                        sizeof err);
+  if (r != 0) fprintf(stderr, "%s: %s\n", api->name, err);
+  return r;
 }
 
 /* The request loop over instances of one runtime, timing each request
@@ -55,7 +61,7 @@ static int loop(const wamr_api_t* api, size_t warmup, size_t iters, const char* 
     if (i == warmup) start = bench_now_ns();
     wamr_inst_t x;
     uint64_t t0 = bench_now_ns();
-    if (wamr_inst_wrap(&x, api, instantiate(api)) != 0) {
+    if (instantiate(&x, api) != 0) {
       fprintf(stderr, "%s: instantiation %zu failed\n", api->name, i);
       return 1;
     }
@@ -84,9 +90,11 @@ static int check_same(void) {
     char a[REPORT_CAP], b[REPORT_CAP];
     uint32_t len = (uint32_t)strlen(demo_requests[i]);
     wamr_inst_t s, c;
-    if (wamr_inst_wrap(&s, &wamr_api_stock, instantiate(&wamr_api_stock)) != 0 ||
-        wamr_inst_wrap(&c, &wamr_api_cowmem, instantiate(&wamr_api_cowmem)) != 0)
+    if (instantiate(&s, &wamr_api_stock) != 0) return 1;
+    if (instantiate(&c, &wamr_api_cowmem) != 0) {
+      wamr_inst_free(&s);
       return 1;
+    }
     wamr_serve(&s, demo_requests[i], len, a, sizeof a);
     wamr_serve(&c, demo_requests[i], len, b, sizeof b);
     uint64_t ps, pc;
@@ -170,7 +178,7 @@ int main(int argc, char** argv) {
 
   char expect[REPORT_CAP];
   wamr_inst_t x;
-  if (wamr_inst_wrap(&x, &wamr_api_cowmem, instantiate(&wamr_api_cowmem)) != 0) return 1;
+  if (instantiate(&x, &wamr_api_cowmem) != 0) return 1;
   wamr_serve(&x, g_req, g_req_len, expect, sizeof expect);
   uint64_t pages;
   wamr_memory(&x, &pages);
@@ -240,6 +248,8 @@ int main(int argc, char** argv) {
          "freed\n",
          (unsigned long long)n.image_allocs, (unsigned long long)n.plain_allocs,
          (unsigned long long)n.refused_allocs, (unsigned long long)n.frees);
+  printf("execution environments: %llu created, %llu reused\n",
+         (unsigned long long)n.envs_created, (unsigned long long)n.envs_reused);
   bench_free(&c.req);
   bench_free(&c.cycle);
   bench_free(&s.req);

@@ -38,11 +38,10 @@ typedef struct {
 static int serve(bench_row_t* r, char* report) {
   module_t* m = r->ctx;
   char err[128] = "";
-  wasm_module_inst_t inst =
-      m->set ? cowmem_wamr_instantiate(m->set, WAMR_STACK, 0, err, sizeof err)
-             : m->api->instantiate(m->module, WAMR_STACK, 0, err, sizeof err);
   wamr_inst_t x;
-  if (wamr_inst_wrap(&x, m->api, inst) != 0) {
+  /* cowmem rows: the instance API (execution environments reused); stock
+   * rows: one created per instance, as stock hosts do. */
+  if (wamr_inst_new(&x, m->set, m->api, m->module, err, sizeof err) != 0) {
     fprintf(stderr, "%s: instantiation failed: %s\n", r->name, err);
     return 1;
   }

@@ -13,6 +13,10 @@
  *                        loop), then print a latency table on stderr; stdin
  *                        (unless a terminal) is read once and each request
  *                        reads all of it
+ *   --init=FUNC          call export FUNC after instantiating, as a phase of
+ *                        its own in the --repeat table (a reactor's start-up
+ *                        exported under another name than _initialize, which
+ *                        WAMR runs inside instantiation)
  *   --stock              the same through stock WAMR in this process
  *   --live=N             keep N instances alive after running them, then
  *                        print their proportional set size (PSS)
@@ -46,6 +50,7 @@ typedef struct {
   uint32_t ndirs, nmaps, nenvs;
   uint32_t stack_size, heap_size;
   const char* function;
+  const char* init;
   const char* images;
   const char* preinit;
   unsigned long repeat, live;
@@ -65,6 +70,7 @@ static int usage(FILE* f) {
           "  -f <name>, --function <name>  call export <name> with the arguments\n"
           "  --images=<file.cwimg>    prebuilt images (module: the stripped one)\n"
           "  --repeat=<n>             n fresh instances; latency table on stderr\n"
+          "  --init=<func>            call <func> after instantiating (timed apart)\n"
           "  --live=<n>               n live instances; their PSS on stderr\n"
           "  --preinit=<func>         pre-initialize at load by calling <func>\n"
           "                           (a reactor's own: _initialize)\n"
@@ -124,6 +130,8 @@ static int parse(int argc, char** argv, options_t* o) {
       o->images = v;
     } else if (IS("--preinit") && (v = value(&i, argc, argv, "--preinit")) && *v) {
       o->preinit = v;
+    } else if (IS("--init") && (v = value(&i, argc, argv, "--init")) && *v) {
+      o->init = v;
     } else if ((IS("--stack-size") || IS("--heap-size")) &&
                (v = value(&i, argc, argv, a[2] == 's' ? "--stack-size" : "--heap-size"))) {
       if (!number(v, &n) || n > UINT32_MAX) break;
@@ -172,43 +180,62 @@ static long resident_pages(void) {
   return resident;
 }
 
-/* One request: a fresh instance, the program, the instance gone. With t:
- * the three phases' times, and in t[3] the KiB the live instance added to
- * the resident set (read outside the timed phases). */
+/* The phases of a request, as the --repeat table names them. */
+enum { PH_INSTANTIATE, PH_INIT, PH_RUN, PH_DEINSTANTIATE, PH_COUNT };
+
+typedef struct {
+  uint64_t ns[PH_COUNT]; /* each phase's time */
+  long faults;           /* minor faults in the phases */
+  long rss_kib;          /* KiB the live instance added to the resident set */
+} request_cost_t;
+
+/* One request: a fresh instance, its init (with --init), the program, the
+ * instance gone. With c: what it cost. The resident set is read between
+ * two phases, and each read's time and faults are left out of c, so that
+ * requests/s and faults/request count the requests alone. */
 static int request(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w,
-                   uint64_t t[4]) {
-  long rss0 = t ? resident_pages() : 0;
+                   request_cost_t* c) {
+  long rss0 = c ? resident_pages() : 0, f0 = c ? minflt() : 0;
   uint64_t t0 = bench_now_ns();
   wasm_module_inst_t inst;
   int code = runner_instantiate(r, w, o->stack_size, o->heap_size, &inst);
   if (code) return code;
   uint64_t t1 = bench_now_ns();
-  code = runner_run(r, inst, o->function, o->argc - 1, o->argv + 1);
+  if (o->init) code = runner_run(r, inst, o->init, 0, NULL);
   uint64_t t2 = bench_now_ns();
-  long rss1 = t ? resident_pages() : 0;
-  uint64_t t2b = bench_now_ns();
-  r->api->deinstantiate(inst);
+  if (code == 0) code = runner_run(r, inst, o->function, o->argc - 1, o->argv + 1);
   uint64_t t3 = bench_now_ns();
-  if (t) {
-    t[0] = t1 - t0;
-    t[1] = t2 - t1;
-    t[2] = t3 - t2b;
-    t[3] = rss1 > rss0 ? (uint64_t)(rss1 - rss0) * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024) : 0;
+  long f1 = c ? minflt() : 0, rss1 = c ? resident_pages() : 0, f2 = c ? minflt() : 0;
+  uint64_t t4 = bench_now_ns();
+  r->api->deinstantiate(inst);
+  uint64_t t5 = bench_now_ns();
+  if (c) {
+    long f3 = minflt();
+    *c = (request_cost_t){.ns = {t1 - t0, t2 - t1, t3 - t2, t5 - t4},
+                          .faults = (f1 - f0) + (f3 - f2),
+                          .rss_kib =
+                              rss1 > rss0 ? (rss1 - rss0) * (sysconf(_SC_PAGESIZE) / 1024) : 0};
   }
   return code;
 }
 
-static void print_table(const runner_t* r, bench_samples_t s[5], unsigned long n,
-                        long faults, uint64_t wall) {
-  static const char* names[4] = {"instantiate", "run", "deinstantiate", "request"};
+/* s: each phase's samples, then the whole request's and the resident KiB's;
+ * busy: the sum of the requests' times. */
+static void print_table(const runner_t* r, const options_t* o,
+                        bench_samples_t s[PH_COUNT + 2], unsigned long n, long faults,
+                        uint64_t busy) {
+  static const char* names[PH_COUNT + 1] = {"instantiate", "init", "run", "deinstantiate",
+                                            "request"};
   fprintf(stderr, "cowmem-iwasm: %lu requests through %s\n", n, r->api->name);
   fprintf(stderr, "  %-14s %12s %12s\n", "phase", "p50 ms", "p99 ms");
-  for (int k = 0; k < 4; k++)
-    fprintf(stderr, "  %-14s %12.4f %12.4f\n", names[k], bench_quantile(&s[k], 0.5),
-            bench_quantile(&s[k], 0.99));
-  fprintf(stderr, "  requests/s %.1f; minor faults/request %.1f; resident KiB/request p50 %.0f\n",
-          (double)n / ((double)wall / 1e9), (double)faults / (double)n,
-          bench_quantile(&s[4], 0.5));
+  for (int k = 0; k <= PH_COUNT; k++)
+    if (k != PH_INIT || o->init)
+      fprintf(stderr, "  %-14s %12.4f %12.4f\n", names[k], bench_quantile(&s[k], 0.5),
+              bench_quantile(&s[k], 0.99));
+  fprintf(stderr,
+          "  requests/s %.1f; minor faults/request %.1f; resident KiB/request p50 %.0f\n",
+          (double)n / ((double)busy / 1e9), (double)faults / (double)n,
+          bench_quantile(&s[PH_COUNT + 1], 0.5));
 }
 
 /* Standard input as a buffer fd that every request reads from the start:
@@ -226,26 +253,32 @@ static int buffer_stdin(int* fd) {
 }
 
 static int repeat(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w) {
-  bench_samples_t s[5] = {{0}};
+  bench_samples_t s[PH_COUNT + 2] = {{0}};
   int code = 0;
-  long f0 = minflt();
-  uint64_t start = bench_now_ns();
+  long faults = 0;
+  uint64_t busy = 0;
   for (unsigned long i = 0; i < o->repeat; i++) {
-    uint64_t t[4];
+    request_cost_t c;
     if (w->stdin_fd >= 0 && lseek(w->stdin_fd, 0, SEEK_SET) < 0) {
       code = RUNNER_FAILED;
       break;
     }
-    code = request(r, o, w, t);
+    code = request(r, o, w, &c);
     fflush(stdout);
     if (code == RUNNER_FAILED) break;
-    for (int k = 0; k < 3; k++) bench_add(&s[k], ms(t[k]));
-    bench_add(&s[3], ms(t[0] + t[1] + t[2]));
-    bench_add(&s[4], (double)t[3]);
+    uint64_t total = 0;
+    for (int k = 0; k < PH_COUNT; k++) {
+      bench_add(&s[k], ms(c.ns[k]));
+      total += c.ns[k];
+    }
+    bench_add(&s[PH_COUNT], ms(total));
+    bench_add(&s[PH_COUNT + 1], (double)c.rss_kib);
+    busy += total;
+    faults += c.faults;
   }
-  uint64_t wall = bench_now_ns() - start;
-  if (s[3].n) print_table(r, s, s[3].n, minflt() - f0, wall);
-  for (int k = 0; k < 5; k++) bench_free(&s[k]);
+  if (s[PH_COUNT].n) print_table(r, o, s, s[PH_COUNT].n, faults, busy);
+  for (int k = 0; k < PH_COUNT + 2; k++)
+    bench_free(&s[k]);
   return code;
 }
 

@@ -102,6 +102,16 @@ case $NAME in
     # The original, uninitialized, shows the defaults.
     run orig show.orig -f show
     grep -q 'greeting=(not initialized)' show.orig.stdout || fail "orig: $(cat show.orig.stdout)"
+    # --init calls the init in each request, before the export, and the
+    # latency table times it apart; an init the module lacks is named.
+    "$CI" --init=wizer-initialize --repeat=2 --env=GREETING=hi --map-dir=/data::data \
+      -f show "$MOD" > init.out 2> init.err
+    [ "$(grep -cx 'greeting=hi file=from the preopened directory' init.out)" = 2 ] ||
+      fail "--init: $(cat init.out init.err)"
+    grep -q '^  init  ' init.err || fail "--init: no init phase: $(cat init.err)"
+    "$CI" --init=nosuch -f show "$MOD" > noinit.out 2>&1
+    [ $? = 1 ] && grep -q "nosuch" noinit.out && ! grep -q greeting= noinit.out ||
+      fail "--init=nosuch: $(cat noinit.out)"
     echo "env: the init's variable and file reach every instance of the output"
     ;;
   quickjs | sqlite)
@@ -109,6 +119,11 @@ case $NAME in
     "$TOOL" preinit --allow-wasi -f _initialize "$MOD" -o pre.wasm &&
       "$TOOL" preinit --allow-wasi -f _initialize "$MOD" -o pre.stripped.wasm \
         --images pre.cwimg || fail "cowmem preinit --allow-wasi failed"
+    if command -v wasm-validate > /dev/null; then
+      for f in pre.wasm pre.stripped.wasm; do
+        wasm-validate --enable-all "$f" || fail "$f is not valid"
+      done
+    fi
     if [ "$NAME" = quickjs ]; then
       echo '{"customer":"ada","items":[["sku1",2],["sku3",1],["sku1999",40]]}' > q1
       echo '{"customer":"bo","items":[["sku7",1]]}' > q2

@@ -52,6 +52,13 @@ reactor_requests() {
   IN= OPTS=
 }
 
+# expect FILE TEXT: FILE holds TEXT and a newline, nothing else (the whole
+# answer: an export's stdout ends with the result iwasm prints, 0x0:i32).
+expect() {
+  printf '%s\n' "$2" > "$1.expect"
+  cmp -s "$1" "$1.expect" || fail "$1 is not the expected answer: $(head -c 300 "$1")"
+}
+
 loop_check() { :; }
 case $NAME in
   flite)
@@ -71,6 +78,12 @@ open("/out/answer.txt", "w").write("written by python\n")
 print(open("/out/answer.txt").read(), end="")
 sys.exit(3)'
     request 3 -c 'raise ValueError("a traceback on stderr, exit 1")'
+    expect r1.iwasm/stdout '{"pi": 3.141593, "sum": 499500}
+c510c814d510a5d0f66b649789f55cbd157f25708555ab6282cfbeaa7fd8b6c8
+['"'a', 'b', 'c'"']'
+    expect r2.iwasm/stdout 'written by python'
+    expect r2.iwasm/rc 3
+    expect r3.iwasm/rc 1
     loop() { "$CI" --repeat=3 --map-dir=/out::loop "$MOD" -c 'import json, hashlib, math
 print(json.dumps({"sum": sum(range(1000)), "pi": round(math.pi, 6)}, sort_keys=True))
 print(hashlib.sha256(b"cowmem").hexdigest())
@@ -81,8 +94,13 @@ print(sorted(["b", "c", "a"]))'; }
     echo '{"customer":"bo","items":[["sku7",1]]}' > q2.json
     echo '{"customer":"cy","items":[["nope",1]]}' > q3.json
     reactor_requests q1.json q2.json q3.json
-    grep -q '"total":"2967.65"' r1.iwasm/stdout || fail "quickjs: $(cat r1.iwasm/stdout)"
-    grep -q 'unknown sku nope' r3.cowmem/stderr || fail "quickjs: no exception"
+    expect r1.iwasm/stdout '{"customer":"ADA","lines":[{"sku":"sku1999","name":"item 1999","qty":40,"cents":327240,"fragile":false},{"sku":"sku1","name":"item 1","qty":2,"cents":16038,"fragile":false},{"sku":"sku3","name":"item 3","qty":1,"cents":5857,"fragile":true}],"discount":["three or more lines","over 500.00"],"pct":15,"total":"2967.65"}
+0x0:i32'
+    expect r2.iwasm/stdout '{"customer":"BO","lines":[{"sku":"sku7","name":"item 7","qty":1,"cents":1533,"fragile":false}],"discount":[],"pct":0,"total":"15.33"}
+0x0:i32'
+    expect r3.iwasm/stdout 0x1:i32
+    expect r3.iwasm/stderr 'exception: Error: unknown sku nope'
+    expect r3.cowmem/stderr 'exception: Error: unknown sku nope'
     loop() { "$CI" --repeat=3 -f handle "$MOD" < q1.json; }
     ;;
   sqlite)
@@ -93,8 +111,26 @@ print(sorted(["b", "c", "a"]))'; }
     echo "SELECT id, product, qty FROM orders WHERE city = 'Kobe' AND product = 'ink' ORDER BY id LIMIT 5;" > s3.sql
     echo 'SELEC nothing' > s4.sql
     reactor_requests s1.sql s2.sql s3.sql s4.sql
-    grep -q '^Kobe|742|' r2.iwasm/stdout || fail "sqlite: $(cat r2.iwasm/stdout)"
-    grep -q 'syntax error' r4.cowmem/stderr || fail "sqlite: no error"
+    expect r1.iwasm/stdout '5000
+0
+0x0:i32'
+    expect r2.iwasm/stdout 'Cork|697|17066640
+Fès|696|19835999
+Graz|679|17321920
+Kobe|742|18544838
+Lima|731|18633101
+Oslo|721|19313526
+Pune|734|20310908
+0x0:i32'
+    expect r3.iwasm/stdout '18|ink|1
+51|ink|13
+81|ink|1
+172|ink|18
+193|ink|5
+0x0:i32'
+    expect r4.iwasm/stdout 0x1:i32
+    expect r4.iwasm/stderr 'sqlite: near "SELEC": syntax error'
+    expect r4.cowmem/stderr 'sqlite: near "SELEC": syntax error'
     loop() { "$CI" --repeat=3 -f handle "$MOD" < s1.sql; }
     ;;
   *) echo "unknown workload $NAME"; exit 2 ;;

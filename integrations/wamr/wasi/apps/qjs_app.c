@@ -2,11 +2,15 @@
  * the JavaScript workload of the WASI tests and benchmarks.
  *
  * _initialize (WAMR runs it at instantiation) creates the runtime and a
- * context and evaluates the application script below: that is the
- * program's own start-up. Each call of the export `handle` then reads one
- * JSON request from stdin, passes it to the script's handle(), and writes
- * the JSON answer and a newline to stdout; it returns 0, or 1 when the
- * script threw (the exception on stderr). */
+ * context, evaluates the application script below and answers one warm-up
+ * order (its answer discarded): that is the program's own start-up. The
+ * first request QuickJS answers pays for work done once and kept (atoms
+ * and shapes created, inline caches filled, the heap grown), so start-up
+ * does it: a snapshot of the start-up then holds it, and a run that starts
+ * up in every request pays it there. Each call of the export `handle`
+ * then reads one JSON request from stdin, passes it to the script's
+ * handle(), and writes the JSON answer and a newline to stdout; it
+ * returns 0, or 1 when the script threw (the exception on stderr). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,12 +52,39 @@ static void print_exception(void) {
   JS_FreeValue(g_ctx, e);
 }
 
+/* The script's answer to request text req (len bytes) as JSON text, to
+ * free with JS_FreeValue; an exception value when it threw. */
+static JSValue answer(const char* req, size_t len) {
+  JSValue global = JS_GetGlobalObject(g_ctx);
+  JSValue arg = JS_ParseJSON(g_ctx, req, len, "request");
+  JSValue fn = JS_GetPropertyStr(g_ctx, global, "handle");
+  JSValue res = JS_IsException(arg) ? arg : JS_Call(g_ctx, fn, global, 1, &arg);
+  JSValue out = JS_IsException(res)
+                    ? res
+                    : JS_JSONStringify(g_ctx, res, JS_UNDEFINED, JS_UNDEFINED);
+  /* An exception value holds nothing to free: each may be freed alike. */
+  JS_FreeValue(g_ctx, res);
+  JS_FreeValue(g_ctx, arg);
+  JS_FreeValue(g_ctx, fn);
+  JS_FreeValue(g_ctx, global);
+  return out;
+}
+
+/* The warm-up order: every path of handle() (three lines sorted, both
+ * discount rules, a fragile item). */
+static const char warm_up[] =
+    "{\"customer\":\"warm-up\",\"items\":[[\"sku0\",3],[\"sku1\",2],[\"sku1999\",40]]}";
+
 __attribute__((constructor)) static void app_init(void) {
   g_rt = JS_NewRuntime();
   g_ctx = g_rt ? JS_NewContext(g_rt) : NULL;
   if (!g_ctx) abort();
   JSValue v = JS_Eval(g_ctx, app_script, sizeof app_script - 1, "app.js",
                       JS_EVAL_TYPE_GLOBAL);
+  if (!JS_IsException(v)) {
+    JS_FreeValue(g_ctx, v);
+    v = answer(warm_up, sizeof warm_up - 1);
+  }
   if (JS_IsException(v)) {
     print_exception();
     abort();
@@ -77,13 +108,8 @@ __attribute__((export_name("handle"))) int handle(void) {
   size_t len;
   char* req = read_stdin(&len);
   if (!req) return 1;
-  JSValue global = JS_GetGlobalObject(g_ctx);
-  JSValue json = JS_GetPropertyStr(g_ctx, global, "JSON");
-  JSValue arg = JS_ParseJSON(g_ctx, req, len, "request");
+  JSValue out = answer(req, len);
   free(req);
-  JSValue fn = JS_GetPropertyStr(g_ctx, global, "handle");
-  JSValue res = JS_IsException(arg) ? arg : JS_Call(g_ctx, fn, global, 1, &arg);
-  JSValue out = JS_IsException(res) ? res : JS_JSONStringify(g_ctx, res, JS_UNDEFINED, JS_UNDEFINED);
   int rc = 0;
   if (JS_IsException(out)) {
     print_exception();
@@ -94,12 +120,6 @@ __attribute__((export_name("handle"))) int handle(void) {
     JS_FreeCString(g_ctx, s);
   }
   fflush(stdout);
-  /* An exception value holds nothing to free: each may be freed alike. */
   JS_FreeValue(g_ctx, out);
-  JS_FreeValue(g_ctx, res);
-  JS_FreeValue(g_ctx, arg);
-  JS_FreeValue(g_ctx, fn);
-  JS_FreeValue(g_ctx, json);
-  JS_FreeValue(g_ctx, global);
   return rc;
 }

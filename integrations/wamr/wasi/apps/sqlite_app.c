@@ -1,11 +1,16 @@
 /* sqlite_app.c: a WASI reactor around SQLite (the amalgamation of npm
  * better-sqlite3), the database workload of the WASI tests and benchmarks.
  *
- * _initialize (WAMR runs it at instantiation) opens an in-memory database
- * and loads a table of 5,000 rows and an index: the program's own
- * start-up. Each call of the export `handle` reads one SQL statement from
- * stdin, runs it and writes its rows to stdout (columns joined by '|');
- * it returns 0, or 1 with SQLite's message on stderr. */
+ * _initialize (WAMR runs it at instantiation) opens an in-memory database,
+ * loads a table of 5,000 rows and an index, and answers one warm-up
+ * request (its rows discarded): the program's own start-up. The first
+ * query SQLite answers pays for work done once and kept (the schema's
+ * lookups, allocations its heap then keeps), so start-up does it: a
+ * snapshot of the start-up then holds it, and a run that starts up in
+ * every request pays it there. Each call of the export `handle` reads
+ * one SQL statement from stdin, runs it and writes its rows to stdout
+ * (columns joined by '|'); it returns 0, or 1 with SQLite's message on
+ * stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,6 +24,15 @@ static void must(int rc, const char* what) {
   if (rc == SQLITE_OK || rc == SQLITE_DONE) return;
   fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(g_db));
   abort();
+}
+
+/* Rows as a request's are made (text of each column), then dropped. */
+static int discard_row(void* arg, int n, char** values, char** names) {
+  (void)arg;
+  (void)n;
+  (void)values;
+  (void)names;
+  return 0;
 }
 
 __attribute__((constructor)) static void app_init(void) {
@@ -49,6 +63,15 @@ __attribute__((constructor)) static void app_init(void) {
   must(sqlite3_exec(g_db, "COMMIT; CREATE INDEX by_city ON orders(city, product);", NULL,
                     NULL, NULL),
        "index");
+  /* Both kinds of query the requests make: through the index, and an
+   * aggregate (on one city: the paths, not the cost of the whole table). */
+  must(sqlite3_exec(g_db,
+                    "SELECT id, product, qty FROM orders WHERE city = 'Lima' AND "
+                    "product = 'rope' ORDER BY id LIMIT 5;"
+                    "SELECT city, count(*), sum(qty*cents) FROM orders WHERE city = 'Lima' "
+                    "GROUP BY city ORDER BY city;",
+                    discard_row, NULL, NULL),
+       "warm-up");
 }
 
 static int print_row(void* arg, int n, char** values, char** names) {

@@ -144,6 +144,25 @@ TEST_IMPL(memory_init_keeps_indices) {
   return strip_tail(in, sizeof in, want, sizeof want, 2);
 }
 
+TEST_IMPL(data_count_without_init_removes) {
+  /* A data count section, which memory.init would need, but the body
+   * only uses memory.fill: the bodies are decoded, nothing names a
+   * segment, both go and the data count says 0. */
+  static const uint8_t in[] = {
+      0x0c, 0x01, 0x02,
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,                           /* memory.fill 0 */
+      0x0b, 0x0f, 0x02,
+      0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c',
+      0x00, 0x41, 0x20, 0x0b, 0x01, 'z'};
+  static const uint8_t want[] = {
+      0x0c, 0x01, 0x00,
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,
+      0x0b, 0x01, 0x00};
+  return strip_tail(in, sizeof in, want, sizeof want, 2);
+}
+
 TEST_IMPL(undecodable_body_keeps_indices) {
   /* A body with a GC instruction (0xfb: array.new_data names a data
    * index) that the decoder does not walk: indices stay. */
@@ -305,6 +324,7 @@ TEST_IMPL(demo_module) {
 
 TEST_MAIN(TEST_ENTRY(removes_segments) TEST_ENTRY(relocatable_keeps_indices)
               TEST_ENTRY(memory_init_keeps_indices)
+                  TEST_ENTRY(data_count_without_init_removes)
                   TEST_ENTRY(undecodable_body_keeps_indices)
                       TEST_ENTRY(names_renumbered) TEST_ENTRY(unreadable_names_dropped)
                           TEST_ENTRY(data_count_follows_removal)

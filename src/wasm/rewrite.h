@@ -35,8 +35,9 @@ bool cowmem__custom_named(const cowmem_module_t* m, const cowmem_section_info_t*
 /* May data segments be removed from m, the ones after them renumbered?
  * Only if no function body names a data index (memory.init, data.drop)
  * and m is not a relocatable object (a "linking" custom section: its
- * relocations name segments by index). A body the decoder cannot walk
- * counts as naming one. */
+ * relocations name segments by index). Bodies are decoded only when m has
+ * a data count section, which those instructions require; a body the
+ * decoder cannot walk counts as naming one. */
 bool cowmem__data_removable(const cowmem_module_t* m);
 
 #define COWMEM__SEGMENT_GONE UINT32_MAX

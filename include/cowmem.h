@@ -1065,15 +1065,24 @@ COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
  *
  * A runtime that takes a memory from cowmem needs no data initialization
  * for the segments the memory's image already holds. Strip rewrites the
- * module so that any runtime skips them: each active segment with
- * covered_by_image becomes an empty passive segment (flags 0x01, 0 bytes).
- * The segment count and so every segment index stay the same, and an empty
- * passive segment behaves under memory.init and data.drop exactly as the
- * dropped active segment did. Segments of memories without an image keep
- * their bytes and mode. If a segment was stripped and the module has no
- * data count section, one is inserted before the code section (memory.init
- * and data.drop require it; it is harmless otherwise). Every other section
- * is copied byte for byte.
+ * module so that any runtime skips them, the active segments with
+ * covered_by_image, in one of two ways:
+ *   - removed, when no function body uses memory.init or data.drop (the
+ *     only instructions that name a segment) and the module is not a
+ *     relocatable object (a "linking" custom section): the segments left
+ *     (passive ones, those of memories without an image) keep their order
+ *     and are renumbered, a data count section carries the new count, and
+ *     the name section's data segment names follow (those of removed
+ *     segments go). A runtime then walks only the segments it applies;
+ *   - otherwise each becomes an empty passive segment (flags 0x01, 0
+ *     bytes): the segment count and so every segment index stay the same,
+ *     and an empty passive segment behaves under memory.init and data.drop
+ *     exactly as the dropped active segment did. If the module has no data
+ *     count section, one is inserted before the code section (memory.init
+ *     and data.drop require it; it is harmless otherwise). A body the
+ *     decoder does not know (GC instructions) counts as naming a segment.
+ * Segments of memories without an image keep their bytes and mode. Every
+ * other section is copied byte for byte.
  *
  * The stripped module is only correct with cowmem's memory (the image
  * instantiated in the slot); on memory from anywhere else it starts with
@@ -1288,15 +1297,17 @@ COWMEM_API uint64_t cowmem_imgfile_size(const cowmem_imgfile_t* f);
  * it ran) and the init function's export (unless
  * COWMEM_PREINIT_KEEP_INIT_FUNC); exports are renamed as asked (dst=src:
  * the function exported as src is exported as dst instead, and a previous
- * export named dst goes); every original active data segment becomes an
- * empty passive one (as strip does: indices stay, and the snapshot holds
- * its bytes) and the data count section, if any, counts the segments
- * written. Every other section is copied byte for byte, so every function,
- * global, memory and segment index is unchanged.
+ * export named dst goes); the original active data segments, whose bytes
+ * the snapshot holds, are removed or become empty passive ones by strip's
+ * rule (see Strip: removed unless a body uses memory.init; the name
+ * section's data segment names follow) and the data count section, if
+ * any, counts the segments written. Every other section is copied byte
+ * for byte, so every function, global and memory index is unchanged (and
+ * every segment index, when segments are not removed).
  *
  * Two forms of the memories' contents:
  *   (a) COWMEM_PREINIT_SEGMENTS: the snapshot as active data segments
- *       appended after the original ones, one per run of non-zero bytes
+ *       after the original ones that stay, one per run of non-zero bytes
  *       (zero runs shorter than merge_gap stay inside a segment, and the
  *       shortest gaps are merged until at most max_segments are written):
  *       a standalone module that any runtime runs;

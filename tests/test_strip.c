@@ -1,4 +1,7 @@
-/* cowmem_module_strip: byte-exact output for small hand-built modules, the
+/* cowmem_module_strip: byte-exact output for small hand-built modules:
+ * covered segments removed when no body names a data index (the others
+ * renumbered, with their names), kept as empty passive segments when one
+ * does (or the module is relocatable, or a body cannot be decoded), the
  * data count section's placement, memories without an image kept intact,
  * and the bundled demo (when built) stripped and parsed again. */
 #include <cowmem.h>
@@ -18,7 +21,19 @@ static const uint8_t k_two_segments[] = {
     0x00, 0x41, 0x20, 0x0b, 0x01, 'z',                    /* seg 1 */
 };
 
+/* Nothing names a data index: both segments go. */
 static const uint8_t k_two_segments_stripped[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+    0x03, 0x02, 0x01, 0x00,
+    0x05, 0x03, 0x01, 0x00, 0x01,
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
+    0x0b, 0x01, 0x00,                                     /* data: 0 */
+};
+
+/* k_two_segments as a relocatable object (a "linking" custom section,
+ * version 2, at the end): indices stay. */
+static const uint8_t k_relocatable_stripped[] = {
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
     0x03, 0x02, 0x01, 0x00,
@@ -26,6 +41,7 @@ static const uint8_t k_two_segments_stripped[] = {
     0x0c, 0x01, 0x02,                                     /* data count 2 */
     0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
     0x0b, 0x05, 0x02, 0x01, 0x00, 0x01, 0x00,             /* 2 x passive "" */
+    0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
 };
 
 static int strip_bytes(const uint8_t* in, size_t n, uint8_t** out,
@@ -39,41 +55,179 @@ static int strip_bytes(const uint8_t* in, size_t n, uint8_t** out,
   return r;
 }
 
-TEST_IMPL(inserts_data_count) {
+/* Strip `in`: the output is want with want_stripped segments stripped,
+ * and stripping it again changes nothing. */
+static int strip_expect(const uint8_t* in, size_t n, const uint8_t* want,
+                        size_t want_len, uint32_t want_stripped) {
   uint8_t* out = NULL;
   size_t len = 0;
   uint32_t stripped = 99;
-  ASSERT_OK(strip_bytes(k_two_segments, sizeof k_two_segments, &out, &len,
-                        &stripped));
-  ASSERT_EQ(stripped, 2);
-  ASSERT_EQ(len, sizeof k_two_segments_stripped);
-  ASSERT_EQ(memcmp(out, k_two_segments_stripped, len), 0);
-  /* The output parses, has the same segment count, all passive and empty,
-   * and nothing is covered any more (stripping again changes nothing). */
-  cowmem_module_t* m = NULL;
-  ASSERT_OK(cowmem_module_parse(out, len, 0, &m, NULL));
-  ASSERT_EQ(cowmem_module_segment_count(m), 2);
-  for (uint32_t i = 0; i < 2; i++) {
-    cowmem_segment_info_t s;
-    ASSERT_OK(cowmem_module_segment_info(m, i, &s));
-    ASSERT_EQ(s.mode, COWMEM_SEGMENT_PASSIVE);
-    ASSERT_EQ(s.data_len, 0);
-    ASSERT_FALSE(s.covered_by_image);
-  }
+  ASSERT_OK(strip_bytes(in, n, &out, &len, &stripped));
+  ASSERT_EQ(stripped, want_stripped);
+  ASSERT_EQ(len, want_len);
+  ASSERT_EQ(memcmp(out, want, len), 0);
   uint8_t* again = NULL;
   size_t again_len = 0;
-  ASSERT_OK(cowmem_module_strip(m, &again, &again_len, &stripped));
+  ASSERT_OK(strip_bytes(out, len, &again, &again_len, &stripped));
   ASSERT_EQ(stripped, 0);
   ASSERT_EQ(again_len, len);
   ASSERT_EQ(memcmp(again, out, len), 0);
   free(again);
+  free(out);
+  return 0;
+}
+
+/* A module with one function type, one function and memory 0 (1 page):
+ * the sections before those under test. */
+static const uint8_t k_head[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, /* header */
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00,             /* type */
+    0x03, 0x02, 0x01, 0x00,                         /* function */
+    0x05, 0x03, 0x01, 0x00, 0x01,                   /* memory */
+};
+
+/* strip_expect of k_head + in against k_head + want. */
+static int strip_tail(const uint8_t* in, size_t n, const uint8_t* want,
+                      size_t want_len, uint32_t want_stripped) {
+  uint8_t a[256], b[256];
+  ASSERT_LE(sizeof k_head + n, sizeof a);
+  ASSERT_LE(sizeof k_head + want_len, sizeof b);
+  memcpy(a, k_head, sizeof k_head);
+  memcpy(a + sizeof k_head, in, n);
+  memcpy(b, k_head, sizeof k_head);
+  memcpy(b + sizeof k_head, want, want_len);
+  return strip_expect(a, sizeof k_head + n, b, sizeof k_head + want_len, want_stripped);
+}
+
+TEST_IMPL(removes_segments) {
+  uint8_t* out = NULL;
+  size_t len = 0;
+  ASSERT_OK(strip_expect(k_two_segments, sizeof k_two_segments,
+                         k_two_segments_stripped, sizeof k_two_segments_stripped, 2));
+  /* The output parses with no segment and no data count section. */
+  cowmem_module_t* m = NULL;
+  ASSERT_OK(strip_bytes(k_two_segments, sizeof k_two_segments, &out, &len, NULL));
+  ASSERT_OK(cowmem_module_parse(out, len, 0, &m, NULL));
+  ASSERT_EQ(cowmem_module_segment_count(m), 0);
   cowmem_module_free(m);
   free(out);
   return 0;
 }
 
-TEST_IMPL(keeps_existing_data_count) {
-  /* Memory, data count 1, data: one segment; no code section. */
+TEST_IMPL(relocatable_keeps_indices) {
+  static const uint8_t linking[] = {0x00, 0x09, 0x07, 'l', 'i', 'n',
+                                    'k',  'i',  'n',  'g', 0x02};
+  uint8_t in[sizeof k_two_segments + sizeof linking];
+  memcpy(in, k_two_segments, sizeof k_two_segments);
+  memcpy(in + sizeof k_two_segments, linking, sizeof linking);
+  return strip_expect(in, sizeof in, k_relocatable_stripped,
+                      sizeof k_relocatable_stripped, 2);
+}
+
+TEST_IMPL(memory_init_keeps_indices) {
+  /* (func (memory.init $p ...)) with segments $a @16 "abc", $z @32 "z",
+   * passive $p "p" (wat2wasm): memory.init names segment 2, so the active
+   * ones become empty passive segments and $p stays segment 2. */
+  static const uint8_t in[] = {
+      0x0c, 0x01, 0x03,
+      0x0a, 0x0e, 0x01, 0x0c, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x01,
+      0xfc, 0x08, 0x02, 0x00, 0x0b,                     /* memory.init 2 0 */
+      0x0b, 0x12, 0x03,
+      0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c',
+      0x00, 0x41, 0x20, 0x0b, 0x01, 'z',
+      0x01, 0x01, 'p'};
+  static const uint8_t want[] = {
+      0x0c, 0x01, 0x03,
+      0x0a, 0x0e, 0x01, 0x0c, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x01,
+      0xfc, 0x08, 0x02, 0x00, 0x0b,
+      0x0b, 0x08, 0x03, 0x01, 0x00, 0x01, 0x00, 0x01, 0x01, 'p'};
+  return strip_tail(in, sizeof in, want, sizeof want, 2);
+}
+
+TEST_IMPL(data_count_without_init_removes) {
+  /* A data count section, which memory.init would need, but the body
+   * only uses memory.fill: the bodies are decoded, nothing names a
+   * segment, both go and the data count says 0. */
+  static const uint8_t in[] = {
+      0x0c, 0x01, 0x02,
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,                           /* memory.fill 0 */
+      0x0b, 0x0f, 0x02,
+      0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c',
+      0x00, 0x41, 0x20, 0x0b, 0x01, 'z'};
+  static const uint8_t want[] = {
+      0x0c, 0x01, 0x00,
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,
+      0x0b, 0x01, 0x00};
+  return strip_tail(in, sizeof in, want, sizeof want, 2);
+}
+
+TEST_IMPL(undecodable_body_keeps_indices) {
+  /* A body with a GC instruction (0xfb: array.new_data names a data
+   * index) that the decoder does not walk: indices stay. */
+  static const uint8_t in[] = {
+      0x0c, 0x01, 0x01,
+      0x0a, 0x08, 0x01, 0x06, 0x00, 0xfb, 0x09, 0x00, 0x00, 0x0b,
+      0x0b, 0x09, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c'};
+  static const uint8_t want[] = {
+      0x0c, 0x01, 0x01,
+      0x0a, 0x08, 0x01, 0x06, 0x00, 0xfb, 0x09, 0x00, 0x00, 0x0b,
+      0x0b, 0x03, 0x01, 0x01, 0x00};
+  return strip_tail(in, sizeof in, want, sizeof want, 1);
+}
+
+TEST_IMPL(names_renumbered) {
+  /* wat2wasm --debug-names of (func $fill (memory.fill ...)) and segments
+   * $a @16 "abc", passive $p "p", $z @32 "z": $a and $z go, $p becomes
+   * segment 0 and so does its name; the function and local names stay. */
+  static const uint8_t in[] = {
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,                           /* memory.fill 0 */
+      0x0b, 0x12, 0x03,
+      0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c',
+      0x01, 0x01, 'p',
+      0x00, 0x41, 0x20, 0x0b, 0x01, 'z',
+      0x00, 0x1f, 0x04, 'n', 'a', 'm', 'e',
+      0x01, 0x07, 0x01, 0x00, 0x04, 'f', 'i', 'l', 'l', /* function names */
+      0x02, 0x03, 0x01, 0x00, 0x00,                     /* local names */
+      0x09, 0x0a, 0x03, 0x00, 0x01, 'a', 0x01, 0x01, 'p', 0x02, 0x01, 'z'};
+  static const uint8_t want[] = {
+      0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00,
+      0xfc, 0x0b, 0x00, 0x0b,
+      0x0b, 0x04, 0x01, 0x01, 0x01, 'p',
+      0x00, 0x19, 0x04, 'n', 'a', 'm', 'e',
+      0x01, 0x07, 0x01, 0x00, 0x04, 'f', 'i', 'l', 'l',
+      0x02, 0x03, 0x01, 0x00, 0x00,
+      0x09, 0x04, 0x01, 0x00, 0x01, 'p'};
+  return strip_tail(in, sizeof in, want, sizeof want, 2);
+}
+
+TEST_IMPL(unreadable_names_dropped) {
+  /* A data segment name map that does not parse (its count says 2, one
+   * entry follows) goes; so does everything after a subsection whose size
+   * runs past the section. Runtimes ignore a malformed name section, so
+   * strip does not fail on one, and never leaves a stale segment name. */
+  static const uint8_t in[] = {
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      0x05, 0x03, 0x01, 0x00, 0x01,
+      0x0b, 0x09, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c',
+      0x00, 0x12, 0x04, 'n', 'a', 'm', 'e',
+      0x00, 0x02, 0x01, 'M',                            /* module name */
+      0x09, 0x04, 0x02, 0x00, 0x01, 'a',                /* count 2, 1 entry */
+      0x07, 0x05, 0x01};                                /* size past the end */
+  static const uint8_t want[] = {
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      0x05, 0x03, 0x01, 0x00, 0x01,
+      0x0b, 0x01, 0x00,
+      0x00, 0x09, 0x04, 'n', 'a', 'm', 'e',
+      0x00, 0x02, 0x01, 'M'};
+  return strip_expect(in, sizeof in, want, sizeof want, 1);
+}
+
+TEST_IMPL(data_count_follows_removal) {
+  /* Memory, data count 1, data: one segment; no code section, so nothing
+   * names the segment: it goes and the data count says 0. */
   static const uint8_t in[] = {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
@@ -82,37 +236,26 @@ TEST_IMPL(keeps_existing_data_count) {
   static const uint8_t want[] = {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
-      0x0c, 0x01, 0x01,
-      0x0b, 0x03, 0x01, 0x01, 0x00};
-  uint8_t* out = NULL;
-  size_t len = 0;
-  ASSERT_OK(strip_bytes(in, sizeof in, &out, &len, NULL));
-  ASSERT_EQ(len, sizeof want);
-  ASSERT_EQ(memcmp(out, want, len), 0);
-  free(out); /* documented: free() works too */
-  return 0;
+      0x0c, 0x01, 0x00,
+      0x0b, 0x01, 0x00};
+  return strip_expect(in, sizeof in, want, sizeof want, 1);
 }
 
 TEST_IMPL(no_data_count_without_code) {
-  /* Memory and data only: the data count goes right before the data. */
+  /* Memory and data only, relocatable (indices stay): the data count goes
+   * right before the data. */
   static const uint8_t in[] = {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
-      0x00, 0x03, 0x01, 'x', 0x07,                     /* custom "x" */
+      0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
       0x0b, 0x09, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x03, 'a', 'b', 'c'};
   static const uint8_t want[] = {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
-      0x00, 0x03, 0x01, 'x', 0x07,
+      0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
       0x0c, 0x01, 0x01,
       0x0b, 0x03, 0x01, 0x01, 0x00};
-  uint8_t* out = NULL;
-  size_t len = 0;
-  ASSERT_OK(strip_bytes(in, sizeof in, &out, &len, NULL));
-  ASSERT_EQ(len, sizeof want);
-  ASSERT_EQ(memcmp(out, want, len), 0);
-  free(out);
-  return 0;
+  return strip_expect(in, sizeof in, want, sizeof want, 1);
 }
 
 TEST_IMPL(memory_without_image_kept) {
@@ -163,9 +306,10 @@ TEST_IMPL(demo_module) {
   ASSERT_GT(stripped, 0);
   ASSERT_LT(len, n);
   ASSERT_OK(cowmem_module_parse(out, len, 0, &s, NULL));
-  ASSERT_EQ(cowmem_module_segment_count(s), cowmem_module_segment_count(m));
-  ASSERT_EQ(cowmem_module_section_count(s) - cowmem_module_section_count(m),
-            1); /* the data count section was added */
+  /* No body names a data index (C has no memory.init): the covered
+   * segments are gone and no data count section was added. */
+  ASSERT_EQ(cowmem_module_segment_count(s) + stripped, cowmem_module_segment_count(m));
+  ASSERT_EQ(cowmem_module_section_count(s), cowmem_module_section_count(m));
   /* The stripped module's memory starts empty: the image is what fills it. */
   cowmem_image_t* img = NULL;
   cowmem_diag_t why;
@@ -178,7 +322,12 @@ TEST_IMPL(demo_module) {
 #endif
 }
 
-TEST_MAIN(TEST_ENTRY(inserts_data_count) TEST_ENTRY(keeps_existing_data_count)
-              TEST_ENTRY(no_data_count_without_code)
-                  TEST_ENTRY(memory_without_image_kept)
-                      TEST_ENTRY(demo_module))
+TEST_MAIN(TEST_ENTRY(removes_segments) TEST_ENTRY(relocatable_keeps_indices)
+              TEST_ENTRY(memory_init_keeps_indices)
+                  TEST_ENTRY(data_count_without_init_removes)
+                  TEST_ENTRY(undecodable_body_keeps_indices)
+                      TEST_ENTRY(names_renumbered) TEST_ENTRY(unreadable_names_dropped)
+                          TEST_ENTRY(data_count_follows_removal)
+                              TEST_ENTRY(no_data_count_without_code)
+                                  TEST_ENTRY(memory_without_image_kept)
+                                      TEST_ENTRY(demo_module))

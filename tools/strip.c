@@ -8,12 +8,15 @@
 static void help(FILE* f) {
   fprintf(f, "Usage: cowmem strip MODULE.wasm -o OUT.wasm\n"
              "\n"
-             "Rewrite the module so that every active data segment whose bytes\n"
-             "are already in its memory's image becomes an empty passive\n"
-             "segment. Segment indices stay valid (memory.init, data.drop); a\n"
-             "data count section is added if needed; all other sections are\n"
-             "copied byte for byte. A runtime that instantiates OUT.wasm with\n"
-             "memory from cowmem skips data initialization.\n"
+             "Rewrite the module without the active data segments whose bytes\n"
+             "are already in its memory's image. When no function uses\n"
+             "memory.init or data.drop (and the module is not a relocatable\n"
+             "object), those segments are removed and the others renumbered,\n"
+             "names included; otherwise each becomes an empty passive segment,\n"
+             "so that segment indices stay valid (a data count section is added\n"
+             "if needed). All other sections are copied byte for byte. A runtime\n"
+             "that instantiates OUT.wasm with memory from cowmem skips data\n"
+             "initialization.\n"
              "\n"
              "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
              "lacks the stripped data. Segments of imported memories are kept\n"
@@ -23,6 +26,17 @@ static void help(FILE* f) {
              "Options:\n"
              "  -o FILE          output module (required; written atomically)\n");
   fputs(TOOL_FRESH_HELP "  --help           this text\n", f);
+}
+
+/* The stripped module's segment count: it parses, or strip is broken. */
+static uint32_t segments_of(const uint8_t* bytes, size_t len) {
+  cowmem_module_t* m = NULL;
+  uint32_t n = 0;
+  if (cowmem_module_parse(bytes, len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
+                          &m, NULL) == 0)
+    n = cowmem_module_segment_count(m);
+  cowmem_module_free(m);
+  return n;
 }
 
 int cmd_strip(int argc, char** argv) {
@@ -43,8 +57,9 @@ int cmd_strip(int argc, char** argv) {
   } else if (tool_write_atomic(out, bytes, len) != 0) {
     rc = tool_fail(out, "%s", strerror(errno));
   } else {
-    printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", out, stripped,
-           cowmem_module_segment_count(m), in_len, len);
+    printf("%s: %u of %u data segments stripped (%u left), %zu -> %zu bytes\n", out,
+           stripped, cowmem_module_segment_count(m), segments_of(bytes, len), in_len,
+           len);
   }
   free(bytes);
   cowmem_module_free(m);

@@ -12,8 +12,9 @@
  * (Alloc_For_Runtime) to the C library's malloc, realloc and free.
  *
  * The recipe for a module (cowmem_wamr_module() in cowmem_wamr.cmake):
- *   1. `cowmem strip` the module: segments that an image covers become empty
- *      passive segments, so WAMR's instantiation copies nothing;
+ *   1. `cowmem strip` the module: segments that an image covers are removed
+ *      (or become empty passive segments when code names segments by
+ *      index), so WAMR's instantiation copies nothing;
  *   2. `cowmem compile` the ORIGINAL module into an image file;
  *   3. at run time, open both once (cowmem_wamr_module_open_images; or give
  *      the original .wasm to cowmem_wamr_module_open, which builds the

@@ -12,8 +12,9 @@
  * so every call the generated code makes reaches the wrappers.
  *
  * The recipe for a module (cowmem_wasm2c_module() in CMake does it):
- *   1. `cowmem strip` the module: segments that an image covers become empty
- *      passive segments, so wasm2c's init_memories copies nothing;
+ *   1. `cowmem strip` the module: segments that an image covers are removed
+ *      (or become empty passive segments when code names segments by
+ *      index), so wasm2c's init_memories copies nothing;
  *   2. wasm2c the stripped module and compile it;
  *   3. `cowmem compile` the ORIGINAL module into an image file; at run
  *      time open it once (cowmem_w2c_module_open_images; or build the

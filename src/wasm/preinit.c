@@ -1,5 +1,5 @@
-/* Pre-initialization: the output buffer, the instrumented module and the
- * rewritten one. See cowmem_preinit_* in cowmem.h.
+/* Pre-initialization: the instrumented module (the rewritten one is
+ * preinit_rewrite.c's). See cowmem_preinit_* in cowmem.h.
  *
  * Both outputs are the input's sections in the input's order, each either
  * copied byte for byte or re-encoded whole; no section is moved, so every
@@ -11,66 +11,6 @@
 
 #include "wasm/preinit.h"
 #include "wasm/reader.h"
-
-void cowmem__pbuf_add(cowmem__pbuf_t* b, const void* src, size_t n) {
-  if (b->failed || n == 0) return;
-  if (n > b->cap - b->len) {
-    size_t want = b->len + n, cap = b->cap < 256 ? 256 : b->cap;
-    while (cap < want) cap = cap > SIZE_MAX / 2 ? want : cap * 2;
-    uint8_t* p = want < b->len ? NULL : realloc(b->p, cap);
-    if (!p) {
-      b->failed = true;
-      return;
-    }
-    b->p = p, b->cap = cap;
-  }
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
-}
-
-void cowmem__pbuf_byte(cowmem__pbuf_t* b, uint8_t v) {
-  cowmem__pbuf_add(b, &v, 1);
-}
-
-void cowmem__pbuf_uleb(cowmem__pbuf_t* b, uint64_t v) {
-  uint8_t enc[10];
-  size_t n = 0;
-  for (;;) {
-    enc[n] = v & 0x7f;
-    v >>= 7;
-    if (v == 0) break;
-    enc[n++] |= 0x80;
-  }
-  cowmem__pbuf_add(b, enc, n + 1);
-}
-
-void cowmem__pbuf_sleb(cowmem__pbuf_t* b, int64_t v) {
-  uint8_t enc[10];
-  size_t n = 0;
-  for (;;) {
-    uint8_t low = v & 0x7f;
-    v >>= 7; /* arithmetic: what every compiler cowmem builds with does */
-    bool done = (v == 0 && !(low & 0x40)) || (v == -1 && (low & 0x40));
-    enc[n++] = done ? low : (uint8_t)(low | 0x80);
-    if (done) break;
-  }
-  cowmem__pbuf_add(b, enc, n);
-}
-
-void cowmem__pbuf_section(cowmem__pbuf_t* b, uint8_t id,
-                          const cowmem__pbuf_t* payload) {
-  cowmem__pbuf_byte(b, id);
-  cowmem__pbuf_uleb(b, payload->len);
-  cowmem__pbuf_add(b, payload->p, payload->len);
-  b->failed |= payload->failed;
-}
-
-int cowmem__pbuf_done(cowmem__pbuf_t* b) {
-  if (!b->failed) return 0;
-  free(b->p);
-  memset(b, 0, sizeof *b);
-  return COWMEM_ENOMEM;
-}
 
 /* Would the export section come before a section with this id? */
 static bool after_exports(uint32_t id) {

@@ -1,5 +1,5 @@
 /* Pre-initialization, internal: shared by the decoder and validator
- * (preinit_code.c), the module rewriter (preinit.c) and the snapshot's
+ * (preinit_code.c), the module rewriter (preinit_rewrite.c) and the snapshot's
  * data (preinit_data.c). See cowmem_preinit_* in cowmem.h. */
 #ifndef COWMEM_WASM_PREINIT_H
 #define COWMEM_WASM_PREINIT_H
@@ -10,24 +10,7 @@
 
 #include "cowmem.h"
 #include "wasm/reader.h"
-
-/* A growing output buffer. Appends after a failed allocation do nothing
- * and the failure is reported once, by cowmem__pbuf_done. */
-typedef struct {
-  uint8_t* p;
-  size_t len, cap;
-  bool failed;
-} cowmem__pbuf_t;
-
-void cowmem__pbuf_add(cowmem__pbuf_t* b, const void* src, size_t n);
-void cowmem__pbuf_byte(cowmem__pbuf_t* b, uint8_t v);
-void cowmem__pbuf_uleb(cowmem__pbuf_t* b, uint64_t v);
-void cowmem__pbuf_sleb(cowmem__pbuf_t* b, int64_t v);
-/* Append a section: id, payload size, payload. */
-void cowmem__pbuf_section(cowmem__pbuf_t* b, uint8_t id,
-                          const cowmem__pbuf_t* payload);
-/* 0, or ENOMEM (and the buffer freed) after a failed append. */
-int cowmem__pbuf_done(cowmem__pbuf_t* b);
+#include "wasm/rewrite.h"
 
 /* One entry of the import or global section, as byte ranges of the
  * module: [start, end) the whole entry, desc where its type (import: the
@@ -45,18 +28,15 @@ int cowmem__preinit_entries(const cowmem_module_t* m, uint8_t section,
                             cowmem__preinit_entry_t** out, uint32_t* n,
                             cowmem_diag_t* diag);
 
-/* The first section with this id (false if none). */
-bool cowmem__preinit_find_section(const cowmem_module_t* m, uint32_t id,
-                                  cowmem_section_info_t* out);
-
 /* The data section's payload of the rewritten module and its segment
- * count: the original segments (active ones emptied), then, without
- * `images`, the snapshot's as active segments (a).
+ * count: the original segments, active ones emptied, or removed when
+ * nkept (the original segments that stay) is below their count; then,
+ * without `images`, the snapshot's as active segments (a).
  * Errors: EINVAL, ENOMEM, those of cowmem_image_read. */
 int cowmem__preinit_data(const cowmem_module_t* m,
                          const cowmem_preinit_snapshot_t* snap,
                          const cowmem_preinit_options_t* opt, bool images,
-                         cowmem__pbuf_t* payload, uint32_t* count,
+                         uint32_t nkept, cowmem__pbuf_t* payload, uint32_t* count,
                          cowmem_diag_t* diag);
 
 /* Write the image file of the rewritten module (module, len bytes) for

@@ -123,21 +123,22 @@ static int put_segment(const cowmem_module_t* m, const cowmem_preinit_snapshot_t
   return 0;
 }
 
-/* The original segments: active ones as empty passive, passive ones kept. */
-static int original_segments(const cowmem_module_t* m, cowmem__pbuf_t* b) {
+/* The original segments: active ones removed (remove) or as empty
+ * passive ones, passive ones kept. */
+static int original_segments(const cowmem_module_t* m, bool remove,
+                             cowmem__pbuf_t* b) {
+  static const uint8_t empty_passive[2] = {0x01, 0x00};
   size_t len;
   const uint8_t* bytes = cowmem_module_bytes(m, &len);
   uint32_t n = cowmem_module_segment_count(m);
   for (uint32_t i = 0; i < n; i++) {
     cowmem_segment_info_t s;
     TRY(cowmem_module_segment_info(m, i, &s));
-    if (s.mode == COWMEM_SEGMENT_ACTIVE) {
-      cowmem__pbuf_byte(b, 0x01);
-      cowmem__pbuf_byte(b, 0x00);
-    } else {
+    if (s.mode != COWMEM_SEGMENT_ACTIVE)
       cowmem__pbuf_add(b, bytes + s.segment_offset,
                        (size_t)(s.segment_end - s.segment_offset));
-    }
+    else if (!remove)
+      cowmem__pbuf_add(b, empty_passive, sizeof empty_passive);
   }
   return 0;
 }
@@ -145,9 +146,8 @@ static int original_segments(const cowmem_module_t* m, cowmem__pbuf_t* b) {
 int cowmem__preinit_data(const cowmem_module_t* m,
                          const cowmem_preinit_snapshot_t* snap,
                          const cowmem_preinit_options_t* opt, bool images,
-                         cowmem__pbuf_t* payload, uint32_t* count,
+                         uint32_t nkept, cowmem__pbuf_t* payload, uint32_t* count,
                          cowmem_diag_t* diag) {
-  uint32_t norig = cowmem_module_segment_count(m);
   runs_t runs = {0};
   uint8_t* buf = NULL;
   int err = 0;
@@ -157,16 +157,17 @@ int cowmem__preinit_data(const cowmem_module_t* m,
       if (snap->memories[i].image)
         err = find_runs(snap->memories[i].image, i, opt->merge_gap, buf, &runs);
     if (err == 0) err = bound_runs(&runs, opt->max_segments, diag);
-    if (err == 0 && runs.n > UINT32_MAX - norig)
+    if (err == 0 && runs.n > UINT32_MAX - nkept)
       err = cowmem__preinit_fail(diag, COWMEM_EINVAL, 0, "too many segments");
   }
-  cowmem__pbuf_uleb(payload, norig + runs.n);
-  if (err == 0) err = original_segments(m, payload);
+  cowmem__pbuf_uleb(payload, nkept + runs.n);
+  if (err == 0)
+    err = original_segments(m, nkept < cowmem_module_segment_count(m), payload);
   for (size_t i = 0; i < runs.n && err == 0; i++)
     err = put_segment(m, snap, &runs.v[i], buf, payload);
   free(runs.v);
   free(buf);
-  if (err == 0) *count = norig + (uint32_t)runs.n;
+  if (err == 0) *count = nkept + (uint32_t)runs.n;
   return err;
 }
 

@@ -1,7 +1,8 @@
 /* Pre-initialization: the rewritten module (cowmem_preinit_rewrite). The
  * sections that change are re-encoded whole (imports when a fresh imported
- * memory grew, memories, globals, exports, data count, data); the start
- * section is left out; everything else is copied. */
+ * memory grew, memories, globals, exports, data count, data, and the name
+ * section when data segments are removed); the start section is left out;
+ * everything else is copied. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@ typedef struct {
   const cowmem_preinit_options_t* opt;
   cowmem_diag_t* diag;
   const uint8_t* bytes;
+  uint32_t* map; /* new data segment indices, NULL when indices stay */
+  uint32_t nkept; /* original data segments that stay */
 } rw_t;
 
 void cowmem_preinit_options_init(cowmem_preinit_options_t* opt) {
@@ -273,7 +276,8 @@ static bool imports_change(const rw_t* w) {
   return false;
 }
 
-/* The new payload of section s into *b, or *copy when it stays. */
+/* The new payload of section s into *b, or *copy when it stays (the name
+ * section's is the whole section). */
 static int section_payload(const rw_t* w, const cowmem_section_info_t* s,
                            const cowmem__pbuf_t* data, uint32_t nsegments,
                            cowmem__pbuf_t* b, bool* copy) {
@@ -291,9 +295,30 @@ static int section_payload(const rw_t* w, const cowmem_section_info_t* s,
     case WASM_SEC_DATA:
       cowmem__pbuf_add(b, data->p, data->len);
       return 0;
+    case WASM_SEC_CUSTOM:
+      if (!w->map || !cowmem__custom_named(w->m, s, "name")) break;
+      cowmem__data_names(w->m, s, w->map, cowmem_module_segment_count(w->m), b);
+      return 0;
     default: break;
   }
   *copy = true;
+  return 0;
+}
+
+static bool active(const cowmem_segment_info_t* s) {
+  return s->mode == COWMEM_SEGMENT_ACTIVE;
+}
+
+/* Strip's rule (rewrite.h): the original active segments, which the
+ * snapshot holds, are removed when the code allows it. */
+static int renumber(rw_t* w) {
+  w->nkept = cowmem_module_segment_count(w->m);
+  if (!cowmem__data_removable(w->m)) return 0;
+  TRY(cowmem__data_renumber(w->m, active, &w->map, &w->nkept));
+  if (w->nkept == cowmem_module_segment_count(w->m)) {
+    free(w->map);
+    w->map = NULL;
+  }
   return 0;
 }
 
@@ -302,9 +327,9 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
   cowmem_section_info_t ds;
   uint32_t nseg = 0, nsec = cowmem_module_section_count(w->m);
   bool images = w->opt->flags & COWMEM_PREINIT_IMAGES;
-  bool need_data = !cowmem__preinit_find_section(w->m, WASM_SEC_DATA, &ds);
-  int err = cowmem__preinit_data(w->m, w->snap, w->opt, images, &data, &nseg,
-                                 w->diag);
+  bool need_data = !cowmem__rd_find_section(w->m, WASM_SEC_DATA, &ds);
+  int err = cowmem__preinit_data(w->m, w->snap, w->opt, images, w->nkept, &data,
+                                 &nseg, w->diag);
   need_data = need_data && nseg > 0;
   cowmem__pbuf_add(o, w->bytes, 8); /* magic and version */
   for (uint32_t i = 0; i < nsec && err == 0; i++) {
@@ -318,6 +343,8 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
       if (copy)
         cowmem__pbuf_add(o, w->bytes + s.offset,
                          (size_t)(s.payload_offset + s.payload_len - s.offset));
+      else if (s.id == WASM_SEC_CUSTOM)
+        cowmem__pbuf_add(o, payload.p, payload.len);
       else
         cowmem__pbuf_section(o, (uint8_t)s.id, &payload);
     }
@@ -348,14 +375,16 @@ int cowmem_preinit_rewrite(const cowmem_module_t* m,
     cowmem_preinit_options_init(&defaults);
     opt = &defaults;
   }
-  w.m = m, w.snap = snap, w.opt = opt, w.diag = diag;
+  w.m = m, w.snap = snap, w.opt = opt, w.diag = diag, w.map = NULL;
   w.bytes = cowmem_module_bytes(m, &(size_t){0});
   TRY(check_options(opt, diag));
   TRY(cowmem_preinit_validate(m, diag));
   TRY(check_memories(&w));
   TRY(check_globals(&w));
   TRY(check_renames(&w));
-  err = rewrite(&w, &o);
+  err = renumber(&w);
+  if (err == 0) err = rewrite(&w, &o);
+  free(w.map);
   if (err == 0) err = cowmem__pbuf_done(&o);
   if (err == 0 && (opt->flags & COWMEM_PREINIT_IMAGES)) {
     err = cowmem__preinit_images(m, snap, o.p, o.len, images_fd);

@@ -1,87 +1,99 @@
-/* Strip: rewrite a module so that the data segments its images hold become
- * empty passive segments. See cowmem_module_strip in cowmem.h.
+/* Strip: rewrite a module so that the data segments its images hold are
+ * gone. See cowmem_module_strip in cowmem.h.
  *
- * Why empty passive segments rather than deleting them: segment indices are
- * what memory.init and data.drop name, so the count must stay. An active
+ * Two ways, by what the code allows (rewrite.h): when no body names a data
+ * index, the covered segments are removed and the others renumbered, so
+ * that a runtime walks only the segments it applies. Otherwise each covered
+ * segment becomes an empty passive one: segment indices are what
+ * memory.init and data.drop name, so the count must stay. An active
  * segment is dropped once instantiation applied it; an empty passive one
  * behaves the same for both instructions (memory.init of 0 bytes at
  * offset 0 succeeds, anything longer traps; data.drop is a no-op), so code
  * that refers to a stripped segment keeps its meaning.
  *
- * Everything but the data section is copied byte for byte from the
- * module's own bytes; a data count section is inserted when the module had
- * none, in the only place the spec's section order allows: before the code
- * section (or before the data section when there is no code). */
+ * Everything but the data section, the data count section when removing,
+ * and the name section's data segment names is copied byte for byte from
+ * the module's own bytes; keeping indices, a data count section is
+ * inserted when the module had none, in the only place the spec's section
+ * order allows: before the code section (or before the data section when
+ * there is no code). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem.h"
 #include "wasm/reader.h"
+#include "wasm/rewrite.h"
 
 /* Only the public accessors are used here: the module's internal layout is
  * the parser's business and may change under us. */
 
 typedef struct {
-  uint8_t* p;
-  size_t len, cap;
-  bool failed;
-} sbuf_t;
+  const cowmem_module_t* m;
+  const uint8_t* bytes;
+  uint32_t* map; /* new segment indices, NULL when indices stay */
+  uint32_t nseg, kept, stripped;
+} strip_t;
 
-static void put(sbuf_t* b, const void* src, size_t n) {
-  if (b->failed || n == 0) return;
-  if (b->cap - b->len < n) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n) {
-      if (cap > SIZE_MAX / 2) {
-        b->failed = true;
-        return;
-      }
-      cap *= 2;
-    }
-    uint8_t* p = realloc(b->p, cap);
-    if (!p) {
-      b->failed = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
+static bool covered(const cowmem_segment_info_t* s) {
+  return s->covered_by_image;
 }
 
-static void put_u8(sbuf_t* b, uint8_t v) {
-  put(b, &v, 1);
-}
-
-static void put_leb(sbuf_t* b, uint64_t v) {
-  uint8_t tmp[10];
-  size_t n = 0;
-  do {
-    uint8_t byte = v & 0x7f;
-    v >>= 7;
-    tmp[n++] = byte | (v ? 0x80 : 0);
-  } while (v);
-  put(b, tmp, n);
-}
-
-/* The data section's payload: the same count, covered segments as flags 1
- * and length 0, every other segment's bytes as they were. */
-static int data_payload(const cowmem_module_t* m, const uint8_t* bytes, sbuf_t* b,
-                        uint32_t* stripped) {
-  uint32_t n = cowmem_module_segment_count(m);
-  put_leb(b, n);
-  for (uint32_t i = 0; i < n; i++) {
+/* The data section's payload: covered segments removed (with a map) or
+ * as flags 1 and length 0, every other segment's bytes as they were. */
+static int data_payload(strip_t* st, cowmem__pbuf_t* b) {
+  cowmem__pbuf_uleb(b, st->map ? st->kept : st->nseg);
+  for (uint32_t i = 0; i < st->nseg; i++) {
+    static const uint8_t empty_passive[2] = {0x01, 0x00};
     cowmem_segment_info_t s;
-    int err = cowmem_module_segment_info(m, i, &s);
-    if (err != 0) return err;
-    if (s.covered_by_image) {
-      static const uint8_t empty_passive[2] = {0x01, 0x00};
-      put(b, empty_passive, sizeof empty_passive);
-      ++*stripped;
-    } else {
-      put(b, bytes + s.segment_offset, (size_t)(s.segment_end - s.segment_offset));
+    TRY(cowmem_module_segment_info(st->m, i, &s));
+    if (!s.covered_by_image)
+      cowmem__pbuf_add(b, st->bytes + s.segment_offset,
+                       (size_t)(s.segment_end - s.segment_offset));
+    else if (!st->map)
+      cowmem__pbuf_add(b, empty_passive, sizeof empty_passive);
+    st->stripped += s.covered_by_image;
+  }
+  return 0;
+}
+
+/* Section s into *o: rewritten, or copied. */
+static int section(strip_t* st, const cowmem_section_info_t* s, cowmem__pbuf_t* o) {
+  cowmem__pbuf_t payload = {0};
+  int err = 0;
+  if (s->id == WASM_SEC_DATA) {
+    err = data_payload(st, &payload);
+    cowmem__pbuf_section(o, WASM_SEC_DATA, &payload);
+  } else if (s->id == WASM_SEC_DATACOUNT && st->map) {
+    cowmem__pbuf_uleb(&payload, st->kept);
+    cowmem__pbuf_section(o, WASM_SEC_DATACOUNT, &payload);
+  } else if (st->map && cowmem__custom_named(st->m, s, "name")) {
+    cowmem__data_names(st->m, s, st->map, st->nseg, o);
+  } else {
+    cowmem__pbuf_add(o, st->bytes + s->offset,
+                     (size_t)(s->payload_offset + s->payload_len - s->offset));
+  }
+  free(payload.p);
+  return err;
+}
+
+static int strip(strip_t* st, cowmem__pbuf_t* o) {
+  uint32_t nsec = cowmem_module_section_count(st->m);
+  bool need_datacount = !st->map;
+  cowmem_section_info_t s;
+  for (uint32_t i = 0; i < nsec && need_datacount; i++)
+    need_datacount =
+        cowmem_module_section_info(st->m, i, &s) == 0 && s.id != WASM_SEC_DATACOUNT;
+  cowmem__pbuf_add(o, st->bytes, 8); /* magic and version */
+  for (uint32_t i = 0; i < nsec; i++) {
+    TRY(cowmem_module_section_info(st->m, i, &s));
+    if (need_datacount && (s.id == WASM_SEC_CODE || s.id == WASM_SEC_DATA)) {
+      cowmem__pbuf_t dc = {0};
+      cowmem__pbuf_uleb(&dc, st->nseg);
+      cowmem__pbuf_section(o, WASM_SEC_DATACOUNT, &dc);
+      free(dc.p);
+      need_datacount = false;
     }
+    TRY(section(st, &s, o));
   }
   return 0;
 }
@@ -90,55 +102,24 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
                         uint32_t* nstripped) {
   if (!m || !out || !out_len) return COWMEM_EINVAL;
   size_t len = 0;
-  const uint8_t* bytes = cowmem_module_bytes(m, &len);
-  uint32_t nseg = cowmem_module_segment_count(m), covered = 0;
-  uint32_t nsec = cowmem_module_section_count(m);
-  bool has_datacount = false;
+  strip_t st = {.m = m, .bytes = cowmem_module_bytes(m, &len)};
+  cowmem__pbuf_t o = {0};
+  uint32_t ncovered = 0;
   int err = 0;
-  for (uint32_t i = 0; i < nseg && err == 0; i++) {
+  st.nseg = cowmem_module_segment_count(m);
+  for (uint32_t i = 0; i < st.nseg && err == 0; i++) {
     cowmem_segment_info_t s;
     err = cowmem_module_segment_info(m, i, &s);
-    covered += err == 0 && s.covered_by_image;
+    ncovered += err == 0 && s.covered_by_image;
   }
-  for (uint32_t i = 0; i < nsec && err == 0; i++) {
-    cowmem_section_info_t s;
-    err = cowmem_module_section_info(m, i, &s);
-    has_datacount |= err == 0 && s.id == WASM_SEC_DATACOUNT;
-  }
-  if (err != 0) return err;
-
-  sbuf_t o = {0}, payload = {0};
-  uint32_t stripped = 0;
-  bool need_datacount = covered > 0 && !has_datacount;
-  size_t copied = 0; /* bytes of the input written so far */
-  for (uint32_t i = 0; i < nsec && err == 0; i++) {
-    cowmem_section_info_t s;
-    err = cowmem_module_section_info(m, i, &s);
-    if (err != 0) break;
-    if (need_datacount && (s.id == WASM_SEC_CODE || s.id == WASM_SEC_DATA)) {
-      sbuf_t dc = {0};
-      put(&o, bytes + copied, (size_t)(s.offset - copied));
-      copied = (size_t)s.offset;
-      put_leb(&dc, nseg);
-      put_u8(&o, WASM_SEC_DATACOUNT);
-      put_leb(&o, dc.len);
-      put(&o, dc.p, dc.len);
-      o.failed |= dc.failed;
-      free(dc.p);
-      need_datacount = false;
-    }
-    if (s.id != WASM_SEC_DATA || covered == 0) continue;
-    put(&o, bytes + copied, (size_t)(s.offset - copied));
-    err = data_payload(m, bytes, &payload, &stripped);
-    put_u8(&o, WASM_SEC_DATA);
-    put_leb(&o, payload.len);
-    put(&o, payload.p, payload.len);
-    o.failed |= payload.failed;
-    copied = (size_t)(s.payload_offset + s.payload_len);
-  }
-  put(&o, bytes + copied, len - copied);
-  free(payload.p);
-  if (err == 0 && o.failed) err = COWMEM_ENOMEM;
+  if (err == 0 && ncovered > 0 && cowmem__data_removable(m))
+    err = cowmem__data_renumber(m, covered, &st.map, &st.kept);
+  if (err == 0 && ncovered > 0)
+    err = strip(&st, &o);
+  else if (err == 0) /* nothing to strip: the module as it is */
+    cowmem__pbuf_add(&o, st.bytes, len);
+  free(st.map);
+  if (err == 0) err = cowmem__pbuf_done(&o);
   if (err == 0 && !o.p) { /* an empty input cannot parse; keep *out valid */
     o.p = malloc(1);
     if (!o.p) err = COWMEM_ENOMEM;
@@ -149,6 +130,6 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
   }
   *out = o.p;
   *out_len = o.len;
-  if (nstripped) *nstripped = stripped;
+  if (nstripped) *nstripped = st.stripped;
   return 0;
 }

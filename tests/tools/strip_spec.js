@@ -6,7 +6,10 @@
 // For every module of the core suite's memory and data tests (wast2json)
 // that V8 compiles, that has no start function (it could write memory)
 // and whose imports are spectest's:
-//   - `cowmem strip` succeeds and wasm-validate accepts the output;
+//   - `cowmem strip` succeeds and wasm-validate accepts the output; the
+//     segments it strips are removed in some modules (no memory.init or
+//     data.drop) and kept as empty passive ones in others, and both
+//     happen in the suite;
 //   - instantiation fails for the stripped module exactly when it fails for
 //     the original;
 //   - with one defined, exported memory, what a runtime sees when it takes
@@ -53,7 +56,7 @@ const spectest = require('../spectest.js');
 const GLOBAL_ARGS = { global_i32: '666', global_i64: '666', global_f32: '666.6', global_f64: '666.6' };
 
 const run = (args) => spawnSync(cowmem, args, { encoding: 'utf8' });
-const stats = { modules: 0, compared: 0, withImage: 0, skipped: 0, failed: 0,
+const stats = { modules: 0, compared: 0, withImage: 0, skipped: 0, failed: 0, removed: 0, kept: 0,
                 withActions: 0, actions: 0, actionsSkipped: 0 };
 const failures = [];
 function fail(where, msg) { stats.failed++; failures.push(`${where}: ${msg}`); }
@@ -203,6 +206,12 @@ for (const wast of files) {
     const stripped = file.replace(/\.wasm$/, '.stripped.wasm');
     const s = run(['strip', file, '-o', stripped]);
     if (s.status !== 0) { fail(where, 'strip: ' + s.stderr); continue; }
+    const counts = /(\d+) of (\d+) data segments stripped \((\d+) left\)/.exec(s.stdout);
+    if (!counts) { fail(where, 'strip summary: ' + s.stdout); continue; }
+    const [nstripped, nsegs, nleft] = counts.slice(1).map(Number);
+    if (nstripped > 0 && nleft === nsegs) stats.kept++;
+    else if (nstripped > 0 && nleft === nsegs - nstripped) stats.removed++;
+    else if (nleft !== nsegs) { fail(where, 'strip summary: ' + s.stdout); continue; }
     const v = spawnSync('wasm-validate', [stripped], { encoding: 'utf8' });
     if (v.status !== 0) { fail(where, 'wasm-validate: ' + v.stderr); continue; }
     const st = instantiate(fs.readFileSync(stripped));
@@ -369,10 +378,12 @@ console.log(`fresh imports on spec modules importing a memory: ${fresh.modules} 
             `with an image the stripped module no longer writes), ${fresh.traps} traps agreed, ${fresh.skipped} ` +
             `skipped (start function, other imports, more than one memory), ${fresh.failed} failed`);
 console.log(`strip on spec modules: ${stats.modules} stripped and validated, ${stats.compared} memories compared ` +
-            `(${stats.withImage} from an image), ${stats.skipped} skipped (imports not from spectest, start function, ` +
+            `(${stats.withImage} from an image), segments removed in ${stats.removed} and kept as empty ` +
+            `passive ones in ${stats.kept}, ${stats.skipped} skipped (imports not from spectest, start function, ` +
             `rejected), ${stats.failed} failed`);
 console.log(`assertions on stripped modules with cowmem's memory: ${stats.actions} passed in ` +
             `${stats.withActions} modules (${stats.actionsSkipped} with v128/reference values not run)`);
 for (const f of failures.slice(0, 30)) console.log('FAIL ' + f);
 if (stats.modules === 0) { console.log('FAIL: no module checked'); process.exit(1); }
+if (!stats.removed || !stats.kept) { console.log('FAIL: strip did not both remove and keep segments'); process.exit(1); }
 process.exit(stats.failed ? 1 : 0);

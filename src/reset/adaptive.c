@@ -258,9 +258,10 @@ typedef struct {
   size_t n, cap;
   bool oom;
   /* ranges waiting to be decommitted */
-  cowmem__os_range_t d[64];
+  cowmem__os_range_t d[COWMEM__HOTSET_LISTED + 1]; /* a blind reset's gaps */
   size_t nd;
   bool blind; /* the reset's way (see discard_flush) */
+  size_t run; /* the hot set's listed run settle has reached */
   int err;
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
@@ -324,8 +325,36 @@ static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   c->nd++;
 }
 
+/* settle by the hot set's list of runs (the hot set lists them). The
+ * ranges a reset settles come in order, so the runs are walked once per
+ * reset from c->run. A run read torn is clamped to what is left of the
+ * range: a hot page may then be discarded, but every page gets one of the
+ * two. */
+static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
+  size_t i = lo;
+  for (; c->run < runs && i < hi; c->run++) {
+    size_t rlo, rhi;
+    cowmem__hotset_listed(&c->st->hs, c->run, &rlo, &rhi);
+    if (rlo >= hi) break; /* the run starts past the range */
+    if (rlo < i) rlo = i;
+    if (rhi > c->limit) rhi = c->limit;
+    if (rhi > hi) rhi = hi;
+    if (rlo >= rhi) continue;
+    if (rlo > i) discard_pages(c, i, rlo);
+    restore_pages(c, rlo, rhi);
+    i = rhi;
+    if (i == hi) break; /* the run may go on into the next range */
+  }
+  if (i < hi) discard_pages(c, i, hi);
+}
+
 /* Restore the hot pages of [lo, hi) by copy, decommit the others. */
 static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
+  size_t runs = LOAD(c->st->hs.runs);
+  if (runs <= COWMEM__HOTSET_LISTED) {
+    settle_listed(c, lo, hi, runs);
+    return;
+  }
   size_t i = lo;
   while (i < hi) {
     bool h = i < c->limit && cowmem__hotset_has(&c->st->hs, i);
@@ -446,6 +475,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.oom = false;
   c.nd = 0;
   c.blind = false;
+  c.run = 0;
   c.err = 0;
   c.copied = c.discarded = c.calls = 0;
   size_t pages = slot->accessible / c.ps;

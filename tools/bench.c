@@ -186,7 +186,8 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* 
     double mi = med(&r->inst), mc = med(&r->cycle);
     printf("\"faults_per_cycle\": %.3f, \"ratio_instantiate\": %.2f, "
            "\"ratio_cycle\": %.2f",
-           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0,
+           mc > 0 ? bc / mc : 0);
     if (i == FIXED + COWMEM_RESET_ADAPTIVE)
       printf(", \"scans_per_reset\": %.3f, \"copied_pages_per_reset\": %.3f, "
              "\"madvise_calls_per_reset\": %.3f",

@@ -528,12 +528,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
-    /* No hot page: one discard of everything, without walking the bitmap
-     * (256 words at 64 MiB). Right whatever a concurrent sample writes. */
-    if (LOAD(st->hs.pages) == 0)
-      discard_pages(&c, 0, pages);
-    else
-      settle(&c, 0, pages);
+    /* No hot page: no run listed, one discard of everything. */
+    settle(&c, 0, pages);
   }
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);

@@ -95,16 +95,24 @@ static void wt_worker_close(void* state) {
   free(t);
 }
 
-/* 1 and 2 threads, best of 3 each. st NULL: Wasmtime's pagemap_scan mode,
- * each thread on its own memory. */
+/* 1 and 2 threads, best of 3 each, and what the pool's resets did, per
+ * reset over all six runs. st NULL: Wasmtime's pagemap_scan mode, each
+ * thread on its own memory (no counts). */
 static void throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k,
-                       size_t iters, double* one, double* two) {
+                       size_t iters, double* one, double* two, bench_counts_t* counts) {
   size_t* pages = bench_layout(k, IMG, IMG_AT);
   thr_ctx_t c = {st != NULL ? bench_strategy_pool(st, 16) : NULL, img,
                  work_of(pages, k, 0)};
   bench_worker_t w = {NULL, pool_cycle, NULL, &c};
   if (st == NULL) w = (bench_worker_t){wt_worker_open, wt_worker_cycle, wt_worker_close, &c};
+  *counts = (bench_counts_t){0};
+  cowmem_pool_image_metrics_t from = {0};
+  if (c.pool != NULL) from = bench_counts_look(c.pool, img);
   bench_scaling(&w, 2, false, iters, one, two);
+  if (c.pool != NULL) {
+    cowmem_pool_image_metrics_t to = bench_counts_look(c.pool, img);
+    *counts = bench_counts_between(&from, &to);
+  }
   cowmem_pool_free(c.pool);
   free(pages);
 }
@@ -269,9 +277,13 @@ int main(void) {
       /* BATCHED at K=0 only: what its queue adds to a bare cycle. */
       if (sp && sp->reset == COWMEM_RESET_BATCHED && k != 0) continue;
       double t1, t2;
-      throughput(sp, img, k, tn, &t1, &t2);
+      bench_counts_t n;
+      throughput(sp, img, k, tn, &t1, &t2, &n);
       printf("  K=%-3zu %-30s 1 thread %9.0f  2 threads %9.0f  (%.2fx)\n", k,
              sp ? sp->name : "wasmtime pagemap_scan, own mem", t1, t2, t2 / t1);
+      if (n.resets > 0)
+        printf("        per reset: %.2f scans, %.2f copied pages, %.2f madvise calls\n",
+               n.scans, n.copied, n.madvise);
     }
   }
 

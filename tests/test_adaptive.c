@@ -697,6 +697,68 @@ TEST_IMPL(blind_when_hot_pages_spread) {
   return 0;
 }
 
+/* A blind reset walks the hot set's list of runs: runs that cross the
+ * bitmap's 64-page words, one at the slot's last page, hot pages above a
+ * smaller instance's initial size (discarded, not copied), and more runs
+ * than the list holds (the bitmap walked). Every instance starts exact, the
+ * hot pages stay resident, the others are decommitted in one call. */
+static int blind_round(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t* want,
+                       size_t pages, const size_t* w, size_t n, int cycles) {
+  for (int i = 0; i < cycles; i++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, pages * PS, pages * PS, &s));
+    uint8_t* m = cowmem_slot_base(s);
+    CHECK(same_bytes(m, want, pages * PS, "blind reset"));
+    for (size_t k = 0; k < n; k++)
+      if (w[k] < pages) m[w[k] * PS + 7] = (uint8_t)(i + 1);
+    ASSERT_OK(cowmem_pool_release(pool, s));
+  }
+  return 0;
+}
+
+TEST_IMPL(blind_walks_hot_runs) {
+  PS = cowmem_page_size();
+  const size_t pages = 256;
+  cowmem__adaptive_test_mode(2);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, pages, 160, 4);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(16, 64, 20, 30, 0x33);
+  ASSERT_NOT_NULL(img);
+  uint8_t* want = calloc(pages, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, pages * PS));
+  size_t few[] = {0, 1, 2, 62, 63, 64, 65, 66, 127, 128, 200, 255};
+  CHECK(blind_round(pool, img, want, pages, few, 12, 40));
+  cowmem_pool_image_metrics_t a, b;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &a));
+  ASSERT_EQ(a.hot_pages, 12);
+  CHECK(blind_round(pool, img, want, pages, few, 12, 8));
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &b));
+  ASSERT_UEQ(b.discard_calls - a.discard_calls, b.resets - a.resets);
+  ASSERT_UEQ(b.copied_pages - a.copied_pages, 12 * (b.resets - a.resets));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, pages * PS, pages * PS, &s));
+  uint8_t* m = cowmem_slot_base(s);
+  for (size_t k = 0; k < 12; k++)
+    ASSERT_TRUE(resident(m + few[k] * PS));
+  ASSERT_FALSE(resident(m + 150 * PS));
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  /* A smaller instance: the hot pages at and above 128 are past it. */
+  CHECK(blind_round(pool, img, want, 128, few, 12, 8));
+  /* 100 runs: more than the list holds. */
+  size_t many[100];
+  for (size_t k = 0; k < 100; k++)
+    many[k] = 2 * k + 1;
+  CHECK(blind_round(pool, img, want, pages, many, 100, 60));
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &a));
+  ASSERT_EQ(a.hot_pages, 100);
+  CHECK(blind_round(pool, img, want, pages, many, 100, 8));
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  free(want);
+  return 0;
+}
+
 /* Pages an instance only reads stay mapped across ADAPTIVE's resets: they
  * are the image's (or zeros) already, so decommitting them would only make
  * the next instance fault them in again. An instance that reads all 40
@@ -747,4 +809,4 @@ TEST_IMPL(reads_stay_mapped) {
   free(want);
   return 0;
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs))

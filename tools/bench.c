@@ -101,6 +101,10 @@ static void print_scaling(const bench_mod_t* c, int n, bool procs) {
   }
 }
 
+/* The rows: these first, then a pool per reset strategy, then Wasmtime's
+ * modes. */
+enum { FIXED = 4 };
+
 static double med(bench_samples_t* s) {
   return bench_quantile(s, 0.5);
 }
@@ -136,6 +140,11 @@ static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char*
            mc / 1e3, p99(&r->cycle) / 1e3, (double)r->faults / (double)c->iters,
            mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
   }
+  const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
+  if (n > FIXED + COWMEM_RESET_ADAPTIVE && !ad->failed)
+    printf("\npool-adaptive, per reset: %.2f scans, %.2f copied pages, %.2f madvise "
+           "calls\n",
+           ad->counts.scans, ad->counts.copied, ad->counts.madvise);
   printf("\nopening the compiled .cwimg: median %.2f us, p99 %.2f us\n",
          med(&c->open_ns) / 1e3, p99(&c->open_ns) / 1e3);
   printf("x = copy-fresh median / row median (higher is faster)\n");
@@ -176,8 +185,14 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* 
     json_q("cycle_ns", &r->cycle, false);
     double mi = med(&r->inst), mc = med(&r->cycle);
     printf("\"faults_per_cycle\": %.3f, \"ratio_instantiate\": %.2f, "
-           "\"ratio_cycle\": %.2f}",
-           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+           "\"ratio_cycle\": %.2f",
+           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0,
+           mc > 0 ? bc / mc : 0);
+    if (i == FIXED + COWMEM_RESET_ADAPTIVE)
+      printf(", \"scans_per_reset\": %.3f, \"copied_pages_per_reset\": %.3f, "
+             "\"madvise_calls_per_reset\": %.3f",
+             r->counts.scans, r->counts.copied, r->counts.madvise);
+    printf("}");
   }
   printf("]}\n");
 }
@@ -302,7 +317,6 @@ int cmd_bench(int argc, char** argv) {
   char why[PATH_MAX + 128];
   if (module && bench_mod_setup(&c, module, mem_given, mem, why, sizeof why) != 0)
     rc = tool_fail(in, "%s", why);
-  enum { FIXED = 4 };
   bench_row_t rows[FIXED + COWMEM_RESET_COUNT_ + WT_MODES];
   memset(rows, 0, sizeof rows);
   size_t nrows = 0;

@@ -137,8 +137,10 @@ int bench_mod_pool(const bench_mod_t* c, cowmem_reset_strategy_t strat, bench_ro
   cowmem_pool_t* pool = NULL;
   cowmem_diag_t why;
   int e = cowmem_pool_new(&cfg, &pool, &why);
+  cowmem_pool_image_metrics_t from = {0};
   for (size_t it = 0; e == 0 && it < c->warm + c->iters; it++) {
     faults_mark(c, r, it);
+    if (it == c->warm) from = bench_counts_look(pool, c->image);
     cowmem_slot_t* s = NULL;
     uint64_t t0 = bench_now_ns();
     e = cowmem_pool_acquire(pool, c->image, c->size, c->size, &s);
@@ -154,6 +156,10 @@ int bench_mod_pool(const bench_mod_t* c, cowmem_reset_strategy_t strat, bench_ro
     record(r, it >= c->warm, t0, t1, t2, t3);
   }
   faults_end(r);
+  if (e == 0) {
+    cowmem_pool_image_metrics_t to = bench_counts_look(pool, c->image);
+    r->counts = bench_counts_between(&from, &to);
+  }
   cowmem_pool_free(pool);
   return e;
 }

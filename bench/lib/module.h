@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bench.h"
 #include "cowmem.h"
 #include "measure.h"
 
@@ -46,6 +47,7 @@ typedef struct {
   const char* covers;
   bench_samples_t inst, reset, cycle;
   uint64_t faults; /* minor faults over the measured cycles */
+  bench_counts_t counts; /* pool-adaptive: per measured reset */
   bool failed;
 } bench_row_t;
 

@@ -41,6 +41,24 @@ cowmem_pool_t* bench_strategy_pool(const bench_strategy_t* st, size_t slots) {
   return bench_make_pool(st->reset, slots);
 }
 
+cowmem_pool_image_metrics_t bench_counts_look(cowmem_pool_t* pool,
+                                              const cowmem_image_t* img) {
+  cowmem_pool_image_metrics_t m;
+  bench_must(cowmem_pool_image_metrics(pool, img, &m), "cowmem_pool_image_metrics");
+  return m;
+}
+
+bench_counts_t bench_counts_between(const cowmem_pool_image_metrics_t* from,
+                                    const cowmem_pool_image_metrics_t* to) {
+  bench_counts_t c = {to->resets - from->resets, 0, 0, 0};
+  if (c.resets == 0) return c;
+  double n = (double)c.resets;
+  c.scans = (double)(to->scans - from->scans) / n;
+  c.copied = (double)(to->copied_pages - from->copied_pages) / n;
+  c.madvise = (double)(to->discard_calls - from->discard_calls) / n;
+  return c;
+}
+
 size_t* bench_layout(size_t k, size_t img, size_t at) {
   size_t ps = cowmem_page_size();
   size_t* p = malloc((k + 1) * sizeof *p);

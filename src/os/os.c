@@ -4,18 +4,17 @@
 
 #include <stdatomic.h>
 
-static _Thread_local int os_tl_stripe = -1;
+_Thread_local int cowmem__os_tl_stripe __attribute__((tls_model("initial-exec"))) = -1;
 static _Atomic unsigned os_next_stripe;
 
-int cowmem__os_stripe(void) {
-  if (os_tl_stripe < 0) {
-    unsigned n = atomic_fetch_add_explicit(&os_next_stripe, 1, memory_order_relaxed);
-    unsigned shared = COWMEM__STRIPES - COWMEM__STRIPES_OWNED;
-    os_tl_stripe = (int)(n < COWMEM__STRIPES_OWNED
-                             ? n
-                             : COWMEM__STRIPES_OWNED + (n - COWMEM__STRIPES_OWNED) % shared);
-  }
-  return os_tl_stripe;
+int cowmem__os_stripe_first(void) {
+  unsigned n = atomic_fetch_add_explicit(&os_next_stripe, 1, memory_order_relaxed);
+  unsigned shared = COWMEM__STRIPES - COWMEM__STRIPES_OWNED;
+  cowmem__os_tl_stripe =
+      (int)(n < COWMEM__STRIPES_OWNED
+                ? n
+                : COWMEM__STRIPES_OWNED + (n - COWMEM__STRIPES_OWNED) % shared);
+  return cowmem__os_tl_stripe;
 }
 
 /* The counters, a stripe per thread: with one shared array, every system

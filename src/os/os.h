@@ -152,8 +152,19 @@ uint64_t cowmem__os_counter(cowmem__os_op_t op);
  * leaves its counts in it. */
 #define COWMEM__STRIPES 16
 #define COWMEM__STRIPES_OWNED 12
-/* The calling thread's stripe, in [0, COWMEM__STRIPES). */
-int cowmem__os_stripe(void);
+/* The calling thread's stripe, in [0, COWMEM__STRIPES); -1 in the
+ * variable until the thread first asks. Read several times per reset, so
+ * inline and in the initial-exec TLS model: one load at a fixed offset from
+ * the thread pointer, where the default model of position-independent code
+ * calls __tls_get_addr (or a TLS descriptor) each time. The library is
+ * linked into the program or loaded with it, which that model needs; a
+ * dlopen'ed copy uses the static TLS space glibc keeps spare for that. */
+extern _Thread_local int cowmem__os_tl_stripe __attribute__((tls_model("initial-exec")));
+int cowmem__os_stripe_first(void);
+static inline int cowmem__os_stripe(void) {
+  int s = cowmem__os_tl_stripe;
+  return s >= 0 ? s : cowmem__os_stripe_first();
+}
 /* Add v to a counter of stripe, the calling thread's own (the value of
  * cowmem__os_stripe that picked field: asked once, not per add); the
  * value before. */

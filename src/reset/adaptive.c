@@ -251,6 +251,9 @@ typedef struct {
   image_state_t* st;
   const cowmem_image_t* img; /* readable (cowmem__image_readable) */
   size_t ps;
+  unsigned shift; /* log2(ps): bytes to pages without a division (a 64-bit
+                     divide is 15-40 cycles, and a scanning reset made four
+                     per written range) */
   size_t limit; /* pages below it may be hot: [0, initial) and tracked */
   /* the scan's ranges, merged, in order */
   cowmem__os_range_t local[64];
@@ -258,9 +261,10 @@ typedef struct {
   size_t n, cap;
   bool oom;
   /* ranges waiting to be decommitted */
-  cowmem__os_range_t d[64];
+  cowmem__os_range_t d[COWMEM__HOTSET_LISTED + 1]; /* a blind reset's gaps */
   size_t nd;
   bool blind; /* the reset's way (see discard_flush) */
+  size_t run; /* the hot set's listed run settle has reached */
   int err;
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
@@ -324,8 +328,36 @@ static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   c->nd++;
 }
 
+/* settle by the hot set's list of runs (the hot set lists them). The
+ * ranges a reset settles come in order, so the runs are walked once per
+ * reset from c->run. A run read torn is clamped to what is left of the
+ * range: a hot page may then be discarded, but every page gets one of the
+ * two. */
+static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
+  size_t i = lo;
+  for (; c->run < runs && i < hi; c->run++) {
+    size_t rlo, rhi;
+    cowmem__hotset_listed(&c->st->hs, c->run, &rlo, &rhi);
+    if (rlo >= hi) break; /* the run starts past the range */
+    if (rlo < i) rlo = i;
+    if (rhi > c->limit) rhi = c->limit;
+    if (rhi > hi) rhi = hi;
+    if (rlo >= rhi) continue;
+    if (rlo > i) discard_pages(c, i, rlo);
+    restore_pages(c, rlo, rhi);
+    i = rhi;
+    if (i == hi) break; /* the run may go on into the next range */
+  }
+  if (i < hi) discard_pages(c, i, hi);
+}
+
 /* Restore the hot pages of [lo, hi) by copy, decommit the others. */
 static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
+  size_t runs = LOAD(c->st->hs.runs);
+  if (runs <= COWMEM__HOTSET_LISTED) {
+    settle_listed(c, lo, hi, runs);
+    return;
+  }
   size_t i = lo;
   while (i < hi) {
     bool h = i < c->limit && cowmem__hotset_has(&c->st->hs, i);
@@ -358,7 +390,7 @@ static void count_clean(reset_ctx_t* c) {
     return;
   atomic_store_explicit(&c->st->tables, tables, memory_order_relaxed);
   for (size_t i = 0; i < c->n; i++)
-    written += c->r[i].len / c->ps;
+    written += c->r[i].len >> c->shift;
   atomic_store_explicit(&c->st->clean, mapped > written ? mapped - written : 0,
                         memory_order_relaxed);
 }
@@ -440,17 +472,19 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.st = st;
   c.img = img;
   c.ps = cowmem__os_page_size();
+  c.shift = (unsigned)__builtin_ctzll(c.ps); /* page sizes are powers of 2 */
   c.r = c.local;
   c.n = 0;
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
   c.nd = 0;
   c.blind = false;
+  c.run = 0;
   c.err = 0;
   c.copied = c.discarded = c.calls = 0;
-  size_t pages = slot->accessible / c.ps;
-  size_t limit =
-      slot->initial / c.ps < st->hs.npages ? slot->initial / c.ps : st->hs.npages;
+  size_t pages = slot->accessible >> c.shift;
+  size_t initial = slot->initial >> c.shift;
+  size_t limit = initial < st->hs.npages ? initial : st->hs.npages;
   c.limit = limit;
   int si = cowmem__os_stripe(); /* this thread's counters */
   stripe_t* sp = &st->stripe[si];
@@ -473,8 +507,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     cowmem__stripe_add(si, &sp->scans, 1);
     uint64_t misses = 0;
     for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
-      size_t hi = lo + c.r[i].len / c.ps;
+      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
+      size_t hi = lo + (c.r[i].len >> c.shift);
       for (size_t p = lo; p < hi && p < limit; p++)
         misses += !cowmem__hotset_has(&st->hs, p);
     }
@@ -487,8 +521,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) / c.ps;
-      settle(&c, lo, lo + c.r[i].len / c.ps);
+      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
+      settle(&c, lo, lo + (c.r[i].len >> c.shift));
     }
     if (c.r != c.local) free(c.r);
   } else {
@@ -498,12 +532,8 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
-    /* No hot page: one discard of everything, without walking the bitmap
-     * (256 words at 64 MiB). Right whatever a concurrent sample writes. */
-    if (LOAD(st->hs.pages) == 0)
-      discard_pages(&c, 0, pages);
-    else
-      settle(&c, 0, pages);
+    /* No hot page: no run listed, one discard of everything. */
+    settle(&c, 0, pages);
   }
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);

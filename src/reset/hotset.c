@@ -120,6 +120,31 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
   }
 }
 
+/* List the hot runs of bitmap words [w_lo, w_hi) (every hot bit lies
+ * there), at most COWMEM__HOTSET_LISTED of them. */
+static void list_runs(cowmem__hotset_t* hs, size_t w_lo, size_t w_hi) {
+  size_t n = 0, lo = 0;
+  bool in = false;
+  for (size_t w = w_lo; w < w_hi; w++) {
+    uint64_t bits = atomic_load_explicit(&hs->hot[w], memory_order_relaxed);
+    size_t b = 0;
+    while (b < 64) {
+      /* The next bit that ends the run (a 0) or starts one (a 1). */
+      uint64_t x = (in ? ~bits : bits) >> b;
+      if (x == 0) break;
+      b += (size_t)__builtin_ctzll(x);
+      if (in && n < COWMEM__HOTSET_LISTED)
+        atomic_store_explicit(&hs->listed[n++], (uint64_t)lo << 32 | (w * 64 + b),
+                              memory_order_relaxed);
+      lo = w * 64 + b;
+      in = !in;
+    }
+  }
+  if (in && n < COWMEM__HOTSET_LISTED)
+    atomic_store_explicit(&hs->listed[n], (uint64_t)lo << 32 | (w_hi * 64),
+                          memory_order_relaxed);
+}
+
 /* Age every score, credit the written pages, and rebuild the hot set: the
  * highest scores >= SCORE_HOT, at most budget pages. Caller holds hs->lock.
  * Only the pages between the lowest and highest ever written are looked
@@ -202,6 +227,7 @@ static bool learn(cowmem__hotset_t* hs, const uint32_t* written, size_t nw,
     runs += (uint64_t)__builtin_popcountll(bits & ~((bits << 1) | prev));
     prev = bits >> 63;
   }
+  if (runs <= COWMEM__HOTSET_LISTED) list_runs(hs, w_lo, w_hi);
   atomic_store_explicit(&hs->pages, count, memory_order_relaxed);
   atomic_store_explicit(&hs->runs, runs, memory_order_relaxed);
   return changed;

@@ -9,6 +9,10 @@
 
 #include "internal.h"
 
+/* Runs of hot pages a hot set lists (at most this many; more, and only the
+ * bitmap says which pages are hot). */
+#define COWMEM__HOTSET_LISTED 64
+
 typedef struct {
   size_t npages;             /* pages [0, npages) may be hot */
   _Atomic uint64_t* hot;     /* npages bits */
@@ -17,6 +21,11 @@ typedef struct {
   pthread_mutex_t lock;      /* samples */
   _Atomic uint64_t pages;    /* hot pages */
   _Atomic uint64_t runs;     /* runs of hot pages (a blind reset's decommits) */
+  /* The runs in order, each [lo, hi) as lo << 32 | hi, when runs <=
+   * COWMEM__HOTSET_LISTED: a reset walks them instead of the bitmap. Read
+   * without a lock like the bitmap: a torn read gives wrong runs, which a
+   * reader clamps to its range, so it costs speed, never correctness. */
+  _Atomic uint64_t listed[COWMEM__HOTSET_LISTED];
   _Atomic uint64_t samples, sampled_dirty;
   _Atomic uint64_t interval; /* resets between samples (cowmem__hotset_due) */
 } cowmem__hotset_t;
@@ -29,6 +38,14 @@ static inline bool cowmem__hotset_has(const cowmem__hotset_t* hs, size_t page) {
   if (page >= hs->npages) return false;
   uint64_t w = atomic_load_explicit(&hs->hot[page / 64], memory_order_relaxed);
   return (w >> (page % 64)) & 1;
+}
+
+/* The i-th listed run, [*lo, *hi) (i < runs <= COWMEM__HOTSET_LISTED). */
+static inline void cowmem__hotset_listed(const cowmem__hotset_t* hs, size_t i, size_t* lo,
+                                         size_t* hi) {
+  uint64_t r = atomic_load_explicit(&hs->listed[i], memory_order_relaxed);
+  *lo = (size_t)(r >> 32);
+  *hi = (size_t)(r & 0xffffffffu);
 }
 
 /* The end of the run of pages from i (below hi) that are hot if h, or not

@@ -262,6 +262,9 @@ if [ -f "$DEMO" ]; then
   check_json bench.json '["copy-fresh", "copy-reuse", "slot", "slot-cwimg", "pool-madvise", "pool-keep-resident", "pool-batched", "pool-adaptive", "wasmtime-default", "wasmtime-keep64k", "wasmtime-pagemap"].every((n) => j.rows.some((r) => r.name === n))' "bench json: rows"
   check_json bench.json 'j.rows.every((r) => r.instantiate_ns.median > 0 && r.instantiate_ns.p99 >= r.instantiate_ns.median && r.ratio_instantiate > 0 && r.covers.length > 0)' "bench json: figures"
   check_json bench.json 'j.rows[0].name === "copy-fresh" && j.rows[0].ratio_instantiate === 1' "bench json: baseline first"
+  # pool-adaptive says what each reset did: the 2 written pages copied back
+  # (they are the hot set after the warm-up), a scan or not, madvise calls.
+  check_json bench.json 'const a = j.rows.find((r) => r.name === "pool-adaptive"); a.copied_pages_per_reset === 2 && a.scans_per_reset >= 0 && a.scans_per_reset <= 1 && a.madvise_calls_per_reset >= 0 && j.rows.filter((r) => "scans_per_reset" in r).length === 1' "bench json: pool-adaptive per reset"
   # Every image page read and 8 written: ADAPTIVE keeps the written pages
   # (and, with PAGEMAP_SCAN, the read ones) mapped, so it makes fewer faults
   # per request than MADVISE, which drops them all.
@@ -270,6 +273,7 @@ if [ -f "$DEMO" ]; then
   check_json benchr.json 'const f = (n) => j.rows.find((r) => r.name === n).faults_per_cycle; j.read_pages > 0 && f("pool-adaptive") < f("pool-madvise")' "bench --read 1: faults per cycle"
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
+  grep -Eq "^pool-adaptive, per reset: [0-9.]+ scans, [0-9.]+ copied pages, [0-9.]+ madvise calls" out.txt && ok "bench: pool-adaptive per reset" || fail "bench: pool-adaptive per reset"
   grep -Eq "^pool-adaptive cycle against Wasmtime's modes .*default [0-9.]+x, keep_resident [0-9.]+x, pagemap_scan [0-9.]+x" out.txt && ok "bench: ratios to Wasmtime's modes" || fail "bench: Wasmtime ratios"
   # scaling: every row, controls and Wasmtime's pagemap mode included, with a ratio
   for how in threads processes; do

@@ -420,3 +420,28 @@ int cowmem__image_each_run(const cowmem_image_t* img,
   }
   return 0;
 }
+
+int cowmem__image_each_extent(const cowmem_image_t* img,
+                              int (*fn)(void* arg, uint64_t off, uint64_t len),
+                              void* arg) {
+  if (img == NULL || img->kind != COWMEM_IMAGE_FILE)
+    return cowmem__image_each_run(img, fn, arg); /* known exactly */
+  size_t ps = cowmem__os_page_size();
+  uint64_t start = img->source_offset, end = start + img->len;
+  uint64_t at = 0; /* image-relative, a page multiple */
+  while (at < img->len) {
+    uint64_t d, h;
+    int e = cowmem__os_data_extent(img->fd, start + at, end, &d, &h);
+    if (e) return cowmem__err_from_os(e);
+    if (d >= end) break;
+    /* The pages the extent touches (len is a page multiple: b <= len). */
+    uint64_t a = (d - start) / ps * ps, b = (h - start + ps - 1) / ps * ps;
+    if (a < at) a = at;
+    if (b > a) {
+      int r = fn(arg, img->mem_offset + a, b - a);
+      if (r != 0) return r;
+    }
+    at = b > at ? b : at + ps; /* an empty extent still advances */
+  }
+  return 0;
+}

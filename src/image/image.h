@@ -67,6 +67,14 @@ int cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t l
  * it. (A FILE image is one run: its zero pages are not known.) */
 int cowmem__image_each_run(const cowmem_image_t* image,
                            int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
+/* The same over the pages that may hold data: the runs, and for a FILE
+ * image the file's data extents (SEEK_DATA/SEEK_HOLE, rounded out to whole
+ * pages; the holes of a sparse file are zeros and never read). The fd's
+ * file offset is kept. fn's first non-zero return, or a COWMEM_E* code
+ * when the extents cannot be told. */
+int cowmem__image_each_extent(const cowmem_image_t* image,
+                              int (*fn)(void* arg, uint64_t off, uint64_t len),
+                              void* arg);
 
 /* Mappings (VMAs) that [0, size) of a slot takes, read-write with the image
  * placed: its map ranges, the anonymous holes between them, and the zeros

@@ -315,11 +315,14 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * their mapping: pages they have not written read the file as it is now,
  * and past a truncated end fault with SIGBUS (the kernel offers no way to
  * keep a private file mapping's unwritten pages). The same check (one
- * fstat) runs whenever a FILE image is mapped into a slot, whenever a slot
- * that still maps it (READY with the same image) starts another instance,
- * and when its read-only view is first mapped for restoring resets
- * (KEEP_RESIDENT, ADAPTIVE), so a change is caught there at the latest and
- * a new instance never faults on a truncated file.
+ * fstat) runs whenever a FILE image is mapped into a slot and whenever a
+ * slot that still maps it (READY with the same image) starts another
+ * instance, so a change is caught there at the latest and a new instance
+ * never faults on a truncated file. Restoring resets (KEEP_RESIDENT,
+ * ADAPTIVE) read such a file with pread, never through a mapping: one
+ * truncated under them reads short, and the reset fails with ECHANGED
+ * (cowmem_pool_release returns it, the slot is dropped EMPTY) instead of
+ * the host faulting with SIGBUS.
  * How it stays cheap: the check costs nothing where the kernel keeps the
  * file as it is, which is probed once when the image is made: a memfd
  * sealed against writes and shrinking (F_SEAL_WRITE | F_SEAL_SHRINK), or

@@ -13,6 +13,7 @@
 
 #include "cowmem.h"
 #include "internal.h"
+#include "reset/adaptive.h"
 #include "reset/reset.h"
 #include "slot/slot.h"
 #include "test.h"
@@ -752,6 +753,74 @@ TEST_IMPL(image_file_truncated_ready) {
   return 0;
 }
 
+/* Truncated under a running instance of a pool that restores by copy
+ * (KEEP_RESIDENT, and ADAPTIVE's blind reset, which copies every hot page
+ * back): the instance wrote image pages and its release copies the image
+ * over them. The old code copied from a mapping of the file, and the host
+ * died of SIGBUS in cowmem_pool_release; now the release reports ECHANGED,
+ * the slot is dropped with nothing mapped, and the image is refused from
+ * then on. (A scanning reset copies nothing here: the truncation drops
+ * the instance's own copies of the pages past the new end, so the scan
+ * finds no written page there.) In a child: the old code's death is the
+ * signal. */
+typedef struct {
+  cwimg_t c;
+  cowmem_reset_strategy_t reset;
+  int mode; /* ADAPTIVE: cowmem__adaptive_test_mode */
+} restore_case_t;
+
+static int truncated_restore(restore_case_t* rc) {
+  cowmem__adaptive_test_mode(rc->mode);
+  cowmem_pool_t* pool = make_pool(rc->reset, 2, 64, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  /* The first instances make the reset read the image, and ADAPTIVE learn
+   * the written pages (its first 4 resets are sampled): the last one, which
+   * truncates, is reset blind and its hot pages restored by copy. */
+  enum { CYCLES = 5 };
+  for (int i = 0; i < CYCLES; i++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, rc->c.img, 32 * PS, 32 * PS, &s));
+    uint8_t* b = cowmem_slot_base(s);
+    for (size_t p = 3; p < 7; p++)
+      b[p * PS + 1] ^= 0xff; /* image pages */
+    bool last = i == CYCLES - 1;
+    if (last) ASSERT_EQ(ftruncate(rc->c.fd, (off_t)PS), 0);
+    ASSERT_ERR(cowmem_pool_release(pool, s), last ? COWMEM_ECHANGED : 0);
+  }
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.failures, 1);
+  ASSERT_UEQ(m.warm, 0);
+  ASSERT_UEQ(m.in_use, 0);
+  ASSERT_UEQ(m.maps_in_use, 1); /* the reservation alone */
+  cowmem_slot_t* s = NULL;
+  ASSERT_ERR(cowmem_pool_acquire(pool, rc->c.img, 32 * PS, 32 * PS, &s), COWMEM_ECHANGED);
+  ASSERT_NULL(s);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+static void truncated_restore_child(void* arg) {
+  if (truncated_restore(arg) != 0) abort();
+}
+
+TEST_IMPL(image_file_truncated_restore) {
+  PS = cowmem_page_size();
+  static const struct {
+    cowmem_reset_strategy_t reset;
+    int mode;
+  } cases[] = {{COWMEM_RESET_KEEP_RESIDENT, 0}, {COWMEM_RESET_ADAPTIVE, 2}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    restore_case_t rc = {.reset = cases[i].reset, .mode = cases[i].mode};
+    CWIMG_MAKE(&rc.c);
+    int sig = test_run_in_child(truncated_restore_child, &rc);
+    cwimg_free(&rc.c);
+    if (sig != 0) fprintf(stderr, "case %zu: the host died of signal %d\n", i, sig);
+    ASSERT_EQ(sig, 0);
+  }
+  return 0;
+}
+
 /* ---- What reusing a slot for the same image costs in system calls ---- */
 
 enum { REUSE_CYCLES = 300 };
@@ -1093,6 +1162,7 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                           TEST_ENTRY(image_file_rewritten)
                               TEST_ENTRY(image_file_truncated)
                               TEST_ENTRY(image_file_truncated_ready)
+                              TEST_ENTRY(image_file_truncated_restore)
                               TEST_ENTRY(image_reuse_no_syscall)
                                   TEST_ENTRY(image_file_renamed_over)
                                       TEST_ENTRY(adaptive_forgets_dead_images)

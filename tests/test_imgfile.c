@@ -359,6 +359,65 @@ TEST_IMPL(write_from_images) {
   return 0;
 }
 
+/* A file image over a sparse file that claims 64 MiB and holds 2 pages:
+ * writing it into an image file reads its data extents alone (2 reads,
+ * where reading the whole range took 64 of 1 MiB), keeps the file offset
+ * of the caller's fd (the image's fd shares it), and the new file holds
+ * the same bytes. */
+TEST_IMPL(write_reads_extents) {
+  size_t page = cowmem_page_size();
+  const size_t len = (size_t)64 << 20, far = (size_t)40 << 20;
+  char path[256];
+  int src = tmp_file(path, sizeof path);
+  ASSERT_GE(src, 0);
+  uint8_t* buf = malloc(2 * page);
+  ASSERT_NOT_NULL(buf);
+  memset(buf, 0x5a, page);
+  ASSERT_EQ(pwrite(src, buf, page, 0), (ssize_t)page);
+  ASSERT_EQ(pwrite(src, buf, page, (off_t)far), (ssize_t)page);
+  ASSERT_EQ(ftruncate(src, (off_t)len), 0);
+  off_t hole = lseek(src, 0, SEEK_HOLE);
+  if (hole < 0 || (size_t)hole >= len) {
+    close(src);
+    free(buf);
+    TEST_SKIP("the file system does not report holes");
+  }
+  ASSERT_EQ(lseek(src, 12345, SEEK_SET), 12345);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(
+      cowmem_image_new_from_file(src, 0, len, 0, COWMEM_IMAGE_FILE_IMMUTABLE, &img));
+  cowmem_imgfile_memory_t mem;
+  memset(&mem, 0, sizeof mem);
+  mem.min_pages = len / 65536;
+  mem.image = img;
+  int out = tmp_file(path, sizeof path);
+  ASSERT_GE(out, 0);
+  cowmem_stats_t a, b;
+  cowmem_stats_get(&a);
+  ASSERT_OK(cowmem_imgfile_write(out, &mem, 1, NULL));
+  cowmem_stats_get(&b);
+  ASSERT_LE(b.sys_read - a.sys_read, 2);
+  ASSERT_EQ(lseek(src, 0, SEEK_CUR), 12345);
+  cowmem_imgfile_t* f = NULL;
+  ASSERT_OK(cowmem_imgfile_open(out, NULL, 0, &f, NULL));
+  cowmem_imgfile_memory_t fm;
+  ASSERT_OK(cowmem_imgfile_memory(f, 0, &fm));
+  ASSERT_UEQ(fm.data_pages, 2);
+  const size_t at[] = {0, page, far, len - page};
+  for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+    ASSERT_OK(cowmem_image_read(img, at[i], buf, page));
+    ASSERT_OK(cowmem_image_read(fm.image, at[i], buf + page, page));
+    ASSERT_EQ(memcmp(buf, buf + page, page), 0);
+    ASSERT_EQ(buf[0], at[i] == 0 || at[i] == far ? 0x5a : 0);
+  }
+  cowmem_imgfile_free(f);
+  cowmem_image_release(img);
+  close(out);
+  close(src);
+  free(buf);
+  return 0;
+}
+
 /* An imported memory compiled with COWMEM_MODULE_FRESH_IMPORTS: its image
  * goes into the file, marked fresh; the writer refuses an imported image
  * without the mark and the mark on a defined memory, and so does the
@@ -594,5 +653,6 @@ TEST_IMPL(snapshot_against_module) {
 TEST_MAIN(TEST_ENTRY(sha256_vectors) TEST_ENTRY(roundtrip_sparse) TEST_ENTRY(roundtrip_demo)
               TEST_ENTRY(truncated_every_length) TEST_ENTRY(corrupt_every_header_byte)
                   TEST_ENTRY(version_pagesize_module) TEST_ENTRY(write_from_images)
+                      TEST_ENTRY(write_reads_extents)
                       TEST_ENTRY(fresh_import) TEST_ENTRY(open_time) TEST_ENTRY(module_read)
                           TEST_ENTRY(snapshot_against_module))

@@ -97,7 +97,9 @@ int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char
  * in order, in page-aligned memory offsets: for an image with a file (memfd
  * or image file) the file's data extents (SEEK_DATA/SEEK_HOLE), so a sparse
  * file costs what it holds, not what it claims; a copy is one stretch.
- * Everything else is zeros. Stops at fn's first non-zero return. */
+ * Everything else is zeros. Stops at fn's first non-zero return. The
+ * file offset of the image's fd (shared with the fd it was made from) is
+ * kept. */
 int tool_image_extents(const cowmem_image_t* img,
                        int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
 

@@ -316,6 +316,28 @@ int tool_args_in_out_more(int argc, char** argv, void (*help)(FILE*), const char
   return -1;
 }
 
+/* tool_image_extents over an image with a file, moving the fd's offset. */
+static int file_extents(const cowmem_image_info_t* ii,
+                        int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
+  uint64_t page = cowmem_page_size();
+  uint64_t at = 0; /* image-relative */
+  while (at < ii->len) {
+    off_t d = lseek(ii->fd, (off_t)(ii->source_offset + at), SEEK_DATA);
+    if (d < 0) return errno == ENXIO ? 0 : -errno; /* only holes after at */
+    if ((uint64_t)d - ii->source_offset >= ii->len) return 0;
+    off_t h = lseek(ii->fd, d, SEEK_HOLE);
+    if (h < 0) return -errno;
+    uint64_t a = ((uint64_t)d - ii->source_offset) / page * page;
+    uint64_t b = (uint64_t)h - ii->source_offset;
+    b = b >= ii->len ? ii->len : (b + page - 1) / page * page;
+    if (b > ii->len) b = ii->len;
+    int r = fn(arg, ii->mem_offset + a, b - a);
+    if (r != 0) return r;
+    at = b;
+  }
+  return 0;
+}
+
 int tool_image_extents(const cowmem_image_t* img,
                        int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg) {
   cowmem_image_info_t ii;
@@ -323,22 +345,11 @@ int tool_image_extents(const cowmem_image_t* img,
   int r = cowmem_image_info(img, &ii);
   if (r != 0 || ii.len == 0) return r;
   if (ii.fd < 0) return fn(arg, ii.mem_offset, ii.len);
-  uint64_t page = cowmem_page_size();
-  uint64_t at = 0; /* image-relative */
-  while (at < ii.len) {
-    /* The image's fd is only ever read with pread and mmap: moving its
-     * file offset here disturbs nothing. */
-    off_t d = lseek(ii.fd, (off_t)(ii.source_offset + at), SEEK_DATA);
-    if (d < 0) return errno == ENXIO ? 0 : -errno; /* only holes after at */
-    if ((uint64_t)d - ii.source_offset >= ii.len) return 0;
-    off_t h = lseek(ii.fd, d, SEEK_HOLE);
-    if (h < 0) return -errno;
-    uint64_t a = ((uint64_t)d - ii.source_offset) / page * page;
-    uint64_t b = (uint64_t)h - ii.source_offset;
-    b = b >= ii.len ? ii.len : (b + page - 1) / page * page;
-    if (b > ii.len) b = ii.len;
-    if ((r = fn(arg, ii.mem_offset + a, b - a)) != 0) return r;
-    at = b;
-  }
-  return 0;
+  /* The image's fd is a dup of the one it was made from: they share the
+   * file offset, which its owner may be reading from. Put it back. */
+  off_t cur = lseek(ii.fd, 0, SEEK_CUR);
+  if (cur < 0) return -errno;
+  r = file_extents(&ii, fn, arg);
+  if (lseek(ii.fd, cur, SEEK_SET) < 0 && r == 0) r = -errno;
+  return r;
 }

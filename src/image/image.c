@@ -209,6 +209,31 @@ int cowmem_image_read(const cowmem_image_t* image, uint64_t offset, void* dst,
   return cowmem__err_from_os(e);
 }
 
+/* A FILE image whose file the kernel does not keep fixed: someone may
+ * truncate it while the image is in use, and a read of a mapping of it
+ * past the new end faults with SIGBUS. Its bytes are read with pread,
+ * which reads short there instead; it has no view. */
+static bool image_by_pread(const cowmem_image_t* img) {
+  return img->kind == COWMEM_IMAGE_FILE && !img->fixed;
+}
+
+/* Read [rel, rel + len) of such an image (image-relative) into dst. Past
+ * the end the file had when the image was made (a last partial page) it
+ * reads zeros. A short read means the file shrank: COWMEM__IMAGE_CHANGED
+ * (the check marks the image changed), else the read's errno. */
+static int image_pread(const cowmem_image_t* img, uint8_t* dst, uint64_t rel,
+                       uint64_t len) {
+  uint64_t src = img->source_offset + rel, end = img->file_id.size;
+  uint64_t n = src >= end ? 0 : end - src < len ? end - src : len;
+  int e = n > 0 ? cowmem__os_pread_all(img->fd, dst, (size_t)n, src) : 0;
+  if (e) {
+    int c = image_file_check(img);
+    return c ? c : e;
+  }
+  if (n < len) memset(dst + n, 0, (size_t)(len - n));
+  return 0;
+}
+
 /* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
  * mapped on first use; NULL if it cannot be mapped. */
 static const uint8_t* image_view(cowmem_image_t* image) {
@@ -304,14 +329,18 @@ void cowmem__image_after_discard(const cowmem_image_t* img, uint8_t* base) {
   if (img != NULL && img->len > 0 && !image_mapped(img)) copy_runs(img, base);
 }
 
-/* The bytes at mem_offset, once cowmem__image_readable said yes. */
+/* The bytes at mem_offset, once cowmem__image_readable said yes; NULL for
+ * an image read by pread. */
 static const uint8_t* image_src(const cowmem_image_t* img) {
   if (img->kind == COWMEM_IMAGE_COPY) return img->bytes;
+  if (image_by_pread(img)) return NULL;
   return atomic_load_explicit(&((cowmem_image_t*)img)->view, memory_order_acquire);
 }
 
 bool cowmem__image_readable(cowmem_image_t* img) {
-  return img == NULL || img->len == 0 || image_view(img) != NULL;
+  if (img == NULL || img->len == 0) return true;
+  if (image_by_pread(img)) return !cowmem__image_changed(img);
+  return image_view(img) != NULL;
 }
 
 /* The index of the first run ending after rel (image-relative). */
@@ -337,11 +366,31 @@ const uint8_t* cowmem__image_page(const cowmem_image_t* img, uint64_t off) {
   return image_src(img) + rel;
 }
 
-void cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
-                           uint64_t hi) {
+bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
+                                uint64_t off) {
+  size_t ps = cowmem__os_page_size();
+  if (img == NULL || !image_by_pread(img) || off < img->mem_offset ||
+      off - img->mem_offset >= img->len) {
+    const uint8_t* want = cowmem__image_page(img, off);
+    return want != NULL ? memcmp(page, want, ps) != 0 : !cowmem__is_zero(page, ps);
+  }
+  /* Through a small buffer: a page may be 64 KiB. A page that cannot be
+   * read counts as changed; the reset's restore reports why. */
+  uint8_t buf[4096];
+  for (size_t at = 0; at < ps; at += sizeof buf) {
+    size_t n = ps - at < sizeof buf ? ps - at : sizeof buf;
+    if (image_pread(img, buf, off - img->mem_offset + at, n) != 0 ||
+        memcmp(page + at, buf, n) != 0)
+      return true;
+  }
+  return false;
+}
+
+int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
+                          uint64_t hi) {
   uint64_t at = lo;
   if (img != NULL && img->len > 0) {
-    const uint8_t* src = image_src(img);
+    const uint8_t* src = image_src(img); /* NULL: read by pread */
     uint64_t rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
     for (size_t i = run_at(img, rel_lo); i < img->nruns; i++) {
       uint64_t a = img->mem_offset + img->runs[i].off, b = a + img->runs[i].len;
@@ -349,11 +398,17 @@ void cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo
       if (a < at) a = at;
       if (b > hi) b = hi;
       if (a > at) memset(base + at, 0, a - at);
-      memcpy(base + a, src + (a - img->mem_offset), b - a);
+      if (src != NULL) {
+        memcpy(base + a, src + (a - img->mem_offset), b - a);
+      } else {
+        int e = image_pread(img, base + a, a - img->mem_offset, b - a);
+        if (e) return e;
+      }
       at = b;
     }
   }
   if (at < hi) memset(base + at, 0, hi - at);
+  return 0;
 }
 
 int cowmem__image_each_run(const cowmem_image_t* img,
@@ -362,6 +417,31 @@ int cowmem__image_each_run(const cowmem_image_t* img,
   for (size_t i = 0; i < img->nruns; i++) {
     int r = fn(arg, img->mem_offset + img->runs[i].off, img->runs[i].len);
     if (r != 0) return r;
+  }
+  return 0;
+}
+
+int cowmem__image_each_extent(const cowmem_image_t* img,
+                              int (*fn)(void* arg, uint64_t off, uint64_t len),
+                              void* arg) {
+  if (img == NULL || img->kind != COWMEM_IMAGE_FILE)
+    return cowmem__image_each_run(img, fn, arg); /* known exactly */
+  size_t ps = cowmem__os_page_size();
+  uint64_t start = img->source_offset, end = start + img->len;
+  uint64_t at = 0; /* image-relative, a page multiple */
+  while (at < img->len) {
+    uint64_t d, h;
+    int e = cowmem__os_data_extent(img->fd, start + at, end, &d, &h);
+    if (e) return cowmem__err_from_os(e);
+    if (d >= end) break;
+    /* The pages the extent touches (len is a page multiple: b <= len). */
+    uint64_t a = (d - start) / ps * ps, b = (h - start + ps - 1) / ps * ps;
+    if (a < at) a = at;
+    if (b > a) {
+      int r = fn(arg, img->mem_offset + a, b - a);
+      if (r != 0) return r;
+    }
+    at = b > at ? b : at + ps; /* an empty extent still advances */
   }
   return 0;
 }

@@ -37,24 +37,44 @@ int cowmem__image_remove(const cowmem_image_t* image, uint8_t* base);
  * its bytes again by itself; a COPY image's bytes are copied back. */
 void cowmem__image_after_discard(const cowmem_image_t* image, uint8_t* base);
 
-/* Make the image's bytes readable through cowmem__image_page and
- * cowmem__image_restore (a mapped image's read-only view is mapped on first
- * use). false if that cannot be done; NULL is readable (all zeros). */
+/* Make the image's bytes readable through cowmem__image_page_differs and
+ * cowmem__image_restore. false if that cannot be done (or the image was
+ * found changed); NULL is readable (all zeros). A MEMFD image, or a FILE
+ * image the kernel keeps fixed, is read through a read-only view mapped on
+ * first use; a COPY image is memory. A FILE image whose file may change is
+ * read with pread, never through a mapping: the file may be truncated
+ * under it, and a mapping's read past the new end faults with SIGBUS. */
 bool cowmem__image_readable(cowmem_image_t* image);
 /* The image's bytes of the page at memory offset off (page-aligned), or
- * NULL where the page is zeros. Requires cowmem__image_readable. */
+ * NULL where the page is zeros. Requires cowmem__image_readable, and an
+ * image with a view or memory (not one read by pread). */
 const uint8_t* cowmem__image_page(const cowmem_image_t* image, uint64_t off);
+/* Does page (the page-sized bytes at memory offset off, page-aligned)
+ * differ from the image's page there? A page that cannot be read (the file
+ * shrank) differs. Requires cowmem__image_readable. */
+bool cowmem__image_page_differs(const cowmem_image_t* image, const uint8_t* page,
+                                uint64_t off);
 /* Copy the image's bytes and zeros over memory [lo, hi) (page multiples),
  * so that range holds exactly what instantiation gives. Requires
- * cowmem__image_readable. */
-void cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t lo,
-                           uint64_t hi);
+ * cowmem__image_readable. 0, an errno value, or COWMEM__IMAGE_CHANGED (an
+ * image read by pread whose file was truncated: part of the range may
+ * hold anything, and the caller drops the slot). */
+int cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t lo,
+                          uint64_t hi);
 
 /* Call fn(arg, off, len) for each run of pages holding non-zero bytes, in
  * order, in memory offsets; stops at the first non-zero return and returns
  * it. (A FILE image is one run: its zero pages are not known.) */
 int cowmem__image_each_run(const cowmem_image_t* image,
                            int (*fn)(void* arg, uint64_t off, uint64_t len), void* arg);
+/* The same over the pages that may hold data: the runs, and for a FILE
+ * image the file's data extents (SEEK_DATA/SEEK_HOLE, rounded out to whole
+ * pages; the holes of a sparse file are zeros and never read). The fd's
+ * file offset is kept. fn's first non-zero return, or a COWMEM_E* code
+ * when the extents cannot be told. */
+int cowmem__image_each_extent(const cowmem_image_t* image,
+                              int (*fn)(void* arg, uint64_t off, uint64_t len),
+                              void* arg);
 
 /* Mappings (VMAs) that [0, size) of a slot takes, read-write with the image
  * placed: its map ranges, the anonymous holes between them, and the zeros

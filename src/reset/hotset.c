@@ -100,11 +100,9 @@ static void sample_range(void* arg, uint8_t* addr, size_t len) {
   size_t lo = (size_t)(addr - s->base) / s->ps, hi = lo + len / s->ps;
   if (hi > s->limit) hi = s->limit;
   for (size_t p = lo; p < hi; p++) {
-    const uint8_t* have = s->base + p * s->ps;
-    const uint8_t* want = cowmem__image_page(s->img, (uint64_t)p * s->ps);
     bool faulted = s->exact && !cowmem__hotset_has(s->hs, p);
     bool changed =
-        want != NULL ? memcmp(have, want, s->ps) != 0 : !cowmem__is_zero(have, s->ps);
+        cowmem__image_page_differs(s->img, s->base + p * s->ps, (uint64_t)p * s->ps);
     if (!changed && !faulted) continue;
     if (s->nw == s->cap) {
       size_t ncap = s->cap ? s->cap * 2 : 256;

@@ -58,17 +58,17 @@ void cowmem__reset_free(cowmem__reset_t* r) {
 }
 
 /* KEEP_RESIDENT: [0, keep) is restored by copying, so those pages stay
- * resident; the rest is discarded. A mapped image needs its read-only view
- * to copy from: without one, everything is discarded. */
+ * resident; the rest is discarded. An image that cannot be read (a mapped
+ * image without its view) has everything discarded; a restore that fails
+ * (the image's file shrank) drops the slot. */
 static int reset_keep(cowmem_slot_t* slot, size_t keep) {
   int r = cowmem__slot_resettable(slot);
   if (r != 0) return r;
   keep = cowmem__page_floor(keep < slot->initial ? keep : slot->initial);
   if (!cowmem__image_readable(slot->image)) keep = 0;
-  if (keep > 0) cowmem__image_restore(slot->image, slot->base, 0, keep);
-  int e = slot->accessible > keep
-              ? cowmem__os_discard(slot->base + keep, slot->accessible - keep)
-              : 0;
+  int e = keep > 0 ? cowmem__image_restore(slot->image, slot->base, 0, keep) : 0;
+  if (e == 0 && slot->accessible > keep)
+    e = cowmem__os_discard(slot->base + keep, slot->accessible - keep);
   if (e) return cowmem__slot_fail(slot, e);
   return cowmem__slot_finish_reset(slot);
 }

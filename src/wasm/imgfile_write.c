@@ -20,10 +20,10 @@ typedef struct {
   uint64_t written;
 } write_ctx_t;
 
-/* Write one run's non-zero pages; zero pages stay holes. The run is read
- * through a bounded buffer and scanned page by page, since a FILE image's
- * run is its whole range. */
-static int write_run(void* arg, uint64_t off, uint64_t len) {
+/* Write one extent's non-zero pages; zero pages stay holes. The extent is
+ * read through a bounded buffer and scanned page by page: a FILE image's
+ * data extent may hold zero pages. */
+static int write_extent(void* arg, uint64_t off, uint64_t len) {
   write_ctx_t* w = arg;
   size_t page = cowmem__os_page_size();
   /* By what is left, not off + len: the last run of a 2^48-page memory
@@ -59,7 +59,7 @@ static int write_image(int fd, const cowmem_image_t* img, uint64_t mem_offset,
                        uint64_t file_offset, uint8_t* buf, size_t buf_len,
                        uint64_t* data_pages) {
   write_ctx_t w = {fd, img, file_offset, mem_offset, buf, buf_len, 0};
-  int err = cowmem__image_each_run(img, write_run, &w);
+  int err = cowmem__image_each_extent(img, write_extent, &w);
   *data_pages = w.written;
   return err;
 }

@@ -821,6 +821,48 @@ TEST_IMPL(image_file_truncated_restore) {
   return 0;
 }
 
+/* A scanning ADAPTIVE reset over an opened image file (one the kernel does
+ * not keep fixed) restores the pages instances wrote from the image's
+ * cache: the file is read once per page, not once per reset, and every
+ * instance still starts from exactly the image. Then the file is
+ * truncated: a scanning reset stays safe (it stores only to the
+ * instance's own pages), and the next acquire says ECHANGED. */
+TEST_IMPL(image_file_scan_reads_once) {
+  PS = cowmem_page_size();
+  cwimg_t c;
+  CWIMG_MAKE(&c);
+  cowmem__adaptive_test_mode(1); /* scan at every reset */
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 0, NULL);
+  ASSERT_NOT_NULL(pool);
+  enum { CYCLES = 40, WARM = 8 };
+  cowmem_stats_t before, after;
+  for (int i = 0; i < CYCLES; i++) {
+    if (i == WARM) cowmem_stats_get(&before);
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s));
+    uint8_t* b = cowmem_slot_base(s);
+    CHECK(same(b, c.want, 32 * PS, "instance after a cached restore"));
+    for (size_t p = 3; p < 7; p++)
+      b[p * PS + 1] ^= 0xff; /* image pages */
+    ASSERT_OK(cowmem_pool_release(pool, s));
+  }
+  cowmem_stats_get(&after);
+  /* Before: one pread per reset (32 over these cycles). */
+  ASSERT_UEQ(after.sys_read - before.sys_read, 0);
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s));
+  ((uint8_t*)cowmem_slot_base(s))[3 * PS + 1] ^= 0xff;
+  ASSERT_EQ(ftruncate(c.fd, (off_t)PS), 0);
+  (void)cowmem_pool_release(pool, s); /* 0 or ECHANGED: either is safe */
+  s = NULL;
+  ASSERT_ERR(cowmem_pool_acquire(pool, c.img, 32 * PS, 32 * PS, &s), COWMEM_ECHANGED);
+  ASSERT_NULL(s);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem__adaptive_test_mode(0);
+  cwimg_free(&c);
+  return 0;
+}
+
 /* ---- What reusing a slot for the same image costs in system calls ---- */
 
 enum { REUSE_CYCLES = 300 };
@@ -1163,6 +1205,7 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                               TEST_ENTRY(image_file_truncated)
                               TEST_ENTRY(image_file_truncated_ready)
                               TEST_ENTRY(image_file_truncated_restore)
+                              TEST_ENTRY(image_file_scan_reads_once)
                               TEST_ENTRY(image_reuse_no_syscall)
                                   TEST_ENTRY(image_file_renamed_over)
                                       TEST_ENTRY(adaptive_forgets_dead_images)

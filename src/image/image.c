@@ -6,6 +6,7 @@
  * image-file writer ask of it through image.h (place it in a slot and take
  * it out, restore it, its bytes page by page, its runs, its key and end).
  * How an image is laid out is layout.h's; only build.c and this file know. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,10 @@ cowmem_image_t* cowmem__image_alloc(void) {
   atomic_init(&img->refs, REF_ONE);
   img->fd = -1;
   img->id = atomic_fetch_add(&image_next_id, 1);
+  if (pthread_mutex_init(&img->cache_lock, NULL) != 0) {
+    free(img);
+    return NULL;
+  }
   return img;
 }
 
@@ -45,6 +50,10 @@ void cowmem__image_destroy(cowmem_image_t* img) {
   if (view != NULL) cowmem__os_unmap(view, img->len);
   if (img->fd >= 0) cowmem__os_close(img->fd);
   if (img->bytes != NULL) cowmem__os_unmap(img->bytes, img->len);
+  uint8_t* cache = atomic_load(&img->cache);
+  if (cache != NULL) cowmem__os_unmap(cache, img->len);
+  free((void*)img->cached);
+  pthread_mutex_destroy(&img->cache_lock);
   free(img->runs);
   free(img->maps);
   free(img);
@@ -234,6 +243,68 @@ static int image_pread(const cowmem_image_t* img, uint8_t* dst, uint64_t rel,
   return 0;
 }
 
+/* Is page p (image-relative) in an image's cache (its bits)? */
+static bool page_cached(const _Atomic uint64_t* bits, uint64_t p) {
+  return (atomic_load_explicit(&bits[p / 64], memory_order_acquire) >> (p % 64)) & 1;
+}
+
+/* Make the cache of an image read by pread: len bytes of anonymous
+ * memory, sparse, and its bits. Under cache_lock. */
+static int cache_make(cowmem_image_t* img, size_t ps) {
+  size_t words = (size_t)((img->len / ps + 63) / 64);
+  _Atomic uint64_t* bits = calloc(words, sizeof *bits);
+  void* mem = NULL;
+  int e = bits == NULL ? ENOMEM : cowmem__os_reserve(img->len, &mem);
+  if (e == 0) {
+    e = cowmem__os_map_anon(mem, img->len, COWMEM__PROT_RW);
+    if (e) cowmem__os_unmap(mem, img->len);
+  }
+  if (e) {
+    free((void*)bits);
+    return e;
+  }
+  img->cached = bits;
+  atomic_store_explicit(&img->cache, (uint8_t*)mem, memory_order_release);
+  return 0;
+}
+
+/* The bytes of [rel, rel + len) (image-relative, page multiples) of an
+ * image read by pread, from its cache; the pages not there yet are read
+ * into it first, once for the image's life. NULL with *err 0 when no
+ * cache can be made (the caller reads the file itself), else with the
+ * read's error (COWMEM__IMAGE_CHANGED: the file shrank). What the cache
+ * holds stays what the file held when it was read: a reset restores the
+ * image as instances got it even after the file changed. */
+static const uint8_t* image_cached(const cowmem_image_t* cimg, uint64_t rel,
+                                   uint64_t len, int* err) {
+  cowmem_image_t* img = (cowmem_image_t*)cimg;
+  size_t ps = cowmem__os_page_size();
+  uint64_t first = rel / ps, end = (rel + len + ps - 1) / ps, p = first;
+  uint8_t* c = atomic_load_explicit(&img->cache, memory_order_acquire);
+  if (c != NULL)
+    while (p < end && page_cached(img->cached, p)) p++;
+  if (p == end) return c + rel;
+  int e = 0;
+  pthread_mutex_lock(&img->cache_lock);
+  c = atomic_load_explicit(&img->cache, memory_order_relaxed);
+  if (c == NULL && cache_make(img, ps) == 0) c = img->cache;
+  while (c != NULL && p < end && e == 0) {
+    if (page_cached(img->cached, p)) {
+      p++;
+      continue;
+    }
+    uint64_t q = p + 1;
+    while (q < end && !page_cached(img->cached, q)) q++;
+    e = image_pread(img, c + p * ps, p * ps, (q - p) * ps);
+    for (; e == 0 && p < q; p++)
+      atomic_fetch_or_explicit(&img->cached[p / 64], (uint64_t)1 << (p % 64),
+                               memory_order_release);
+  }
+  pthread_mutex_unlock(&img->cache_lock);
+  *err = e;
+  return c == NULL || e ? NULL : c + rel;
+}
+
 /* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
  * mapped on first use; NULL if it cannot be mapped. */
 static const uint8_t* image_view(cowmem_image_t* image) {
@@ -376,6 +447,10 @@ bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
   }
   /* Through a small buffer: a page may be 64 KiB. A page that cannot be
    * read counts as changed; the reset's restore reports why. */
+  int e = 0;
+  const uint8_t* want = image_cached(img, off - img->mem_offset, ps, &e);
+  if (want != NULL) return memcmp(page, want, ps) != 0;
+  if (e) return true;
   uint8_t buf[4096];
   for (size_t at = 0; at < ps; at += sizeof buf) {
     size_t n = ps - at < sizeof buf ? ps - at : sizeof buf;
@@ -387,7 +462,7 @@ bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
 }
 
 int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
-                          uint64_t hi) {
+                          uint64_t hi, bool own) {
   uint64_t at = lo;
   if (img != NULL && img->len > 0) {
     const uint8_t* src = image_src(img); /* NULL: read by pread */
@@ -401,8 +476,12 @@ int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
       if (src != NULL) {
         memcpy(base + a, src + (a - img->mem_offset), b - a);
       } else {
-        int e = image_pread(img, base + a, a - img->mem_offset, b - a);
-        if (e) return e;
+        int e = 0;
+        const uint8_t* c = own ? image_cached(img, a - img->mem_offset, b - a, &e) : NULL;
+        if (c != NULL)
+          memcpy(base + a, c, b - a);
+        else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)))
+          return e;
       }
       at = b;
     }

@@ -55,12 +55,17 @@ const uint8_t* cowmem__image_page(const cowmem_image_t* image, uint64_t off);
 bool cowmem__image_page_differs(const cowmem_image_t* image, const uint8_t* page,
                                 uint64_t off);
 /* Copy the image's bytes and zeros over memory [lo, hi) (page multiples),
- * so that range holds exactly what instantiation gives. Requires
- * cowmem__image_readable. 0, an errno value, or COWMEM__IMAGE_CHANGED (an
- * image read by pread whose file was truncated: part of the range may
- * hold anything, and the caller drops the slot). */
+ * so that range holds exactly what instantiation gives. own: every page of
+ * the range is the instance's own anonymous copy (a scan found it
+ * written), so storing to it cannot fault; else a page may still map the
+ * image's file, and an image read by pread is read straight into it (a
+ * store to a mapping past a truncated end would fault with SIGBUS, the
+ * kernel's copy reads short instead). Requires cowmem__image_readable. 0,
+ * an errno value, or COWMEM__IMAGE_CHANGED (an image read by pread whose
+ * file was truncated: part of the range may hold anything, and the caller
+ * drops the slot). */
 int cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t lo,
-                          uint64_t hi);
+                          uint64_t hi, bool own);
 
 /* Call fn(arg, off, len) for each run of pages holding non-zero bytes, in
  * order, in memory offsets; stops at the first non-zero return and returns

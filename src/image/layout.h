@@ -5,6 +5,8 @@
 #ifndef COWMEM_IMAGE_LAYOUT_H
 #define COWMEM_IMAGE_LAYOUT_H
 
+#include <pthread.h>
+
 #include "image/image.h"
 
 /* A run of pages of an image that hold non-zero bytes, relative to the
@@ -51,6 +53,14 @@ struct cowmem_image_s {
   /* FILE: the kernel keeps the file as it is (sealed memfd, immutable
    * inode): reusing a slot that maps it needs no check. */
   bool fixed;
+  /* FILE not fixed: the pages restoring resets have read of it, kept in
+   * anonymous memory (image.c's image_cached) so that a reset neither
+   * reads the file through a mapping nor makes a system call once its
+   * pages are here: a sparse copy of len bytes made on first use, one bit
+   * per page read, and the lock its readers take to fill it. */
+  _Atomic(uint8_t*) cache;
+  _Atomic uint64_t* cached;
+  pthread_mutex_t cache_lock;
   _Atomic(cowmem__image_weak_t*) weak; /* made on first request */
 };
 

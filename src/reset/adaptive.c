@@ -292,13 +292,14 @@ static void collect(void* arg, uint8_t* addr, size_t len) {
   c->n++;
 }
 
-/* Copy image and zeros over pages [lo, hi) of the slot. After a failure
- * (the image's file shrank) the rest are dropped, as after a failed
- * discard: the slot is released. */
+/* Copy image and zeros over pages [lo, hi) of the slot: a scanning
+ * reset's pages are the instance's own copies, a blind reset's may map the
+ * file still. After a failure (the image's file shrank) the rest are
+ * dropped, as after a failed discard: the slot is released. */
 static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
   int e = c->err ? 0
                  : cowmem__image_restore(c->img, c->slot->base, (uint64_t)lo * c->ps,
-                                         (uint64_t)hi * c->ps);
+                                         (uint64_t)hi * c->ps, !c->blind);
   if (e) c->err = e;
   c->copied += hi - lo;
 }

@@ -66,7 +66,7 @@ static int reset_keep(cowmem_slot_t* slot, size_t keep) {
   if (r != 0) return r;
   keep = cowmem__page_floor(keep < slot->initial ? keep : slot->initial);
   if (!cowmem__image_readable(slot->image)) keep = 0;
-  int e = keep > 0 ? cowmem__image_restore(slot->image, slot->base, 0, keep) : 0;
+  int e = keep > 0 ? cowmem__image_restore(slot->image, slot->base, 0, keep, false) : 0;
   if (e == 0 && slot->accessible > keep)
     e = cowmem__os_discard(slot->base + keep, slot->accessible - keep);
   if (e) return cowmem__slot_fail(slot, e);

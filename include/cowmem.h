@@ -319,10 +319,15 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * slot that still maps it (READY with the same image) starts another
  * instance, so a change is caught there at the latest and a new instance
  * never faults on a truncated file. Restoring resets (KEEP_RESIDENT,
- * ADAPTIVE) read such a file with pread, never through a mapping: one
- * truncated under them reads short, and the reset fails with ECHANGED
+ * ADAPTIVE) never read such a file through a mapping: the pages a reset
+ * must store into may still map it, so they are read with pread, and a
+ * file truncated under them reads short: the reset fails with ECHANGED
  * (cowmem_pool_release returns it, the slot is dropped EMPTY) instead of
- * the host faulting with SIGBUS.
+ * the host faulting with SIGBUS. Pages an ADAPTIVE reset found written by
+ * its scan are the instance's own copies; those it copies from the
+ * image's cache, an anonymous copy of the pages resets have read (at most
+ * the image's data, once per process), read from the file once a page,
+ * so such a reset makes no pread.
  * How it stays cheap: the check costs nothing where the kernel keeps the
  * file as it is, which is probed once when the image is made: a memfd
  * sealed against writes and shrinking (F_SEAL_WRITE | F_SEAL_SHRINK), or

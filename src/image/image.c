@@ -268,6 +268,18 @@ static int cache_make(cowmem_image_t* img, size_t ps) {
   return 0;
 }
 
+/* Make the cache of an image read by pread now, where another image maps
+ * its view (cowmem__image_readable): its address space is taken once,
+ * before instances run, not during one. Out of memory, it is tried again
+ * at the next read, and resets read the file meanwhile. */
+static void cache_ensure(cowmem_image_t* img) {
+  if (atomic_load_explicit(&img->cache, memory_order_acquire) != NULL) return;
+  pthread_mutex_lock(&img->cache_lock);
+  if (atomic_load_explicit(&img->cache, memory_order_relaxed) == NULL)
+    (void)cache_make(img, cowmem__os_page_size());
+  pthread_mutex_unlock(&img->cache_lock);
+}
+
 /* The bytes of [rel, rel + len) (image-relative, page multiples) of an
  * image read by pread, from its cache; the pages not there yet are read
  * into it first, once for the image's life. NULL with *err 0 when no
@@ -281,9 +293,10 @@ static const uint8_t* image_cached(const cowmem_image_t* cimg, uint64_t rel,
   size_t ps = cowmem__os_page_size();
   uint64_t first = rel / ps, end = (rel + len + ps - 1) / ps, p = first;
   uint8_t* c = atomic_load_explicit(&img->cache, memory_order_acquire);
-  if (c != NULL)
+  if (c != NULL) {
     while (p < end && page_cached(img->cached, p)) p++;
-  if (p == end) return c + rel;
+    if (p == end) return c + rel;
+  }
   int e = 0;
   pthread_mutex_lock(&img->cache_lock);
   c = atomic_load_explicit(&img->cache, memory_order_relaxed);
@@ -410,7 +423,11 @@ static const uint8_t* image_src(const cowmem_image_t* img) {
 
 bool cowmem__image_readable(cowmem_image_t* img) {
   if (img == NULL || img->len == 0) return true;
-  if (image_by_pread(img)) return !cowmem__image_changed(img);
+  if (image_by_pread(img)) {
+    if (cowmem__image_changed(img)) return false;
+    cache_ensure(img);
+    return true;
+  }
   return image_view(img) != NULL;
 }
 

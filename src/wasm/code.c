@@ -196,8 +196,8 @@ int cowmem__code_walk(const cowmem_module_t* m, cowmem__code_visit_t visit, void
   uint32_t first = cowmem_module_import_count(m, COWMEM_EXTERN_FUNC);
   bool visited = false;
   int err;
-  if (!cowmem__rd_find_section(m, WASM_SEC_CODE, &s)) return 0;
-  cowmem__rd_section(&r, m, &s, &d, &inv);
+  if (!cowmem__code_find_section(m, WASM_SEC_CODE, &s)) return 0;
+  cowmem__code_section(&r, m, &s, &d, &inv);
   err = cowmem__rd_count(&r, 1, &n);
   for (uint32_t i = 0; i < n && err == 0; i++) {
     size_t section_end = r.end;
@@ -223,4 +223,28 @@ int cowmem__code_uses_data(const cowmem_module_t* m, bool* uses) {
   if (r < 0) return r;
   *uses = r == 1;
   return 0;
+}
+
+bool cowmem__code_find_section(const cowmem_module_t* m, uint32_t id,
+                               cowmem_section_info_t* out) {
+  uint32_t n = cowmem_module_section_count(m);
+  for (uint32_t i = 0; i < n; i++)
+    if (cowmem_module_section_info(m, i, out) == 0 && out->id == id) return true;
+  return false;
+}
+
+void cowmem__code_section(cowmem__rd_t* r, const cowmem_module_t* m,
+                          const cowmem_section_info_t* s, cowmem_diag_t* d,
+                          cowmem_diag_t* inv) {
+  size_t len = 0;
+  memset(r, 0, sizeof *r);
+  memset(d, 0, sizeof *d);
+  memset(inv, 0, sizeof *inv);
+  r->base = cowmem_module_bytes(m, &len);
+  r->len = len;
+  r->pos = (size_t)s->payload_offset;
+  r->end = (size_t)(s->payload_offset + s->payload_len);
+  r->eof_reason = "unexpected end of section or function";
+  r->diag = d;
+  r->invalid = inv;
 }

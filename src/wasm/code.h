@@ -1,8 +1,9 @@
 /* The instruction decoder (code.c): function bodies and constant
- * expressions walked instruction by instruction, for the passes that need
- * to know which instructions a module uses (pre-initialization's
- * validator, strip and the rewriter's "does any body name a data
- * segment?"). Internal to the front end. */
+ * expressions walked instruction by instruction, for the passes over a
+ * parsed module that need to know which instructions it uses
+ * (pre-initialization's validator, strip and the rewriter's "does any
+ * body name a data segment?"), and the readers those passes open on its
+ * sections. Internal to the front end. */
 #ifndef COWMEM_WASM_CODE_H
 #define COWMEM_WASM_CODE_H
 
@@ -12,6 +13,15 @@
 
 #include "cowmem.h"
 #include "wasm/reader.h"
+
+/* For the passes over a parsed module (strip, pre-initialization): the
+ * first section with this id (false if none), and a reader over a
+ * section's payload whose errors go to *d and *inv. */
+bool cowmem__code_find_section(const cowmem_module_t* m, uint32_t id,
+                               cowmem_section_info_t* out);
+void cowmem__code_section(cowmem__rd_t* r, const cowmem_module_t* m,
+                          const cowmem_section_info_t* s, cowmem_diag_t* d,
+                          cowmem_diag_t* inv);
 
 /* A prefixed opcode as one number: the prefix byte, then its LEB128. */
 #define COWMEM__OP(prefix, sub) (((uint32_t)(prefix) << 24) | (sub))

@@ -106,8 +106,8 @@ int cowmem__preinit_entries(const cowmem_module_t* m, uint8_t section,
   int err = 0;
   *out = NULL;
   *n = 0;
-  if (!cowmem__rd_find_section(m, section, &s)) return 0;
-  cowmem__rd_section(&r, m, &s, &d, &inv);
+  if (!cowmem__code_find_section(m, section, &s)) return 0;
+  cowmem__code_section(&r, m, &s, &d, &inv);
   err = cowmem__rd_count(&r, 2, &count);
   if (err == 0 && !(e = calloc(count ? count : 1, sizeof *e))) err = COWMEM_ENOMEM;
   for (uint32_t i = 0; i < count && err == 0; i++)

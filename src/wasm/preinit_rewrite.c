@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wasm/code.h"
 #include "wasm/preinit.h"
 #include "wasm/reader.h"
 
@@ -327,7 +328,7 @@ static int rewrite(const rw_t* w, cowmem__pbuf_t* o) {
   cowmem_section_info_t ds;
   uint32_t nseg = 0, nsec = cowmem_module_section_count(w->m);
   bool images = w->opt->flags & COWMEM_PREINIT_IMAGES;
-  bool need_data = !cowmem__rd_find_section(w->m, WASM_SEC_DATA, &ds);
+  bool need_data = !cowmem__code_find_section(w->m, WASM_SEC_DATA, &ds);
   int err = cowmem__preinit_data(w->m, w->snap, w->opt, images, w->nkept, &data,
                                  &nseg, w->diag);
   need_data = need_data && nseg > 0;

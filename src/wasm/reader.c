@@ -169,27 +169,3 @@ bool cowmem__utf8_valid(const uint8_t* s, size_t n) {
   }
   return true;
 }
-
-bool cowmem__rd_find_section(const cowmem_module_t* m, uint32_t id,
-                             cowmem_section_info_t* out) {
-  uint32_t n = cowmem_module_section_count(m);
-  for (uint32_t i = 0; i < n; i++)
-    if (cowmem_module_section_info(m, i, out) == 0 && out->id == id) return true;
-  return false;
-}
-
-void cowmem__rd_section(cowmem__rd_t* r, const cowmem_module_t* m,
-                        const cowmem_section_info_t* s, cowmem_diag_t* d,
-                        cowmem_diag_t* inv) {
-  size_t len = 0;
-  memset(r, 0, sizeof *r);
-  memset(d, 0, sizeof *d);
-  memset(inv, 0, sizeof *inv);
-  r->base = cowmem_module_bytes(m, &len);
-  r->len = len;
-  r->pos = (size_t)s->payload_offset;
-  r->end = (size_t)(s->payload_offset + s->payload_len);
-  r->eof_reason = "unexpected end of section or function";
-  r->diag = d;
-  r->invalid = inv;
-}

@@ -140,13 +140,4 @@ int cowmem__rd_count(cowmem__rd_t* r, size_t min_size, uint32_t* out);
 
 bool cowmem__utf8_valid(const uint8_t* s, size_t n);
 
-/* For the passes over a parsed module (strip, pre-initialization): the
- * first section with this id (false if none), and a reader over a
- * section's payload whose errors go to *d and *inv. */
-bool cowmem__rd_find_section(const cowmem_module_t* m, uint32_t id,
-                             cowmem_section_info_t* out);
-void cowmem__rd_section(cowmem__rd_t* r, const cowmem_module_t* m,
-                        const cowmem_section_info_t* s, cowmem_diag_t* d,
-                        cowmem_diag_t* inv);
-
 #endif

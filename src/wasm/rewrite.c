@@ -80,7 +80,7 @@ bool cowmem__custom_named(const cowmem_module_t* m, const cowmem_section_info_t*
   size_t off;
   uint32_t len;
   if (s->id != WASM_SEC_CUSTOM) return false;
-  cowmem__rd_section(&r, m, s, &d, &inv);
+  cowmem__code_section(&r, m, s, &d, &inv);
   return cowmem__rd_name(&r, &off, &len) == 0 && len == strlen(name) &&
          memcmp(r.base + off, name, len) == 0;
 }
@@ -159,7 +159,7 @@ void cowmem__data_names(const cowmem_module_t* m, const cowmem_section_info_t* s
   cowmem_diag_t d, inv;
   size_t off;
   uint32_t len;
-  cowmem__rd_section(&r, m, s, &d, &inv);
+  cowmem__code_section(&r, m, s, &d, &inv);
   if (cowmem__rd_name(&r, &off, &len) != 0) return; /* the parser read it */
   cowmem__pbuf_add(&payload, r.base + s->payload_offset,
                    r.pos - (size_t)s->payload_offset);

@@ -268,40 +268,38 @@ static int cache_make(cowmem_image_t* img, size_t ps) {
   return 0;
 }
 
-/* Make the cache of an image read by pread now, where another image maps
- * its view (cowmem__image_readable): its address space is taken once,
- * before instances run, not during one. Out of memory, it is tried again
- * at the next read, and resets read the file meanwhile. */
-static void cache_ensure(cowmem_image_t* img) {
-  if (atomic_load_explicit(&img->cache, memory_order_acquire) != NULL) return;
+/* The cache of an image read by pread, made on first use like another
+ * image's view (cowmem__image_readable: before instances run, not during
+ * one); NULL if it cannot be made. */
+static uint8_t* image_cache(cowmem_image_t* img) {
+  uint8_t* c = atomic_load_explicit(&img->cache, memory_order_acquire);
+  if (c != NULL) return c;
   pthread_mutex_lock(&img->cache_lock);
   if (atomic_load_explicit(&img->cache, memory_order_relaxed) == NULL)
     (void)cache_make(img, cowmem__os_page_size());
+  c = atomic_load_explicit(&img->cache, memory_order_relaxed);
   pthread_mutex_unlock(&img->cache_lock);
+  return c;
 }
 
 /* The bytes of [rel, rel + len) (image-relative, page multiples) of an
- * image read by pread, from its cache; the pages not there yet are read
- * into it first, once for the image's life. NULL with *err 0 when no
- * cache can be made (the caller reads the file itself), else with the
- * read's error (COWMEM__IMAGE_CHANGED: the file shrank). What the cache
- * holds stays what the file held when it was read: a reset restores the
- * image as instances got it even after the file changed. */
+ * image read by pread, from its cache (made: cowmem__image_readable said
+ * yes); the pages not there yet are read into it first, once for the
+ * image's life. NULL with the read's error in *err
+ * (COWMEM__IMAGE_CHANGED: the file shrank). What the cache holds stays
+ * what the file held when it was read: a reset restores the image as
+ * instances got it even after the file changed. */
 static const uint8_t* image_cached(const cowmem_image_t* cimg, uint64_t rel,
                                    uint64_t len, int* err) {
   cowmem_image_t* img = (cowmem_image_t*)cimg;
   size_t ps = cowmem__os_page_size();
-  uint64_t first = rel / ps, end = (rel + len + ps - 1) / ps, p = first;
+  uint64_t end = (rel + len + ps - 1) / ps, p = rel / ps;
   uint8_t* c = atomic_load_explicit(&img->cache, memory_order_acquire);
-  if (c != NULL) {
-    while (p < end && page_cached(img->cached, p)) p++;
-    if (p == end) return c + rel;
-  }
+  while (p < end && page_cached(img->cached, p)) p++;
+  if (p == end) return c + rel;
   int e = 0;
   pthread_mutex_lock(&img->cache_lock);
-  c = atomic_load_explicit(&img->cache, memory_order_relaxed);
-  if (c == NULL && cache_make(img, ps) == 0) c = img->cache;
-  while (c != NULL && p < end && e == 0) {
+  while (p < end && e == 0) {
     if (page_cached(img->cached, p)) {
       p++;
       continue;
@@ -315,7 +313,7 @@ static const uint8_t* image_cached(const cowmem_image_t* cimg, uint64_t rel,
   }
   pthread_mutex_unlock(&img->cache_lock);
   *err = e;
-  return c == NULL || e ? NULL : c + rel;
+  return e ? NULL : c + rel;
 }
 
 /* A read-only view of the image's bytes at [mem_offset, mem_offset + len),
@@ -423,11 +421,7 @@ static const uint8_t* image_src(const cowmem_image_t* img) {
 
 bool cowmem__image_readable(cowmem_image_t* img) {
   if (img == NULL || img->len == 0) return true;
-  if (image_by_pread(img)) {
-    if (cowmem__image_changed(img)) return false;
-    cache_ensure(img);
-    return true;
-  }
+  if (image_by_pread(img)) return !cowmem__image_changed(img) && image_cache(img) != NULL;
   return image_view(img) != NULL;
 }
 
@@ -462,20 +456,11 @@ bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
     const uint8_t* want = cowmem__image_page(img, off);
     return want != NULL ? memcmp(page, want, ps) != 0 : !cowmem__is_zero(page, ps);
   }
-  /* Through a small buffer: a page may be 64 KiB. A page that cannot be
-   * read counts as changed; the reset's restore reports why. */
+  /* A page that cannot be read counts as changed; the reset's restore
+   * reports why. */
   int e = 0;
   const uint8_t* want = image_cached(img, off - img->mem_offset, ps, &e);
-  if (want != NULL) return memcmp(page, want, ps) != 0;
-  if (e) return true;
-  uint8_t buf[4096];
-  for (size_t at = 0; at < ps; at += sizeof buf) {
-    size_t n = ps - at < sizeof buf ? ps - at : sizeof buf;
-    if (image_pread(img, buf, off - img->mem_offset + at, n) != 0 ||
-        memcmp(page + at, buf, n) != 0)
-      return true;
-  }
-  return false;
+  return want == NULL || memcmp(page, want, ps) != 0;
 }
 
 int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
@@ -490,16 +475,14 @@ int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
       if (a < at) a = at;
       if (b > hi) b = hi;
       if (a > at) memset(base + at, 0, a - at);
-      if (src != NULL) {
-        memcpy(base + a, src + (a - img->mem_offset), b - a);
-      } else {
-        int e = 0;
-        const uint8_t* c = own ? image_cached(img, a - img->mem_offset, b - a, &e) : NULL;
-        if (c != NULL)
-          memcpy(base + a, c, b - a);
-        else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)))
-          return e;
-      }
+      int e = 0;
+      const uint8_t* from = src != NULL ? src + (a - img->mem_offset)
+                            : own       ? image_cached(img, a - img->mem_offset, b - a, &e)
+                                        : NULL;
+      if (from != NULL)
+        memcpy(base + a, from, b - a);
+      else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)) != 0)
+        return e;
       at = b;
     }
   }

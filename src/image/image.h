@@ -42,8 +42,9 @@ void cowmem__image_after_discard(const cowmem_image_t* image, uint8_t* base);
  * found changed); NULL is readable (all zeros). A MEMFD image, or a FILE
  * image the kernel keeps fixed, is read through a read-only view mapped on
  * first use; a COPY image is memory. A FILE image whose file may change is
- * read with pread, never through a mapping: the file may be truncated
- * under it, and a mapping's read past the new end faults with SIGBUS. */
+ * never read through a mapping (the file may be truncated under it, and a
+ * mapping's read past the new end faults with SIGBUS): pread fills its
+ * cache, anonymous memory made on first use as a view is, page by page. */
 bool cowmem__image_readable(cowmem_image_t* image);
 /* The image's bytes of the page at memory offset off (page-aligned), or
  * NULL where the page is zeros. Requires cowmem__image_readable, and an

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cowmem.h"
+#include "wasm/code.h"
 #include "wasm/reader.h"
 #include "wasm/rewrite.h"
 
@@ -78,11 +79,9 @@ static int section(strip_t* st, const cowmem_section_info_t* s, cowmem__pbuf_t* 
 
 static int strip(strip_t* st, cowmem__pbuf_t* o) {
   uint32_t nsec = cowmem_module_section_count(st->m);
-  bool need_datacount = !st->map;
   cowmem_section_info_t s;
-  for (uint32_t i = 0; i < nsec && need_datacount; i++)
-    need_datacount =
-        cowmem_module_section_info(st->m, i, &s) == 0 && s.id != WASM_SEC_DATACOUNT;
+  bool need_datacount =
+      !st->map && !cowmem__code_find_section(st->m, WASM_SEC_DATACOUNT, &s);
   cowmem__pbuf_add(o, st->bytes, 8); /* magic and version */
   for (uint32_t i = 0; i < nsec; i++) {
     TRY(cowmem_module_section_info(st->m, i, &s));

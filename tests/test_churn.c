@@ -6,12 +6,16 @@
  * write a secret and release, then drop their reference. A control thread
  * trims, flushes, reads metrics and replaces the images, freeing the old
  * ones. Run under TSan and ASan (label threads): a pool path that reads an
- * image it holds no reference to shows up as a race or a use-after-free. */
+ * image it holds no reference to shows up as a race or a use-after-free.
+ * The _file cases make every image from a file the kernel does not keep
+ * fixed, as an opened .cwimg is: restoring resets then fill the image's
+ * cache from the file while other threads read it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cowmem.h"
 #include "test.h"
@@ -31,15 +35,31 @@ typedef struct {
   _Atomic int failed;
   _Atomic long cycles;
   _Atomic long replaced;
+  bool file; /* images mapped from a file (make_image) */
 } churn_t;
 
-/* Module k's image with this salt: its bytes start at page k. */
-static cowmem_image_t* make_image(int k, uint8_t salt) {
+/* Module k's image with this salt: its bytes start at page k. From the
+ * bytes (a sealed memfd), or with file from an unlinked temporary file
+ * mapped directly (declared immutable, which the kernel does not
+ * enforce: such an image is restored through its cache). */
+static cowmem_image_t* make_image(int k, uint8_t salt, bool file) {
   size_t len = 4 * PS + 100 * (size_t)k;
   uint8_t* b = malloc(len);
+  if (b == NULL) return NULL;
   for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(i / 5 + salt) | 1;
   cowmem_image_t* img = NULL;
-  if (cowmem_image_new_from_bytes(b, len, (uint64_t)k * PS, &img) != 0) img = NULL;
+  if (!file) {
+    if (cowmem_image_new_from_bytes(b, len, (uint64_t)k * PS, &img) != 0) img = NULL;
+  } else {
+    char path[] = "/tmp/cowmem-churn-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) unlink(path);
+    if (fd >= 0 && pwrite(fd, b, len, 0) == (ssize_t)len &&
+        cowmem_image_new_from_file(fd, 0, len, (uint64_t)k * PS,
+                                   COWMEM_IMAGE_FILE_IMMUTABLE, &img) != 0)
+      img = NULL;
+    if (fd >= 0) close(fd);
+  }
   free(b);
   return img;
 }
@@ -117,7 +137,7 @@ static void* control(void* p) {
     cowmem_image_release(cur);
     if (round % 4 == 1) {
       uint8_t salt = (uint8_t)(c->next_salt += 37);
-      cowmem_image_t* fresh = make_image(k, salt);
+      cowmem_image_t* fresh = make_image(k, salt, c->file);
       if (fresh == NULL) {
         atomic_store(&c->failed, 1);
         break;
@@ -137,7 +157,7 @@ static void* control(void* p) {
   return NULL;
 }
 
-static int churn(cowmem_reset_strategy_t reset, double seconds) {
+static int churn(cowmem_reset_strategy_t reset, double seconds, bool file) {
   PS = cowmem_page_size();
   cowmem_pool_config_t cfg;
   cowmem_pool_config_init(&cfg);
@@ -153,10 +173,11 @@ static int churn(cowmem_reset_strategy_t reset, double seconds) {
   memset(&c, 0, sizeof c);
   pthread_mutex_init(&c.lock, NULL);
   c.seconds = seconds;
+  c.file = file;
   ASSERT_OK(cowmem_pool_new(&cfg, &c.pool, NULL));
   for (int k = 0; k < MODULES; k++) {
     c.salt[k] = (uint8_t)(c.next_salt += 37);
-    c.img[k] = make_image(k, c.salt[k]);
+    c.img[k] = make_image(k, c.salt[k], file);
     ASSERT_NOT_NULL(c.img[k]);
   }
   pthread_t w[WORKERS], ctl;
@@ -196,10 +217,15 @@ static int churn(cowmem_reset_strategy_t reset, double seconds) {
   return 0;
 }
 
-TEST_IMPL(churn_madvise) { return churn(COWMEM_RESET_MADVISE, 1.5); }
-TEST_IMPL(churn_keep_resident) { return churn(COWMEM_RESET_KEEP_RESIDENT, 1.5); }
-TEST_IMPL(churn_batched) { return churn(COWMEM_RESET_BATCHED, 1.5); }
-TEST_IMPL(churn_adaptive) { return churn(COWMEM_RESET_ADAPTIVE, 1.5); }
+TEST_IMPL(churn_madvise) { return churn(COWMEM_RESET_MADVISE, 1.5, false); }
+TEST_IMPL(churn_keep_resident) { return churn(COWMEM_RESET_KEEP_RESIDENT, 1.5, false); }
+TEST_IMPL(churn_batched) { return churn(COWMEM_RESET_BATCHED, 1.5, false); }
+TEST_IMPL(churn_adaptive) { return churn(COWMEM_RESET_ADAPTIVE, 1.5, false); }
+TEST_IMPL(churn_keep_resident_file) {
+  return churn(COWMEM_RESET_KEEP_RESIDENT, 1.5, true);
+}
+TEST_IMPL(churn_adaptive_file) { return churn(COWMEM_RESET_ADAPTIVE, 1.5, true); }
 
 TEST_MAIN(TEST_ENTRY(churn_madvise) TEST_ENTRY(churn_keep_resident)
-          TEST_ENTRY(churn_batched) TEST_ENTRY(churn_adaptive))
+          TEST_ENTRY(churn_batched) TEST_ENTRY(churn_adaptive)
+          TEST_ENTRY(churn_keep_resident_file) TEST_ENTRY(churn_adaptive_file))

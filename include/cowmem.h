@@ -743,8 +743,10 @@ COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
  * the slot image's data pages), so never-touched pages are not faulted in.
  * Costs a copy of those pages through a private buffer and one write of
  * the non-zero ones into the memfd. The slot is not changed.
- * Errors: EINVAL (NULL), ESTATE (slot EMPTY or BROKEN), ENOMEM, and the
- * errors of cowmem_image_new_from_bytes. *out is a new reference. */
+ * Errors: EINVAL (NULL), ESTATE (slot EMPTY or BROKEN), ECHANGED (the
+ * slot's image maps a file that changed since, as cowmem_image_check says:
+ * a truncated file's pages would fault the read with SIGBUS), ENOMEM, and
+ * the errors of cowmem_image_new_from_bytes. *out is a new reference. */
 COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
 
 

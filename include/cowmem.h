@@ -1087,10 +1087,12 @@ COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
  *   - otherwise each becomes an empty passive segment (flags 0x01, 0
  *     bytes): the segment count and so every segment index stay the same,
  *     and an empty passive segment behaves under memory.init and data.drop
- *     exactly as the dropped active segment did. If the module has no data
- *     count section, one is inserted before the code section (memory.init
- *     and data.drop require it; it is harmless otherwise). A body the
- *     decoder does not know (GC instructions) counts as naming a segment.
+ *     exactly as the dropped active segment did. No section is added (a
+ *     module whose bodies use memory.init or data.drop already has its
+ *     data count section; passive segments need none), so the section
+ *     indices a relocatable object's reloc.* sections name stay valid. A
+ *     body the decoder does not know (GC instructions) counts as naming a
+ *     segment.
  * Segments of memories without an image keep their bytes and mode. Every
  * other section is copied byte for byte.
  *

@@ -13,15 +13,15 @@
  *
  * Everything but the data section, the data count section when removing,
  * and the name section's data segment names is copied byte for byte from
- * the module's own bytes; keeping indices, a data count section is
- * inserted when the module had none, in the only place the spec's section
- * order allows: before the code section (or before the data section when
- * there is no code). */
+ * the module's own bytes. No data count section is ever inserted: only
+ * memory.init and data.drop need one, and a module whose bodies use them
+ * already has it (it would not validate otherwise); passive segments do
+ * not. Inserting one would also shift the section indices a relocatable
+ * object's reloc.* sections name. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem.h"
-#include "wasm/code.h"
 #include "wasm/reader.h"
 #include "wasm/rewrite.h"
 
@@ -77,21 +77,15 @@ static int section(strip_t* st, const cowmem_section_info_t* s, cowmem__pbuf_t* 
   return err;
 }
 
+/* Section for section: no section is added or removed, so the indices a
+ * relocatable object's reloc.* sections name their target section by
+ * still name the same sections. */
 static int strip(strip_t* st, cowmem__pbuf_t* o) {
   uint32_t nsec = cowmem_module_section_count(st->m);
-  cowmem_section_info_t s;
-  bool need_datacount =
-      !st->map && !cowmem__code_find_section(st->m, WASM_SEC_DATACOUNT, &s);
   cowmem__pbuf_add(o, st->bytes, 8); /* magic and version */
   for (uint32_t i = 0; i < nsec; i++) {
+    cowmem_section_info_t s;
     TRY(cowmem_module_section_info(st->m, i, &s));
-    if (need_datacount && (s.id == WASM_SEC_CODE || s.id == WASM_SEC_DATA)) {
-      cowmem__pbuf_t dc = {0};
-      cowmem__pbuf_uleb(&dc, st->nseg);
-      cowmem__pbuf_section(o, WASM_SEC_DATACOUNT, &dc);
-      free(dc.p);
-      need_datacount = false;
-    }
     TRY(section(st, &s, o));
   }
   return 0;

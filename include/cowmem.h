@@ -1108,6 +1108,17 @@ COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
 COWMEM_API int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
                                    size_t* out_len, uint32_t* nstripped);
 
+/* The summary line of a strip, as the tools that strip a file print it:
+ *   "NAME: S of N data segments stripped (L left), A -> B bytes"
+ * for m (N segments, A bytes) stripped into out (out_len bytes, B) by
+ * cowmem_module_strip, which said S; L is the segment count of out, which
+ * is parsed to count them. Written into buf (cap bytes, NUL-terminated,
+ * cut short to fit), without a newline. Errors: EINVAL (NULL, cap 0), the
+ * parse errors of out (strip is broken: buf holds ""), ENOMEM. */
+COWMEM_API int cowmem_module_strip_summary(const cowmem_module_t* m, const uint8_t* out,
+                                           size_t out_len, uint32_t nstripped,
+                                           const char* name, char* buf, size_t cap);
+
 /* ------------------------------------------------------------------------
  * Image files (.cwimg)
  *

@@ -328,6 +328,37 @@ TEST_IMPL(memory_without_image_kept) {
   return 0;
 }
 
+TEST_IMPL(summary_line) {
+  cowmem_module_t* m = NULL;
+  ASSERT_OK(cowmem_module_parse(k_two_segments, sizeof k_two_segments, 0, &m, NULL));
+  uint8_t* out = NULL;
+  size_t len = 0;
+  uint32_t stripped = 0;
+  ASSERT_OK(cowmem_module_strip(m, &out, &len, &stripped));
+  char buf[128], want[128];
+  snprintf(want, sizeof want,
+           "out.wasm: 2 of 2 data segments stripped (0 left), %zu -> %zu bytes",
+           sizeof k_two_segments, sizeof k_two_segments_stripped);
+  ASSERT_OK(cowmem_module_strip_summary(m, out, len, stripped, "out.wasm", buf, sizeof buf));
+  ASSERT_STR_EQ(buf, want);
+  /* Cut short to fit, still a string. */
+  ASSERT_OK(cowmem_module_strip_summary(m, out, len, stripped, "out.wasm", buf, 9));
+  ASSERT_STR_EQ(buf, "out.wasm");
+  /* An output that does not parse: its error, and no line. */
+  static const uint8_t junk[] = {0x00, 0x61, 0x73, 0x6d, 0x02};
+  ASSERT_ERR(cowmem_module_strip_summary(m, junk, sizeof junk, 0, "x", buf, sizeof buf),
+             COWMEM_EMALFORMED);
+  ASSERT_STR_EQ(buf, "");
+  ASSERT_ERR(cowmem_module_strip_summary(NULL, out, len, 0, "x", buf, sizeof buf),
+             COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_module_strip_summary(m, out, len, 0, NULL, buf, sizeof buf),
+             COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_module_strip_summary(m, out, len, 0, "x", buf, 0), COWMEM_EINVAL);
+  free(out);
+  cowmem_module_free(m);
+  return 0;
+}
+
 TEST_IMPL(demo_module) {
 #ifndef COWMEM_DEMO_WASM
   TEST_SKIP("demo.wasm is not built (COWMEM_BUILD_EXAMPLES off or no clang)");
@@ -368,6 +399,6 @@ TEST_MAIN(TEST_ENTRY(removes_segments) TEST_ENTRY(relocatable_keeps_indices)
                   TEST_ENTRY(undecodable_body_keeps_indices)
                       TEST_ENTRY(names_renumbered) TEST_ENTRY(unreadable_names_dropped)
                           TEST_ENTRY(data_count_follows_removal)
-                              TEST_ENTRY(no_data_count_added)
+                              TEST_ENTRY(no_data_count_added) TEST_ENTRY(summary_line)
                                   TEST_ENTRY(memory_without_image_kept)
                                       TEST_ENTRY(demo_module))

@@ -18,6 +18,7 @@
  * already has it (it would not validate otherwise); passive segments do
  * not. Inserting one would also shift the section indices a relocatable
  * object's reloc.* sections name. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,5 +125,23 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
   *out = o.p;
   *out_len = o.len;
   if (nstripped) *nstripped = st.stripped;
+  return 0;
+}
+
+int cowmem_module_strip_summary(const cowmem_module_t* m, const uint8_t* out,
+                                size_t out_len, uint32_t nstripped, const char* name,
+                                char* buf, size_t cap) {
+  if (!m || !out || !name || !buf || cap == 0) return COWMEM_EINVAL;
+  buf[0] = 0;
+  cowmem_module_t* s = NULL;
+  int r = cowmem_module_parse(out, out_len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
+                              &s, NULL);
+  if (r != 0) return r;
+  size_t in_len = 0;
+  cowmem_module_bytes(m, &in_len);
+  snprintf(buf, cap, "%s: %u of %u data segments stripped (%u left), %zu -> %zu bytes",
+           name, nstripped, cowmem_module_segment_count(m), cowmem_module_segment_count(s),
+           in_len, out_len);
+  cowmem_module_free(s);
   return 0;
 }

@@ -839,8 +839,8 @@ TEST_IMPL(image_file_truncated_restore) {
 /* Truncated under a running instance, then snapshot: the snapshot reads
  * the image pages the instance did not write through the slot's mapping of
  * the file, and the old code's host died of SIGBUS there. Now it fails
- * with ECHANGED, *out untouched, and the slot stays as it was (DIRTY) for
- * its release. In a child: the old code's death is the signal. */
+ * with ECHANGED, *out untouched, no image made, and the slot stays as it
+ * was (DIRTY) for its release. In a child: the old code's death is the signal. */
 static int truncated_snapshot(void* arg) {
   cwimg_t* c = arg;
   cowmem_slot_t* s = NULL;
@@ -855,8 +855,12 @@ static int truncated_snapshot(void* arg) {
   cowmem_image_release(snap);
   snap = NULL;
   ASSERT_EQ(ftruncate(c->fd, (off_t)PS), 0);
+  cowmem_stats_t before, after;
+  cowmem_stats_get(&before);
   ASSERT_ERR(cowmem_snapshot(s, &snap), COWMEM_ECHANGED);
   ASSERT_NULL(snap);
+  cowmem_stats_get(&after);
+  ASSERT_UEQ(after.images_live, before.images_live); /* no image made */
   ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_DIRTY);
   ASSERT_EQ(b[20 * PS], 0x77); /* the instance's own page past the image */
   ASSERT_OK(cowmem_slot_free(s));

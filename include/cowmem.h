@@ -743,8 +743,10 @@ COWMEM_API int cowmem_pool_image_metrics(cowmem_pool_t* pool,
  * the slot image's data pages), so never-touched pages are not faulted in.
  * Costs a copy of those pages through a private buffer and one write of
  * the non-zero ones into the memfd. The slot is not changed.
- * Errors: EINVAL (NULL), ESTATE (slot EMPTY or BROKEN), ENOMEM, and the
- * errors of cowmem_image_new_from_bytes. *out is a new reference. */
+ * Errors: EINVAL (NULL), ESTATE (slot EMPTY or BROKEN), ECHANGED (the
+ * slot's image maps a file that changed since, as cowmem_image_check says:
+ * a truncated file's pages would fault the read with SIGBUS), ENOMEM, and
+ * the errors of cowmem_image_new_from_bytes. *out is a new reference. */
 COWMEM_API int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out);
 
 
@@ -1085,10 +1087,12 @@ COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
  *   - otherwise each becomes an empty passive segment (flags 0x01, 0
  *     bytes): the segment count and so every segment index stay the same,
  *     and an empty passive segment behaves under memory.init and data.drop
- *     exactly as the dropped active segment did. If the module has no data
- *     count section, one is inserted before the code section (memory.init
- *     and data.drop require it; it is harmless otherwise). A body the
- *     decoder does not know (GC instructions) counts as naming a segment.
+ *     exactly as the dropped active segment did. No section is added (a
+ *     module whose bodies use memory.init or data.drop already has its
+ *     data count section; passive segments need none), so the section
+ *     indices a relocatable object's reloc.* sections name stay valid. A
+ *     body the decoder does not know (GC instructions) counts as naming a
+ *     segment.
  * Segments of memories without an image keep their bytes and mode. Every
  * other section is copied byte for byte.
  *
@@ -1103,6 +1107,17 @@ COWMEM_API int cowmem_module_apply(const cowmem_module_t* m, uint32_t first,
  * unchanged. Errors: EINVAL (NULL), ENOMEM. */
 COWMEM_API int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out,
                                    size_t* out_len, uint32_t* nstripped);
+
+/* The summary line of a strip, as the tools that strip a file print it:
+ *   "NAME: S of N data segments stripped (L left), A -> B bytes"
+ * for m (N segments, A bytes) stripped into out (out_len bytes, B) by
+ * cowmem_module_strip, which said S; L is the segment count of out, which
+ * is parsed to count them. Written into buf (cap bytes, NUL-terminated,
+ * cut short to fit), without a newline. Errors: EINVAL (NULL, cap 0), the
+ * parse errors of out (strip is broken: buf holds ""), ENOMEM. */
+COWMEM_API int cowmem_module_strip_summary(const cowmem_module_t* m, const uint8_t* out,
+                                           size_t out_len, uint32_t nstripped,
+                                           const char* name, char* buf, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Image files (.cwimg)

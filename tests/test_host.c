@@ -841,6 +841,24 @@ TEST_IMPL(image_file_truncated_ready) {
   return 0;
 }
 
+/* fn(arg) run in a forked child (a failed assertion there aborts): the
+ * signal the child died of, or 0. What the old code did to the host, a
+ * SIGBUS, fails the test instead of killing the runner. */
+typedef struct {
+  int (*fn)(void* arg);
+  void* arg;
+} child_call_t;
+
+static void child_call(void* arg) {
+  child_call_t* c = arg;
+  if (c->fn(c->arg) != 0) abort();
+}
+
+static int host_dies_of(int (*fn)(void* arg), void* arg) {
+  child_call_t c = {fn, arg};
+  return test_run_in_child(child_call, &c);
+}
+
 /* Truncated under a running instance of a pool that restores by copy
  * (KEEP_RESIDENT, and ADAPTIVE's blind reset, which copies every hot page
  * back): the instance wrote image pages and its release copies the image
@@ -857,7 +875,8 @@ typedef struct {
   int mode; /* ADAPTIVE: cowmem__adaptive_test_mode */
 } restore_case_t;
 
-static int truncated_restore(restore_case_t* rc) {
+static int truncated_restore(void* arg) {
+  restore_case_t* rc = arg;
   cowmem__adaptive_test_mode(rc->mode);
   cowmem_pool_t* pool = make_pool(rc->reset, 2, 64, 0, NULL);
   ASSERT_NOT_NULL(pool);
@@ -888,10 +907,6 @@ static int truncated_restore(restore_case_t* rc) {
   return 0;
 }
 
-static void truncated_restore_child(void* arg) {
-  if (truncated_restore(arg) != 0) abort();
-}
-
 TEST_IMPL(image_file_truncated_restore) {
   PS = cowmem_page_size();
   static const struct {
@@ -901,11 +916,52 @@ TEST_IMPL(image_file_truncated_restore) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     restore_case_t rc = {.reset = cases[i].reset, .mode = cases[i].mode};
     CWIMG_MAKE(&rc.c);
-    int sig = test_run_in_child(truncated_restore_child, &rc);
+    int sig = host_dies_of(truncated_restore, &rc);
     cwimg_free(&rc.c);
     if (sig != 0) fprintf(stderr, "case %zu: the host died of signal %d\n", i, sig);
     ASSERT_EQ(sig, 0);
   }
+  return 0;
+}
+
+/* Truncated under a running instance, then snapshot: the snapshot reads
+ * the image pages the instance did not write through the slot's mapping of
+ * the file, and the old code's host died of SIGBUS there. Now it fails
+ * with ECHANGED, *out untouched, no image made, and the slot stays as it
+ * was (DIRTY) for its release. In a child: the old code's death is the signal. */
+static int truncated_snapshot(void* arg) {
+  cwimg_t* c = arg;
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(32 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 32 * PS, c->img));
+  uint8_t* b = cowmem_slot_base(s);
+  b[3 * PS + 1] ^= 0xff; /* an image page */
+  b[20 * PS] = 0x77;     /* a page past the image */
+  cowmem_image_t* snap = NULL;
+  ASSERT_OK(cowmem_snapshot(s, &snap)); /* the file is as it was */
+  ASSERT_NOT_NULL(snap);
+  cowmem_image_release(snap);
+  snap = NULL;
+  ASSERT_EQ(ftruncate(c->fd, (off_t)PS), 0);
+  cowmem_stats_t before, after;
+  cowmem_stats_get(&before);
+  ASSERT_ERR(cowmem_snapshot(s, &snap), COWMEM_ECHANGED);
+  ASSERT_NULL(snap);
+  cowmem_stats_get(&after);
+  ASSERT_UEQ(after.images_live, before.images_live); /* no image made */
+  ASSERT_EQ(cowmem_slot_state(s), COWMEM_SLOT_DIRTY);
+  ASSERT_EQ(b[20 * PS], 0x77); /* the instance's own page past the image */
+  ASSERT_OK(cowmem_slot_free(s));
+  return 0;
+}
+
+TEST_IMPL(image_file_truncated_snapshot) {
+  PS = cowmem_page_size();
+  cwimg_t c;
+  CWIMG_MAKE(&c);
+  int sig = host_dies_of(truncated_snapshot, &c);
+  cwimg_free(&c);
+  ASSERT_EQ(sig, 0);
   return 0;
 }
 
@@ -1293,6 +1349,7 @@ TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
                               TEST_ENTRY(image_file_truncated)
                               TEST_ENTRY(image_file_truncated_ready)
                               TEST_ENTRY(image_file_truncated_restore)
+                              TEST_ENTRY(image_file_truncated_snapshot)
                               TEST_ENTRY(image_file_scan_reads_once)
                               TEST_ENTRY(image_reuse_no_syscall)
                                   TEST_ENTRY(image_file_renamed_over)

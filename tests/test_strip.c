@@ -1,8 +1,9 @@
 /* cowmem_module_strip: byte-exact output for small hand-built modules:
  * covered segments removed when no body names a data index (the others
  * renumbered, with their names), kept as empty passive segments when one
- * does (or the module is relocatable, or a body cannot be decoded), the
- * data count section's placement, memories without an image kept intact,
+ * does (or the module is relocatable, or a body cannot be decoded) with
+ * no section added (a relocatable object's reloc sections keep their
+ * targets), memories without an image kept intact,
  * and the bundled demo (when built) stripped and parsed again. */
 #include <cowmem.h>
 
@@ -31,17 +32,27 @@ static const uint8_t k_two_segments_stripped[] = {
     0x0b, 0x01, 0x00,                                     /* data: 0 */
 };
 
-/* k_two_segments as a relocatable object (a "linking" custom section,
- * version 2, at the end): indices stay. */
+/* What k_two_segments becomes as a relocatable object: a "linking" custom
+ * section (version 2), and reloc.CODE and reloc.DATA naming their target
+ * sections by index (3, the code; 4, the data), with no entries. */
+static const uint8_t k_relocation[] = {
+    0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
+    0x00, 0x0d, 0x0a, 'r', 'e', 'l', 'o', 'c', '.', 'C', 'O', 'D', 'E', 0x03, 0x00,
+    0x00, 0x0d, 0x0a, 'r', 'e', 'l', 'o', 'c', '.', 'D', 'A', 'T', 'A', 0x04, 0x00,
+};
+
+/* Stripped, its indices stay: each segment an empty passive one, and no
+ * section added, so the reloc sections' targets are the same sections. */
 static const uint8_t k_relocatable_stripped[] = {
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
     0x03, 0x02, 0x01, 0x00,
     0x05, 0x03, 0x01, 0x00, 0x01,
-    0x0c, 0x01, 0x02,                                     /* data count 2 */
     0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
     0x0b, 0x05, 0x02, 0x01, 0x00, 0x01, 0x00,             /* 2 x passive "" */
     0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
+    0x00, 0x0d, 0x0a, 'r', 'e', 'l', 'o', 'c', '.', 'C', 'O', 'D', 'E', 0x03, 0x00,
+    0x00, 0x0d, 0x0a, 'r', 'e', 'l', 'o', 'c', '.', 'D', 'A', 'T', 'A', 0x04, 0x00,
 };
 
 static int strip_bytes(const uint8_t* in, size_t n, uint8_t** out,
@@ -114,14 +125,43 @@ TEST_IMPL(removes_segments) {
   return 0;
 }
 
+/* The id of the section that reloc section i of bytes (a module) names
+ * as its target; -1 if i is not a reloc.* section or its index is out of
+ * range. The index is read as one LEB128 byte: the tests' are small. */
+static int reloc_target(const uint8_t* bytes, size_t n, uint32_t i) {
+  cowmem_module_t* m = NULL;
+  if (cowmem_module_parse(bytes, n, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES, &m,
+                          NULL) != 0)
+    return -1;
+  cowmem_section_info_t s, t;
+  int id = -1;
+  if (cowmem_module_section_info(m, i, &s) == 0 && s.id == 0 && s.payload_len > 8) {
+    const uint8_t* p = bytes + s.payload_offset;
+    size_t name = p[0];
+    if (name >= 6 && name + 2 <= s.payload_len && memcmp(p + 1, "reloc.", 6) == 0 &&
+        p[1 + name] < 0x80 && cowmem_module_section_info(m, p[1 + name], &t) == 0)
+      id = (int)t.id;
+  }
+  cowmem_module_free(m);
+  return id;
+}
+
 TEST_IMPL(relocatable_keeps_indices) {
-  static const uint8_t linking[] = {0x00, 0x09, 0x07, 'l', 'i', 'n',
-                                    'k',  'i',  'n',  'g', 0x02};
-  uint8_t in[sizeof k_two_segments + sizeof linking];
+  uint8_t in[sizeof k_two_segments + sizeof k_relocation];
   memcpy(in, k_two_segments, sizeof k_two_segments);
-  memcpy(in + sizeof k_two_segments, linking, sizeof linking);
-  return strip_expect(in, sizeof in, k_relocatable_stripped,
-                      sizeof k_relocatable_stripped, 2);
+  memcpy(in + sizeof k_two_segments, k_relocation, sizeof k_relocation);
+  ASSERT_OK(strip_expect(in, sizeof in, k_relocatable_stripped,
+                         sizeof k_relocatable_stripped, 2));
+  /* reloc.CODE (section 6) and reloc.DATA (7) name the code and the data
+   * section, before and after (inserting a data count section moved both
+   * one further: they named the code section and the data section's
+   * predecessor). */
+  enum { CODE = 10, DATA = 11 };
+  ASSERT_EQ(reloc_target(in, sizeof in, 6), CODE);
+  ASSERT_EQ(reloc_target(in, sizeof in, 7), DATA);
+  ASSERT_EQ(reloc_target(k_relocatable_stripped, sizeof k_relocatable_stripped, 6), CODE);
+  ASSERT_EQ(reloc_target(k_relocatable_stripped, sizeof k_relocatable_stripped, 7), DATA);
+  return 0;
 }
 
 TEST_IMPL(memory_init_keeps_indices) {
@@ -241,9 +281,10 @@ TEST_IMPL(data_count_follows_removal) {
   return strip_expect(in, sizeof in, want, sizeof want, 1);
 }
 
-TEST_IMPL(no_data_count_without_code) {
-  /* Memory and data only, relocatable (indices stay): the data count goes
-   * right before the data. */
+TEST_IMPL(no_data_count_added) {
+  /* Memory and data only, relocatable (indices stay): the segment becomes
+   * an empty passive one, which needs no data count section, and none is
+   * added. */
   static const uint8_t in[] = {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
@@ -253,7 +294,6 @@ TEST_IMPL(no_data_count_without_code) {
       0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
       0x05, 0x03, 0x01, 0x00, 0x01,
       0x00, 0x09, 0x07, 'l', 'i', 'n', 'k', 'i', 'n', 'g', 0x02,
-      0x0c, 0x01, 0x01,
       0x0b, 0x03, 0x01, 0x01, 0x00};
   return strip_expect(in, sizeof in, want, sizeof want, 1);
 }
@@ -285,6 +325,37 @@ TEST_IMPL(memory_without_image_kept) {
   free(out);
   cowmem_module_free(m);
   ASSERT_ERR(cowmem_module_strip(NULL, &out, &len, NULL), COWMEM_EINVAL);
+  return 0;
+}
+
+TEST_IMPL(summary_line) {
+  cowmem_module_t* m = NULL;
+  ASSERT_OK(cowmem_module_parse(k_two_segments, sizeof k_two_segments, 0, &m, NULL));
+  uint8_t* out = NULL;
+  size_t len = 0;
+  uint32_t stripped = 0;
+  ASSERT_OK(cowmem_module_strip(m, &out, &len, &stripped));
+  char buf[128], want[128];
+  snprintf(want, sizeof want,
+           "out.wasm: 2 of 2 data segments stripped (0 left), %zu -> %zu bytes",
+           sizeof k_two_segments, sizeof k_two_segments_stripped);
+  ASSERT_OK(cowmem_module_strip_summary(m, out, len, stripped, "out.wasm", buf, sizeof buf));
+  ASSERT_STR_EQ(buf, want);
+  /* Cut short to fit, still a string. */
+  ASSERT_OK(cowmem_module_strip_summary(m, out, len, stripped, "out.wasm", buf, 9));
+  ASSERT_STR_EQ(buf, "out.wasm");
+  /* An output that does not parse: its error, and no line. */
+  static const uint8_t junk[] = {0x00, 0x61, 0x73, 0x6d, 0x02};
+  ASSERT_ERR(cowmem_module_strip_summary(m, junk, sizeof junk, 0, "x", buf, sizeof buf),
+             COWMEM_EMALFORMED);
+  ASSERT_STR_EQ(buf, "");
+  ASSERT_ERR(cowmem_module_strip_summary(NULL, out, len, 0, "x", buf, sizeof buf),
+             COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_module_strip_summary(m, out, len, 0, NULL, buf, sizeof buf),
+             COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_module_strip_summary(m, out, len, 0, "x", buf, 0), COWMEM_EINVAL);
+  free(out);
+  cowmem_module_free(m);
   return 0;
 }
 
@@ -328,6 +399,6 @@ TEST_MAIN(TEST_ENTRY(removes_segments) TEST_ENTRY(relocatable_keeps_indices)
                   TEST_ENTRY(undecodable_body_keeps_indices)
                       TEST_ENTRY(names_renumbered) TEST_ENTRY(unreadable_names_dropped)
                           TEST_ENTRY(data_count_follows_removal)
-                              TEST_ENTRY(no_data_count_without_code)
+                              TEST_ENTRY(no_data_count_added) TEST_ENTRY(summary_line)
                                   TEST_ENTRY(memory_without_image_kept)
                                       TEST_ENTRY(demo_module))

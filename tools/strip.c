@@ -1,5 +1,6 @@
 /* cowmem strip module.wasm -o out.wasm */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,10 +14,9 @@ static void help(FILE* f) {
              "memory.init or data.drop (and the module is not a relocatable\n"
              "object), those segments are removed and the others renumbered,\n"
              "names included; otherwise each becomes an empty passive segment,\n"
-             "so that segment indices stay valid (a data count section is added\n"
-             "if needed). All other sections are copied byte for byte. A runtime\n"
-             "that instantiates OUT.wasm with memory from cowmem skips data\n"
-             "initialization.\n"
+             "so that segment indices stay valid. All other sections are copied\n"
+             "byte for byte, and none is added. A runtime that instantiates\n"
+             "OUT.wasm with memory from cowmem skips data initialization.\n"
              "\n"
              "OUT.wasm is only correct with cowmem's memory: on zeroed memory it\n"
              "lacks the stripped data. Segments of imported memories are kept\n"
@@ -28,17 +28,6 @@ static void help(FILE* f) {
   fputs(TOOL_FRESH_HELP "  --help           this text\n", f);
 }
 
-/* The stripped module's segment count: it parses, or strip is broken. */
-static uint32_t segments_of(const uint8_t* bytes, size_t len) {
-  cowmem_module_t* m = NULL;
-  uint32_t n = 0;
-  if (cowmem_module_parse(bytes, len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
-                          &m, NULL) == 0)
-    n = cowmem_module_segment_count(m);
-  cowmem_module_free(m);
-  return n;
-}
-
 int cmd_strip(int argc, char** argv) {
   const char *in, *out;
   unsigned flags;
@@ -47,19 +36,19 @@ int cmd_strip(int argc, char** argv) {
   cowmem_module_t* m = tool_load_module(in, flags);
   if (!m) return EXIT_RUNTIME;
   uint8_t* bytes = NULL;
-  size_t len = 0, in_len = 0;
+  size_t len = 0;
   uint32_t stripped = 0;
+  char summary[PATH_MAX + 128];
   int r = cowmem_module_strip(m, &bytes, &len, &stripped);
   int rc = EXIT_OK;
-  cowmem_module_bytes(m, &in_len);
+  if (r == 0)
+    r = cowmem_module_strip_summary(m, bytes, len, stripped, out, summary, sizeof summary);
   if (r != 0) {
     rc = tool_fail(in, "cannot strip: %s", cowmem_strerror(r));
   } else if (tool_write_atomic(out, bytes, len) != 0) {
     rc = tool_fail(out, "%s", strerror(errno));
   } else {
-    printf("%s: %u of %u data segments stripped (%u left), %zu -> %zu bytes\n", out,
-           stripped, cowmem_module_segment_count(m), segments_of(bytes, len), in_len,
-           len);
+    printf("%s\n", summary);
   }
   free(bytes);
   cowmem_module_free(m);

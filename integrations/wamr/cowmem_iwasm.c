@@ -197,17 +197,17 @@ static int request(runner_t* r, const options_t* o, const cowmem_wamr_wasi_t* w,
                    request_cost_t* c) {
   long rss0 = c ? resident_pages() : 0, f0 = c ? minflt() : 0;
   uint64_t t0 = bench_now_ns();
-  wasm_module_inst_t inst;
-  int code = runner_instantiate(r, w, o->stack_size, o->heap_size, &inst);
+  wamr_inst_t x;
+  int code = runner_instantiate(r, w, o->stack_size, o->heap_size, &x);
   if (code) return code;
   uint64_t t1 = bench_now_ns();
-  if (o->init) code = runner_run(r, inst, o->init, 0, NULL);
+  if (o->init) code = runner_run(r, &x, o->init, 0, NULL);
   uint64_t t2 = bench_now_ns();
-  if (code == 0) code = runner_run(r, inst, o->function, o->argc - 1, o->argv + 1);
+  if (code == 0) code = runner_run(r, &x, o->function, o->argc - 1, o->argv + 1);
   uint64_t t3 = bench_now_ns();
   long f1 = c ? minflt() : 0, rss1 = c ? resident_pages() : 0, f2 = c ? minflt() : 0;
   uint64_t t4 = bench_now_ns();
-  r->api->deinstantiate(inst);
+  wamr_inst_free(&x);
   uint64_t t5 = bench_now_ns();
   if (c) {
     long f3 = minflt();
@@ -236,6 +236,12 @@ static void print_table(const runner_t* r, const options_t* o,
           "  requests/s %.1f; minor faults/request %.1f; resident KiB/request p50 %.0f\n",
           (double)n / ((double)busy / 1e9), (double)faults / (double)n,
           bench_quantile(&s[PH_COUNT + 1], 0.5));
+  if (!r->stock) {
+    cowmem_wamr_counters_t c;
+    cowmem_wamr_counters(&c);
+    fprintf(stderr, "  execution environments: %llu created, %llu reused\n",
+            (unsigned long long)c.envs_created, (unsigned long long)c.envs_reused);
+  }
 }
 
 /* Standard input as a buffer fd that every request reads from the start:

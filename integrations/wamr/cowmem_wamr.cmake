@@ -90,13 +90,21 @@ macro(cowmem_wamr_source wamr_dir)
   file(COPY ${wamr_dir}/build-scripts ${wamr_dir}/core
        DESTINATION ${COWMEM_WAMR_ROOT})
   enable_language(ASM)
-  # The integration needs only wasm_export.h; a program links it with one
-  # hooked runtime (cowmem_wamr_runtime).
+  # The integration needs wasm_export.h (and one internal header, below); a
+  # program links it with one hooked runtime (cowmem_wamr_runtime).
   add_library(cowmem_wamr STATIC ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr.c
                                  ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_module.c
                                  ${COWMEM_WAMR_CMAKE_DIR}/cowmem_wamr_instance.c)
   target_include_directories(cowmem_wamr PUBLIC ${COWMEM_WAMR_CMAKE_DIR}
                              ${COWMEM_WAMR_ROOT}/core/iwasm/include)
+  # And cowmem_wamr_instance.c WAMR's wasm_exec_env.h, which declares
+  # wasm_exec_env_set_thread_info (wasm_export.h does not), with the
+  # headers it includes: WAMR's utilities and its platform layer for
+  # Linux, the platform every runtime here is built for (vmlib/).
+  target_include_directories(cowmem_wamr PRIVATE ${COWMEM_WAMR_ROOT}/core/iwasm/common
+                             ${COWMEM_WAMR_ROOT}/core/shared/utils
+                             ${COWMEM_WAMR_ROOT}/core/shared/platform/include
+                             ${COWMEM_WAMR_ROOT}/core/shared/platform/linux)
   target_link_libraries(cowmem_wamr PUBLIC cowmem_integ ${COWMEM_INTEGRATION_LIBRARY})
 endmacro()
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "wamr_internal.h"
+#include "wasm_exec_env.h" /* wasm_exec_env_set_thread_info */
 
 struct cowmem_wamr_envs_s {
   pthread_mutex_t lock;
@@ -68,10 +69,6 @@ static void give_back(struct cowmem_wamr_envs_s* c, wasm_exec_env_t env,
   pthread_mutex_unlock(&c->lock);
   if (!keep) wasm_runtime_destroy_exec_env(env);
 }
-
-/* WAMR's own (wasm_exec_env.h, not in wasm_export.h): the environment's
- * thread handle and native stack boundary, for the calling thread. */
-void wasm_exec_env_set_thread_info(wasm_exec_env_t exec_env);
 
 /* What a reused environment carries of its last instance that WAMR does
  * not reset itself (cowmem_wamr.h lists the rest). The native stack

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,27 +137,102 @@ int cowmem_wamr_wasi_call(wasm_module_inst_t inst, const char* name, int argc,
  * and consumes them. */
 static pthread_mutex_t g_args_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int cowmem_wamr_wasi_instantiate(const cowmem_wamr_module_t* m,
-                                 const cowmem_wamr_wasi_t* w, uint32_t stack_size,
-                                 uint32_t heap_size, wasm_module_inst_t* out,
-                                 cowmem_diag_t* diag) {
-  if (!m || !out) return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
+/* An instance of m with w's arguments, made by one of the two (the other
+ * NULL) into *inst or *x. */
+static int wasi_make(const cowmem_wamr_module_t* m, const cowmem_wamr_wasi_t* w,
+                     uint32_t stack_size, uint32_t heap_size, wasm_module_inst_t* inst,
+                     cowmem_wamr_instance_t** x, cowmem_diag_t* diag) {
+  if (!m || !(inst || x))
+    return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
   wasm_module_t mod = cowmem_wamr_module_wamr(m);
   char err[128] = "";
   pthread_mutex_lock(&g_args_lock);
   int r = cowmem_wamr_wasi_set(mod, w, diag);
-  wasm_module_inst_t inst = NULL;
+  wasm_module_inst_t made = NULL;
+  cowmem_wamr_instance_t* made_x = NULL;
   if (r == 0) {
-    inst = cowmem_wamr_instantiate(m, stack_size, heap_size, err, sizeof err);
+    if (inst)
+      made = cowmem_wamr_instantiate(m, stack_size, heap_size, err, sizeof err);
+    else
+      made_x = cowmem_wamr_instance_new(m, stack_size, heap_size, err, sizeof err);
     cowmem_wamr_wasi_clear(mod);
   }
   pthread_mutex_unlock(&g_args_lock);
   if (r) return r;
-  if (!inst)
-    return fail(diag, strstr(err, "alloc") ? COWMEM_ENOMEM : COWMEM_EINVALID,
+  if (!made && !made_x)
+    return fail(diag,
+                strstr(err, "alloc") || strstr(err, "no memory") ? COWMEM_ENOMEM
+                                                                  : COWMEM_EINVALID,
                 "instantiation failed: %s%s", err[0] ? err : "(no message)", "");
-  *out = inst;
+  if (inst)
+    *inst = made;
+  else
+    *x = made_x;
   return 0;
+}
+
+int cowmem_wamr_wasi_instantiate(const cowmem_wamr_module_t* m,
+                                 const cowmem_wamr_wasi_t* w, uint32_t stack_size,
+                                 uint32_t heap_size, wasm_module_inst_t* out,
+                                 cowmem_diag_t* diag) {
+  if (!out) return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
+  return wasi_make(m, w, stack_size, heap_size, out, NULL, diag);
+}
+
+int cowmem_wamr_wasi_instance_new(const cowmem_wamr_module_t* m,
+                                  const cowmem_wamr_wasi_t* w, uint32_t stack_size,
+                                  uint32_t heap_size, cowmem_wamr_instance_t** out,
+                                  cowmem_diag_t* diag) {
+  if (!out) return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
+  return wasi_make(m, w, stack_size, heap_size, NULL, out, diag);
+}
+
+/* A run of _start that ended in proc_exit: WAMR reports it as an exception
+ * its own run_main clears again, as here. */
+static void clear_proc_exit(wasm_module_inst_t inst) {
+  const char* e = wasm_runtime_get_exception(inst);
+  if (e && strstr(e, "wasi proc exit")) wasm_runtime_clear_exception(inst);
+}
+
+int cowmem_wamr_wasi_instance_run_main(const cowmem_wamr_instance_t* x, int* exit_code,
+                                       cowmem_diag_t* diag) {
+  wasm_module_inst_t inst = cowmem_wamr_instance_inst(x);
+  wasm_function_inst_t start = inst ? wasm_runtime_lookup_wasi_start_function(inst) : NULL;
+  if (!start) return cowmem_wamr_wasi_run_main(inst, exit_code, diag);
+  if (!wasm_runtime_call_wasm(cowmem_wamr_instance_exec_env(x), start, 0, NULL))
+    clear_proc_exit(inst);
+  return outcome(inst, exit_code, diag);
+}
+
+/* Results a call on the instance's environment prints, as WAMR's does. */
+enum { CALL_RESULTS_MAX = 8 };
+
+int cowmem_wamr_wasi_instance_call(const cowmem_wamr_instance_t* x, const char* name,
+                                   int argc, char* argv[], int* exit_code,
+                                   cowmem_diag_t* diag) {
+  wasm_module_inst_t inst = cowmem_wamr_instance_inst(x);
+  wasm_function_inst_t f = inst && name ? wasm_runtime_lookup_function(inst, name) : NULL;
+  uint32_t nres = f ? wasm_func_get_result_count(f, inst) : 0;
+  wasm_valkind_t kinds[CALL_RESULTS_MAX];
+  bool simple = f && argc == 0 && wasm_func_get_param_count(f, inst) == 0 &&
+                nres <= CALL_RESULTS_MAX;
+  if (simple) wasm_func_get_result_types(f, inst, kinds);
+  for (uint32_t i = 0; simple && i < nres; i++)
+    simple = kinds[i] == WASM_I32 || kinds[i] == WASM_I64;
+  if (!simple) return cowmem_wamr_wasi_call(inst, name, argc, argv, exit_code, diag);
+  wasm_val_t res[CALL_RESULTS_MAX];
+  wasm_runtime_clear_exception(inst); /* as WAMR's call does first */
+  if (wasm_runtime_call_wasm_a(cowmem_wamr_instance_exec_env(x), f, nres, res, 0, NULL)) {
+    for (uint32_t i = 0; i < nres; i++) {
+      if (i > 0) putchar(',');
+      if (kinds[i] == WASM_I32)
+        printf("0x%" PRIx32 ":i32", (uint32_t)res[i].of.i32);
+      else
+        printf("0x%" PRIx64 ":i64", (uint64_t)res[i].of.i64);
+    }
+    putchar('\n');
+  }
+  return outcome(inst, exit_code, diag);
 }
 
 int cowmem_wamr_wasi_buffer_fd(const void* data, size_t len, int* fd) {

@@ -89,6 +89,28 @@ int cowmem_wamr_wasi_instantiate(const cowmem_wamr_module_t* m,
                                  uint32_t heap_size, wasm_module_inst_t* out,
                                  cowmem_diag_t* diag);
 
+/* The same, as an instance with its execution environment
+ * (cowmem_wamr_instance_new: the environment comes from m's cache), for
+ * request loops: *out on success, freed with cowmem_wamr_instance_free.
+ * Errors as cowmem_wamr_wasi_instantiate's (ENOMEM also when no
+ * environment could be made). */
+int cowmem_wamr_wasi_instance_new(const cowmem_wamr_module_t* m,
+                                  const cowmem_wamr_wasi_t* w, uint32_t stack_size,
+                                  uint32_t heap_size, cowmem_wamr_instance_t** out,
+                                  cowmem_diag_t* diag);
+/* run_main and call on the instance x's own environment, where run_main
+ * and call use one WAMR creates on the instance's first such call and
+ * destroys with it: a command's _start, or an export that takes no
+ * arguments and returns nothing or up to 8 i32 and i64 values (printed as
+ * call prints them). Anything else (no _start, text arguments to parse,
+ * other results) runs as run_main and call run it. Same results and
+ * errors as theirs. */
+int cowmem_wamr_wasi_instance_run_main(const cowmem_wamr_instance_t* x, int* exit_code,
+                                       cowmem_diag_t* diag);
+int cowmem_wamr_wasi_instance_call(const cowmem_wamr_instance_t* x, const char* name,
+                                   int argc, char* argv[], int* exit_code,
+                                   cowmem_diag_t* diag);
+
 /* Run a command's _start (or main, as wasm_application_execute_main
  * does) with the argv the instance was given. 0 with *exit_code the
  * program's (proc_exit's argument, 0 when _start returned); EINVALID when

@@ -105,7 +105,7 @@ void runner_close(runner_t* r) {
 }
 
 int runner_instantiate(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
-                       uint32_t heap_size, wasm_module_inst_t* out) {
+                       uint32_t heap_size, wamr_inst_t* out) {
   cowmem_diag_t diag = {0};
   int e;
   if (r->stock) {
@@ -118,9 +118,13 @@ int runner_instantiate(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_
       fprintf(stderr, "cowmem-iwasm: instantiation failed: %s\n", err);
       return RUNNER_FAILED;
     }
-    *out = inst;
+    memset(out, 0, sizeof *out);
+    out->api = r->api;
+    out->inst = inst;
   } else {
-    e = cowmem_wamr_wasi_instantiate(r->set, w, stack_size, heap_size, out, &diag);
+    cowmem_wamr_instance_t* x = NULL;
+    e = cowmem_wamr_wasi_instance_new(r->set, w, stack_size, heap_size, &x, &diag);
+    (void)wamr_inst_of(out, x);
   }
   if (e) {
     fprintf(stderr, "cowmem-iwasm: %s\n", diag.reason[0] ? diag.reason : cowmem_strerror(e));
@@ -129,16 +133,17 @@ int runner_instantiate(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_
   return 0;
 }
 
-int runner_run(runner_t* r, wasm_module_inst_t inst, const char* function, int argc,
+int runner_run(runner_t* r, const wamr_inst_t* x, const char* function, int argc,
                char** argv) {
   cowmem_diag_t diag = {0};
   int code = 0, e;
   if (function)
-    e = r->stock ? cowmem_stock_wamr_wasi_call(inst, function, argc, argv, &code, &diag)
-                 : cowmem_wamr_wasi_call(inst, function, argc, argv, &code, &diag);
+    e = r->stock
+            ? cowmem_stock_wamr_wasi_call(x->inst, function, argc, argv, &code, &diag)
+            : cowmem_wamr_wasi_instance_call(x->owner, function, argc, argv, &code, &diag);
   else
-    e = r->stock ? cowmem_stock_wamr_wasi_run_main(inst, &code, &diag)
-                 : cowmem_wamr_wasi_run_main(inst, &code, &diag);
+    e = r->stock ? cowmem_stock_wamr_wasi_run_main(x->inst, &code, &diag)
+                 : cowmem_wamr_wasi_instance_run_main(x->owner, &code, &diag);
   if (e == 0) return code;
   printf("%s\n", diag.reason);
   return RUNNER_TRAPPED;
@@ -160,7 +165,7 @@ static void memory_kb(unsigned long* pss, unsigned long* rss) {
 int runner_live(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
                 uint32_t heap_size, const char* function, int argc, char** argv,
                 unsigned long n) {
-  wasm_module_inst_t* live = calloc(n, sizeof *live);
+  wamr_inst_t* live = calloc(n, sizeof *live);
   if (!live) return RUNNER_FAILED;
   unsigned long pss0, rss0, pss1, rss1, made = 0;
   memory_kb(&pss0, &rss0);
@@ -168,7 +173,7 @@ int runner_live(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
   for (; made < n; made++) {
     if (w->stdin_fd >= 0) (void)lseek(w->stdin_fd, 0, SEEK_SET); /* each reads it all */
     if ((code = runner_instantiate(r, w, stack_size, heap_size, &live[made]))) break;
-    code = runner_run(r, live[made], function, argc, argv);
+    code = runner_run(r, &live[made], function, argc, argv);
     fflush(stdout);
   }
   memory_kb(&pss1, &rss1);
@@ -177,7 +182,7 @@ int runner_live(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
           "RSS %lu KiB (+%lu); %.1f KiB PSS each\n",
           made, r->api->name, pss1, pss1 - pss0, rss1, rss1 - rss0,
           made ? (double)(pss1 - pss0) / (double)made : 0.0);
-  for (unsigned long i = 0; i < made; i++) r->api->deinstantiate(live[i]);
+  for (unsigned long i = 0; i < made; i++) wamr_inst_free(&live[i]);
   free(live);
   return code;
 }

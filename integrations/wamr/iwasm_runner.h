@@ -9,6 +9,7 @@
 
 #include "cowmem_wamr_wasi.h"
 #include "wamr_api.h"
+#include "wamr_util.h"
 
 /* What a failure to read, load or instantiate returns (iwasm's -1). */
 #define RUNNER_FAILED 255
@@ -31,13 +32,17 @@ int runner_open(runner_t* r, bool stock, const char* path, const char* images,
                 size_t slots);
 /* Unload and destroy the runtime. */
 void runner_close(runner_t* r);
-/* A fresh instance with w's WASI arguments: 0, or RUNNER_FAILED (printed). */
+/* A fresh instance with w's WASI arguments: 0, or RUNNER_FAILED (printed).
+ * cowmem's has its execution environment, reused from the module set's
+ * cache (cowmem_wamr_wasi_instance_new); stock's gets the one WAMR makes
+ * for an instance on its first call, as stock iwasm's does. Freed with
+ * wamr_inst_free. */
 int runner_instantiate(runner_t* r, const cowmem_wamr_wasi_t* w, uint32_t stack_size,
-                       uint32_t heap_size, wasm_module_inst_t* out);
+                       uint32_t heap_size, wamr_inst_t* out);
 /* Run _start (function NULL) or call `function` with argc text arguments:
  * the program's exit code, or RUNNER_TRAPPED with the exception printed on
  * stdout (as iwasm does). */
-int runner_run(runner_t* r, wasm_module_inst_t inst, const char* function, int argc,
+int runner_run(runner_t* r, const wamr_inst_t* x, const char* function, int argc,
                char** argv);
 /* n instances, each run once and kept alive; prints the process's PSS
  * and resident set before and with them on stderr. Exit code of the last. */

@@ -1,6 +1,6 @@
 /* wamr_util.h: helpers shared by the WAMR demo and its tests: an instance
- * with its execution environment, calls of the demo's exports and one
- * request served. The clock, the quantiles, the request inputs and
+ * with its execution environment (cowmem-iwasm's runner keeps its
+ * instances so too), calls of the demo's exports and one request served. The clock, the quantiles, the request inputs and
  * /proc/self/status are examples/demo/demo.h's, shared with the wasm2c
  * integration. */
 #ifndef COWMEM_WAMR_UTIL_H

@@ -1,10 +1,12 @@
-/* w2c_strip.c: a build-time helper, used by the recipe only until the
- * `cowmem strip` command exists: cowmem_module_strip on a file. Active data
- * segments that an image covers become empty passive segments, so wasm2c's
- * init_memories copies nothing (NOTES.md, "strip").
+/* w2c_strip.c: the build-time helper the recipe strips with where the
+ * cowmem command is not built (COWMEM_BUILD_TOOLS=OFF):
+ * cowmem_module_strip on a file, as `cowmem strip`, whose summary line it
+ * prints (cowmem_module_strip_summary). The active data segments an image
+ * covers go, so wasm2c's init_memories copies nothing (NOTES.md, "strip").
  *
- * Usage: cowmem_w2c_strip in.wasm out.wasm
+ * Usage: cowmem_w2c_strip in.wasm out.wasm [--fresh-imports]
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,11 @@ int main(int argc, char** argv) {
   uint8_t* out = NULL;
   size_t out_len = 0;
   uint32_t stripped = 0;
+  char summary[PATH_MAX + 128];
   r = cowmem_module_strip(m, &out, &out_len, &stripped);
+  if (r == 0)
+    r = cowmem_module_strip_summary(m, out, out_len, stripped, argv[2], summary,
+                                    sizeof summary);
   int fail = r != 0;
   if (fail) {
     fprintf(stderr, "%s: strip: %s\n", argv[1], cowmem_strerror(r));
@@ -68,9 +74,7 @@ int main(int argc, char** argv) {
       fail = 1;
     }
   }
-  if (!fail)
-    printf("%s: %u of %u data segments stripped, %zu -> %zu bytes\n", argv[2], stripped,
-           cowmem_module_segment_count(m), len, out_len);
+  if (!fail) printf("%s\n", summary); /* `cowmem strip`'s line */
   cowmem_module_free(m);
   free(bytes);
   free(out);

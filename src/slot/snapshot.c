@@ -53,6 +53,14 @@ int cowmem_snapshot(cowmem_slot_t* slot, cowmem_image_t** out) {
   if (slot->state == COWMEM_SLOT_BROKEN) return COWMEM_EBROKEN;
   if (slot->state != COWMEM_SLOT_READY && slot->state != COWMEM_SLOT_DIRTY)
     return COWMEM_ESTATE;
+  /* The slot's image pages the instance did not write are read through
+   * its mapping: a FILE image's file truncated since would fault that read
+   * with SIGBUS (the kernel also drops the instance's own copies past the
+   * new end). One fstat, for a file the kernel does not keep fixed, refuses
+   * it first; a truncation while the snapshot reads still faults, as it
+   * faults the running instance. */
+  int c0 = cowmem__image_verify(slot->image);
+  if (c0) return cowmem__err_from_os(c0);
   size_t ps = cowmem__os_page_size(), pages = slot->accessible / ps;
   if (pages == 0) return cowmem_image_new_from_bytes(NULL, 0, 0, out);
   snap_ctx_t c = {slot->base, calloc(pages, 1), ps};

@@ -13,15 +13,16 @@
  *
  * Everything but the data section, the data count section when removing,
  * and the name section's data segment names is copied byte for byte from
- * the module's own bytes; keeping indices, a data count section is
- * inserted when the module had none, in the only place the spec's section
- * order allows: before the code section (or before the data section when
- * there is no code). */
+ * the module's own bytes. No data count section is ever inserted: only
+ * memory.init and data.drop need one, and a module whose bodies use them
+ * already has it (it would not validate otherwise); passive segments do
+ * not. Inserting one would also shift the section indices a relocatable
+ * object's reloc.* sections name. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cowmem.h"
-#include "wasm/code.h"
 #include "wasm/reader.h"
 #include "wasm/rewrite.h"
 
@@ -77,21 +78,15 @@ static int section(strip_t* st, const cowmem_section_info_t* s, cowmem__pbuf_t* 
   return err;
 }
 
+/* Section for section: no section is added or removed, so the indices a
+ * relocatable object's reloc.* sections name their target section by
+ * still name the same sections. */
 static int strip(strip_t* st, cowmem__pbuf_t* o) {
   uint32_t nsec = cowmem_module_section_count(st->m);
-  cowmem_section_info_t s;
-  bool need_datacount =
-      !st->map && !cowmem__code_find_section(st->m, WASM_SEC_DATACOUNT, &s);
   cowmem__pbuf_add(o, st->bytes, 8); /* magic and version */
   for (uint32_t i = 0; i < nsec; i++) {
+    cowmem_section_info_t s;
     TRY(cowmem_module_section_info(st->m, i, &s));
-    if (need_datacount && (s.id == WASM_SEC_CODE || s.id == WASM_SEC_DATA)) {
-      cowmem__pbuf_t dc = {0};
-      cowmem__pbuf_uleb(&dc, st->nseg);
-      cowmem__pbuf_section(o, WASM_SEC_DATACOUNT, &dc);
-      free(dc.p);
-      need_datacount = false;
-    }
     TRY(section(st, &s, o));
   }
   return 0;
@@ -130,5 +125,23 @@ int cowmem_module_strip(const cowmem_module_t* m, uint8_t** out, size_t* out_len
   *out = o.p;
   *out_len = o.len;
   if (nstripped) *nstripped = st.stripped;
+  return 0;
+}
+
+int cowmem_module_strip_summary(const cowmem_module_t* m, const uint8_t* out,
+                                size_t out_len, uint32_t nstripped, const char* name,
+                                char* buf, size_t cap) {
+  if (!m || !out || !name || !buf || cap == 0) return COWMEM_EINVAL;
+  buf[0] = 0;
+  cowmem_module_t* s = NULL;
+  int r = cowmem_module_parse(out, out_len, COWMEM_MODULE_BORROW | COWMEM_MODULE_NO_IMAGES,
+                              &s, NULL);
+  if (r != 0) return r;
+  size_t in_len = 0;
+  cowmem_module_bytes(m, &in_len);
+  snprintf(buf, cap, "%s: %u of %u data segments stripped (%u left), %zu -> %zu bytes",
+           name, nstripped, cowmem_module_segment_count(m), cowmem_module_segment_count(s),
+           in_len, out_len);
+  cowmem_module_free(s);
   return 0;
 }

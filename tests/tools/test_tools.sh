@@ -181,6 +181,24 @@ if command -v wasm-validate >/dev/null 2>&1; then
   wasm-validate stripped.wasm && ok "wasm-validate stripped.wasm" || fail "wasm-validate stripped.wasm"
 fi
 
+# A relocatable object (clang -c): its segments stripped (its memory is
+# imported: --fresh-imports), indices kept, and each reloc.* section still
+# names its target section (wabt's reading: index and kind) as before.
+cat > obj.c <<'C'
+static const char s[] = "copy on write";
+int t[4] = {1, 2, 3, 4};
+const char* pick(int i) { return i ? s : (const char*)&t[i]; }
+C
+if command -v clang >/dev/null 2>&1 && command -v wasm-objdump >/dev/null 2>&1 &&
+  clang --target=wasm32 -O2 -c obj.c -o obj.o 2>/dev/null; then
+  expect 0 "strip a relocatable object" -- "$COWMEM" strip --fresh-imports obj.o -o obj.s.o
+  grep -q "2 of 2 data segments stripped (2 left)" out.txt || fail "object: $(cat out.txt)"
+  wasm-objdump -x obj.o | grep "relocations for section" > relocs.txt
+  wasm-objdump -x obj.s.o | grep "relocations for section" > relocs.s.txt
+  [ -s relocs.txt ] && cmp -s relocs.txt relocs.s.txt && ok "object: reloc targets kept" ||
+    fail "object: reloc targets $(cat relocs.txt) became $(cat relocs.s.txt)"
+fi
+
 # Removed or kept by what the code names, checked with wabt and V8: with
 # no memory.init the covered segments go, the passive one is renumbered
 # with its name; with memory.init every index stays, and the stripped

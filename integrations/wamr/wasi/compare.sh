@@ -5,7 +5,7 @@
 # cowmem command) and node:wasi (commands only): stdout, the files written
 # in the preopened directory and the exit code must be identical. Then
 # cowmem-iwasm's own errors (missing file, bad module, missing preopen)
-# and a request loop's isolation.
+# and a request loop's isolation and reuse of execution environments.
 set -u
 CI=$1 IW=$2 NODE_RUN=$3 PROBE=$4 REACTOR=$5 WORK=$6 TOOL=${7:-}
 MOD=$PROBE
@@ -102,6 +102,18 @@ mkdir -p loop
 [ "$(grep -c 'file HOLDS' loop.out)" = 3 ] || fail "repeat: file: $(cat loop.out)"
 grep -q "requests/s" loop.err || fail "repeat: no latency table: $(cat loop.err)"
 grep -q "minor faults/request" loop.err || fail "repeat: no fault count"
+# Each request's instance runs on the execution environment the previous
+# one gave back: one made, the others reused.
+grep -q "execution environments: 1 created, 3 reused" loop.err ||
+  fail "repeat: environments not reused: $(grep environments loop.err)"
+# The same for an export called by name (-f), whose result is printed as
+# iwasm prints it, once per request.
+run iwasm hello1.iwasm -f hello "$REACTOR"
+"$CI" --repeat=3 -f hello "$REACTOR" > hello3.out 2> hello3.err || fail "repeat -f: exit code $?"
+cat hello1.iwasm/out hello1.iwasm/out hello1.iwasm/out | cmp -s - hello3.out ||
+  fail "repeat -f: output differs from iwasm's, three times: $(head -c 300 hello3.out)"
+grep -q "execution environments: 1 created, 2 reused" hello3.err ||
+  fail "repeat -f: environments not reused: $(grep environments hello3.err)"
 "$CI" --live=3 "$PROBE" args > live.out 2> live.err || fail "live: exit code $?"
 grep -q "3 live instances" live.err || fail "live: $(cat live.err)"
 

@@ -283,6 +283,17 @@ TEST_IMPL(bad_arguments) {
   ASSERT_ERR(cowmem_wamr_wasi_set(cowmem_wamr_module_wamr(g_probe), &old, &diag),
              COWMEM_EINVAL);
   ASSERT_ERR(cowmem_wamr_wasi_run_main(NULL, NULL, &diag), COWMEM_EINVAL);
+  /* The same through an instance with its environment. */
+  cowmem_wamr_instance_t* x = NULL;
+  w.stdout_fd = 1000;
+  ASSERT_ERR(cowmem_wamr_wasi_instance_new(g_probe, &w, STACK, 0, &x, &diag), COWMEM_EBADF);
+  ASSERT_NULL(x); /* untouched */
+  ASSERT_ERR(cowmem_wamr_wasi_instance_new(NULL, &w, STACK, 0, &x, &diag), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_wamr_wasi_instance_new(g_probe, &w, STACK, 0, NULL, &diag),
+             COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_wamr_wasi_instance_run_main(NULL, NULL, &diag), COWMEM_EINVAL);
+  ASSERT_ERR(cowmem_wamr_wasi_instance_call(NULL, "f", 0, NULL, NULL, &diag),
+             COWMEM_EINVAL);
   /* Nothing was left behind: no slot taken, and the next run is normal. */
   cowmem_wamr_counters_t n;
   cowmem_wamr_counters(&n);

@@ -1,0 +1,30 @@
+# cmake -DTOOL=<cowmem> -DHELPER=<cowmem_w2c_strip> -DWASM=<module> -DOUT=<dir>
+#       -P check_summary.cmake
+# The strip helper of builds without the cowmem command writes the module
+# `cowmem strip` writes and prints the same summary line.
+file(MAKE_DIRECTORY ${OUT})
+set(out ${OUT}/stripped.wasm)
+foreach(who tool helper)
+  if(who STREQUAL "tool")
+    set(cmd ${TOOL} strip ${WASM} -o ${out})
+  else()
+    set(cmd ${HELPER} ${WASM} ${out})
+  endif()
+  file(REMOVE ${out})
+  execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE line_${who})
+  if(NOT rc EQUAL 0 OR NOT EXISTS ${out})
+    message(FATAL_ERROR "${who}: exit code ${rc}, no ${out}")
+  endif()
+  file(SHA256 ${out} sum_${who})
+endforeach()
+message(STATUS "cowmem strip: ${line_tool}")
+if(NOT line_tool STREQUAL line_helper)
+  message(FATAL_ERROR "summary lines differ:\n  cowmem strip: ${line_tool}"
+                      "  w2c_strip:    ${line_helper}")
+endif()
+if(NOT line_tool MATCHES "data segments stripped \\([0-9]+ left\\)")
+  message(FATAL_ERROR "not the summary line: ${line_tool}")
+endif()
+if(NOT sum_tool STREQUAL sum_helper)
+  message(FATAL_ERROR "the stripped modules differ")
+endif()

@@ -260,11 +260,15 @@ typedef struct {
   cowmem__os_range_t* r;
   size_t n, cap;
   bool oom;
-  /* ranges waiting to be decommitted */
+  /* ranges waiting to be restored by copy, and to be decommitted: each
+   * kind made in one call per reset (more only past this many ranges) */
+  cowmem__os_range_t cp[COWMEM__HOTSET_LISTED + 1];
+  size_t ncp;
   cowmem__os_range_t d[COWMEM__HOTSET_LISTED + 1]; /* a blind reset's gaps */
   size_t nd;
-  bool blind; /* the reset's way (see discard_flush) */
-  size_t run; /* the hot set's listed run settle has reached */
+  bool blind;  /* the reset's way (see discard_flush) */
+  size_t runs; /* the hot set's listed runs (read once the sample is done) */
+  size_t run;  /* the hot set's listed run settle has reached */
   int err;
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
@@ -292,16 +296,41 @@ static void collect(void* arg, uint8_t* addr, size_t len) {
   c->n++;
 }
 
-/* Copy image and zeros over pages [lo, hi) of the slot: a scanning
- * reset's pages are the instance's own copies, a blind reset's may map the
- * file still. After a failure (the image's file shrank) the rest are
- * dropped, as after a failed discard: the slot is released. */
-static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+/* Add [lo, hi) (pages of the slot) to a list of ranges, joined to the last
+ * one when they touch; false when the list is full. */
+static inline bool range_add(cowmem__os_range_t* list, size_t* n, size_t cap, uint8_t* addr,
+                      size_t len) {
+  if (*n > 0 && (uint8_t*)list[*n - 1].addr + list[*n - 1].len == addr) {
+    list[*n - 1].len += len;
+    return true;
+  }
+  if (*n == cap) return false;
+  list[*n].addr = addr;
+  list[*n].len = len;
+  (*n)++;
+  return true;
+}
+
+/* Copy image and zeros over the listed ranges: a scanning reset's pages
+ * are the instance's own copies, a blind reset's may map the file still.
+ * After a failure (the image's file shrank) the rest are dropped, as after
+ * a failed discard: the slot is released. */
+static void restore_flush(reset_ctx_t* c) {
+  if (c->ncp == 0) return;
   int e = c->err ? 0
-                 : cowmem__image_restore(c->img, c->slot->base, (uint64_t)lo * c->ps,
-                                         (uint64_t)hi * c->ps, !c->blind);
+                 : cowmem__image_restore_many(c->img, c->slot->base, c->cp, c->ncp,
+                                              !c->blind);
   if (e) c->err = e;
+  c->ncp = 0;
+}
+
+static inline void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* addr = c->slot->base + (lo << c->shift);
+  size_t len = (hi - lo) << c->shift;
   c->copied += hi - lo;
+  if (range_add(c->cp, &c->ncp, sizeof c->cp / sizeof c->cp[0], addr, len)) return;
+  restore_flush(c);
+  range_add(c->cp, &c->ncp, sizeof c->cp / sizeof c->cp[0], addr, len);
 }
 
 /* After a failed discard the rest are dropped: the slot is released. */
@@ -319,33 +348,31 @@ static void discard_flush(reset_ctx_t* c) {
   c->nd = 0;
 }
 
-static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t* addr = c->slot->base + lo * c->ps;
-  size_t len = (hi - lo) * c->ps;
+static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* addr = c->slot->base + (lo << c->shift);
+  size_t len = (hi - lo) << c->shift;
   c->discarded += hi - lo;
-  if (c->nd > 0 && (uint8_t*)c->d[c->nd - 1].addr + c->d[c->nd - 1].len == addr) {
-    c->d[c->nd - 1].len += len;
-    return;
-  }
-  if (c->nd == sizeof c->d / sizeof c->d[0]) discard_flush(c);
-  c->d[c->nd].addr = addr;
-  c->d[c->nd].len = len;
-  c->nd++;
+  if (range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len)) return;
+  discard_flush(c);
+  range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len);
 }
 
-/* settle by the hot set's list of runs (the hot set lists them). The
- * ranges a reset settles come in order, so the runs are walked once per
- * reset from c->run. A run read torn is clamped to what is left of the
- * range: a hot page may then be discarded, but every page gets one of the
- * two. */
-static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
-  size_t i = lo;
-  for (; c->run < runs && i < hi; c->run++) {
+/* Restore the hot pages of [lo, hi) by copy, decommit the others
+ * (settle_bits does the same by the bitmap).
+ *
+ * settle by the hot set's list of runs (the hot set lists them): a blind
+ * reset's whole memory. The runs are walked once per reset from c->run. A
+ * run read torn is clamped to what is left of the range: a hot page may
+ * then be discarded, but every page gets one of the two. */
+static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi) {
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t i = lo, run = c->run, runs = c->runs, limit = c->limit;
+  for (; run < runs && i < hi; run++) {
     size_t rlo, rhi;
-    cowmem__hotset_listed(&c->st->hs, c->run, &rlo, &rhi);
+    cowmem__hotset_listed(hs, run, &rlo, &rhi);
     if (rlo >= hi) break; /* the run starts past the range */
     if (rlo < i) rlo = i;
-    if (rhi > c->limit) rhi = c->limit;
+    if (rhi > limit) rhi = limit;
     if (rhi > hi) rhi = hi;
     if (rlo >= rhi) continue;
     if (rlo > i) discard_pages(c, i, rlo);
@@ -353,20 +380,19 @@ static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
     i = rhi;
     if (i == hi) break; /* the run may go on into the next range */
   }
+  c->run = run;
   if (i < hi) discard_pages(c, i, hi);
 }
 
-/* Restore the hot pages of [lo, hi) by copy, decommit the others. */
-static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
-  size_t runs = LOAD(c->st->hs.runs);
-  if (runs <= COWMEM__HOTSET_LISTED) {
-    settle_listed(c, lo, hi, runs);
-    return;
-  }
-  size_t i = lo;
-  while (i < hi) {
-    bool h = i < c->limit && cowmem__hotset_has(&c->st->hs, i);
-    size_t j = cowmem__hotset_run_end(&c->st->hs, i, hi, c->limit, h);
+/* settle by the hot set's bitmap: a scanning reset's ranges, a few pages
+ * each (one bit a page, the word's next change for longer ones), and a
+ * blind reset's when the hot set has too many runs to list. */
+static void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t limit = c->limit;
+  for (size_t i = lo; i < hi;) {
+    bool h = i < limit && cowmem__hotset_has(hs, i);
+    size_t j = i + 1 == hi ? hi : cowmem__hotset_run_end(hs, i, hi, limit, h);
     if (h)
       restore_pages(c, i, j);
     else
@@ -482,7 +508,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.n = 0;
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
-  c.nd = 0;
+  c.ncp = c.nd = 0;
   c.blind = false;
   c.run = 0;
   c.err = 0;
@@ -525,9 +551,10 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       count_clean(&c);
     }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
+    c.runs = LOAD(st->hs.runs);
     for (size_t i = 0; i < c.n; i++) {
       size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
-      settle(&c, lo, lo + (c.r[i].len >> c.shift));
+      settle_bits(&c, lo, lo + (c.r[i].len >> c.shift));
     }
     if (c.r != c.local) free(c.r);
   } else {
@@ -537,9 +564,14 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
+    c.runs = LOAD(st->hs.runs);
     /* No hot page: no run listed, one discard of everything. */
-    settle(&c, 0, pages);
+    if (c.runs <= COWMEM__HOTSET_LISTED)
+      settle_listed(&c, 0, pages);
+    else
+      settle_bits(&c, 0, pages);
   }
+  restore_flush(&c);
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);
   prof_mark(prof, COWMEM__PHASE_DECOMMIT);

@@ -255,11 +255,13 @@ typedef struct {
                      divide is 15-40 cycles, and a scanning reset made four
                      per written range) */
   size_t limit; /* pages below it may be hot: [0, initial) and tracked */
-  /* the scan's ranges, merged, in order */
+  uint8_t* base; /* the slot's */
+  /* the scan's ranges, in order */
   cowmem__os_range_t local[64];
   cowmem__os_range_t* r;
   size_t n, cap;
   bool oom;
+  uint64_t misses; /* written pages below limit outside the hot set */
   /* ranges waiting to be restored by copy, and to be decommitted: each
    * kind made in one call per reset (more only past this many ranges) */
   cowmem__os_range_t cp[COWMEM__HOTSET_LISTED + 1];
@@ -273,24 +275,35 @@ typedef struct {
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
 
+/* Room for more of the scan's ranges; false (c->oom) without memory. */
+static bool collect_grow(reset_ctx_t* c) {
+  size_t ncap = c->cap * 4;
+  cowmem__os_range_t* nr =
+      c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
+  if (nr == NULL) {
+    c->oom = true;
+    return false;
+  }
+  if (c->r == c->local) memcpy(nr, c->local, sizeof c->local);
+  c->r = nr;
+  c->cap = ncap;
+  return true;
+}
+
+/* A scanned range: kept for settling (and a sample), and its pages below
+ * the limit outside the hot set counted. Ranges that touch are not joined:
+ * settling and sampling take them as they come, and the copies and
+ * decommits they make are joined where they are listed. */
 static void collect(void* arg, uint8_t* addr, size_t len) {
   reset_ctx_t* c = arg;
-  if (c->n > 0 && (uint8_t*)c->r[c->n - 1].addr + c->r[c->n - 1].len == addr) {
-    c->r[c->n - 1].len += len;
-    return;
-  }
-  if (c->n == c->cap) {
-    size_t ncap = c->cap * 4;
-    cowmem__os_range_t* nr =
-        c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
-    if (nr == NULL) {
-      c->oom = true;
-      return;
-    }
-    if (c->r == c->local) memcpy(nr, c->local, sizeof c->local);
-    c->r = nr;
-    c->cap = ncap;
-  }
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t lo = (size_t)(addr - c->base) >> c->shift, hi = lo + (len >> c->shift);
+  size_t end = hi < c->limit ? hi : c->limit;
+  uint64_t misses = 0;
+  for (size_t p = lo; p < end; p++)
+    misses += !cowmem__hotset_has(hs, p);
+  c->misses += misses;
+  if (c->n == c->cap && !collect_grow(c)) return;
   c->r[c->n].addr = addr;
   c->r[c->n].len = len;
   c->n++;
@@ -318,14 +331,14 @@ static inline bool range_add(cowmem__os_range_t* list, size_t* n, size_t cap, ui
 static void restore_flush(reset_ctx_t* c) {
   if (c->ncp == 0) return;
   int e = c->err ? 0
-                 : cowmem__image_restore_many(c->img, c->slot->base, c->cp, c->ncp,
+                 : cowmem__image_restore_many(c->img, c->base, c->cp, c->ncp,
                                               !c->blind);
   if (e) c->err = e;
   c->ncp = 0;
 }
 
 static inline void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t* addr = c->slot->base + (lo << c->shift);
+  uint8_t* addr = c->base + (lo << c->shift);
   size_t len = (hi - lo) << c->shift;
   c->copied += hi - lo;
   if (range_add(c->cp, &c->ncp, sizeof c->cp / sizeof c->cp[0], addr, len)) return;
@@ -349,7 +362,7 @@ static void discard_flush(reset_ctx_t* c) {
 }
 
 static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t* addr = c->slot->base + (lo << c->shift);
+  uint8_t* addr = c->base + (lo << c->shift);
   size_t len = (hi - lo) << c->shift;
   c->discarded += hi - lo;
   if (range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len)) return;
@@ -387,7 +400,7 @@ static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi) {
 /* settle by the hot set's bitmap: a scanning reset's ranges, a few pages
  * each (one bit a page, the word's next change for longer ones), and a
  * blind reset's when the hot set has too many runs to list. */
-static void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
+static inline void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
   const cowmem__hotset_t* hs = &c->st->hs;
   size_t limit = c->limit;
   for (size_t i = lo; i < hi;) {
@@ -405,7 +418,7 @@ static void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
 
 static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bool exact,
                    stripe_t* sp, uint64_t n) {
-  if (cowmem__hotset_sample(&c->st->hs, c->img, c->slot->base, c->ps, limit,
+  if (cowmem__hotset_sample(&c->st->hs, c->img, c->base, c->ps, limit,
                             exact ? c->r : NULL, c->n, a->budget, a->sample_every))
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
 }
@@ -417,7 +430,7 @@ static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bo
  * leaves the last one. */
 static void count_clean(reset_ctx_t* c) {
   size_t mapped = 0, written = 0, tables = 0;
-  if (cowmem__dirty_mapped(c->slot->base, c->slot->accessible, &mapped, &tables) != 0)
+  if (cowmem__dirty_mapped(c->base, c->slot->accessible, &mapped, &tables) != 0)
     return;
   atomic_store_explicit(&c->st->tables, tables, memory_order_relaxed);
   for (size_t i = 0; i < c->n; i++)
@@ -500,6 +513,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
 
   reset_ctx_t c;
   c.slot = slot;
+  c.base = slot->base;
   c.st = st;
   c.img = img;
   c.ps = cowmem__os_page_size();
@@ -508,6 +522,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.n = 0;
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
+  c.misses = 0;
   c.ncp = c.nd = 0;
   c.blind = false;
   c.run = 0;
@@ -536,13 +551,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       return COWMEM__ADAPTIVE_DECLINED;
     }
     cowmem__stripe_add(si, &sp->scans, 1);
-    uint64_t misses = 0;
-    for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
-      size_t hi = lo + (c.r[i].len >> c.shift);
-      for (size_t p = lo; p < hi && p < limit; p++)
-        misses += !cowmem__hotset_has(&st->hs, p);
-    }
+    uint64_t misses = c.misses;
     if (misses) cowmem__stripe_add(si, &sp->missed, misses);
     due = due || sample_due(st, sp, a->sample_every, n, misses);
     prof_mark(prof, COWMEM__PHASE_BOOK);

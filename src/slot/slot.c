@@ -149,6 +149,9 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   slot_check(slot);
 
   int e = 0;
+  /* The same image over the same size (a pool's slot reused): what it
+   * maps, and so its count of mappings, stays as it is. */
+  bool same = image == slot->image && initial_size == slot->accessible;
   if (image == slot->image && (e = cowmem__image_verify(image)) != 0)
     return cowmem__slot_fail(slot, e);
   if (image != slot->image && slot->image != NULL) {
@@ -169,7 +172,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;
-  slot_count_maps(slot);
+  if (!same) slot_count_maps(slot);
   return 0;
 }
 
@@ -204,11 +207,12 @@ int cowmem__slot_resettable(const cowmem_slot_t* slot) {
 }
 
 int cowmem__slot_finish_reset(cowmem_slot_t* slot) {
-  int e = slot_set_accessible(slot, slot->initial);
+  bool grown = slot->accessible != slot->initial;
+  int e = grown ? slot_set_accessible(slot, slot->initial) : 0;
   if (e) return cowmem__slot_fail(slot, e);
   cowmem__image_after_discard(slot->image, slot->base);
   slot->state = COWMEM_SLOT_READY;
-  slot_count_maps(slot);
+  if (grown) slot_count_maps(slot);
   return 0;
 }
 

@@ -262,6 +262,8 @@ typedef struct {
   size_t n, cap;
   bool oom;
   uint64_t misses; /* written pages below limit outside the hot set */
+  size_t cold;     /* written pages outside the hot set, at any address */
+  size_t written;  /* pages the scan reported */
   /* ranges waiting to be restored by copy, and to be decommitted: each
    * kind made in one call per reset (more only past this many ranges) */
   cowmem__os_range_t cp[COWMEM__HOTSET_LISTED + 1];
@@ -303,6 +305,8 @@ static void collect(void* arg, uint8_t* addr, size_t len) {
   for (size_t p = lo; p < end; p++)
     misses += !cowmem__hotset_has(hs, p);
   c->misses += misses;
+  c->cold += misses + (hi - (end > lo ? end : lo));
+  c->written += hi - lo;
   if (c->n == c->cap && !collect_grow(c)) return;
   c->r[c->n].addr = addr;
   c->r[c->n].len = len;
@@ -523,6 +527,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
   c.misses = 0;
+  c.cold = c.written = 0;
   c.ncp = c.nd = 0;
   c.blind = false;
   c.run = 0;
@@ -561,9 +566,17 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
     c.runs = LOAD(st->hs.runs);
-    for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
-      settle_bits(&c, lo, lo + (c.r[i].len >> c.shift));
+    if (c.cold == 0 && !due) {
+      /* Only hot pages were written (the steady state): the scan's ranges
+       * are the copies, with nothing to decommit. */
+      c.copied = c.written;
+      int e = cowmem__image_restore_many(img, slot->base, c.r, c.n, true);
+      if (e) c.err = e;
+    } else {
+      for (size_t i = 0; i < c.n; i++) {
+        size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
+        settle_bits(&c, lo, lo + (c.r[i].len >> c.shift));
+      }
     }
     if (c.r != c.local) free(c.r);
   } else {

@@ -278,7 +278,7 @@ typedef struct {
 } reset_ctx_t;
 
 /* Room for more of the scan's ranges; false (c->oom) without memory. */
-static bool collect_grow(reset_ctx_t* c) {
+static __attribute__((noinline)) bool collect_grow(reset_ctx_t* c) {
   size_t ncap = c->cap * 4;
   cowmem__os_range_t* nr =
       c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
@@ -548,7 +548,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   bool due = sample_due(st, sp, a->sample_every, n, 0);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
   if (exact && (due || scan_each(st))) {
-    int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
+    int r = cowmem__dirty_written(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {
       /* Nothing changed yet: a whole-range madvise is still right. */

@@ -29,12 +29,13 @@ bool cowmem__dirty_exact(void) {
 
 int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   if (!cowmem__dirty_exact()) return COWMEM_ENOSYS;
-  return cowmem__dirty_written(addr, len, fn, arg);
-}
-
-int cowmem__dirty_written(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   if (len == 0) return 0;
   return cowmem__err_from_os(cowmem__os_written_ranges(addr, len, fn, arg));
+}
+
+int cowmem__dirty_written(void* addr, size_t len, cowmem__os_ranges_fn fn, void* arg) {
+  if (len == 0) return 0;
+  return cowmem__err_from_os(cowmem__os_written_batches(addr, len, fn, arg));
 }
 
 typedef struct {

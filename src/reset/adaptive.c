@@ -277,9 +277,11 @@ typedef struct {
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
 
-/* Room for more of the scan's ranges; false (c->oom) without memory. */
-static __attribute__((noinline)) bool collect_grow(reset_ctx_t* c) {
-  size_t ncap = c->cap * 4;
+/* Room for need of the scan's ranges; false (c->oom) without memory. */
+static bool collect_grow(reset_ctx_t* c, size_t need) {
+  size_t ncap = c->cap;
+  while (ncap < need)
+    ncap *= 4;
   cowmem__os_range_t* nr =
       c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
   if (nr == NULL) {
@@ -292,25 +294,29 @@ static __attribute__((noinline)) bool collect_grow(reset_ctx_t* c) {
   return true;
 }
 
-/* A scanned range: kept for settling (and a sample), and its pages below
- * the limit outside the hot set counted. Ranges that touch are not joined:
- * settling and sampling take them as they come, and the copies and
- * decommits they make are joined where they are listed. */
-static void collect(void* arg, uint8_t* addr, size_t len) {
+/* A scan's ranges, kept as they come (settling and sampling take any
+ * ranges; the copies and decommits they make are joined where they are
+ * listed), and their pages below the limit outside the hot set counted. */
+static void collect(void* arg, const cowmem__os_range_t* got, size_t k) {
   reset_ctx_t* c = arg;
+  if (c->n + k > c->cap && !collect_grow(c, c->n + k)) return;
+  memcpy(c->r + c->n, got, k * sizeof *got);
+  c->n += k;
   const cowmem__hotset_t* hs = &c->st->hs;
-  size_t lo = (size_t)(addr - c->base) >> c->shift, hi = lo + (len >> c->shift);
-  size_t end = hi < c->limit ? hi : c->limit;
+  size_t limit = c->limit, written = 0, cold = 0;
   uint64_t misses = 0;
-  for (size_t p = lo; p < end; p++)
-    misses += !cowmem__hotset_has(hs, p);
+  for (size_t i = 0; i < k; i++) {
+    size_t lo = (size_t)((uint8_t*)got[i].addr - c->base) >> c->shift;
+    size_t hi = lo + (got[i].len >> c->shift);
+    written += hi - lo;
+    size_t end = hi < limit ? hi : limit;
+    for (size_t p = lo; p < end; p++)
+      misses += !cowmem__hotset_has(hs, p);
+    cold += hi - (end > lo ? end : lo); /* no page at or above the limit is hot */
+  }
   c->misses += misses;
-  c->cold += misses + (hi - (end > lo ? end : lo));
-  c->written += hi - lo;
-  if (c->n == c->cap && !collect_grow(c)) return;
-  c->r[c->n].addr = addr;
-  c->r[c->n].len = len;
-  c->n++;
+  c->cold += cold + misses;
+  c->written += written;
 }
 
 /* Add [lo, hi) (pages of the slot) to a list of ranges, joined to the last

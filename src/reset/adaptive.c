@@ -239,9 +239,10 @@ static bool scan_each(const image_state_t* st) {
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 1;
 #endif
-  return cowmem__os_discard_busy() ||
-         !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
-                        LOAD(st->tables));
+  /* The turn's word is asked only when blind would be cheaper alone. */
+  return !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
+                        LOAD(st->tables)) ||
+         cowmem__os_discard_busy();
 }
 
 /* ---- one reset ---- */
@@ -564,7 +565,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     cowmem__stripe_add(si, &sp->scans, 1);
     uint64_t misses = c.misses;
     if (misses) cowmem__stripe_add(si, &sp->missed, misses);
-    due = due || sample_due(st, sp, a->sample_every, n, misses);
+    due = due || (misses && sample_due(st, sp, a->sample_every, n, misses));
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) {
       sample(&c, a, limit, true, sp, n);

@@ -519,7 +519,10 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
     return COWMEM__ADAPTIVE_DECLINED; /* nothing to keep, or nothing to copy from */
-  image_state_t* st = state_get(a, img, slot->initial);
+  /* Found once per image the slot holds: a state is freed only once its
+   * image is, and the slot holds a reference. */
+  image_state_t* st = slot->reset_state;
+  if (st == NULL) st = slot->reset_state = state_get(a, img, slot->initial);
   if (st == NULL) return COWMEM__ADAPTIVE_DECLINED;
 
   reset_ctx_t c;

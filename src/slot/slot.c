@@ -95,6 +95,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   }
   cowmem_image_release(slot->image);
   slot->image = NULL;
+  slot->reset_state = NULL;
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;
@@ -161,6 +162,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     e = cowmem__image_remove(old, slot->base);
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = NULL;
+    slot->reset_state = NULL;
     cowmem_image_release(old);
   }
   e = slot_set_accessible(slot, initial_size);
@@ -169,6 +171,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     e = cowmem__image_place(image, slot->base);
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = cowmem_image_retain(image);
+    slot->reset_state = NULL;
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;

@@ -460,7 +460,9 @@ COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
  * it back with cowmem_pool_release, which resets it with the pool's reset
  * strategy. Choice of slot, in order: an idle slot that last held the same
  * image (nothing to map: no system call), a never-used slot, a decommitted
- * one, and last the least recently used idle slot of another image.
+ * one, and last the least recently used idle slot of another image (slots
+ * that two threads released within one tick of the coarse monotonic clock
+ * count as equally old).
  *
  * Idle slots keep their image mapped ("warm") up to max_warm_slots; past it
  * a released slot is decommitted (zero RSS, "cold"). An image the caller has

@@ -33,6 +33,11 @@ int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg
   return cowmem__err_from_os(cowmem__os_written_ranges(addr, len, fn, arg));
 }
 
+int cowmem__dirty_written(void* addr, size_t len, cowmem__os_ranges_fn fn, void* arg) {
+  if (len == 0) return 0;
+  return cowmem__err_from_os(cowmem__os_written_batches(addr, len, fn, arg));
+}
+
 typedef struct {
   size_t bytes, tables;
   uintptr_t span, last; /* a table's span; the last table counted, + 1 */

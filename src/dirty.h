@@ -14,6 +14,9 @@ bool cowmem__dirty_exact(void);
  * discarded (see cowmem__os_written_ranges). Returns 0, COWMEM_ENOSYS when
  * not exact, or the error of the scan (fn may have seen a prefix). */
 int cowmem__dirty_scan(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
+/* The same once cowmem__dirty_exact() said yes (a reset asks once), the
+ * ranges handed to fn a scan's batch at a time (cowmem__os_written_batches). */
+int cowmem__dirty_written(void* addr, size_t len, cowmem__os_ranges_fn fn, void* arg);
 
 /* *pages = how many pages of [addr, addr+len) the process has mapped
  * (cowmem__os_mapped_ranges: written, or only read), *tables = how many

@@ -315,6 +315,54 @@ TEST_IMPL(injected_image_failures) {
 }
 
 /* The image outlives the caller's reference while a slot holds it. */
+/* A reset restores its pages with one call over many ranges, walking the
+ * image's runs once: ranges before the image, across its start, in a hole,
+ * across holes and runs, across its end and after it each get exactly the
+ * image's bytes and zeros, and no byte outside them is written. */
+TEST_IMPL(image_restore_ranges) {
+  setup();
+  /* Memory pages [3, 15) hold the image; relative pages 2, 5, 6 and 9 are
+   * zeros: runs [0, 2), [3, 5), [7, 9), [10, 12). */
+  size_t first = 3, npages = 12, mem = 20;
+  uint8_t* data = malloc(npages * PS);
+  for (size_t i = 0; i < npages * PS; i++)
+    data[i] = (uint8_t)(i * 7 + i / PS) | 1;
+  size_t holes[] = {2, 5, 6, 9};
+  for (size_t i = 0; i < sizeof holes / sizeof holes[0]; i++)
+    memset(data + holes[i] * PS, 0, PS);
+  cowmem_image_t* img = NULL;
+  ASSERT_OK(cowmem_image_new_from_bytes(data, npages * PS, first * PS, &img));
+  ASSERT_TRUE(cowmem__image_readable(img));
+  uint8_t* want = calloc(mem, PS);
+  memcpy(want + first * PS, data, npages * PS);
+  uint8_t* m = aligned_alloc(PS, mem * PS);
+  size_t ranges[][2] = {{0, 1}, {2, 4}, {5, 6}, {6, 8}, {9, 14}, {14, 17}, {18, 20}};
+  size_t nr = sizeof ranges / sizeof ranges[0];
+  cowmem__os_range_t r[sizeof ranges / sizeof ranges[0]];
+  for (int own = 0; own < 2; own++) {
+    memset(m, 0xaa, mem * PS);
+    for (size_t i = 0; i < nr; i++) {
+      r[i].addr = m + ranges[i][0] * PS;
+      r[i].len = (ranges[i][1] - ranges[i][0]) * PS;
+    }
+    ASSERT_OK(cowmem__image_restore_many(img, m, r, nr, own));
+    for (size_t p = 0, i = 0; p < mem; p++) {
+      while (i < nr && ranges[i][1] <= p) i++;
+      bool in = i < nr && ranges[i][0] <= p;
+      if (in)
+        CHECK(same_bytes(m + p * PS, want + p * PS, PS, "restored page"));
+      else
+        for (size_t b = 0; b < PS; b++)
+          ASSERT_EQ(m[p * PS + b], 0xaa);
+    }
+  }
+  free(m);
+  free(want);
+  free(data);
+  cowmem_image_release(img);
+  return 0;
+}
+
 TEST_IMPL(image_refcount) {
   setup();
   cowmem_stats_t st;
@@ -338,4 +386,4 @@ TEST_IMPL(image_refcount) {
   return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(image_bytes_layout) TEST_ENTRY(image_holes_not_resident) TEST_ENTRY(image_sealed) TEST_ENTRY(file_image_shared_between_processes) TEST_ENTRY(file_image_mutable_is_copied) TEST_ENTRY(file_image_errors) TEST_ENTRY(injected_image_failures) TEST_ENTRY(image_refcount))
+TEST_MAIN(TEST_ENTRY(image_bytes_layout) TEST_ENTRY(image_holes_not_resident) TEST_ENTRY(image_sealed) TEST_ENTRY(file_image_shared_between_processes) TEST_ENTRY(file_image_mutable_is_copied) TEST_ENTRY(file_image_errors) TEST_ENTRY(injected_image_failures) TEST_ENTRY(image_refcount) TEST_ENTRY(image_restore_ranges))

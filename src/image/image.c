@@ -425,9 +425,10 @@ bool cowmem__image_readable(cowmem_image_t* img) {
   return image_view(img) != NULL;
 }
 
-/* The index of the first run ending after rel (image-relative). */
-static size_t run_at(const cowmem_image_t* img, uint64_t rel) {
-  size_t lo = 0, hi = img->nruns;
+/* The index of the first run ending after rel (image-relative), searched
+ * from run `from` on (every run before it ends at or before rel). */
+static size_t run_at(const cowmem_image_t* img, size_t from, uint64_t rel) {
+  size_t lo = from, hi = img->nruns;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (img->runs[mid].off + img->runs[mid].len <= rel)
@@ -443,7 +444,7 @@ const uint8_t* cowmem__image_page(const cowmem_image_t* img, uint64_t off) {
     return NULL;
   /* Runs are page-granular: a page is all in a run or all zeros. */
   uint64_t rel = off - img->mem_offset;
-  size_t i = run_at(img, rel);
+  size_t i = run_at(img, 0, rel);
   if (i == img->nruns || img->runs[i].off > rel) return NULL;
   return image_src(img) + rel;
 }
@@ -463,31 +464,70 @@ bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
   return want == NULL || memcmp(page, want, ps) != 0;
 }
 
-int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
-                          uint64_t hi, bool own) {
-  uint64_t at = lo;
-  if (img != NULL && img->len > 0) {
-    const uint8_t* src = image_src(img); /* NULL: read by pread */
-    uint64_t rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
-    for (size_t i = run_at(img, rel_lo); i < img->nruns; i++) {
-      uint64_t a = img->mem_offset + img->runs[i].off, b = a + img->runs[i].len;
-      if (a >= hi) break;
-      if (a < at) a = at;
-      if (b > hi) b = hi;
-      if (a > at) memset(base + at, 0, a - at);
-      int e = 0;
-      const uint8_t* from = src != NULL ? src + (a - img->mem_offset)
-                            : own       ? image_cached(img, a - img->mem_offset, b - a, &e)
-                                        : NULL;
-      if (from != NULL)
-        memcpy(base + a, from, b - a);
-      else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)) != 0)
-        return e;
-      at = b;
-    }
+/* Restore [lo, hi) of an image's memory (lo inside the image or before
+ * it). *run: a run index no later than the first run ending after lo; it
+ * becomes that run, so that the next range, which starts at or after hi,
+ * searches from there. */
+static int restore_range(const cowmem_image_t* img, const uint8_t* src, uint8_t* base,
+                         uint64_t lo, uint64_t hi, bool own, size_t* run) {
+  uint64_t at = lo, rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
+  size_t i = *run;
+  /* Ranges ascend, and the run that covered the last one usually covers
+   * this one too: search only when it ends before it. */
+  if (i < img->nruns && img->runs[i].off + img->runs[i].len <= rel_lo)
+    i = run_at(img, i + 1, rel_lo);
+  *run = i;
+  for (; i < img->nruns; i++) {
+    uint64_t a = img->mem_offset + img->runs[i].off, b = a + img->runs[i].len;
+    if (a >= hi) break;
+    if (a < at) a = at;
+    if (b > hi) b = hi;
+    if (a > at) memset(base + at, 0, a - at);
+    int e = 0;
+    const uint8_t* from = src != NULL ? src + (a - img->mem_offset)
+                          : own       ? image_cached(img, a - img->mem_offset, b - a, &e)
+                                      : NULL;
+    if (from != NULL)
+      memcpy(base + a, from, b - a);
+    else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)) != 0)
+      return e;
+    at = b;
   }
   if (at < hi) memset(base + at, 0, hi - at);
   return 0;
+}
+
+int cowmem__image_restore_many(const cowmem_image_t* img, uint8_t* base,
+                               const cowmem__os_range_t* ranges, size_t n, bool own) {
+  bool empty = img == NULL || img->len == 0;
+  const uint8_t* src = empty ? NULL : image_src(img); /* NULL: read by pread */
+  uint64_t first = empty ? 0 : img->mem_offset, end = empty ? 0 : first + img->len;
+  size_t run = 0;
+  for (size_t k = 0; k < n; k++) {
+    uint8_t* p = ranges[k].addr;
+    uint64_t lo = (uint64_t)(p - base), hi = lo + ranges[k].len;
+    if (hi <= first || lo >= end) {
+      memset(p, 0, ranges[k].len);
+      continue;
+    }
+    /* Most ranges lie in the run the last one did: one copy. */
+    if (src != NULL && run < img->nruns) {
+      uint64_t a = first + img->runs[run].off;
+      if (a <= lo && hi <= a + img->runs[run].len) {
+        memcpy(p, src + (lo - first), ranges[k].len);
+        continue;
+      }
+    }
+    int e = restore_range(img, src, base, lo, hi, own, &run);
+    if (e) return e;
+  }
+  return 0;
+}
+
+int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
+                          uint64_t hi, bool own) {
+  cowmem__os_range_t r = {base + lo, (size_t)(hi - lo)};
+  return cowmem__image_restore_many(img, base, &r, 1, own);
 }
 
 int cowmem__image_each_run(const cowmem_image_t* img,

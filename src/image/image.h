@@ -67,6 +67,11 @@ bool cowmem__image_page_differs(const cowmem_image_t* image, const uint8_t* page
  * drops the slot). */
 int cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t lo,
                           uint64_t hi, bool own);
+/* The same over n ranges of the memory at base (addresses, page multiples,
+ * in ascending order, not overlapping), in one walk of the image's runs: a reset
+ * restores all its pages with one call. */
+int cowmem__image_restore_many(const cowmem_image_t* image, uint8_t* base,
+                               const cowmem__os_range_t* ranges, size_t n, bool own);
 
 /* Call fn(arg, off, len) for each run of pages holding non-zero bytes, in
  * order, in memory offsets; stops at the first non-zero return and returns

@@ -546,13 +546,15 @@ bool cowmem__os_has_pagemap_scan(void) {
   return st > 0;
 }
 
-static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_range_fn fn,
+/* The ranges go to fn a scan's vector at a time. */
+static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_ranges_fn fn,
                           void* arg) {
   if (!cowmem__os_has_pagemap_scan()) return ENOSYS;
   int fd = os_fdset_get(&os_pagemap_fds);
   if (fd < 0) return errno ? errno : EBADF;
   uint64_t start = (uint64_t)(uintptr_t)addr, end = start + len;
   struct page_region vec[64];
+  cowmem__os_range_t got[64];
   while (start < end) {
     uint64_t we = end;
     long r = os_pagemap_scan(fd, start, end, vec, 64, written, &we);
@@ -560,8 +562,11 @@ static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_range
       if (errno == EINTR) continue;
       return errno;
     }
-    for (long i = 0; i < r; i++)
-      fn(arg, (uint8_t*)(uintptr_t)vec[i].start, (size_t)(vec[i].end - vec[i].start));
+    for (long i = 0; i < r; i++) {
+      got[i].addr = (uint8_t*)(uintptr_t)vec[i].start;
+      got[i].len = (size_t)(vec[i].end - vec[i].start);
+    }
+    if (r > 0) fn(arg, got, (size_t)r);
     /* The vector filled before the end: go on from where the walk stopped. */
     if (we <= start) return EIO; /* no progress: never expected */
     start = we;
@@ -569,14 +574,34 @@ static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_range
   return 0;
 }
 
+/* A caller's fn for each range of a batch. */
+typedef struct {
+  cowmem__os_range_fn fn;
+  void* arg;
+} os_each_t;
+
+static void os_each(void* arg, const cowmem__os_range_t* ranges, size_t n) {
+  const os_each_t* e = arg;
+  for (size_t i = 0; i < n; i++)
+    e->fn(e->arg, ranges[i].addr, ranges[i].len);
+}
+
 int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
+  COWMEM__OS_INJECT(COWMEM__OS_other);
+  os_each_t e = {fn, arg};
+  return os_scan_ranges(addr, len, true, os_each, &e);
+}
+
+int cowmem__os_written_batches(void* addr, size_t len, cowmem__os_ranges_fn fn,
+                               void* arg) {
   COWMEM__OS_INJECT(COWMEM__OS_other);
   return os_scan_ranges(addr, len, true, fn, arg);
 }
 
 int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg) {
   COWMEM__OS_INJECT(COWMEM__OS_other);
-  return os_scan_ranges(addr, len, false, fn, arg);
+  os_each_t e = {fn, arg};
+  return os_scan_ranges(addr, len, false, os_each, &e);
 }
 
 /* /proc/self/pagemap entries: bit 63 present, 62 swapped, 61 a file page

@@ -93,6 +93,12 @@ int cowmem__os_written_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
   return ENOSYS;
 }
 
+int cowmem__os_written_batches(void* addr, size_t len, cowmem__os_ranges_fn fn,
+                               void* arg) {
+  (void)addr; (void)len; (void)fn; (void)arg;
+  return ENOSYS;
+}
+
 int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
                              void* arg) {
   (void)addr; (void)len; (void)fn; (void)arg;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
@@ -41,6 +42,16 @@ size_t cowmem__os_page_size(void) {
   return ps;
 }
 
+
+uint64_t cowmem__os_coarse_ns(void) {
+  struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* the last tick: no TSC read */
+#else
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 int cowmem__os_reserve(size_t len, void** out) {
   COWMEM__OS_INJECT(COWMEM__OS_mmap);

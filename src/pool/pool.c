@@ -347,7 +347,7 @@ int cowmem_pool_acquire(cowmem_pool_t* pool, cowmem_image_t* image, size_t initi
   }
   cowmem_slot_t* s = &e->slot;
   int r = 0;
-  if (cowmem_slot_state(s) == COWMEM_SLOT_BROKEN) r = cowmem_slot_decommit(s);
+  if (s->state == COWMEM_SLOT_BROKEN) r = cowmem_slot_decommit(s);
   s->limit = max_size;
   if (r == 0) r = cowmem_slot_instantiate(s, initial_size, image);
   if (r != 0) {
@@ -422,7 +422,7 @@ static void wake_waiters(cowmem_pool_t* pool) {
 /* Reset flushed slots become idle; failed ones were released to EMPTY. */
 static void after_reset(cowmem_pool_t* pool, entry_t* e, int r) {
   SHARD_ADD(pool, resets[pool->cfg.reset], 1);
-  if (r == 0 && cowmem_slot_state(&e->slot) == COWMEM_SLOT_READY) {
+  if (r == 0 && e->slot.state == COWMEM_SLOT_READY) {
     cowmem__idle_put(pool->idle, e);
   } else {
     if (r != 0) METRIC_INC(pool, failures);
@@ -475,7 +475,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
    * sweep above) never wait for it. */
   cowmem__stripe_add(shard, &st->m[M_releases], 1);
   int r = 0;
-  cowmem_slot_state_t state = cowmem_slot_state(slot);
+  cowmem_slot_state_t state = slot->state;
   if (state == COWMEM_SLOT_DIRTY) {
     r = cowmem__reset(pool->reset, slot);
     if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {

@@ -239,9 +239,10 @@ static bool scan_each(const image_state_t* st) {
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 1;
 #endif
-  return cowmem__os_discard_busy() ||
-         !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
-                        LOAD(st->tables));
+  /* The turn's word is asked only when blind would be cheaper alone. */
+  return !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
+                        LOAD(st->tables)) ||
+         cowmem__os_discard_busy();
 }
 
 /* ---- one reset ---- */
@@ -255,53 +256,105 @@ typedef struct {
                      divide is 15-40 cycles, and a scanning reset made four
                      per written range) */
   size_t limit; /* pages below it may be hot: [0, initial) and tracked */
-  /* the scan's ranges, merged, in order */
+  uint8_t* base; /* the slot's */
+  /* the scan's ranges, in order */
   cowmem__os_range_t local[64];
   cowmem__os_range_t* r;
   size_t n, cap;
   bool oom;
-  /* ranges waiting to be decommitted */
+  uint64_t misses; /* written pages below limit outside the hot set */
+  size_t cold;     /* written pages outside the hot set, at any address */
+  size_t written;  /* pages the scan reported */
+  /* ranges waiting to be restored by copy, and to be decommitted: each
+   * kind made in one call per reset (more only past this many ranges) */
+  cowmem__os_range_t cp[COWMEM__HOTSET_LISTED + 1];
+  size_t ncp;
   cowmem__os_range_t d[COWMEM__HOTSET_LISTED + 1]; /* a blind reset's gaps */
   size_t nd;
-  bool blind; /* the reset's way (see discard_flush) */
-  size_t run; /* the hot set's listed run settle has reached */
+  bool blind;  /* the reset's way (see discard_flush) */
+  size_t runs; /* the hot set's listed runs (read once the sample is done) */
+  size_t run;  /* the hot set's listed run settle has reached */
   int err;
   uint64_t copied, discarded, calls;
 } reset_ctx_t;
 
-static void collect(void* arg, uint8_t* addr, size_t len) {
-  reset_ctx_t* c = arg;
-  if (c->n > 0 && (uint8_t*)c->r[c->n - 1].addr + c->r[c->n - 1].len == addr) {
-    c->r[c->n - 1].len += len;
-    return;
+/* Room for need of the scan's ranges; false (c->oom) without memory. */
+static bool collect_grow(reset_ctx_t* c, size_t need) {
+  size_t ncap = c->cap;
+  while (ncap < need)
+    ncap *= 4;
+  cowmem__os_range_t* nr =
+      c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
+  if (nr == NULL) {
+    c->oom = true;
+    return false;
   }
-  if (c->n == c->cap) {
-    size_t ncap = c->cap * 4;
-    cowmem__os_range_t* nr =
-        c->r == c->local ? malloc(ncap * sizeof *nr) : realloc(c->r, ncap * sizeof *nr);
-    if (nr == NULL) {
-      c->oom = true;
-      return;
-    }
-    if (c->r == c->local) memcpy(nr, c->local, sizeof c->local);
-    c->r = nr;
-    c->cap = ncap;
-  }
-  c->r[c->n].addr = addr;
-  c->r[c->n].len = len;
-  c->n++;
+  if (c->r == c->local) memcpy(nr, c->local, sizeof c->local);
+  c->r = nr;
+  c->cap = ncap;
+  return true;
 }
 
-/* Copy image and zeros over pages [lo, hi) of the slot: a scanning
- * reset's pages are the instance's own copies, a blind reset's may map the
- * file still. After a failure (the image's file shrank) the rest are
- * dropped, as after a failed discard: the slot is released. */
-static void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+/* A scan's ranges, kept as they come (settling and sampling take any
+ * ranges; the copies and decommits they make are joined where they are
+ * listed), and their pages below the limit outside the hot set counted. */
+static void collect(void* arg, const cowmem__os_range_t* got, size_t k) {
+  reset_ctx_t* c = arg;
+  if (c->n + k > c->cap && !collect_grow(c, c->n + k)) return;
+  memcpy(c->r + c->n, got, k * sizeof *got);
+  c->n += k;
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t limit = c->limit, written = 0, cold = 0;
+  uint64_t misses = 0;
+  for (size_t i = 0; i < k; i++) {
+    size_t lo = (size_t)((uint8_t*)got[i].addr - c->base) >> c->shift;
+    size_t hi = lo + (got[i].len >> c->shift);
+    written += hi - lo;
+    size_t end = hi < limit ? hi : limit;
+    for (size_t p = lo; p < end; p++)
+      misses += !cowmem__hotset_has(hs, p);
+    cold += hi - (end > lo ? end : lo); /* no page at or above the limit is hot */
+  }
+  c->misses += misses;
+  c->cold += cold + misses;
+  c->written += written;
+}
+
+/* Add [lo, hi) (pages of the slot) to a list of ranges, joined to the last
+ * one when they touch; false when the list is full. */
+static inline bool range_add(cowmem__os_range_t* list, size_t* n, size_t cap, uint8_t* addr,
+                      size_t len) {
+  if (*n > 0 && (uint8_t*)list[*n - 1].addr + list[*n - 1].len == addr) {
+    list[*n - 1].len += len;
+    return true;
+  }
+  if (*n == cap) return false;
+  list[*n].addr = addr;
+  list[*n].len = len;
+  (*n)++;
+  return true;
+}
+
+/* Copy image and zeros over the listed ranges: a scanning reset's pages
+ * are the instance's own copies, a blind reset's may map the file still.
+ * After a failure (the image's file shrank) the rest are dropped, as after
+ * a failed discard: the slot is released. */
+static void restore_flush(reset_ctx_t* c) {
+  if (c->ncp == 0) return;
   int e = c->err ? 0
-                 : cowmem__image_restore(c->img, c->slot->base, (uint64_t)lo * c->ps,
-                                         (uint64_t)hi * c->ps, !c->blind);
+                 : cowmem__image_restore_many(c->img, c->base, c->cp, c->ncp,
+                                              !c->blind);
   if (e) c->err = e;
+  c->ncp = 0;
+}
+
+static inline void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* addr = c->base + (lo << c->shift);
+  size_t len = (hi - lo) << c->shift;
   c->copied += hi - lo;
+  if (range_add(c->cp, &c->ncp, sizeof c->cp / sizeof c->cp[0], addr, len)) return;
+  restore_flush(c);
+  range_add(c->cp, &c->ncp, sizeof c->cp / sizeof c->cp[0], addr, len);
 }
 
 /* After a failed discard the rest are dropped: the slot is released. */
@@ -319,33 +372,31 @@ static void discard_flush(reset_ctx_t* c) {
   c->nd = 0;
 }
 
-static void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t* addr = c->slot->base + lo * c->ps;
-  size_t len = (hi - lo) * c->ps;
+static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t* addr = c->base + (lo << c->shift);
+  size_t len = (hi - lo) << c->shift;
   c->discarded += hi - lo;
-  if (c->nd > 0 && (uint8_t*)c->d[c->nd - 1].addr + c->d[c->nd - 1].len == addr) {
-    c->d[c->nd - 1].len += len;
-    return;
-  }
-  if (c->nd == sizeof c->d / sizeof c->d[0]) discard_flush(c);
-  c->d[c->nd].addr = addr;
-  c->d[c->nd].len = len;
-  c->nd++;
+  if (range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len)) return;
+  discard_flush(c);
+  range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len);
 }
 
-/* settle by the hot set's list of runs (the hot set lists them). The
- * ranges a reset settles come in order, so the runs are walked once per
- * reset from c->run. A run read torn is clamped to what is left of the
- * range: a hot page may then be discarded, but every page gets one of the
- * two. */
-static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
-  size_t i = lo;
-  for (; c->run < runs && i < hi; c->run++) {
+/* Restore the hot pages of [lo, hi) by copy, decommit the others
+ * (settle_bits does the same by the bitmap).
+ *
+ * settle by the hot set's list of runs (the hot set lists them): a blind
+ * reset's whole memory. The runs are walked once per reset from c->run. A
+ * run read torn is clamped to what is left of the range: a hot page may
+ * then be discarded, but every page gets one of the two. */
+static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi) {
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t i = lo, run = c->run, runs = c->runs, limit = c->limit;
+  for (; run < runs && i < hi; run++) {
     size_t rlo, rhi;
-    cowmem__hotset_listed(&c->st->hs, c->run, &rlo, &rhi);
+    cowmem__hotset_listed(hs, run, &rlo, &rhi);
     if (rlo >= hi) break; /* the run starts past the range */
     if (rlo < i) rlo = i;
-    if (rhi > c->limit) rhi = c->limit;
+    if (rhi > limit) rhi = limit;
     if (rhi > hi) rhi = hi;
     if (rlo >= rhi) continue;
     if (rlo > i) discard_pages(c, i, rlo);
@@ -353,20 +404,19 @@ static void settle_listed(reset_ctx_t* c, size_t lo, size_t hi, size_t runs) {
     i = rhi;
     if (i == hi) break; /* the run may go on into the next range */
   }
+  c->run = run;
   if (i < hi) discard_pages(c, i, hi);
 }
 
-/* Restore the hot pages of [lo, hi) by copy, decommit the others. */
-static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
-  size_t runs = LOAD(c->st->hs.runs);
-  if (runs <= COWMEM__HOTSET_LISTED) {
-    settle_listed(c, lo, hi, runs);
-    return;
-  }
-  size_t i = lo;
-  while (i < hi) {
-    bool h = i < c->limit && cowmem__hotset_has(&c->st->hs, i);
-    size_t j = cowmem__hotset_run_end(&c->st->hs, i, hi, c->limit, h);
+/* settle by the hot set's bitmap: a scanning reset's ranges, a few pages
+ * each (one bit a page, the word's next change for longer ones), and a
+ * blind reset's when the hot set has too many runs to list. */
+static inline void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t limit = c->limit;
+  for (size_t i = lo; i < hi;) {
+    bool h = i < limit && cowmem__hotset_has(hs, i);
+    size_t j = i + 1 == hi ? hi : cowmem__hotset_run_end(hs, i, hi, limit, h);
     if (h)
       restore_pages(c, i, j);
     else
@@ -379,7 +429,7 @@ static void settle(reset_ctx_t* c, size_t lo, size_t hi) {
 
 static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bool exact,
                    stripe_t* sp, uint64_t n) {
-  if (cowmem__hotset_sample(&c->st->hs, c->img, c->slot->base, c->ps, limit,
+  if (cowmem__hotset_sample(&c->st->hs, c->img, c->base, c->ps, limit,
                             exact ? c->r : NULL, c->n, a->budget, a->sample_every))
     atomic_store_explicit(&sp->last_sample, n, memory_order_relaxed);
 }
@@ -391,7 +441,7 @@ static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bo
  * leaves the last one. */
 static void count_clean(reset_ctx_t* c) {
   size_t mapped = 0, written = 0, tables = 0;
-  if (cowmem__dirty_mapped(c->slot->base, c->slot->accessible, &mapped, &tables) != 0)
+  if (cowmem__dirty_mapped(c->base, c->slot->accessible, &mapped, &tables) != 0)
     return;
   atomic_store_explicit(&c->st->tables, tables, memory_order_relaxed);
   for (size_t i = 0; i < c->n; i++)
@@ -469,11 +519,15 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
     return COWMEM__ADAPTIVE_DECLINED; /* nothing to keep, or nothing to copy from */
-  image_state_t* st = state_get(a, img, slot->initial);
+  /* Found once per image the slot holds: a state is freed only once its
+   * image is, and the slot holds a reference. */
+  image_state_t* st = slot->reset_state;
+  if (st == NULL) st = slot->reset_state = state_get(a, img, slot->initial);
   if (st == NULL) return COWMEM__ADAPTIVE_DECLINED;
 
   reset_ctx_t c;
   c.slot = slot;
+  c.base = slot->base;
   c.st = st;
   c.img = img;
   c.ps = cowmem__os_page_size();
@@ -482,7 +536,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   c.n = 0;
   c.cap = sizeof c.local / sizeof c.local[0];
   c.oom = false;
-  c.nd = 0;
+  c.misses = 0;
+  c.cold = c.written = 0;
+  c.ncp = c.nd = 0;
   c.blind = false;
   c.run = 0;
   c.err = 0;
@@ -502,7 +558,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   bool due = sample_due(st, sp, a->sample_every, n, 0);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
   if (exact && (due || scan_each(st))) {
-    int r = cowmem__dirty_scan(slot->base, slot->accessible, collect, &c);
+    int r = cowmem__dirty_written(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {
       /* Nothing changed yet: a whole-range madvise is still right. */
@@ -510,24 +566,27 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
       return COWMEM__ADAPTIVE_DECLINED;
     }
     cowmem__stripe_add(si, &sp->scans, 1);
-    uint64_t misses = 0;
-    for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
-      size_t hi = lo + (c.r[i].len >> c.shift);
-      for (size_t p = lo; p < hi && p < limit; p++)
-        misses += !cowmem__hotset_has(&st->hs, p);
-    }
+    uint64_t misses = c.misses;
     if (misses) cowmem__stripe_add(si, &sp->missed, misses);
-    due = due || sample_due(st, sp, a->sample_every, n, misses);
+    due = due || (misses && sample_due(st, sp, a->sample_every, n, misses));
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) {
       sample(&c, a, limit, true, sp, n);
       count_clean(&c);
     }
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
-    for (size_t i = 0; i < c.n; i++) {
-      size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
-      settle(&c, lo, lo + (c.r[i].len >> c.shift));
+    c.runs = LOAD(st->hs.runs);
+    if (c.cold == 0 && !due) {
+      /* Only hot pages were written (the steady state): the scan's ranges
+       * are the copies, with nothing to decommit. */
+      c.copied = c.written;
+      int e = cowmem__image_restore_many(img, slot->base, c.r, c.n, true);
+      if (e) c.err = e;
+    } else {
+      for (size_t i = 0; i < c.n; i++) {
+        size_t lo = (size_t)((uint8_t*)c.r[i].addr - slot->base) >> c.shift;
+        settle_bits(&c, lo, lo + (c.r[i].len >> c.shift));
+      }
     }
     if (c.r != c.local) free(c.r);
   } else {
@@ -537,9 +596,14 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);
+    c.runs = LOAD(st->hs.runs);
     /* No hot page: no run listed, one discard of everything. */
-    settle(&c, 0, pages);
+    if (c.runs <= COWMEM__HOTSET_LISTED)
+      settle_listed(&c, 0, pages);
+    else
+      settle_bits(&c, 0, pages);
   }
+  restore_flush(&c);
   prof_mark(prof, COWMEM__PHASE_COPY);
   discard_flush(&c);
   prof_mark(prof, COWMEM__PHASE_DECOMMIT);

@@ -95,6 +95,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   }
   cowmem_image_release(slot->image);
   slot->image = NULL;
+  slot->reset_state = NULL;
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;
@@ -149,6 +150,9 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   slot_check(slot);
 
   int e = 0;
+  /* The same image over the same size (a pool's slot reused): what it
+   * maps, and so its count of mappings, stays as it is. */
+  bool same = image == slot->image && initial_size == slot->accessible;
   if (image == slot->image && (e = cowmem__image_verify(image)) != 0)
     return cowmem__slot_fail(slot, e);
   if (image != slot->image && slot->image != NULL) {
@@ -158,6 +162,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     e = cowmem__image_remove(old, slot->base);
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = NULL;
+    slot->reset_state = NULL;
     cowmem_image_release(old);
   }
   e = slot_set_accessible(slot, initial_size);
@@ -166,10 +171,11 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     e = cowmem__image_place(image, slot->base);
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = cowmem_image_retain(image);
+    slot->reset_state = NULL;
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;
-  slot_count_maps(slot);
+  if (!same) slot_count_maps(slot);
   return 0;
 }
 
@@ -204,11 +210,12 @@ int cowmem__slot_resettable(const cowmem_slot_t* slot) {
 }
 
 int cowmem__slot_finish_reset(cowmem_slot_t* slot) {
-  int e = slot_set_accessible(slot, slot->initial);
+  bool grown = slot->accessible != slot->initial;
+  int e = grown ? slot_set_accessible(slot, slot->initial) : 0;
   if (e) return cowmem__slot_fail(slot, e);
   cowmem__image_after_discard(slot->image, slot->base);
   slot->state = COWMEM_SLOT_READY;
-  slot_count_maps(slot);
+  if (grown) slot_count_maps(slot);
   return 0;
 }
 

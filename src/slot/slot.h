@@ -17,6 +17,10 @@ struct cowmem_slot_s {
   size_t accessible;
   size_t initial;
   cowmem_image_t* image;
+  /* What the pool's reset strategy keeps for this image, found once per
+   * image the slot holds (NULL: not yet; cleared whenever image changes).
+   * Alive as long as the slot holds the image. */
+  void* reset_state;
   struct cowmem_pool_s* pool;
   /* Mappings (VMAs) the slot adds to the process now: its read-write pieces
    * (cowmem__image_maps) and the split of the PROT_NONE run it sits in.

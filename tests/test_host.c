@@ -5,7 +5,6 @@
  * truncated or rewritten underneath, and the ADAPTIVE reset over more
  * images than its table holds. */
 #include <fcntl.h>
-#include <pthread.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -13,7 +12,6 @@
 #include <time.h>
 
 #include "cowmem.h"
-#include "dirty.h"
 #include "internal.h"
 #include "reset/adaptive.h"
 #include "reset/reset.h"
@@ -585,92 +583,6 @@ TEST_IMPL(fork_live_batched) {
 }
 TEST_IMPL(fork_live_adaptive) {
   return fork_live_pool(COWMEM_RESET_ADAPTIVE);
-}
-
-/* Each thread scans through a /proc/self/pagemap descriptor of its own
- * (one shared by every thread costs a cache line passed between them on
- * each scan), closed when the thread exits; threads past the library's
- * own count share one. */
-static int pagemap_fd_count(void) {
-  int n = 0;
-  for (int fd = 0; fd < 4096; fd++) {
-    char link[64], to[256];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t len = readlink(link, to, sizeof to - 1);
-    if (len > 8 && memcmp(to + len - 8, "/pagemap", 8) == 0) n++;
-  }
-  return n;
-}
-
-#define SCAN_THREADS 4
-typedef struct {
-  pthread_barrier_t* scanned; /* all have scanned: count, then exit */
-  pthread_barrier_t* counted;
-  uint8_t* mem;
-  int err;
-} scan_thread_t;
-
-static void count_range(void* arg, uint8_t* addr, size_t len) {
-  (void)addr;
-  *(size_t*)arg += len;
-}
-
-static void* scan_thread(void* arg) {
-  scan_thread_t* t = arg;
-  size_t seen = 0;
-  t->mem[0] = 1; /* one written page to find */
-  t->err = cowmem__dirty_scan(t->mem, PS, count_range, &seen);
-  if (t->err == 0 && seen != PS) t->err = -1;
-  pthread_barrier_wait(t->scanned);
-  pthread_barrier_wait(t->counted);
-  return NULL;
-}
-
-static int scan_threads_round(int* open_while_alive) {
-  pthread_barrier_t scanned, counted;
-  pthread_barrier_init(&scanned, NULL, SCAN_THREADS + 1);
-  pthread_barrier_init(&counted, NULL, SCAN_THREADS + 1);
-  scan_thread_t t[SCAN_THREADS];
-  pthread_t th[SCAN_THREADS];
-  uint8_t* mem = mmap(NULL, SCAN_THREADS * PS, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return 1;
-  for (int i = 0; i < SCAN_THREADS; i++) {
-    t[i] = (scan_thread_t){&scanned, &counted, mem + (size_t)i * PS, 0};
-    pthread_create(&th[i], NULL, scan_thread, &t[i]);
-  }
-  pthread_barrier_wait(&scanned);
-  *open_while_alive = pagemap_fd_count();
-  pthread_barrier_wait(&counted);
-  int err = 0;
-  for (int i = 0; i < SCAN_THREADS; i++) {
-    pthread_join(th[i], NULL);
-    if (t[i].err) err = 2;
-  }
-  pthread_barrier_destroy(&scanned);
-  pthread_barrier_destroy(&counted);
-  munmap(mem, SCAN_THREADS * PS);
-  return err;
-}
-
-TEST_IMPL(scan_fd_per_thread) {
-  PS = cowmem_page_size();
-  if (!cowmem__dirty_exact())
-    TEST_SKIP("no PAGEMAP_SCAN (Linux < 6.7, or the portable backend)");
-  int before = pagemap_fd_count();
-  for (int round = 0; round < 20; round++) {
-    int alive = 0;
-    ASSERT_EQ(scan_threads_round(&alive), 0);
-    /* Each live thread holds its own (the old shared one made this 1). */
-    if (alive < SCAN_THREADS) {
-      fprintf(stderr, "round %d: %d pagemap fds for %d scanning threads\n", round, alive,
-              SCAN_THREADS);
-      return 1;
-    }
-    /* Gone with their threads: 80 threads have scanned by the end. */
-    ASSERT_LE(pagemap_fd_count(), before + 1);
-  }
-  return 0;
 }
 
 /* ---- image files changed underneath ---- */
@@ -1342,7 +1254,7 @@ TEST_IMPL(batched_flush_races_sweep) {
 }
 
 TEST_MAIN(TEST_ENTRY(map_limit_named) TEST_ENTRY(map_limit_at_pool_new)
-              TEST_ENTRY(fd_limit_images) TEST_ENTRY(fd_limit_scan) TEST_ENTRY(scan_fd_per_thread)
+              TEST_ENTRY(fd_limit_images) TEST_ENTRY(fd_limit_scan)
                   TEST_ENTRY(fork_live_madvise) TEST_ENTRY(fork_live_keep_resident)
                       TEST_ENTRY(fork_live_batched) TEST_ENTRY(fork_live_adaptive)
                           TEST_ENTRY(image_file_rewritten)

@@ -110,8 +110,10 @@ static bool os_at_map_limit(void) {
 #define SYS_process_madvise 440
 #endif
 static _Atomic int pm_state; /* 0 unknown, 1 works, -1 unsupported */
+static _Atomic int pm_pidfd = -1;
+static _Atomic pid_t pm_pid;
 
-/* After fork the child closes the pidfds and pagemap fds it inherited (they
+/* After fork the child closes the pidfd and pagemap fd it inherited (they
  * name the parent): a fork handler, which runs while the child has one
  * thread, so no other thread can be using them. A child made without the
  * handlers (a raw clone) still sees the pid change below and opens its own,
@@ -129,12 +131,8 @@ static pthread_once_t os_atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic pid_t* os_wipe_pid;      /* on the wipe page; NULL: unsupported */
 static _Atomic uint32_t* os_wipe_turn;  /* the discard turn, on the same page */
 static _Atomic uint32_t os_turn_static; /* the discard turn without that page */
-static pthread_key_t os_fd_key; /* its destructor closes a thread's own fds */
-static bool os_fd_key_made;
-static void os_fds_thread_exit(void* index);
 static void os_atfork_register(void) {
   pthread_atfork(NULL, NULL, os_atfork_child);
-  os_fd_key_made = pthread_key_create(&os_fd_key, os_fds_thread_exit) == 0;
   size_t ps = (size_t)sysconf(_SC_PAGESIZE);
   void* p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return;
@@ -241,125 +239,29 @@ int cowmem__os_discard(void* addr, size_t len) {
   return madvise(addr, len, MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
-/* ---- descriptors of one's own ----
- *
- * PAGEMAP_SCAN reads through a /proc/self/pagemap fd and process_madvise
- * takes a pidfd, on every scanning or batched reset. In a process of more
- * than one thread the kernel takes a reference on the open file for each
- * such call (a locked add, then a subtract, on the file's count), so two
- * threads resetting at once through one descriptor pass that cache line
- * back and forth twice a call. Each thread therefore opens its own, up to
- * OS_OWN_FDS threads at a time; it is closed when the thread exits, and
- * later threads, or any whose open fails (out of descriptors), share the
- * process's. A descriptor and the pid that opened it are packed in one
- * word, so that a thread never pairs a fresh pid with a stale fd: after
- * fork the child must not use its parent's (a pagemap fd reads the page
- * tables of the process that opened it; a pidfd names it). The fork
- * handler closes every inherited one in the child; a child made without
- * the handlers (a raw clone) sees the pid change and opens its own,
- * leaving the inherited ones open. */
-#define OS_OWN_FDS 8
-typedef struct {
-  int (*open)(pid_t me);
-  _Atomic uint64_t fd_pid[1 + OS_OWN_FDS]; /* [0] the process's; (pid << 32) | (fd + 1) */
-} os_fdset_t;
-
-static _Atomic uint32_t os_own_taken; /* bit i: index 1 + i belongs to a thread */
-/* The calling thread's index in every set's fd_pid: 0 shares the
- * process's; -1 not asked yet. */
-static _Thread_local int os_tl_fd_index __attribute__((tls_model("initial-exec"))) = -1;
-
-static int os_open_pagemap(pid_t me) {
-  (void)me;
-  cowmem__os_count(COWMEM__OS_other);
-  return open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-}
-
-static int os_open_pidfd(pid_t me) {
-  cowmem__os_count(COWMEM__OS_other);
-  return (int)syscall(SYS_pidfd_open, me, 0);
-}
-
-static os_fdset_t os_pagemap_fds = {.open = os_open_pagemap};
-static os_fdset_t os_pidfds = {.open = os_open_pidfd};
-static os_fdset_t* const os_fdsets[] = {&os_pagemap_fds, &os_pidfds};
-
-static int os_fd_of(uint64_t v) { return (int)(v & 0xffffffffu) - 1; }
-
-static int os_fd_index(void) {
-  int i = os_tl_fd_index;
-  if (i >= 0) return i;
+static int os_self_pidfd(void) {
+  int fd = atomic_load(&pm_pidfd);
+  if (fd >= 0 && os_same_process(atomic_load(&pm_pid))) return fd;
+  pid_t me = getpid();
   pthread_once(&os_atfork_once, os_atfork_register);
-  i = 0;
-  uint32_t taken = atomic_load(&os_own_taken);
-  while (os_fd_key_made && i == 0 && taken != (1u << OS_OWN_FDS) - 1) {
-    int b = __builtin_ctz(~taken);
-    if (atomic_compare_exchange_weak(&os_own_taken, &taken, taken | (1u << b))) {
-      i = 1 + b;
-      if (pthread_setspecific(os_fd_key, (void*)(intptr_t)i) != 0) {
-        atomic_fetch_and(&os_own_taken, ~(1u << b));
-        i = 0;
-      }
-    }
+  cowmem__os_count(COWMEM__OS_other);
+  int nfd = (int)syscall(SYS_pidfd_open, me, 0);
+  if (nfd < 0) return -1;
+  int expected = fd;
+  if (atomic_compare_exchange_strong(&pm_pidfd, &expected, nfd)) {
+    atomic_store(&pm_pid, me);
+    /* An inherited fd from the parent stays open: closing it could race with
+     * a thread still using it, and it is one fd per fork. */
+    return nfd;
   }
-  os_tl_fd_index = i;
-  return i;
-}
-
-/* Close and forget entry i of every set (those of this process only: a
- * raw clone's child must not close what it did not open). */
-static void os_fds_close(int i, bool any_pid) {
-  pid_t me = any_pid ? 0 : getpid();
-  for (size_t k = 0; k < sizeof os_fdsets / sizeof os_fdsets[0]; k++) {
-    uint64_t v = atomic_exchange(&os_fdsets[k]->fd_pid[i], 0);
-    if (os_fd_of(v) >= 0 && (any_pid || (pid_t)(v >> 32) == me)) close(os_fd_of(v));
-  }
-}
-
-static void os_fds_thread_exit(void* index) {
-  int i = (int)(intptr_t)index;
-  os_fds_close(i, false);
-  atomic_fetch_and(&os_own_taken, ~(1u << (i - 1)));
-}
-
-/* The descriptor of set for the calling thread: its own, else the
- * process's; -1 with errno if neither can be opened. */
-static int os_fdset_get(os_fdset_t* set) {
-  int i = os_fd_index();
-  for (;; i = 0) {
-    _Atomic uint64_t* w = &set->fd_pid[i];
-    uint64_t cur = atomic_load_explicit(w, memory_order_acquire);
-    if (cur != 0 && os_same_process((pid_t)(cur >> 32))) {
-      if (os_fd_of(cur) >= 0) return os_fd_of(cur);
-      continue; /* this thread's own could not be opened: share */
-    }
-    pid_t me = getpid();
-    int fd = set->open(me);
-    /* A thread whose own open failed (out of descriptors) records that
-     * (fd -1) and shares from then on, rather than trying again on every
-     * reset; the process's is asked for again each time. */
-    if (fd < 0 && i == 0) return -1;
-    uint64_t mine = ((uint64_t)(uint32_t)me << 32) | (uint64_t)(fd + 1);
-    /* Another thread may have opened the shared one meanwhile: keep one.
-     * An fd inherited from the parent stays open (one per fork): another
-     * thread may still hold it for a moment. */
-    if (atomic_compare_exchange_strong(w, &cur, mine)) {
-      if (fd >= 0) return fd;
-      continue;
-    }
-    if (fd >= 0) close(fd);
-    if (cur != 0 && (pid_t)(cur >> 32) == me && os_fd_of(cur) >= 0) return os_fd_of(cur);
-    if (i == 0) {
-      errno = EAGAIN;
-      return -1;
-    }
-  }
+  close(nfd);
+  return atomic_load(&pm_pidfd);
 }
 
 int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
   if (n == 0) return 0;
   if (atomic_load_explicit(&pm_state, memory_order_relaxed) >= 0) {
-    int pidfd = os_fdset_get(&os_pidfds);
+    int pidfd = os_self_pidfd();
     size_t done = 0;
     while (pidfd >= 0 && done < n) {
       struct iovec iov[512];
@@ -491,15 +393,38 @@ int cowmem__os_file_fixed(int fd, bool* fixed) {
 
 #include "pagemap_scan.h"
 
-static _Atomic int pagemap_state; /* 0 unknown, 1 works, -1 missing */
+/* The pagemap fd and the pid that opened it, packed in one word so that a
+ * thread never pairs a fresh pid with a stale fd: after fork the child must
+ * not scan through its parent's fd (that reads the parent's page tables). */
+static _Atomic uint64_t pagemap_fd_pid; /* (pid << 32) | (fd + 1); 0: none */
+static _Atomic int pagemap_state;       /* 0 unknown, 1 works, -1 missing */
+
+static int os_pagemap_fd(void) {
+  uint64_t cur = atomic_load(&pagemap_fd_pid);
+  if (cur != 0 && os_same_process((pid_t)(cur >> 32)))
+    return (int)(cur & 0xffffffffu) - 1;
+  pid_t me = getpid();
+  pthread_once(&os_atfork_once, os_atfork_register);
+  cowmem__os_count(COWMEM__OS_other);
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  uint64_t mine = ((uint64_t)(uint32_t)me << 32) | (uint64_t)(fd + 1);
+  if (atomic_compare_exchange_strong(&pagemap_fd_pid, &cur, mine)) {
+    /* An fd inherited from the parent stays open (one per fork): another
+     * thread may still hold it for a moment. */
+    return fd;
+  }
+  close(fd);
+  if (cur != 0 && (pid_t)(cur >> 32) == me) return (int)(cur & 0xffffffffu) - 1;
+  return -1;
+}
 
 static void os_atfork_child(void) {
   atomic_store(&os_turn_static, 0); /* the wipe page's word reads 0 already */
-  /* The child has one thread, this one: every descriptor it inherited is
-   * its parent's, and every index is free again. */
-  for (int i = 0; i <= OS_OWN_FDS; i++) os_fds_close(i, true);
-  atomic_store(&os_own_taken, 0);
-  os_tl_fd_index = -1;
+  int fd = atomic_exchange(&pm_pidfd, -1);
+  if (fd >= 0) close(fd);
+  uint64_t cur = atomic_exchange(&pagemap_fd_pid, 0);
+  if (cur != 0) close((int)(cur & 0xffffffffu) - 1);
 }
 
 /* written: the pages cowmem__os_written_ranges reports; else every page
@@ -529,7 +454,7 @@ static long os_pagemap_scan(int fd, uint64_t start, uint64_t end, struct page_re
 bool cowmem__os_has_pagemap_scan(void) {
   int st = atomic_load_explicit(&pagemap_state, memory_order_relaxed);
   if (st != 0) return st > 0;
-  int fd = os_fdset_get(&os_pagemap_fds);
+  int fd = os_pagemap_fd();
   st = -1;
   /* Out of descriptors is not a missing feature: ask again later. */
   if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM)) return false;
@@ -550,7 +475,7 @@ bool cowmem__os_has_pagemap_scan(void) {
 static int os_scan_ranges(void* addr, size_t len, bool written, cowmem__os_ranges_fn fn,
                           void* arg) {
   if (!cowmem__os_has_pagemap_scan()) return ENOSYS;
-  int fd = os_fdset_get(&os_pagemap_fds);
+  int fd = os_pagemap_fd();
   if (fd < 0) return errno ? errno : EBADF;
   uint64_t start = (uint64_t)(uintptr_t)addr, end = start + len;
   struct page_region vec[64];
@@ -615,7 +540,7 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, voi
 #define PM_FILE (1ull << 61)
 
 static int os_pagemap_read(void* addr, size_t len, uint8_t* vec) {
-  int fd = os_fdset_get(&os_pagemap_fds);
+  int fd = os_pagemap_fd();
   if (fd < 0) return errno ? errno : EBADF;
   size_t ps = cowmem__os_page_size(), n = len / ps;
   uint64_t e[512];

@@ -315,10 +315,14 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * their mapping: pages they have not written read the file as it is now,
  * and past a truncated end fault with SIGBUS (the kernel offers no way to
  * keep a private file mapping's unwritten pages). The same check (one
- * fstat) runs whenever a FILE image is mapped into a slot and whenever a
- * slot that still maps it (READY with the same image) starts another
- * instance, so a change is caught there at the latest and a new instance
- * never faults on a truncated file. Restoring resets (KEEP_RESIDENT,
+ * fstat) runs whenever a FILE image is mapped into a slot, and when a slot
+ * that still maps it (READY with the same image) starts another instance
+ * at least 1 ms after the image's file was last compared (by the coarse
+ * clock, CLOCK_MONOTONIC_COARSE). So every instance that starts 1 ms plus
+ * one tick of that clock (1-4 ms on Linux) or more after a change sees
+ * ECHANGED instead; one started sooner in a warm slot is exposed as the
+ * running instances are (call cowmem_image_check first to rule that out).
+ * Restoring resets (KEEP_RESIDENT,
  * ADAPTIVE) never read such a file through a mapping: the pages a reset
  * must store into may still map it, so they are read with pread, and a
  * file truncated under them reads short: the reset fails with ECHANGED
@@ -333,8 +337,9 @@ COWMEM_API int cowmem_image_new_from_file(int fd, uint64_t file_offset,
  * sealed against writes and shrinking (F_SEAL_WRITE | F_SEAL_SHRINK), or
  * a file with the immutable attribute (chattr +i). There an instantiate of
  * the same image makes no system call at all. Any other file, an opened
- * .cwimg included, costs one fstat per such instantiate (and per mapping),
- * beside the reset's madvise.
+ * .cwimg included, costs one fstat per mapping and at most one a
+ * millisecond per image for such instantiates (0.15-0.2 us each: a tenth
+ * of a warm slot's cycle when it ran at every instantiate).
  * Errors: EINVAL (NULL), ECHANGED, and the errors of fstat. Thread-safe. */
 COWMEM_API int cowmem_image_check(const cowmem_image_t* image);
 
@@ -404,8 +409,9 @@ COWMEM_API int cowmem_slot_free(cowmem_slot_t* slot);
 /* Start an instance: afterwards [0, initial_size) is read-write and holds
  * the image at its offset and zeros elsewhere; [initial_size, reserve) is
  * inaccessible; the slot is DIRTY. image may be NULL (all zeros).
- * The same image and size as the READY slot holds: no system call (one
- * fstat for a FILE image whose file can change: see cowmem_image_check). Another
+ * The same image and size as the READY slot holds: no system call (an
+ * fstat a millisecond at most for a FILE image whose file can change: see
+ * cowmem_image_check). Another
  * size: one mprotect. Another image: the old image's range is replaced and the
  * new one mapped (the slot keeps a reference to it). A COPY image is copied.
  * Errors: ESTATE (slot DIRTY), EBROKEN, EINVAL (initial_size not a page

@@ -30,6 +30,12 @@ int cowmem__image_place(const cowmem_image_t* image, uint8_t* base);
  * fstat): a file truncated since would fault the new instance's first
  * read of a page it maps with SIGBUS. */
 int cowmem__image_verify(const cowmem_image_t* image);
+/* The same when a slot that still maps the image starts another instance
+ * (READY, same image), but the file is compared at most once a
+ * millisecond (by the coarse clock): a change is caught by every such
+ * instantiation that starts 1 ms and one tick of that clock (1-4 ms on
+ * Linux) after it, and in between the fstat is skipped. */
+int cowmem__image_verify_reuse(const cowmem_image_t* image);
 /* Take the image out again: its range becomes read-write zero pages.
  * 0 or an errno value. */
 int cowmem__image_remove(const cowmem_image_t* image, uint8_t* base);

@@ -50,6 +50,10 @@ struct cowmem_image_s {
    * from then on the image is never instantiated again. */
   cowmem__os_file_id_t file_id;
   _Atomic bool changed;
+  /* FILE not fixed: the coarse clock (cowmem__os_coarse_ns) read just
+   * before the last comparison that found the file unchanged; 0 before
+   * the first (see cowmem__image_verify_reuse). */
+  _Atomic uint64_t compared_ns;
   /* FILE: the kernel keeps the file as it is (sealed memfd, immutable
    * inode): reusing a slot that maps it needs no check. */
   bool fixed;

@@ -153,7 +153,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
   /* The same image over the same size (a pool's slot reused): what it
    * maps, and so its count of mappings, stays as it is. */
   bool same = image == slot->image && initial_size == slot->accessible;
-  if (image == slot->image && (e = cowmem__image_verify(image)) != 0)
+  if (image == slot->image && (e = cowmem__image_verify_reuse(image)) != 0)
     return cowmem__slot_fail(slot, e);
   if (image != slot->image && slot->image != NULL) {
     /* Take the old image out: its range lies inside [0, accessible), so

@@ -412,12 +412,13 @@ int cowmem__image_verify(const cowmem_image_t* img) {
  * are exposed to it as the instances already running are. */
 #define IMAGE_RECHECK_NS 1000000u
 int cowmem__image_verify_reuse(const cowmem_image_t* img) {
-  if (img == NULL || img->kind != COWMEM_IMAGE_FILE || img->fixed) return 0;
-  if (atomic_load_explicit(&img->changed, memory_order_relaxed))
-    return COWMEM__IMAGE_CHANGED;
-  uint64_t last = atomic_load_explicit(&img->compared_ns, memory_order_relaxed);
+  /* compared_ns is set only by a comparison, so only for a FILE image the
+   * kernel does not keep fixed; a change found meanwhile sets changed,
+   * which the instantiation refuses before it asks. */
+  uint64_t last =
+      img == NULL ? 0 : atomic_load_explicit(&img->compared_ns, memory_order_relaxed);
   if (last != 0 && cowmem__os_coarse_ns() - last < IMAGE_RECHECK_NS) return 0;
-  return image_file_check(img);
+  return cowmem__image_verify(img);
 }
 
 int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {

@@ -175,7 +175,6 @@ int cowmem_wamr_wasi_instantiate(const cowmem_wamr_module_t* m,
                                  const cowmem_wamr_wasi_t* w, uint32_t stack_size,
                                  uint32_t heap_size, wasm_module_inst_t* out,
                                  cowmem_diag_t* diag) {
-  if (!out) return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
   return wasi_make(m, w, stack_size, heap_size, out, NULL, diag);
 }
 
@@ -183,7 +182,6 @@ int cowmem_wamr_wasi_instance_new(const cowmem_wamr_module_t* m,
                                   const cowmem_wamr_wasi_t* w, uint32_t stack_size,
                                   uint32_t heap_size, cowmem_wamr_instance_t** out,
                                   cowmem_diag_t* diag) {
-  if (!out) return fail(diag, COWMEM_EINVAL, "%s%s", "no module set or output", "");
   return wasi_make(m, w, stack_size, heap_size, NULL, out, diag);
 }
 

@@ -101,6 +101,14 @@ static void list_unlock(list_t* l) {
   atomic_store_explicit(&l->lock, false, memory_order_release);
 }
 
+/* The count changes only under the list's lock, so a load and a store keep
+ * it exact (a locked add here cost each acquire and release one more
+ * barrier); list_empty reads it without the lock, as a hint. */
+static void list_count(list_t* l, size_t delta) {
+  size_t n = atomic_load_explicit(&l->n, memory_order_relaxed);
+  atomic_store_explicit(&l->n, n + delta, memory_order_relaxed);
+}
+
 static void list_push_head(list_t* l, entry_t* e) {
   e->prev = NULL;
   e->next = l->head;
@@ -109,7 +117,7 @@ static void list_push_head(list_t* l, entry_t* e) {
   else
     l->tail = e;
   l->head = e;
-  atomic_fetch_add_explicit(&l->n, 1, memory_order_relaxed);
+  list_count(l, 1);
 }
 
 static void list_unlink(list_t* l, entry_t* e) {
@@ -122,11 +130,20 @@ static void list_unlink(list_t* l, entry_t* e) {
   else
     l->tail = e->prev;
   e->prev = e->next = NULL;
-  atomic_fetch_sub_explicit(&l->n, 1, memory_order_relaxed);
+  list_count(l, (size_t)-1);
 }
 
 static bool list_empty(list_t* l) {
   return atomic_load_explicit(&l->n, memory_order_relaxed) == 0;
+}
+
+/* An entry's state is a label of who holds it, written by that holder
+ * under a list's lock or with the slot in hand; no reader orders other
+ * memory by it but through those locks, so a release store does (a
+ * sequentially consistent one is a locked exchange on x86, twice a cycle).
+ * pool.c's release compares and exchanges it, strongly. */
+static void entry_set(entry_t* e, int state) {
+  atomic_store_explicit(&e->state, state, memory_order_release);
 }
 
 /* ---- the store ---- */
@@ -166,7 +183,7 @@ static void warm_take_locked(cowmem__idle_t* idle, list_t* l, entry_t* e, int to
   STAT_ADD(idle, warm, -1);
   if (idle->warm_capped) atomic_fetch_sub(&idle->warm_total, 1);
   if (e->slot.image != NULL) cowmem__image_idle_sub(e->slot.image);
-  atomic_store(&e->state, to);
+  entry_set(e, to);
 }
 
 void cowmem__idle_put_cold(cowmem__idle_t* idle, entry_t* e) {
@@ -174,7 +191,7 @@ void cowmem__idle_put_cold(cowmem__idle_t* idle, entry_t* e) {
     STAT_ADD(idle, decommits, 1);
     if (cowmem_slot_decommit(&e->slot) != 0) STAT_ADD(idle, failures, 1);
   }
-  atomic_store(&e->state, COWMEM__ENTRY_COLD);
+  entry_set(e, COWMEM__ENTRY_COLD);
   list_lock(&idle->cold);
   list_push_head(&idle->cold, e);
   list_unlock(&idle->cold);
@@ -190,7 +207,7 @@ void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
   cowmem_image_t* img = e->slot.image;
   e->key = cowmem__image_key(img);
   e->tick = lru_tick();
-  atomic_store(&e->state, COWMEM__ENTRY_WARM);
+  entry_set(e, COWMEM__ENTRY_WARM);
   list_t* l = &idle->buckets[(size_t)cowmem__os_stripe() * BUCKETS + bucket_of(e->key)];
   list_lock(l);
   list_push_head(l, e);
@@ -224,7 +241,7 @@ static entry_t* take_fresh(cowmem__idle_t* idle) {
   while (i < idle->n) {
     if (atomic_compare_exchange_weak(&idle->next_fresh, &i, i + 1)) {
       entry_t* e = &idle->entries[i];
-      atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+      entry_set(e, COWMEM__ENTRY_IN_USE);
       return e;
     }
   }
@@ -237,7 +254,7 @@ static entry_t* take_cold(cowmem__idle_t* idle) {
   entry_t* e = idle->cold.head;
   if (e != NULL) {
     list_unlink(&idle->cold, e);
-    atomic_store(&e->state, COWMEM__ENTRY_IN_USE);
+    entry_set(e, COWMEM__ENTRY_IN_USE);
   }
   list_unlock(&idle->cold);
   return e;

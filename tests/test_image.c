@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include "image/image.h"
+#include "image/lines.h"
+#include "dirty.h"
 #include "test_slots.h"
 
 TEST_IMPL(image_bytes_layout) {
@@ -363,6 +365,111 @@ TEST_IMPL(image_restore_ranges) {
   return 0;
 }
 
+/* Restores compare a line at a time and write the lines that differ
+ * (image/lines.h): whichever lines and however many an instance changed,
+ * with comparing on and off, every restored byte is the image's and no
+ * byte outside the range is touched, at any start and length. */
+static int lines_case(const uint8_t* src, uint8_t* buf, size_t cap, size_t off, size_t len,
+                      const size_t* flips, size_t nflips) {
+  memset(buf, 0xc3, cap);
+  memcpy(buf + off, src + off, len);
+  for (size_t i = 0; i < nflips; i++)
+    if (flips[i] < len) buf[off + flips[i]] ^= 0x5a;
+  cowmem__lines_copy(buf + off, src + off, len);
+  CHECK(same_bytes(buf + off, src + off, len, "copied lines"));
+  for (size_t i = 0; i < cap; i++)
+    if (i < off || i >= off + len) ASSERT_EQ(buf[i], 0xc3);
+  return 0;
+}
+
+TEST_IMPL(image_restore_lines) {
+  setup();
+  size_t cap = 4 * 4096 + 256;
+  uint8_t* src = aligned_alloc(4096, cap);
+  uint8_t* buf = aligned_alloc(4096, cap);
+  for (size_t i = 0; i < cap; i++)
+    src[i] = (uint8_t)(i * 13 + i / 4096 + 1);
+  /* Lines changed: none, the first, the last, one in the middle, seven,
+   * eight and nine spread over a block (around where the rest is copied
+   * whole), every other line, every line, and bytes across a block's end. */
+  size_t none[1], first[] = {0}, last[] = {4095}, mid[] = {2048 + 17};
+  size_t spread[9], alt[32], all[64], across[] = {4095, 4096, 8191, 8192};
+  for (size_t i = 0; i < 9; i++)
+    spread[i] = i * 448 + i;
+  for (size_t i = 0; i < 32; i++)
+    alt[i] = i * 128 + 5;
+  for (size_t i = 0; i < 64; i++)
+    all[i] = i * 64 + (i % 64);
+  struct {
+    const size_t* at;
+    size_t n;
+  } pats[] = {{none, 0}, {first, 1}, {last, 1}, {mid, 1}, {spread, 7}, {spread, 8},
+              {spread, 9}, {alt, 32}, {all, 64}, {across, 4}};
+  size_t offs[] = {0, 1, 63, 64, 4000, 4096};
+  size_t lens[] = {1, 63, 64, 65, 4096, 4096 + 100, 3 * 4096 - 7, 3 * 4096};
+  for (int mode = 0; mode < 2; mode++) {
+    bool on = cowmem__lines_compare_set(mode == 1);
+    if (mode == 1 && !on) fprintf(stderr, "note: no AVX2 here, restores copy plainly\n");
+    for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++)
+      for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
+        for (size_t p = 0; p < sizeof pats / sizeof pats[0]; p++) {
+          if (offs[o] + lens[l] > cap) continue;
+          CHECK(lines_case(src, buf, cap, offs[o], lens[l], pats[p].at, pats[p].n));
+        }
+  }
+  cowmem__lines_compare_set(true);
+  free(src);
+  free(buf);
+  return 0;
+}
+
+static void add_pages(void* arg, uint8_t* addr, size_t len) {
+  (void)addr;
+  *(size_t*)arg += len / PS;
+}
+
+static size_t count_written(uint8_t* base, size_t len) {
+  size_t n = 0;
+  if (cowmem__os_written_ranges(base, len, add_pages, &n) != 0) return (size_t)-1;
+  return n;
+}
+
+/* Comparing leaves a page nobody changed as it was: a restore over an
+ * image page the slot still maps from the image's memfd keeps mapping it
+ * (nothing is copied, no page of the slot's own is made), where a plain
+ * copy would have written it and made one. */
+TEST_IMPL(image_restore_keeps_clean_pages) {
+  setup();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  if (!cowmem__lines_compare_set(true)) TEST_SKIP("no AVX2: restores copy plainly");
+  cowmem_image_t* img = make_image(0, 4 * PS, 0x37);
+  ASSERT_TRUE(cowmem__image_readable(img));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_slot_new(8 * PS, &s));
+  ASSERT_OK(cowmem_slot_instantiate(s, 8 * PS, img));
+  uint8_t* base = cowmem_slot_base(s);
+  base[2 * PS + 100] = 1; /* one line of page 2 */
+  for (int plain = 0; plain < 2; plain++) {
+    cowmem__lines_compare_set(!plain);
+    /* Read every page first: a restore of a page not yet mapped reads it. */
+    uint64_t sum = 0;
+    for (size_t p = 0; p < 4; p++)
+      sum += ((volatile uint8_t*)base)[p * PS];
+    ASSERT_UEQ(sum, 4 * 0x37);
+    ASSERT_OK(cowmem__image_restore(img, base, 0, 4 * PS, false));
+    CHECK(expect_bytes(s, 0, 4 * PS, 0x37));
+    size_t written = count_written(base, 4 * PS);
+    /* Comparing: page 2 only (the instance's own copy, now the image's
+     * bytes again). Plainly: every page. */
+    ASSERT_UEQ(written, plain ? 4 : 1);
+  }
+  cowmem__lines_compare_set(true);
+  ASSERT_OK(cowmem_slot_reset(s));
+  ASSERT_OK(cowmem_slot_free(s));
+  cowmem_image_release(img);
+  return 0;
+}
+
 TEST_IMPL(image_refcount) {
   setup();
   cowmem_stats_t st;
@@ -386,4 +493,4 @@ TEST_IMPL(image_refcount) {
   return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(image_bytes_layout) TEST_ENTRY(image_holes_not_resident) TEST_ENTRY(image_sealed) TEST_ENTRY(file_image_shared_between_processes) TEST_ENTRY(file_image_mutable_is_copied) TEST_ENTRY(file_image_errors) TEST_ENTRY(injected_image_failures) TEST_ENTRY(image_refcount) TEST_ENTRY(image_restore_ranges))
+TEST_MAIN(TEST_ENTRY(image_bytes_layout) TEST_ENTRY(image_holes_not_resident) TEST_ENTRY(image_sealed) TEST_ENTRY(file_image_shared_between_processes) TEST_ENTRY(file_image_mutable_is_copied) TEST_ENTRY(file_image_errors) TEST_ENTRY(injected_image_failures) TEST_ENTRY(image_refcount) TEST_ENTRY(image_restore_ranges) TEST_ENTRY(image_restore_lines) TEST_ENTRY(image_restore_keeps_clean_pages))

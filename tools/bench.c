@@ -1,4 +1,4 @@
-/* cowmem bench [module.wasm] [--memory I] [--dirty K] [--read F]
+/* cowmem bench [module.wasm] [--memory I] [--dirty K] [--lines L] [--read F]
  *              [--iterations N] [--threads N] [--processes N]
  *              [--fresh-imports] [--json] [--plot FILE]
  *
@@ -24,9 +24,10 @@
 #include "tools.h"
 
 static void help(FILE* f) {
-  fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K] [--read F]\n"
-             "                    [--iterations N] [--threads N] [--processes N]\n"
-             "                    [--fresh-imports] [--json] [--plot FILE]\n"
+  fprintf(f, "Usage: cowmem bench [MODULE.wasm] [--memory I] [--dirty K] [--lines L]\n"
+             "                    [--read F] [--iterations N] [--threads N]\n"
+             "                    [--processes N]"
+             " [--fresh-imports] [--json] [--plot FILE]\n"
              "\n"
              "Instantiation and reset of one memory, side by side, in one run:\n"
              "  copy-fresh      what C runtimes do today (wasm2c's stock\n"
@@ -55,6 +56,9 @@ static void help(FILE* f) {
              "Options:\n"
              "  --memory I       memory index (default: the first defined one)\n"
              "  --dirty K        pages each instance writes (default 8)\n"
+             "  --lines L        64-byte lines written in each of those pages, spread\n"
+             "                   over the page: 1 (the default) to all of them (64 on\n"
+             "                   4 KiB pages); resets restore the lines that differ\n"
              "  --read F         fraction of the image's pages each instance reads,\n"
              "                   0 to 1 (default 0)\n"
              "  --iterations N   measured iterations per row (default 2000)\n"
@@ -121,9 +125,10 @@ static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char*
          path, c->mem, c->size, (unsigned long long)ii.len,
          (unsigned long long)ii.data_pages, c->nsegs, (unsigned long long)c->copy_bytes);
   printf("%zu iterations per row after %zu warm-up; each instance reads %zu of the "
-         "image's %zu pages and writes %zu pages; times in microseconds; faults: "
-         "minor page faults per cycle\n\n",
-         c->iters, c->warm, bench_mod_reads(c), c->read_hi - c->read_lo, c->dirty);
+         "image's %zu pages and writes %zu pages (%zu line%s each); times in "
+         "microseconds; faults: minor page faults per cycle\n\n",
+         c->iters, c->warm, bench_mod_reads(c), c->read_hi - c->read_lo, c->dirty, c->lines,
+         c->lines == 1 ? "" : "s");
   printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s %8s\n", "strategy", "inst med",
          "inst p99", "reset med", "reset p99", "cycle med", "cycle p99", "faults", "inst x",
          "cycle x");
@@ -164,10 +169,10 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* 
   tool_json_str(stdout, path, strlen(path));
   printf(", \"memory\": %u, \"initial_bytes\": %zu, \"image_bytes\": %llu, "
          "\"image_data_pages\": %llu, \"active_segments\": %zu, "
-         "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"read_pages\": %zu, "
+         "\"copy_bytes\": %llu, \"dirty_pages\": %zu, \"dirty_lines\": %zu, \"read_pages\": %zu, "
          "\"iterations\": %zu, \"warmup\": %zu, \"page_size\": %zu, \"unit\": \"ns\", ",
          c->mem, c->size, (unsigned long long)ii.len, (unsigned long long)ii.data_pages,
-         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, bench_mod_reads(c), c->iters, c->warm,
+         c->nsegs, (unsigned long long)c->copy_bytes, c->dirty, c->lines, bench_mod_reads(c), c->iters, c->warm,
          cowmem_page_size());
   json_q("open_cwimg_ns", &c->open_ns, false);
   printf("\"rows\": [");
@@ -252,7 +257,7 @@ static int plot(bench_row_t* rows, size_t n, const char* out, const char* module
 
 int cmd_bench(int argc, char** argv) {
   const char *in = NULL, *plot_out = NULL;
-  uint64_t dirty = 8, iters = 2000, mem = 0, threads = 0, procs = 0;
+  uint64_t dirty = 8, lines = 1, iters = 2000, mem = 0, threads = 0, procs = 0;
   double read = 0;
   unsigned flags = 0;
   bool json = false, mem_given = false;
@@ -273,6 +278,9 @@ int cmd_bench(int argc, char** argv) {
     } else if (tool_opt_value(argc, argv, &i, "--dirty", &v)) {
       if (!tool_parse_u64(v, &dirty) || dirty > 1000000)
         return tool_usage("--dirty needs a page count");
+    } else if (tool_opt_value(argc, argv, &i, "--lines", &v)) {
+      if (!tool_parse_u64(v, &lines) || lines < 1 || lines > cowmem_page_size() / 64)
+        return tool_usage("--lines needs a count from 1 to %zu", cowmem_page_size() / 64);
     } else if (tool_opt_value(argc, argv, &i, "--iterations", &v)) {
       if (!tool_parse_u64(v, &iters) || iters == 0 || iters > 10000000)
         return tool_usage("--iterations needs a positive count");
@@ -307,6 +315,7 @@ int cmd_bench(int argc, char** argv) {
   bench_mod_t c;
   memset(&c, 0, sizeof c);
   c.dirty = (size_t)dirty;
+  c.lines = (size_t)lines;
   c.read = read;
   c.flags = flags;
   c.iters = (size_t)iters;

@@ -15,19 +15,24 @@
 
 static const size_t k_reserve = (size_t)8 << 30; /* wasm2c's 8 GiB */
 
-static void touch(uint8_t* base, size_t size, size_t k) {
-  size_t page = cowmem_page_size(), pages = size / page;
+static void touch(uint8_t* base, size_t size, size_t k, size_t lines) {
+  size_t page = cowmem_page_size(), pages = size / page, per = page / 64;
   if (pages == 0) return;
+  if (lines == 0) lines = 1;
+  if (lines > per) lines = per;
   for (size_t i = 0; i < k; i++) {
     size_t p = k >= pages ? i % pages : i * pages / k;
-    base[p * page + (i & 63)] += 1;
+    /* lines of the page's per, spread evenly; a byte of each */
+    for (size_t l = 0; l < lines; l++)
+      base[p * page + (l * per / lines) * 64 + (i & 63)] += 1;
   }
 }
 
 static _Atomic uint64_t read_sink;
 
 /* The instance's work between instantiate and reset: read the fraction of
- * the image's pages the options ask for (one byte a page), write K pages. */
+ * the image's pages the options ask for (one byte a page), write K pages
+ * (a byte in each of `lines` lines of each). */
 static void work(const bench_mod_t* c, uint8_t* base) {
   size_t n = c->read_hi - c->read_lo, want = (size_t)(c->read * (double)n + 0.5);
   if (want > 0) {
@@ -37,7 +42,7 @@ static void work(const bench_mod_t* c, uint8_t* base) {
       sum += ((volatile uint8_t*)base)[(c->read_lo + i * n / want) * page + 64];
     read_sink += sum;
   }
-  touch(base, c->size, c->dirty);
+  touch(base, c->size, c->dirty, c->lines);
 }
 
 /* Minor faults over the measured iterations: mark at each iteration's top,

@@ -35,6 +35,7 @@ typedef struct {
   cowmem_image_t* file_image; /* from the compiled .cwimg */
   bool apply_left;            /* segments the image does not cover */
   size_t dirty;
+  size_t lines;               /* 64-byte lines written in each of those pages (1 if 0) */
   double read;                /* fraction of the image's pages read */
   size_t read_lo, read_hi;    /* the image's pages, [lo, hi) */
   unsigned flags;             /* module parse flags (--fresh-imports) */
@@ -51,7 +52,7 @@ typedef struct {
   bool failed;
 } bench_row_t;
 
-/* Fill c (zeroed, with dirty, read, flags, iters and warm set) for memory
+/* Fill c (zeroed, with dirty, lines, read, flags, iters and warm set) for memory
  * mem of module m (the first defined one unless mem_given); c takes m. 0,
  * or an error with its reason in why (why_len bytes). */
 int bench_mod_setup(bench_mod_t* c, cowmem_module_t* m, bool mem_given, uint64_t mem,

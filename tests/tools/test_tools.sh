@@ -289,6 +289,11 @@ if [ -f "$DEMO" ]; then
   expect 0 "bench --read 1 --json" -- "$COWMEM" bench "$DEMO" --iterations 200 --read 1 --json
   cp out.txt benchr.json
   check_json benchr.json 'const f = (n) => j.rows.find((r) => r.name === n).faults_per_cycle; j.read_pages > 0 && f("pool-adaptive") < f("pool-madvise")' "bench --read 1: faults per cycle"
+  # Whole pages written (--lines 64): the header says so, and adaptive
+  # still copies back exactly the 2 written pages.
+  expect 0 "bench --lines 64 --json" -- "$COWMEM" bench "$DEMO" --iterations 40 --dirty 2 --lines 64 --json
+  cp out.txt benchl.json
+  check_json benchl.json 'j.dirty_pages === 2 && j.dirty_lines === 64 && j.rows.find((r) => r.name === "pool-adaptive").copied_pages_per_reset === 2' "bench --lines 64 json"
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
   grep -Eq "^pool-adaptive, per reset: [0-9.]+ scans, [0-9.]+ copied pages, [0-9.]+ madvise calls" out.txt && ok "bench: pool-adaptive per reset" || fail "bench: pool-adaptive per reset"
@@ -347,6 +352,8 @@ cp out.txt impb.json
 check_json impb.json 'j.read_pages === 18 && j.rows.every((r) => r.faults_per_cycle >= 0)' "bench --fresh-imports: reads the image's pages, faults per cycle"
 expect 2 "bench --read 2" -- "$COWMEM" bench imp.wasm --read 2
 expect 2 "bench --read x" -- "$COWMEM" bench imp.wasm --read x
+expect 2 "bench --lines 0" -- "$COWMEM" bench imp.wasm --lines 0
+expect 2 "bench --lines 65" -- "$COWMEM" bench imp.wasm --lines 65
 expect 0 "strip without --fresh-imports" -- "$COWMEM" strip imp.wasm -o imp.k.wasm
 grep -q "0 of 2 data segments stripped" out.txt || fail "strip kept segments: $(cat out.txt)"
 expect 0 "compile --fresh-imports" -- "$COWMEM" compile --fresh-imports imp.wasm -o imp.cwimg

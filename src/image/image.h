@@ -67,7 +67,11 @@ bool cowmem__image_page_differs(const cowmem_image_t* image, const uint8_t* page
  * written), so storing to it cannot fault; else a page may still map the
  * image's file, and an image read by pread is read straight into it (a
  * store to a mapping past a truncated end would fault with SIGBUS, the
- * kernel's copy reads short instead). Requires cowmem__image_readable. 0,
+ * kernel's copy reads short instead). The image's bytes are written only
+ * where a 64-byte line differs (image/lines.h), which reads the range
+ * first: done where the page is the instance's own (own) or the image's
+ * file cannot change (a view of it), never on a page that may map a file
+ * read by pread. Requires cowmem__image_readable. 0,
  * an errno value, or COWMEM__IMAGE_CHANGED (an image read by pread whose
  * file was truncated: part of the range may hold anything, and the caller
  * drops the slot). */

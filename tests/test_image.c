@@ -385,8 +385,9 @@ static int lines_case(const uint8_t* src, uint8_t* buf, size_t cap, size_t off, 
 TEST_IMPL(image_restore_lines) {
   setup();
   size_t cap = 4 * 4096 + 256;
-  uint8_t* src = aligned_alloc(4096, cap);
-  uint8_t* buf = aligned_alloc(4096, cap);
+  /* aligned_alloc wants a multiple of the alignment */
+  uint8_t* src = aligned_alloc(4096, 5 * 4096);
+  uint8_t* buf = aligned_alloc(4096, 5 * 4096);
   for (size_t i = 0; i < cap; i++)
     src[i] = (uint8_t)(i * 13 + i / 4096 + 1);
   /* Lines changed: none, the first, the last, one in the middle, seven,

@@ -166,6 +166,49 @@ static inline bool anon_read_allocates(void) {
   return allocated;
 }
 
+typedef struct {
+  const uint8_t* base;
+  uint8_t* mapped; /* a byte a page */
+} mapped_pages_t;
+
+static inline void note_mapped(void* arg, uint8_t* addr, size_t len) {
+  mapped_pages_t* m = arg;
+  for (size_t p = (size_t)(addr - m->base) / PS; p < (size_t)(addr - m->base + len) / PS;
+       p++)
+    m->mapped[p] = 1;
+}
+
+/* same_bytes over whole pages, without allocating memory where a read of
+ * untouched anonymous memory would (anon_read_allocates): there, a page
+ * that is in no page table and should hold zeros is zeros by the kernel's
+ * guarantee, and is not read (reading it would make it look written to the
+ * next reset's scan). Every other page is compared. */
+static inline int same_pages_unread(const uint8_t* have, const uint8_t* want, size_t pages,
+                                    bool zero_allocates, const char* what) {
+  if (!zero_allocates) return same_bytes(have, want, pages * PS, what);
+  mapped_pages_t m = {have, calloc(pages, 1)};
+  if (m.mapped == NULL ||
+      cowmem__os_mapped_ranges((void*)have, pages * PS, note_mapped, &m) != 0) {
+    free(m.mapped);
+    fprintf(stderr, "%s: cannot read the page tables\n", what);
+    return 1;
+  }
+  static const uint8_t zeros[65536];
+  for (size_t p = 0; p < pages; p++) {
+    const uint8_t* w = want + p * PS;
+    bool zero = true;
+    for (size_t o = 0; o < PS && zero; o += sizeof zeros)
+      zero = memcmp(w + o, zeros, PS - o < sizeof zeros ? PS - o : sizeof zeros) == 0;
+    if ((m.mapped[p] || !zero) && same_bytes(have + p * PS, w, PS, what) != 0) {
+      fprintf(stderr, "%s: in page %zu\n", what, p);
+      free(m.mapped);
+      return 1;
+    }
+  }
+  free(m.mapped);
+  return 0;
+}
+
 /* Read pages [lo, hi) of an instance (image pages and zeros), as a program
  * reads its data: mapped, never written. */
 static inline uint64_t read_pages(const uint8_t* m, size_t lo, size_t hi) {

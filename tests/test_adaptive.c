@@ -570,32 +570,77 @@ static int holder_stop(holder_t* h, pthread_t th) {
   return pthread_join(th, NULL);
 }
 
-TEST_IMPL(scan_while_another_discards) {
-  PS = cowmem_page_size();
-  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+/* A pool whose hot set (pages 3 and 7) is learnt, seen resetting blind. */
+static int learn_blind(cycles_arg_t* me) {
   cowmem__adaptive_test_mode(0);
-  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 1000);
-  ASSERT_NOT_NULL(pool);
-  cycles_arg_t me = {pool, 0};
-  sixteen_cycles(&me); /* learns pages 3 and 7 (warm-up samples) */
-  ASSERT_OK(me.err);
-  uint64_t u0 = unsampled_scans(pool);
-  sixteen_cycles(&me); /* nobody else discards: blind */
-  ASSERT_OK(me.err);
-  uint64_t u1 = unsampled_scans(pool);
-  ASSERT_UEQ(u1, u0);
+  me->pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 1000);
+  me->err = 0;
+  ASSERT_NOT_NULL(me->pool);
+  sixteen_cycles(me); /* the warm-up samples */
+  sixteen_cycles(me);
+  ASSERT_OK(me->err);
+  uint64_t u0 = unsampled_scans(me->pool);
+  sixteen_cycles(me); /* nobody else discards: blind */
+  ASSERT_OK(me->err);
+  ASSERT_UEQ(unsampled_scans(me->pool), u0);
+  return 0;
+}
+
+/* Sixteen cycles while another thread holds the turn. */
+static int cycles_while_held(cycles_arg_t* me) {
   holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   pthread_t th;
   ASSERT_EQ(holder_start(&h, &th), 0);
-  sixteen_cycles(&me); /* the turn is taken: every reset scans */
+  sixteen_cycles(me);
   ASSERT_EQ(holder_stop(&h, th), 0);
-  ASSERT_OK(me.err);
-  uint64_t u2 = unsampled_scans(pool);
+  ASSERT_OK(me->err);
+  return 0;
+}
+
+TEST_IMPL(scan_while_another_discards) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  cycles_arg_t me;
+  CHECK(learn_blind(&me));
+  uint64_t u1 = unsampled_scans(me.pool);
+  CHECK(cycles_while_held(&me)); /* the turn is taken: every reset scans */
+  uint64_t u2 = unsampled_scans(me.pool);
   ASSERT_UEQ(u2 - u1, 16);
-  sixteen_cycles(&me); /* free again: blind */
+  sixteen_cycles(&me); /* free again, and this thread never waited: blind */
   ASSERT_OK(me.err);
-  ASSERT_UEQ(unsampled_scans(pool), u2);
-  ASSERT_OK(cowmem_pool_free(pool));
+  ASSERT_UEQ(unsampled_scans(me.pool), u2);
+  ASSERT_OK(cowmem_pool_free(me.pool));
+  return 0;
+}
+
+/* A thread whose blind discard had to wait for another thread's keeps
+ * scanning for a while after the turn is free again (the other thread is
+ * likely still resetting blind beside it), then goes back to blind. */
+TEST_IMPL(scan_after_waiting_for_discard) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  cycles_arg_t me;
+  CHECK(learn_blind(&me));
+  cowmem__adaptive_test_mode(2); /* blind while the turn is held: it waits */
+  CHECK(cycles_while_held(&me));
+  cowmem__adaptive_test_mode(0);
+  /* The turn is free, yet the next resets scan. */
+  uint64_t u1 = unsampled_scans(me.pool);
+  sixteen_cycles(&me);
+  ASSERT_OK(me.err);
+  uint64_t u2 = unsampled_scans(me.pool);
+  ASSERT_UEQ(u2 - u1, 16);
+  /* For a bounded while: within 256 more, blind again. */
+  for (int i = 0; i < 16; i++)
+    sixteen_cycles(&me);
+  ASSERT_OK(me.err);
+  uint64_t u3 = unsampled_scans(me.pool);
+  ASSERT_GT(u3 - u2, 0);
+  ASSERT_LT(u3 - u2, 256);
+  sixteen_cycles(&me);
+  ASSERT_OK(me.err);
+  ASSERT_UEQ(unsampled_scans(me.pool), u3);
+  ASSERT_OK(cowmem_pool_free(me.pool));
   return 0;
 }
 
@@ -618,7 +663,7 @@ TEST_IMPL(fork_while_another_discards) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    if (cowmem__os_discard_busy()) _exit(2);
+    if (cowmem__os_discard_contended()) _exit(2);
     sixteen_cycles(&me);
     _exit(me.err == 0 ? 0 : 1);
   }
@@ -627,7 +672,7 @@ TEST_IMPL(fork_while_another_discards) {
   ASSERT_EQ(holder_stop(&h, th), 0);
   ASSERT_TRUE(WIFEXITED(status));
   ASSERT_EQ(WEXITSTATUS(status), 0);
-  ASSERT_FALSE(cowmem__os_discard_busy());
+  ASSERT_FALSE(cowmem__os_discard_contended());
   sixteen_cycles(&me);
   cowmem__adaptive_test_mode(0);
   ASSERT_OK(me.err);
@@ -810,4 +855,4 @@ TEST_IMPL(reads_stay_mapped) {
   free(want);
   return 0;
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs))

@@ -150,7 +150,7 @@ static int map_limit_child(void) {
   free(heap_made);
   /* The OS layer's wipe-on-fork page: one mapping a process, from the
    * first discard on. */
-  (void)cowmem__os_discard_busy();
+  (void)cowmem__os_discard_contended();
   uint64_t start_maps = map_count();
   int start_fds = fd_count();
   if (getenv("HOST_DEBUG")) {
@@ -279,7 +279,7 @@ TEST_IMPL(map_limit_at_pool_new) {
    * image with a hole take 6 each. */
   cowmem_image_t* img = holed_image(2, 40, 20, 0x33);
   cowmem_slot_t* s[3];
-  (void)cowmem__os_discard_busy(); /* its wipe-on-fork page, mapped once */
+  (void)cowmem__os_discard_contended(); /* its wipe-on-fork page, mapped once */
   uint64_t before = map_count();
   for (int i = 0; i < 3; i++)
     ASSERT_OK(cowmem_pool_acquire(pool, img, 48 * PS, 64 * PS, &s[i]));

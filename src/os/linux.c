@@ -229,7 +229,19 @@ void cowmem__os_discard_hold(bool hold) {
 }
 #endif
 
-bool cowmem__os_discard_busy(void) {
+/* A thread whose discard of nothing had to wait for the turn asks
+ * cowmem__os_discard_contended "yes" for its next TURN_AVOID asks: with
+ * another thread discarding blind beside it, the next discard would very
+ * likely wait too. Per thread, so that no shared line is written on a
+ * reset; a thread alone never waits, and pays one thread-local load. */
+#define TURN_AVOID 128
+static _Thread_local uint32_t os_turn_avoid __attribute__((tls_model("initial-exec")));
+
+bool cowmem__os_discard_contended(void) {
+  if (os_turn_avoid != 0) {
+    os_turn_avoid--;
+    return true;
+  }
   return atomic_load_explicit(os_turn_word(), memory_order_relaxed) != 0;
 }
 
@@ -312,7 +324,11 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
 
 int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
   _Atomic uint32_t* w = os_turn_word();
-  bool turn = os_turn_take(w, false);
+  bool turn = os_turn_try(w);
+  if (!turn) {
+    os_turn_avoid = TURN_AVOID;
+    turn = os_turn_take(w, false);
+  }
   int e = n == 1 ? cowmem__os_discard(ranges[0].addr, ranges[0].len)
                  : cowmem__os_discard_many(ranges, n);
   if (turn) os_turn_give(w);

@@ -81,9 +81,11 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n);
  * madvise calls at once make Linux flush every CPU's TLBs even when
  * nothing was freed. posix: cowmem__os_discard_many. */
 int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n);
-/* Is another thread of the process in such a discard right now? A caller
- * with another way to do its work can take it. posix: false. */
-bool cowmem__os_discard_busy(void);
+/* Would such a discard by this thread likely wait for another thread's?
+ * True while one is under way, and for a while after this thread's own
+ * had to wait. A caller with another way to do its work can take it.
+ * posix: false. */
+bool cowmem__os_discard_contended(void);
 
 /* Bytes of [addr, addr+len) resident in memory (mincore). */
 int cowmem__os_resident(void* addr, size_t len, size_t* bytes);

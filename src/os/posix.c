@@ -48,7 +48,7 @@ int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
   return os_discard_each(ranges, n);
 }
 
-bool cowmem__os_discard_busy(void) { return false; }
+bool cowmem__os_discard_contended(void) { return false; }
 
 #ifdef COWMEM_TESTING
 void cowmem__os_discard_hold(bool hold) { (void)hold; }

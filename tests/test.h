@@ -29,6 +29,19 @@
 
 #define TEST_SKIP_CODE 77
 
+/* The length of a randomized test: COWMEM_TEST_OPS when set, else ops, or
+ * a quarter of it under a sanitizer. Those builds look for memory and
+ * thread errors, which a shorter run meets on the same paths, and each
+ * operation costs them several times a release build's. */
+static inline size_t test_ops(size_t ops) {
+  const char* e = getenv("COWMEM_TEST_OPS");
+  if (e != NULL && *e != '\0') return (size_t)strtoull(e, NULL, 0);
+#ifdef UNDER_SANITIZER
+  ops /= 4;
+#endif
+  return ops;
+}
+
 typedef int (*test_fn)(void);
 typedef struct {
   const char* name;

@@ -32,7 +32,7 @@ static int run_model(void) {
   size_t ps = cowmem_page_size();
   size_t pages = 32, reserve = pages * ps;
   uint64_t seed = env_u64("COWMEM_TEST_SEED", (uint64_t)time(NULL) ^ (uint64_t)getpid());
-  uint64_t nops = env_u64("COWMEM_TEST_OPS", 100000);
+  uint64_t nops = test_ops(50000);
   printf("model: seed %llu, %llu operations (replay: COWMEM_TEST_SEED=%llu)\n",
          (unsigned long long)seed, (unsigned long long)nops, (unsigned long long)seed);
   fflush(stdout);

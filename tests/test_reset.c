@@ -30,11 +30,6 @@ static uint64_t seed_init(const char* test) {
   return seed;
 }
 
-static size_t ops_from_env(size_t def) {
-  const char* e = getenv("COWMEM_TEST_OPS");
-  return e ? (size_t)strtoull(e, NULL, 0) : def;
-}
-
 /* What PAGEMAP_SCAN calls written, and how madvise resets it: a page
  * written in anonymous memory or copied-on-write from the image is
  * written; a read is not (a file page; the zero page, where the kernel maps
@@ -201,7 +196,7 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
   cowmem__adaptive_test_mode(model_mode);
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
   seed_init(name);
-  ops = ops_from_env(ops);
+  ops = test_ops(ops);
   cowmem_pool_t* pool = make_pool(reset, M_MAX_HELD, M_SLOT_PAGES, 12, 8);
   ASSERT_NOT_NULL(pool);
   /* A: a small hole (mapped from the memfd), B: a large one (anonymous in
@@ -285,7 +280,7 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
 }
 
 TEST_IMPL(model_adaptive) {
-  return model(COWMEM_RESET_ADAPTIVE, false, 100000, "model_adaptive");
+  return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive");
 }
 TEST_IMPL(model_adaptive_scan_each) {
   model_mode = 1;
@@ -296,7 +291,7 @@ TEST_IMPL(model_adaptive_decide) {
   return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive_decide");
 }
 TEST_IMPL(model_adaptive_no_scan) {
-  return model(COWMEM_RESET_ADAPTIVE, true, 100000, "model_adaptive_no_scan");
+  return model(COWMEM_RESET_ADAPTIVE, true, 50000, "model_adaptive_no_scan");
 }
 TEST_IMPL(model_madvise) {
   return model(COWMEM_RESET_MADVISE, false, 30000, "model_madvise");

@@ -333,9 +333,9 @@ static void images_free(images_t* t, const char* path) {
 TEST_IMPL(soak) {
   PS = cowmem_page_size();
 #ifdef UNDER_SANITIZER
-  double seconds = (double)env_long("COWMEM_SOAK_SECONDS", 20);
+  double seconds = (double)env_long("COWMEM_SOAK_SECONDS", 15);
 #else
-  double seconds = (double)env_long("COWMEM_SOAK_SECONDS", 60);
+  double seconds = (double)env_long("COWMEM_SOAK_SECONDS", 30);
 #endif
   uint64_t target = (uint64_t)env_long("COWMEM_SOAK_CYCLES", 1000000);
   uint64_t seed = (uint64_t)env_long("COWMEM_TEST_SEED", (long)time(NULL));

@@ -52,6 +52,27 @@ cowmem_wasi_npm(sqlite_pkg better-sqlite3 12.11.1)
 set(COWMEM_WASI_FLITE ${flite_pkg}/flite.wasm)
 set(COWMEM_WASI_PYTHON ${python_pkg}/dist/python.wasm)
 
+# A reactor of ours: OUTPUT made by COMMAND, or copied from the same place
+# in COWMEM_WASI_APPS_FROM's tree. scripts/test builds its release tree
+# first and hands it to the sanitized ones: the same compiler, flags and
+# sources make the same bytes whatever the host build's sanitizer, and the
+# two reactors take 70 s of compiling a tree.
+set(COWMEM_WASI_APPS_FROM "" CACHE PATH
+    "A build tree of these sources whose WASI reactors are copied instead of compiled")
+function(cowmem_wasi_reactor output)
+  cmake_parse_arguments(A "" "" "COMMAND;DEPENDS" ${ARGN})
+  get_filename_component(name ${output} NAME)
+  file(RELATIVE_PATH rel ${PROJECT_BINARY_DIR} ${output})
+  set(from ${COWMEM_WASI_APPS_FROM}/${rel})
+  if(COWMEM_WASI_APPS_FROM AND EXISTS ${from})
+    add_custom_command(OUTPUT ${output} COMMAND ${CMAKE_COMMAND} -E copy ${from} ${output}
+      DEPENDS ${from} COMMENT "Copying ${name} from ${COWMEM_WASI_APPS_FROM}" VERBATIM)
+  else()
+    add_custom_command(OUTPUT ${output} COMMAND ${A_COMMAND} DEPENDS ${A_DEPENDS}
+      COMMENT "Building ${name}" VERBATIM)
+  endif()
+endfunction()
+
 # The two reactors of ours, built with clang-14 --target=wasm32-wasi as
 # QuickJS-NG's README.cowmem.md says (SQLite: with WASI's emulated getpid
 # and mman for its unix VFS; in-memory databases only).
@@ -71,25 +92,24 @@ if(NOT quickjs_pkg_MISSING)
   foreach(f dtoa libregexp libunicode quickjs)
     list(APPEND srcs ${qjs_dir}/${f}.c)
   endforeach()
-  add_custom_command(OUTPUT ${COWMEM_WASI_QUICKJS}
+  cowmem_wasi_reactor(${COWMEM_WASI_QUICKJS}
     COMMAND ${COWMEM_WASI_CC} --target=wasm32-wasi -O2 -D_GNU_SOURCE ${wasi_emulated}
             -I${qjs_dir} ${srcs} ${apps}/qjs_app.c -mexec-model=reactor
             ${wasi_emulated_libs} -o ${COWMEM_WASI_QUICKJS}
-    DEPENDS ${apps}/qjs_app.c ${srcs} COMMENT "Building qjs_app.wasm" VERBATIM)
+    DEPENDS ${apps}/qjs_app.c ${srcs})
   add_custom_target(cowmem_wasi_quickjs ALL DEPENDS ${COWMEM_WASI_QUICKJS})
 endif()
 if(NOT sqlite_pkg_MISSING)
   set(COWMEM_WASI_SQLITE ${CMAKE_CURRENT_BINARY_DIR}/sqlite_app.wasm)
   set(sq ${sqlite_pkg}/deps/sqlite3)
-  add_custom_command(OUTPUT ${COWMEM_WASI_SQLITE}
+  cowmem_wasi_reactor(${COWMEM_WASI_SQLITE}
     COMMAND ${COWMEM_WASI_CC} --target=wasm32-wasi -O2 -DSQLITE_THREADSAFE=0
             -DSQLITE_OMIT_LOAD_EXTENSION -DSQLITE_OMIT_WAL -DSQLITE_OMIT_SHARED_CACHE
             -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_MMAN ${wasi_emulated} -I${sq}
             ${sq}/sqlite3.c ${apps}/sqlite_app.c -mexec-model=reactor
             -lwasi-emulated-getpid -lwasi-emulated-mman ${wasi_emulated_libs}
             -o ${COWMEM_WASI_SQLITE}
-    DEPENDS ${apps}/sqlite_app.c ${sq}/sqlite3.c COMMENT "Building sqlite_app.wasm"
-    VERBATIM)
+    DEPENDS ${apps}/sqlite_app.c ${sq}/sqlite3.c)
   add_custom_target(cowmem_wasi_sqlite ALL DEPENDS ${COWMEM_WASI_SQLITE})
 endif()
 

@@ -10,21 +10,35 @@ include(ExternalProject)
 
 set(wasi_dir ${CMAKE_CURRENT_LIST_DIR})
 
+# What another build tree of these sources has made already and a
+# sanitized tree needs unchanged: the oracle below and the reactors
+# (workloads.cmake). scripts/test builds its release tree first and hands
+# it to the sanitized ones.
+set(COWMEM_WASI_APPS_FROM "" CACHE PATH
+    "A build tree of these sources whose WASI reactors and stock iwasm are used instead of built")
+
 # Stock iwasm, the oracle: WAMR's own runner from the same tree, built as
-# its README says (fast interpreter, WASI), without the project's flags.
-file(COPY ${COWMEM_WAMR_DIR}/product-mini DESTINATION ${COWMEM_WAMR_ROOT})
-set(COWMEM_IWASM_ORACLE ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
-ExternalProject_Add(cowmem_iwasm_oracle
-  SOURCE_DIR ${COWMEM_WAMR_ROOT}/product-mini/platforms/linux
-  BINARY_DIR ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle
-  CMAKE_ARGS -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
-             -DWAMR_BUILD_INTERP=1 -DWAMR_BUILD_FAST_INTERP=1 -DWAMR_BUILD_AOT=0
-             -DWAMR_BUILD_JIT=0 -DWAMR_BUILD_LIBC_WASI=1 -DWAMR_BUILD_LIBC_BUILTIN=1
-             -DWAMR_BUILD_SIMD=0 -Wno-dev
-  BUILD_COMMAND ${CMAKE_COMMAND} --build . --target iwasm
-  BUILD_BYPRODUCTS ${COWMEM_IWASM_ORACLE}
-  INSTALL_COMMAND ""
-  LOG_CONFIGURE ON LOG_BUILD ON)
+# its README says (fast interpreter, WASI), without the project's flags, or
+# COWMEM_WASI_APPS_FROM's (a plain Release build either way).
+file(RELATIVE_PATH rel ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
+if(COWMEM_WASI_APPS_FROM AND EXISTS ${COWMEM_WASI_APPS_FROM}/${rel})
+  set(COWMEM_IWASM_ORACLE ${COWMEM_WASI_APPS_FROM}/${rel})
+  add_custom_target(cowmem_iwasm_oracle)
+else()
+  file(COPY ${COWMEM_WAMR_DIR}/product-mini DESTINATION ${COWMEM_WAMR_ROOT})
+  set(COWMEM_IWASM_ORACLE ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
+  ExternalProject_Add(cowmem_iwasm_oracle
+    SOURCE_DIR ${COWMEM_WAMR_ROOT}/product-mini/platforms/linux
+    BINARY_DIR ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle
+    CMAKE_ARGS -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER}
+               -DWAMR_BUILD_INTERP=1 -DWAMR_BUILD_FAST_INTERP=1 -DWAMR_BUILD_AOT=0
+               -DWAMR_BUILD_JIT=0 -DWAMR_BUILD_LIBC_WASI=1 -DWAMR_BUILD_LIBC_BUILTIN=1
+               -DWAMR_BUILD_SIMD=0 -Wno-dev
+    BUILD_COMMAND ${CMAKE_COMMAND} --build . --target iwasm
+    BUILD_BYPRODUCTS ${COWMEM_IWASM_ORACLE}
+    INSTALL_COMMAND ""
+    LOG_CONFIGURE ON LOG_BUILD ON)
+endif()
 add_custom_target(cowmem_wasi_oracle_deps ALL DEPENDS cowmem_iwasm_oracle cowmem_iwasm)
 
 find_program(COWMEM_WASI_CC NAMES clang-14 clang)

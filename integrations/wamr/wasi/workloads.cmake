@@ -53,12 +53,9 @@ set(COWMEM_WASI_FLITE ${flite_pkg}/flite.wasm)
 set(COWMEM_WASI_PYTHON ${python_pkg}/dist/python.wasm)
 
 # A reactor of ours: OUTPUT made by COMMAND, or copied from the same place
-# in COWMEM_WASI_APPS_FROM's tree. scripts/test builds its release tree
-# first and hands it to the sanitized ones: the same compiler, flags and
-# sources make the same bytes whatever the host build's sanitizer, and the
-# two reactors take 70 s of compiling a tree.
-set(COWMEM_WASI_APPS_FROM "" CACHE PATH
-    "A build tree of these sources whose WASI reactors are copied instead of compiled")
+# in COWMEM_WASI_APPS_FROM's tree (tests.cmake): the same compiler, flags
+# and sources make the same bytes whatever the host build's sanitizer, and
+# the two reactors take 70 s of compiling a tree.
 function(cowmem_wasi_reactor output)
   cmake_parse_arguments(A "" "" "COMMAND;DEPENDS" ${ARGN})
   get_filename_component(name ${output} NAME)

@@ -16,13 +16,24 @@ set(wasi_dir ${CMAKE_CURRENT_LIST_DIR})
 # it to the sanitized ones.
 set(COWMEM_WASI_APPS_FROM "" CACHE PATH
     "A build tree of these sources whose WASI reactors and stock iwasm are used instead of built")
+# In var: the file at output's place in that tree, or empty when it has none.
+function(cowmem_wasi_prebuilt var output)
+  set(from "")
+  if(COWMEM_WASI_APPS_FROM)
+    file(RELATIVE_PATH rel ${PROJECT_BINARY_DIR} ${output})
+    if(EXISTS ${COWMEM_WASI_APPS_FROM}/${rel})
+      set(from ${COWMEM_WASI_APPS_FROM}/${rel})
+    endif()
+  endif()
+  set(${var} ${from} PARENT_SCOPE)
+endfunction()
 
 # Stock iwasm, the oracle: WAMR's own runner from the same tree, built as
 # its README says (fast interpreter, WASI), without the project's flags, or
 # COWMEM_WASI_APPS_FROM's (a plain Release build either way).
-file(RELATIVE_PATH rel ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
-if(COWMEM_WASI_APPS_FROM AND EXISTS ${COWMEM_WASI_APPS_FROM}/${rel})
-  set(COWMEM_IWASM_ORACLE ${COWMEM_WASI_APPS_FROM}/${rel})
+cowmem_wasi_prebuilt(oracle_from ${CMAKE_CURRENT_BINARY_DIR}/iwasm-oracle/iwasm)
+if(oracle_from)
+  set(COWMEM_IWASM_ORACLE ${oracle_from})
   add_custom_target(cowmem_iwasm_oracle)
 else()
   file(COPY ${COWMEM_WAMR_DIR}/product-mini DESTINATION ${COWMEM_WAMR_ROOT})

@@ -17,12 +17,20 @@
  *      traps: the writes made before the trap remain). Imports given the
  *      same path are one memory imported twice: they share the copy
  * With imports given (or none needed), it also runs the instantiation check
- * and the fallback, and reports "inst". */
+ * and the fallback, and reports "inst".
+ *
+ *   wasm_check -b [REQUESTS RESPONSES]
+ *
+ * Batch: one check per line of REQUESTS (standard input without it), its
+ * arguments separated by tabs, one JSON line each on RESPONSES (standard
+ * output without it), flushed after each. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "cowmem.h"
 
@@ -85,7 +93,9 @@ static int dump(const char* dir, uint32_t idx, const uint8_t* mem,
   return 0;
 }
 
-int main(int argc, char** argv) {
+/* One check: argv as the command line's (argv[0] unused). Returns the exit
+ * status: 0 when a JSON object was printed, 2 on a usage or file error. */
+static int check(int argc, char** argv) {
   unsigned flags = 0;
   const char* dir = NULL;
   const char* gtext[MAX_IMPORTS];
@@ -176,7 +186,14 @@ int main(int argc, char** argv) {
   uint8_t** mem = calloc(nmem ? nmem : 1, sizeof *mem);
   uint64_t* size = calloc(nmem ? nmem : 1, sizeof *size);
   bool* alias = calloc(nmem ? nmem : 1, sizeof *alias);
-  if (!mem || !size || !alias) return 2;
+  if (!mem || !size || !alias) {
+    free(mem);
+    free(size);
+    free(alias);
+    cowmem_module_free(m);
+    free(bytes);
+    return 2;
+  }
   if (have_imports) {
     for (uint32_t k = 0; k < ig; k++) {
       cowmem_global_info_t g;
@@ -294,4 +311,48 @@ int main(int argc, char** argv) {
   cowmem_module_free(m);
   free(bytes);
   return 0;
+}
+
+/* -b: many checks in one process (a driver that runs thousands saves a
+ * process start each, which under ASan is most of a check's time). Each
+ * line read is one check's arguments separated by tabs; each check prints
+ * its object on one line, or {"error":2} when its arguments or file were
+ * bad (the reason on stderr). Ends at end of input. */
+static int batch(FILE* in) {
+  char* line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  while ((n = getline(&line, &cap, in)) >= 0) {
+    char* args[4 * MAX_IMPORTS + 8];
+    int argc = 0;
+    if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
+    args[argc++] = "wasm_check";
+    for (char* p = line; p && argc < (int)(sizeof args / sizeof *args);) {
+      args[argc++] = p;
+      p = strchr(p, '\t');
+      if (p) *p++ = 0;
+    }
+    if (check(argc, args) != 0) printf("{\"error\":2}\n");
+    if (fflush(stdout) != 0) break;
+  }
+  free(line);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc == 2 && !strcmp(argv[1], "-b")) return batch(stdin);
+  if (argc == 4 && !strcmp(argv[1], "-b")) {
+    /* -b REQUESTS RESPONSES: named pipes (a driver that reads replies
+     * synchronously cannot use its child's stdio). */
+    FILE* in = fopen(argv[2], "r");
+    if (!in || !freopen(argv[3], "w", stdout)) {
+      fprintf(stderr, "wasm_check -b: %s\n", strerror(errno));
+      if (in) fclose(in);
+      return 2;
+    }
+    int r = batch(in);
+    fclose(in);
+    return r;
+  }
+  return check(argc, argv);
 }

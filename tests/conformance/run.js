@@ -36,7 +36,7 @@
 require('v8').setFlagsFromString('--experimental-wasm-memory64');
 const fs = require('fs');
 const path = require('path');
-const { spawnSync } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 
 const [checker, specDir, tmpRoot] = process.argv.slice(2);
 if (!checker || !specDir || !tmpRoot) {
@@ -65,23 +65,55 @@ function fail(where, msg) { stats.failed++; failures.push(`${where}: ${msg}`); }
 function limitation(cat) { stats.limitation++; limits[cat] = (limits[cat] || 0) + 1; }
 function skipped(cat) { stats.skipped++; skips[cat] = (skips[cat] || 0) + 1; }
 
-// Under ASan, LeakSanitizer's scan at exit is two thirds of a checker run
-// (30 of 45 ms here) and this walk starts thousands: it looks for leaks in
-// one run in ten. (The unit tests and the fuzz replay, one process each,
-// leak-check the same parser paths in full.)
-let checks = 0;
-function checkerEnv() {
-  if (checks++ % 10 === 0) return process.env;
-  const o = process.env.ASAN_OPTIONS;
-  return { ...process.env, ASAN_OPTIONS: (o ? o + ':' : '') + 'detect_leaks=0' };
+// One wasm_check for the whole walk, in batch mode (-b), instead of a
+// process per check: the walk makes thousands, and under ASan a process's
+// start and exit are most of a check's cost. Node cannot read a child's
+// stdio synchronously, so requests and replies go through two named pipes.
+// LeakSanitizer checks the one process at its exit, so every check is
+// leak-checked.
+fs.mkdirSync(tmpRoot, { recursive: true });
+const checkerDir = fs.mkdtempSync(path.join(tmpRoot, 'checker-'));
+const checkerReq = path.join(checkerDir, 'requests');
+const checkerResp = path.join(checkerDir, 'replies');
+const checkerErr = path.join(checkerDir, 'stderr');
+for (const p of [checkerReq, checkerResp])
+  if (spawnSync('mkfifo', [p]).status !== 0) { console.error(`mkfifo ${p} failed`); process.exit(2); }
+const checkerErrFd = fs.openSync(checkerErr, 'w');
+const checkerProc = spawn(checker, ['-b', checkerReq, checkerResp],
+                          { stdio: ['ignore', 'ignore', checkerErrFd] });
+const checkerExit = new Promise((resolve) =>
+  checkerProc.on('exit', (code, signal) => resolve(signal || code)));
+// The child opens the requests first, then the replies: the same order here.
+const reqFd = fs.openSync(checkerReq, 'w');
+const respFd = fs.openSync(checkerResp, 'r');
+let respPending = Buffer.alloc(0);
+function checkerTail() { return fs.readFileSync(checkerErr, 'utf8').slice(-2000); }
+function checkerLine() {
+  const buf = Buffer.alloc(1 << 16);
+  for (;;) {
+    const nl = respPending.indexOf(10);
+    if (nl >= 0) {
+      const line = respPending.subarray(0, nl).toString('utf8');
+      respPending = respPending.subarray(nl + 1);
+      return line;
+    }
+    const n = fs.readSync(respFd, buf, 0, buf.length, null);
+    if (n === 0) return null;
+    respPending = Buffer.concat([respPending, buf.subarray(0, n)]);
+  }
 }
 
 function check(file, flags, args = [], dumpDir = null) {
   const a = ['-f', String(flags)];
   if (dumpDir) a.push('-d', dumpDir);
-  const r = spawnSync(checker, a.concat(args, [file]), { encoding: 'utf8', env: checkerEnv() });
-  if (r.status !== 0 || r.signal) throw new Error(`wasm_check crashed on ${file}: ${r.stderr} ${r.signal || ''}`);
-  return JSON.parse(r.stdout);
+  const argv = a.concat(args, [file]);
+  if (argv.some((x) => /[\t\n]/.test(x))) throw new Error(`a tab or newline in wasm_check's arguments: ${argv}`);
+  fs.writeSync(reqFd, argv.join('\t') + '\n');
+  const line = checkerLine();
+  if (line === null) throw new Error(`wasm_check crashed on ${file}: ${checkerTail()}`);
+  const r = JSON.parse(line);
+  if (r.error) throw new Error(`wasm_check failed on ${file}: ${checkerTail()}`);
+  return r;
 }
 
 const spectest = require('../spectest.js');
@@ -509,5 +541,14 @@ console.log(`memories V8 cannot show, compared with wabt's interpreter (size, ha
 console.log(`imported memories after instantiation, compared with V8: ${stats.importWrites}; after a trapping one: ${stats.trapWrites}`);
 console.log(`error reasons matching the spec's text: ${stats.reasonMatch}/${stats.reasonTotal}`);
 console.log(`not applicable (text format, invocations): ${stats.na}`);
-console.log(`conformance: ${stats.passed} passed, ${stats.failed} failed, ${stats.skipped} skipped, ${stats.limitation} known limitations`);
-process.exit(stats.failed ? 1 : 0);
+// End of input: the checker exits; under ASan, after its leak check.
+fs.closeSync(reqFd);
+checkerExit.then((status) => {
+  if (status !== 0) {
+    stats.failed++;
+    console.log(`FAIL wasm_check -b: exit ${status}: ${checkerTail()}`);
+  }
+  fs.closeSync(respFd);
+  console.log(`conformance: ${stats.passed} passed, ${stats.failed} failed, ${stats.skipped} skipped, ${stats.limitation} known limitations`);
+  process.exit(stats.failed ? 1 : 0);
+});

@@ -322,21 +322,27 @@ static int batch(FILE* in) {
   char* line = NULL;
   size_t cap = 0;
   ssize_t n;
+  int status = 0;
   while ((n = getline(&line, &cap, in)) >= 0) {
     char* args[4 * MAX_IMPORTS + 8];
     int argc = 0;
+    char* p = line;
     if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
     args[argc++] = "wasm_check";
-    for (char* p = line; p && argc < (int)(sizeof args / sizeof *args);) {
+    while (p && argc < (int)(sizeof args / sizeof *args)) {
       args[argc++] = p;
       p = strchr(p, '\t');
       if (p) *p++ = 0;
     }
-    if (check(argc, args) != 0) printf("{\"error\":2}\n");
-    if (fflush(stdout) != 0) break;
+    if (p) fprintf(stderr, "wasm_check -b: more than %d arguments\n", argc - 1);
+    if (p || check(argc, args) != 0) printf("{\"error\":2}\n");
+    if (fflush(stdout) != 0) {
+      status = 1;
+      break;
+    }
   }
   free(line);
-  return 0;
+  return status;
 }
 
 int main(int argc, char** argv) {

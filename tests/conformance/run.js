@@ -87,9 +87,9 @@ const checkerExit = new Promise((resolve) =>
 const reqFd = fs.openSync(checkerReq, 'w');
 const respFd = fs.openSync(checkerResp, 'r');
 let respPending = Buffer.alloc(0);
+const respBuf = Buffer.alloc(1 << 16);
 function checkerTail() { return fs.readFileSync(checkerErr, 'utf8').slice(-2000); }
 function checkerLine() {
-  const buf = Buffer.alloc(1 << 16);
   for (;;) {
     const nl = respPending.indexOf(10);
     if (nl >= 0) {
@@ -97,9 +97,9 @@ function checkerLine() {
       respPending = respPending.subarray(nl + 1);
       return line;
     }
-    const n = fs.readSync(respFd, buf, 0, buf.length, null);
+    const n = fs.readSync(respFd, respBuf, 0, respBuf.length, null);
     if (n === 0) return null;
-    respPending = Buffer.concat([respPending, buf.subarray(0, n)]);
+    respPending = Buffer.concat([respPending, respBuf.subarray(0, n)]);
   }
 }
 

@@ -510,7 +510,7 @@ static int restore_range(const cowmem_image_t* img, const uint8_t* src, uint8_t*
                           : own       ? image_cached(img, a - img->mem_offset, b - a, &e)
                                       : NULL;
     if (from != NULL)
-      cowmem__lines_copy(base + a, from, b - a);
+      cowmem__lines_copy(base + a, from, b - a, own);
     else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)) != 0)
       return e;
     at = b;
@@ -536,7 +536,7 @@ int cowmem__image_restore_many(const cowmem_image_t* img, uint8_t* base,
     if (src != NULL && run < img->nruns) {
       uint64_t a = first + img->runs[run].off;
       if (a <= lo && hi <= a + img->runs[run].len) {
-        cowmem__lines_copy(p, src + (lo - first), ranges[k].len);
+        cowmem__lines_copy(p, src + (lo - first), ranges[k].len, own);
         continue;
       }
     }

@@ -108,6 +108,13 @@ static void print_scaling(const bench_mod_t* c, int n, bool procs) {
 /* The rows: these first, then a pool per reset strategy, then Wasmtime's
  * modes. */
 enum { FIXED = 4 };
+/* pool-adaptive against Wasmtime's pagemap_scan mode taking turns
+ * (bench_mod_duel): the median round and the range */
+enum { DUEL_ROUNDS = 15, DUEL_BLOCK = 200 };
+typedef struct {
+  bool ok;
+  double median, lo, hi;
+} duel_t;
 
 static double med(bench_samples_t* s) {
   return bench_quantile(s, 0.5);
@@ -162,7 +169,8 @@ static void json_q(const char* k, bench_samples_t* s, bool last) {
          last ? "" : ", ");
 }
 
-static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* path) {
+static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const duel_t* duel,
+                       const char* path) {
   cowmem_image_info_t ii = {0};
   if (c->image) cowmem_image_info(c->image, &ii);
   printf("{\"module\": ");
@@ -199,7 +207,12 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const char* 
              r->counts.scans, r->counts.copied, r->counts.madvise);
     printf("}");
   }
-  printf("]}\n");
+  printf("]");
+  if (duel->ok)
+    printf(", \"adaptive_vs_wasmtime_pagemap_turns\": {\"median\": %.3f, \"lowest\": %.3f, "
+           "\"highest\": %.3f, \"rounds\": %d, \"cycles_per_round\": %d}",
+           duel->median, duel->lo, duel->hi, DUEL_ROUNDS, DUEL_BLOCK);
+  printf("}\n");
 }
 
 static bool have_program(const char* name) {
@@ -372,20 +385,35 @@ int cmd_bench(int argc, char** argv) {
               cowmem_strerror(e[i]));
       rc = EXIT_RUNTIME;
     }
+    const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
+    const bench_row_t* wt = &rows[FIXED + COWMEM_RESET_COUNT_];
+    /* The rows run one after another, and a host whose speed drifts moves
+     * their ratios; pool-adaptive and Wasmtime's pagemap_scan mode taking
+     * turns is the figure to compare them by. */
+    duel_t duel = {false, 0, 0, 0};
+    if (!rows[0].failed && !ad->failed && !wt[WT_PAGEMAP].failed) {
+      int de = bench_mod_duel(&c, DUEL_ROUNDS, DUEL_BLOCK, &duel.median, &duel.lo, &duel.hi);
+      duel.ok = de == 0;
+      if (de != 0)
+        fprintf(stderr, "%s: %s: taking turns with Wasmtime's pagemap_scan mode failed: %s\n",
+                tool_cmd, in, cowmem_strerror(de));
+    }
     if (rows[0].failed)
       rc = tool_fail(in, "the baseline failed");
     else if (json)
-      print_json(&c, rows, nrows, in);
+      print_json(&c, rows, nrows, &duel, in);
     else
       print_table(&c, rows, nrows, in);
-    const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
-    const bench_row_t* wt = &rows[FIXED + COWMEM_RESET_COUNT_];
     if (!json && !ad->failed && !wt[0].failed && !wt[1].failed && !wt[2].failed) {
       double a = med((bench_samples_t*)&ad->cycle);
       printf("pool-adaptive cycle against Wasmtime's modes (above 1: cowmem faster): "
              "default %.2fx, keep_resident %.2fx, pagemap_scan %.2fx\n",
              med((bench_samples_t*)&wt[0].cycle) / a, med((bench_samples_t*)&wt[1].cycle) / a,
              med((bench_samples_t*)&wt[2].cycle) / a);
+      if (duel.ok)
+        printf("pool-adaptive cycle against Wasmtime's pagemap_scan mode, taking turns: "
+               "median %.2fx, rounds %.2fx to %.2fx (%d rounds of %d cycles each)\n",
+               duel.median, duel.lo, duel.hi, DUEL_ROUNDS, DUEL_BLOCK);
     }
     if (!json && !rows[0].failed) {
       if (threads > 0) print_scaling(&c, (int)threads, false);

@@ -219,11 +219,13 @@ typedef struct {
   const bench_mod_t* c;
   cowmem_pool_t* shared; /* NULL: each worker makes one (a process) */
   int strat;
+  bool memfd; /* the module's image, not the .cwimg's (as the rows) */
 } scale_ctx_t;
 
 typedef struct {
   const bench_mod_t* c;
   cowmem_pool_t* pool; /* NULL: Wasmtime's mode on w */
+  cowmem_image_t* img;
   bool own;
   wt_mem_t w;
   uint8_t* bytes;
@@ -252,6 +254,7 @@ static int scale_open(void* ctx, void** state) {
   if (st == NULL) return COWMEM_ENOMEM;
   st->c = sc->c;
   st->pool = sc->shared;
+  st->img = sc->memfd || !sc->c->file_image ? sc->c->image : sc->c->file_image;
   int e = 0;
   if (sc->strat == BENCH_MOD_WASMTIME) {
     e = wt_setup(sc->c, &st->w, &st->bytes);
@@ -276,7 +279,7 @@ static int scale_cycle(void* state) {
     wt_reset(&st->w, WT_PAGEMAP);
     return e;
   }
-  cowmem_image_t* img = c->file_image ? c->file_image : c->image;
+  cowmem_image_t* img = st->img;
   cowmem_slot_t* sl = NULL;
   int e = cowmem_pool_acquire(st->pool, img, c->size, c->size, &sl);
   if (e == 0) e = apply_left(c, cowmem_slot_base(sl), img);
@@ -288,6 +291,44 @@ static int scale_cycle(void* state) {
   return e;
 }
 
+
+/* ---- pool-adaptive against Wasmtime's pagemap_scan mode, interleaved ---- */
+
+int bench_mod_duel(const bench_mod_t* c, size_t rounds, size_t block, double* median,
+                   double* lo, double* hi) {
+  scale_ctx_t ctx[2] = {{c, NULL, COWMEM_RESET_ADAPTIVE, true},
+                        {c, NULL, BENCH_MOD_WASMTIME, true}};
+  void* st[2] = {NULL, NULL};
+  int e = scale_open(&ctx[0], &st[0]);
+  if (e == 0) e = scale_open(&ctx[1], &st[1]);
+  bench_samples_t t[2] = {{0}}, ratio = {0};
+  for (size_t i = 0; e == 0 && i < c->warm; i++)
+    for (int k = 0; k < 2 && e == 0; k++)
+      e = scale_cycle(st[k]);
+  for (size_t r = 0; e == 0 && r < rounds; r++) {
+    for (int j = 0; j < 2 && e == 0; j++) {
+      int k = (int)(r & 1) ^ j; /* which goes first alternates */
+      bench_reset(&t[k]);
+      for (size_t i = 0; e == 0 && i < block; i++) {
+        uint64_t t0 = bench_now_ns();
+        e = scale_cycle(st[k]);
+        bench_add(&t[k], (double)(bench_now_ns() - t0));
+      }
+    }
+    if (e == 0) bench_add(&ratio, bench_quantile(&t[1], 0.5) / bench_quantile(&t[0], 0.5));
+  }
+  if (e == 0) {
+    *median = bench_quantile(&ratio, 0.5);
+    *lo = ratio.v[0];
+    *hi = ratio.v[ratio.n - 1];
+  }
+  for (int k = 0; k < 2; k++) {
+    if (st[k]) scale_close(st[k]);
+    bench_free(&t[k]);
+  }
+  bench_free(&ratio);
+  return e;
+}
 
 const char* bench_reset_name(int s) {
   switch (s) {
@@ -414,7 +455,7 @@ void bench_mod_scaling(const bench_mod_t* c, int strat, int n, bool procs, doubl
                   procs, c->iters * 20, one, many);
     return;
   }
-  scale_ctx_t sc = {c, NULL, strat};
+  scale_ctx_t sc = {c, NULL, strat, false};
   if (!procs && strat >= 0 && new_pool(c, strat, 8 * (size_t)n, &sc.shared) != 0) return;
   bench_worker_t w = {scale_open, scale_cycle, scale_close, &sc};
   bench_scaling(&w, n, procs, c->iters, one, many);

@@ -69,6 +69,16 @@ int bench_mod_slot(const bench_mod_t* c, cowmem_image_t* img, bench_row_t* r);
 int bench_mod_pool(const bench_mod_t* c, cowmem_reset_strategy_t strat, bench_row_t* r);
 int bench_mod_wasmtime(const bench_mod_t* c, int mode, bench_row_t* r);
 
+/* pool-adaptive's cycle against Wasmtime's pagemap_scan mode's, taking
+ * turns: rounds of block cycles of each (which goes first alternates),
+ * after c->warm of each; per round, the ratio of Wasmtime's median cycle to
+ * the pool's (above 1: the pool faster). A host whose speed drifts moves
+ * both sides of a round alike, where rows measured one after the other
+ * can differ by a third. The median, lowest and highest round into *median,
+ * *lo, *hi. 0 or an error code. */
+int bench_mod_duel(const bench_mod_t* c, size_t rounds, size_t block, double* median,
+                   double* lo, double* hi);
+
 /* Scaling (scale.h) of one row kind: strat a reset strategy, or
  * BENCH_MOD_ARITH / BENCH_MOD_MEMCPY (the controls) or BENCH_MOD_WASMTIME
  * (Wasmtime's pagemap_scan mode on a memory of each worker's own). Threads

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "image/lines.h"
 #include "reset/adaptive.h"
 #include "test_slots.h"
 
@@ -742,6 +743,66 @@ TEST_IMPL(blind_when_hot_pages_spread) {
   return 0;
 }
 
+/* Once a scan saw every hot page written (so each is the slot's own),
+ * blind resets copy them without comparing where that is faster; a hot
+ * page that maps the image after all (here: dropped behind the pool's
+ * back) then becomes the slot's own copy, with the image's bytes. Once the
+ * slot's pages were dropped (cowmem_slot_reset), they are compared again
+ * and such a page stays the image's. */
+/* One instance writing page 3 of the hot pages {3, 7}, page 7 dropped
+ * behind the pool's back; the pages of the slot's own after its release. */
+static int drop_and_release(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t* want,
+                            size_t* own) {
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 16 * PS, 16 * PS, &s));
+  uint8_t* m = cowmem_slot_base(s);
+  m[3 * PS + 100] = 0x5a;
+  ASSERT_OK(cowmem__os_discard(m + 7 * PS, PS));
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  CHECK(same_bytes(m, want, 16 * PS, "after the blind reset"));
+  *own = written_pages(m, 16 * PS);
+  return 0;
+}
+
+TEST_IMPL(blind_copies_owned_hot_pages) {
+  PS = cowmem_page_size();
+  if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
+  if (!cowmem__lines_compare_set(true)) TEST_SKIP("no AVX2: restores copy plainly");
+  ASSERT_FALSE(cowmem__lines_own_compare_set(false)); /* as measured on a Zen 5 */
+  cowmem__adaptive_test_mode(2); /* blind; a scan only to sample */
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 1, 32, 16, 1000);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(0, 16, 12, 13, 0x3c);
+  ASSERT_NOT_NULL(img);
+  uint8_t* want = malloc(16 * PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 16 * PS));
+  size_t hot[] = {3, 7}, own = 0;
+  uint8_t* base = NULL;
+  for (int i = 0; i < 20; i++) /* the warm-up samples learn {3, 7}, both written */
+    CHECK(cycle_write(pool, img, 16 * PS, hot, 2, &base));
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_EQ(im.hot_pages, 2);
+  uint64_t samples = im.samples;
+  CHECK(drop_and_release(pool, img, want, &own));
+  ASSERT_UEQ(own, 2); /* page 7 copied plainly: the slot's own again */
+  /* The slot's pages dropped: compared again, page 7 stays the image's. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, 16 * PS, 16 * PS, &s));
+  ASSERT_OK(cowmem_slot_reset(s));
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  CHECK(drop_and_release(pool, img, want, &own));
+  ASSERT_UEQ(own, 1);
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_UEQ(im.samples, samples); /* the releases measured were blind */
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  free(want);
+  cowmem__lines_compare_set(true);
+  cowmem__adaptive_test_mode(0);
+  return 0;
+}
+
 /* A blind reset walks the hot set's list of runs: runs that cross the
  * bitmap's 64-page words, one at the slot's last page, hot pages above a
  * smaller instance's initial size (discarded, not copied), and more runs
@@ -855,4 +916,4 @@ TEST_IMPL(reads_stay_mapped) {
   free(want);
   return 0;
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages))

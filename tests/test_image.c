@@ -347,7 +347,7 @@ TEST_IMPL(image_restore_ranges) {
       r[i].addr = m + ranges[i][0] * PS;
       r[i].len = (ranges[i][1] - ranges[i][0]) * PS;
     }
-    ASSERT_OK(cowmem__image_restore_many(img, m, r, nr, own));
+    ASSERT_OK(cowmem__image_restore_many(img, m, r, nr, own, false));
     for (size_t p = 0, i = 0; p < mem; p++) {
       while (i < nr && ranges[i][1] <= p) i++;
       bool in = i < nr && ranges[i][0] <= p;
@@ -430,17 +430,6 @@ TEST_IMPL(image_restore_lines) {
   return 0;
 }
 
-static void add_pages(void* arg, uint8_t* addr, size_t len) {
-  (void)addr;
-  *(size_t*)arg += len / PS;
-}
-
-static size_t count_written(uint8_t* base, size_t len) {
-  size_t n = 0;
-  if (cowmem__os_written_ranges(base, len, add_pages, &n) != 0) return (size_t)-1;
-  return n;
-}
-
 /* Comparing leaves a page nobody changed as it was: a restore over an
  * image page the slot still maps from the image's memfd keeps mapping it
  * (nothing is copied, no page of the slot's own is made), where a plain
@@ -468,7 +457,7 @@ TEST_IMPL(image_restore_keeps_clean_pages) {
     ASSERT_UEQ(sum, 4 * 0x37);
     ASSERT_OK(cowmem__image_restore(img, base, 0, 4 * PS, false));
     CHECK(expect_bytes(s, 0, 4 * PS, 0x37));
-    size_t written = count_written(base, 4 * PS);
+    size_t written = written_pages(base, 4 * PS);
     /* Comparing: page 2 only (the instance's own copy, now the image's
      * bytes again). Plainly: every page. */
     ASSERT_UEQ(written, way == 2 ? 4 : 1);

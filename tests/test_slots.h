@@ -130,6 +130,20 @@ static inline int same_bytes(const uint8_t* have, const uint8_t* want, size_t n,
   return 1;
 }
 
+static inline void written_add_(void* arg, uint8_t* addr, size_t len) {
+  (void)addr;
+  *(size_t*)arg += len / PS;
+}
+
+/* Pages of [base, base+len) the process wrote (PAGEMAP_SCAN: the slot's
+ * own copies, not pages mapping the image or the zero page); -1 without
+ * the scan. */
+static inline size_t written_pages(uint8_t* base, size_t len) {
+  size_t n = 0;
+  if (cowmem__os_written_ranges(base, len, written_add_, &n) != 0) return (size_t)-1;
+  return n;
+}
+
 static inline bool resident(const void* p) {
   size_t bytes = 0;
   if (cowmem__os_resident((void*)p, PS, &bytes) != 0) return false;

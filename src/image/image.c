@@ -491,7 +491,7 @@ bool cowmem__image_page_differs(const cowmem_image_t* img, const uint8_t* page,
  * becomes that run, so that the next range, which starts at or after hi,
  * searches from there. */
 static int restore_range(const cowmem_image_t* img, const uint8_t* src, uint8_t* base,
-                         uint64_t lo, uint64_t hi, bool own, size_t* run) {
+                         uint64_t lo, uint64_t hi, bool own, bool plain, size_t* run) {
   uint64_t at = lo, rel_lo = lo > img->mem_offset ? lo - img->mem_offset : 0;
   size_t i = *run;
   /* Ranges ascend, and the run that covered the last one usually covers
@@ -510,7 +510,7 @@ static int restore_range(const cowmem_image_t* img, const uint8_t* src, uint8_t*
                           : own       ? image_cached(img, a - img->mem_offset, b - a, &e)
                                       : NULL;
     if (from != NULL)
-      cowmem__lines_copy(base + a, from, b - a, own);
+      cowmem__lines_copy(base + a, from, b - a, plain);
     else if (e || (e = image_pread(img, base + a, a - img->mem_offset, b - a)) != 0)
       return e;
     at = b;
@@ -520,7 +520,9 @@ static int restore_range(const cowmem_image_t* img, const uint8_t* src, uint8_t*
 }
 
 int cowmem__image_restore_many(const cowmem_image_t* img, uint8_t* base,
-                               const cowmem__os_range_t* ranges, size_t n, bool own) {
+                               const cowmem__os_range_t* ranges, size_t n, bool own,
+                               bool likely_own) {
+  bool plain = own || likely_own; /* comparing is not needed to keep pages clean */
   bool empty = img == NULL || img->len == 0;
   const uint8_t* src = empty ? NULL : image_src(img); /* NULL: read by pread */
   uint64_t first = empty ? 0 : img->mem_offset, end = empty ? 0 : first + img->len;
@@ -536,11 +538,11 @@ int cowmem__image_restore_many(const cowmem_image_t* img, uint8_t* base,
     if (src != NULL && run < img->nruns) {
       uint64_t a = first + img->runs[run].off;
       if (a <= lo && hi <= a + img->runs[run].len) {
-        cowmem__lines_copy(p, src + (lo - first), ranges[k].len, own);
+        cowmem__lines_copy(p, src + (lo - first), ranges[k].len, plain);
         continue;
       }
     }
-    int e = restore_range(img, src, base, lo, hi, own, &run);
+    int e = restore_range(img, src, base, lo, hi, own, plain, &run);
     if (e) return e;
   }
   return 0;
@@ -549,7 +551,7 @@ int cowmem__image_restore_many(const cowmem_image_t* img, uint8_t* base,
 int cowmem__image_restore(const cowmem_image_t* img, uint8_t* base, uint64_t lo,
                           uint64_t hi, bool own) {
   cowmem__os_range_t r = {base + lo, (size_t)(hi - lo)};
-  return cowmem__image_restore_many(img, base, &r, 1, own);
+  return cowmem__image_restore_many(img, base, &r, 1, own, false);
 }
 
 int cowmem__image_each_run(const cowmem_image_t* img,

@@ -79,9 +79,15 @@ int cowmem__image_restore(const cowmem_image_t* image, uint8_t* base, uint64_t l
                           uint64_t hi, bool own);
 /* The same over n ranges of the memory at base (addresses, page multiples,
  * in ascending order, not overlapping), in one walk of the image's runs: a reset
- * restores all its pages with one call. */
+ * restores all its pages with one call. likely_own (with own false): the
+ * pages are very likely the slot's own, so their lines may be copied
+ * without comparing where that is faster (image/lines.h); a page that
+ * maps the image after all then becomes the slot's own copy, with the
+ * image's bytes. Where the image's file may change they are still written
+ * by pread. */
 int cowmem__image_restore_many(const cowmem_image_t* image, uint8_t* base,
-                               const cowmem__os_range_t* ranges, size_t n, bool own);
+                               const cowmem__os_range_t* ranges, size_t n, bool own,
+                               bool likely_own);
 
 /* Call fn(arg, off, len) for each run of pages holding non-zero bytes, in
  * order, in memory offsets; stops at the first non-zero return and returns

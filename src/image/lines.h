@@ -30,8 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* dst[0, len) = src[0, len). The ranges do not overlap. own: every page
- * of dst is the slot's own (written), not one that may map the image. */
+/* dst[0, len) = src[0, len). The ranges do not overlap. own: the pages of
+ * dst are the slot's own (written), or so likely that one mapping the
+ * image may become the slot's own copy (comparing is then only for
+ * speed). */
 void cowmem__lines_copy(uint8_t* dst, const uint8_t* src, size_t len, bool own);
 
 #ifdef COWMEM_TESTING

@@ -228,6 +228,7 @@ static bool learn(cowmem__hotset_t* hs, const uint32_t* written, size_t nw,
   if (runs <= COWMEM__HOTSET_LISTED) list_runs(hs, w_lo, w_hi);
   atomic_store_explicit(&hs->pages, count, memory_order_relaxed);
   atomic_store_explicit(&hs->runs, runs, memory_order_relaxed);
+  if (changed) atomic_fetch_add_explicit(&hs->version, 1, memory_order_relaxed);
   return changed;
 }
 

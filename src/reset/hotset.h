@@ -27,6 +27,9 @@ typedef struct {
    * reader clamps to its range, so it costs speed, never correctness. */
   _Atomic uint64_t listed[COWMEM__HOTSET_LISTED];
   _Atomic uint64_t samples, sampled_dirty;
+  /* Bumped by each sample that changes which pages are hot: what a reset
+   * knew of a slot's hot pages holds while it stays the same. */
+  _Atomic uint64_t version;
   _Atomic uint64_t interval; /* resets between samples (cowmem__hotset_due) */
 } cowmem__hotset_t;
 

@@ -96,6 +96,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   cowmem_image_release(slot->image);
   slot->image = NULL;
   slot->reset_state = NULL;
+    slot->reset_mark = 0;
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;
@@ -163,6 +164,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = NULL;
     slot->reset_state = NULL;
+    slot->reset_mark = 0;
     cowmem_image_release(old);
   }
   e = slot_set_accessible(slot, initial_size);
@@ -172,6 +174,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = cowmem_image_retain(image);
     slot->reset_state = NULL;
+    slot->reset_mark = 0;
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;
@@ -224,6 +227,7 @@ int cowmem_slot_reset(cowmem_slot_t* slot) {
   if (r != 0) return r;
   /* Discarding restores image pages from the fd and zeros elsewhere. */
   int e = slot->accessible ? cowmem__os_discard(slot->base, slot->accessible) : 0;
+  slot->reset_mark = 0; /* no page is the slot's own now */
   if (e) return cowmem__slot_fail(slot, e);
   return cowmem__slot_finish_reset(slot);
 }

@@ -21,6 +21,9 @@ struct cowmem_slot_s {
    * image the slot holds (NULL: not yet; cleared whenever image changes).
    * Alive as long as the slot holds the image. */
   void* reset_state;
+  /* What the reset strategy knows of this slot's own pages (0: nothing;
+   * cleared with reset_state and whenever the slot's pages are dropped). */
+  uint64_t reset_mark;
   struct cowmem_pool_s* pool;
   /* Mappings (VMAs) the slot adds to the process now: its read-write pieces
    * (cowmem__image_maps) and the split of the PROT_NONE run it sits in.

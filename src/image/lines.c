@@ -2,9 +2,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "image/lines.h"
+#include "os/os.h"
 
 #define LINE 64
 /* A block is where the count of differing lines starts again: a page on
@@ -73,12 +73,6 @@ static bool comparing(void) {
 #define PAGES 8
 #define ROUNDS 16
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Through a volatile pointer: the copy's result is never read, and a
  * compiler may drop a memcpy into memory freed after it. */
 static void* (*volatile plain_copy)(void*, const void*, size_t) = memcpy;
@@ -99,7 +93,7 @@ static bool measure(uint64_t* compare_ns, uint64_t* copy_ns) {
     int way = r & 1; /* 1: compare */
     for (size_t p = 0; p < PAGES; p++)
       dst[p * BLOCK + (size_t)(r * 7 + (int)p) % (BLOCK / LINE) * LINE] ^= 0x5a;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = cowmem__os_now_ns();
     for (size_t p = 0; p < PAGES; p++) {
       if (way)
         block_copy(dst + p * BLOCK, src + p * BLOCK, BLOCK);
@@ -107,7 +101,7 @@ static bool measure(uint64_t* compare_ns, uint64_t* copy_ns) {
         plain_copy(dst + p * BLOCK, src + p * BLOCK, BLOCK);
     }
     atomic_fetch_add_explicit(&drained, 1, memory_order_seq_cst);
-    uint64_t t = now_ns() - t0;
+    uint64_t t = cowmem__os_now_ns() - t0;
     if (t < best[way]) best[way] = t;
   }
   free(buf);

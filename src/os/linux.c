@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifndef MFD_CLOEXEC
@@ -190,12 +189,6 @@ static void os_relax(void) {
 #endif
 }
 
-static uint64_t os_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static bool os_turn_try(_Atomic uint32_t* w) {
   uint32_t c = 0;
   return atomic_load_explicit(w, memory_order_relaxed) == 0 &&
@@ -207,11 +200,11 @@ static bool os_turn_try(_Atomic uint32_t* w) {
  * forever (the tests' hold) waits as long as it takes. */
 static bool os_turn_take(_Atomic uint32_t* w, bool forever) {
   if (os_turn_try(w)) return true;
-  uint64_t t0 = os_now_ns();
+  uint64_t t0 = cowmem__os_now_ns();
   for (unsigned i = 1;; i++) {
     os_relax();
     if (os_turn_try(w)) return true;
-    if (!forever && (i & 15) == 0 && os_now_ns() - t0 > TURN_WAIT_NS) return false;
+    if (!forever && (i & 15) == 0 && cowmem__os_now_ns() - t0 > TURN_WAIT_NS) return false;
   }
 }
 

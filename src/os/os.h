@@ -45,6 +45,8 @@ size_t cowmem__os_page_size(void);
  * 1-4 ms), for ordering, not measuring: about 5 ns a read on the 2-core VM
  * against 19 ns for CLOCK_MONOTONIC. */
 uint64_t cowmem__os_coarse_ns(void);
+/* Monotonic nanoseconds (CLOCK_MONOTONIC), for measuring. */
+uint64_t cowmem__os_now_ns(void);
 
 /* Reserve len bytes of inaccessible address space (PROT_NONE, no commit
  * charge). *out receives the base. */

@@ -53,6 +53,12 @@ uint64_t cowmem__os_coarse_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t cowmem__os_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int cowmem__os_reserve(size_t len, void** out) {
   COWMEM__OS_INJECT(COWMEM__OS_mmap);
   cowmem__os_count(COWMEM__OS_mmap);

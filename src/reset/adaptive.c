@@ -36,7 +36,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "reset/adaptive.h"
 #include "dirty.h"
@@ -479,16 +478,10 @@ bool cowmem__adaptive_profile_last(uint64_t ns[COWMEM__PHASES]) {
   return prof_valid;
 }
 
-static uint64_t prof_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The time since the last mark goes to phase ph. */
 static void prof_mark(bool on, int ph) {
   if (!on) return;
-  uint64_t t = prof_now();
+  uint64_t t = cowmem__os_now_ns();
   if (ph >= 0) prof_ns[ph] += t - prof_t;
   prof_t = t;
 }

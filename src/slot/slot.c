@@ -96,7 +96,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   cowmem_image_release(slot->image);
   slot->image = NULL;
   slot->reset_state = NULL;
-    slot->reset_mark = 0;
+  slot->reset_mark = 0;
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;

@@ -106,11 +106,11 @@ static void throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k
   bench_worker_t w = {NULL, pool_cycle, NULL, &c};
   if (st == NULL) w = (bench_worker_t){wt_worker_open, wt_worker_cycle, wt_worker_close, &c};
   *counts = (bench_counts_t){0};
-  cowmem_pool_image_metrics_t from = {0};
+  bench_look_t from = {0};
   if (c.pool != NULL) from = bench_counts_look(c.pool, img);
   bench_scaling(&w, 2, false, iters, one, two);
   if (c.pool != NULL) {
-    cowmem_pool_image_metrics_t to = bench_counts_look(c.pool, img);
+    bench_look_t to = bench_counts_look(c.pool, img);
     *counts = bench_counts_between(&from, &to);
   }
   cowmem_pool_free(c.pool);

@@ -511,6 +511,12 @@ typedef enum {
    * pages or zeros (a madvise of them would make the next instance fault
    * each in again), and while another thread of the process is in such a
    * madvise (two at once make the kernel flush every CPU's TLBs).
+   * A blind reset (the first way) copies the hot pages back at release and,
+   * where process_madvise exists, queues its madvise with other slots': one
+   * call discards the rest of up to 8 slots (at most half of max_slots and
+   * max_warm_slots; pools of fewer than 4 slots queue nothing), made when
+   * the queue is full, by cowmem_pool_flush, or by an acquire that finds no
+   * idle slot of its image (before it would map the image into another).
    * The hot set is learned by comparing contents on sampled resets. Learning
    * samples one reset in sample_every (and sooner while instances write pages
    * outside the hot set; up to 4 times less often while they write exactly
@@ -674,7 +680,8 @@ typedef struct cowmem_pool_metrics_s {
   uint64_t warm;             /* idle with an image (or zeros) mapped */
   uint64_t cold;             /* idle and decommitted */
   uint64_t never_used;       /* not touched yet */
-  uint64_t pending;          /* BATCHED: released, waiting for a flush */
+  uint64_t pending;          /* released, waiting for a flush (BATCHED,
+                                ADAPTIVE's blind resets) */
   uint64_t acquires;
   uint64_t affinity_hits;    /* idle slot of the same image reused */
   uint64_t affinity_misses;  /* anything else */
@@ -683,7 +690,7 @@ typedef struct cowmem_pool_metrics_s {
   uint64_t releases;
   uint64_t resets[COWMEM_RESET_COUNT_]; /* by strategy */
   uint64_t decommits;        /* slots decommitted (warm cap, orphans, trim) */
-  uint64_t flushes;          /* BATCHED flushes */
+  uint64_t flushes;          /* flushes of that queue */
   uint64_t failures;         /* failed system calls under acquire/release */
   uint64_t idle_resident_bytes; /* resident bytes in idle slots' accessible
                                    ranges (mincore; shared image pages too) */
@@ -721,7 +728,8 @@ typedef struct cowmem_pool_image_metrics_s {
   uint64_t copied_pages;     /* pages restored by copy */
   uint64_t discarded_pages;  /* pages decommitted (without PAGEMAP_SCAN:
                                 every page outside the hot set) */
-  uint64_t discard_calls;    /* madvise / process_madvise calls made */
+  uint64_t discard_calls;    /* madvise / process_madvise calls its resets made
+                                (not the queue's flushes: cowmem_pool_metrics) */
   uint64_t scans;            /* resets that used PAGEMAP_SCAN */
 } cowmem_pool_image_metrics_t;
 

@@ -353,7 +353,11 @@ TEST_IMPL(metrics_count_every_thread) {
    * pages at least, and with a scan exactly those. */
   ASSERT_GE(im.copied_pages + im.discarded_pages, 2 * N * 96);
   cowmem_pool_metrics_t pm;
+  /* A pool counts a reset once it is done: blind ones may wait in the
+   * queue for their discard. */
+  ASSERT_OK(cowmem_pool_flush(pool));
   ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+  ASSERT_EQ(pm.pending, 0);
   ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], N * 96);
   ASSERT_UEQ(pm.copied_pages, im.copied_pages);
   ASSERT_UEQ(pm.discarded_pages, im.discarded_pages);
@@ -866,6 +870,77 @@ TEST_IMPL(blind_walks_hot_runs) {
   return 0;
 }
 
+/* A blind reset copies its hot pages back at release and queues its
+ * discard with other slots': one call discards the rest of up to the
+ * queue's slots (4 in a pool of 8). Until then the slot is nobody's: the
+ * pool hands out the other queued ones' neighbours, flushes before it
+ * would map the image into a slot never used, and every acquire still
+ * finds exactly image and zeros (page 20, written and not hot, among
+ * them). */
+static int queued_cycles(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t* want,
+                         int n, size_t* max_pending) {
+  for (int i = 0; i < n; i++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(pool, img, 32 * PS, 64 * PS, &s));
+    uint8_t* m = cowmem_slot_base(s);
+    CHECK(same_bytes(m, want, 32 * PS, "queued blind reset"));
+    m[3 * PS + 5] = (uint8_t)(i + 1);
+    m[7 * PS + 9] = (uint8_t)(i + 2);
+    if (i % 2) m[20 * PS] = 0x5a; /* not hot: discarded, in the queue */
+    ASSERT_OK(cowmem_pool_release(pool, s));
+    cowmem_pool_metrics_t pm;
+    ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+    if (pm.pending > *max_pending) *max_pending = pm.pending;
+  }
+  return 0;
+}
+
+TEST_IMPL(blind_resets_queue_their_discard) {
+  PS = cowmem_page_size();
+  cowmem__os_inject_clear();
+  cowmem_image_t* img = holed_image(4, 8, 2, 3, 0x29);
+  ASSERT_NOT_NULL(img);
+  uint8_t* want = calloc(64, PS);
+  ASSERT_OK(cowmem_image_read(img, 0, want, 64 * PS));
+  cowmem__adaptive_test_mode(2);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 8, 64, 8, 1000);
+  ASSERT_NOT_NULL(pool);
+  size_t max_pending = 0;
+  CHECK(queued_cycles(pool, img, want, 64, &max_pending));
+  cowmem_pool_metrics_t pm;
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  if (!cowmem__os_discards_batch()) {
+    /* One madvise a range here: nothing to gain from a queue. */
+    ASSERT_EQ(max_pending, 0);
+    ASSERT_EQ(pm.flushes, 0);
+  } else {
+    ASSERT_EQ(max_pending, 3); /* the fourth release flushes them */
+    ASSERT_GE(pm.flushes, 64 / 4 - 2);
+    /* The resets' own discards: the samples' (which scan), none else. */
+    ASSERT_LE(im.discard_calls, im.samples);
+    /* Only the queue's slots and the one in use ever held the image. */
+    ASSERT_GE(pm.never_used, 8 - 5);
+    /* A failing discard at a flush: each queued slot is released
+     * decommitted, counted as a failure, and the next instances are exact. */
+    uint64_t failures = pm.failures;
+    cowmem__os_inject_fail(COWMEM__OS_process_madvise, 0, EIO);
+    cowmem__os_inject_fail(COWMEM__OS_madvise, 0, EIO);
+    CHECK(queued_cycles(pool, img, want, 4, &max_pending));
+    cowmem__os_inject_clear();
+    ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+    ASSERT_GT(pm.failures, failures);
+    CHECK(queued_cycles(pool, img, want, 16, &max_pending));
+  }
+  /* Freed with slots still queued: the queue lets their images go. */
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  free(want);
+  return 0;
+}
+
 /* Pages an instance only reads stay mapped across ADAPTIVE's resets: they
  * are the image's (or zeros) already, so decommitting them would only make
  * the next instance fault them in again. An instance that reads all 40
@@ -916,4 +991,4 @@ TEST_IMPL(reads_stay_mapped) {
   free(want);
   return 0;
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard))

@@ -188,6 +188,9 @@ static void scribble(cowmem_slot_t* s, const size_t* hot, size_t nhot) {
 /* ADAPTIVE's mode for the model (cowmem__adaptive_test_mode): 2 blind,
  * scanning to sample; 1 a scan per reset. */
 static int model_mode = 2;
+/* The pool's slots: with 3, as many as are held, ADAPTIVE queues nothing;
+ * with 8 its blind resets queue their discards, 4 slots at a time. */
+static size_t model_slots = M_MAX_HELD;
 
 static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
                  const char* name) {
@@ -197,7 +200,7 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
   cowmem_option_set(COWMEM_OPTION_NO_PAGEMAP_SCAN, no_scan);
   seed_init(name);
   ops = test_ops(ops);
-  cowmem_pool_t* pool = make_pool(reset, M_MAX_HELD, M_SLOT_PAGES, 12, 8);
+  cowmem_pool_t* pool = make_pool(reset, model_slots, M_SLOT_PAGES, 12, 8);
   ASSERT_NOT_NULL(pool);
   /* A: a small hole (mapped from the memfd), B: a large one (anonymous in
    * the slot), and the all-zeros memory. */
@@ -269,6 +272,12 @@ static int model(cowmem_reset_strategy_t reset, bool no_scan, size_t ops,
       ASSERT_EQ(im.scans, im.samples); /* blind: a scan only to sample */
     else
       ASSERT_GE(im.scans, im.samples); /* decided per reset */
+    cowmem_pool_metrics_t pm;
+    ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+    if (model_slots > M_MAX_HELD && model_mode == 2 && cowmem__os_discards_batch())
+      ASSERT_GT(pm.flushes, 0); /* blind resets were queued */
+    else if (model_slots <= M_MAX_HELD)
+      ASSERT_EQ(pm.flushes, 0);
   }
   cowmem__adaptive_test_mode(0);
   ASSERT_OK(cowmem_pool_free(pool));
@@ -289,6 +298,15 @@ TEST_IMPL(model_adaptive_scan_each) {
 TEST_IMPL(model_adaptive_decide) {
   model_mode = 0; /* blind or scan as the pool decides, reads weighing in */
   return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive_decide");
+}
+TEST_IMPL(model_adaptive_queued) {
+  model_slots = 8;
+  return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive_queued");
+}
+TEST_IMPL(model_adaptive_queued_decide) {
+  model_slots = 8;
+  model_mode = 0;
+  return model(COWMEM_RESET_ADAPTIVE, false, 50000, "model_adaptive_queued_decide");
 }
 TEST_IMPL(model_adaptive_no_scan) {
   return model(COWMEM_RESET_ADAPTIVE, true, 50000, "model_adaptive_no_scan");
@@ -311,4 +329,4 @@ TEST_IMPL(model_batched) {
 TEST_IMPL(model_batched_no_scan) {
   return model(COWMEM_RESET_BATCHED, true, 30000, "model_batched_no_scan");
 }
-TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(candidates_without_scan) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_scan_each) TEST_ENTRY(model_adaptive_decide) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan))
+TEST_MAIN(TEST_ENTRY(scan_sees_writes_and_discards) TEST_ENTRY(candidates_without_scan) TEST_ENTRY(model_adaptive) TEST_ENTRY(model_adaptive_scan_each) TEST_ENTRY(model_adaptive_decide) TEST_ENTRY(model_adaptive_queued) TEST_ENTRY(model_adaptive_queued_decide) TEST_ENTRY(model_adaptive_no_scan) TEST_ENTRY(model_madvise) TEST_ENTRY(model_madvise_no_scan) TEST_ENTRY(model_keep_resident) TEST_ENTRY(model_keep_resident_no_scan) TEST_ENTRY(model_batched) TEST_ENTRY(model_batched_no_scan))

@@ -136,21 +136,21 @@ static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char*
          "microseconds; faults: minor page faults per cycle\n\n",
          c->iters, c->warm, bench_mod_reads(c), c->read_hi - c->read_lo, c->dirty, c->lines,
          c->lines == 1 ? "" : "s");
-  printf("%-20s %10s %9s %10s %9s %10s %9s %8s %8s %8s\n", "strategy", "inst med",
-         "inst p99", "reset med", "reset p99", "cycle med", "cycle p99", "faults", "inst x",
-         "cycle x");
-  double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
+  printf("%-20s %10s %9s %10s %9s %10s %9s %9s %8s %8s %8s\n", "strategy", "inst med",
+         "inst p99", "reset med", "reset p99", "cycle med", "cycle p99", "cycle avg", "faults",
+         "inst x", "cycle x");
+  double bi = med(&rows[0].inst), bc = rows[0].cycle_avg;
   for (size_t i = 0; i < n; i++) {
     bench_row_t* r = &rows[i];
     if (r->failed) {
       printf("%-20s (failed)\n", r->name);
       continue;
     }
-    double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %8.2f %8.1f %8.1f\n", r->name,
+    double mi = med(&r->inst), mc = r->cycle_avg;
+    printf("%-20s %10.2f %9.2f %10.2f %9.2f %10.2f %9.2f %9.2f %8.2f %8.1f %8.1f\n", r->name,
            mi / 1e3, p99(&r->inst) / 1e3, med(&r->reset) / 1e3, p99(&r->reset) / 1e3,
-           mc / 1e3, p99(&r->cycle) / 1e3, (double)r->faults / (double)c->iters,
-           mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
+           med(&r->cycle) / 1e3, p99(&r->cycle) / 1e3, mc / 1e3,
+           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0, mc > 0 ? bc / mc : 0);
   }
   const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
   if (n > FIXED + COWMEM_RESET_ADAPTIVE && !ad->failed)
@@ -159,7 +159,12 @@ static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char*
            ad->counts.scans, ad->counts.copied, ad->counts.madvise);
   printf("\nopening the compiled .cwimg: median %.2f us, p99 %.2f us\n",
          med(&c->open_ns) / 1e3, p99(&c->open_ns) / 1e3);
-  printf("x = copy-fresh median / row median (higher is faster)\n");
+  printf("cycle avg: the median of the means of %d consecutive cycles, which counts "
+         "work a strategy queues and does for many resets at once (pool-batched, "
+         "pool-adaptive's blind resets); a median of single cycles leaves it out\n",
+         BENCH_AVG_BLOCK);
+  printf("inst x = copy-fresh median / row median, cycle x = copy-fresh avg / row avg "
+         "(higher is faster)\n");
   for (size_t i = 0; i < n; i++)
     printf("  %-18s %s\n", rows[i].name, rows[i].covers);
 }
@@ -184,7 +189,7 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const duel_t
          cowmem_page_size());
   json_q("open_cwimg_ns", &c->open_ns, false);
   printf("\"rows\": [");
-  double bi = med(&rows[0].inst), bc = med(&rows[0].cycle);
+  double bi = med(&rows[0].inst), bc = rows[0].cycle_avg;
   bool first = true;
   for (size_t i = 0; i < n; i++) {
     bench_row_t* r = &rows[i];
@@ -196,10 +201,10 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const duel_t
     json_q("instantiate_ns", &r->inst, false);
     json_q("reset_ns", &r->reset, false);
     json_q("cycle_ns", &r->cycle, false);
-    double mi = med(&r->inst), mc = med(&r->cycle);
-    printf("\"faults_per_cycle\": %.3f, \"ratio_instantiate\": %.2f, "
+    double mi = med(&r->inst), mc = r->cycle_avg;
+    printf("\"cycle_avg_ns\": %.0f, \"faults_per_cycle\": %.3f, \"ratio_instantiate\": %.2f, "
            "\"ratio_cycle\": %.2f",
-           (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0,
+           mc, (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0,
            mc > 0 ? bc / mc : 0);
     if (i == FIXED + COWMEM_RESET_ADAPTIVE)
       printf(", \"scans_per_reset\": %.3f, \"copied_pages_per_reset\": %.3f, "
@@ -379,6 +384,7 @@ int cmd_bench(int argc, char** argv) {
       e[nrows] = bench_mod_wasmtime(&c, m, &rows[nrows]);
     }
     for (size_t i = 0; i < nrows; i++) {
+      rows[i].cycle_avg = bench_block_mean(&rows[i].cycle, BENCH_AVG_BLOCK);
       if (e[i] == 0) continue;
       rows[i].failed = true;
       fprintf(stderr, "%s: %s: %s failed: %s\n", tool_cmd, in, rows[i].name,
@@ -405,11 +411,10 @@ int cmd_bench(int argc, char** argv) {
     else
       print_table(&c, rows, nrows, in);
     if (!json && !ad->failed && !wt[0].failed && !wt[1].failed && !wt[2].failed) {
-      double a = med((bench_samples_t*)&ad->cycle);
-      printf("pool-adaptive cycle against Wasmtime's modes (above 1: cowmem faster): "
+      double a = ad->cycle_avg;
+      printf("pool-adaptive cycle against Wasmtime's modes (cycle avg; above 1: cowmem faster): "
              "default %.2fx, keep_resident %.2fx, pagemap_scan %.2fx\n",
-             med((bench_samples_t*)&wt[0].cycle) / a, med((bench_samples_t*)&wt[1].cycle) / a,
-             med((bench_samples_t*)&wt[2].cycle) / a);
+             wt[0].cycle_avg / a, wt[1].cycle_avg / a, wt[2].cycle_avg / a);
       if (duel.ok)
         printf("pool-adaptive cycle against Wasmtime's pagemap_scan mode, taking turns: "
                "median %.2fx, rounds %.2fx to %.2fx (%d rounds of %d cycles each)\n",

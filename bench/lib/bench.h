@@ -44,17 +44,21 @@ extern const size_t bench_nstrategies;
 cowmem_pool_t* bench_strategy_pool(const bench_strategy_t* st, size_t slots);
 
 /* What ADAPTIVE's resets of one image in a pool did, per reset, between
- * two looks at its metrics (cowmem_pool_image_metrics): the resets that
- * scanned (PAGEMAP_SCAN), the pages copied back, and the madvise /
- * process_madvise calls. All 0 when no reset was made in between. */
+ * two looks at its metrics (cowmem_pool_image_metrics, and the pool's
+ * flushes): the resets that scanned (PAGEMAP_SCAN), the pages copied back,
+ * and the madvise / process_madvise calls, the resets' own and the queue's
+ * flushes (one call for the discards of many blind resets; the pool must
+ * serve this image alone). All 0 when no reset was made in between. */
 typedef struct {
   uint64_t resets;
   double scans, copied, madvise;
 } bench_counts_t;
-cowmem_pool_image_metrics_t bench_counts_look(cowmem_pool_t* pool,
-                                              const cowmem_image_t* img);
-bench_counts_t bench_counts_between(const cowmem_pool_image_metrics_t* from,
-                                    const cowmem_pool_image_metrics_t* to);
+typedef struct {
+  cowmem_pool_image_metrics_t im;
+  uint64_t flushes;
+} bench_look_t;
+bench_look_t bench_counts_look(cowmem_pool_t* pool, const cowmem_image_t* img);
+bench_counts_t bench_counts_between(const bench_look_t* from, const bench_look_t* to);
 
 /* Page offsets k writes spread like a real program's, for an image of img
  * bytes at offset at: k/8 stack pages below it (at least 1, at most what

@@ -58,6 +58,27 @@ static inline double bench_quantile(bench_samples_t* s, double q) {
   return s->v[bench_rank(s->n, q)];
 }
 
+/* The median of the means of consecutive blocks of `block` samples, in the
+ * order they were taken (call it before a quantile sorts them): what work
+ * costs when some of it is deferred and done for many at once (a queue's
+ * flush), which a median of single samples leaves out, without letting one
+ * preempted sample move the figure as a plain mean would. */
+static inline double bench_block_mean(const bench_samples_t* s, size_t block) {
+  if (s->n == 0) return 0;
+  if (block == 0 || block > s->n) block = s->n; /* fewer samples: their mean */
+  size_t nb = s->n / block;
+  bench_samples_t means = {0};
+  for (size_t b = 0; b < nb; b++) {
+    double sum = 0;
+    for (size_t i = 0; i < block; i++)
+      sum += s->v[b * block + i];
+    bench_add(&means, sum / (double)block);
+  }
+  double m = bench_quantile(&means, 0.5);
+  free(means.v);
+  return m;
+}
+
 static int bench_cmp_u64_(const void* a, const void* b) {
   uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
   return x < y ? -1 : x > y;

@@ -47,6 +47,7 @@ typedef struct {
   char name[32];
   const char* covers;
   bench_samples_t inst, reset, cycle;
+  double cycle_avg; /* bench_block_mean of cycle (BENCH_AVG_BLOCK), set by the caller */
   uint64_t faults; /* minor faults over the measured cycles */
   bench_counts_t counts; /* pool-adaptive: per measured reset */
   bool failed;
@@ -71,8 +72,8 @@ int bench_mod_wasmtime(const bench_mod_t* c, int mode, bench_row_t* r);
 
 /* pool-adaptive's cycle against Wasmtime's pagemap_scan mode's, taking
  * turns: rounds of block cycles of each (which goes first alternates),
- * after c->warm of each; per round, the ratio of Wasmtime's median cycle to
- * the pool's (above 1: the pool faster). A host whose speed drifts moves
+ * after c->warm of each; per round, the ratio of Wasmtime's time for its block
+ * to the pool's (above 1: the pool faster). A host whose speed drifts moves
  * both sides of a round alike, where rows measured one after the other
  * can differ by a third. The median, lowest and highest round into *median,
  * *lo, *hi. 0 or an error code. */
@@ -84,6 +85,10 @@ int bench_mod_duel(const bench_mod_t* c, size_t rounds, size_t block, double* me
  * (Wasmtime's pagemap_scan mode on a memory of each worker's own). Threads
  * share one pool; processes make their own. Best of 3 cycles/s of 1
  * worker and of n into *one and *many. */
+/* Cycles per block of a row's average (bench_block_mean): 4 of the ADAPTIVE
+ * queue's flushes at most. */
+#define BENCH_AVG_BLOCK 32
+
 enum { BENCH_MOD_ARITH = -1, BENCH_MOD_MEMCPY = -2, BENCH_MOD_WASMTIME = -3 };
 void bench_mod_scaling(const bench_mod_t* c, int strat, int n, bool procs, double* one,
                        double* many);

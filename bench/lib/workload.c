@@ -41,21 +41,23 @@ cowmem_pool_t* bench_strategy_pool(const bench_strategy_t* st, size_t slots) {
   return bench_make_pool(st->reset, slots);
 }
 
-cowmem_pool_image_metrics_t bench_counts_look(cowmem_pool_t* pool,
-                                              const cowmem_image_t* img) {
-  cowmem_pool_image_metrics_t m;
-  bench_must(cowmem_pool_image_metrics(pool, img, &m), "cowmem_pool_image_metrics");
-  return m;
+bench_look_t bench_counts_look(cowmem_pool_t* pool, const cowmem_image_t* img) {
+  bench_look_t l;
+  cowmem_pool_metrics_t pm;
+  bench_must(cowmem_pool_image_metrics(pool, img, &l.im), "cowmem_pool_image_metrics");
+  bench_must(cowmem_pool_metrics(pool, &pm), "cowmem_pool_metrics");
+  l.flushes = pm.flushes;
+  return l;
 }
 
-bench_counts_t bench_counts_between(const cowmem_pool_image_metrics_t* from,
-                                    const cowmem_pool_image_metrics_t* to) {
-  bench_counts_t c = {to->resets - from->resets, 0, 0, 0};
+bench_counts_t bench_counts_between(const bench_look_t* from, const bench_look_t* to) {
+  bench_counts_t c = {to->im.resets - from->im.resets, 0, 0, 0};
   if (c.resets == 0) return c;
   double n = (double)c.resets;
-  c.scans = (double)(to->scans - from->scans) / n;
-  c.copied = (double)(to->copied_pages - from->copied_pages) / n;
-  c.madvise = (double)(to->discard_calls - from->discard_calls) / n;
+  c.scans = (double)(to->im.scans - from->im.scans) / n;
+  c.copied = (double)(to->im.copied_pages - from->im.copied_pages) / n;
+  c.madvise = (double)(to->im.discard_calls - from->im.discard_calls + to->flushes -
+                       from->flushes) / n;
   return c;
 }
 

@@ -315,6 +315,10 @@ int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n) {
   return os_discard_each(ranges, n);
 }
 
+bool cowmem__os_discards_batch(void) {
+  return atomic_load_explicit(&pm_state, memory_order_relaxed) >= 0;
+}
+
 int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
   _Atomic uint32_t* w = os_turn_word();
   bool turn = os_turn_try(w);

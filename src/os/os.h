@@ -78,6 +78,9 @@ typedef struct {
   size_t len;
 } cowmem__os_range_t;
 int cowmem__os_discard_many(const cowmem__os_range_t* ranges, size_t n);
+/* Does cowmem__os_discard_many make one call for many ranges (Linux with
+ * process_madvise; true until a call finds it missing)? */
+bool cowmem__os_discards_batch(void);
 /* Discard ranges expected to hold no pages (a reset's decommit of what
  * should be untouched). Such discards take turns in the process: two
  * madvise calls at once make Linux flush every CPU's TLBs even when

@@ -260,7 +260,7 @@ static entry_t* take_cold(cowmem__idle_t* idle) {
   return e;
 }
 
-entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count) {
+entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count, bool cold) {
   entry_t* e = take_affine(idle, key);
   if (count) {
     if (e != NULL)
@@ -268,7 +268,7 @@ entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count) {
     else
       STAT_ADD(idle, misses, 1);
   }
-  if (e == NULL && (e = take_fresh(idle)) == NULL) e = take_cold(idle);
+  if (e == NULL && (e = take_fresh(idle)) == NULL && cold) e = take_cold(idle);
   return e;
 }
 

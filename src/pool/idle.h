@@ -57,9 +57,10 @@ void cowmem__idle_free(cowmem__idle_t* idle);
 
 /* An entry for an instance of the image with this key, IN_USE: an idle slot
  * of the same image (this thread's shard first), else a never-used one,
- * else a decommitted one; NULL if none. Counts an affinity hit or miss when
- * count is set. */
-cowmem__entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count);
+ * else (if cold) a decommitted one; NULL if none. Counts an affinity hit or
+ * miss when count is set. */
+cowmem__entry_t* cowmem__idle_take(cowmem__idle_t* idle, uint64_t key, bool count,
+                                   bool cold);
 /* The least recently used idle slot of any image, IN_USE; NULL if none. */
 cowmem__entry_t* cowmem__idle_steal(cowmem__idle_t* idle);
 /* A clean (READY) slot becomes idle: warm in this thread's shard, or

@@ -53,8 +53,9 @@ struct cowmem_pool_s {
   pthread_cond_t wait_cond;
   _Atomic int waiters;
   _Atomic uint64_t release_seq;
-  _Atomic uint64_t flushed_epoch; /* BATCHED: cowmem__orphan_epoch at the
-                                     last flush for orphans */
+  _Atomic uint64_t flushed_epoch; /* cowmem__orphan_epoch at the last
+                                     flush of the queue for orphans */
+  bool queues;  /* the reset may queue slots (cowmem__reset_queues) */
 };
 
 #define SHARD_ADD(pool, field, v)                                                        \
@@ -206,6 +207,7 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
   pool->reserve_len = total;
   pool->stride = cfg->slot_reserve + cfg->guard_size;
   pool->entries = entries;
+  pool->queues = cowmem__reset_queues(pool->reset);
   for (size_t i = 0; i < cfg->max_slots; i++) {
     entry_t* en = &entries[i];
     cowmem__slot_init(&en->slot, pool->base + cfg->guard_size + i * pool->stride,
@@ -221,12 +223,12 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
 
 static int flush_queue(cowmem_pool_t* pool);
 
-/* Decommit idle slots of orphaned images. Under BATCHED a queued slot may
- * hold an orphan too, keeping its memfd until the queue fills: flush it
- * first when images became orphans since the last time (rare: an image
- * replaced), so that the sweep finds them idle. */
+/* Decommit idle slots of orphaned images. A queued slot may hold an
+ * orphan too, keeping its memfd until the queue fills: flush it first when
+ * images became orphans since the last time (rare: an image replaced), so
+ * that the sweep finds them idle. */
 static void pool_sweep(cowmem_pool_t* pool) {
-  if (pool->cfg.reset == COWMEM_RESET_BATCHED) {
+  if (pool->queues) {
     uint64_t ep = atomic_load_explicit(&cowmem__orphan_epoch, memory_order_relaxed);
     if (atomic_load_explicit(&pool->flushed_epoch, memory_order_relaxed) != ep &&
         atomic_exchange(&pool->flushed_epoch, ep) != ep)
@@ -238,7 +240,7 @@ static void pool_sweep(cowmem_pool_t* pool) {
 int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
   if (SHARD_SUM(pool, in_use) != 0) return COWMEM_EBUSY;
-  /* Slots still queued by BATCHED hold images: let them go too. */
+  /* Slots still queued hold images: let them go too. */
   flush_queue(pool);
   cowmem__idle_free(pool->idle);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
@@ -277,11 +279,14 @@ static void look_meanwhile(int where) {
 #endif
 
 static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
-  entry_t* e = cowmem__idle_take(pool->idle, key, count);
-  /* BATCHED: queued slots become idle on a flush; one of them may even be
-   * of this image. */
-  if (e == NULL && pool->cfg.reset == COWMEM_RESET_BATCHED && flush_queue(pool) > 0)
-    e = cowmem__idle_take(pool->idle, key, false);
+  /* Queued slots become idle on a flush; one of them may even be of this
+   * image. ADAPTIVE's are: its blind resets queue what is left of them,
+   * a discard that is one system call for all, much less than mapping the
+   * image into a decommitted slot, so the flush comes first. */
+  bool flush_first = pool->queues && pool->cfg.reset == COWMEM_RESET_ADAPTIVE;
+  entry_t* e = cowmem__idle_take(pool->idle, key, count, !flush_first);
+  if (e == NULL && pool->queues && (flush_queue(pool) > 0 || flush_first))
+    e = cowmem__idle_take(pool->idle, key, false, true);
   if (e == NULL) look_meanwhile(COWMEM__POOL_LOOK_STEAL);
   if (e == NULL) e = cowmem__idle_steal(pool->idle);
   return e;
@@ -304,7 +309,7 @@ static int releases_look_end(cowmem_pool_t* pool, uint64_t landed_before) {
  * it can miss a free slot that changes place meanwhile: another thread's
  * sweep, trim or flush holding it between two places (off a warm list, not
  * yet on the cold one), or a release landing a slot in a place the look
- * has passed (the BATCHED queue, say) while the same thread's next acquire
+ * has passed (the reset queue, say) while the same thread's next acquire
  * takes the slot the look was about to reach. A host that cannot fail an
  * allocation dies of such a miss. So the pool is exhausted only after a
  * look during which no other thread's move or release was in flight or
@@ -384,7 +389,7 @@ int cowmem_pool_acquire_wait(cowmem_pool_t* pool, cowmem_image_t* image,
     /* Releases bump release_seq only when they see a waiter. Registered now,
      * look once more: a release that did not see us made its slot available
      * before it looked (both sides fence), so this try finds it. The try runs
-     * without wait_lock: under BATCHED it may flush the queue, and the flush
+     * without wait_lock: under BATCHED or ADAPTIVE it may flush the queue, and the flush
      * wakes waiters, which takes wait_lock (non-recursive). */
     atomic_fetch_add(&pool->waiters, 1);
     atomic_thread_fence(memory_order_seq_cst);

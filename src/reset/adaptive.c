@@ -74,6 +74,7 @@ typedef struct {
 struct cowmem__adaptive_s {
   size_t budget;                        /* pages a hot set may hold */
   size_t sample_every;                  /* >= 1 */
+  bool defers;                          /* blind resets' discards are queued */
   pthread_mutex_t lock;                 /* inserts, removals, totals */
   uint64_t gone_copied, gone_discarded; /* removed states' totals; lock */
   _Atomic uint64_t keys[TABLE_CAP];
@@ -82,9 +83,11 @@ struct cowmem__adaptive_s {
 
 #define LOAD(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
-cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_every) {
+cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_every,
+                                         bool defers) {
   cowmem__adaptive_t* a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
+  a->defers = defers;
   a->budget = resident_budget / cowmem__os_page_size();
   a->sample_every = sample_every ? sample_every : 1;
   pthread_mutex_init(&a->lock, NULL);
@@ -225,8 +228,16 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * checking only "busy now" let both threads pick blind and then queue. On
  * a Zen 5 VM (PTI), K=16 two threads 1.72-1.76x one against 1.14-1.68x
  * with "busy now" in the same sitting; one thread unchanged. */
-static bool blind_cheaper(uint64_t runs, uint64_t hot, uint64_t clean, uint64_t tables) {
-  return runs * 10 + clean * 2 <= 40 + hot * 4 + tables * 3;
+/* What a blind reset whose discard is queued with other slots' saves
+ * against one making its own call (see cowmem__adaptive_new's defers). */
+#define DEFER_SAVES 50
+
+_Static_assert(COWMEM__ADAPTIVE_DEFER_MAX == COWMEM__HOTSET_LISTED + 1,
+               "a blind reset's gaps: one more than the listed runs");
+
+static bool blind_cheaper(uint64_t runs, uint64_t hot, uint64_t clean, uint64_t tables,
+                          bool defers) {
+  return runs * 10 + clean * 2 <= 40 + hot * 4 + tables * 3 + (defers ? DEFER_SAVES : 0);
 }
 
 #ifdef COWMEM_TESTING
@@ -237,14 +248,14 @@ void cowmem__adaptive_test_mode(int mode) {
 #endif
 
 /* Scan at this reset, or reset blind. */
-static bool scan_each(const image_state_t* st) {
+static bool scan_each(const cowmem__adaptive_t* a, const image_state_t* st) {
 #ifdef COWMEM_TESTING
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 1;
 #endif
   /* The turn's word is asked only when blind would be cheaper alone. */
   return !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
-                        LOAD(st->tables)) ||
+                        LOAD(st->tables), a->defers) ||
          cowmem__os_discard_contended();
 }
 
@@ -528,7 +539,8 @@ static void mark_owned(reset_ctx_t* c, uint64_t version) {
   c->slot->reset_mark = all ? version + 1 : 0;
 }
 
-int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
+                           cowmem__os_range_t* defer, size_t* ndefer) {
   bool prof = prof_begin();
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
@@ -572,7 +584,7 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   bool exact = cowmem__dirty_exact();
   bool due = sample_due(st, sp, a->sample_every, n, 0);
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
-  if (exact && (due || scan_each(st))) {
+  if (exact && (due || scan_each(a, st))) {
     int r = cowmem__dirty_written(slot->base, slot->accessible, collect, &c);
     prof_mark(prof, COWMEM__PHASE_SCAN);
     if (r != 0 || c.oom) {
@@ -624,12 +636,25 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot) {
   }
   restore_flush(&c);
   prof_mark(prof, COWMEM__PHASE_COPY);
+  /* A blind reset whose discard is one call (no list filled up) can leave
+   * it to the caller, who queues it with other slots': one call for many
+   * resets. The slot is finished after it. */
+  bool deferred = defer != NULL && c.blind && c.err == 0 && c.nd > 0 && c.calls == 0;
+  if (deferred) {
+    memcpy(defer, c.d, c.nd * sizeof *defer);
+    *ndefer = c.nd;
+    c.nd = 0;
+  }
   discard_flush(&c);
   prof_mark(prof, COWMEM__PHASE_DECOMMIT);
   if (c.copied) cowmem__stripe_add(si, &sp->copied, c.copied);
   if (c.discarded) cowmem__stripe_add(si, &sp->discarded, c.discarded);
   if (c.calls) cowmem__stripe_add(si, &sp->discard_calls, c.calls);
   if (c.err) return cowmem__slot_fail(slot, c.err);
+  if (deferred) {
+    prof_end(prof);
+    return COWMEM__ADAPTIVE_DEFERRED;
+  }
   int res = cowmem__slot_finish_reset(slot);
   prof_mark(prof, COWMEM__PHASE_FINISH);
   prof_end(prof);

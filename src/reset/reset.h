@@ -18,11 +18,14 @@ void cowmem__reset_free(cowmem__reset_t* r);
 
 enum { COWMEM__RESET_DONE = 0, COWMEM__RESET_QUEUED = 1, COWMEM__RESET_FLUSH = 2 };
 
-/* Reset a DIRTY slot. Returns DONE (the slot is READY), QUEUED (BATCHED: it
- * waits for a flush), FLUSH (queued, and the queue is full: the caller
- * flushes), or a negative error (the slot was released to EMPTY or is
- * BROKEN). */
+/* Reset a DIRTY slot. Returns DONE (the slot is READY), QUEUED (BATCHED, or
+ * an ADAPTIVE reset whose discard waits for other slots': it waits for a
+ * flush), FLUSH (queued, and the queue is full: the caller flushes), or a
+ * negative error (the slot was released to EMPTY or is BROKEN). */
 int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot);
+
+/* May cowmem__reset queue slots? */
+bool cowmem__reset_queues(const cowmem__reset_t* r);
 
 /* Finish every queued reset and report each slot to done(arg, slot, result)
  * (result as cowmem__reset's DONE or error). Returns how many. */

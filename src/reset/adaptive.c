@@ -230,7 +230,7 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * with "busy now" in the same sitting; one thread unchanged. */
 /* What a blind reset whose discard is queued with other slots' saves
  * against one making its own call (see cowmem__adaptive_new's defers). */
-#define DEFER_SAVES 50
+#define DEFER_SAVES 60
 
 _Static_assert(COWMEM__ADAPTIVE_DEFER_MAX == COWMEM__HOTSET_LISTED + 1,
                "a blind reset's gaps: one more than the listed runs");

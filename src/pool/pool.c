@@ -221,7 +221,7 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
   return 0;
 }
 
-static int flush_queue(cowmem_pool_t* pool);
+static int flush_queue(cowmem_pool_t* pool, bool own);
 
 /* Decommit idle slots of orphaned images. A queued slot may hold an
  * orphan too, keeping its memfd until the queue fills: flush it first when
@@ -232,7 +232,7 @@ static void pool_sweep(cowmem_pool_t* pool) {
     uint64_t ep = atomic_load_explicit(&cowmem__orphan_epoch, memory_order_relaxed);
     if (atomic_load_explicit(&pool->flushed_epoch, memory_order_relaxed) != ep &&
         atomic_exchange(&pool->flushed_epoch, ep) != ep)
-      flush_queue(pool);
+      flush_queue(pool, false);
   }
   cowmem__idle_sweep(pool->idle);
 }
@@ -241,7 +241,7 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
   if (SHARD_SUM(pool, in_use) != 0) return COWMEM_EBUSY;
   /* Slots still queued hold images: let them go too. */
-  flush_queue(pool);
+  flush_queue(pool, false);
   cowmem__idle_free(pool->idle);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
     cowmem_slot_t* s = &pool->entries[i].slot;
@@ -285,8 +285,12 @@ static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
    * image into a decommitted slot, so the flush comes first. */
   bool flush_first = pool->queues && pool->cfg.reset == COWMEM_RESET_ADAPTIVE;
   entry_t* e = cowmem__idle_take(pool->idle, key, count, !flush_first);
-  if (e == NULL && pool->queues && (flush_queue(pool) > 0 || flush_first))
-    e = cowmem__idle_take(pool->idle, key, false, true);
+  if (e == NULL && pool->queues) {
+    /* This thread's own queue first: its slots come back to its shard. */
+    int n = flush_first ? flush_queue(pool, true) : 0;
+    if (n == 0) n = flush_queue(pool, false);
+    if (n > 0 || flush_first) e = cowmem__idle_take(pool->idle, key, false, true);
+  }
   if (e == NULL) look_meanwhile(COWMEM__POOL_LOOK_STEAL);
   if (e == NULL) e = cowmem__idle_steal(pool->idle);
   return e;
@@ -442,11 +446,11 @@ static void flushed_one(void* arg, cowmem_slot_t* slot, int r) {
 /* The flushed slots become idle, and an image that only they held becomes
  * an orphan there: sweep it now, not at the next call (one load when no
  * image did). */
-static int flush_queue(cowmem_pool_t* pool) {
+static int flush_queue(cowmem_pool_t* pool, bool own) {
   /* The queued slots are released, so free: from the flush's take of the
    * queue to their landing in the idle store they are a move (idle.h). */
   cowmem__idle_move_begin(pool->idle);
-  int n = cowmem__reset_flush(pool->reset, flushed_one, pool);
+  int n = cowmem__reset_flush(pool->reset, own, flushed_one, pool);
   cowmem__idle_move_end(pool->idle);
   if (n > 0) {
     METRIC_INC(pool, flushes);
@@ -485,7 +489,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
     r = cowmem__reset(pool->reset, slot);
     if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {
       release_landed(shard, st);
-      if (r == COWMEM__RESET_FLUSH) flush_queue(pool); /* else flushed later */
+      if (r == COWMEM__RESET_FLUSH) flush_queue(pool, true); /* else flushed later */
       return 0;
     }
     after_reset(pool, e, r);
@@ -501,13 +505,13 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
 
 int cowmem_pool_flush(cowmem_pool_t* pool) {
   if (pool == NULL) return COWMEM_EINVAL;
-  flush_queue(pool);
+  flush_queue(pool, false);
   return 0;
 }
 
 int cowmem_pool_trim(cowmem_pool_t* pool) {
   if (pool == NULL) return COWMEM_EINVAL;
-  flush_queue(pool);
+  flush_queue(pool, false);
   cowmem__idle_trim(pool->idle);
   return 0;
 }

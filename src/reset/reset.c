@@ -7,47 +7,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "reset/adaptive.h"
 #include "image/image.h"
 #include "reset/reset.h"
 
 /* Slots waiting for one discard of all their ranges: BATCHED's (each
- * slot's accessible bytes), and ADAPTIVE's blind resets' (the gaps between
- * hot runs, which should hold no page; the hot pages were restored at
- * release). */
+ * slot's accessible bytes; one queue for the pool), and ADAPTIVE's blind
+ * resets' (the gaps between hot runs, which should hold no page; the hot
+ * pages were restored at release; a queue per thread stripe, so that a
+ * flush hands a thread's slots back to its own idle lists and two threads
+ * share no lock). */
 typedef struct {
-  pthread_mutex_t lock;
-  cowmem_slot_t** items;
-  size_t n;
-  size_t cap; /* the batch size; 0: nothing is queued */
+  _Alignas(64) pthread_mutex_t lock;
+  cowmem_slot_t** items; /* ADAPTIVE: made at the stripe's first push */
   cowmem__os_range_t* ranges;
-  size_t nr, rcap;
-  bool empty; /* the ranges should hold no page: the discard takes turns */
-} batch_t;
+  size_t n, nr;
+} queue_t;
 
-/* ADAPTIVE: slots queued at most. A flush of 8 blind resets' discards in
- * one process_madvise cost 1.4 us a slot against 2.7 us for a call each
- * (576 KiB memories, 8 written pages each, Zen 5 VM); more saves little
- * and keeps more slots waiting. */
+/* ADAPTIVE: slots queued at most, per thread. A flush of 8 blind resets'
+ * discards in one process_madvise cost 1.4 us a slot against 2.7 us for a
+ * call each (576 KiB memories, 8 written pages each, Zen 5 VM); more saves
+ * little and keeps more slots waiting. */
 #define DEFER_SLOTS 8
 
 struct cowmem__reset_s {
   cowmem_reset_strategy_t strategy;
   size_t keep_resident;
-  batch_t batch;                /* BATCHED */
+  queue_t* queues; /* nqueues of them; NULL: nothing is queued */
+  size_t nqueues;
+  size_t cap, rcap; /* slots and ranges a queue holds */
+  bool empty;       /* the ranges should hold no page: the discard takes turns */
   cowmem__adaptive_t* adaptive; /* ADAPTIVE */
 };
+
+static int queues_new(cowmem__reset_t* r, size_t n, size_t cap, size_t rcap, bool now) {
+  r->queues = cowmem__alloc_lines(n, sizeof *r->queues);
+  if (r->queues == NULL) return COWMEM_ENOMEM;
+  r->nqueues = n;
+  r->cap = cap;
+  r->rcap = rcap;
+  for (size_t i = 0; i < n; i++)
+    pthread_mutex_init(&r->queues[i].lock, NULL);
+  for (size_t i = 0; now && i < n; i++) {
+    queue_t* q = &r->queues[i];
+    q->items = malloc(cap * sizeof *q->items);
+    q->ranges = malloc(rcap * sizeof *q->ranges);
+    if (q->items == NULL || q->ranges == NULL) return COWMEM_ENOMEM;
+  }
+  return 0;
+}
 
 int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out) {
   cowmem__reset_t* r = calloc(1, sizeof *r);
   if (r == NULL) return COWMEM_ENOMEM;
   r->strategy = cfg->reset;
   r->keep_resident = cfg->keep_resident;
-  pthread_mutex_init(&r->batch.lock, NULL);
   int err = 0;
-  batch_t* q = &r->batch;
   if (cfg->reset == COWMEM_RESET_BATCHED) {
-    q->cap = q->rcap = cfg->batch_size;
+    err = queues_new(r, 1, cfg->batch_size, cfg->batch_size, true);
   } else if (cfg->reset == COWMEM_RESET_ADAPTIVE && cowmem__os_discards_batch()) {
     /* Queued slots come back idle together: at most half the pool, and no
      * more than stay warm (past max_warm_slots they would be decommitted).
@@ -55,17 +73,13 @@ int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out) {
     size_t cap = cfg->max_slots / 2;
     if (cap > cfg->max_warm_slots) cap = cfg->max_warm_slots;
     if (cap > DEFER_SLOTS) cap = DEFER_SLOTS;
-    q->cap = cap >= 2 ? cap : 0;
-    q->rcap = q->cap * COWMEM__ADAPTIVE_DEFER_MAX;
-    q->empty = true;
+    if (cap >= 2)
+      err = queues_new(r, COWMEM__STRIPES, cap, cap * COWMEM__ADAPTIVE_DEFER_MAX, false);
+    r->empty = true;
   }
-  if (q->cap > 0) {
-    q->items = malloc(q->cap * sizeof *q->items);
-    q->ranges = malloc(q->rcap * sizeof *q->ranges);
-    if (q->items == NULL || q->ranges == NULL) err = COWMEM_ENOMEM;
-  }
-  if (cfg->reset == COWMEM_RESET_ADAPTIVE) {
-    r->adaptive = cowmem__adaptive_new(cfg->resident_budget, cfg->sample_every, q->cap > 0);
+  if (err == 0 && cfg->reset == COWMEM_RESET_ADAPTIVE) {
+    r->adaptive =
+        cowmem__adaptive_new(cfg->resident_budget, cfg->sample_every, r->queues != NULL);
     if (r->adaptive == NULL) err = COWMEM_ENOMEM;
   }
   if (err != 0) {
@@ -79,14 +93,22 @@ int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out) {
 void cowmem__reset_free(cowmem__reset_t* r) {
   if (r == NULL) return;
   cowmem__adaptive_free(r->adaptive);
-  pthread_mutex_destroy(&r->batch.lock);
-  free(r->batch.items);
-  free(r->batch.ranges);
+  for (size_t i = 0; i < r->nqueues; i++) {
+    pthread_mutex_destroy(&r->queues[i].lock);
+    free(r->queues[i].items);
+    free(r->queues[i].ranges);
+  }
+  free(r->queues);
   free(r);
 }
 
 bool cowmem__reset_queues(const cowmem__reset_t* r) {
-  return r->batch.cap > 0;
+  return r->queues != NULL;
+}
+
+/* The calling thread's queue. */
+static queue_t* queue_own(cowmem__reset_t* r) {
+  return &r->queues[r->nqueues == 1 ? 0 : (size_t)cowmem__os_stripe()];
 }
 
 /* KEEP_RESIDENT: [0, keep) is restored by copying, so those pages stay
@@ -105,25 +127,37 @@ static int reset_keep(cowmem_slot_t* slot, size_t keep) {
   return cowmem__slot_finish_reset(slot);
 }
 
-/* Queue the slot with the k ranges its reset leaves to discard; -1 when it
- * could not be queued (a push onto a full queue happens only while a flush
- * runs): it is reset at once then. A queued slot's image reference counts
- * as an idle one (image.h), under the queue's lock: an image whose other
- * references all go while its slots wait here becomes an orphan, which the
- * pool's next sweep flushes out. */
-static int batch_push(batch_t* q, cowmem_slot_t* slot, const cowmem__os_range_t* ranges,
-                      size_t k) {
+/* Queue the slot with the k ranges its reset leaves to discard in this
+ * thread's queue; -1 when it could not be queued (a push onto a full queue
+ * happens only while a flush runs; no memory for a new queue): it is reset
+ * at once then. A queued slot's image reference counts as an idle one
+ * (image.h), under the queue's lock: an image whose other references all
+ * go while its slots wait here becomes an orphan, which the pool's next
+ * sweep flushes out. */
+static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
+                      const cowmem__os_range_t* ranges, size_t k) {
+  queue_t* q = queue_own(r);
   pthread_mutex_lock(&q->lock);
-  int r = -1;
-  if (q->n < q->cap && q->nr + k <= q->rcap) {
+  int res = -1;
+  if (q->items == NULL) {
+    q->items = malloc(r->cap * sizeof *q->items);
+    q->ranges = malloc(r->rcap * sizeof *q->ranges);
+    if (q->items == NULL || q->ranges == NULL) {
+      free(q->items);
+      free(q->ranges);
+      q->items = NULL;
+      q->ranges = NULL;
+    }
+  }
+  if (q->items != NULL && q->n < r->cap && q->nr + k <= r->rcap) {
     if (slot->image != NULL) cowmem__image_idle_add(slot->image);
     q->items[q->n++] = slot;
     memcpy(q->ranges + q->nr, ranges, k * sizeof *ranges);
     q->nr += k;
-    r = q->n == q->cap ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
+    res = q->n == r->cap ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
   }
   pthread_mutex_unlock(&q->lock);
-  return r;
+  return res;
 }
 
 /* ADAPTIVE, and the queue for the blind resets that leave their discard to
@@ -131,10 +165,10 @@ static int batch_push(batch_t* q, cowmem_slot_t* slot, const cowmem__os_range_t*
 static int reset_adaptive(cowmem__reset_t* r, cowmem_slot_t* slot) {
   cowmem__os_range_t d[COWMEM__ADAPTIVE_DEFER_MAX];
   size_t nd = 0;
-  int res = cowmem__adaptive_reset(r->adaptive, slot, r->batch.cap ? d : NULL, &nd);
+  int res = cowmem__adaptive_reset(r->adaptive, slot, r->queues ? d : NULL, &nd);
   if (res == COWMEM__ADAPTIVE_DECLINED) return cowmem_slot_reset(slot);
   if (res != COWMEM__ADAPTIVE_DEFERRED) return res;
-  res = batch_push(&r->batch, slot, d, nd);
+  res = queue_push(r, slot, d, nd);
   if (res >= 0) return res;
   int e = cowmem__os_discard_empty(d, nd);
   return e ? cowmem__slot_fail(slot, e) : cowmem__slot_finish_reset(slot);
@@ -147,7 +181,7 @@ int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot) {
   case COWMEM_RESET_KEEP_RESIDENT: return reset_keep(slot, r->keep_resident);
   case COWMEM_RESET_BATCHED: {
     cowmem__os_range_t all = {slot->base, slot->accessible};
-    res = batch_push(&r->batch, slot, &all, slot->accessible > 0);
+    res = queue_push(r, slot, &all, slot->accessible > 0);
     if (res >= 0) return res;
     break;
   }
@@ -167,11 +201,9 @@ void cowmem__reset_flush_inject(void (*fn)(void* arg), void* arg) {
 }
 #endif
 
-int cowmem__reset_flush(cowmem__reset_t* r,
-                        void (*done)(void* arg, cowmem_slot_t* slot, int result),
-                        void* arg) {
-  batch_t* q = &r->batch;
-  if (q->cap == 0) return 0;
+static int queue_flush(cowmem__reset_t* r, queue_t* q,
+                       void (*done)(void* arg, cowmem_slot_t* slot, int result),
+                       void* arg) {
   /* ADAPTIVE's queue fits here; BATCHED's may not. */
   cowmem_slot_t* local_items[DEFER_SLOTS];
   cowmem__os_range_t local_ranges[DEFER_SLOTS * COWMEM__ADAPTIVE_DEFER_MAX];
@@ -197,7 +229,7 @@ int cowmem__reset_flush(cowmem__reset_t* r,
     void (*hook)(void*) = atomic_exchange(&flush_hook, NULL);
     if (hook != NULL) hook(flush_hook_arg);
 #endif
-    int e = q->empty ? cowmem__os_discard_empty(ranges, nr)
+    int e = r->empty ? cowmem__os_discard_empty(ranges, nr)
                      : cowmem__os_discard_many(ranges, nr);
     for (size_t i = 0; i < n; i++) {
       int res = e ? cowmem__slot_fail(items[i], e) : cowmem__slot_finish_reset(items[i]);
@@ -210,10 +242,24 @@ int cowmem__reset_flush(cowmem__reset_t* r,
   return took ? (int)n : 0;
 }
 
+int cowmem__reset_flush(cowmem__reset_t* r, bool own,
+                        void (*done)(void* arg, cowmem_slot_t* slot, int result),
+                        void* arg) {
+  if (r->queues == NULL) return 0;
+  if (own) return queue_flush(r, queue_own(r), done, arg);
+  int n = 0;
+  for (size_t i = 0; i < r->nqueues; i++)
+    n += queue_flush(r, &r->queues[i], done, arg);
+  return n;
+}
+
 void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out) {
-  pthread_mutex_lock(&r->batch.lock);
-  out->pending = r->batch.n;
-  pthread_mutex_unlock(&r->batch.lock);
+  out->pending = 0;
+  for (size_t i = 0; i < r->nqueues; i++) {
+    pthread_mutex_lock(&r->queues[i].lock);
+    out->pending += r->queues[i].n;
+    pthread_mutex_unlock(&r->queues[i].lock);
+  }
   cowmem__adaptive_totals(r->adaptive, &out->copied_pages, &out->discarded_pages);
 }
 

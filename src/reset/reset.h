@@ -27,9 +27,11 @@ int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot);
 /* May cowmem__reset queue slots? */
 bool cowmem__reset_queues(const cowmem__reset_t* r);
 
-/* Finish every queued reset and report each slot to done(arg, slot, result)
- * (result as cowmem__reset's DONE or error). Returns how many. */
-int cowmem__reset_flush(cowmem__reset_t* r,
+/* Finish every queued reset (own: those the calling thread queued; ADAPTIVE
+ * queues per thread, BATCHED has one queue) and report each slot to
+ * done(arg, slot, result) (result as cowmem__reset's DONE or error).
+ * Returns how many. */
+int cowmem__reset_flush(cowmem__reset_t* r, bool own,
                         void (*done)(void* arg, cowmem_slot_t* slot, int result),
                         void* arg);
 

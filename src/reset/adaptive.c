@@ -229,7 +229,12 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * a Zen 5 VM (PTI), K=16 two threads 1.72-1.76x one against 1.14-1.68x
  * with "busy now" in the same sitting; one thread unchanged. */
 /* What a blind reset whose discard is queued with other slots' saves
- * against one making its own call (see cowmem__adaptive_new's defers). */
+ * against one making its own call (see cowmem__adaptive_new's defers),
+ * in the units of blind_cheaper: 0.6 us. Measured on the Zen 5 VM (a
+ * system call about 1 us), each way forced, demo.wasm: queued blind against
+ * scanning 1.70/3.01 us a cycle at 8 hot pages, 2.83/3.67 at 16, 3.87/4.29
+ * at 24, 5.38/4.84 at 32; this picks blind up to 16. Where calls cost less
+ * it saves less, and so does a scan's call: 0.6 is the lower end. */
 #define DEFER_SAVES 60
 
 _Static_assert(COWMEM__ADAPTIVE_DEFER_MAX == COWMEM__HOTSET_LISTED + 1,

@@ -205,8 +205,11 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * blind reset 0.22 us (8 hot pages spread over a 30 MiB memory, so 8
  * tables: scan 4.5 us, blind's decommit 2.7 us; over 3 MiB, 2 tables: 1.39
  * and 1.36 us). So scan when
- *   runs * 0.1 + clean * 0.2 > 0.4 + hot * 0.04 + tables * 0.3
- * (in tenths below), with clean the pages the last sample found mapped but
+ *   runs * 0.1 + clean * 0.2 > 0.4 + hot * 0.04 + tables * 0.03
+ * (in hundredths of a microsecond below; a clean page weighed 0.02 until
+ * queued discards made blind resets 0.6 us cheaper, and the wasm2c demo,
+ * 65 pages read, went blind and took 2 faults a request), with clean the
+ * pages the last sample found mapped but
  * not written and tables the page tables holding mapped pages then
  * (count_clean). A workload that stops reading is seen at the next sample
  * that follows a blind reset; after scanning resets, pages read by earlier
@@ -242,7 +245,7 @@ _Static_assert(COWMEM__ADAPTIVE_DEFER_MAX == COWMEM__HOTSET_LISTED + 1,
 
 static bool blind_cheaper(uint64_t runs, uint64_t hot, uint64_t clean, uint64_t tables,
                           bool defers) {
-  return runs * 10 + clean * 2 <= 40 + hot * 4 + tables * 3 + (defers ? DEFER_SAVES : 0);
+  return runs * 10 + clean * 20 <= 40 + hot * 4 + tables * 3 + (defers ? DEFER_SAVES : 0);
 }
 
 #ifdef COWMEM_TESTING

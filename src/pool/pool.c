@@ -393,8 +393,8 @@ int cowmem_pool_acquire_wait(cowmem_pool_t* pool, cowmem_image_t* image,
     /* Releases bump release_seq only when they see a waiter. Registered now,
      * look once more: a release that did not see us made its slot available
      * before it looked (both sides fence), so this try finds it. The try runs
-     * without wait_lock: under BATCHED or ADAPTIVE it may flush the queue, and the flush
-     * wakes waiters, which takes wait_lock (non-recursive). */
+     * without wait_lock: it may flush a reset queue (BATCHED, ADAPTIVE), and
+     * the flush wakes waiters, which takes wait_lock (non-recursive). */
     atomic_fetch_add(&pool->waiters, 1);
     atomic_thread_fence(memory_order_seq_cst);
     uint64_t seq = atomic_load(&pool->release_seq);

@@ -895,22 +895,47 @@ static int queued_cycles(cowmem_pool_t* pool, cowmem_image_t* img, const uint8_t
   return 0;
 }
 
-TEST_IMPL(blind_resets_queue_their_discard) {
+/* The queue tests' pool of 8 slots, resetting blind (so queueing where
+ * process_madvise exists), and their image with its first 64 pages. */
+typedef struct {
+  cowmem_image_t* img;
+  uint8_t* want;
+  cowmem_pool_t* pool;
+} queued_t;
+
+static int queued_open(queued_t* q, uint8_t salt, bool need_queue) {
   PS = cowmem_page_size();
-  cowmem__os_inject_clear();
-  cowmem_image_t* img = holed_image(4, 8, 2, 3, 0x29);
-  ASSERT_NOT_NULL(img);
-  uint8_t* want = calloc(64, PS);
-  ASSERT_OK(cowmem_image_read(img, 0, want, 64 * PS));
+  if (need_queue && !cowmem__os_discards_batch())
+    TEST_SKIP("no process_madvise here: no queue");
+  q->img = holed_image(4, 8, 2, 3, salt);
+  ASSERT_NOT_NULL(q->img);
+  q->want = calloc(64, PS);
+  ASSERT_NOT_NULL(q->want);
+  ASSERT_OK(cowmem_image_read(q->img, 0, q->want, 64 * PS));
   cowmem__adaptive_test_mode(2);
-  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 8, 64, 8, 1000);
-  ASSERT_NOT_NULL(pool);
+  q->pool = make_pool(COWMEM_RESET_ADAPTIVE, 8, 64, 8, 1000);
+  ASSERT_NOT_NULL(q->pool);
+  return 0;
+}
+
+static int queued_close(queued_t* q) {
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(q->pool));
+  cowmem_image_release(q->img);
+  free(q->want);
+  return 0;
+}
+
+TEST_IMPL(blind_resets_queue_their_discard) {
+  cowmem__os_inject_clear();
+  queued_t q;
+  CHECK(queued_open(&q, 0x29, false));
   size_t max_pending = 0;
-  CHECK(queued_cycles(pool, img, want, 64, &max_pending));
+  CHECK(queued_cycles(q.pool, q.img, q.want, 64, &max_pending));
   cowmem_pool_metrics_t pm;
   cowmem_pool_image_metrics_t im;
-  ASSERT_OK(cowmem_pool_metrics(pool, &pm));
-  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im));
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &pm));
+  ASSERT_OK(cowmem_pool_image_metrics(q.pool, q.img, &im));
   if (!cowmem__os_discards_batch()) {
     /* One madvise a range here: nothing to gain from a queue. */
     ASSERT_EQ(max_pending, 0);
@@ -927,18 +952,146 @@ TEST_IMPL(blind_resets_queue_their_discard) {
     uint64_t failures = pm.failures;
     cowmem__os_inject_fail(COWMEM__OS_process_madvise, 0, EIO);
     cowmem__os_inject_fail(COWMEM__OS_madvise, 0, EIO);
-    CHECK(queued_cycles(pool, img, want, 4, &max_pending));
+    CHECK(queued_cycles(q.pool, q.img, q.want, 4, &max_pending));
     cowmem__os_inject_clear();
-    ASSERT_OK(cowmem_pool_metrics(pool, &pm));
+    ASSERT_OK(cowmem_pool_metrics(q.pool, &pm));
     ASSERT_GT(pm.failures, failures);
-    CHECK(queued_cycles(pool, img, want, 16, &max_pending));
+    CHECK(queued_cycles(q.pool, q.img, q.want, 16, &max_pending));
   }
   /* Freed with slots still queued: the queue lets their images go. */
-  cowmem__adaptive_test_mode(0);
-  ASSERT_OK(cowmem_pool_free(pool));
-  cowmem_image_release(img);
-  free(want);
+  return queued_close(&q);
+}
+
+/* A queue that fills while another thread holds the discard turn does not
+ * wait for it: it keeps queueing, up to half its size again (a pool of 8:
+ * flushes at 4, holds 6), and only then flushes, waiting (boundedly) for
+ * the turn. Every instance is still exact. */
+TEST_IMPL(queue_waits_not_for_the_turn) {
+  queued_t q;
+  int r = queued_open(&q, 0x2b, true);
+  if (r != 0) return r;
+  size_t max_pending = 0;
+  CHECK(queued_cycles(q.pool, q.img, q.want, 8, &max_pending));
+  ASSERT_EQ(max_pending, 3); /* the turn free: flushed at the fourth */
+  holder_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+  pthread_t th;
+  ASSERT_EQ(holder_start(&h, &th), 0);
+  cowmem_pool_metrics_t pm;
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &pm));
+  uint64_t flushes = pm.flushes;
+  max_pending = 0;
+  CHECK(queued_cycles(q.pool, q.img, q.want, 12, &max_pending));
+  ASSERT_EQ(holder_stop(&h, th), 0);
+  ASSERT_EQ(max_pending, 5); /* the sixth release flushes, turn or not */
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &pm));
+  ASSERT_UEQ(pm.flushes - flushes, 2);
+  CHECK(queued_cycles(q.pool, q.img, q.want, 8, &max_pending));
+  return queued_close(&q);
+}
+
+/* Slots queued by a thread that then exits wait for nobody: an acquire
+ * that finds no idle slot flushes its own queue, and a queue that had no
+ * push since the last such acquire. A pool of 8 (queues flush at 4): the
+ * other thread leaves 3 queued; this one holds 5, releases 2 (queued),
+ * and the next acquire finds nothing idle (it flushes its own 2, and
+ * shrinks the queues' size to 3); the next such acquire flushes the
+ * exited thread's 3 as well (and the size becomes 2). The size grows back
+ * while acquires find slots. */
+typedef struct {
+  cowmem_pool_t* pool;
+  cowmem_image_t* img;
+  int err;
+  int stripe;
+} leaver_t;
+
+static int pending_of(cowmem_pool_t* pool);
+
+static void* queue_and_leave(void* p) {
+  leaver_t* l = p;
+  cowmem_slot_t* s[3];
+  l->stripe = cowmem__os_stripe();
+  /* This thread's first resets are samples (they do not queue); then
+   * cycles until its queue is empty. */
+  for (int i = 0; i < 24 && l->err == 0; i++) {
+    l->err = cowmem_pool_acquire(l->pool, l->img, 32 * PS, 64 * PS, &s[0]);
+    if (l->err == 0) l->err = cowmem_pool_release(l->pool, s[0]);
+    if (i >= 16 && pending_of(l->pool) == 0) break;
+  }
+  if (l->err == 0 && pending_of(l->pool) != 0) l->err = COWMEM_ESTATE;
+  for (int i = 0; i < 3 && l->err == 0; i++)
+    l->err = cowmem_pool_acquire(l->pool, l->img, 32 * PS, 64 * PS, &s[i]);
+  for (int i = 0; i < 3 && l->err == 0; i++) {
+    ((uint8_t*)cowmem_slot_base(s[i]))[3 * PS] ^= 1;
+    l->err = cowmem_pool_release(l->pool, s[i]);
+  }
+  return NULL;
+}
+
+static int pending_of(cowmem_pool_t* pool) {
+  cowmem_pool_metrics_t pm;
+  if (cowmem_pool_metrics(pool, &pm) != 0) return -1;
+  return (int)pm.pending;
+}
+
+/* Cycles past this thread's first resets (samples, which do not queue)
+ * until its queue is empty. */
+static int queue_settled(queued_t* q) {
+  size_t max_pending = 0;
+  CHECK(queued_cycles(q->pool, q->img, q->want, 16, &max_pending));
+  for (int i = 0; i < 4 && pending_of(q->pool) != 0; i++)
+    CHECK(queued_cycles(q->pool, q->img, q->want, 1, &max_pending));
+  ASSERT_EQ(pending_of(q->pool), 0);
   return 0;
+}
+
+TEST_IMPL(exited_threads_queue_flushed) {
+  queued_t q;
+  int r = queued_open(&q, 0x2d, true);
+  if (r != 0) return r;
+  CHECK(queue_settled(&q));
+  size_t max_pending = 0;
+  leaver_t l = {q.pool, q.img, 0, -1};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, queue_and_leave, &l), 0);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_OK(l.err);
+  if (l.stripe == cowmem__os_stripe()) {
+    CHECK(queued_close(&q));
+    TEST_SKIP("both threads on one stripe");
+  }
+  ASSERT_EQ(pending_of(q.pool), 3);
+  cowmem_slot_t* s[6];
+  for (int i = 0; i < 5; i++)
+    ASSERT_OK(cowmem_pool_acquire(q.pool, q.img, 32 * PS, 64 * PS, &s[i]));
+  for (int i = 0; i < 2; i++)
+    ASSERT_OK(cowmem_pool_release(q.pool, s[i]));
+  ASSERT_EQ(pending_of(q.pool), 5);
+  /* Nothing idle: this thread's 2 come back; the exited one's are looked at. */
+  ASSERT_OK(cowmem_pool_acquire(q.pool, q.img, 32 * PS, 64 * PS, &s[0]));
+  ASSERT_EQ(pending_of(q.pool), 3);
+  ASSERT_OK(cowmem_pool_acquire(q.pool, q.img, 32 * PS, 64 * PS, &s[1]));
+  for (int i = 2; i < 4; i++)
+    ASSERT_OK(cowmem_pool_release(q.pool, s[i])); /* below the size of 3 */
+  ASSERT_EQ(pending_of(q.pool), 5);
+  /* Nothing idle again, and no push to the exited thread's queue since. */
+  ASSERT_OK(cowmem_pool_acquire(q.pool, q.img, 32 * PS, 64 * PS, &s[2]));
+  ASSERT_EQ(pending_of(q.pool), 0);
+  int held[] = {0, 1, 2, 4};
+  for (size_t i = 0; i < 4; i++)
+    CHECK(same_bytes(cowmem_slot_base(s[held[i]]), q.want, 32 * PS, "after the flush"));
+  /* Two such acquires made the queues' size 2. */
+  ASSERT_OK(cowmem_pool_release(q.pool, s[0]));
+  ASSERT_EQ(pending_of(q.pool), 1);
+  ASSERT_OK(cowmem_pool_release(q.pool, s[1]));
+  ASSERT_EQ(pending_of(q.pool), 0);
+  ASSERT_OK(cowmem_pool_release(q.pool, s[2]));
+  ASSERT_OK(cowmem_pool_release(q.pool, s[4]));
+  /* With slots to spare, it grows back to 4 (a slot per 64 flushes). */
+  CHECK(queued_cycles(q.pool, q.img, q.want, 64 * 2 + 64 * 3, &max_pending));
+  max_pending = 0;
+  CHECK(queued_cycles(q.pool, q.img, q.want, 8, &max_pending));
+  ASSERT_EQ(max_pending, 3);
+  return queued_close(&q);
 }
 
 /* Pages an instance only reads stay mapped across ADAPTIVE's resets: they
@@ -1000,4 +1153,4 @@ TEST_IMPL(reads_stay_mapped) {
   CHECK(reads_stay_mapped_in(1));
   return reads_stay_mapped_in(8);
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed))

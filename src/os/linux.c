@@ -171,11 +171,16 @@ static bool os_same_process(pid_t stored) {
  * turns too cost more than it saved (two threads of 16-page MADVISE
  * resets: 0.57-0.62x one against 0.73x), so they do not. The turn never
  * blocks: after TURN_WAIT_NS the discard goes ahead without it (the
- * holder is freeing pages after all), so no deadlock, and a child that
+ * holder may be descheduled), so no deadlock, and a child that
  * inherits it taken waits at most that long; the word sits on the
  * wipe-on-fork page where there is one, so it reads free in any child,
  * and the fork handler frees it otherwise. */
-#define TURN_WAIT_NS 2000
+/* Long enough for a queue's flush: 8 slots' gaps in one process_madvise
+ * take about 10 us (K=16 blind resets of 16 MiB memories, Zen 5 VM), and
+ * going ahead costs more: the forced flush of every CPU's TLBs took 19 us
+ * there (a hypercall in this VM). With 2 us, two threads of queued blind
+ * resets at K=16 ran 0.90x one thread; with 20 us, 1.43x. */
+#define TURN_WAIT_NS 20000
 static _Atomic uint32_t* os_turn_word(void) {
   pthread_once(&os_atfork_once, os_atfork_register);
   return os_wipe_turn != NULL ? os_wipe_turn : &os_turn_static;
@@ -235,6 +240,10 @@ bool cowmem__os_discard_contended(void) {
     os_turn_avoid--;
     return true;
   }
+  return atomic_load_explicit(os_turn_word(), memory_order_relaxed) != 0;
+}
+
+bool cowmem__os_discard_busy(void) {
   return atomic_load_explicit(os_turn_word(), memory_order_relaxed) != 0;
 }
 

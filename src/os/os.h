@@ -91,6 +91,9 @@ int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n);
  * had to wait. A caller with another way to do its work can take it.
  * posix: false. */
 bool cowmem__os_discard_contended(void);
+/* Is another thread's such discard under way right now? (One relaxed load;
+ * posix: false.) */
+bool cowmem__os_discard_busy(void);
 
 /* Bytes of [addr, addr+len) resident in memory (mincore). */
 int cowmem__os_resident(void* addr, size_t len, size_t* bytes);

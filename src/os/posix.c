@@ -49,6 +49,7 @@ int cowmem__os_discard_empty(const cowmem__os_range_t* ranges, size_t n) {
 }
 
 bool cowmem__os_discard_contended(void) { return false; }
+bool cowmem__os_discard_busy(void) { return false; }
 bool cowmem__os_discards_batch(void) { return false; }
 
 #ifdef COWMEM_TESTING

@@ -221,7 +221,7 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
   return 0;
 }
 
-static int flush_queue(cowmem_pool_t* pool, bool own);
+static int flush_queue(cowmem_pool_t* pool, cowmem__reset_which_t which);
 
 /* Decommit idle slots of orphaned images. A queued slot may hold an
  * orphan too, keeping its memfd until the queue fills: flush it first when
@@ -232,7 +232,7 @@ static void pool_sweep(cowmem_pool_t* pool) {
     uint64_t ep = atomic_load_explicit(&cowmem__orphan_epoch, memory_order_relaxed);
     if (atomic_load_explicit(&pool->flushed_epoch, memory_order_relaxed) != ep &&
         atomic_exchange(&pool->flushed_epoch, ep) != ep)
-      flush_queue(pool, false);
+      flush_queue(pool, COWMEM__FLUSH_ALL);
   }
   cowmem__idle_sweep(pool->idle);
 }
@@ -241,7 +241,7 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
   if (pool == NULL) return 0;
   if (SHARD_SUM(pool, in_use) != 0) return COWMEM_EBUSY;
   /* Slots still queued hold images: let them go too. */
-  flush_queue(pool, false);
+  flush_queue(pool, COWMEM__FLUSH_ALL);
   cowmem__idle_free(pool->idle);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
     cowmem_slot_t* s = &pool->entries[i].slot;
@@ -286,9 +286,10 @@ static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
   bool flush_first = pool->queues && pool->cfg.reset == COWMEM_RESET_ADAPTIVE;
   entry_t* e = cowmem__idle_take(pool->idle, key, count, !flush_first);
   if (e == NULL && pool->queues) {
-    /* This thread's own queue first: its slots come back to its shard. */
-    int n = flush_first ? flush_queue(pool, true) : 0;
-    if (n == 0) n = flush_queue(pool, false);
+    /* This thread's own queue first (its slots come back to its shard),
+     * with any that no thread pushes to any more; then all. */
+    int n = flush_first ? flush_queue(pool, COWMEM__FLUSH_STARVED) : 0;
+    if (n == 0) n = flush_queue(pool, COWMEM__FLUSH_ALL);
     if (n > 0 || flush_first) e = cowmem__idle_take(pool->idle, key, false, true);
   }
   if (e == NULL) look_meanwhile(COWMEM__POOL_LOOK_STEAL);
@@ -446,11 +447,11 @@ static void flushed_one(void* arg, cowmem_slot_t* slot, int r) {
 /* The flushed slots become idle, and an image that only they held becomes
  * an orphan there: sweep it now, not at the next call (one load when no
  * image did). */
-static int flush_queue(cowmem_pool_t* pool, bool own) {
+static int flush_queue(cowmem_pool_t* pool, cowmem__reset_which_t which) {
   /* The queued slots are released, so free: from the flush's take of the
    * queue to their landing in the idle store they are a move (idle.h). */
   cowmem__idle_move_begin(pool->idle);
-  int n = cowmem__reset_flush(pool->reset, own, flushed_one, pool);
+  int n = cowmem__reset_flush(pool->reset, which, flushed_one, pool);
   cowmem__idle_move_end(pool->idle);
   if (n > 0) {
     METRIC_INC(pool, flushes);
@@ -489,7 +490,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
     r = cowmem__reset(pool->reset, slot);
     if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {
       release_landed(shard, st);
-      if (r == COWMEM__RESET_FLUSH) flush_queue(pool, true); /* else flushed later */
+      if (r == COWMEM__RESET_FLUSH) flush_queue(pool, COWMEM__FLUSH_OWN); /* else flushed later */
       return 0;
     }
     after_reset(pool, e, r);
@@ -505,13 +506,13 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
 
 int cowmem_pool_flush(cowmem_pool_t* pool) {
   if (pool == NULL) return COWMEM_EINVAL;
-  flush_queue(pool, false);
+  flush_queue(pool, COWMEM__FLUSH_ALL);
   return 0;
 }
 
 int cowmem_pool_trim(cowmem_pool_t* pool) {
   if (pool == NULL) return COWMEM_EINVAL;
-  flush_queue(pool, false);
+  flush_queue(pool, COWMEM__FLUSH_ALL);
   cowmem__idle_trim(pool->idle);
   return 0;
 }

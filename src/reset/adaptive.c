@@ -230,7 +230,12 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * wait keeps scanning for a while after (cowmem__os_discard_contended):
  * checking only "busy now" let both threads pick blind and then queue. On
  * a Zen 5 VM (PTI), K=16 two threads 1.72-1.76x one against 1.14-1.68x
- * with "busy now" in the same sitting; one thread unchanged. */
+ * with "busy now" in the same sitting; one thread unchanged.
+ * Where blind resets queue their discards (defers), none of them waits for
+ * the turn: a queue that would flush while the turn is taken keeps
+ * queueing (reset.c), so they stay blind. Scanning instead while the turn
+ * was taken made two threads at K=16 1.35-1.39x one, staying blind
+ * 1.43x (Zen 5 VM, 16 slots, alternating in one sitting). */
 /* What a blind reset whose discard is queued with other slots' saves
  * against one making its own call (see cowmem__adaptive_new's defers),
  * in the units of blind_cheaper: 0.6 us. Measured on the Zen 5 VM (a
@@ -264,7 +269,7 @@ static bool scan_each(const cowmem__adaptive_t* a, const image_state_t* st) {
   /* The turn's word is asked only when blind would be cheaper alone. */
   return !blind_cheaper(LOAD(st->hs.runs), LOAD(st->hs.pages), LOAD(st->clean),
                         LOAD(st->tables), a->defers) ||
-         cowmem__os_discard_contended();
+         (!a->defers && cowmem__os_discard_contended());
 }
 
 /* ---- one reset ---- */

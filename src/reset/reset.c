@@ -23,35 +23,56 @@ typedef struct {
   cowmem_slot_t** items; /* ADAPTIVE: made at the stripe's first push */
   cowmem__os_range_t* ranges;
   size_t n, nr;
+  uint64_t pushes, seen; /* pushes ever, and at the last starved look */
 } queue_t;
 
-/* ADAPTIVE: slots queued at most, per thread. A flush of 8 blind resets'
- * discards in one process_madvise cost 1.4 us a slot against 2.7 us for a
- * call each (576 KiB memories, 8 written pages each, Zen 5 VM); more saves
- * little and keeps more slots waiting. */
+/* ADAPTIVE: slots a thread's queue flushes at, one thread queueing. A
+ * flush of 8 blind resets' discards in one process_madvise cost 1.4 us a
+ * slot against 2.7 us for a call each (576 KiB memories, 8 written pages
+ * each, Zen 5 VM); more saves little and keeps more slots waiting.
+ *
+ * Threads that queue share the pool's idle slots: a queue flushes at the
+ * pool's current size, which shrinks by one each time an acquire finds no
+ * idle slot and has to flush (COWMEM__FLUSH_STARVED; at least 2) and grows
+ * by one after GROW_AFTER flushes at that size with no such acquire. With
+ * one thread it stays at 8 (in a pool of 16 or more); with t threads it
+ * settles where their queues together leave the pool a slot to take. And a
+ * flush is a discard of what should hold no page, which takes turns with
+ * other threads' (cowmem__os_discard_empty: two at once make the kernel
+ * flush every CPU's TLBs): a queue that reaches its size while another
+ * thread's discard is under way keeps queueing, up to half as much again,
+ * and flushes at a release that finds the turn free (or at that bound). */
 #define DEFER_SLOTS 8
+#define DEFER_ROOM(cap) ((cap) + (cap) / 2) /* slots a queue holds */
+#define GROW_AFTER 64
 
 struct cowmem__reset_s {
   cowmem_reset_strategy_t strategy;
   size_t keep_resident;
   queue_t* queues; /* nqueues of them; NULL: nothing is queued */
   size_t nqueues;
-  size_t cap, rcap; /* slots and ranges a queue holds */
-  bool empty;       /* the ranges should hold no page: the discard takes turns */
+  size_t cap;          /* slots a queue flushes at, at most */
+  size_t hard, rcap;   /* slots and ranges a queue holds */
+  _Atomic size_t size; /* slots a queue flushes at now (ADAPTIVE: DEFER_SLOTS) */
+  _Atomic size_t calm; /* ADAPTIVE: flushes at that size since it last changed */
+  bool empty; /* ADAPTIVE: the ranges should hold no page: the discard takes turns */
   cowmem__adaptive_t* adaptive; /* ADAPTIVE */
 };
 
-static int queues_new(cowmem__reset_t* r, size_t n, size_t cap, size_t rcap, bool now) {
+static int queues_new(cowmem__reset_t* r, size_t n, size_t cap, size_t hard, size_t rcap,
+                      bool now) {
   r->queues = cowmem__alloc_lines(n, sizeof *r->queues);
   if (r->queues == NULL) return COWMEM_ENOMEM;
   r->nqueues = n;
   r->cap = cap;
+  r->size = cap;
+  r->hard = hard;
   r->rcap = rcap;
   for (size_t i = 0; i < n; i++)
     pthread_mutex_init(&r->queues[i].lock, NULL);
   for (size_t i = 0; now && i < n; i++) {
     queue_t* q = &r->queues[i];
-    q->items = malloc(cap * sizeof *q->items);
+    q->items = malloc(hard * sizeof *q->items);
     q->ranges = malloc(rcap * sizeof *q->ranges);
     if (q->items == NULL || q->ranges == NULL) return COWMEM_ENOMEM;
   }
@@ -65,16 +86,20 @@ int cowmem__reset_new(const cowmem_pool_config_t* cfg, cowmem__reset_t** out) {
   r->keep_resident = cfg->keep_resident;
   int err = 0;
   if (cfg->reset == COWMEM_RESET_BATCHED) {
-    err = queues_new(r, 1, cfg->batch_size, cfg->batch_size, true);
+    err = queues_new(r, 1, cfg->batch_size, cfg->batch_size, cfg->batch_size, true);
   } else if (cfg->reset == COWMEM_RESET_ADAPTIVE && cowmem__os_discards_batch()) {
     /* Queued slots come back idle together: at most half the pool, and no
-     * more than stay warm (past max_warm_slots they would be decommitted).
-     * A queue of one would only add its lock to every reset. */
+     * more than stay warm (past max_warm_slots they would be decommitted),
+     * half as much again while the turn is taken. A queue of one would
+     * only add its lock to every reset. */
     size_t cap = cfg->max_slots / 2;
     if (cap > cfg->max_warm_slots) cap = cfg->max_warm_slots;
     if (cap > DEFER_SLOTS) cap = DEFER_SLOTS;
+    size_t hard = DEFER_ROOM(cap);
+    if (hard > cfg->max_warm_slots) hard = cfg->max_warm_slots;
     if (cap >= 2)
-      err = queues_new(r, COWMEM__STRIPES, cap, cap * COWMEM__ADAPTIVE_DEFER_MAX, false);
+      err = queues_new(r, COWMEM__STRIPES, cap, hard, hard * COWMEM__ADAPTIVE_DEFER_MAX,
+                       false);
     r->empty = true;
   }
   if (err == 0 && cfg->reset == COWMEM_RESET_ADAPTIVE) {
@@ -106,6 +131,20 @@ bool cowmem__reset_queues(const cowmem__reset_t* r) {
   return r->queues != NULL;
 }
 
+/* Slots a queue flushes at (see DEFER_SLOTS). */
+static size_t queue_cap(const cowmem__reset_t* r) {
+  return atomic_load_explicit(&r->size, memory_order_relaxed);
+}
+
+/* A flush at the queue's size: after GROW_AFTER of them, one more slot. */
+static void queue_calm(cowmem__reset_t* r, size_t cap) {
+  if (!r->empty || cap >= r->cap) return;
+  if (atomic_fetch_add_explicit(&r->calm, 1, memory_order_relaxed) + 1 < GROW_AFTER) return;
+  atomic_store_explicit(&r->calm, 0, memory_order_relaxed);
+  atomic_compare_exchange_strong_explicit(&r->size, &cap, cap + 1, memory_order_relaxed,
+                                          memory_order_relaxed);
+}
+
 /* The calling thread's queue. */
 static queue_t* queue_own(cowmem__reset_t* r) {
   return &r->queues[r->nqueues == 1 ? 0 : (size_t)cowmem__os_stripe()];
@@ -130,17 +169,18 @@ static int reset_keep(cowmem_slot_t* slot, size_t keep) {
 /* Queue the slot with the k ranges its reset leaves to discard in this
  * thread's queue; -1 when it could not be queued (a push onto a full queue
  * happens only while a flush runs; no memory for a new queue): it is reset
- * at once then. A queued slot's image reference counts as an idle one
- * (image.h), under the queue's lock: an image whose other references all
- * go while its slots wait here becomes an orphan, which the pool's next
- * sweep flushes out. */
+ * at once then. FLUSH from the queue's size on, unless the discard would
+ * wait for another thread's and there is room (DEFER_SLOTS). A queued
+ * slot's image reference counts as an idle one (image.h), under the
+ * queue's lock: an image whose other references all go while its slots
+ * wait here becomes an orphan, which the pool's next sweep flushes out. */
 static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
                       const cowmem__os_range_t* ranges, size_t k) {
   queue_t* q = queue_own(r);
   pthread_mutex_lock(&q->lock);
   int res = -1;
   if (q->items == NULL) {
-    q->items = malloc(r->cap * sizeof *q->items);
+    q->items = malloc(r->hard * sizeof *q->items);
     q->ranges = malloc(r->rcap * sizeof *q->ranges);
     if (q->items == NULL || q->ranges == NULL) {
       free(q->items);
@@ -149,12 +189,19 @@ static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
       q->ranges = NULL;
     }
   }
-  if (q->items != NULL && q->n < r->cap && q->nr + k <= r->rcap) {
+  if (q->items != NULL && q->n < r->hard && q->nr + k <= r->rcap) {
     if (slot->image != NULL) cowmem__image_idle_add(slot->image);
     q->items[q->n++] = slot;
+    q->pushes++;
     memcpy(q->ranges + q->nr, ranges, k * sizeof *ranges);
     q->nr += k;
-    res = q->n == r->cap ? COWMEM__RESET_FLUSH : COWMEM__RESET_QUEUED;
+    size_t cap = queue_cap(r);
+    bool room = q->n < DEFER_ROOM(cap) && q->n < r->hard &&
+                q->nr + COWMEM__ADAPTIVE_DEFER_MAX <= r->rcap;
+    res = q->n < cap || (r->empty && room && cowmem__os_discard_busy())
+              ? COWMEM__RESET_QUEUED
+              : COWMEM__RESET_FLUSH;
+    if (res == COWMEM__RESET_FLUSH) queue_calm(r, cap);
   }
   pthread_mutex_unlock(&q->lock);
   return res;
@@ -205,13 +252,13 @@ static int queue_flush(cowmem__reset_t* r, queue_t* q,
                        void (*done)(void* arg, cowmem_slot_t* slot, int result),
                        void* arg) {
   /* ADAPTIVE's queue fits here; BATCHED's may not. */
-  cowmem_slot_t* local_items[DEFER_SLOTS];
+  cowmem_slot_t* local_items[DEFER_ROOM(DEFER_SLOTS)];
   cowmem__os_range_t local_ranges[DEFER_SLOTS * COWMEM__ADAPTIVE_DEFER_MAX];
   pthread_mutex_lock(&q->lock);
   size_t n = q->n, nr = q->nr;
   cowmem_slot_t** items = local_items;
   cowmem__os_range_t* ranges = local_ranges;
-  if (n > DEFER_SLOTS) items = malloc(n * sizeof *items);
+  if (n > DEFER_ROOM(DEFER_SLOTS)) items = malloc(n * sizeof *items);
   if (nr > sizeof local_ranges / sizeof local_ranges[0])
     ranges = malloc(nr * sizeof *ranges);
   bool took = n > 0 && items != NULL && ranges != NULL;
@@ -242,11 +289,41 @@ static int queue_flush(cowmem__reset_t* r, queue_t* q,
   return took ? (int)n : 0;
 }
 
-int cowmem__reset_flush(cowmem__reset_t* r, bool own,
+/* Has the queue had no push since the last starved look? (Its thread may
+ * have exited, or stopped releasing; a queue being pushed to is not.) */
+static bool queue_stale(queue_t* q) {
+  pthread_mutex_lock(&q->lock);
+  bool stale = q->n > 0 && q->pushes == q->seen;
+  q->seen = q->pushes;
+  pthread_mutex_unlock(&q->lock);
+  return stale;
+}
+
+/* An acquire found no idle slot: the queues hold too many (see
+ * DEFER_SLOTS; shrink them by one) and a stale one holds them for nobody. */
+static int queues_starved(cowmem__reset_t* r, void (*done)(void*, cowmem_slot_t*, int),
+                          void* arg) {
+  if (r->empty) {
+    size_t cap = atomic_load_explicit(&r->size, memory_order_relaxed);
+    atomic_store_explicit(&r->calm, 0, memory_order_relaxed);
+    if (cap > 2)
+      atomic_compare_exchange_strong_explicit(&r->size, &cap, cap - 1,
+                                              memory_order_relaxed, memory_order_relaxed);
+  }
+  queue_t* own = queue_own(r);
+  int n = queue_flush(r, own, done, arg);
+  for (size_t i = 0; i < r->nqueues; i++)
+    if (&r->queues[i] != own && queue_stale(&r->queues[i]))
+      n += queue_flush(r, &r->queues[i], done, arg);
+  return n;
+}
+
+int cowmem__reset_flush(cowmem__reset_t* r, cowmem__reset_which_t which,
                         void (*done)(void* arg, cowmem_slot_t* slot, int result),
                         void* arg) {
   if (r->queues == NULL) return 0;
-  if (own) return queue_flush(r, queue_own(r), done, arg);
+  if (which == COWMEM__FLUSH_OWN) return queue_flush(r, queue_own(r), done, arg);
+  if (which == COWMEM__FLUSH_STARVED) return queues_starved(r, done, arg);
   int n = 0;
   for (size_t i = 0; i < r->nqueues; i++)
     n += queue_flush(r, &r->queues[i], done, arg);

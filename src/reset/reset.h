@@ -27,11 +27,21 @@ int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot);
 /* May cowmem__reset queue slots? */
 bool cowmem__reset_queues(const cowmem__reset_t* r);
 
-/* Finish every queued reset (own: those the calling thread queued; ADAPTIVE
- * queues per thread, BATCHED has one queue) and report each slot to
+/* Which queued resets a flush finishes (ADAPTIVE queues per thread,
+ * BATCHED has one queue): those the calling thread queued; those and any
+ * queue no thread has pushed to since the last such flush, for an acquire
+ * that found no idle slot (which also makes ADAPTIVE's queues shorter);
+ * or all. */
+typedef enum {
+  COWMEM__FLUSH_OWN,
+  COWMEM__FLUSH_STARVED,
+  COWMEM__FLUSH_ALL
+} cowmem__reset_which_t;
+
+/* Finish the queued resets `which` says and report each slot to
  * done(arg, slot, result) (result as cowmem__reset's DONE or error).
  * Returns how many. */
-int cowmem__reset_flush(cowmem__reset_t* r, bool own,
+int cowmem__reset_flush(cowmem__reset_t* r, cowmem__reset_which_t which,
                         void (*done)(void* arg, cowmem_slot_t* slot, int result),
                         void* arg);
 

@@ -8,8 +8,9 @@
  * (every 4th page), and the start of the heap above it. Also: the floor
  * (copying K pages with no fault), acquire latency of an affine hit and a
  * miss, 1 vs 2 thread throughput (bench/lib/scale.h), and the time of a
- * snapshot. Medians and p99 in microseconds; ratios from the same
- * run. */
+ * snapshot. Medians, averages (the median of 32-cycle means: a queue's
+ * flush is in them, where a median of single cycles leaves it out) and
+ * p99 in microseconds; ratios from the same run, by the averages. */
 #include <errno.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -37,16 +38,20 @@ static void cycle(cowmem_pool_t* pool, cowmem_image_t* img, const bench_work_t* 
   bench_must(cowmem_pool_release(pool, s), "release");
 }
 
-/* faults: minor page faults per request, or < 0 for none. */
-static void row(const char* name, bench_samples_t* s, double base_med, double faults) {
+/* A row of samples taken in order: returns their average (the block mean
+ * bench_block_mean gives). base_avg > 0: the copy baseline's, for the
+ * ratio; faults: minor page faults per request, or < 0 for none. */
+static double row(const char* name, bench_samples_t* s, double base_avg, double faults) {
+  double avg = bench_block_mean(s, BENCH_AVG_BLOCK);
   double med = bench_quantile(s, 0.5), p99 = bench_quantile(s, 0.99);
   char f[16] = "";
   if (faults >= 0) snprintf(f, sizeof f, "%8.2f", faults);
-  if (base_med > 0)
-    printf("  %-40s %9.2f %9.2f %9.1fx %s\n", name, med, p99, base_med / med, f);
+  if (base_avg > 0)
+    printf("  %-40s %9.2f %9.2f %9.2f %9.1fx %s\n", name, med, avg, p99, base_avg / avg, f);
   else
-    printf("  %-40s %9.2f %9.2f %10s %s\n", name, med, p99, "", f);
+    printf("  %-40s %9.2f %9.2f %9.2f %10s %s\n", name, med, avg, p99, "", f);
   bench_reset(s);
+  return avg;
 }
 
 /* ---- throughput ---- */
@@ -122,7 +127,8 @@ static void throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k
 static void acquire_latency(cowmem_image_t* img, cowmem_image_t* other, size_t iters,
                             bench_samples_t* s) {
   cowmem_pool_t* pool = bench_make_pool(COWMEM_RESET_MADVISE, 1);
-  printf("\n%-42s %9s %9s\n", "acquire latency (madvise, one slot)", "median", "p99");
+  printf("\n%-42s %9s %9s %9s\n", "acquire latency (madvise, one slot)", "median", "avg",
+         "p99");
   for (int miss = 0; miss < 2; miss++) {
     for (size_t i = 0; i < (miss ? iters / 4 : iters); i++) {
       cowmem_slot_t* sl;
@@ -156,7 +162,7 @@ int main(void) {
   /* COWMEM_BENCH_THREADS_ONLY=1: only the throughput part (to repeat it). */
   bool threads_only = getenv("COWMEM_BENCH_THREADS_ONLY") != NULL;
   if (!threads_only)
-    printf("%-42s %9s %9s %10s %8s\n", "request loop", "median", "p99", "vs copy",
+    printf("%-42s %9s %9s %9s %10s %8s\n", "request loop", "median", "avg", "p99", "vs copy",
            "faults");
   /* 320: more pages than the default 1 MiB budget holds (256). Reads of
    * 10% and 100% of the image with K = 0 and 16. */
@@ -180,7 +186,7 @@ int main(void) {
     size_t nb = bench_iters(k >= 256 ? 300 : 1000);
     uint64_t copy_faults;
     bench_copy_times(MEM, image_bytes, &work, 0, nb, &s, &copy_faults);
-    double base = bench_quantile(&s, 0.5);
+    double base = bench_block_mean(&s, BENCH_AVG_BLOCK);
     char name[96];
     snprintf(name, sizeof name, "%s copy baseline", w);
     row(name, &s, base, (double)copy_faults / (double)nb);
@@ -204,7 +210,9 @@ int main(void) {
       for (size_t i = 0; i < n / 10 + 300; i++)
         cycle(pool, img, &work);
       cowmem_pool_image_metrics_t im0;
+      cowmem_pool_metrics_t pm0;
       cowmem_pool_image_metrics(pool, img, &im0);
+      cowmem_pool_metrics(pool, &pm0);
       uint64_t f1 = bench_minor_faults();
       for (size_t i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();
@@ -213,13 +221,14 @@ int main(void) {
       }
       double faults = (double)(bench_minor_faults() - f1) / (double)n;
       snprintf(name, sizeof name, "%s %s", w, sp->name);
-      if (sp->reset == COWMEM_RESET_ADAPTIVE && !sp->no_scan)
-        adaptive_cycle = bench_quantile(&s, 0.5);
-      row(name, &s, base, faults);
+      double avg = row(name, &s, base, faults);
+      if (sp->reset == COWMEM_RESET_ADAPTIVE && !sp->no_scan) adaptive_cycle = avg;
       if (sp->reset == COWMEM_RESET_ADAPTIVE) {
-        /* the measured requests' resets only */
+        /* the measured requests' resets only; a queue's flush is one call */
         cowmem_pool_image_metrics_t im;
+        cowmem_pool_metrics_t pm;
         cowmem_pool_image_metrics(pool, img, &im);
+        cowmem_pool_metrics(pool, &pm);
         double nr = (double)(im.resets - im0.resets);
         printf("      hot set %llu pages, %.1f dirty pages per sampled instance; per "
                "reset: %.2f blind, %.2f scanning, %.3f sampled, %.1f copied, %.2f "
@@ -230,19 +239,18 @@ int main(void) {
                (double)(im.scans - im0.scans) / nr, (double)(im.samples - im0.samples) / nr,
                (double)(im.copied_pages - im0.copied_pages) / nr,
                (double)(im.discarded_pages - im0.discarded_pages) / nr,
-               (double)(im.discard_calls - im0.discard_calls) / nr);
+               (double)(im.discard_calls - im0.discard_calls + pm.flushes - pm0.flushes) / nr);
       }
       cowmem_pool_free(pool);
     }
     for (int m = 0; m < WT_MODES; m++) {
       uint64_t faults;
       bench_wt_times(m, MEM, image_bytes, &work, n, false, &s, &faults);
-      wt_cycle[m] = bench_quantile(&s, 0.5);
       snprintf(name, sizeof name, "%s %s", w, bench_wt_names[m]);
-      row(name, &s, base, (double)faults / (double)n);
+      wt_cycle[m] = row(name, &s, base, (double)faults / (double)n);
     }
-    printf("      adaptive's cycle vs Wasmtime's: default %.2fx, keep_resident %.2fx, "
-           "pagemap_scan %.2fx (above 1: adaptive faster)\n",
+    printf("      adaptive's average cycle vs Wasmtime's: default %.2fx, keep_resident "
+           "%.2fx, pagemap_scan %.2fx (above 1: adaptive faster)\n",
            wt_cycle[0] / adaptive_cycle, wt_cycle[1] / adaptive_cycle,
            wt_cycle[2] / adaptive_cycle);
     free(pages);

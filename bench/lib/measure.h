@@ -79,6 +79,10 @@ static inline double bench_block_mean(const bench_samples_t* s, size_t block) {
   return m;
 }
 
+/* Cycles per block of a row's average (bench_block_mean): 4 of the ADAPTIVE
+ * queue's flushes at most. */
+#define BENCH_AVG_BLOCK 32
+
 static int bench_cmp_u64_(const void* a, const void* b) {
   uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
   return x < y ? -1 : x > y;

@@ -85,10 +85,6 @@ int bench_mod_duel(const bench_mod_t* c, size_t rounds, size_t block, double* me
  * (Wasmtime's pagemap_scan mode on a memory of each worker's own). Threads
  * share one pool; processes make their own. Best of 3 cycles/s of 1
  * worker and of n into *one and *many. */
-/* Cycles per block of a row's average (bench_block_mean): 4 of the ADAPTIVE
- * queue's flushes at most. */
-#define BENCH_AVG_BLOCK 32
-
 enum { BENCH_MOD_ARITH = -1, BENCH_MOD_MEMCPY = -2, BENCH_MOD_WASMTIME = -3 };
 void bench_mod_scaling(const bench_mod_t* c, int strat, int n, bool procs, double* one,
                        double* many);

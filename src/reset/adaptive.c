@@ -218,6 +218,12 @@ static image_state_t* state_get(cowmem__adaptive_t* a, cowmem_image_t* img,
  * Measured: spread single pages in a 576 KiB memory, blind 13% faster at 0,
  * even at 2-8, 15-25% slower at 16-32 pages; bench_adaptive's K=256 (256
  * hot pages in 66 runs) blind 23 us against 28 us scanning.
+ * The tables' weight is a tenth of the 0.3 us a table the walks above
+ * differ by: with blind resets' discards queued it chose the faster way on
+ * the 30 MiB module at 8, 16, 24, 32 and 48 spread hot pages (blind 5.16
+ * / 9.60 / 10.24 us against scanning 7.02 / 11.49 / 11.20, then scanning
+ * 12.39 / 13.15 against 12.88 / 14.48) and on the 3 MiB one at 8 and 32;
+ * 0.3 would reset blind at 32 and 48 there, 4% and 10% slower (Zen 5 VM).
  *
  * With threads: a blind reset's discard (of what should be untouched)
  * takes turns with the others' (two madvise calls at once make the kernel

@@ -240,7 +240,7 @@ bool cowmem__os_discard_contended(void) {
     os_turn_avoid--;
     return true;
   }
-  return atomic_load_explicit(os_turn_word(), memory_order_relaxed) != 0;
+  return cowmem__os_discard_busy();
 }
 
 bool cowmem__os_discard_busy(void) {

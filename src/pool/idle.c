@@ -415,6 +415,13 @@ void cowmem__idle_trim(cowmem__idle_t* idle) {
   }
 }
 
+bool cowmem__idle_warm_any(cowmem__idle_t* idle) {
+  uint64_t sum = 0; /* of differences mod 2^64 */
+  for (int i = 0; i < COWMEM__SHARDS; i++)
+    sum += atomic_load_explicit(&idle->stats[i].warm, memory_order_relaxed);
+  return (int64_t)sum > 0;
+}
+
 void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out) {
   uint64_t sum = 0; /* of differences mod 2^64 */
   for (int i = 0; i < COWMEM__SHARDS; i++) {

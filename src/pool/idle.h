@@ -95,6 +95,9 @@ enum { COWMEM__LOOK_SETTLED, COWMEM__LOOK_MOVING, COWMEM__LOOK_MOVED };
 void cowmem__idle_look_begin(cowmem__idle_t* idle, cowmem__idle_look_t* look);
 int cowmem__idle_look_end(cowmem__idle_t* idle, const cowmem__idle_look_t* look);
 
+/* Is any slot idle and warm (of any image), by the shards' counts? A
+ * moment's answer, without a lock. */
+bool cowmem__idle_warm_any(cowmem__idle_t* idle);
 /* Fill the store's part of the metrics: warm, cold, never_used,
  * idle_resident_bytes, affinity_hits, affinity_misses, steals, decommits,
  * and the decommit failures added to failures. */

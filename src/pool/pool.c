@@ -287,8 +287,11 @@ static entry_t* find_slot(cowmem_pool_t* pool, uint64_t key, bool count) {
   entry_t* e = cowmem__idle_take(pool->idle, key, count, !flush_first);
   if (e == NULL && pool->queues) {
     /* This thread's own queue first (its slots come back to its shard),
-     * with any that no thread pushes to any more; then all. */
-    int n = flush_first ? flush_queue(pool, COWMEM__FLUSH_STARVED) : 0;
+     * with any that no thread pushes to any more; then all. No idle slot
+     * of any image: the queues hold too many (reset.c). */
+    if (flush_first && !cowmem__idle_warm_any(pool->idle))
+      cowmem__reset_starved(pool->reset);
+    int n = flush_first ? flush_queue(pool, COWMEM__FLUSH_MISSED) : 0;
     if (n == 0) n = flush_queue(pool, COWMEM__FLUSH_ALL);
     if (n > 0 || flush_first) e = cowmem__idle_take(pool->idle, key, false, true);
   }
@@ -490,7 +493,7 @@ int cowmem_pool_release(cowmem_pool_t* pool, cowmem_slot_t* slot) {
     r = cowmem__reset(pool->reset, slot);
     if (r == COWMEM__RESET_QUEUED || r == COWMEM__RESET_FLUSH) {
       release_landed(shard, st);
-      if (r == COWMEM__RESET_FLUSH) flush_queue(pool, COWMEM__FLUSH_OWN); /* else flushed later */
+      if (r == COWMEM__RESET_FLUSH) flush_queue(pool, COWMEM__FLUSH_OWN); /* else later */
       return 0;
     }
     after_reset(pool, e, r);

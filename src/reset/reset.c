@@ -33,7 +33,8 @@ typedef struct {
  *
  * Threads that queue share the pool's idle slots: a queue flushes at the
  * pool's current size, which shrinks by one each time an acquire finds no
- * idle slot and has to flush (COWMEM__FLUSH_STARVED; at least 2) and grows
+ * idle slot at all and has to flush (cowmem__reset_starved; at least 2;
+ * an acquire that finds only other images' is not one) and grows
  * by one after GROW_AFTER flushes at that size with no such acquire. With
  * one thread it stays at 8 (in a pool of 16 or more); with t threads it
  * settles where their queues together leave the pool a slot to take. And a
@@ -299,17 +300,19 @@ static bool queue_stale(queue_t* q) {
   return stale;
 }
 
-/* An acquire found no idle slot: the queues hold too many (see
- * DEFER_SLOTS; shrink them by one) and a stale one holds them for nobody. */
-static int queues_starved(cowmem__reset_t* r, void (*done)(void*, cowmem_slot_t*, int),
-                          void* arg) {
-  if (r->empty) {
-    size_t cap = atomic_load_explicit(&r->size, memory_order_relaxed);
-    atomic_store_explicit(&r->calm, 0, memory_order_relaxed);
-    if (cap > 2)
-      atomic_compare_exchange_strong_explicit(&r->size, &cap, cap - 1,
-                                              memory_order_relaxed, memory_order_relaxed);
-  }
+void cowmem__reset_starved(cowmem__reset_t* r) {
+  if (r->queues == NULL || !r->empty) return;
+  size_t cap = atomic_load_explicit(&r->size, memory_order_relaxed);
+  atomic_store_explicit(&r->calm, 0, memory_order_relaxed);
+  if (cap > 2)
+    atomic_compare_exchange_strong_explicit(&r->size, &cap, cap - 1, memory_order_relaxed,
+                                            memory_order_relaxed);
+}
+
+/* An acquire found no idle slot of its image: its own queue, and any that
+ * holds slots for nobody. */
+static int queues_missed(cowmem__reset_t* r, void (*done)(void*, cowmem_slot_t*, int),
+                         void* arg) {
   queue_t* own = queue_own(r);
   int n = queue_flush(r, own, done, arg);
   for (size_t i = 0; i < r->nqueues; i++)
@@ -323,7 +326,7 @@ int cowmem__reset_flush(cowmem__reset_t* r, cowmem__reset_which_t which,
                         void* arg) {
   if (r->queues == NULL) return 0;
   if (which == COWMEM__FLUSH_OWN) return queue_flush(r, queue_own(r), done, arg);
-  if (which == COWMEM__FLUSH_STARVED) return queues_starved(r, done, arg);
+  if (which == COWMEM__FLUSH_MISSED) return queues_missed(r, done, arg);
   int n = 0;
   for (size_t i = 0; i < r->nqueues; i++)
     n += queue_flush(r, &r->queues[i], done, arg);

@@ -29,14 +29,18 @@ bool cowmem__reset_queues(const cowmem__reset_t* r);
 
 /* Which queued resets a flush finishes (ADAPTIVE queues per thread,
  * BATCHED has one queue): those the calling thread queued; those and any
- * queue no thread has pushed to since the last such flush, for an acquire
- * that found no idle slot (which also makes ADAPTIVE's queues shorter);
- * or all. */
+ * queue no thread has pushed to since the last such flush (its thread may
+ * have exited), for an acquire that found no idle slot of its image; or
+ * all. */
 typedef enum {
   COWMEM__FLUSH_OWN,
-  COWMEM__FLUSH_STARVED,
+  COWMEM__FLUSH_MISSED,
   COWMEM__FLUSH_ALL
 } cowmem__reset_which_t;
+
+/* An acquire found no idle slot at all while slots waited in the queues:
+ * ADAPTIVE's queues flush one slot sooner from now on (see reset.c). */
+void cowmem__reset_starved(cowmem__reset_t* r);
 
 /* Finish the queued resets `which` says and report each slot to
  * done(arg, slot, result) (result as cowmem__reset's DONE or error).

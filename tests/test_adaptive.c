@@ -9,6 +9,7 @@
 
 #include "image/lines.h"
 #include "reset/adaptive.h"
+#include "reset/reset.h"
 #include "test_slots.h"
 
 /* ---- the hot set follows the workload ---- */
@@ -1080,6 +1081,7 @@ TEST_IMPL(exited_threads_queue_flushed) {
   for (size_t i = 0; i < 4; i++)
     CHECK(same_bytes(cowmem_slot_base(s[held[i]]), q.want, 32 * PS, "after the flush"));
   /* Two such acquires made the queues' size 2. */
+  ASSERT_EQ(cowmem__pool_queue_size(q.pool), 2);
   ASSERT_OK(cowmem_pool_release(q.pool, s[0]));
   ASSERT_EQ(pending_of(q.pool), 1);
   ASSERT_OK(cowmem_pool_release(q.pool, s[1]));
@@ -1091,6 +1093,36 @@ TEST_IMPL(exited_threads_queue_flushed) {
   max_pending = 0;
   CHECK(queued_cycles(q.pool, q.img, q.want, 8, &max_pending));
   ASSERT_EQ(max_pending, 3);
+  ASSERT_EQ(cowmem__pool_queue_size(q.pool), 4);
+  return queued_close(&q);
+}
+
+/* An acquire that finds no idle slot of its image while other images'
+ * are idle is not short of slots: the queues keep their size. Ten images
+ * take turns in the pool of 8, so nearly every acquire misses (and
+ * flushes its queue, or steals). */
+TEST_IMPL(queue_keeps_size_among_images) {
+  queued_t q;
+  int r = queued_open(&q, 0x31, true);
+  if (r != 0) return r;
+  cowmem_image_t* imgs[10];
+  for (int i = 0; i < 10; i++) {
+    imgs[i] = holed_image(4, 8, 2, 3, (uint8_t)(0x40 + i));
+    ASSERT_NOT_NULL(imgs[i]);
+  }
+  for (int i = 0; i < 200; i++) {
+    cowmem_slot_t* s = NULL;
+    ASSERT_OK(cowmem_pool_acquire(q.pool, imgs[i % 10], 32 * PS, 64 * PS, &s));
+    ((uint8_t*)cowmem_slot_base(s))[3 * PS] ^= 1;
+    ASSERT_OK(cowmem_pool_release(q.pool, s));
+  }
+  cowmem_pool_metrics_t pm;
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &pm));
+  ASSERT_GT(pm.steals, 100);
+  ASSERT_GT(pm.flushes, 100);
+  ASSERT_EQ(cowmem__pool_queue_size(q.pool), 4);
+  for (int i = 0; i < 10; i++)
+    cowmem_image_release(imgs[i]);
   return queued_close(&q);
 }
 
@@ -1153,4 +1185,4 @@ TEST_IMPL(reads_stay_mapped) {
   CHECK(reads_stay_mapped_in(1));
   return reads_stay_mapped_in(8);
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images))

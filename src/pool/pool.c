@@ -260,6 +260,10 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
 /* ---- acquire and release ---- */
 
 #ifdef COWMEM_TESTING
+size_t cowmem__pool_queue_size(cowmem_pool_t* pool) {
+  return cowmem__reset_queue_size(pool->reset);
+}
+
 static void (*_Atomic look_hook)(void* arg, int where);
 static void* look_hook_arg;
 

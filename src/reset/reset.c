@@ -240,6 +240,10 @@ int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot) {
 }
 
 #ifdef COWMEM_TESTING
+size_t cowmem__reset_queue_size(const cowmem__reset_t* r) {
+  return r->queues != NULL ? queue_cap(r) : 0;
+}
+
 static void (*_Atomic flush_hook)(void* arg);
 static void* flush_hook_arg;
 

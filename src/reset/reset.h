@@ -50,6 +50,10 @@ int cowmem__reset_flush(cowmem__reset_t* r, cowmem__reset_which_t which,
                         void* arg);
 
 #ifdef COWMEM_TESTING
+/* (pool.c) The size the pool's queues flush at now; 0 without queues. */
+size_t cowmem__pool_queue_size(cowmem_pool_t* pool);
+/* The size r's queues flush at now; 0 without queues. */
+size_t cowmem__reset_queue_size(const cowmem__reset_t* r);
 /* The next flush that takes slots from the queue calls fn(arg) when it
  * holds them, before resetting them: what another thread may do then. */
 void cowmem__reset_flush_inject(void (*fn)(void* arg), void* arg);

@@ -515,7 +515,8 @@ typedef enum {
    * where process_madvise exists, queues its madvise with other slots': one
    * call discards the rest of up to 8 slots (at most half of max_slots and
    * max_warm_slots, fewer while the threads' queues leave acquires no idle
-   * slot; pools of fewer than 4 slots queue nothing), made when the queue
+   * slot, half as many again while another thread's such call is under
+   * way; pools of fewer than 4 slots queue nothing), made when the queue
    * is full, by cowmem_pool_flush, or by an acquire that finds no idle slot
    * of its image (before it would map the image into another).
    * The hot set is learned by comparing contents on sampled resets. Learning

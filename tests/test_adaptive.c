@@ -1045,21 +1045,29 @@ static int queue_settled(queued_t* q) {
   return 0;
 }
 
+/* Another thread queues 3 slots and exits. Skips (the pool freed) when
+ * both threads share a stripe, so a queue. */
+static int left_queued(queued_t* q) {
+  leaver_t l = {q->pool, q->img, 0, -1};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, queue_and_leave, &l), 0);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  ASSERT_OK(l.err);
+  if (l.stripe == cowmem__os_stripe()) {
+    CHECK(queued_close(q));
+    TEST_SKIP("both threads on one stripe");
+  }
+  return 0;
+}
+
 TEST_IMPL(exited_threads_queue_flushed) {
   queued_t q;
   int r = queued_open(&q, 0x2d, true);
   if (r != 0) return r;
   CHECK(queue_settled(&q));
   size_t max_pending = 0;
-  leaver_t l = {q.pool, q.img, 0, -1};
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, queue_and_leave, &l), 0);
-  ASSERT_EQ(pthread_join(th, NULL), 0);
-  ASSERT_OK(l.err);
-  if (l.stripe == cowmem__os_stripe()) {
-    CHECK(queued_close(&q));
-    TEST_SKIP("both threads on one stripe");
-  }
+  r = left_queued(&q);
+  if (r != 0) return r;
   ASSERT_EQ(pending_of(q.pool), 3);
   cowmem_slot_t* s[6];
   for (int i = 0; i < 5; i++)
@@ -1094,6 +1102,28 @@ TEST_IMPL(exited_threads_queue_flushed) {
   CHECK(queued_cycles(q.pool, q.img, q.want, 8, &max_pending));
   ASSERT_EQ(max_pending, 3);
   ASSERT_EQ(cowmem__pool_queue_size(q.pool), 4);
+  return queued_close(&q);
+}
+
+/* The flushes metric counts each queue a flush empties (each is one
+ * discard call): a thread that exited left 3 queued, this one 2, and
+ * cowmem_pool_flush empties both queues. */
+TEST_IMPL(flush_counts_each_queue) {
+  queued_t q;
+  int r = queued_open(&q, 0x33, true);
+  if (r != 0) return r;
+  CHECK(queue_settled(&q));
+  r = left_queued(&q);
+  if (r != 0) return r;
+  size_t max_pending = 0;
+  CHECK(queued_cycles(q.pool, q.img, q.want, 2, &max_pending));
+  ASSERT_EQ(pending_of(q.pool), 5);
+  cowmem_pool_metrics_t m0, m1;
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &m0));
+  ASSERT_OK(cowmem_pool_flush(q.pool));
+  ASSERT_OK(cowmem_pool_metrics(q.pool, &m1));
+  ASSERT_EQ(m1.pending, 0);
+  ASSERT_UEQ(m1.flushes - m0.flushes, 2);
   return queued_close(&q);
 }
 
@@ -1185,4 +1215,4 @@ TEST_IMPL(reads_stay_mapped) {
   CHECK(reads_stay_mapped_in(1));
   return reads_stay_mapped_in(8);
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images) TEST_ENTRY(flush_counts_each_queue))

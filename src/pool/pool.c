@@ -16,7 +16,7 @@
 
 typedef cowmem__entry_t entry_t;
 
-#define METRICS(XX) XX(acquires) XX(exhausted) XX(releases) XX(flushes) XX(failures)
+#define METRICS(XX) XX(acquires) XX(exhausted) XX(releases) XX(failures)
 
 enum {
 #define POOL_METRIC_ENUM(name) M_##name,
@@ -461,7 +461,6 @@ static int flush_queue(cowmem_pool_t* pool, cowmem__reset_which_t which) {
   int n = cowmem__reset_flush(pool->reset, which, flushed_one, pool);
   cowmem__idle_move_end(pool->idle);
   if (n > 0) {
-    METRIC_INC(pool, flushes);
     cowmem__idle_sweep(pool->idle);
     wake_waiters(pool);
   }

@@ -56,6 +56,7 @@ struct cowmem__reset_s {
   size_t hard, rcap;   /* slots and ranges a queue holds */
   _Atomic size_t size; /* slots a queue flushes at now (ADAPTIVE: DEFER_SLOTS) */
   _Atomic size_t calm; /* ADAPTIVE: flushes at that size since it last changed */
+  _Atomic uint64_t flushes; /* queues flushed (a discard call each) */
   bool empty; /* ADAPTIVE: the ranges should hold no page: the discard takes turns */
   cowmem__adaptive_t* adaptive; /* ADAPTIVE */
 };
@@ -277,6 +278,7 @@ static int queue_flush(cowmem__reset_t* r, queue_t* q,
   }
   pthread_mutex_unlock(&q->lock);
   if (took) {
+    atomic_fetch_add_explicit(&r->flushes, 1, memory_order_relaxed);
 #ifdef COWMEM_TESTING
     void (*hook)(void*) = atomic_exchange(&flush_hook, NULL);
     if (hook != NULL) hook(flush_hook_arg);
@@ -339,6 +341,7 @@ int cowmem__reset_flush(cowmem__reset_t* r, cowmem__reset_which_t which,
 
 void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out) {
   out->pending = 0;
+  out->flushes = atomic_load_explicit(&r->flushes, memory_order_relaxed);
   for (size_t i = 0; i < r->nqueues; i++) {
     pthread_mutex_lock(&r->queues[i].lock);
     out->pending += r->queues[i].n;

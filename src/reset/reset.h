@@ -59,8 +59,8 @@ size_t cowmem__reset_queue_size(const cowmem__reset_t* r);
 void cowmem__reset_flush_inject(void (*fn)(void* arg), void* arg);
 #endif
 
-/* The pool metrics this module keeps: pending, copied_pages,
- * discarded_pages (other fields untouched). */
+/* The pool metrics this module keeps: pending, flushes (a queue's each),
+ * copied_pages, discarded_pages (other fields untouched). */
 void cowmem__reset_metrics(cowmem__reset_t* r, cowmem_pool_metrics_t* out);
 /* What a strategy learned about one image (zeros: nothing). */
 void cowmem__reset_image_metrics(cowmem__reset_t* r, const cowmem_image_t* image,

@@ -198,11 +198,11 @@ static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
     memcpy(q->ranges + q->nr, ranges, k * sizeof *ranges);
     q->nr += k;
     size_t cap = queue_cap(r);
-    bool room = q->n < DEFER_ROOM(cap) && q->n < r->hard &&
-                q->nr + COWMEM__ADAPTIVE_DEFER_MAX <= r->rcap;
-    res = q->n < cap || (r->empty && room && cowmem__os_discard_busy())
-              ? COWMEM__RESET_QUEUED
-              : COWMEM__RESET_FLUSH;
+    /* Room for one more: each push brings at most DEFER_MAX ranges, and
+     * rcap holds that many for each of hard slots. */
+    bool queued = q->n < cap || (r->empty && q->n < DEFER_ROOM(cap) && q->n < r->hard &&
+                                 cowmem__os_discard_busy());
+    res = queued ? COWMEM__RESET_QUEUED : COWMEM__RESET_FLUSH;
     if (res == COWMEM__RESET_FLUSH) queue_calm(r, cap);
   }
   pthread_mutex_unlock(&q->lock);

@@ -415,26 +415,29 @@ void cowmem__idle_trim(cowmem__idle_t* idle) {
   }
 }
 
-bool cowmem__idle_warm_any(cowmem__idle_t* idle) {
-  uint64_t sum = 0; /* of differences mod 2^64 */
+/* Warm slots: the shards' counts summed (each a difference, mod 2^64, so
+ * a shard's may be negative); 0 when the sum is not positive. */
+static uint64_t warm_count(cowmem__idle_t* idle) {
+  uint64_t sum = 0;
   for (int i = 0; i < COWMEM__SHARDS; i++)
     sum += atomic_load_explicit(&idle->stats[i].warm, memory_order_relaxed);
-  return (int64_t)sum > 0;
+  return (int64_t)sum > 0 ? sum : 0;
+}
+
+bool cowmem__idle_warm_any(cowmem__idle_t* idle) {
+  return warm_count(idle) > 0;
 }
 
 void cowmem__idle_metrics(cowmem__idle_t* idle, cowmem_pool_metrics_t* out) {
-  uint64_t sum = 0; /* of differences mod 2^64 */
+  out->warm = warm_count(idle);
   for (int i = 0; i < COWMEM__SHARDS; i++) {
     idle_stats_t* st = &idle->stats[i];
-    sum += atomic_load(&st->warm);
     out->affinity_hits += atomic_load(&st->hits);
     out->affinity_misses += atomic_load(&st->misses);
     out->steals += atomic_load(&st->steals);
     out->decommits += atomic_load(&st->decommits);
     out->failures += atomic_load(&st->failures);
   }
-  int64_t warm = (int64_t)sum;
-  out->warm = warm > 0 ? (uint64_t)warm : 0;
   out->cold = atomic_load(&idle->cold.n);
   size_t fresh = atomic_load(&idle->next_fresh);
   out->never_used = idle->n - (fresh < idle->n ? fresh : idle->n);

@@ -166,7 +166,11 @@ typedef struct cowmem_diag_s {
      "holes are mapped from the memfd too (each mapping costs a VMA per slot)") \
   XX(NO_PAGEMAP_SCAN, 0,                                                       \
      "do not use PAGEMAP_SCAN to find written pages (the fallback: the "       \
-     "adaptive reset learns by comparing contents; for tests and benchmarks)")
+     "adaptive reset learns by comparing contents; for tests and benchmarks)") \
+  XX(NO_FAULT_COUNT, 0,                                                        \
+     "do not use the process's page-fault count to reset a slot whose "        \
+     "instance took no fault by copying back only its hot pages (the "         \
+     "adaptive reset's quiet way; for tests and benchmarks)")
 
 typedef enum {
 #define COWMEM__OPT_ENUM(name, def, doc) COWMEM_OPTION_##name,
@@ -717,7 +721,7 @@ COWMEM_API int cowmem_pool_metrics(cowmem_pool_t* pool,
                                    cowmem_pool_metrics_t* out);
 
 /* What the ADAPTIVE reset learned about one image in this pool. */
-#define COWMEM_POOL_IMAGE_METRICS_VERSION 1
+#define COWMEM_POOL_IMAGE_METRICS_VERSION 2
 typedef struct cowmem_pool_image_metrics_s {
   uint32_t version;
   uint64_t resets;           /* ADAPTIVE resets of slots holding the image */
@@ -734,6 +738,9 @@ typedef struct cowmem_pool_image_metrics_s {
   uint64_t discard_calls;    /* madvise / process_madvise calls its resets made
                                 (not the queue's flushes: cowmem_pool_metrics) */
   uint64_t scans;            /* resets that used PAGEMAP_SCAN */
+  uint64_t quiet_resets;     /* resets that copied back only the hot pages:
+                                no page fault in the process since the
+                                slot's last reset, so nothing else changed */
 } cowmem_pool_image_metrics_t;
 
 /* Fill *out for image (NULL: the all-zeros memory). An image the pool has

@@ -576,10 +576,14 @@ static int holder_stop(holder_t* h, pthread_t th) {
   return pthread_join(th, NULL);
 }
 
-/* A pool whose hot set (pages 3 and 7) is learnt, seen resetting blind. */
+/* A pool whose hot set (pages 3 and 7) is learnt, seen resetting blind.
+ * Never quiet: the choice between blind and scanning is what is tested,
+ * and these instances fault nothing, so each reset would be quiet. */
 static int learn_blind(cycles_arg_t* me) {
   cowmem__adaptive_test_mode(0);
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 1);
   me->pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 1000);
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 0);
   me->err = 0;
   ASSERT_NOT_NULL(me->pool);
   sixteen_cycles(me); /* the warm-up samples */
@@ -692,6 +696,7 @@ TEST_IMPL(scan_when_hot_set_scattered) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
   cowmem__adaptive_test_mode(0);
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 1); /* blind or scan, never quiet */
   cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 16, 1000);
   ASSERT_NOT_NULL(pool);
   size_t few[] = {3, 4, 5, 20, 21, 40}, many[12];
@@ -715,6 +720,7 @@ TEST_IMPL(scan_when_hot_set_scattered) {
   ASSERT_EQ(im.hot_pages, 12);
   ASSERT_GE(unsampled_scans(pool), 30);
   ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 0);
   return 0;
 }
 
@@ -726,6 +732,7 @@ TEST_IMPL(blind_when_hot_pages_spread) {
   PS = cowmem_page_size();
   if (!cowmem__dirty_exact()) TEST_SKIP("no PAGEMAP_SCAN here (Linux >= 6.7)");
   cowmem__adaptive_test_mode(0);
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 1); /* blind or scan, never quiet */
   size_t slot_pages = ((size_t)32 << 20) / PS, spread[8];
   for (size_t i = 0; i < 8; i++)
     spread[i] = i * (slot_pages / 8) + 5;
@@ -744,6 +751,241 @@ TEST_IMPL(blind_when_hot_pages_spread) {
       ASSERT_EQ(base[spread[k] * PS + 100], 0);
   }
   ASSERT_UEQ(unsampled_scans(pool), u0); /* blind */
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_option_set(COWMEM_OPTION_NO_FAULT_COUNT, 0);
+  return 0;
+}
+
+/* ---- quiet resets: no page fault since the slot's last reset ---- */
+
+static uint64_t quiet_count(cowmem_pool_t* pool, const cowmem_image_t* img) {
+  cowmem_pool_image_metrics_t im;
+  if (cowmem_pool_image_metrics(pool, img, &im) != 0) return UINT64_MAX;
+  return im.quiet_resets;
+}
+
+/* Cycles writing the given pages until two resets in a row were quiet
+ * (at most 64); nonzero if they never were. */
+static int until_quiet(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial,
+                       const size_t* pages, size_t n) {
+  uint8_t* base = NULL;
+  int row = 0;
+  for (int i = 0; i < 64 && row < 2; i++) {
+    uint64_t q = quiet_count(pool, img);
+    CHECK(cycle_write(pool, img, initial, pages, n, &base));
+    row = quiet_count(pool, img) > q ? row + 1 : 0;
+  }
+  ASSERT_EQ(row, 2);
+  return 0;
+}
+
+/* A pool of one slot, quiet wherever nothing faulted, blind otherwise;
+ * NULL where the fault count is not exact (or without memory). */
+static cowmem_pool_t* quiet_pool(void) {
+  uint64_t f;
+  if (cowmem__os_fault_count(&f) != 0) return NULL;
+  cowmem__adaptive_test_mode(3);
+  return make_pool(COWMEM_RESET_ADAPTIVE, 1, 64, 8, 1000);
+}
+
+/* Release s, whose instance wrote where it should not, and see that its
+ * reset was not quiet and that the next instance in the slot (of initial
+ * bytes, grown to grow if not 0) holds image and zeros. */
+static int release_settles(cowmem_pool_t* pool, cowmem_image_t* img, cowmem_slot_t* s,
+                           size_t initial, size_t grow) {
+  uint64_t q = quiet_count(pool, img);
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  ASSERT_UEQ(quiet_count(pool, img), q);
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, 64 * PS, &s));
+  if (grow) ASSERT_OK(cowmem_slot_grow(s, grow));
+  CHECK(expect_image(s, img));
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  return 0;
+}
+
+/* Instances that write only hot pages fault nothing: their resets copy
+ * the hot pages back and make no other system call than the count's (no
+ * scan, no madvise). One that writes any other page, itself or through a
+ * system call, faults, and its reset settles every page: the next
+ * instance of the slot finds image and zeros there. */
+TEST_IMPL(quiet_when_nothing_faults) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = quiet_pool();
+  if (pool == NULL) TEST_SKIP("no exact fault count here");
+  cowmem_image_t* img = holed_image(0, 16, 8, 10, 0x31);
+  ASSERT_NOT_NULL(img);
+  size_t initial = 32 * PS, hot[] = {3, 7, 20};
+  CHECK(until_quiet(pool, img, initial, hot, 3));
+  cowmem_pool_image_metrics_t im0, im1;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im0));
+  cowmem_stats_t st0, st1;
+  cowmem_stats_get(&st0);
+  uint8_t* base = NULL;
+  for (int i = 0; i < 16; i++)
+    CHECK(cycle_write(pool, img, initial, hot, 3, &base));
+  cowmem_stats_get(&st1);
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im1));
+  ASSERT_UEQ(im1.quiet_resets - im0.quiet_resets, 16);
+  ASSERT_UEQ(im1.scans, im0.scans);
+  ASSERT_UEQ(im1.discard_calls, im0.discard_calls);
+  ASSERT_UEQ(im1.copied_pages - im0.copied_pages, 16 * 3);
+  ASSERT_UEQ(st1.sys_madvise + st1.sys_process_madvise + st1.sys_mprotect + st1.sys_mmap,
+             st0.sys_madvise + st0.sys_process_madvise + st0.sys_mprotect + st0.sys_mmap);
+  ASSERT_UEQ(st1.sys_other - st0.sys_other, 16); /* the count */
+
+  /* A page outside the hot set, written by the instance. */
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
+  uint8_t* m = cowmem_slot_base(s);
+  m[25 * PS + 9] = 0x5a;
+  CHECK(release_settles(pool, img, s, initial, 0));
+
+  /* The same through read(2): the kernel's copy faults the page in. */
+  CHECK(until_quiet(pool, img, initial, hot, 3));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_EQ(write(fds[1], "leak", 4), 4);
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
+  m = cowmem_slot_base(s);
+  ASSERT_EQ(read(fds[0], m + 26 * PS + 9, 4), 4);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(release_settles(pool, img, s, initial, 0));
+
+  /* A grown memory written past its initial size. */
+  CHECK(until_quiet(pool, img, initial, hot, 3));
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, 64 * PS, &s));
+  ASSERT_OK(cowmem_slot_grow(s, 48 * PS));
+  m = cowmem_slot_base(s);
+  m[40 * PS] = 0x5a;
+  CHECK(release_settles(pool, img, s, initial, 48 * PS));
+
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  return 0;
+}
+
+/* A page the slot still owns above the accessible size is made writable
+ * again by growing the memory, with no fault: here hot page 20, kept by
+ * instances of 32 pages, written by one of 16 pages grown to 32. Its reset
+ * settles every page (a quiet one would copy back the hot pages below 16
+ * only, its initial size). */
+TEST_IMPL(quiet_not_after_grow) {
+  PS = cowmem_page_size();
+  cowmem_pool_t* pool = quiet_pool();
+  if (pool == NULL) TEST_SKIP("no exact fault count here");
+  size_t hot[] = {3, 20};
+  CHECK(until_quiet(pool, NULL, 32 * PS, hot, 2));
+  cowmem_slot_t* s = NULL;
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 16 * PS, 32 * PS, &s));
+  ASSERT_OK(cowmem_slot_grow(s, 32 * PS));
+  uint8_t* m = cowmem_slot_base(s);
+  m[20 * PS + 100] = 0x5a;
+  CHECK(release_settles(pool, NULL, s, 32 * PS, 0));
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+
+/* The count a quiet reset trusts: every fault that maps a page counts,
+ * a write to a fresh page and a system call's copy into one alike, and
+ * counts from different processes never compare equal (the pid is in
+ * them: a child's count starts again from 0). */
+static int fault_count_moves(void) {
+  uint64_t f0, f1, f2;
+  if (cowmem__os_fault_count(&f0) != 0) return 1;
+  uint8_t* p =
+      mmap(NULL, 2 * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return 1;
+  p[0] = 1;
+  if (cowmem__os_fault_count(&f1) != 0 || f1 <= f0) return 2;
+  int fds[2];
+  if (pipe(fds) != 0 || write(fds[1], "x", 1) != 1 || read(fds[0], p + PS, 1) != 1)
+    return 1;
+  close(fds[0]);
+  close(fds[1]);
+  if (cowmem__os_fault_count(&f2) != 0 || f2 <= f1) return 3;
+  munmap(p, 2 * PS);
+  return f2 >> 40 == (uint64_t)getpid() ? 0 : 4;
+}
+
+TEST_IMPL(fault_count_counts) {
+  PS = cowmem_page_size();
+  uint64_t f;
+  if (cowmem__os_fault_count(&f) != 0) TEST_SKIP("no exact fault count here");
+  ASSERT_EQ(fault_count_moves(), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(fault_count_moves());
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  return 0;
+}
+
+/* A slot settled against one hot set is not quiet once a sample changed
+ * it, though nothing faulted: a page that left the hot set may still be
+ * the slot's own, writable without a fault. Here slot A keeps page 7 of
+ * the hot set {3, 7} while slot B's instances write only page 3 until 7
+ * leaves the hot set; then A's instance writes 7 (no fault) and A is
+ * released. */
+TEST_IMPL(quiet_not_after_hot_set_changes) {
+  PS = cowmem_page_size();
+  uint64_t f0, f1;
+  if (cowmem__os_fault_count(&f0) != 0) TEST_SKIP("no exact fault count here");
+  cowmem__adaptive_test_mode(3);
+  /* A sample every 8 resets: A's release, right after the sample that
+   * changed the hot set, is not sampled (a sampled reset settles anyway). */
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 2, 64, 8, 8);
+  ASSERT_NOT_NULL(pool);
+  size_t initial = 16 * PS, both[] = {3, 7};
+  cowmem_slot_t *a = NULL, *b = NULL;
+  for (int i = 0; i < 8; i++) { /* both slots own pages 3 and 7 */
+    ASSERT_OK(cowmem_pool_acquire(pool, NULL, initial, initial, &a));
+    ASSERT_OK(cowmem_pool_acquire(pool, NULL, initial, initial, &b));
+    for (size_t k = 0; k < 2; k++) {
+      ((uint8_t*)cowmem_slot_base(a))[both[k] * PS + 100] = 0x5a;
+      ((uint8_t*)cowmem_slot_base(b))[both[k] * PS + 100] = 0x5a;
+    }
+    ASSERT_OK(cowmem_pool_release(pool, b));
+    ASSERT_OK(cowmem_pool_release(pool, a));
+  }
+  CHECK(until_quiet(pool, NULL, initial, both, 2));
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, initial, initial, &a));
+  cowmem_pool_image_metrics_t im;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
+  ASSERT_EQ(im.hot_pages, 2);
+  ASSERT_OK(cowmem__os_fault_count(&f0));
+  size_t three[] = {3};
+  for (int i = 0; i < 256 && im.hot_pages == 2; i++) {
+    uint8_t* base = NULL;
+    CHECK(cycle_write(pool, NULL, initial, three, 1, &base));
+    ASSERT_TRUE(base != cowmem_slot_base(a));
+    ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
+  }
+  ASSERT_EQ(im.hot_pages, 1);
+  uint8_t* m = cowmem_slot_base(a);
+  m[7 * PS + 100] = 0x77;
+  m[3 * PS + 100] = 0x77;
+  ASSERT_OK(cowmem__os_fault_count(&f1));
+  uint64_t q = quiet_count(pool, NULL);
+  ASSERT_OK(cowmem_pool_release(pool, a));
+  ASSERT_UEQ(quiet_count(pool, NULL), q);
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, initial, initial, &a));
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, initial, initial, &b));
+  CHECK(expect_bytes(a, 0, initial, 0));
+  CHECK(expect_bytes(b, 0, initial, 0));
+  ASSERT_OK(cowmem_pool_release(pool, b));
+  ASSERT_OK(cowmem_pool_release(pool, a));
+  /* Nothing faulted while B's samples changed the hot set, so only the
+   * hot set's version told A's reset to settle (where this process did
+   * fault, the test above covers it). */
+  if (f1 != f0)
+    fprintf(stderr, "note: %llu faults meanwhile\n", (unsigned long long)(f1 - f0));
+  cowmem__adaptive_test_mode(0);
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
 }
@@ -1215,4 +1457,4 @@ TEST_IMPL(reads_stay_mapped) {
   CHECK(reads_stay_mapped_in(1));
   return reads_stay_mapped_in(8);
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images) TEST_ENTRY(flush_counts_each_queue))
+TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images) TEST_ENTRY(flush_counts_each_queue) TEST_ENTRY(quiet_when_nothing_faults) TEST_ENTRY(quiet_not_after_hot_set_changes) TEST_ENTRY(fault_count_counts) TEST_ENTRY(quiet_not_after_grow))

@@ -197,9 +197,27 @@ static inline void note_mapped(void* arg, uint8_t* addr, size_t len) {
  * that is in no page table and should hold zeros is zeros by the kernel's
  * guarantee, and is not read (reading it would make it look written to the
  * next reset's scan). Every other page is compared. */
+static inline int same_pages_(const uint8_t* have, const uint8_t* want, size_t pages,
+                              bool data_too, const char* what);
 static inline int same_pages_unread(const uint8_t* have, const uint8_t* want, size_t pages,
                                     bool zero_allocates, const char* what) {
   if (!zero_allocates) return same_bytes(have, want, pages * PS, what);
+  return same_pages_(have, want, pages, true, what);
+}
+
+/* same_bytes over the pages in the page tables only, which a read does not
+ * fault (and so does not move the process's fault count): every page an
+ * instance could have written is one of them; the others read as the
+ * image's file or zeros by the kernel's guarantee. Needs PAGEMAP_SCAN. */
+static inline int same_pages_mapped(const uint8_t* have, const uint8_t* want,
+                                    size_t pages, const char* what) {
+  return same_pages_(have, want, pages, false, what);
+}
+
+/* Compare the mapped pages, and with data_too the unmapped ones that
+ * should hold more than zeros. */
+static inline int same_pages_(const uint8_t* have, const uint8_t* want, size_t pages,
+                              bool data_too, const char* what) {
   mapped_pages_t m = {have, calloc(pages, 1)};
   if (m.mapped == NULL ||
       cowmem__os_mapped_ranges((void*)have, pages * PS, note_mapped, &m) != 0) {
@@ -213,7 +231,8 @@ static inline int same_pages_unread(const uint8_t* have, const uint8_t* want, si
     bool zero = true;
     for (size_t o = 0; o < PS && zero; o += sizeof zeros)
       zero = memcmp(w + o, zeros, PS - o < sizeof zeros ? PS - o : sizeof zeros) == 0;
-    if ((m.mapped[p] || !zero) && same_bytes(have + p * PS, w, PS, what) != 0) {
+    if ((m.mapped[p] || (data_too && !zero)) &&
+        same_bytes(have + p * PS, w, PS, what) != 0) {
       fprintf(stderr, "%s: in page %zu\n", what, p);
       free(m.mapped);
       return 1;

@@ -239,6 +239,19 @@ int cowmem__os_written_batches(void* addr, size_t len, cowmem__os_ranges_fn fn,
  * file pages and zero pages only read. As cowmem__os_written_ranges
  * otherwise (one PAGEMAP_SCAN per 64 ranges; ENOSYS without it). */
 int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, void* arg);
+/* The page faults this process has taken, all threads, living and exited
+ * (getrusage: minor + major), with the pid folded into bits 40 and up so
+ * that counts read in different processes (a child after fork, whose count
+ * starts again at 0) never compare equal while below 2^40. Every fault
+ * that maps a page counts (a write to a page not writable, a read of an
+ * absent one, a system call's copy into memory of this process), so an
+ * unchanged count means no page of the process became present or writable
+ * in between. ENOTSUP where that does not hold or cannot be known:
+ * khugepaged may collapse anonymous memory into a huge page, making absent
+ * pages writable without a fault, where transparent huge pages (any size)
+ * are "always" (not "madvise" or "never"); the file is read once. posix:
+ * ENOSYS. */
+int cowmem__os_fault_count(uint64_t* out);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

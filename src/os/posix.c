@@ -107,6 +107,12 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
   return ENOSYS;
 }
 
+/* What ru_minflt counts elsewhere is not known to include every fault. */
+int cowmem__os_fault_count(uint64_t* out) {
+  (void)out;
+  return ENOSYS;
+}
+
 int cowmem__os_private_map(void* addr, size_t len, uint8_t* vec) {
   cowmem__os_count(COWMEM__OS_other);
   return mincore(addr, len, (void*)vec) == 0 ? 0 : errno;

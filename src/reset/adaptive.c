@@ -53,6 +53,8 @@
 typedef struct {
   _Alignas(64) _Atomic uint64_t resets;
   _Atomic uint64_t last_sample, missed, copied, discarded, discard_calls, scans;
+  _Atomic uint64_t quiet;   /* quiet resets */
+  _Atomic uint64_t unquiet; /* faults seen at this thread's last tries in a row */
 } stripe_t;
 
 typedef struct {
@@ -75,6 +77,7 @@ struct cowmem__adaptive_s {
   size_t budget;                        /* pages a hot set may hold */
   size_t sample_every;                  /* >= 1 */
   bool defers;                          /* blind resets' discards are queued */
+  bool quiet;                           /* quiet resets tried (the fault count) */
   pthread_mutex_t lock;                 /* inserts, removals, totals */
   uint64_t gone_copied, gone_discarded; /* removed states' totals; lock */
   _Atomic uint64_t keys[TABLE_CAP];
@@ -88,6 +91,7 @@ cowmem__adaptive_t* cowmem__adaptive_new(size_t resident_budget, size_t sample_e
   cowmem__adaptive_t* a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
   a->defers = defers;
+  a->quiet = cowmem_option_get(COWMEM_OPTION_NO_FAULT_COUNT) == 0;
   a->budget = resident_budget / cowmem__os_page_size();
   a->sample_every = sample_every ? sample_every : 1;
   pthread_mutex_init(&a->lock, NULL);
@@ -460,6 +464,108 @@ static inline void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
   }
 }
 
+/* ---- quiet: no fault since the last settling ----
+ *
+ * Every page of a slot an instance can change without a page fault is one
+ * whose page-table entry is present and writable. After a reset settled
+ * every page against a hot set (blind or scanning, its queued discard
+ * done), those are hot pages only: every other page was decommitted,
+ * maps the image or the zero page read-only, or is beyond the memory. A
+ * write anywhere else, by the instance or by a system call copying into
+ * its memory, takes a fault first, and the kernel counts every fault of
+ * the process (cowmem__os_fault_count). So if the count has not moved
+ * since that reset, and the hot set is the one it settled against, copying
+ * the hot pages back restores the whole slot: no scan, no discard, no
+ * page table walked. That costs one getrusage (1.2 us on the Zen 5 VM,
+ * whose system calls cost 0.9; 1.6 with two threads calling it) where a
+ * blind reset of 8 spread pages in a 30 MiB memory spends 2-3 us in the
+ * kernel's walk of 8 page tables, and a scan more.
+ *
+ * Not where the memory grew, or is larger than what was settled: mprotect
+ * makes a page the slot still owns beyond the accessible size writable
+ * again with no fault (a hot page kept by an instance with a larger
+ * memory, then written after a grow), and a reset covers only [0,
+ * accessible). The model test found that one (test_adaptive's
+ * quiet_not_after_grow).
+ *
+ * The count is the whole process's (getrusage(RUSAGE_SELF)): a host may
+ * run an instance on several threads, so one thread's count says nothing.
+ * So any fault anywhere makes the next reset of every slot settle again,
+ * which is right, only slower. A thread whose last QUIET_TRIES tries all
+ * saw faults asks again only once in QUIET_PROBE resets (a workload that
+ * writes new pages every time would pay the call for nothing).
+ *
+ * What this trusts, beyond the kernel counting faults: nothing makes an
+ * absent page writable without a fault. khugepaged does, collapsing
+ * anonymous memory into a huge page, where transparent huge pages are
+ * "always"; the OS layer says ENOTSUP then and resets are never quiet. A
+ * debugger writing through /proc/pid/mem or process_vm_writev from another
+ * process faults in that process; like any write from outside, it is not
+ * the instance's. */
+#define QUIET_TRIES 8
+#define QUIET_PROBE 32
+
+/* What a quiet reset costs beyond its copies, in blind_cheaper's units:
+ * the getrusage, 1.6-1.7 us a cycle on the Zen 5 VM (demo.wasm, the 3 and
+ * 30 MiB modules, 8 hot pages). A queued blind reset there cost 0.1 us,
+ * plus 0.1 a gap, plus 0.4 for each page table past the first that holds
+ * a mapped page (its share of the flush: 1.1 us on demo.wasm's memory, one
+ * table; 1.5 on the 3 MiB one, 2; 3.9 on the 30 MiB one, 8). So a quiet
+ * reset is the cheaper from 3 tables, or 16 gaps; and wherever a scan
+ * would be the way (one call too, and the walk). Where system calls cost
+ * less than on a VM, a quiet reset is cheaper still against the walks. */
+#define QUIET_COST 165
+
+static bool quiet_cheaper(const cowmem__adaptive_t* a, const image_state_t* st) {
+  uint64_t runs = LOAD(st->hs.runs), clean = LOAD(st->clean), tables = LOAD(st->tables);
+  if (!blind_cheaper(runs, LOAD(st->hs.pages), clean, tables, a->defers)) return true;
+  uint64_t blind =
+      10 + (runs + 1) * 10 + clean * 20 + (tables > 1 ? (tables - 1) * 40 : 0);
+  /* Blind discards taking turns with another thread's: the quiet way
+   * makes none. */
+  return blind > QUIET_COST || cowmem__os_discard_contended();
+}
+
+/* Ask the count at this reset? */
+static bool quiet_try(const cowmem__adaptive_t* a, const image_state_t* st,
+                      const stripe_t* sp, uint64_t n) {
+#ifdef COWMEM_TESTING
+  int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
+  if (m != 0) return m == 3;
+#endif
+  return a->quiet && (LOAD(sp->unquiet) < QUIET_TRIES || n % QUIET_PROBE == 0) &&
+         quiet_cheaper(a, st);
+}
+
+/* Copy the hot set of version hv (even) back; false if a sample rewrote it
+ * meanwhile (the copies are the image's bytes, harmless: the reset then
+ * settles every page). */
+static bool quiet_restore(reset_ctx_t* c, uint64_t hv, size_t pages) {
+  const cowmem__hotset_t* hs = &c->st->hs;
+  size_t end = c->limit < pages ? c->limit : pages;
+  c->blind = true; /* hot pages may map the image still: compare */
+  c->own_hot = c->slot->reset_mark == hv + 1;
+  size_t runs = LOAD(hs->runs);
+  if (runs <= COWMEM__HOTSET_LISTED) {
+    for (size_t i = 0; i < runs; i++) {
+      size_t lo, hi;
+      cowmem__hotset_listed(hs, i, &lo, &hi);
+      if (hi > end) hi = end;
+      if (lo < hi) restore_pages(c, lo, hi);
+    }
+  } else {
+    for (size_t i = 0; i < end;) {
+      bool h = cowmem__hotset_has(hs, i);
+      size_t j = i + 1 == end ? end : cowmem__hotset_run_end(hs, i, end, end, h);
+      if (h) restore_pages(c, i, j);
+      i = j;
+    }
+  }
+  restore_flush(c);
+  atomic_thread_fence(memory_order_acquire);
+  return LOAD(hs->version) == hv;
+}
+
 /* ---- learning (hotset.c) ---- */
 
 static void sample(reset_ctx_t* c, const cowmem__adaptive_t* a, size_t limit, bool exact,
@@ -602,6 +708,31 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
    * from it needs no madvise when only hot pages were written. */
   bool exact = cowmem__dirty_exact();
   bool due = sample_due(st, sp, a->sample_every, n, 0);
+  /* Quiet: no fault since the slot was last settled, against this hot set. */
+  uint64_t faults = 0;
+  bool counted = quiet_try(a, st, sp, n) && cowmem__os_fault_count(&faults) == 0;
+  uint64_t hv = atomic_load_explicit(&st->hs.version, memory_order_acquire);
+  if (counted && slot->reset_faults != 0 && slot->reset_quiet != 0 &&
+      slot->accessible == slot->initial && slot->initial <= slot->reset_span) {
+    if (slot->reset_faults != faults) {
+      cowmem__stripe_add(si, &sp->unquiet, 1);
+    } else if (!due && slot->reset_quiet == hv + 1 && hv % 2 == 0) {
+      bool whole = quiet_restore(&c, hv, pages);
+      if (LOAD(sp->unquiet) != 0)
+        atomic_store_explicit(&sp->unquiet, 0, memory_order_relaxed);
+      if (c.err) return cowmem__slot_fail(slot, c.err);
+      if (whole) {
+        cowmem__stripe_add(si, &sp->quiet, 1);
+        if (c.copied) cowmem__stripe_add(si, &sp->copied, c.copied);
+        prof_mark(prof, COWMEM__PHASE_COPY);
+        int res = cowmem__slot_finish_reset(slot);
+        prof_mark(prof, COWMEM__PHASE_FINISH);
+        prof_end(prof);
+        return res;
+      }
+      c.blind = c.own_hot = false; /* settle every page below */
+    }
+  }
   prof_mark(prof, COWMEM__PHASE_LOOKUP);
   if (exact && (due || scan_each(a, st))) {
     int r = cowmem__dirty_written(slot->base, slot->accessible, collect, &c);
@@ -670,6 +801,16 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   if (c.discarded) cowmem__stripe_add(si, &sp->discarded, c.discarded);
   if (c.calls) cowmem__stripe_add(si, &sp->discard_calls, c.calls);
   if (c.err) return cowmem__slot_fail(slot, c.err);
+  /* Every page settled (the queued discard too, before the slot is used
+   * again): against hot set hv if no sample rewrote it meanwhile. Without
+   * a count now, none is kept: an older one would still be right (no
+   * fault since then is none since this reset), but a miss against it
+   * would count as faults seen. */
+  atomic_thread_fence(memory_order_acquire);
+  bool settled = hv % 2 == 0 && LOAD(st->hs.version) == hv;
+  slot->reset_faults = counted ? faults : 0;
+  slot->reset_quiet = settled ? hv + 1 : 0;
+  slot->reset_span = slot->accessible;
   if (deferred) {
     prof_end(prof);
     return COWMEM__ADAPTIVE_DEFERRED;
@@ -699,6 +840,7 @@ void cowmem__adaptive_image_metrics(cowmem__adaptive_t* a, const cowmem_image_t*
     out->discarded_pages += LOAD(sp->discarded);
     out->discard_calls += LOAD(sp->discard_calls);
     out->scans += LOAD(sp->scans);
+    out->quiet_resets += LOAD(sp->quiet);
   }
 }
 

@@ -47,7 +47,8 @@ void cowmem__adaptive_totals(cowmem__adaptive_t* a, uint64_t* copied,
 #ifdef COWMEM_TESTING
 /* Tests: 0 decides by the hot set's runs and whether another thread is
  * discarding (the default), 1 scans at every reset, 2 resets blind
- * (scanning only to sample). */
+ * (scanning only to sample); neither is ever quiet. 3 is quiet wherever
+ * the fault count allows, blind otherwise. */
 void cowmem__adaptive_test_mode(int mode);
 #endif
 

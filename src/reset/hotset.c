@@ -219,6 +219,10 @@ static bool learn(cowmem__hotset_t* hs, const uint32_t* written, size_t nw,
         }
       }
     if (atomic_load_explicit(&hs->hot[w], memory_order_relaxed) != bits) {
+      if (!changed) { /* odd while rewritten (see cowmem__hotset_t.version) */
+        atomic_fetch_add_explicit(&hs->version, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_release);
+      }
       atomic_store_explicit(&hs->hot[w], bits, memory_order_relaxed);
       changed = true;
     }
@@ -228,7 +232,7 @@ static bool learn(cowmem__hotset_t* hs, const uint32_t* written, size_t nw,
   if (runs <= COWMEM__HOTSET_LISTED) list_runs(hs, w_lo, w_hi);
   atomic_store_explicit(&hs->pages, count, memory_order_relaxed);
   atomic_store_explicit(&hs->runs, runs, memory_order_relaxed);
-  if (changed) atomic_fetch_add_explicit(&hs->version, 1, memory_order_relaxed);
+  if (changed) atomic_fetch_add_explicit(&hs->version, 1, memory_order_release);
   return changed;
 }
 

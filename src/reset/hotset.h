@@ -28,7 +28,10 @@ typedef struct {
   _Atomic uint64_t listed[COWMEM__HOTSET_LISTED];
   _Atomic uint64_t samples, sampled_dirty;
   /* Bumped by each sample that changes which pages are hot: what a reset
-   * knew of a slot's hot pages holds while it stays the same. */
+   * knew of a slot's hot pages holds while it stays the same. Odd while a
+   * sample rewrites the bitmap and the runs (a sequence lock: a reader that
+   * reads the same even version before and after, with an acquire fence
+   * before the second read, read one hot set whole). */
   _Atomic uint64_t version;
   _Atomic uint64_t interval; /* resets between samples (cowmem__hotset_due) */
 } cowmem__hotset_t;

@@ -38,6 +38,13 @@ static void slot_check(const cowmem_slot_t* s) {
 #define slot_check(s) ((void)0)
 #endif
 
+/* Whatever the reset strategy knew of the slot's pages no longer holds. */
+static void slot_forget_pages(cowmem_slot_t* slot) {
+  slot->reset_mark = 0;
+  slot->reset_faults = slot->reset_quiet = 0;
+  slot->reset_span = 0;
+}
+
 void cowmem__slot_init(cowmem_slot_t* slot, void* base, size_t reserve) {
   memset(slot, 0, sizeof *slot);
   slot->base = base;
@@ -96,7 +103,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   cowmem_image_release(slot->image);
   slot->image = NULL;
   slot->reset_state = NULL;
-  slot->reset_mark = 0;
+  slot_forget_pages(slot);
   slot->accessible = 0;
   slot->initial = 0;
   slot->state = COWMEM_SLOT_EMPTY;
@@ -164,7 +171,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = NULL;
     slot->reset_state = NULL;
-    slot->reset_mark = 0;
+    slot_forget_pages(slot);
     cowmem_image_release(old);
   }
   e = slot_set_accessible(slot, initial_size);
@@ -174,7 +181,7 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     if (e) return cowmem__slot_fail(slot, e);
     slot->image = cowmem_image_retain(image);
     slot->reset_state = NULL;
-    slot->reset_mark = 0;
+    slot_forget_pages(slot);
   }
   slot->initial = initial_size;
   slot->state = COWMEM_SLOT_DIRTY;
@@ -227,7 +234,7 @@ int cowmem_slot_reset(cowmem_slot_t* slot) {
   if (r != 0) return r;
   /* Discarding restores image pages from the fd and zeros elsewhere. */
   int e = slot->accessible ? cowmem__os_discard(slot->base, slot->accessible) : 0;
-  slot->reset_mark = 0; /* no page is the slot's own now */
+  slot_forget_pages(slot); /* no page is the slot's own now */
   if (e) return cowmem__slot_fail(slot, e);
   return cowmem__slot_finish_reset(slot);
 }

@@ -24,6 +24,12 @@ struct cowmem_slot_s {
   /* What the reset strategy knows of this slot's own pages (0: nothing;
    * cleared with reset_state and whenever the slot's pages are dropped). */
   uint64_t reset_mark;
+  /* What the reset strategy knew when it last settled every page: the
+   * process's fault count then (cowmem__os_fault_count), a mark of what
+   * it settled against (0: nothing known) and the bytes it covered (the
+   * accessible size then). Cleared with reset_mark. */
+  uint64_t reset_faults, reset_quiet;
+  size_t reset_span;
   struct cowmem_pool_s* pool;
   /* Mappings (VMAs) the slot adds to the process now: its read-write pieces
    * (cowmem__image_maps) and the split of the PROT_NONE run it sits in.

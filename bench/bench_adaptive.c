@@ -231,11 +231,12 @@ int main(void) {
         cowmem_pool_metrics(pool, &pm);
         double nr = (double)(im.resets - im0.resets);
         printf("      hot set %llu pages, %.1f dirty pages per sampled instance; per "
-               "reset: %.2f blind, %.2f scanning, %.3f sampled, %.1f copied, %.2f "
-               "decommitted, %.3f madvise calls\n",
+               "reset: %.2f quiet, %.2f blind, %.2f scanning, %.3f sampled, %.1f "
+               "copied, %.2f decommitted, %.3f madvise calls\n",
                (unsigned long long)im.hot_pages,
                im.samples ? (double)im.sampled_dirty_pages / (double)im.samples : 0.0,
-               (nr - (double)(im.scans - im0.scans)) / nr,
+               (double)(im.quiet_resets - im0.quiet_resets) / nr,
+               (nr - (double)(im.scans - im0.scans) - (double)(im.quiet_resets - im0.quiet_resets)) / nr,
                (double)(im.scans - im0.scans) / nr, (double)(im.samples - im0.samples) / nr,
                (double)(im.copied_pages - im0.copied_pages) / nr,
                (double)(im.discarded_pages - im0.discarded_pages) / nr,
@@ -290,8 +291,9 @@ int main(void) {
       printf("  K=%-3zu %-30s 1 thread %9.0f  2 threads %9.0f  (%.2fx)\n", k,
              sp ? sp->name : "wasmtime pagemap_scan, own mem", t1, t2, t2 / t1);
       if (n.resets > 0)
-        printf("        per reset: %.2f scans, %.2f copied pages, %.2f madvise calls\n",
-               n.scans, n.copied, n.madvise);
+        printf("        per reset: %.2f quiet, %.2f scans, %.2f copied pages, %.2f madvise "
+               "calls\n",
+               n.quiet, n.scans, n.copied, n.madvise);
     }
   }
 

@@ -523,6 +523,12 @@ typedef enum {
    * way; pools of fewer than 4 slots queue nothing), made when the queue
    * is full, by cowmem_pool_flush, or by an acquire that finds no idle slot
    * of its image (before it would map the image into another).
+   * A quiet reset (Linux): when the process took no page fault since the
+   * slot's last reset (getrusage, every thread), the hot set is the same and
+   * the memory did not grow, nothing but a hot page can have changed, and
+   * copying the hot pages back is the whole reset. Tried where it is the
+   * cheaper way; never where transparent huge pages are "always", nor with
+   * COWMEM_OPTION_NO_FAULT_COUNT.
    * The hot set is learned by comparing contents on sampled resets. Learning
    * samples one reset in sample_every (and sooner while instances write pages
    * outside the hot set; up to 4 times less often while they write exactly

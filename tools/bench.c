@@ -154,9 +154,9 @@ static void print_table(bench_mod_t* c, bench_row_t* rows, size_t n, const char*
   }
   const bench_row_t* ad = &rows[FIXED + COWMEM_RESET_ADAPTIVE];
   if (n > FIXED + COWMEM_RESET_ADAPTIVE && !ad->failed)
-    printf("\npool-adaptive, per reset: %.2f scans, %.2f copied pages, %.2f madvise "
-           "calls\n",
-           ad->counts.scans, ad->counts.copied, ad->counts.madvise);
+    printf("\npool-adaptive, per reset: %.2f quiet, %.2f scans, %.2f copied pages, %.2f "
+           "madvise calls\n",
+           ad->counts.quiet, ad->counts.scans, ad->counts.copied, ad->counts.madvise);
   printf("\nopening the compiled .cwimg: median %.2f us, p99 %.2f us\n",
          med(&c->open_ns) / 1e3, p99(&c->open_ns) / 1e3);
   printf("cycle avg: the median of the means of %d consecutive cycles, which counts "
@@ -207,9 +207,9 @@ static void print_json(bench_mod_t* c, bench_row_t* rows, size_t n, const duel_t
            mc, (double)r->faults / (double)c->iters, mi > 0 ? bi / mi : 0,
            mc > 0 ? bc / mc : 0);
     if (i == FIXED + COWMEM_RESET_ADAPTIVE)
-      printf(", \"scans_per_reset\": %.3f, \"copied_pages_per_reset\": %.3f, "
-             "\"madvise_calls_per_reset\": %.3f",
-             r->counts.scans, r->counts.copied, r->counts.madvise);
+      printf(", \"quiet_per_reset\": %.3f, \"scans_per_reset\": %.3f, "
+             "\"copied_pages_per_reset\": %.3f, \"madvise_calls_per_reset\": %.3f",
+             r->counts.quiet, r->counts.scans, r->counts.copied, r->counts.madvise);
     printf("}");
   }
   printf("]");

@@ -45,13 +45,14 @@ cowmem_pool_t* bench_strategy_pool(const bench_strategy_t* st, size_t slots);
 
 /* What ADAPTIVE's resets of one image in a pool did, per reset, between
  * two looks at its metrics (cowmem_pool_image_metrics, and the pool's
- * flushes): the resets that scanned (PAGEMAP_SCAN), the pages copied back,
+ * flushes): the resets that were quiet (only the hot pages copied back:
+ * nothing faulted) and that scanned (PAGEMAP_SCAN), the pages copied back,
  * and the madvise / process_madvise calls, the resets' own and the queue's
  * flushes (one call for the discards of many blind resets; the pool must
  * serve this image alone). All 0 when no reset was made in between. */
 typedef struct {
   uint64_t resets;
-  double scans, copied, madvise;
+  double quiet, scans, copied, madvise;
 } bench_counts_t;
 typedef struct {
   cowmem_pool_image_metrics_t im;

@@ -51,9 +51,10 @@ bench_look_t bench_counts_look(cowmem_pool_t* pool, const cowmem_image_t* img) {
 }
 
 bench_counts_t bench_counts_between(const bench_look_t* from, const bench_look_t* to) {
-  bench_counts_t c = {to->im.resets - from->im.resets, 0, 0, 0};
+  bench_counts_t c = {to->im.resets - from->im.resets, 0, 0, 0, 0};
   if (c.resets == 0) return c;
   double n = (double)c.resets;
+  c.quiet = (double)(to->im.quiet_resets - from->im.quiet_resets) / n;
   c.scans = (double)(to->im.scans - from->im.scans) / n;
   c.copied = (double)(to->im.copied_pages - from->im.copied_pages) / n;
   c.madvise = (double)(to->im.discard_calls - from->im.discard_calls + to->flushes -

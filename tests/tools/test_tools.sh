@@ -282,7 +282,7 @@ if [ -f "$DEMO" ]; then
   check_json bench.json 'j.rows[0].name === "copy-fresh" && j.rows[0].ratio_instantiate === 1' "bench json: baseline first"
   # pool-adaptive says what each reset did: the 2 written pages copied back
   # (they are the hot set after the warm-up), a scan or not, madvise calls.
-  check_json bench.json 'const a = j.rows.find((r) => r.name === "pool-adaptive"); a.copied_pages_per_reset === 2 && a.scans_per_reset >= 0 && a.scans_per_reset <= 1 && a.madvise_calls_per_reset >= 0 && j.rows.filter((r) => "scans_per_reset" in r).length === 1' "bench json: pool-adaptive per reset"
+  check_json bench.json 'const a = j.rows.find((r) => r.name === "pool-adaptive"); a.copied_pages_per_reset === 2 && a.scans_per_reset >= 0 && a.scans_per_reset <= 1 && a.quiet_per_reset >= 0 && a.quiet_per_reset + a.scans_per_reset <= 1 && a.madvise_calls_per_reset >= 0 && j.rows.filter((r) => "scans_per_reset" in r).length === 1' "bench json: pool-adaptive per reset"
   # Every image page read and 8 written: ADAPTIVE keeps the written pages
   # (and, with PAGEMAP_SCAN, the read ones) mapped, so it makes fewer faults
   # per request than MADVISE, which drops them all.
@@ -296,7 +296,7 @@ if [ -f "$DEMO" ]; then
   check_json benchl.json 'j.dirty_pages === 2 && j.dirty_lines === 64 && j.rows.find((r) => r.name === "pool-adaptive").copied_pages_per_reset === 2' "bench --lines 64 json"
   expect 0 "bench table" -- "$COWMEM" bench "$DEMO" --iterations 20
   grep -q "^copy-fresh" out.txt && grep -q "^pool-madvise" out.txt && ok "bench table rows" || fail "bench table rows"
-  grep -Eq "^pool-adaptive, per reset: [0-9.]+ scans, [0-9.]+ copied pages, [0-9.]+ madvise calls" out.txt && ok "bench: pool-adaptive per reset" || fail "bench: pool-adaptive per reset"
+  grep -Eq "^pool-adaptive, per reset: [0-9.]+ quiet, [0-9.]+ scans, [0-9.]+ copied pages, [0-9.]+ madvise calls" out.txt && ok "bench: pool-adaptive per reset" || fail "bench: pool-adaptive per reset"
   grep -Eq "^pool-adaptive cycle against Wasmtime's modes .*default [0-9.]+x, keep_resident [0-9.]+x, pagemap_scan [0-9.]+x" out.txt && ok "bench: ratios to Wasmtime's modes" || fail "bench: Wasmtime ratios"
   # scaling: every row, controls and Wasmtime's pagemap mode included, with a ratio
   for how in threads processes; do

@@ -527,8 +527,9 @@ typedef enum {
    * slot's last reset (getrusage, every thread), the hot set is the same and
    * the memory did not grow, nothing but a hot page can have changed, and
    * copying the hot pages back is the whole reset. Tried where it is the
-   * cheaper way; never where transparent huge pages are "always", nor with
-   * COWMEM_OPTION_NO_FAULT_COUNT.
+   * cheaper way; never with COWMEM_OPTION_NO_FAULT_COUNT. (Pool and slot
+   * memory is kept in base pages, MADV_NOHUGEPAGE: khugepaged would make
+   * pages writable without a fault.)
    * The hot set is learned by comparing contents on sampled resets. Learning
    * samples one reset in sample_every (and sooner while instances write pages
    * outside the hot set; up to 4 times less often while they write exactly

@@ -599,65 +599,19 @@ int cowmem__os_private_map(void* addr, size_t len, uint8_t* vec) {
 }
 
 /* ---- the process's page faults ---- */
-#include <dirent.h>
-#include <stdio.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 
-/* Is the bracketed choice of a transparent huge page "enabled" file
- * "always" (or "inherit", which takes the top file's)? -1: unreadable. */
-static int os_thp_choice(const char* path, const char* word) {
-  FILE* f = fopen(path, "re");
-  if (f == NULL) return -1;
-  char line[128];
-  bool got = fgets(line, sizeof line, f) != NULL;
-  fclose(f);
-  if (!got) return -1;
-  char want[16];
-  snprintf(want, sizeof want, "[%s]", word);
-  return strstr(line, want) != NULL;
+int cowmem__os_no_huge_pages(void* addr, size_t len) {
+  COWMEM__OS_INJECT(COWMEM__OS_madvise);
+  cowmem__os_count(COWMEM__OS_madvise);
+  if (madvise(addr, len, MADV_NOHUGEPAGE) == 0) return 0;
+  return errno == EINVAL ? 0 : errno; /* no transparent huge pages here */
 }
 
-/* Can khugepaged collapse memory we did not advise (MADV_HUGEPAGE)? Then a
- * collapse may make absent anonymous pages writable with no fault taken. */
-static bool os_thp_collapses(void) {
-  if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1) return false;
-  const char* dir = "/sys/kernel/mm/transparent_hugepage";
-  char path[320];
-  snprintf(path, sizeof path, "%s/enabled", dir);
-  int top = os_thp_choice(path, "always");
-  if (top < 0) {
-    DIR* d = opendir(dir);
-    if (d == NULL) return errno != ENOENT; /* no THP at all, or unknown */
-    closedir(d);
-    return true;
-  }
-  if (top == 1) return true;
-  DIR* d = opendir(dir);
-  if (d == NULL) return true;
-  bool any = false;
-  struct dirent* e;
-  while (!any && (e = readdir(d)) != NULL) {
-    if (strncmp(e->d_name, "hugepages-", 10) != 0) continue;
-    snprintf(path, sizeof path, "%s/%s/enabled", dir, e->d_name);
-    int ch = os_thp_choice(path, "always");       /* sizes for shmem only have none */
-    any = ch == 1 || (ch < 0 && errno != ENOENT); /* unreadable: assume so */
-  }
-  closedir(d);
-  return any;
-}
-
-static _Atomic int fault_state; /* 0 unknown, 1 counts are exact, -1 not */
 static _Atomic pid_t fault_pid;
 
 int cowmem__os_fault_count(uint64_t* out) {
   COWMEM__OS_INJECT(COWMEM__OS_other);
-  int st = atomic_load_explicit(&fault_state, memory_order_relaxed);
-  if (st == 0) {
-    st = os_thp_collapses() ? -1 : 1;
-    atomic_store_explicit(&fault_state, st, memory_order_relaxed);
-  }
-  if (st < 0) return ENOTSUP;
   pid_t pid = atomic_load_explicit(&fault_pid, memory_order_relaxed);
   if (!os_same_process(pid)) {
     pid = getpid();

@@ -245,13 +245,17 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, voi
  * starts again at 0) never compare equal while below 2^40. Every fault
  * that maps a page counts (a write to a page not writable, a read of an
  * absent one, a system call's copy into memory of this process), so an
- * unchanged count means no page of the process became present or writable
- * in between. ENOTSUP where that does not hold or cannot be known:
- * khugepaged may collapse anonymous memory into a huge page, making absent
- * pages writable without a fault, where transparent huge pages (any size)
- * are "always" (not "madvise" or "never"); the file is read once. posix:
- * ENOSYS. */
+ * unchanged count means no page became present or writable in between, in
+ * memory kept in base pages (cowmem__os_no_huge_pages: khugepaged, which
+ * collapses anonymous memory into huge pages, makes absent pages present
+ * and writable with no fault). posix: ENOSYS. */
 int cowmem__os_fault_count(uint64_t* out);
+/* Keep [addr, addr+len) in base pages: no huge page is faulted in or
+ * collapsed there by khugepaged (Linux: MADV_NOHUGEPAGE, which mappings
+ * split by mprotect keep and a new mapping over the range does not; a
+ * kernel without transparent huge pages has nothing to keep: 0). Counted
+ * as a madvise. posix: 0. */
+int cowmem__os_no_huge_pages(void* addr, size_t len);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

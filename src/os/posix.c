@@ -107,6 +107,12 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
   return ENOSYS;
 }
 
+int cowmem__os_no_huge_pages(void* addr, size_t len) {
+  (void)addr;
+  (void)len;
+  return 0;
+}
+
 /* What ru_minflt counts elsewhere is not known to include every fault. */
 int cowmem__os_fault_count(uint64_t* out) {
   (void)out;

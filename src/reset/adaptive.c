@@ -523,8 +523,12 @@ static bool quiet_cheaper(const cowmem__adaptive_t* a, const image_state_t* st) 
   uint64_t blind =
       10 + (runs + 1) * 10 + clean * 20 + (tables > 1 ? (tables - 1) * 40 : 0);
   /* Blind discards taking turns with another thread's: the quiet way
-   * makes none. */
-  return blind > QUIET_COST || cowmem__os_discard_contended();
+   * makes none. Only where there are hot pages, whose discard flushes
+   * other CPUs' TLBs: with none, the queued discard of untouched gaps is
+   * cheap, and the count's getrusage, which two threads asking at once
+   * pay for, is not (bench_adaptive's threads at K=0: 1.08-1.19x one
+   * thread with the condition, 0.96x without, same sitting). */
+  return blind > QUIET_COST || (LOAD(st->hs.pages) > 0 && cowmem__os_discard_contended());
 }
 
 /* Ask the count at this reset? */

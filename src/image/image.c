@@ -425,8 +425,7 @@ int cowmem__image_verify_reuse(const cowmem_image_t* img) {
 int cowmem__image_remove(const cowmem_image_t* img, uint8_t* base) {
   if (img == NULL || img->len == 0) return 0;
   if (!image_mapped(img)) return cowmem__os_discard(base + img->mem_offset, img->len);
-  int e = cowmem__os_map_anon(base + img->mem_offset, img->len, COWMEM__PROT_RW);
-  return e ? e : cowmem__os_no_huge_pages(base + img->mem_offset, img->len);
+  return cowmem__os_map_anon(base + img->mem_offset, img->len, COWMEM__PROT_RW);
 }
 
 void cowmem__image_after_discard(const cowmem_image_t* img, uint8_t* base) {

@@ -601,7 +601,12 @@ int cowmem__os_private_map(void* addr, size_t len, uint8_t* vec) {
 /* ---- the process's page faults ---- */
 #include <sys/resource.h>
 
-int cowmem__os_no_huge_pages(void* addr, size_t len) {
+/* MADV_NOHUGEPAGE: no huge page is faulted in or collapsed there by
+ * khugepaged, which makes absent pages present and writable with no fault
+ * counted. Mappings split by mprotect keep the advice; a new mapping over
+ * the range does not, hence the advice at every reservation and fresh
+ * mapping. A kernel without transparent huge pages has nothing to keep. */
+static int os_base_pages(void* addr, size_t len) {
   COWMEM__OS_INJECT(COWMEM__OS_madvise);
   cowmem__os_count(COWMEM__OS_madvise);
   if (madvise(addr, len, MADV_NOHUGEPAGE) == 0) return 0;

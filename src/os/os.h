@@ -49,14 +49,19 @@ uint64_t cowmem__os_coarse_ns(void);
 uint64_t cowmem__os_now_ns(void);
 
 /* Reserve len bytes of inaccessible address space (PROT_NONE, no commit
- * charge). *out receives the base. */
+ * charge). *out receives the base. Like every mapping made here (and
+ * cowmem__os_map_anon), it is kept in base pages (Linux: MADV_NOHUGEPAGE,
+ * one madvise counted), so that only a counted fault makes a page of it
+ * present or writable (cowmem__os_fault_count). */
 int cowmem__os_reserve(size_t len, void** out);
 /* Unmap a whole reservation made by cowmem__os_reserve (or any range the
  * caller owns). */
 int cowmem__os_unmap(void* addr, size_t len);
 /* Replace [addr, addr+len) with fresh anonymous private memory (zeros) of
- * the given protection. The range stays mapped whatever happens: on failure
- * the old mapping is still there (MAP_FIXED replaces atomically). */
+ * the given protection, kept in base pages. The range stays mapped
+ * whatever happens: if the mapping fails the old one is still there
+ * (MAP_FIXED replaces atomically); if only the advice fails, the range is
+ * the fresh memory and the error is returned. */
 int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot);
 /* Map [off, off+len) of fd privately (copy-on-write) at addr, replacing what
  * was there. off page-aligned. Linux only; posix returns ENOSYS. */
@@ -246,16 +251,10 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn, voi
  * that maps a page counts (a write to a page not writable, a read of an
  * absent one, a system call's copy into memory of this process), so an
  * unchanged count means no page became present or writable in between, in
- * memory kept in base pages (cowmem__os_no_huge_pages: khugepaged, which
- * collapses anonymous memory into huge pages, makes absent pages present
- * and writable with no fault). posix: ENOSYS. */
+ * memory kept in base pages (as cowmem__os_reserve and cowmem__os_map_anon
+ * keep it: khugepaged, which collapses anonymous memory into huge pages,
+ * makes absent pages present and writable with no fault). posix: ENOSYS. */
 int cowmem__os_fault_count(uint64_t* out);
-/* Keep [addr, addr+len) in base pages: no huge page is faulted in or
- * collapsed there by khugepaged (Linux: MADV_NOHUGEPAGE, which mappings
- * split by mprotect keep and a new mapping over the range does not; a
- * kernel without transparent huge pages has nothing to keep: 0). Counted
- * as a madvise. posix: 0. */
-int cowmem__os_no_huge_pages(void* addr, size_t len);
 /* Where PAGEMAP_SCAN is missing: vec[i] (one byte per page of [addr,
  * addr+len), at most 512 pages) gets bit 0 set if page i may have been
  * written by this process. Linux reads /proc/self/pagemap (every kernel

@@ -107,7 +107,7 @@ int cowmem__os_mapped_ranges(void* addr, size_t len, cowmem__os_range_fn fn,
   return ENOSYS;
 }
 
-int cowmem__os_no_huge_pages(void* addr, size_t len) {
+static int os_base_pages(void* addr, size_t len) {
   (void)addr;
   (void)len;
   return 0;

@@ -16,6 +16,8 @@
 
 /* Backend: is the process at its mapping limit (after an ENOMEM)? */
 static bool os_at_map_limit(void);
+/* Backend: keep [addr, addr+len) in base pages (cowmem__os_reserve). */
+static int os_base_pages(void* addr, size_t len);
 
 /* ENOMEM from a mapping call: the map limit, or memory. */
 static int os_nomem(int e) {
@@ -65,6 +67,12 @@ int cowmem__os_reserve(size_t len, void** out) {
   void* p = mmap(NULL, len, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return os_nomem(errno);
+  int e = os_base_pages(p, len);
+  if (e) {
+    cowmem__os_count(COWMEM__OS_munmap);
+    munmap(p, len);
+    return e;
+  }
   *out = p;
   return 0;
 }
@@ -82,7 +90,7 @@ int cowmem__os_map_anon(void* addr, size_t len, cowmem__prot_t prot) {
   cowmem__os_count(COWMEM__OS_mmap);
   void* p = mmap(addr, len, os_prot(prot),
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? os_nomem(errno) : 0;
+  return p == MAP_FAILED ? os_nomem(errno) : os_base_pages(addr, len);
 }
 
 

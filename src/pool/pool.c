@@ -193,10 +193,6 @@ int cowmem_pool_new(const cowmem_pool_config_t* cfg, cowmem_pool_t** out,
   }
   void* base = NULL;
   int e = cowmem__os_reserve(total, &base);
-  /* Base pages only: a quiet reset trusts that no page becomes writable
-   * without a fault (src/reset/adaptive.c). */
-  if (e == 0 && (e = cowmem__os_no_huge_pages(base, total)) != 0)
-    cowmem__os_unmap(base, total);
   if (e) {
     cowmem__reset_free(pool->reset);
     cowmem__idle_free(pool->idle);

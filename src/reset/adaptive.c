@@ -498,11 +498,11 @@ static inline void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
  * What this trusts, beyond the kernel counting faults: nothing makes an
  * absent page writable without a fault. khugepaged does, collapsing
  * anonymous memory into a huge page (where transparent huge pages are
- * "always"), so a pool's memory is kept in base pages
- * (cowmem__os_no_huge_pages, at its reservation and wherever the slot
- * maps anonymous memory anew). A debugger writing through /proc/pid/mem
- * or process_vm_writev from another process faults in that process; like
- * any write from outside, it is not the instance's. */
+ * "always"), so a pool's memory is kept in base pages (the OS layer
+ * advises so at every reservation and fresh anonymous mapping). A
+ * debugger writing through /proc/pid/mem or process_vm_writev from
+ * another process faults in that process; like any write from outside,
+ * it is not the instance's. */
 #define QUIET_TRIES 8
 #define QUIET_PROBE 32
 

@@ -67,8 +67,6 @@ int cowmem_slot_new(size_t reserve, cowmem_slot_t** out) {
     return COWMEM_EINVAL;
   void* base = NULL;
   int e = cowmem__os_reserve(reserve, &base);
-  if (e == 0 && (e = cowmem__os_no_huge_pages(base, reserve)) != 0)
-    cowmem__os_unmap(base, reserve);
   if (e) return cowmem__err_from_os(e);
   int r = slot_init(base, reserve, true, out);
   if (r != 0) cowmem__os_unmap(base, reserve);
@@ -98,7 +96,6 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
   if (slot == NULL) return COWMEM_EINVAL;
   if (slot->state == COWMEM_SLOT_EMPTY) return 0;
   int e = cowmem__os_map_anon(slot->base, slot->reserve, COWMEM__PROT_NONE);
-  if (e == 0) e = cowmem__os_no_huge_pages(slot->base, slot->reserve);
   if (e) {
     slot->state = COWMEM_SLOT_BROKEN;
     return cowmem__err_from_os(e);

@@ -703,8 +703,9 @@ typedef struct cowmem_pool_metrics_s {
   uint64_t releases;
   uint64_t resets[COWMEM_RESET_COUNT_]; /* by strategy */
   uint64_t decommits;        /* slots decommitted (warm cap, orphans, trim) */
-  uint64_t flushes;          /* flushes of that queue (of each queue, one
-                                discard call each) */
+  uint64_t flushes;          /* flushes of that queue (of each queue) that
+                                made a discard call (one each; a flush of
+                                quiet resets only makes none) */
   uint64_t failures;         /* failed system calls under acquire/release */
   uint64_t idle_resident_bytes; /* resident bytes in idle slots' accessible
                                    ranges (mincore; shared image pages too) */

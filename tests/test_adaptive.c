@@ -347,6 +347,10 @@ TEST_IMPL(metrics_count_every_thread) {
     pthread_join(th[i], NULL);
     ASSERT_EQ(args[i].err, 0);
   }
+  /* A pool counts a reset once it is done: blind and quiet ones may wait
+   * in the queue for their discard or their count (and a quiet one whose
+   * count moved settles then, copying more). */
+  ASSERT_OK(cowmem_pool_flush(pool));
   cowmem_pool_image_metrics_t im;
   ASSERT_OK(cowmem_pool_image_metrics(pool, NULL, &im));
   ASSERT_EQ(im.resets, N * 96);
@@ -354,9 +358,6 @@ TEST_IMPL(metrics_count_every_thread) {
    * pages at least, and with a scan exactly those. */
   ASSERT_GE(im.copied_pages + im.discarded_pages, 2 * N * 96);
   cowmem_pool_metrics_t pm;
-  /* A pool counts a reset once it is done: blind ones may wait in the
-   * queue for their discard. */
-  ASSERT_OK(cowmem_pool_flush(pool));
   ASSERT_OK(cowmem_pool_metrics(pool, &pm));
   ASSERT_EQ(pm.pending, 0);
   ASSERT_UEQ(pm.resets[COWMEM_RESET_ADAPTIVE], N * 96);
@@ -803,6 +804,31 @@ static int release_settles(cowmem_pool_t* pool, cowmem_image_t* img, cowmem_slot
   return 0;
 }
 
+/* n requests writing the 3 hot pages (and the pool flushed): every reset
+ * quiet, copying those pages back, with no system call but the count's
+ * (their number into *counts): no scan, no madvise, no mapping. */
+static int all_quiet(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial,
+                     const size_t* hot, int n, uint64_t* counts) {
+  cowmem_pool_image_metrics_t im0, im1;
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im0));
+  cowmem_stats_t st0, st1;
+  cowmem_stats_get(&st0);
+  uint8_t* base = NULL;
+  for (int i = 0; i < n; i++)
+    CHECK(cycle_write(pool, img, initial, hot, 3, &base));
+  ASSERT_OK(cowmem_pool_flush(pool));
+  cowmem_stats_get(&st1);
+  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im1));
+  ASSERT_UEQ(im1.quiet_resets - im0.quiet_resets, (uint64_t)n);
+  ASSERT_UEQ(im1.scans, im0.scans);
+  ASSERT_UEQ(im1.discard_calls, im0.discard_calls);
+  ASSERT_UEQ(im1.copied_pages - im0.copied_pages, (uint64_t)n * 3);
+  ASSERT_UEQ(st1.sys_madvise + st1.sys_process_madvise + st1.sys_mprotect + st1.sys_mmap,
+             st0.sys_madvise + st0.sys_process_madvise + st0.sys_mprotect + st0.sys_mmap);
+  *counts = st1.sys_other - st0.sys_other;
+  return 0;
+}
+
 /* Instances that write only hot pages fault nothing: their resets copy
  * the hot pages back and make no other system call than the count's (no
  * scan, no madvise). One that writes any other page, itself or through a
@@ -816,22 +842,9 @@ TEST_IMPL(quiet_when_nothing_faults) {
   ASSERT_NOT_NULL(img);
   size_t initial = 32 * PS, hot[] = {3, 7, 20};
   CHECK(until_quiet(pool, img, initial, hot, 3));
-  cowmem_pool_image_metrics_t im0, im1;
-  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im0));
-  cowmem_stats_t st0, st1;
-  cowmem_stats_get(&st0);
-  uint8_t* base = NULL;
-  for (int i = 0; i < 16; i++)
-    CHECK(cycle_write(pool, img, initial, hot, 3, &base));
-  cowmem_stats_get(&st1);
-  ASSERT_OK(cowmem_pool_image_metrics(pool, img, &im1));
-  ASSERT_UEQ(im1.quiet_resets - im0.quiet_resets, 16);
-  ASSERT_UEQ(im1.scans, im0.scans);
-  ASSERT_UEQ(im1.discard_calls, im0.discard_calls);
-  ASSERT_UEQ(im1.copied_pages - im0.copied_pages, 16 * 3);
-  ASSERT_UEQ(st1.sys_madvise + st1.sys_process_madvise + st1.sys_mprotect + st1.sys_mmap,
-             st0.sys_madvise + st0.sys_process_madvise + st0.sys_mprotect + st0.sys_mmap);
-  ASSERT_UEQ(st1.sys_other - st0.sys_other, 16); /* the count */
+  uint64_t counts = 0;
+  CHECK(all_quiet(pool, img, initial, hot, 16, &counts));
+  ASSERT_UEQ(counts, 16);
 
   /* A page outside the hot set, written by the instance. */
   cowmem_slot_t* s = NULL;
@@ -859,6 +872,80 @@ TEST_IMPL(quiet_when_nothing_faults) {
   m = cowmem_slot_base(s);
   m[40 * PS] = 0x5a;
   CHECK(release_settles(pool, img, s, initial, 48 * PS));
+
+  cowmem__adaptive_test_mode(0);
+  ASSERT_OK(cowmem_pool_free(pool));
+  cowmem_image_release(img);
+  return 0;
+}
+
+/* Every slot of a queued pool (8 slots, queues of 4) after a failed
+ * check: one acquired at a time (the queues flushed first), each holds
+ * image and zeros. */
+static int queued_slots_exact(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial) {
+  cowmem_slot_t* s[8];
+  ASSERT_OK(cowmem_pool_flush(pool));
+  for (int i = 0; i < 8; i++) {
+    ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s[i]));
+    CHECK(expect_image(s[i], img));
+  }
+  for (int i = 0; i < 8; i++)
+    ASSERT_OK(cowmem_pool_release(pool, s[i]));
+  return 0;
+}
+
+/* In a pool whose resets queue, a quiet reset copies the hot pages back at
+ * release and leaves the count to the queue's flush: one count for the
+ * whole queue. A slot whose instance faulted (a write of its own, or the
+ * kernel's copy into it) is settled at the flush instead. */
+TEST_IMPL(quiet_queued_one_count_a_flush) {
+  PS = cowmem_page_size();
+  uint64_t f;
+  if (cowmem__os_fault_count(&f) != 0) TEST_SKIP("no exact fault count here");
+  cowmem__adaptive_test_mode(3);
+  cowmem_pool_t* pool = make_pool(COWMEM_RESET_ADAPTIVE, 8, 64, 8, 1000);
+  ASSERT_NOT_NULL(pool);
+  cowmem_image_t* img = holed_image(0, 16, 8, 10, 0x31);
+  ASSERT_NOT_NULL(img);
+  size_t initial = 32 * PS, hot[] = {3, 7, 20};
+  uint8_t* base = NULL;
+  /* Rounds of 8 requests and a flush, until a whole round was quiet. */
+  bool steady = false;
+  for (int round = 0; round < 32 && !steady; round++) {
+    uint64_t q = quiet_count(pool, img);
+    for (int i = 0; i < 8; i++)
+      CHECK(cycle_write(pool, img, initial, hot, 3, &base));
+    ASSERT_OK(cowmem_pool_flush(pool));
+    steady = quiet_count(pool, img) - q == 8;
+  }
+  ASSERT_TRUE(steady);
+  uint64_t counts = 0;
+  CHECK(all_quiet(pool, img, initial, hot, 32, &counts));
+  /* One count a flush: a queue of 4 flushes 8 times in 32 releases. */
+  ASSERT_GE(counts, 1);
+  ASSERT_LE(counts, 32 / 2);
+
+  /* A page outside the hot set, written by the instance. */
+  cowmem_slot_t* s = NULL;
+  uint64_t q = quiet_count(pool, img);
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
+  ((uint8_t*)cowmem_slot_base(s))[25 * PS + 9] = 0x5a;
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  CHECK(queued_slots_exact(pool, img, initial));
+  ASSERT_UEQ(quiet_count(pool, img), q);
+
+  /* The same through read(2): the kernel's copy faults the page in. */
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_EQ(write(fds[1], "leak", 4), 4);
+  ASSERT_OK(cowmem_pool_acquire(pool, img, initial, initial, &s));
+  ASSERT_EQ(read(fds[0], (uint8_t*)cowmem_slot_base(s) + 26 * PS + 9, 4), 4);
+  close(fds[0]);
+  close(fds[1]);
+  q = quiet_count(pool, img);
+  ASSERT_OK(cowmem_pool_release(pool, s));
+  CHECK(queued_slots_exact(pool, img, initial));
+  ASSERT_UEQ(quiet_count(pool, img), q);
 
   cowmem__adaptive_test_mode(0);
   ASSERT_OK(cowmem_pool_free(pool));
@@ -1526,4 +1613,31 @@ TEST_IMPL(reads_stay_mapped) {
   CHECK(reads_stay_mapped_in(1));
   return reads_stay_mapped_in(8);
 }
-TEST_MAIN(TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan) TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(budget_bounds_hot_set) TEST_ENTRY(fork_child_resets) TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(metrics_count_every_thread) TEST_ENTRY(adaptive_failures) TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each) TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards) TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped) TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(blind_copies_owned_hot_pages) TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(queue_waits_not_for_the_turn) TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(queue_keeps_size_among_images) TEST_ENTRY(flush_counts_each_queue) TEST_ENTRY(quiet_when_nothing_faults) TEST_ENTRY(quiet_not_after_hot_set_changes) TEST_ENTRY(fault_count_counts) TEST_ENTRY(quiet_not_after_grow) TEST_ENTRY(quiet_memory_in_base_pages))
+TEST_MAIN(
+    TEST_ENTRY(sampling_backs_off) TEST_ENTRY(sampling_backs_off_scan_each) TEST_ENTRY(
+        hot_set_follows_workload) TEST_ENTRY(hot_set_follows_workload_no_scan)
+        TEST_ENTRY(hot_set_keeps_rewritten_pages) TEST_ENTRY(
+            budget_bounds_hot_set) TEST_ENTRY(fork_child_resets)
+            TEST_ENTRY(threads_adaptive) TEST_ENTRY(threads_adaptive_no_scan) TEST_ENTRY(
+                metrics_count_every_thread) TEST_ENTRY(adaptive_failures)
+                TEST_ENTRY(many_ranges) TEST_ENTRY(adaptive_config) TEST_ENTRY(
+                    adaptive_metrics) TEST_ENTRY(adaptive_metrics_scan_each)
+                    TEST_ENTRY(scan_while_another_discards) TEST_ENTRY(
+                        scan_after_waiting_for_discard) TEST_ENTRY(fork_while_another_discards)
+                        TEST_ENTRY(scan_when_hot_set_scattered) TEST_ENTRY(
+                            blind_when_hot_pages_spread) TEST_ENTRY(reads_stay_mapped)
+                            TEST_ENTRY(blind_walks_hot_runs) TEST_ENTRY(
+                                blind_copies_owned_hot_pages)
+                                TEST_ENTRY(blind_resets_queue_their_discard) TEST_ENTRY(
+                                    queue_waits_not_for_the_turn)
+                                    TEST_ENTRY(exited_threads_queue_flushed) TEST_ENTRY(
+                                        queue_keeps_size_among_images)
+                                        TEST_ENTRY(flush_counts_each_queue) TEST_ENTRY(
+                                            quiet_when_nothing_faults)
+                                            TEST_ENTRY(quiet_queued_one_count_a_flush)
+                                                TEST_ENTRY(
+                                                    quiet_not_after_hot_set_changes)
+                                                    TEST_ENTRY(fault_count_counts)
+                                                        TEST_ENTRY(quiet_not_after_grow)
+                                                            TEST_ENTRY(
+                                                                quiet_memory_in_base_pages))

@@ -531,15 +531,43 @@ static bool quiet_cheaper(const cowmem__adaptive_t* a, const image_state_t* st) 
   return blind > QUIET_COST || (LOAD(st->hs.pages) > 0 && cowmem__os_discard_contended());
 }
 
-/* Ask the count at this reset? */
-static bool quiet_try(const cowmem__adaptive_t* a, const image_state_t* st,
-                      const stripe_t* sp, uint64_t n) {
+/* May this reset lean on the count at all (the option; a thread whose
+ * last tries found it moved asks once in QUIET_PROBE)? */
+static bool quiet_allowed(const cowmem__adaptive_t* a, const stripe_t* sp, uint64_t n) {
 #ifdef COWMEM_TESTING
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
   if (m != 0) return m == 3;
 #endif
-  return a->quiet && (LOAD(sp->unquiet) < QUIET_TRIES || n % QUIET_PROBE == 0) &&
-         quiet_cheaper(a, st);
+  return a->quiet && (LOAD(sp->unquiet) < QUIET_TRIES || n % QUIET_PROBE == 0);
+}
+
+/* Check a stamped slot's count at this reset (alone: paying for the call
+ * alone, not sharing a flush's)? A stamp is made only where the count is
+ * allowed (quiet_allowed), so the backing off is at the stamping. */
+static bool quiet_verifiable(const cowmem__adaptive_t* a, const image_state_t* st,
+                             bool alone) {
+#ifdef COWMEM_TESTING
+  int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
+  if (m != 0) return m == 3;
+#endif
+  return a->quiet && (!alone || quiet_cheaper(a, st));
+}
+
+/* Ask the count at this reset, paying for the call alone? */
+static bool quiet_try(const cowmem__adaptive_t* a, const image_state_t* st,
+                      const stripe_t* sp, uint64_t n) {
+#ifdef COWMEM_TESTING
+  if (atomic_load_explicit(&test_mode, memory_order_relaxed) != 0)
+    return quiet_allowed(a, sp, n);
+#endif
+  return quiet_allowed(a, sp, n) && quiet_cheaper(a, st);
+}
+
+/* Was the slot last settled against hot set version hv (even: no sample
+ * writing it), with a count, over all of its memory as it is now? */
+static bool quiet_stamped(const cowmem_slot_t* slot, uint64_t hv) {
+  return slot->reset_faults != 0 && slot->reset_quiet == hv + 1 && hv % 2 == 0 &&
+         slot->accessible == slot->initial && slot->initial <= slot->reset_span;
 }
 
 /* Copy the hot set of version hv (even) back; false if a sample rewrote it
@@ -669,8 +697,14 @@ static void mark_owned(reset_ctx_t* c, uint64_t version) {
   c->slot->reset_mark = all ? version + 1 : 0;
 }
 
-int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
-                           cowmem__os_range_t* defer, size_t* ndefer) {
+/* How a reset is asked for: at release, or by a flush that found the
+ * count moved since a deferred quiet reset (every page settled now, the
+ * count given or not known). */
+typedef enum { AT_RELEASE, SETTLE_COUNTED, SETTLE_UNCOUNTED } reset_how_t;
+
+static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
+                          cowmem__os_range_t* defer, size_t* ndefer, reset_how_t how,
+                          uint64_t given) {
   bool prof = prof_begin();
   cowmem_image_t* img = slot->image;
   if (slot->accessible == 0 || !cowmem__image_readable(img))
@@ -706,22 +740,54 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   c.limit = limit;
   int si = cowmem__os_stripe(); /* this thread's counters */
   stripe_t* sp = &st->stripe[si];
-  uint64_t n = cowmem__stripe_add(si, &sp->resets, 1);
+  /* A settle after a deferred quiet reset is the same reset, counted once. */
+  uint64_t n =
+      how == AT_RELEASE ? cowmem__stripe_add(si, &sp->resets, 1) : LOAD(sp->resets);
 
   /* A sampled reset scans where it can, and then settles from the scan
    * like any scanning reset: the scan is paid for already, and settling
    * from it needs no madvise when only hot pages were written. */
   bool exact = cowmem__dirty_exact();
   bool due = sample_due(st, sp, a->sample_every, n, 0);
-  /* Quiet: no fault since the slot was last settled, against this hot set. */
-  uint64_t faults = 0;
-  bool counted = quiet_try(a, st, sp, n) && cowmem__os_fault_count(&faults) == 0;
+  uint64_t faults = given;
+  bool counted = how == SETTLE_COUNTED;
   uint64_t hv = atomic_load_explicit(&st->hs.version, memory_order_acquire);
-  if (counted && slot->reset_faults != 0 && slot->reset_quiet != 0 &&
-      slot->accessible == slot->initial && slot->initial <= slot->reset_span) {
-    if (slot->reset_faults != faults) {
+  slot->reset_wait = COWMEM__WAIT_NONE;
+  if (how != AT_RELEASE) {
+    /* The hot pages were copied at release; every page is settled now. */
+  } else if (defer != NULL) {
+    /* Quiet, deferred: the hot pages are copied now, and the count is
+     * asked once for a whole queue at its flush, which finishes the slot
+     * if nothing faulted since it was last settled and settles it
+     * otherwise (cowmem__adaptive_flushed). */
+    if (!due && quiet_stamped(slot, hv) && quiet_verifiable(a, st, false)) {
+      bool whole = quiet_restore(&c, hv, pages);
+      if (c.err) return cowmem__slot_fail(slot, c.err);
+      if (c.copied) cowmem__stripe_add(si, &sp->copied, c.copied);
+      if (whole) {
+        slot->reset_wait = COWMEM__WAIT_VERIFY;
+        *ndefer = 0;
+        prof_end(prof);
+        return COWMEM__ADAPTIVE_DEFERRED;
+      }
+      c.copied = 0;
+      c.blind = c.own_hot = false; /* settle every page below */
+    }
+    /* A scanning reset is not deferred: it asks the count itself. A blind
+     * one that is has it asked at the flush (see the end). */
+    if (exact && (due || scan_each(a, st)) && quiet_allowed(a, sp, n))
+      counted = cowmem__os_fault_count(&faults) == 0;
+  } else {
+    /* Quiet, at once: no fault since the slot was last settled, against
+     * this hot set. Otherwise the count read is the settling reset's
+     * stamp, unless the thread is backing off. */
+    bool verify = quiet_stamped(slot, hv) && quiet_verifiable(a, st, true);
+    counted = (verify || quiet_try(a, st, sp, n)) && cowmem__os_fault_count(&faults) == 0;
+    bool moved = counted && verify && slot->reset_faults != faults;
+    if (moved) {
       cowmem__stripe_add(si, &sp->unquiet, 1);
-    } else if (!due && slot->reset_quiet == hv + 1 && hv % 2 == 0) {
+      counted = quiet_allowed(a, sp, n);
+    } else if (counted && verify && !due) {
       bool whole = quiet_restore(&c, hv, pages);
       if (LOAD(sp->unquiet) != 0)
         atomic_store_explicit(&sp->unquiet, 0, memory_order_relaxed);
@@ -817,6 +883,9 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   slot->reset_quiet = settled ? hv + 1 : 0;
   slot->reset_span = slot->accessible;
   if (deferred) {
+    /* The flush asks the count before its discard: nothing touches the
+     * slot meanwhile, and after the discard only a fault changes it. */
+    if (settled && quiet_allowed(a, sp, n)) slot->reset_wait = COWMEM__WAIT_STAMP;
     prof_end(prof);
     return COWMEM__ADAPTIVE_DEFERRED;
   }
@@ -824,6 +893,46 @@ int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   prof_mark(prof, COWMEM__PHASE_FINISH);
   prof_end(prof);
   return res;
+}
+
+int cowmem__adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
+                           cowmem__os_range_t* defer, size_t* ndefer) {
+  return adaptive_reset(a, slot, defer, ndefer, AT_RELEASE, 0);
+}
+
+bool cowmem__adaptive_flush_count(cowmem_slot_t* const* slots, size_t n,
+                                  uint64_t* faults) {
+  for (size_t i = 0; i < n; i++)
+    if (slots[i]->reset_wait != COWMEM__WAIT_NONE)
+      return cowmem__os_fault_count(faults) == 0;
+  return false;
+}
+
+int cowmem__adaptive_flushed(cowmem__adaptive_t* a, cowmem_slot_t* slot, int err,
+                             bool counted, uint64_t faults) {
+  int wait = slot->reset_wait;
+  slot->reset_wait = COWMEM__WAIT_NONE;
+  if (wait == COWMEM__WAIT_VERIFY) {
+    image_state_t* st = slot->reset_state; /* set: the reset that queued it found it */
+    int si = cowmem__os_stripe();
+    stripe_t* sp = &st->stripe[si];
+    if (counted && faults == slot->reset_faults) {
+      cowmem__stripe_add(si, &sp->quiet, 1);
+      if (LOAD(sp->unquiet) != 0)
+        atomic_store_explicit(&sp->unquiet, 0, memory_order_relaxed);
+      return cowmem__slot_finish_reset(slot);
+    }
+    /* The count read is the settling reset's stamp, unless the thread is
+     * backing off. */
+    if (counted) cowmem__stripe_add(si, &sp->unquiet, 1);
+    bool stamp = counted && quiet_allowed(a, sp, LOAD(sp->resets));
+    int res = adaptive_reset(a, slot, NULL, NULL,
+                             stamp ? SETTLE_COUNTED : SETTLE_UNCOUNTED, faults);
+    return res == COWMEM__ADAPTIVE_DECLINED ? cowmem_slot_reset(slot) : res;
+  }
+  if (err) return cowmem__slot_fail(slot, err);
+  if (wait == COWMEM__WAIT_STAMP && counted) slot->reset_faults = faults;
+  return cowmem__slot_finish_reset(slot);
 }
 
 /* ---- metrics ---- */

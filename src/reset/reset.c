@@ -56,7 +56,7 @@ struct cowmem__reset_s {
   size_t hard, rcap;   /* slots and ranges a queue holds */
   _Atomic size_t size; /* slots a queue flushes at now (ADAPTIVE: DEFER_SLOTS) */
   _Atomic size_t calm; /* ADAPTIVE: flushes at that size since it last changed */
-  _Atomic uint64_t flushes; /* queues flushed (a discard call each) */
+  _Atomic uint64_t flushes; /* queues flushed with a discard call */
   bool empty; /* ADAPTIVE: the ranges should hold no page: the discard takes turns */
   cowmem__adaptive_t* adaptive; /* ADAPTIVE */
 };
@@ -219,8 +219,10 @@ static int reset_adaptive(cowmem__reset_t* r, cowmem_slot_t* slot) {
   if (res != COWMEM__ADAPTIVE_DEFERRED) return res;
   res = queue_push(r, slot, d, nd);
   if (res >= 0) return res;
-  int e = cowmem__os_discard_empty(d, nd);
-  return e ? cowmem__slot_fail(slot, e) : cowmem__slot_finish_reset(slot);
+  uint64_t faults = 0;
+  bool counted = cowmem__adaptive_flush_count(&slot, 1, &faults);
+  int e = nd > 0 ? cowmem__os_discard_empty(d, nd) : 0;
+  return cowmem__adaptive_flushed(r->adaptive, slot, e, counted, faults);
 }
 
 int cowmem__reset(cowmem__reset_t* r, cowmem_slot_t* slot) {
@@ -278,15 +280,22 @@ static int queue_flush(cowmem__reset_t* r, queue_t* q,
   }
   pthread_mutex_unlock(&q->lock);
   if (took) {
-    atomic_fetch_add_explicit(&r->flushes, 1, memory_order_relaxed);
+    if (nr > 0) atomic_fetch_add_explicit(&r->flushes, 1, memory_order_relaxed);
 #ifdef COWMEM_TESTING
     void (*hook)(void*) = atomic_exchange(&flush_hook, NULL);
     if (hook != NULL) hook(flush_hook_arg);
 #endif
-    int e = r->empty ? cowmem__os_discard_empty(ranges, nr)
-                     : cowmem__os_discard_many(ranges, nr);
+    /* ADAPTIVE: the count its slots wait for, read before the discard. */
+    uint64_t faults = 0;
+    bool counted = r->adaptive != NULL && cowmem__adaptive_flush_count(items, n, &faults);
+    int e = nr == 0    ? 0
+            : r->empty ? cowmem__os_discard_empty(ranges, nr)
+                       : cowmem__os_discard_many(ranges, nr);
     for (size_t i = 0; i < n; i++) {
-      int res = e ? cowmem__slot_fail(items[i], e) : cowmem__slot_finish_reset(items[i]);
+      int res = r->adaptive != NULL
+                    ? cowmem__adaptive_flushed(r->adaptive, items[i], e, counted, faults)
+                : e ? cowmem__slot_fail(items[i], e)
+                    : cowmem__slot_finish_reset(items[i]);
       done(arg, items[i], res);
     }
   }

@@ -43,6 +43,7 @@ static void slot_forget_pages(cowmem_slot_t* slot) {
   slot->reset_mark = 0;
   slot->reset_faults = slot->reset_quiet = 0;
   slot->reset_span = 0;
+  slot->reset_wait = 0;
 }
 
 void cowmem__slot_init(cowmem_slot_t* slot, void* base, size_t reserve) {

@@ -30,6 +30,9 @@ struct cowmem_slot_s {
    * accessible size then). Cleared with reset_mark. */
   uint64_t reset_faults, reset_quiet;
   size_t reset_span;
+  /* What a queued slot waits for at its queue's flush, besides the
+   * discard (COWMEM__WAIT_*; set by the reset that queued it). */
+  int reset_wait;
   struct cowmem_pool_s* pool;
   /* Mappings (VMAs) the slot adds to the process now: its read-write pieces
    * (cowmem__image_maps) and the split of the PROT_NONE run it sits in.

@@ -694,7 +694,7 @@ typedef struct cowmem_pool_metrics_s {
   uint64_t cold;             /* idle and decommitted */
   uint64_t never_used;       /* not touched yet */
   uint64_t pending;          /* released, waiting for a flush (BATCHED,
-                                ADAPTIVE's blind resets) */
+                                ADAPTIVE's blind and quiet resets) */
   uint64_t acquires;
   uint64_t affinity_hits;    /* idle slot of the same image reused */
   uint64_t affinity_misses;  /* anything else */

@@ -310,6 +310,7 @@ typedef struct {
   size_t nd;
   bool blind;  /* the reset's way (see discard_flush) */
   bool own_hot; /* blind: every hot page is the slot's own (mark_owned) */
+  bool hot_done; /* the hot pages hold the image already: not copied again */
   size_t runs; /* the hot set's listed runs (read once the sample is done) */
   size_t run;  /* the hot set's listed run settle has reached */
   int err;
@@ -388,6 +389,7 @@ static void restore_flush(reset_ctx_t* c) {
 }
 
 static inline void restore_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  if (c->hot_done) return;
   uint8_t* addr = c->base + (lo << c->shift);
   size_t len = (hi - lo) << c->shift;
   c->copied += hi - lo;
@@ -730,7 +732,7 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   c.cold = c.written = 0;
   c.ncp = c.nd = 0;
   c.blind = false;
-  c.own_hot = false;
+  c.own_hot = c.hot_done = false;
   c.run = 0;
   c.err = 0;
   c.copied = c.discarded = c.calls = 0;
@@ -748,13 +750,16 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
    * like any scanning reset: the scan is paid for already, and settling
    * from it needs no madvise when only hot pages were written. */
   bool exact = cowmem__dirty_exact();
-  bool due = sample_due(st, sp, a->sample_every, n, 0);
+  bool due = how == AT_RELEASE && sample_due(st, sp, a->sample_every, n, 0);
   uint64_t faults = given;
   bool counted = how == SETTLE_COUNTED;
   uint64_t hv = atomic_load_explicit(&st->hs.version, memory_order_acquire);
   slot->reset_wait = COWMEM__WAIT_NONE;
   if (how != AT_RELEASE) {
-    /* The hot pages were copied at release; every page is settled now. */
+    /* The hot pages were copied at release (against this hot set, unless
+     * a sample changed it since); every page is settled now. Not sampled:
+     * the copies would hide what the instance wrote. */
+    c.hot_done = slot->reset_quiet == hv + 1;
   } else if (defer != NULL) {
     /* Quiet, deferred: the hot pages are copied now, and the count is
      * asked once for a whole queue at its flush, which finishes the slot
@@ -816,7 +821,8 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
     cowmem__stripe_add(si, &sp->scans, 1);
     uint64_t misses = c.misses;
     if (misses) cowmem__stripe_add(si, &sp->missed, misses);
-    due = due || (misses && sample_due(st, sp, a->sample_every, n, misses));
+    due = due ||
+          (how == AT_RELEASE && misses && sample_due(st, sp, a->sample_every, n, misses));
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) {
       sample(&c, a, limit, true, sp, n);
@@ -828,8 +834,11 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
     if (c.cold == 0 && !due) {
       /* Only hot pages were written (the steady state): the scan's ranges
        * are the copies, with nothing to decommit. */
-      c.copied = c.written;
-      int e = cowmem__image_restore_many(img, slot->base, c.r, c.n, true, false);
+      int e = 0;
+      if (!c.hot_done) {
+        c.copied = c.written;
+        e = cowmem__image_restore_many(img, slot->base, c.r, c.n, true, false);
+      }
       if (e) c.err = e;
     } else {
       for (size_t i = 0; i < c.n; i++) {

@@ -526,8 +526,11 @@ typedef enum {
    * A quiet reset (Linux): when the process took no page fault since the
    * slot's last reset (getrusage, every thread), the hot set is the same and
    * the memory did not grow, nothing but a hot page can have changed, and
-   * copying the hot pages back is the whole reset. Tried where it is the
-   * cheaper way; never with COWMEM_OPTION_NO_FAULT_COUNT. (Pool and slot
+   * copying the hot pages back is the whole reset. Where resets queue, the
+   * hot pages are copied at release and the slot waits in the queue, whose
+   * flush reads the count once for all its slots (and settles any whose
+   * count moved); elsewhere tried where it is the cheaper way. Never with
+   * COWMEM_OPTION_NO_FAULT_COUNT. (Pool and slot
    * memory is kept in base pages, MADV_NOHUGEPAGE: khugepaged would make
    * pages writable without a fault.)
    * The hot set is learned by comparing contents on sampled resets. Learning

@@ -880,8 +880,8 @@ TEST_IMPL(quiet_when_nothing_faults) {
 }
 
 /* Every slot of a queued pool (8 slots, queues of 4) after a failed
- * check: one acquired at a time (the queues flushed first), each holds
- * image and zeros. */
+ * check: all acquired at once (the queues flushed first), so the one
+ * whose instance faulted is among them, each holds image and zeros. */
 static int queued_slots_exact(cowmem_pool_t* pool, cowmem_image_t* img, size_t initial) {
   cowmem_slot_t* s[8];
   ASSERT_OK(cowmem_pool_flush(pool));

@@ -493,9 +493,10 @@ static inline void settle_bits(reset_ctx_t* c, size_t lo, size_t hi) {
  * The count is the whole process's (getrusage(RUSAGE_SELF)): a host may
  * run an instance on several threads, so one thread's count says nothing.
  * So any fault anywhere makes the next reset of every slot settle again,
- * which is right, only slower. A thread whose last QUIET_TRIES tries all
- * saw faults asks again only once in QUIET_PROBE resets (a workload that
- * writes new pages every time would pay the call for nothing).
+ * which is right, only slower. A thread whose last QUIET_TRIES checks all
+ * saw faults stamps a settled slot with the count only once in
+ * QUIET_PROBE resets (a workload that writes new pages every time would
+ * pay the call for nothing); a stamped slot is always checked.
  *
  * What this trusts, beyond the kernel counting faults: nothing makes an
  * absent page writable without a fault. khugepaged does, collapsing
@@ -533,8 +534,8 @@ static bool quiet_cheaper(const cowmem__adaptive_t* a, const image_state_t* st) 
   return blind > QUIET_COST || (LOAD(st->hs.pages) > 0 && cowmem__os_discard_contended());
 }
 
-/* May this reset lean on the count at all (the option; a thread whose
- * last tries found it moved asks once in QUIET_PROBE)? */
+/* May this reset stamp the slot with the count (the option; a thread
+ * whose last checks found it moved stamps once in QUIET_PROBE)? */
 static bool quiet_allowed(const cowmem__adaptive_t* a, const stripe_t* sp, uint64_t n) {
 #ifdef COWMEM_TESTING
   int m = atomic_load_explicit(&test_mode, memory_order_relaxed);
@@ -555,14 +556,11 @@ static bool quiet_verifiable(const cowmem__adaptive_t* a, const image_state_t* s
   return a->quiet && (!alone || quiet_cheaper(a, st));
 }
 
-/* Ask the count at this reset, paying for the call alone? */
-static bool quiet_try(const cowmem__adaptive_t* a, const image_state_t* st,
-                      const stripe_t* sp, uint64_t n) {
-#ifdef COWMEM_TESTING
-  if (atomic_load_explicit(&test_mode, memory_order_relaxed) != 0)
-    return quiet_allowed(a, sp, n);
-#endif
-  return quiet_allowed(a, sp, n) && quiet_cheaper(a, st);
+/* A check found the count moved: counted against the thread; may the
+ * settling reset stamp the slot with the count read? */
+static bool quiet_moved(const cowmem__adaptive_t* a, int si, stripe_t* sp, uint64_t n) {
+  cowmem__stripe_add(si, &sp->unquiet, 1);
+  return quiet_allowed(a, sp, n);
 }
 
 /* Was the slot last settled against hot set version hv (even: no sample
@@ -786,12 +784,12 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
     /* Quiet, at once: no fault since the slot was last settled, against
      * this hot set. Otherwise the count read is the settling reset's
      * stamp, unless the thread is backing off. */
-    bool verify = quiet_stamped(slot, hv) && quiet_verifiable(a, st, true);
-    counted = (verify || quiet_try(a, st, sp, n)) && cowmem__os_fault_count(&faults) == 0;
-    bool moved = counted && verify && slot->reset_faults != faults;
-    if (moved) {
-      cowmem__stripe_add(si, &sp->unquiet, 1);
-      counted = quiet_allowed(a, sp, n);
+    bool cheaper = quiet_verifiable(a, st, true);
+    bool verify = cheaper && quiet_stamped(slot, hv);
+    counted = cheaper && (verify || quiet_allowed(a, sp, n)) &&
+              cowmem__os_fault_count(&faults) == 0;
+    if (counted && verify && slot->reset_faults != faults) {
+      counted = quiet_moved(a, si, sp, n);
     } else if (counted && verify && !due) {
       bool whole = quiet_restore(&c, hv, pages);
       if (LOAD(sp->unquiet) != 0)
@@ -933,8 +931,7 @@ int cowmem__adaptive_flushed(cowmem__adaptive_t* a, cowmem_slot_t* slot, int err
     }
     /* The count read is the settling reset's stamp, unless the thread is
      * backing off. */
-    if (counted) cowmem__stripe_add(si, &sp->unquiet, 1);
-    bool stamp = counted && quiet_allowed(a, sp, LOAD(sp->resets));
+    bool stamp = counted && quiet_moved(a, si, sp, LOAD(sp->resets));
     int res = adaptive_reset(a, slot, NULL, NULL,
                              stamp ? SETTLE_COUNTED : SETTLE_UNCOUNTED, faults);
     return res == COWMEM__ADAPTIVE_DECLINED ? cowmem_slot_reset(slot) : res;

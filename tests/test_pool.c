@@ -28,6 +28,7 @@ static cowmem_pool_t* small_pool(cowmem_reset_strategy_t reset, size_t slots, si
   cfg.reset = reset;
   cfg.keep_resident = 8 * PS;
   cfg.batch_size = 2;
+  cfg.resident_budget = 16 * PS; /* ADAPTIVE: within the slot */
   cowmem_pool_t* pool = NULL;
   cowmem_diag_t why;
   int r = cowmem_pool_new(&cfg, &pool, &why);
@@ -210,14 +211,18 @@ TEST_IMPL(affinity_and_warm_cap) {
   return 0;
 }
 
+static uint64_t images_live(void) {
+  cowmem_stats_t st;
+  cowmem_stats_get(&st);
+  return st.images_live;
+}
+
 /* An image the caller frees while idle slots map it goes away (its memfd
  * closes) at the pool's next acquire or release; slots in use keep theirs. */
 TEST_IMPL(orphaned_image_leaves_idle_slots) {
   cowmem_pool_t* pool = small_pool(COWMEM_RESET_MADVISE, 4, 4);
   ASSERT_NOT_NULL(pool);
-  cowmem_stats_t st;
-  cowmem_stats_get(&st);
-  uint64_t live0 = st.images_live;
+  uint64_t live0 = images_live();
   cowmem_image_t* a = pattern_image(0, 4 * PS, 1);
   cowmem_image_t* b = pattern_image(0, 4 * PS, 2);
   cowmem_slot_t *s1, *s2, *s3;
@@ -227,25 +232,71 @@ TEST_IMPL(orphaned_image_leaves_idle_slots) {
   ASSERT_OK(cowmem_pool_release(pool, s1));
   cowmem_image_release(a); /* s2 still runs a */
   cowmem_image_release(b); /* s3 still runs b */
-  cowmem_stats_get(&st);
-  ASSERT_UEQ(st.images_live, live0 + 2);
+  ASSERT_UEQ(images_live(), live0 + 2);
   CHECK(expect_exact(s2, cowmem_slot_image(s2)));
   ASSERT_OK(cowmem_pool_release(pool, s2)); /* now only idle slots hold a */
   cowmem_pool_metrics_t m;
   cowmem_slot_t* s4;
   ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &s4));
-  cowmem_stats_get(&st);
-  ASSERT_UEQ(st.images_live, live0 + 1); /* a is gone, b in use */
+  ASSERT_UEQ(images_live(), live0 + 1); /* a is gone, b in use */
   ASSERT_OK(cowmem_pool_metrics(pool, &m));
   ASSERT_UEQ(m.decommits, 2);
   ASSERT_OK(cowmem_pool_release(pool, s3));
   ASSERT_OK(cowmem_pool_release(pool, s4));
   ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &s4));
-  cowmem_stats_get(&st);
-  ASSERT_UEQ(st.images_live, live0);
+  ASSERT_UEQ(images_live(), live0);
   ASSERT_OK(cowmem_pool_release(pool, s4));
   ASSERT_OK(cowmem_pool_free(pool));
   return 0;
+}
+
+/* Pool slots hold every reference of an image once its caller's is gone,
+ * whether they are idle or one still runs it: nobody can acquire it again,
+ * so its idle slots go at the pool's next call without waiting for the
+ * running one, which keeps its memory; that one goes after its release. */
+static int orphan_while_running(cowmem_reset_strategy_t reset) {
+  cowmem_pool_t* pool = small_pool(reset, 8, 8);
+  ASSERT_NOT_NULL(pool);
+  uint64_t live0 = images_live();
+  cowmem_image_t* a = pattern_image(0, 4 * PS, 3);
+  ASSERT_NOT_NULL(a);
+  cowmem_slot_t *s1, *s2, *s3, *s4;
+  ASSERT_OK(cowmem_pool_acquire(pool, a, 8 * PS, 8 * PS, &s1));
+  ASSERT_OK(cowmem_pool_acquire(pool, a, 8 * PS, 8 * PS, &s2));
+  memset(cowmem_slot_base(s2) + 6 * PS, 0x5a, PS); /* s2's instance wrote */
+  ASSERT_OK(cowmem_pool_release(pool, s1));
+  ASSERT_OK(cowmem_pool_flush(pool)); /* s1 idle, whatever the strategy */
+  cowmem_pool_metrics_t m;
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  uint64_t d0 = m.decommits;
+  ASSERT_UEQ(m.warm, 1);
+  cowmem_image_release(a); /* s2 still runs a */
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &s3));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.decommits, d0 + 1); /* s1's slot, by the sweep */
+  ASSERT_UEQ(m.warm, 0);
+  ASSERT_UEQ(images_live(), live0 + 1); /* s2 keeps a */
+  ASSERT_TRUE(cowmem_slot_image(s2) != NULL);
+  ASSERT_UEQ(((uint8_t*)cowmem_slot_base(s2))[6 * PS], 0x5a);
+  ASSERT_UEQ(((uint8_t*)cowmem_slot_base(s2))[7 * PS - 1], 0x5a);
+  ASSERT_OK(cowmem_pool_release(pool, s2));
+  ASSERT_OK(cowmem_pool_acquire(pool, NULL, 8 * PS, 8 * PS, &s4));
+  ASSERT_OK(cowmem_pool_metrics(pool, &m));
+  ASSERT_UEQ(m.decommits, d0 + 2);
+  ASSERT_UEQ(images_live(), live0); /* a is gone */
+  ASSERT_OK(cowmem_pool_release(pool, s3));
+  ASSERT_OK(cowmem_pool_release(pool, s4));
+  ASSERT_OK(cowmem_pool_free(pool));
+  return 0;
+}
+TEST_IMPL(orphan_while_running_madvise) {
+  return orphan_while_running(COWMEM_RESET_MADVISE);
+}
+TEST_IMPL(orphan_while_running_batched) {
+  return orphan_while_running(COWMEM_RESET_BATCHED);
+}
+TEST_IMPL(orphan_while_running_adaptive) {
+  return orphan_while_running(COWMEM_RESET_ADAPTIVE);
 }
 
 typedef struct {
@@ -615,6 +666,8 @@ TEST_MAIN(TEST_ENTRY(no_leak_madvise) TEST_ENTRY(no_leak_keep_resident)
           TEST_ENTRY(no_leak_batched) TEST_ENTRY(oob_on_reuse_madvise)
           TEST_ENTRY(oob_on_reuse_keep_resident) TEST_ENTRY(oob_on_reuse_batched)
           TEST_ENTRY(affinity_and_warm_cap) TEST_ENTRY(orphaned_image_leaves_idle_slots)
+          TEST_ENTRY(orphan_while_running_madvise) TEST_ENTRY(orphan_while_running_batched)
+          TEST_ENTRY(orphan_while_running_adaptive)
           TEST_ENTRY(exhaustion_and_recovery) TEST_ENTRY(address_space_limit)
           TEST_ENTRY(config_errors) TEST_ENTRY(slot_of) TEST_ENTRY(misuse) TEST_ENTRY(ten_thousand_default_slots)
           TEST_ENTRY(threads_stress_madvise) TEST_ENTRY(threads_stress_keep_resident)

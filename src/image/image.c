@@ -1,6 +1,6 @@
 /* Images: a memory's initial contents, built once (build.c) and shared.
  *
- * This file is an image's lifetime and use: its references and the idle
+ * This file is an image's lifetime and use: its references and the pools'
  * ones that make it an orphan, weak references, the check that a FILE
  * image's file is unchanged, and what slots, resets, snapshots and the
  * image-file writer ask of it through image.h (place it in a slot and take
@@ -24,7 +24,7 @@ static _Atomic uint64_t image_next_id = 1;
 /* The fields of cowmem_image_s.refs. */
 #define REF_ONE ((uint64_t)1 << 32)
 #define ORPHAN_BIT ((uint64_t)1 << 31)
-#define IDLE_MASK (ORPHAN_BIT - 1)
+#define POOLED_MASK (ORPHAN_BIT - 1)
 
 cowmem_image_t* cowmem__image_alloc(void) {
   cowmem_image_t* img = cowmem__alloc_lines(1, sizeof *img); /* see refs */
@@ -70,23 +70,25 @@ static void orphan_announce(void) {
   atomic_fetch_add(&cowmem__orphan_epoch, 1);
 }
 
-void cowmem__image_idle_add(cowmem_image_t* image) {
-  uint64_t old = atomic_load(&image->refs), nw;
-  bool orphan;
-  do {
-    nw = old + 1;
-    orphan = !(old & ORPHAN_BIT) && (nw >> 32) == (nw & IDLE_MASK);
-    if (orphan) nw |= ORPHAN_BIT;
-  } while (!atomic_compare_exchange_weak(&image->refs, &old, nw));
-  /* An orphan's slot becoming idle again (flushed from a BATCHED queue),
-   * or a changed image's: the sweep for the announcement that made it one
-   * may have run while the slot was in neither place. */
-  if ((nw & ORPHAN_BIT) || atomic_load_explicit(&image->changed, memory_order_relaxed))
-    orphan_announce();
+cowmem_image_t* cowmem__image_pool_hold(cowmem_image_t* image) {
+  if (image != NULL)
+    atomic_fetch_add_explicit(&image->refs, REF_ONE + 1, memory_order_relaxed);
+  return image;
 }
 
-void cowmem__image_idle_sub(cowmem_image_t* image) {
-  atomic_fetch_sub(&image->refs, 1);
+/* The users' references are unchanged: an image is not made an orphan
+ * here, only freed when this was the last reference. */
+void cowmem__image_pool_drop(cowmem_image_t* image) {
+  if (image == NULL) return;
+  uint64_t old =
+      atomic_fetch_sub_explicit(&image->refs, REF_ONE + 1, memory_order_acq_rel);
+  if ((old >> 32) != 1) return;
+  COWMEM__STAT_DEC(cowmem__stat_images_live);
+  cowmem__image_destroy(image);
+}
+
+void cowmem__image_landed(const cowmem_image_t* image) {
+  if (image != NULL && cowmem__image_orphaned(image)) orphan_announce();
 }
 
 bool cowmem__image_orphaned(const cowmem_image_t* image) {
@@ -159,14 +161,14 @@ void cowmem__image_weak_release(cowmem__image_weak_t* w) {
 
 void cowmem_image_release(cowmem_image_t* image) {
   if (image == NULL) return;
-  /* The orphan flag is set by the decrement itself: after it, the idle
+  /* The orphan flag is set by the decrement itself: after it, the pool
    * slots holding the other references may drop them at any time. */
   uint64_t old = atomic_load_explicit(&image->refs, memory_order_relaxed), nw;
   bool orphan;
   do {
     nw = old - REF_ONE;
-    uint64_t idle = nw & IDLE_MASK;
-    orphan = !(old & ORPHAN_BIT) && idle > 0 && (nw >> 32) == idle;
+    uint64_t pooled = nw & POOLED_MASK;
+    orphan = !(old & ORPHAN_BIT) && pooled > 0 && (nw >> 32) == pooled;
     if (orphan) nw |= ORPHAN_BIT;
   } while (!atomic_compare_exchange_weak_explicit(
       &image->refs, &old, nw, memory_order_acq_rel, memory_order_relaxed));

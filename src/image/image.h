@@ -125,17 +125,22 @@ void cowmem__image_weak_release(cowmem__image_weak_t* w);
 /* Is every byte of p[0, n) zero? n is a multiple of 64. */
 bool cowmem__is_zero(const void* p, size_t n);
 
-/* Orphans: a pool slot holding the image became idle (add) or was taken
- * out of the idle lists (sub). The caller holds the slot's reference
- * throughout, and calls both under the lock of the list that keeps the
- * slot: once that lock is released, another thread may take the slot and
- * drop the reference, the image's last one. add marks the image an orphan
- * when idle slots now hold every reference (nobody can instantiate it
- * again) and bumps cowmem__orphan_epoch, which pools compare with the epoch
- * they last swept at; it bumps it again for an orphan's slot flushed from a
- * BATCHED queue. */
-void cowmem__image_idle_add(cowmem_image_t* image);
-void cowmem__image_idle_sub(cowmem_image_t* image);
+/* Orphans. A slot of a pool takes its reference with pool_hold and drops
+ * it with pool_drop (slots outside pools use retain and release), which
+ * count it among the pools' share; acquiring and releasing a slot that
+ * keeps its image counts nothing. When pool slots hold every reference,
+ * nobody can instantiate the image again (a caller passes an image only
+ * while it holds a reference of its own): the release of the last other
+ * reference marks it an orphan and bumps cowmem__orphan_epoch, which pools
+ * compare with the epoch they last swept at, and their sweeps decommit its
+ * idle slots. A slot that was in use or resetting then becomes idle or
+ * queued later: landed bumps the epoch again for an orphan's (or a changed
+ * image's) slot, called under the lock of the list or queue that now keeps
+ * the slot: once that lock is released, another thread may take the slot
+ * and drop the reference, the image's last one. */
+cowmem_image_t* cowmem__image_pool_hold(cowmem_image_t* image);
+void cowmem__image_pool_drop(cowmem_image_t* image);
+void cowmem__image_landed(const cowmem_image_t* image);
 bool cowmem__image_orphaned(const cowmem_image_t* image);
 extern _Atomic uint64_t cowmem__orphan_epoch;
 

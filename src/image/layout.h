@@ -18,15 +18,16 @@ typedef struct {
 
 struct cowmem_image_s {
   /* References (bits 32-63), the orphan flag (bit 31) and the references
-   * held by idle pool slots (bits 0-30) in one word. When idle slots hold
-   * every reference, nobody can instantiate the image again: it is an
-   * orphan, and pools decommit its idle slots so that its memory is freed.
-   * One word, so that the update that makes the image an orphan (a free, or
-   * a slot becoming idle) sees it in its own read-modify-write: with two
-   * counters, a free and a release racing could each miss the other's.
-   * On a cache line of its own: every acquire and release writes it, and
-   * the fields below are read by every reset on every thread (sharing the
-   * line cost two threads' K=16 cycle 0.3 us on the 2-core VM). */
+   * held by pool slots (bits 0-30) in one word. When pool slots hold every
+   * reference, nobody can instantiate the image again: it is an orphan,
+   * and pools decommit its slots as they become idle, so that its memory
+   * is freed. One word, so that the release that makes the image an orphan
+   * sees the pools' share in its own read-modify-write: with two counters,
+   * a user's release and a slot's could each miss the other's. Written
+   * when a reference is taken or dropped (a slot of a pool changing its
+   * image, a caller's retain and release), not by an acquire or a release
+   * of a slot that keeps its image; on a cache line of its own all the
+   * same: the fields below are read by every reset on every thread. */
   _Alignas(64) _Atomic uint64_t refs;
   _Alignas(64) cowmem_image_kind_t kind;
   uint64_t mem_offset;

@@ -167,11 +167,6 @@ int cowmem__idle_new(entry_t* entries, size_t n, size_t max_warm, cowmem__idle_t
 
 void cowmem__idle_free(cowmem__idle_t* idle) {
   if (idle == NULL) return;
-  for (size_t i = 0; i < idle->n; i++) {
-    entry_t* e = &idle->entries[i];
-    if (atomic_load(&e->state) == COWMEM__ENTRY_WARM && e->slot.image != NULL)
-      cowmem__image_idle_sub(e->slot.image);
-  }
   pthread_mutex_destroy(&idle->sweep_lock);
   free(idle);
 }
@@ -182,7 +177,6 @@ static void warm_take_locked(cowmem__idle_t* idle, list_t* l, entry_t* e, int to
   list_unlink(l, e);
   STAT_ADD(idle, warm, -1);
   if (idle->warm_capped) atomic_fetch_sub(&idle->warm_total, 1);
-  if (e->slot.image != NULL) cowmem__image_idle_sub(e->slot.image);
   entry_set(e, to);
 }
 
@@ -211,10 +205,11 @@ void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
   list_t* l = &idle->buckets[(size_t)cowmem__os_stripe() * BUCKETS + bucket_of(e->key)];
   list_lock(l);
   list_push_head(l, e);
-  /* Under the list's lock (see image.h): once it is released, a trim, a
-   * sweep or another thread's acquire may take the slot and drop its
-   * reference, the image's last one. */
-  if (img != NULL) cowmem__image_idle_add(img);
+  /* An orphan's slot that was elsewhere at the sweep: another one. Under
+   * the list's lock (see image.h): once it is released, a trim, a sweep or
+   * another thread's acquire may take the slot and drop its reference, the
+   * image's last one. */
+  cowmem__image_landed(img);
   list_unlock(l);
 }
 

@@ -52,7 +52,7 @@ typedef struct cowmem__idle_s cowmem__idle_t;
  * decommitted. ENOMEM. */
 int cowmem__idle_new(cowmem__entry_t* entries, size_t n, size_t max_warm,
                      cowmem__idle_t** out);
-/* Every slot must be idle. Drops the references idle slots hold. */
+/* Every slot must be idle; their images are the pool's to drop. */
 void cowmem__idle_free(cowmem__idle_t* idle);
 
 /* An entry for an instance of the image with this key, IN_USE: an idle slot

@@ -245,7 +245,7 @@ int cowmem_pool_free(cowmem_pool_t* pool) {
   cowmem__idle_free(pool->idle);
   for (size_t i = 0; i < pool->cfg.max_slots; i++) {
     cowmem_slot_t* s = &pool->entries[i].slot;
-    cowmem_image_release(s->image);
+    cowmem__image_pool_drop(s->image);
     s->image = NULL;
   }
   cowmem__os_unmap(pool->base, pool->reserve_len);

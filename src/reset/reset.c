@@ -172,10 +172,9 @@ static int reset_keep(cowmem_slot_t* slot, size_t keep) {
  * thread's queue; -1 when it could not be queued (a push onto a full queue
  * happens only while a flush runs; no memory for a new queue): it is reset
  * at once then. FLUSH from the queue's size on, unless the discard would
- * wait for another thread's and there is room (DEFER_SLOTS). A queued
- * slot's image reference counts as an idle one (image.h), under the
- * queue's lock: an image whose other references all go while its slots
- * wait here becomes an orphan, which the pool's next sweep flushes out. */
+ * wait for another thread's and there is room (DEFER_SLOTS). An orphan's
+ * slot (image.h) is announced again when it arrives, under the queue's
+ * lock: the pool's next sweep flushes it out. */
 static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
                       const cowmem__os_range_t* ranges, size_t k) {
   queue_t* q = queue_own(r);
@@ -192,7 +191,7 @@ static int queue_push(cowmem__reset_t* r, cowmem_slot_t* slot,
     }
   }
   if (q->items != NULL && q->n < r->hard && q->nr + k <= r->rcap) {
-    if (slot->image != NULL) cowmem__image_idle_add(slot->image);
+    cowmem__image_landed(slot->image);
     q->items[q->n++] = slot;
     q->pushes++;
     memcpy(q->ranges + q->nr, ranges, k * sizeof *ranges);
@@ -271,10 +270,7 @@ static int queue_flush(cowmem__reset_t* r, queue_t* q,
     ranges = malloc(nr * sizeof *ranges);
   bool took = n > 0 && items != NULL && ranges != NULL;
   if (took) {
-    for (size_t i = 0; i < n; i++) {
-      items[i] = q->items[i];
-      if (items[i]->image != NULL) cowmem__image_idle_sub(items[i]->image);
-    }
+    memcpy(items, q->items, n * sizeof *items);
     memcpy(ranges, q->ranges, nr * sizeof *ranges);
     q->n = q->nr = 0;
   }

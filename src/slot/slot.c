@@ -93,6 +93,18 @@ size_t cowmem__slot_maps_max(void) {
   return cowmem__image_maps_max() + 1;
 }
 
+/* The slot's reference to its image: a pool's slot's counts in the pools'
+ * share, which tells an orphan (image.h). */
+static cowmem_image_t* slot_hold(const cowmem_slot_t* slot, cowmem_image_t* image) {
+  return slot->pool != NULL ? cowmem__image_pool_hold(image) : cowmem_image_retain(image);
+}
+static void slot_drop(const cowmem_slot_t* slot, cowmem_image_t* image) {
+  if (slot->pool != NULL)
+    cowmem__image_pool_drop(image);
+  else
+    cowmem_image_release(image);
+}
+
 int cowmem_slot_decommit(cowmem_slot_t* slot) {
   if (slot == NULL) return COWMEM_EINVAL;
   if (slot->state == COWMEM_SLOT_EMPTY) return 0;
@@ -101,7 +113,7 @@ int cowmem_slot_decommit(cowmem_slot_t* slot) {
     slot->state = COWMEM_SLOT_BROKEN;
     return cowmem__err_from_os(e);
   }
-  cowmem_image_release(slot->image);
+  slot_drop(slot, slot->image);
   slot->image = NULL;
   slot->reset_state = NULL;
   slot_forget_pages(slot);
@@ -173,14 +185,14 @@ int cowmem_slot_instantiate(cowmem_slot_t* slot, size_t initial_size,
     slot->image = NULL;
     slot->reset_state = NULL;
     slot_forget_pages(slot);
-    cowmem_image_release(old);
+    slot_drop(slot, old);
   }
   e = slot_set_accessible(slot, initial_size);
   if (e) return cowmem__slot_fail(slot, e);
   if (image != slot->image) {
     e = cowmem__image_place(image, slot->base);
     if (e) return cowmem__slot_fail(slot, e);
-    slot->image = cowmem_image_retain(image);
+    slot->image = slot_hold(slot, image);
     slot->reset_state = NULL;
     slot_forget_pages(slot);
   }

@@ -476,8 +476,9 @@ COWMEM_API void* cowmem_slot_base(const cowmem_slot_t* slot);
  *
  * Idle slots keep their image mapped ("warm") up to max_warm_slots; past it
  * a released slot is decommitted (zero RSS, "cold"). An image the caller has
- * freed while idle slots still map it is an orphan: the pool decommits
- * those slots on its next acquire or release, so the image's memory goes.
+ * freed while pool slots still map it is an orphan: the pool decommits its
+ * idle slots on its next acquire or release, and a slot still running it
+ * at the next call after the slot's release, so the image's memory goes.
  *
  * Thread safety: acquire, release, flush, trim and metrics may be called
  * from any number of threads at once. Idle slots are kept in shards (by

@@ -104,12 +104,16 @@ static void wt_worker_close(void* state) {
  * reset over all six runs. st NULL: Wasmtime's pagemap_scan mode, each
  * thread on its own memory (no counts). */
 static void throughput(const bench_strategy_t* st, cowmem_image_t* img, size_t k,
-                       size_t iters, double* one, double* two, bench_counts_t* counts) {
+                       double* one, double* two, bench_counts_t* counts) {
   size_t* pages = bench_layout(k, IMG, IMG_AT);
   thr_ctx_t c = {st != NULL ? bench_strategy_pool(st, 16) : NULL, img,
                  work_of(pages, k, 0)};
   bench_worker_t w = {NULL, pool_cycle, NULL, &c};
   if (st == NULL) w = (bench_worker_t){wt_worker_open, wt_worker_cycle, wt_worker_close, &c};
+  /* Runs of about 50 ms, whatever the cycle costs (0.3 us to 150 us here),
+   * so that the two threads overlap for nearly all of each and a moment's
+   * other load on the machine falls on a small part of it. */
+  size_t iters = bench_iters_for(&w, 0.05, 1000);
   *counts = (bench_counts_t){0};
   bench_look_t from = {0};
   if (c.pool != NULL) from = bench_counts_look(c.pool, img);
@@ -278,16 +282,13 @@ int main(void) {
   static const size_t thread_ks[] = {0, 16};
   for (size_t ki = 0; ki < 2; ki++) {
     size_t k = thread_ks[ki];
-    /* Runs of about 50 ms (K=0 cycles take 0.4 us, K=16 2 us), so that the
-     * two threads overlap for nearly all of them. */
-    size_t tn = bench_iters(k == 0 ? 100000 : 25000);
     for (size_t st = 0; st <= bench_nstrategies; st++) {
       const bench_strategy_t* sp = st < bench_nstrategies ? &bench_strategies[st] : NULL;
       /* BATCHED at K=0 only: what its queue adds to a bare cycle. */
       if (sp && sp->reset == COWMEM_RESET_BATCHED && k != 0) continue;
       double t1, t2;
       bench_counts_t n;
-      throughput(sp, img, k, tn, &t1, &t2, &n);
+      throughput(sp, img, k, &t1, &t2, &n);
       printf("  K=%-3zu %-30s 1 thread %9.0f  2 threads %9.0f  (%.2fx)\n", k,
              sp ? sp->name : "wasmtime pagemap_scan, own mem", t1, t2, t2 / t1);
       if (n.resets > 0)

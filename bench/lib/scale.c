@@ -105,6 +105,12 @@ double bench_rate(const bench_worker_t* w, int n, bool procs, size_t iters, int*
   return e ? 0 : total;
 }
 
+size_t bench_iters_for(const bench_worker_t* w, double seconds, size_t probe) {
+  double rate = bench_rate(w, 1, false, probe, NULL);
+  size_t n = rate > 0 ? (size_t)(rate * seconds) : probe;
+  return bench_iters(n > probe ? n : probe);
+}
+
 void bench_scaling(const bench_worker_t* w, int n, bool procs, size_t iters, double* one,
                    double* many) {
   *one = *many = 0;

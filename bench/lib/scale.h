@@ -26,6 +26,11 @@ typedef struct {
  * not NULL, gets its error). n is at most 64. */
 double bench_rate(const bench_worker_t* w, int n, bool procs, size_t iters, int* err);
 
+/* Iterations of w's cycle that one worker runs in about `seconds`: the rate
+ * of a first run of probe cycles, times seconds, times COWMEM_BENCH_SCALE;
+ * never fewer than probe. */
+size_t bench_iters_for(const bench_worker_t* w, double seconds, size_t probe);
+
 /* The best of 3 runs of 1 worker and of n workers, into *one and *many. */
 void bench_scaling(const bench_worker_t* w, int n, bool procs, size_t iters, double* one,
                    double* many);

@@ -205,10 +205,11 @@ void cowmem__idle_put(cowmem__idle_t* idle, entry_t* e) {
   list_t* l = &idle->buckets[(size_t)cowmem__os_stripe() * BUCKETS + bucket_of(e->key)];
   list_lock(l);
   list_push_head(l, e);
-  /* An orphan's slot that was elsewhere at the sweep: another one. Under
-   * the list's lock (see image.h): once it is released, a trim, a sweep or
-   * another thread's acquire may take the slot and drop its reference, the
-   * image's last one. */
+  /* An orphan's slot arriving is announced again: the sweep that the
+   * image's becoming an orphan caused may have run while the slot was in
+   * use or resetting. Under the list's lock (see image.h): once it is
+   * released, a trim, a sweep or another thread's acquire may take the slot
+   * and drop its reference, the image's last one. */
   cowmem__image_landed(img);
   list_unlock(l);
 }

@@ -361,6 +361,13 @@ static bool image_mapped(const cowmem_image_t* img) {
   return img != NULL && img->len > 0 && img->kind != COWMEM_IMAGE_COPY;
 }
 
+bool cowmem__image_file_span(const cowmem_image_t* img, uint64_t* lo, uint64_t* hi) {
+  if (!image_mapped(img)) return false;
+  *lo = img->mem_offset;
+  *hi = cowmem__image_end(img);
+  return true;
+}
+
 size_t cowmem__image_maps(const cowmem_image_t* img, uint64_t size) {
   if (size == 0) return 0;
   if (!image_mapped(img)) return 1;

@@ -16,6 +16,10 @@
 uint64_t cowmem__image_key(const cowmem_image_t* image);
 /* One past the image's last byte in memory; 0 for NULL. */
 uint64_t cowmem__image_end(const cowmem_image_t* image);
+/* Whether the image maps its file (MEMFD, FILE) into a slot, and then the
+ * memory offsets [*lo, *hi) it spans: a page there that the process has not
+ * made its own holds the image's bytes (or the zeros of a hole). */
+bool cowmem__image_file_span(const cowmem_image_t* image, uint64_t* lo, uint64_t* hi);
 
 /* Put the image into memory whose [0, end) is read-write and holds zeros:
  * map its ranges copy-on-write (MEMFD, FILE) or copy its bytes (COPY).

@@ -309,6 +309,9 @@ typedef struct {
   cowmem__os_range_t d[COWMEM__HOTSET_LISTED + 1]; /* a blind reset's gaps */
   size_t nd;
   bool blind;  /* the reset's way (see discard_flush) */
+  /* blind without a scan: the pages [keep_lo, keep_hi) of the image's file
+   * span are discarded only where pagemap shows them the process's own */
+  size_t keep_lo, keep_hi;
   bool own_hot; /* blind: every hot page is the slot's own (mark_owned) */
   bool hot_done; /* the hot pages hold the image already: not copied again */
   size_t runs; /* the hot set's listed runs (read once the sample is done) */
@@ -413,13 +416,49 @@ static void discard_flush(reset_ctx_t* c) {
   c->nd = 0;
 }
 
-static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+static inline void discard_add(reset_ctx_t* c, size_t lo, size_t hi) {
   uint8_t* addr = c->base + (lo << c->shift);
   size_t len = (hi - lo) << c->shift;
   c->discarded += hi - lo;
   if (range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len)) return;
   discard_flush(c);
   range_add(c->d, &c->nd, sizeof c->d / sizeof c->d[0], addr, len);
+}
+
+/* Of the image's file pages in [lo, hi), discard the process's own (written,
+ * or swapped) and keep the rest: they hold the image's bytes, and an
+ * instance that reads them would otherwise fault them in again at every
+ * request (16 faults a request for 10% of a 1 MiB image read, with the
+ * kernel's fault-around), and those faults would keep every reset from
+ * being quiet. Where pagemap cannot say, everything is discarded. */
+static void discard_own(reset_ctx_t* c, size_t lo, size_t hi) {
+  uint8_t vec[512];
+  while (lo < hi) {
+    size_t n = hi - lo < 512 ? hi - lo : 512;
+    if (cowmem__os_private_map(c->base + (lo << c->shift), n << c->shift, vec) != 0) {
+      discard_add(c, lo, hi);
+      return;
+    }
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      while (j < n && (vec[j] & 1) == (vec[i] & 1))
+        j++;
+      if (vec[i] & 1) discard_add(c, lo + i, lo + j);
+      i = j;
+    }
+    lo += n;
+  }
+}
+
+static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
+  size_t a = lo > c->keep_lo ? lo : c->keep_lo, b = hi < c->keep_hi ? hi : c->keep_hi;
+  if (a >= b) {
+    discard_add(c, lo, hi);
+    return;
+  }
+  if (lo < a) discard_add(c, lo, a);
+  discard_own(c, a, b);
+  if (b < hi) discard_add(c, b, hi);
 }
 
 /* Restore the hot pages of [lo, hi) by copy, decommit the others
@@ -730,6 +769,7 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
   c.cold = c.written = 0;
   c.ncp = c.nd = 0;
   c.blind = false;
+  c.keep_lo = c.keep_hi = 0;
   c.own_hot = c.hot_done = false;
   c.run = 0;
   c.err = 0;
@@ -851,6 +891,11 @@ static int adaptive_reset(cowmem__adaptive_t* a, cowmem_slot_t* slot,
     /* Blind: every hot page copied, the rest discarded. Without a scan a
      * sample's candidates are the anonymous pages pagemap shows. */
     c.blind = true;
+    uint64_t flo, fhi;
+    if (!exact && cowmem__image_file_span(img, &flo, &fhi)) {
+      c.keep_lo = (size_t)(flo >> c.shift);
+      c.keep_hi = (size_t)((fhi + c.ps - 1) >> c.shift);
+    }
     prof_mark(prof, COWMEM__PHASE_BOOK);
     if (due) sample(&c, a, limit, false, sp, n);
     prof_mark(prof, COWMEM__PHASE_SAMPLE);

@@ -430,24 +430,25 @@ static inline void discard_add(reset_ctx_t* c, size_t lo, size_t hi) {
  * instance that reads them would otherwise fault them in again at every
  * request (16 faults a request for 10% of a 1 MiB image read, with the
  * kernel's fault-around), and those faults would keep every reset from
- * being quiet. Where pagemap cannot say, everything is discarded. */
+ * being quiet. Only without a scan, so the candidates are pagemap's
+ * (cowmem__dirty_candidates). Where it cannot say, the rest is discarded. */
+typedef struct {
+  reset_ctx_t* c;
+  size_t done; /* pages below it are settled */
+} own_t;
+
+static void discard_own_range(void* arg, uint8_t* addr, size_t len) {
+  own_t* o = arg;
+  size_t lo = (size_t)(addr - o->c->base) >> o->c->shift;
+  o->done = lo + (len >> o->c->shift);
+  discard_add(o->c, lo, o->done);
+}
+
 static void discard_own(reset_ctx_t* c, size_t lo, size_t hi) {
-  uint8_t vec[512];
-  while (lo < hi) {
-    size_t n = hi - lo < 512 ? hi - lo : 512;
-    if (cowmem__os_private_map(c->base + (lo << c->shift), n << c->shift, vec) != 0) {
-      discard_add(c, lo, hi);
-      return;
-    }
-    for (size_t i = 0; i < n;) {
-      size_t j = i;
-      while (j < n && (vec[j] & 1) == (vec[i] & 1))
-        j++;
-      if (vec[i] & 1) discard_add(c, lo + i, lo + j);
-      i = j;
-    }
-    lo += n;
-  }
+  own_t o = {c, lo};
+  if (cowmem__dirty_candidates(c->base + (lo << c->shift), (hi - lo) << c->shift,
+                               discard_own_range, &o) != 0)
+    discard_add(c, o.done, hi);
 }
 
 static inline void discard_pages(reset_ctx_t* c, size_t lo, size_t hi) {
